@@ -1,0 +1,32 @@
+//! Compiles the protobuf contract in `proto/` with protox (pure Rust, so no system `protoc` is
+//! needed) and writes the descriptor set that server reflection serves.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let mut files = Vec::new();
+    collect_protos(Path::new("proto"), &mut files)?;
+    files.sort();
+    let fds = protox::compile(&files, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("lefi_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .generate_default_stubs(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
+
+fn collect_protos(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_protos(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

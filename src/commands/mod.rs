@@ -1,0 +1,131 @@
+//! What each `lefi` subcommand does. `main.rs` parses and dispatches; the work is here.
+
+mod client;
+mod serve;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, DevCertsArgs, DevCertsCommand, OperatorCommand, OperatorRoleArg};
+use crate::domain::OperatorRole;
+use crate::domain::clock::Clock;
+use crate::store::Store;
+
+/// Exit code for a usage or configuration error (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Runs a parsed command line to completion.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => return serve::run(args).await,
+        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::DevCerts(args) => dev_certs(args),
+        Command::Operator { command } => operator(command).await,
+        Command::Client(args) => return client::run_client(args).await,
+        Command::Admin(args) => return client::run_admin(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    let store = Store::connect(url, 2).await?;
+    println!(
+        "migrations applied to {} ({:?})",
+        crate::config::redact_url(url),
+        store.kind()
+    );
+    store.close().await;
+    Ok(())
+}
+
+fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
+    match args.command {
+        None => {
+            let outcome = crate::devcerts::ensure_dev_dir(&args.out, args.force)?;
+            match outcome {
+                crate::devcerts::DevDirOutcome::Created => println!(
+                    "wrote a development CA and certificates to {}: ca.pem ca.key server.pem server.key \
+                     operator.pem operator.key insurer.pem insurer.key municipality.pem municipality.key",
+                    args.out.display()
+                ),
+                crate::devcerts::DevDirOutcome::AlreadyPresent => println!(
+                    "{} already holds every development certificate; use --force to regenerate them",
+                    args.out.display()
+                ),
+            }
+            println!("these are for development only: never use them in production");
+            Ok(())
+        }
+        Some(DevCertsCommand::IssueParty {
+            dir,
+            org_number,
+            name,
+            stem,
+        }) => {
+            let org = crate::domain::OrgNumber::parse(&org_number)
+                .map_err(|e| anyhow::anyhow!("--org-number: {e}"))?;
+            let stem = stem.unwrap_or_else(|| org.as_str().to_string());
+            let (cert, key) = crate::devcerts::issue_party_files(&dir, &org.to_string(), &name, &stem)?;
+            println!("issued a client certificate for {name} ({org}):");
+            println!("  certificate  {}", cert.display());
+            println!("  private key  {}", key.display());
+            println!(
+                "register it for the party with: lefi admin connect --party-id <ID> --cert-file {}",
+                cert.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
+    match command {
+        OperatorCommand::Add {
+            database_url,
+            cert,
+            name,
+            role,
+        } => {
+            let pem = std::fs::read(&cert)
+                .map_err(|e| anyhow::anyhow!("cannot read --cert '{}': {e}", cert.display()))?;
+            let (facts, _) = crate::identity::certificate_facts(&pem)?;
+            let store = Store::connect(&database_url, 2).await?;
+            let role = match role {
+                OperatorRoleArg::Operator => OperatorRole::Operator,
+                OperatorRoleArg::Auditor => OperatorRole::Auditor,
+                OperatorRoleArg::Ingest => OperatorRole::Ingest,
+            };
+            store
+                .upsert_operator(&facts.fingerprint, &name, role, Clock::system().now_micros())
+                .await?;
+            println!(
+                "registered operator {name} ({role}) with certificate {}",
+                facts.fingerprint
+            );
+            store.close().await;
+            Ok(())
+        }
+        OperatorCommand::List { database_url } => {
+            let store = Store::connect(&database_url, 2).await?;
+            println!(
+                "{:<30} {:<9} {:<8} FINGERPRINT (SHA-256)",
+                "NAME", "ROLE", "STATUS"
+            );
+            for op in store.operators().await? {
+                let status = if op.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{:<30} {:<9} {:<8} {}", op.name, op.role, status, op.fingerprint);
+            }
+            store.close().await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What `serve --dev` sets up: development certificates, a demo operator and two demo parties.
+//!
+//! The demo organisations are synthetic; nothing here runs without `--dev`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use time::macros::date;
+
+use crate::devcerts::{DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR};
+use crate::domain::clock::Clock;
+use crate::domain::{OperatorRole, OrgNumber, PartyKind};
+use crate::identity::certificate_facts;
+use crate::store::{NewConnectedParty, Store};
+
+/// What the demo set-up found or created, for the start-up summary.
+#[derive(Debug, Clone)]
+pub struct DemoSummary {
+    pub parties: Vec<String>,
+}
+
+/// Registers the demo operator (all three roles' rights are the `operator` role's; the demo
+/// operator is an `operator`) and the demo parties with the certificates in `certs_dir`.
+/// Idempotent: a second start finds them registered.
+pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Result<DemoSummary> {
+    let now = clock.now_micros();
+    let read = |name: &str| {
+        let path = certs_dir.join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (operator, _) = certificate_facts(&read("operator.pem")?).context("certs-dev/operator.pem")?;
+    store
+        .upsert_operator(&operator.fingerprint, DEMO_OPERATOR, OperatorRole::Operator, now)
+        .await?;
+
+    let mut parties = Vec::new();
+    for (file, (org, name), kind, bases) in [
+        (
+            "insurer.pem",
+            DEMO_INSURER,
+            PartyKind::Insurer,
+            vec!["INS_COORDINATION", "INS_RISK_ASSESSMENT", "INS_CLAIMS"],
+        ),
+        (
+            "municipality.pem",
+            DEMO_MUNICIPALITY,
+            PartyKind::MunicipalAuthority,
+            vec!["AUTH_DUTY_1980_995", "AUTH_SOCIAL_SERVICES"],
+        ),
+    ] {
+        let org_number = OrgNumber::parse(org).context("demo organisation number")?;
+        let (cert, _) = certificate_facts(&read(file)?).with_context(|| format!("certs-dev/{file}"))?;
+        match store.live_party_id_by_org_number(&org_number).await? {
+            Some(party_id) => store.ensure_party_certificate(&party_id, &cert, now).await?,
+            None => {
+                let benefit_codes = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+                store
+                    .insert_connected_party(
+                        &NewConnectedParty {
+                            org_number: org_number.clone(),
+                            name: name.to_string(),
+                            kind,
+                            contact_name: "Demo Kontakt".to_string(),
+                            contact_email: "demo@example.invalid".to_string(),
+                            agreement_id: format!("DEMO-{}", org_number.as_str()),
+                            valid_from: date!(2024 - 01 - 01),
+                            notice_period_days: kind
+                                .agreement_type()
+                                .eq(&crate::domain::party::AgreementType::Avtal)
+                                .then_some(90),
+                            basis_codes: bases.iter().map(|b| (*b).to_string()).collect(),
+                            benefit_codes,
+                            certificates: vec![cert],
+                        },
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        parties.push(format!("{name} ({org_number}, {kind})"));
+    }
+    Ok(DemoSummary { parties })
+}

@@ -1,0 +1,13 @@
+//! Domain types: valid-only values that the rest of the service passes around.
+//!
+//! Invariant: this module imports neither tonic nor sqlx and does no I/O. Raw input becomes a
+//! domain type through a `parse` constructor before anything else happens to it.
+
+pub mod clock;
+pub mod org_number;
+pub mod party;
+pub mod personnummer;
+
+pub use org_number::OrgNumber;
+pub use party::{OperatorRole, PartyKind, PartyState};
+pub use personnummer::Personnummer;

@@ -1,0 +1,303 @@
+//! Who is calling: the verified client certificate becomes a [`PartyPrincipal`] or an
+//! [`OperatorPrincipal`] in exactly one place, [`IdentityLayer`].
+//!
+//! The TLS handshake (see [`crate::tls`]) has already checked the chain against the listener's CA.
+//! This layer then looks up the leaf certificate's SHA-256 fingerprint among the registered
+//! certificates and puts the resolved principal into the request's extensions. Services read the
+//! principal from there and never parse certificates themselves; nothing a client sends inside a
+//! request can change who it is.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use time::Date;
+use tonic::Code;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use crate::domain::clock::{Clock, Micros};
+use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
+use crate::grpc::pb::ErrorReason;
+use crate::grpc::status::{error, store_error};
+use crate::store::{NewCertificate, Store};
+
+/// A party (insurer or authority) whose registered certificate made this call.
+#[derive(Debug, Clone)]
+pub struct PartyPrincipal {
+    pub party_id: String,
+    pub org_number: OrgNumber,
+    pub name: String,
+    pub kind: PartyKind,
+    pub state: PartyState,
+    pub termination_effective: Option<Date>,
+    /// SHA-256 of the client certificate the call came with (lowercase hex).
+    pub fingerprint: String,
+    /// When that certificate expires (microseconds since the epoch).
+    pub certificate_not_after: Micros,
+}
+
+/// An operator at the agency whose registered certificate made this call.
+#[derive(Debug, Clone)]
+pub struct OperatorPrincipal {
+    pub name: String,
+    pub role: OperatorRole,
+    /// SHA-256 of the client certificate the call came with (lowercase hex).
+    pub fingerprint: String,
+}
+
+/// Which API a listener serves, and so which principals it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The party API: registered, non-revoked party certificates of live parties.
+    Party,
+    /// The admin API: registered, non-revoked operator certificates.
+    Admin,
+}
+
+/// The SHA-256 fingerprint of a DER certificate, as lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// Problems reading a certificate someone wants to register.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("no PEM certificate found; paste the certificate beginning with -----BEGIN CERTIFICATE-----")]
+    NoCertificate,
+    #[error("the PEM data is not a valid X.509 certificate")]
+    NotX509,
+}
+
+/// Reads the facts the registry stores about a certificate: fingerprint, subject, serial, validity.
+/// Only the first (leaf) certificate of a PEM bundle counts.
+pub fn certificate_facts(pem: &[u8]) -> Result<(NewCertificate, CertificateDer<'static>), CertificateError> {
+    let der = crate::tls::parse_certs("certificate", pem)
+        .map_err(|_| CertificateError::NoCertificate)?
+        .into_iter()
+        .next()
+        .ok_or(CertificateError::NoCertificate)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|_| CertificateError::NotX509)?;
+    let validity = cert.validity();
+    let facts = NewCertificate {
+        fingerprint: fingerprint(&der),
+        subject: cert.subject().to_string(),
+        serial: cert.raw_serial_as_string(),
+        not_before: validity.not_before.timestamp().saturating_mul(1_000_000),
+        not_after: validity.not_after.timestamp().saturating_mul(1_000_000),
+    };
+    Ok((facts, der))
+}
+
+/// Methods every caller with a verified chain may use without being registered: health checks and
+/// reflection. Everything else needs a registered principal.
+fn is_open_path(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+}
+
+/// Resolves certificates to principals.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    store: Store,
+    clock: Clock,
+    audience: Audience,
+}
+
+impl Resolver {
+    pub fn new(store: Store, clock: Clock, audience: Audience) -> Self {
+        Self {
+            store,
+            clock,
+            audience,
+        }
+    }
+
+    /// Looks up the leaf certificate and decides whether it may call this API at all.
+    async fn resolve(
+        &self,
+        leaf: Option<CertificateDer<'static>>,
+        extensions: &mut http::Extensions,
+    ) -> Result<(), tonic::Status> {
+        let Some(leaf) = leaf else {
+            return Err(error(
+                Code::Unauthenticated,
+                ErrorReason::CertificateRequired,
+                "a client certificate is required; connect with mTLS using the certificate the agency registered for you",
+            ));
+        };
+        let fp = fingerprint(&leaf);
+        let now = self.clock.now_micros();
+        match self.audience {
+            Audience::Party => {
+                let party = self.store.party_by_certificate(&fp).await.map_err(store_error)?;
+                let party = check_party(party, &fp, now, self.clock.today())?;
+                tracing::Span::current().record("party", party.party_id.as_str());
+                extensions.insert(party);
+            }
+            Audience::Admin => {
+                let operator = self
+                    .store
+                    .operator_by_fingerprint(&fp)
+                    .await
+                    .map_err(store_error)?;
+                let Some(operator) = operator else {
+                    return Err(error(
+                        Code::Unauthenticated,
+                        ErrorReason::NotAnOperator,
+                        format!(
+                            "the client certificate (SHA-256 {fp}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"
+                        ),
+                    ));
+                };
+                if operator.revoked_at.is_some() {
+                    return Err(error(
+                        Code::Unauthenticated,
+                        ErrorReason::CertificateRevoked,
+                        "this operator certificate has been revoked; ask for a new one",
+                    ));
+                }
+                tracing::Span::current().record("operator", operator.name.as_str());
+                extensions.insert(OperatorPrincipal {
+                    name: operator.name,
+                    role: operator.role,
+                    fingerprint: fp,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decides whether a registered party certificate may call the party API now.
+pub fn check_party(
+    party: Option<crate::store::CertifiedParty>,
+    fp: &str,
+    now: Micros,
+    today: Date,
+) -> Result<PartyPrincipal, tonic::Status> {
+    let Some(party) = party else {
+        return Err(error(
+            Code::Unauthenticated,
+            ErrorReason::CertificateNotRegistered,
+            format!(
+                "the client certificate (SHA-256 {fp}) chains to the party CA but is not registered for any party; \
+                 ask the agency to register it (technical connection)"
+            ),
+        ));
+    };
+    if party.certificate_revoked_at.is_some_and(|at| at <= now) {
+        return Err(error(
+            Code::Unauthenticated,
+            ErrorReason::CertificateRevoked,
+            "this client certificate has been revoked; connect with another registered certificate",
+        ));
+    }
+    let terminated = party.state == PartyState::Terminated
+        || party
+            .termination_effective
+            .is_some_and(|effective| effective <= today);
+    if terminated {
+        return Err(error(
+            Code::PermissionDenied,
+            ErrorReason::PartyTerminated,
+            "the party's agreement has been terminated; no further calls are accepted",
+        ));
+    }
+    if !matches!(
+        party.state,
+        PartyState::Connected | PartyState::TerminationScheduled
+    ) {
+        return Err(error(
+            Code::PermissionDenied,
+            ErrorReason::PartyNotActive,
+            format!(
+                "the party is in state {} and not yet connected; onboarding must be completed first",
+                party.state
+            ),
+        ));
+    }
+    Ok(PartyPrincipal {
+        party_id: party.party_id,
+        org_number: party.org_number,
+        name: party.name,
+        kind: party.kind,
+        state: party.state,
+        termination_effective: party.termination_effective,
+        fingerprint: fp.to_string(),
+        certificate_not_after: party.certificate_not_after,
+    })
+}
+
+/// Tower layer that resolves the caller's identity for every request on one listener.
+#[derive(Debug, Clone)]
+pub struct IdentityLayer {
+    resolver: Arc<Resolver>,
+}
+
+impl IdentityLayer {
+    pub fn new(resolver: Resolver) -> Self {
+        Self {
+            resolver: Arc::new(resolver),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for IdentityLayer {
+    type Service = IdentityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityService {
+            inner,
+            resolver: self.resolver.clone(),
+        }
+    }
+}
+
+/// The service [`IdentityLayer`] wraps around the gRPC routes.
+#[derive(Debug, Clone)]
+pub struct IdentityService<S> {
+    inner: S,
+    resolver: Arc<Resolver>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for IdentityService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this request; the fresh clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let resolver = self.resolver.clone();
+        Box::pin(async move {
+            if is_open_path(req.uri().path()) {
+                return inner.call(req).await;
+            }
+            let leaf = req
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+                .and_then(|chain| chain.first().cloned());
+            match resolver.resolve(leaf, req.extensions_mut()).await {
+                Ok(()) => inner.call(req).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}

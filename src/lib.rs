@@ -1,0 +1,34 @@
+//! lefi: disclosure of social-insurance benefit information to insurers and authorities.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`) on top, so that the black-box tests in
+//! `tests/` can start the real server in-process. The main modules:
+//!
+//! - [`config`]: command-line, environment and TOML settings, validated before any port is bound.
+//! - [`app`]: builds the listeners, TLS, storage and gRPC services; runs them until shutdown.
+//! - [`tls`]: rustls server configurations (mTLS with WebPki client verification, CRLs) and the
+//!   accept loop that hands verified connections to tonic.
+//! - [`identity`]: turns the verified client certificate into a [`identity::Principal`] (a registered
+//!   party or operator) in one tower layer; services never parse certificates.
+//! - [`domain`]: identity numbers and other valid-only types; no tonic, no sqlx, no I/O.
+//! - [`store`]: the storage interface over SQLite (embedded default) and PostgreSQL.
+//! - [`grpc`]: the generated protobuf code, service implementations and the error mapping.
+//! - [`devcerts`]: a development certificate authority (rcgen) for `serve --dev` and tests.
+//! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod devcerts;
+pub mod domain;
+pub mod grpc;
+pub mod identity;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
