@@ -152,14 +152,14 @@ impl App {
         let mut party_routes = tonic::service::RoutesBuilder::default();
         party_routes
             .add_service(party_health)
-            .add_service(reflection_v1()?)
-            .add_service(reflection_v1alpha()?);
+            .add_service(reflection_v1(PARTY_SERVICES)?)
+            .add_service(reflection_v1alpha(PARTY_SERVICES)?);
         crate::grpc::party::add_services(&mut party_routes, &state);
         let mut admin_routes = tonic::service::RoutesBuilder::default();
         admin_routes
             .add_service(admin_health)
-            .add_service(reflection_v1()?)
-            .add_service(reflection_v1alpha()?);
+            .add_service(reflection_v1(ADMIN_SERVICES)?)
+            .add_service(reflection_v1alpha(ADMIN_SERVICES)?);
         crate::grpc::admin::add_services(&mut admin_routes, &state);
 
         let party_server = Server::builder()
@@ -190,10 +190,19 @@ impl App {
         let mut admin_task = tokio::spawn(admin_server);
 
         // Serve until asked to stop (or until a server fails on its own).
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            res = &mut party_task => return finish("party API", res, &store).await,
-            res = &mut admin_task => return finish("admin API", res, &store).await,
+        let failed = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => None,
+            res = &mut party_task => Some(("party API", res)),
+            res = &mut admin_task => Some(("admin API", res)),
+        };
+        if let Some((what, res)) = failed {
+            shutdown.cancel();
+            party_task.abort();
+            admin_task.abort();
+            store.close().await;
+            flatten(what, res)?;
+            anyhow::bail!("the {what} stopped unexpectedly");
         }
         party_health_reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -226,16 +235,6 @@ impl App {
     }
 }
 
-async fn finish(
-    what: &str,
-    res: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
-    store: &Store,
-) -> anyhow::Result<()> {
-    store.close().await;
-    flatten(what, res)?;
-    anyhow::bail!("the {what} stopped unexpectedly")
-}
-
 fn flatten(
     what: &str,
     res: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
@@ -244,24 +243,54 @@ fn flatten(
         .with_context(|| format!("the {what} failed"))
 }
 
-fn reflection_v1() -> anyhow::Result<
+/// The services reflection advertises on the party listener.
+const PARTY_SERVICES: &[&str] = &[
+    "lefi.v1.PartyService",
+    "lefi.v1.SubscriptionService",
+    "lefi.v1.DeliveryService",
+    "lefi.v1.QueryService",
+    "lefi.v1.ConsentService",
+    "lefi.v1.CaseService",
+    "grpc.health.v1.Health",
+];
+
+/// The services reflection advertises on the admin listener.
+const ADMIN_SERVICES: &[&str] = &[
+    "lefi.admin.v1.OperatorService",
+    "lefi.admin.v1.PartyAdminService",
+    "lefi.admin.v1.RegisterAdminService",
+    "lefi.admin.v1.AuditAdminService",
+    "grpc.health.v1.Health",
+];
+
+fn reflection_builder(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in services {
+        builder = builder.with_service_name(*name);
+    }
+    builder
+}
+
+fn reflection_v1(
+    services: &[&str],
+) -> anyhow::Result<
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
 > {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    reflection_builder(services)
         .build_v1()
         .context("building the reflection service")
 }
 
-fn reflection_v1alpha() -> anyhow::Result<
+fn reflection_v1alpha(
+    services: &[&str],
+) -> anyhow::Result<
     tonic_reflection::server::v1alpha::ServerReflectionServer<
         impl tonic_reflection::server::v1alpha::ServerReflection,
     >,
 > {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    reflection_builder(services)
         .build_v1alpha()
         .context("building the reflection service")
 }

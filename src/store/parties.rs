@@ -318,3 +318,62 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Marks a party certificate revoked from `now` on. Unknown fingerprint → [`StoreError::NotFound`].
+    pub async fn revoke_party_certificate(
+        &self,
+        party_id: &str,
+        fingerprint: &str,
+        reason: &str,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let done = on_writer!(self, |pool| {
+            sqlx::query(
+                "UPDATE party_certificates SET revoked_at = $1, revoke_reason = $2 \
+                 WHERE party_id = $3 AND fingerprint = $4 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason)
+            .bind(party_id)
+            .bind(fingerprint)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Schedules (Some) or withdraws (None) a connected party's termination.
+    pub async fn set_termination(
+        &self,
+        party_id: &str,
+        effective: Option<time::Date>,
+    ) -> Result<(), StoreError> {
+        let (state, date) = match effective {
+            Some(d) => (PartyState::TerminationScheduled, Some(format_date(d))),
+            None => (PartyState::Connected, None),
+        };
+        let done = on_writer!(self, |pool| {
+            sqlx::query(
+                "UPDATE parties SET state = $1, termination_effective = $2 \
+                 WHERE party_id = $3 AND state IN ('CONNECTED', 'TERMINATION_SCHEDULED')",
+            )
+            .bind(state.as_str())
+            .bind(date)
+            .bind(party_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

@@ -60,8 +60,6 @@ pub struct TestCerts {
     pub stranger: Issued,
     /// A client certificate from a CA the server does not trust.
     pub foreign: Issued,
-    /// That foreign CA.
-    pub foreign_ca: DevCa,
 }
 
 impl TestCerts {
@@ -76,7 +74,6 @@ impl TestCerts {
             municipality: ca.issue_client("Testkommun", Some("222000-0000")).unwrap(),
             stranger: ca.issue_client("Okänd AB", None).unwrap(),
             foreign: foreign_ca.issue_client("Främling AB", None).unwrap(),
-            foreign_ca,
             ca,
         }
     }
@@ -94,7 +91,6 @@ impl TestCerts {
 
 /// A running server for one test.
 pub struct TestApp {
-    pub backend: Backend,
     pub party_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub store: Store,
@@ -131,9 +127,7 @@ impl TestApp {
         let (url, pg) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("lefi.db").display()), None),
             Backend::Postgres => {
-                let Some(base) = postgres_base_url() else {
-                    return None;
-                };
+                let base = postgres_base_url()?;
                 let db = PgTestDb::create(&base).await;
                 (db.url.clone(), Some(db))
             }
@@ -142,7 +136,11 @@ impl TestApp {
         let crls = if options.crl_revokes.is_empty() {
             Vec::new()
         } else {
-            let serials: Vec<Vec<u8>> = options.crl_revokes.iter().map(|f| f(&certs).serial.clone()).collect();
+            let serials: Vec<Vec<u8>> = options
+                .crl_revokes
+                .iter()
+                .map(|f| f(&certs).serial.clone())
+                .collect();
             vec![certs.ca.crl_pem(&serials).unwrap().into_bytes()]
         };
         let settings = Settings {
@@ -164,18 +162,40 @@ impl TestApp {
             (&certs.auditor, "Test Revisor", OperatorRole::Auditor),
         ] {
             let (facts, _) = certificate_facts(issued.cert_pem.as_bytes()).unwrap();
-            store.upsert_operator(&facts.fingerprint, name, role, now).await.unwrap();
+            store
+                .upsert_operator(&facts.fingerprint, name, role, now)
+                .await
+                .unwrap();
         }
-        let insurer_id = register_party(&store, &certs.insurer, "556677-8899", "Testförsäkring AB", PartyKind::Insurer, &["INS_COORDINATION", "INS_RISK_ASSESSMENT"], now).await;
-        let municipality_id = register_party(&store, &certs.municipality, "222000-0000", "Testkommun", PartyKind::MunicipalAuthority, &["AUTH_SOCIAL_SERVICES"], now).await;
+        let insurer_id = register_party(
+            &store,
+            &certs.insurer,
+            "556677-8899",
+            "Testförsäkring AB",
+            PartyKind::Insurer,
+            &["INS_COORDINATION", "INS_RISK_ASSESSMENT"],
+            now,
+        )
+        .await;
+        let municipality_id = register_party(
+            &store,
+            &certs.municipality,
+            "222000-0000",
+            "Testkommun",
+            PartyKind::MunicipalAuthority,
+            &["AUTH_SOCIAL_SERVICES"],
+            now,
+        )
+        .await;
 
-        let app = App::build_with_store(settings, store.clone(), clock.clone()).await.unwrap();
+        let app = App::build_with_store(settings, store.clone(), clock.clone())
+            .await
+            .unwrap();
         let party_addr = app.party_addr().unwrap();
         let admin_addr = app.admin_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until(shutdown.clone()));
         Some(TestApp {
-            backend,
             party_addr,
             admin_addr,
             store,
@@ -200,16 +220,24 @@ impl TestApp {
 
     /// An mTLS channel to the party API presenting `who`'s certificate.
     pub async fn party_channel(&self, who: &Issued) -> Channel {
-        lefi::client::connect(&format!("https://localhost:{}", self.party_addr.port()), &self.pem(who), None)
-            .await
-            .unwrap()
+        lefi::client::connect(
+            &format!("https://localhost:{}", self.party_addr.port()),
+            &self.pem(who),
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// An mTLS channel to the admin API presenting `who`'s certificate.
     pub async fn admin_channel(&self, who: &Issued) -> Channel {
-        lefi::client::connect(&format!("https://localhost:{}", self.admin_addr.port()), &self.pem(who), None)
-            .await
-            .unwrap()
+        lefi::client::connect(
+            &format!("https://localhost:{}", self.admin_addr.port()),
+            &self.pem(who),
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// A lazily connecting channel (for tests that expect the handshake to fail).
@@ -305,7 +333,9 @@ struct PgTestDb {
 impl PgTestDb {
     async fn create(base: &str) -> Self {
         let name = format!("lefi_t_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base).await.unwrap();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base)
+            .await
+            .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -319,9 +349,12 @@ impl PgTestDb {
 
     async fn drop_db(self) {
         if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.base).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
