@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::Settings;
 use crate::domain::clock::Clock;
@@ -166,9 +167,21 @@ impl App {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .trace_fn(|req| {
-                tracing::info_span!("rpc", api = "party", method = %req.uri().path(), party = tracing::field::Empty)
+                tracing::info_span!(
+                    "rpc",
+                    api = "party",
+                    method = %req.uri().path(),
+                    request_id = tracing::field::Empty,
+                    party = tracing::field::Empty
+                )
             })
-            .layer(IdentityLayer::new(Resolver::new(store.clone(), clock.clone(), Audience::Party)))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(IdentityLayer::new(Resolver::new(
+                store.clone(),
+                clock.clone(),
+                Audience::Party,
+            )))
             .add_routes(party_routes.routes())
             .serve_with_incoming_shutdown(
                 crate::tls::incoming(party_listener, party_tls, shutdown.clone()),
@@ -178,9 +191,21 @@ impl App {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .trace_fn(|req| {
-                tracing::info_span!("rpc", api = "admin", method = %req.uri().path(), operator = tracing::field::Empty)
+                tracing::info_span!(
+                    "rpc",
+                    api = "admin",
+                    method = %req.uri().path(),
+                    request_id = tracing::field::Empty,
+                    operator = tracing::field::Empty
+                )
             })
-            .layer(IdentityLayer::new(Resolver::new(store.clone(), clock.clone(), Audience::Admin)))
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(IdentityLayer::new(Resolver::new(
+                store.clone(),
+                clock.clone(),
+                Audience::Admin,
+            )))
             .add_routes(admin_routes.routes())
             .serve_with_incoming_shutdown(
                 crate::tls::incoming(admin_listener, admin_tls, shutdown.clone()),

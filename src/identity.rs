@@ -286,6 +286,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resolver = self.resolver.clone();
         Box::pin(async move {
+            // Set by the request-id layer outside this one; quoted by clients and in our logs.
+            if let Some(id) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+                tracing::Span::current().record("request_id", id);
+            }
             if is_open_path(req.uri().path()) {
                 return inner.call(req).await;
             }

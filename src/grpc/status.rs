@@ -57,7 +57,7 @@ pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Statu
     error(
         Code::Internal,
         ErrorReason::Internal,
-        "internal error; the agency has been notified in its logs — retry later, and quote the time of the call if it persists",
+        "internal error; it has been logged — retry later, and if it persists quote the x-request-id response header to the agency",
     )
 }
 

@@ -10,7 +10,8 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     health_on_both_listeners,
-    reflection_v1_and_v1alpha_on_both_listeners
+    reflection_v1_and_v1alpha_on_both_listeners,
+    every_answer_carries_a_request_id
 );
 
 async fn health_on_both_listeners(backend: Backend) {
@@ -135,4 +136,39 @@ async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String
         }
         other => panic!("unexpected reflection answer {other:?}"),
     }
+}
+
+async fn every_answer_carries_a_request_id(backend: Backend) {
+    use lefi::grpc::pb::lefi::v1 as pb;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut client =
+        pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.insurer).await);
+    let ok = client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    let first = ok
+        .metadata()
+        .get("x-request-id")
+        .expect("x-request-id on success")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let again = client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    assert_ne!(
+        again.metadata().get("x-request-id").unwrap().to_str().unwrap(),
+        first
+    );
+    // Refusals carry one too, so a caller can quote it to the agency.
+    let mut stranger =
+        pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.stranger).await);
+    let refused = stranger.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    assert!(refused.metadata().get("x-request-id").is_some(), "{refused:?}");
+    // A caller's own id is kept.
+    let mut request = tonic::Request::new(pb::WhoAmIRequest {});
+    request
+        .metadata_mut()
+        .insert("x-request-id", "trace-me-123".parse().unwrap());
+    let echoed = client.who_am_i(request).await.unwrap();
+    assert_eq!(echoed.metadata().get("x-request-id").unwrap(), "trace-me-123");
+    app.stop().await;
 }
