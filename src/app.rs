@@ -36,6 +36,8 @@ pub struct AppState {
     pub heartbeat_interval: Duration,
     /// Cancelled when the server begins to shut down; long-lived streams watch it.
     pub shutdown: CancellationToken,
+    /// The longest consent period, in days.
+    pub max_consent_days: u32,
 }
 
 /// A built server, bound to its ports, not yet serving.
@@ -88,6 +90,7 @@ impl App {
                 clock,
                 heartbeat_interval: settings.heartbeat_interval,
                 shutdown: CancellationToken::new(),
+                max_consent_days: settings.max_consent_days,
             },
             party_listener,
             admin_listener,

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// How long open calls get to finish on shutdown before they are cut, e.g. `10s` [default: 10s].
     #[arg(long, env = "LEFI_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+
+    /// The longest period a party may register a consent for, in days [default: 1096].
+    #[arg(long, env = "LEFI_MAX_CONSENT_DAYS")]
+    pub max_consent_days: Option<u32>,
 }
 
 /// Arguments of `lefi dev-certs`.

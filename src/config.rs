@@ -22,6 +22,8 @@ pub const DEFAULT_DEV_DATABASE_URL: &str = "sqlite://lefi.db";
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Default time open calls get to finish once shutdown begins.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default longest consent period: three years.
+pub const DEFAULT_MAX_CONSENT_DAYS: u32 = 1096;
 
 /// Fully resolved settings of a server.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// How long open calls get to finish once shutdown begins, before they are cut.
     pub shutdown_grace: Duration,
+    /// The longest a registered consent may run, from given_on to expires_on, in days.
+    pub max_consent_days: u32,
 }
 
 /// Database connection settings.
@@ -116,6 +120,7 @@ pub struct FileConfig {
     pub heartbeat_interval: Option<String>,
     /// For example `"10s"`.
     pub shutdown_grace: Option<String>,
+    pub max_consent_days: Option<u32>,
 }
 
 /// Configuration problems, all of them at once.
@@ -250,6 +255,14 @@ pub fn resolve(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Settings, Con
         problems.push("--max-db-connections must be at least 1".to_string());
     }
 
+    let max_consent_days = args
+        .max_consent_days
+        .or(file.max_consent_days)
+        .unwrap_or(DEFAULT_MAX_CONSENT_DAYS);
+    if max_consent_days == 0 {
+        problems.push("--max-consent-days must be at least 1".to_string());
+    }
+
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -269,6 +282,7 @@ pub fn resolve(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Settings, Con
         },
         heartbeat_interval,
         shutdown_grace,
+        max_consent_days,
     })
 }
 

@@ -28,6 +28,7 @@ pub mod devcerts;
 pub mod domain;
 pub mod grpc;
 pub mod identity;
+pub mod policy;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

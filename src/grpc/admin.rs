@@ -20,7 +20,7 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         ))
         .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(NotYet))
         .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(
-            NotYet,
+            crate::grpc::audit::AuditApi { state: state.clone() },
         ));
 }
 
@@ -32,8 +32,6 @@ pub struct NotYet;
 impl pb::party_admin_service_server::PartyAdminService for NotYet {}
 #[tonic::async_trait]
 impl pb::register_admin_service_server::RegisterAdminService for NotYet {}
-#[tonic::async_trait]
-impl pb::audit_admin_service_server::AuditAdminService for NotYet {}
 
 /// `lefi.admin.v1.OperatorService`.
 #[derive(Debug, Clone)]

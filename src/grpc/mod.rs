@@ -5,6 +5,9 @@
 //! store or the policy, and convert the answer back.
 
 pub mod admin;
+pub mod audit;
+pub mod authorize;
+pub mod consents;
 pub mod convert;
 pub mod delivery;
 pub mod party;

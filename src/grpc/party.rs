@@ -10,7 +10,7 @@ use crate::grpc::convert;
 use crate::grpc::pb::ErrorReason;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{error, store_error};
-use crate::grpc::{delivery, party_of};
+use crate::grpc::{consents, delivery, party_of};
 
 /// Adds every party-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
@@ -25,8 +25,12 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
             NotYet,
         ))
         .add_service(pb::query_service_server::QueryServiceServer::new(NotYet))
-        .add_service(pb::consent_service_server::ConsentServiceServer::new(NotYet))
-        .add_service(pb::case_service_server::CaseServiceServer::new(NotYet));
+        .add_service(pb::consent_service_server::ConsentServiceServer::new(
+            consents::ConsentApi { state: state.clone() },
+        ))
+        .add_service(pb::case_service_server::CaseServiceServer::new(
+            consents::CaseApi { state: state.clone() },
+        ));
 }
 
 /// Services whose RPCs are specified in the contract but not built yet: each answers UNIMPLEMENTED.
@@ -37,10 +41,6 @@ pub struct NotYet;
 impl pb::subscription_service_server::SubscriptionService for NotYet {}
 #[tonic::async_trait]
 impl pb::query_service_server::QueryService for NotYet {}
-#[tonic::async_trait]
-impl pb::consent_service_server::ConsentService for NotYet {}
-#[tonic::async_trait]
-impl pb::case_service_server::CaseService for NotYet {}
 
 /// `lefi.v1.PartyService`.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 
 mod catalogue;
 mod parties;
+pub mod policy;
 pub mod rows;
 
 use std::str::FromStr;

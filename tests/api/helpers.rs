@@ -91,6 +91,9 @@ impl TestCerts {
 
 /// A running server for one test.
 pub struct TestApp {
+    pub backend: Backend,
+    /// The database URL the server uses (tests reach past the API with it only to tamper).
+    pub db_url: String,
     pub party_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub store: Store,
@@ -153,6 +156,7 @@ impl TestApp {
             tls: certs.tls_material(crls),
             heartbeat_interval: options.heartbeat_interval.unwrap_or(Duration::from_secs(15)),
             shutdown_grace: options.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+            max_consent_days: 1096,
         };
         let clock = Clock::system();
         let store = Store::connect(&url, 4).await.unwrap();
@@ -196,6 +200,8 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until(shutdown.clone()));
         Some(TestApp {
+            backend,
+            db_url: url.clone(),
             party_addr,
             admin_addr,
             store,
@@ -250,6 +256,28 @@ impl TestApp {
     /// Client PEM files for `who`, trusting the test CA.
     pub fn client_pem(&self, who: &Issued) -> ClientPem {
         self.pem(who)
+    }
+
+    /// Runs one SQL statement directly against the server's database, bypassing lefi (to simulate
+    /// tampering or a broken database).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
     /// Begins shutdown without waiting for it.

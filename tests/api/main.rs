@@ -6,5 +6,6 @@ mod helpers;
 mod authn;
 mod catalogue;
 mod cli;
+mod consents;
 mod health;
 mod shutdown;
