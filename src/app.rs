@@ -35,6 +35,9 @@ pub struct AppState {
     pub heartbeat_interval: Duration,
     /// Cancelled when the server begins to shut down; long-lived streams watch it.
     pub shutdown: CancellationToken,
+    /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
+    /// certificate with it before registering it for a party.
+    pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 /// A built server, bound to its ports, not yet serving.
@@ -75,6 +78,9 @@ impl App {
             &[],
         )
         .context("preparing TLS for the admin API")?;
+        let party_certificates =
+            crate::tls::client_verifier("party CA (--client-ca)", &tls.party_ca_pem, &tls.crls)
+                .context("preparing the party certificate verifier")?;
         let party_listener = TcpListener::bind(settings.party_addr)
             .await
             .with_context(|| format!("binding the party API to {}", settings.party_addr))?;
@@ -87,6 +93,7 @@ impl App {
                 clock,
                 heartbeat_interval: settings.heartbeat_interval,
                 shutdown: CancellationToken::new(),
+                party_certificates,
             },
             party_listener,
             admin_listener,

@@ -4,6 +4,7 @@
 //! domain type through a `parse` constructor before anything else happens to it.
 
 pub mod clock;
+pub mod lifecycle;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;
