@@ -213,7 +213,7 @@ impl Resolver {
                     .map_err(store_error)?;
                 let Some(operator) = operator else {
                     return Err(error(
-                        Code::Unauthenticated,
+                        Code::PermissionDenied,
                         ErrorReason::NotAnOperator,
                         format!(
                             "the client certificate (SHA-256 {fp}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"

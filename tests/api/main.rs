@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod authn;
 mod catalogue;
 mod cli;
