@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod admin_cli;
 mod authn;
 mod catalogue;
 mod cli;
