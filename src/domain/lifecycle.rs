@@ -114,8 +114,10 @@ pub enum Step {
     SendAgreement,
     /// Record `signer`'s signature, given the signatures already recorded.
     RecordSignature { signer: Signer, already: Signatures },
-    /// Register a client certificate.
-    AddCertificate,
+    /// Register a client certificate. `scheduled_from` is the state a scheduled termination was
+    /// registered in (`None` when none is scheduled): only a party that was connected may get a
+    /// certificate while its termination is pending.
+    AddCertificate { scheduled_from: Option<PartyState> },
     /// Revoke a client certificate.
     RevokeCertificate,
     /// Register a termination; `immediate` when its effective date is today or earlier.
@@ -130,7 +132,7 @@ impl Step {
         match self {
             Self::SendAgreement => PartyAction::SendAgreement,
             Self::RecordSignature { .. } => PartyAction::RecordSignature,
-            Self::AddCertificate => PartyAction::AddCertificate,
+            Self::AddCertificate { .. } => PartyAction::AddCertificate,
             Self::RevokeCertificate => PartyAction::RevokeCertificate,
             Self::ScheduleTermination { .. } => PartyAction::ScheduleTermination,
             Self::WithdrawTermination { .. } => PartyAction::WithdrawTermination,
@@ -190,9 +192,13 @@ pub fn check_transition(current: PartyState, step: Step) -> Result<PartyState, I
             }
             Ok(if other_side { Signed } else { AgreementSent })
         }
-        Step::AddCertificate => match current {
+        Step::AddCertificate { scheduled_from } => match current {
             Signed | Connected => Ok(Connected),
-            TerminationScheduled => Ok(TerminationScheduled),
+            TerminationScheduled if scheduled_from == Some(Connected) => Ok(TerminationScheduled),
+            TerminationScheduled => Err(refuse(
+                "the termination was registered before the party was connected, so it cannot be connected now; \
+                 withdraw the termination first",
+            )),
             _ => Err(refuse(
                 "certificates are registered once both sides have signed (SIGNED, CONNECTED or TERMINATION_SCHEDULED)",
             )),
@@ -513,6 +519,8 @@ mod tests {
     use super::*;
     use PartyState::*;
 
+    const ADD_CERTIFICATE: Step = Step::AddCertificate { scheduled_from: None };
+
     #[test]
     fn action_names_round_trip() {
         for a in PartyAction::ALL {
@@ -548,15 +556,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(state, Signed);
-        state = check_transition(state, Step::AddCertificate).unwrap();
+        state = check_transition(state, ADD_CERTIFICATE).unwrap();
         assert_eq!(state, Connected);
-        assert_eq!(check_transition(state, Step::AddCertificate), Ok(Connected));
+        assert_eq!(check_transition(state, ADD_CERTIFICATE), Ok(Connected));
         state = check_transition(state, Step::ScheduleTermination { immediate: false }).unwrap();
         assert_eq!(state, TerminationScheduled);
         assert_eq!(
-            check_transition(state, Step::AddCertificate),
+            check_transition(
+                state,
+                Step::AddCertificate {
+                    scheduled_from: Some(Connected)
+                }
+            ),
             Ok(TerminationScheduled),
             "rotation stays possible until the end"
+        );
+        assert!(
+            check_transition(
+                state,
+                Step::AddCertificate {
+                    scheduled_from: Some(Signed)
+                }
+            )
+            .is_err(),
+            "a party terminated before it was connected is never connected"
         );
         assert_eq!(
             check_transition(state, Step::WithdrawTermination { resume: Connected }),
@@ -575,7 +598,12 @@ mod tests {
                 },
                 &[AgreementSent],
             ),
-            (Step::AddCertificate, &[Signed, Connected, TerminationScheduled]),
+            (
+                Step::AddCertificate {
+                    scheduled_from: Some(Connected),
+                },
+                &[Signed, Connected, TerminationScheduled],
+            ),
             (
                 Step::ScheduleTermination { immediate: false },
                 &[Applied, AgreementSent, Signed, Connected],

@@ -222,7 +222,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .store
             .record_signature(&actor(&operator), &idem, &party_id, &signature, now)
             .await
-            .map_err(|e| admin_error(e, GRANTED))?;
+            .map_err(|e| admin_error(e, CodeFields::NONE))?;
         decode(&bytes)
     }
 
@@ -266,7 +266,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .store
             .add_certificate(&actor(&operator), &idem, &party_id, &certificate, now)
             .await
-            .map_err(|e| admin_error(e, GRANTED))?;
+            .map_err(|e| admin_error(e, CodeFields::NONE))?;
         decode(&bytes)
     }
 
@@ -304,7 +304,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .store
             .revoke_certificate(&actor(&operator), &idem, &party_id, &fingerprint, &reason, now)
             .await
-            .map_err(|e| admin_error(e, GRANTED))?;
+            .map_err(|e| admin_error(e, CodeFields::NONE))?;
         decode(&bytes)
     }
 
@@ -337,7 +337,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .store
             .schedule_termination(&actor(&operator), &idem, &party_id, &notice, now)
             .await
-            .map_err(|e| admin_error(e, GRANTED))?;
+            .map_err(|e| admin_error(e, CodeFields::NONE))?;
         decode(&bytes)
     }
 
@@ -370,7 +370,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .store
             .withdraw_termination(&actor(&operator), &idem, &party_id, &reason, now)
             .await
-            .map_err(|e| admin_error(e, GRANTED))?;
+            .map_err(|e| admin_error(e, CodeFields::NONE))?;
         decode(&bytes)
     }
 
@@ -407,10 +407,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         .map_err(store_error)?;
         match record {
             Some(record) => Ok(Response::new(convert::party(&record, today))),
-            None => Err(admin_error(
-                crate::store::admin::AdminError::PartyNotFound,
-                GRANTED,
-            )),
+            None => Err(status::party_not_found()),
         }
     }
 
@@ -493,10 +490,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .await
             .map_err(store_error)?
         else {
-            return Err(admin_error(
-                crate::store::admin::AdminError::PartyNotFound,
-                GRANTED,
-            ));
+            return Err(status::party_not_found());
         };
         let next_page_token = if entries.len() > size as usize {
             entries.truncate(size as usize);

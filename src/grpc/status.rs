@@ -119,14 +119,27 @@ pub struct CodeFields {
     pub benefits: &'static str,
 }
 
+impl CodeFields {
+    /// For requests without code lists (their steps never report a code problem).
+    pub const NONE: CodeFields = CodeFields {
+        bases: "basis_codes",
+        benefits: "benefit_type_codes",
+    };
+}
+
+/// NOT_FOUND PARTY_NOT_FOUND.
+pub fn party_not_found() -> Status {
+    error(
+        Code::NotFound,
+        ErrorReason::PartyNotFound,
+        "no such party; find its party_id with ListParties, or GetParty by org_number",
+    )
+}
+
 /// Maps a refused or failed admin step. `fields` names the request's code lists.
 pub fn admin_error(e: AdminError, fields: CodeFields) -> Status {
     match e {
-        AdminError::PartyNotFound => error(
-            Code::NotFound,
-            ErrorReason::PartyNotFound,
-            "no party with this party_id; find it with ListParties, or GetParty by org_number",
-        ),
+        AdminError::PartyNotFound => party_not_found(),
         AdminError::IllegalTransition(t) => error_with(
             Code::FailedPrecondition,
             ErrorReason::IllegalStateTransition,

@@ -634,7 +634,8 @@ impl Store {
         let next = if already_registered {
             current
         } else {
-            let next = check_transition(current, Step::AddCertificate)?;
+            let scheduled_from = party.state_before_termination()?;
+            let next = check_transition(current, Step::AddCertificate { scheduled_from })?;
             let inserted = on_tx!(&mut tx, |c| {
                 sqlx::query(
                     "INSERT INTO party_certificates (fingerprint, party_id, subject, serial, not_before, not_after, \
@@ -888,11 +889,7 @@ impl Store {
         }
         let party = tx.lock_party(party_id).await?;
         let current = party.state_on(today(now))?;
-        // Terminations scheduled before the admin API existed came from CONNECTED.
-        let resume = match &party.state_before_termination {
-            Some(s) => PartyState::parse(s).ok_or(StoreError::Corrupt("parties.state_before_termination"))?,
-            None => PartyState::Connected,
-        };
+        let resume = party.state_before_termination()?.unwrap_or(PartyState::Connected);
         let next = check_transition(current, Step::WithdrawTermination { resume })?;
         on_tx!(&mut tx, |c| {
             sqlx::query(
@@ -1133,6 +1130,18 @@ impl PartyRow {
             self.termination_effective.as_deref(),
             "parties.termination_effective",
         )
+    }
+
+    /// The state a pending termination was registered in. Terminations scheduled before the admin
+    /// API existed were only possible for connected parties, so those count as CONNECTED.
+    fn state_before_termination(&self) -> Result<Option<PartyState>, StoreError> {
+        match (&self.state_before_termination, &self.termination_effective) {
+            (Some(s), _) => PartyState::parse(s)
+                .map(Some)
+                .ok_or(StoreError::Corrupt("parties.state_before_termination")),
+            (None, Some(_)) => Ok(Some(PartyState::Connected)),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The state that holds on `today` (see [`effective_state`]).
@@ -1435,6 +1444,14 @@ impl Tx {
             .await?;
         });
         self.commit().await?;
+        tracing::info!(
+            party_id = %line.party_id,
+            action = %line.action,
+            operator = %line.operator_name,
+            before = line.before.map_or("-", PartyState::as_str),
+            after = %line.after,
+            "admin action recorded"
+        );
         Ok(response)
     }
 

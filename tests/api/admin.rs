@@ -962,6 +962,16 @@ async fn withdrawal_returns_to_the_earlier_state(backend: Backend) {
     let sent = admin.get(&applied.party_id).await.unwrap();
     let later = app.clock.today() + time::Duration::days(5);
     admin.terminate(Admin::notice(&sent, later)).await.unwrap();
+    // A party whose termination was registered before it was connected cannot be connected.
+    let cert = app
+        .certs
+        .ca
+        .issue_client(AUTHORITY_NAME, Some(AUTHORITY_ORG))
+        .unwrap();
+    assert_illegal(
+        admin.add_certificate(&applied.party_id, &cert.cert_pem).await,
+        common::PartyState::TerminationScheduled,
+    );
     let back = admin.withdraw(&applied.party_id, "sent in error").await.unwrap();
     assert_eq!(state(&back), common::PartyState::AgreementSent);
     let history = admin.history(&applied.party_id).await.unwrap();

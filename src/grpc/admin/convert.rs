@@ -268,15 +268,14 @@ pub fn termination_notice(
         MAX_NAME_CHARS,
         "the organisation name as the notice states it",
     )?;
-    let effective_date = if req.effective_date.trim().is_empty() {
+    if req.effective_date.trim().is_empty() {
         return Err(invalid_field(
             ErrorReason::InvalidDate,
             "effective_date",
             "effective_date is required: the date from which the termination applies, YYYY-MM-DD",
         ));
-    } else {
-        date("effective_date", &req.effective_date)?
-    };
+    }
+    let effective_date = date("effective_date", &req.effective_date)?;
     let received_on = if req.notice_received_on.trim().is_empty() {
         today
     } else {
