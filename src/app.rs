@@ -38,6 +38,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The longest consent period, in days.
     pub max_consent_days: u32,
+    /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
+    /// certificate with it before registering it for a party.
+    pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 /// A built server, bound to its ports, not yet serving.
@@ -78,6 +81,9 @@ impl App {
             &[],
         )
         .context("preparing TLS for the admin API")?;
+        let party_certificates =
+            crate::tls::client_verifier("party CA (--client-ca)", &tls.party_ca_pem, &tls.crls)
+                .context("preparing the party certificate verifier")?;
         let party_listener = TcpListener::bind(settings.party_addr)
             .await
             .with_context(|| format!("binding the party API to {}", settings.party_addr))?;
@@ -91,6 +97,7 @@ impl App {
                 heartbeat_interval: settings.heartbeat_interval,
                 shutdown: CancellationToken::new(),
                 max_consent_days: settings.max_consent_days,
+                party_certificates,
             },
             party_listener,
             admin_listener,

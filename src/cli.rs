@@ -68,8 +68,24 @@ pub enum Command {
     Client(ClientArgs),
 
     /// Operator CLI: call the admin API.
+    #[command(after_help = ADMIN_ONBOARDING_HELP)]
     Admin(AdminArgs),
 }
+
+/// How to onboard a party, shown by `lefi admin --help`.
+const ADMIN_ONBOARDING_HELP: &str = "\
+Onboarding a party, one step per command (each prints the next):
+  lefi admin apply --org-number 556000-0019 --name \"Exempel Försäkring AB\" --kind insurer \\
+      --contact-name \"Anna Andersson\" --contact-email anna@exempel.se \\
+      --basis INS_COORDINATION --benefit SJP
+  lefi admin send-agreement --party-id pty_… --agreement-id FK-2025-123 --basis INS_COORDINATION \\
+      --benefit SJP --valid-from 2025-06-01 --notice-days 90
+  lefi admin sign --party-id pty_… --signer party --signed-by \"Anna Andersson\"
+  lefi admin sign --party-id pty_… --signer agency --signed-by \"Bo Berg\"
+  lefi dev-certs issue-party --org-number 556000-0019 --name \"Exempel Försäkring AB\"
+  lefi admin connect --party-id pty_… --cert-file certs-dev/5560000019.pem
+Mutating commands are idempotent: if one fails without a clear answer, rerun it with the
+--idempotency-key it printed.";
 
 /// Arguments of `lefi serve`. Each flag can also be set by the environment variable shown, or by
 /// the key of the same name (with underscores) in the --config file; flags win over variables,
@@ -280,4 +296,221 @@ pub enum AdminCommand {
     Health,
     /// Show who the admin API says you are: operator name and role.
     Whoami,
+    /// Register a party's application (anmälan): the party starts in state APPLIED.
+    Apply(ApplyArgs),
+    /// Record that the agreement was sent (avtal to insurers, överenskommelse to authorities).
+    SendAgreement(SendAgreementArgs),
+    /// Record one signature of the agreement; run it for the party and for the agency.
+    Sign(SignArgs),
+    /// Register a client certificate for the party; the first one connects it (technical connection).
+    Connect(ConnectPartyArgs),
+    /// Revoke one of a party's certificates; calls and open streams with it are refused at once.
+    RevokeCert(RevokeCertArgs),
+    /// Register a termination notice (uppsägning) for a party.
+    Terminate(TerminateArgs),
+    /// Withdraw a scheduled termination before it takes effect.
+    WithdrawTermination(WithdrawTerminationArgs),
+    /// Show one party: its state, agreement, signatures, certificates and termination.
+    Show {
+        /// The party id (pty_…) or organisation number.
+        party: String,
+    },
+    /// List parties, by name, optionally only some kinds or states.
+    List(ListArgs),
+    /// Show a party's audit history: every administrative action, oldest first.
+    History {
+        /// The party id (pty_…) or organisation number.
+        party: String,
+    },
+}
+
+/// The idempotency key of a mutating admin command.
+#[derive(Debug, Clone, Args)]
+pub struct IdempotencyArgs {
+    /// Idempotency key [default: a new random UUID]. Pass the key a failed run printed to retry
+    /// that same change safely: it is applied at most once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Party kinds, as the CLI spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartyKindArg {
+    /// Försäkringsbolag or försäkringsförmedlare (signs an avtal).
+    Insurer,
+    /// Statlig myndighet (signs an överenskommelse).
+    StateAuthority,
+    /// Kommunal myndighet, e.g. a socialnämnd (signs an överenskommelse).
+    MunicipalAuthority,
+}
+
+/// Party states, as the CLI spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartyStateArg {
+    Applied,
+    AgreementSent,
+    Signed,
+    Connected,
+    TerminationScheduled,
+    Terminated,
+}
+
+/// Who signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignerArg {
+    /// The insurer or authority.
+    Party,
+    /// The agency.
+    Agency,
+}
+
+/// `lefi admin apply`
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Organisationsnummer, NNNNNN-NNNN.
+    #[arg(long)]
+    pub org_number: String,
+    /// Organisation name.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub kind: PartyKindArg,
+    /// Contact person's name.
+    #[arg(long)]
+    pub contact_name: String,
+    /// Contact person's e-mail address.
+    #[arg(long)]
+    pub contact_email: String,
+    /// Legal basis applied for (repeat, or separate with commas); see `lefi client bases`.
+    #[arg(long = "basis", value_delimiter = ',')]
+    pub bases: Vec<String>,
+    /// Benefit type applied for (repeat, or separate with commas); see `lefi client benefit-types`.
+    #[arg(long = "benefit", value_delimiter = ',')]
+    pub benefits: Vec<String>,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin send-agreement`
+#[derive(Debug, Args)]
+pub struct SendAgreementArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    /// The agency's id of the agreement document, e.g. its diarienummer.
+    #[arg(long)]
+    pub agreement_id: String,
+    /// Legal basis granted (repeat, or separate with commas).
+    #[arg(long = "basis", value_delimiter = ',', required = true)]
+    pub bases: Vec<String>,
+    /// Benefit type granted (repeat, or separate with commas).
+    #[arg(long = "benefit", value_delimiter = ',', required = true)]
+    pub benefits: Vec<String>,
+    /// First day the agreement is in force, YYYY-MM-DD.
+    #[arg(long)]
+    pub valid_from: String,
+    /// Insurers: the avtal's notice period for termination, in days. Authorities: leave out.
+    #[arg(long, default_value_t = 0)]
+    pub notice_days: u32,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin sign`
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    #[arg(long, value_enum)]
+    pub signer: SignerArg,
+    /// Name of the person who signed.
+    #[arg(long)]
+    pub signed_by: String,
+    /// Date of signing, YYYY-MM-DD [default: today].
+    #[arg(long)]
+    pub signed_on: Option<String>,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin connect`
+#[derive(Debug, Args)]
+pub struct ConnectPartyArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    /// The party's client certificate (PEM), issued by the party CA.
+    #[arg(long)]
+    pub cert_file: PathBuf,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin revoke-cert`
+#[derive(Debug, Args)]
+pub struct RevokeCertArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    /// The certificate's SHA-256 fingerprint (`lefi admin show` lists them).
+    #[arg(long)]
+    pub fingerprint: String,
+    /// Why, e.g. "key compromised" or "replaced by successor".
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin terminate`: the fields a termination notice (uppsägning) must state.
+#[derive(Debug, Args)]
+pub struct TerminateArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    /// The organisation number the notice states (checked against the registration).
+    #[arg(long)]
+    pub org_number: String,
+    /// The organisation name the notice states (checked against the registration).
+    #[arg(long)]
+    pub name: String,
+    /// The date from which the termination applies, YYYY-MM-DD (today or earlier: at once).
+    #[arg(long)]
+    pub effective_date: String,
+    /// The date the notice arrived, YYYY-MM-DD [default: today].
+    #[arg(long)]
+    pub notice_received_on: Option<String>,
+    /// Insurers: accept an effective date within the avtal's notice period, and why (recorded).
+    #[arg(long)]
+    pub override_reason: Option<String>,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin withdraw-termination`
+#[derive(Debug, Args)]
+pub struct WithdrawTerminationArgs {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
+    /// Why, e.g. "party withdrew its notice by e-mail 2025-05-10".
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only parties of this kind (repeat for several).
+    #[arg(long, value_enum)]
+    pub kind: Vec<PartyKindArg>,
+    /// Only parties in this state (repeat for several).
+    #[arg(long, value_enum)]
+    pub state: Vec<PartyStateArg>,
+    /// Parties fetched per call; every page is fetched.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
 }

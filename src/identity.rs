@@ -90,6 +90,74 @@ pub fn certificate_facts(pem: &[u8]) -> Result<(NewCertificate, CertificateDer<'
     Ok((facts, der))
 }
 
+/// Why a certificate cannot be registered for a party.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateRejected {
+    #[error(
+        "no PEM certificate found; send the party's certificate, beginning with -----BEGIN CERTIFICATE-----"
+    )]
+    NoCertificate,
+    #[error("the PEM holds {0} certificates; send only the party's own (leaf) certificate")]
+    NotExactlyOne(usize),
+    #[error("the PEM data is not a valid X.509 certificate; send the party's certificate in PEM form")]
+    NotX509,
+    /// The party listener would refuse it; the text says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Checks a party certificate the way the party listener's TLS handshake will (chain to the party
+/// CA, validity at `now`, usable for client authentication, not in a configured CRL) and reads the
+/// facts the registry stores about it.
+pub fn verify_party_certificate(
+    verifier: &dyn rustls::server::danger::ClientCertVerifier,
+    pem: &[u8],
+    now: Micros,
+) -> Result<NewCertificate, CertificateRejected> {
+    let certs =
+        crate::tls::parse_certs("certificate", pem).map_err(|_| CertificateRejected::NoCertificate)?;
+    if certs.len() != 1 {
+        return Err(CertificateRejected::NotExactlyOne(certs.len()));
+    }
+    let (facts, der) = certificate_facts(pem).map_err(|e| match e {
+        CertificateError::NoCertificate => CertificateRejected::NoCertificate,
+        CertificateError::NotX509 => CertificateRejected::NotX509,
+    })?;
+    let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_micros(
+        u64::try_from(now).unwrap_or(0),
+    ));
+    verifier
+        .verify_client_cert(&der, &[], at)
+        .map_err(|e| CertificateRejected::Refused(explain_refusal(&e)))?;
+    Ok(facts)
+}
+
+/// What a verifier's refusal means for the operator.
+fn explain_refusal(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the certificate has expired; issue the party a new certificate".to_string()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the certificate is not valid yet (its not_before lies in the future); register it once it is valid"
+                .to_string()
+        }
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the certificate is not issued by the party CA this server trusts (--client-ca);              issue it from that CA"
+                .to_string()
+        }
+        rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. }) => {
+            "the certificate is not valid for TLS client authentication (extended key usage clientAuth);              issue a client certificate"
+                .to_string()
+        }
+        rustls::Error::InvalidCertificate(C::Revoked) => {
+            "the certificate is revoked by the party CA's certificate revocation list".to_string()
+        }
+        other => format!("the certificate is not acceptable for the party API: {other}"),
+    }
+}
+
 /// Methods every caller with a verified chain may use without being registered: health checks and
 /// reflection. Everything else needs a registered principal.
 fn is_open_path(path: &str) -> bool {
@@ -145,7 +213,7 @@ impl Resolver {
                     .map_err(store_error)?;
                 let Some(operator) = operator else {
                     return Err(error(
-                        Code::Unauthenticated,
+                        Code::PermissionDenied,
                         ErrorReason::NotAnOperator,
                         format!(
                             "the client certificate (SHA-256 {fp}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"

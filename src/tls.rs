@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -90,24 +91,7 @@ pub fn server_config(
     crls: &[Vec<u8>],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for cert in parse_certs(client_ca_what, client_ca_pem)? {
-        roots.add(cert).map_err(|source| TlsError::Rustls {
-            what: client_ca_what,
-            source,
-        })?;
-    }
-    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let crls = parse_crls(crls)?;
-    if !crls.is_empty() {
-        // A CRL covers the certificates of its own issuer; certificates from a CA without a
-        // configured CRL are judged as if no CRL were configured.
-        verifier = verifier
-            .with_crls(crls)
-            .only_check_end_entity_revocation()
-            .allow_unknown_revocation_status();
-    }
-    let verifier = verifier.build()?;
+    let verifier = client_verifier(client_ca_what, client_ca_pem, crls)?;
     let chain = parse_certs("server certificate (--tls-cert)", server_cert_pem)?;
     let key = parse_key(server_key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -124,6 +108,36 @@ pub fn server_config(
         })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The verifier a listener judges client certificates with: the chain must end at one of the CAs
+/// in `client_ca_pem`, the certificate must be valid for TLS client authentication and not be
+/// revoked by any of `crls`. The admin API uses the party listener's verifier to check a
+/// certificate before registering it, so that what it registers is what the handshake accepts.
+pub fn client_verifier(
+    client_ca_what: &'static str,
+    client_ca_pem: &[u8],
+    crls: &[Vec<u8>],
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in parse_certs(client_ca_what, client_ca_pem)? {
+        roots.add(cert).map_err(|source| TlsError::Rustls {
+            what: client_ca_what,
+            source,
+        })?;
+    }
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let crls = parse_crls(crls)?;
+    if !crls.is_empty() {
+        // A CRL covers the certificates of its own issuer; certificates from a CA without a
+        // configured CRL are judged as if no CRL were configured.
+        verifier = verifier
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    Ok(verifier.build()?)
 }
 
 /// Accepts TCP connections on `listener`, runs each TLS handshake in its own task (so one slow

@@ -1,4 +1,4 @@
-//! `lefi client …` (party API) and `lefi admin …` (admin API).
+//! `lefi client …` (party API), and the connection and output helpers `lefi admin …` shares.
 //!
 //! Output is a readable table by default and one JSON object per line with `--json` (the
 //! protobuf JSON mapping, so scripts see the same field names as the proto files).
@@ -11,9 +11,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use tonic::transport::Channel;
 
-use crate::cli::{AdminArgs, AdminCommand, ClientArgs, ClientCommand, ConnectArgs};
+use crate::cli::{ClientArgs, ClientCommand, ConnectArgs};
 use crate::client::{ClientPem, connect};
-use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
 /// `lefi client …`
@@ -22,16 +21,6 @@ pub async fn run_client(args: ClientArgs) -> ExitCode {
     let result = async {
         let channel = open(&args.connect, "https://localhost:50051", &stem).await?;
         client_command(channel, &args.command, args.connect.json).await
-    }
-    .await;
-    report(result)
-}
-
-/// `lefi admin …`
-pub async fn run_admin(args: AdminArgs) -> ExitCode {
-    let result = async {
-        let channel = open(&args.connect, "https://localhost:50052", "operator").await?;
-        admin_command(channel, &args.command, args.connect.json).await
     }
     .await;
     report(result)
@@ -50,9 +39,26 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// A status as a person reads it: code, reason and the server's advice.
+/// A status as a person reads it: code, reason, the server's advice and the error's details
+/// (e.g. `current_state`, `field`).
 pub fn describe_status(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
     let reason = crate::grpc::status::reason_of(status).unwrap_or_else(|| "no reason given".to_string());
+    let mut details: Vec<String> = status
+        .get_details_error_info()
+        .map(|info| {
+            info.metadata
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    details.sort();
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!("\n  details: {}", details.join(", "))
+    };
     let hint = match status.code() {
         tonic::Code::Unavailable if reason == "no reason given" => {
             "\n  hint: is the server running, and is --addr right? Start one with `lefi serve --dev`."
@@ -60,10 +66,18 @@ pub fn describe_status(status: &tonic::Status) -> String {
         tonic::Code::Unimplemented => "\n  hint: this server does not offer that call yet.",
         _ => "",
     };
-    format!("{:?} ({reason}): {}{hint}", status.code(), status.message())
+    format!(
+        "{:?} ({reason}): {}{details}{hint}",
+        status.code(),
+        status.message()
+    )
 }
 
-async fn open(connect_args: &ConnectArgs, default_addr: &str, default_stem: &str) -> anyhow::Result<Channel> {
+pub(super) async fn open(
+    connect_args: &ConnectArgs,
+    default_addr: &str,
+    default_stem: &str,
+) -> anyhow::Result<Channel> {
     let certs = Path::new("certs-dev");
     let cert = connect_args
         .cert
@@ -245,30 +259,7 @@ fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_command(channel: Channel, command: &AdminCommand, json: bool) -> anyhow::Result<()> {
-    match command {
-        AdminCommand::Health => health(channel).await,
-        AdminCommand::Whoami => {
-            let me = admin_pb::operator_service_client::OperatorServiceClient::new(channel)
-                .who_am_i(admin_pb::WhoAmIRequest {})
-                .await?
-                .into_inner();
-            if json {
-                print_json(&me, "lefi.admin.v1.WhoAmIResponse")?;
-            } else {
-                let role = admin_pb::OperatorRole::try_from(me.role)
-                    .unwrap_or_default()
-                    .as_str_name();
-                println!("operator      {}", me.name);
-                println!("role          {role}");
-                println!("certificate   {}", me.certificate_fingerprint);
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn health(channel: Channel) -> anyhow::Result<()> {
+pub(super) async fn health(channel: Channel) -> anyhow::Result<()> {
     let response = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -290,7 +281,7 @@ fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
 }
 
 /// Prints `message` as one line of protobuf JSON.
-fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
+pub(super) fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
     let descriptor = descriptors()?
         .get_message_by_name(full_name)
         .ok_or_else(|| anyhow::anyhow!("no descriptor for {full_name}"))?;

@@ -1,5 +1,6 @@
 //! What each `lefi` subcommand does. `main.rs` parses and dispatches; the work is here.
 
+mod admin;
 mod client;
 mod serve;
 
@@ -21,7 +22,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::DevCerts(args) => dev_certs(args),
         Command::Operator { command } => operator(command).await,
         Command::Client(args) => return client::run_client(args).await,
-        Command::Admin(args) => return client::run_admin(args).await,
+        Command::Admin(args) => return admin::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod cursor;
+pub mod lifecycle;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;

@@ -8,6 +8,7 @@
 //! SQLite runs in WAL mode with one writer connection (so writes never meet "database is locked")
 //! and a separate pool of readers.
 
+pub mod admin;
 mod catalogue;
 mod parties;
 pub mod policy;

@@ -113,7 +113,7 @@ async fn party_certificate_is_refused_on_admin_listener(backend: Backend) {
         .who_am_i(admin_pb::WhoAmIRequest {})
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(reason(&status), "NOT_AN_OPERATOR");
     app.stop().await;
 }

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod admin;
+mod admin_cli;
 mod authn;
 mod catalogue;
 mod cli;

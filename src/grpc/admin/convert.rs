@@ -1,0 +1,566 @@
+//! Conversions for `lefi.admin.v1.PartyAdminService`: requests into validated domain values (every
+//! refusal names the field), and stored records into messages.
+
+use sha2::{Digest, Sha256};
+use time::Date;
+use tonic::Status;
+
+use crate::domain::OrgNumber;
+use crate::domain::PartyState;
+use crate::domain::clock::{format_date, parse_date};
+use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
+use crate::grpc::convert::{agreement_type, party_kind, party_kind_from, party_state, timestamp};
+use crate::grpc::pb::ErrorReason;
+use crate::grpc::pb::lefi::admin::v1 as pb;
+use crate::grpc::pb::lefi::v1 as common;
+use crate::grpc::status::invalid_field;
+use crate::store::admin::{
+    AuditRecord, CertificateRecord, NewAgreement, NewApplication, NewSignature, PartyFilter, PartyRecord,
+};
+
+/// The longest idempotency key accepted.
+const MAX_KEY_CHARS: usize = 128;
+/// The longest organisation or person name accepted.
+const MAX_NAME_CHARS: usize = 200;
+/// The longest free-text reason accepted.
+const MAX_REASON_CHARS: usize = 1000;
+/// The longest agreement id accepted.
+const MAX_AGREEMENT_ID_CHARS: usize = 100;
+/// The longest e-mail address accepted (RFC 5321 path limit).
+const MAX_EMAIL_CHARS: usize = 254;
+
+/// Page size when the request gives none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// The largest page size; larger requests get this many.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The request's idempotency key, checked.
+pub fn idempotency_key(key: &str) -> Result<&str, Status> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "idempotency_key",
+            "idempotency_key is required: send a new unique value (e.g. a UUID) per intended change, \
+             and the same value when you retry that change",
+        ));
+    }
+    if key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "idempotency_key",
+            "idempotency_key must be at most 128 printable characters (a UUID is a good choice)",
+        ));
+    }
+    Ok(key)
+}
+
+/// What identifies a request for idempotency: SHA-256 over the method and the request encoded
+/// without its idempotency key.
+pub fn request_hash(method: &str, encoded_without_key: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(method.as_bytes());
+    hash.update([0]);
+    hash.update(encoded_without_key);
+    hex::encode(hash.finalize())
+}
+
+/// A required free-text field, trimmed, at most `max` characters.
+pub fn required_text(field: &str, value: &str, max: usize, what: &str) -> Result<String, Status> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            field,
+            format!("{field} is required: {what}"),
+        ));
+    }
+    if value.chars().count() > max {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            field,
+            format!("{field} is longer than {max} characters; shorten it"),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A required reason (revocation, withdrawal).
+pub fn reason(value: &str) -> Result<String, Status> {
+    required_text(
+        "reason",
+        value,
+        MAX_REASON_CHARS,
+        "say why, e.g. \"key compromised\" or \"party withdrew its notice by e-mail 2025-05-10\"",
+    )
+}
+
+/// A required party id.
+pub fn party_id(value: &str) -> Result<String, Status> {
+    required_text(
+        "party_id",
+        value,
+        MAX_NAME_CHARS,
+        "give the party's id (ListParties, or GetParty by org_number, shows it)",
+    )
+}
+
+fn org_number(field: &str, value: &str) -> Result<OrgNumber, Status> {
+    OrgNumber::parse(value)
+        .map_err(|e| invalid_field(ErrorReason::OrgNumberInvalid, field, format!("{field}: {e}")))
+}
+
+fn date(field: &str, value: &str) -> Result<Date, Status> {
+    parse_date(value).ok_or_else(|| {
+        invalid_field(
+            ErrorReason::InvalidDate,
+            field,
+            format!("{field} must be a date YYYY-MM-DD"),
+        )
+    })
+}
+
+fn codes(values: &[String]) -> Vec<String> {
+    values.iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// A plausible e-mail address: one `@`, a local part, a domain with a dot, no spaces.
+fn email(value: &str) -> Result<String, Status> {
+    let value = required_text(
+        "contact_email",
+        value,
+        MAX_EMAIL_CHARS,
+        "the contact person's e-mail address",
+    )?;
+    let plausible = match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+                && !value.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !plausible {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "contact_email",
+            "contact_email is not an e-mail address (expected name@example.se)",
+        ));
+    }
+    Ok(value)
+}
+
+/// An application (anmälan), validated.
+pub fn application(req: &pb::ApplyRequest) -> Result<NewApplication, Status> {
+    let org_number = org_number("org_number", &req.org_number)?;
+    let name = required_text("name", &req.name, MAX_NAME_CHARS, "the organisation's name")?;
+    let kind = common::PartyKind::try_from(req.kind)
+        .ok()
+        .and_then(party_kind_from)
+        .ok_or_else(|| {
+            invalid_field(
+                ErrorReason::InvalidArgument,
+                "kind",
+                "kind is required: INSURER, STATE_AUTHORITY or MUNICIPAL_AUTHORITY",
+            )
+        })?;
+    Ok(NewApplication {
+        org_number,
+        name,
+        kind,
+        contact_name: required_text(
+            "contact_name",
+            &req.contact_name,
+            MAX_NAME_CHARS,
+            "the contact person's name",
+        )?,
+        contact_email: email(&req.contact_email)?,
+        basis_codes: codes(&req.requested_basis_codes),
+        benefit_codes: codes(&req.requested_benefit_type_codes),
+    })
+}
+
+/// An agreement, validated as far as it can be without the party (the kind-dependent rules are
+/// the store's).
+pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, Status> {
+    let agreement_id = required_text(
+        "agreement_id",
+        &req.agreement_id,
+        MAX_AGREEMENT_ID_CHARS,
+        "the agency's id of the agreement document, e.g. its diarienummer",
+    )?;
+    if req.granted_basis_codes.is_empty() {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "granted_basis_codes",
+            "granted_basis_codes needs at least one legal basis the agreement grants",
+        ));
+    }
+    if req.granted_benefit_type_codes.is_empty() {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "granted_benefit_type_codes",
+            "granted_benefit_type_codes needs at least one benefit type the agreement grants",
+        ));
+    }
+    Ok(NewAgreement {
+        agreement_id,
+        basis_codes: codes(&req.granted_basis_codes),
+        benefit_codes: codes(&req.granted_benefit_type_codes),
+        valid_from: date("valid_from", &req.valid_from)?,
+        notice_period_days: req.notice_period_days,
+    })
+}
+
+/// A signature, validated: signed on `today` or earlier.
+pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSignature, Status> {
+    let signer = match pb::Signer::try_from(req.signer) {
+        Ok(pb::Signer::Party) => Signer::Party,
+        Ok(pb::Signer::Agency) => Signer::Agency,
+        _ => {
+            return Err(invalid_field(
+                ErrorReason::InvalidArgument,
+                "signer",
+                "signer is required: PARTY or AGENCY",
+            ));
+        }
+    };
+    let signed_on = date("signed_on", &req.signed_on)?;
+    if signed_on > today {
+        return Err(invalid_field(
+            ErrorReason::InvalidDate,
+            "signed_on",
+            "signed_on lies in the future; record a signature once it has been made",
+        ));
+    }
+    Ok(NewSignature {
+        signer,
+        signed_by: required_text(
+            "signed_by",
+            &req.signed_by,
+            MAX_NAME_CHARS,
+            "the name of the person who signed",
+        )?,
+        signed_on,
+    })
+}
+
+/// A termination notice, validated as far as it can be without the party.
+pub fn termination_notice(
+    req: &pb::ScheduleTerminationRequest,
+    today: Date,
+) -> Result<TerminationNotice, Status> {
+    if !req.is_termination {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "is_termination",
+            "is_termination must be true: register only a notice that states that the matter is a termination \
+             (uppsägning)",
+        ));
+    }
+    let org_number = org_number("org_number", &req.org_number)?;
+    let organisation_name = required_text(
+        "organisation_name",
+        &req.organisation_name,
+        MAX_NAME_CHARS,
+        "the organisation name as the notice states it",
+    )?;
+    if req.effective_date.trim().is_empty() {
+        return Err(invalid_field(
+            ErrorReason::InvalidDate,
+            "effective_date",
+            "effective_date is required: the date from which the termination applies, YYYY-MM-DD",
+        ));
+    }
+    let effective_date = date("effective_date", &req.effective_date)?;
+    let received_on = if req.notice_received_on.trim().is_empty() {
+        today
+    } else {
+        date("notice_received_on", &req.notice_received_on)?
+    };
+    let override_reason = match req.override_reason.trim() {
+        "" => None,
+        text if text.chars().count() > MAX_REASON_CHARS => {
+            return Err(invalid_field(
+                ErrorReason::InvalidArgument,
+                "override_reason",
+                "override_reason is longer than 1000 characters; shorten it",
+            ));
+        }
+        text => Some(text.to_string()),
+    };
+    Ok(TerminationNotice {
+        org_number,
+        organisation_name,
+        effective_date,
+        received_on,
+        override_reason,
+    })
+}
+
+/// A certificate fingerprint as stored: 64 lower-case hex digits (case, `:` and spaces ignored).
+pub fn fingerprint(value: &str) -> Result<String, Status> {
+    let hex: String = value
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' '))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(invalid_field(
+            ErrorReason::InvalidArgument,
+            "fingerprint",
+            "fingerprint must be the certificate's SHA-256 fingerprint: 64 hex digits (GetParty lists them)",
+        ));
+    }
+    Ok(hex)
+}
+
+/// The filters of a listing.
+pub fn party_filter(req: &pb::ListPartiesRequest) -> Result<PartyFilter, Status> {
+    let mut filter = PartyFilter::default();
+    for (i, k) in req.kinds.iter().enumerate() {
+        let kind = common::PartyKind::try_from(*k)
+            .ok()
+            .and_then(party_kind_from)
+            .ok_or_else(|| {
+                invalid_field(
+                    ErrorReason::InvalidArgument,
+                    &format!("kinds[{i}]"),
+                    "kinds may hold INSURER, STATE_AUTHORITY and MUNICIPAL_AUTHORITY",
+                )
+            })?;
+        filter.kinds.push(kind);
+    }
+    for (i, s) in req.states.iter().enumerate() {
+        let state = common::PartyState::try_from(*s)
+            .ok()
+            .and_then(party_state_from)
+            .ok_or_else(|| {
+                invalid_field(
+                    ErrorReason::InvalidArgument,
+                    &format!("states[{i}]"),
+                    "states may hold APPLIED, AGREEMENT_SENT, SIGNED, CONNECTED, TERMINATION_SCHEDULED and TERMINATED",
+                )
+            })?;
+        filter.states.push(state);
+    }
+    Ok(filter)
+}
+
+/// The page size to use: the default for 0, at most [`MAX_PAGE_SIZE`].
+pub fn page_size(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// A page token of ListParties: where the previous page ended, and which filters it was for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartiesPageToken {
+    pub after_name: String,
+    pub after_party_id: String,
+    pub filter: String,
+}
+
+/// A page token of ListPartyHistory: the last entry of the previous page, and whose history it was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryPageToken {
+    pub party_id: String,
+    pub after_entry: i64,
+}
+
+/// Encodes a page token (opaque to clients).
+pub fn encode_token<T: serde::Serialize>(token: &T) -> String {
+    hex::encode(serde_json::to_vec(token).unwrap_or_default())
+}
+
+/// Decodes a page token, or refuses it with PAGE_TOKEN_INVALID.
+pub fn decode_token<T: serde::de::DeserializeOwned>(token: &str) -> Result<T, Status> {
+    hex::decode(token)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(page_token_invalid)
+}
+
+/// PAGE_TOKEN_INVALID.
+pub fn page_token_invalid() -> Status {
+    invalid_field(
+        ErrorReason::PageTokenInvalid,
+        "page_token",
+        "page_token was not issued by this listing with the same filters; restart without a page_token",
+    )
+}
+
+/// A stable text identifying a listing's filters, so a token is only honoured with them.
+pub fn filter_key(filter: &PartyFilter) -> String {
+    let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+    let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+    format!("{}|{}", kinds.join(","), states.join(","))
+}
+
+fn party_state_from(s: common::PartyState) -> Option<PartyState> {
+    match s {
+        common::PartyState::Unspecified => None,
+        common::PartyState::Applied => Some(PartyState::Applied),
+        common::PartyState::AgreementSent => Some(PartyState::AgreementSent),
+        common::PartyState::Signed => Some(PartyState::Signed),
+        common::PartyState::Connected => Some(PartyState::Connected),
+        common::PartyState::TerminationScheduled => Some(PartyState::TerminationScheduled),
+        common::PartyState::Terminated => Some(PartyState::Terminated),
+    }
+}
+
+fn signer(s: Signer) -> pb::Signer {
+    match s {
+        Signer::Party => pb::Signer::Party,
+        Signer::Agency => pb::Signer::Agency,
+    }
+}
+
+fn action(a: PartyAction) -> pb::PartyAction {
+    match a {
+        PartyAction::Apply => pb::PartyAction::Apply,
+        PartyAction::SendAgreement => pb::PartyAction::SendAgreement,
+        PartyAction::RecordSignature => pb::PartyAction::RecordSignature,
+        PartyAction::AddCertificate => pb::PartyAction::AddCertificate,
+        PartyAction::RevokeCertificate => pb::PartyAction::RevokeCertificate,
+        PartyAction::ScheduleTermination => pb::PartyAction::ScheduleTermination,
+        PartyAction::WithdrawTermination => pb::PartyAction::WithdrawTermination,
+        PartyAction::TerminationTookEffect => pb::PartyAction::TerminationTookEffect,
+    }
+}
+
+/// A party as the admin API shows it, in the state that holds on `today`.
+pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
+    pb::Party {
+        party_id: p.party_id.clone(),
+        org_number: p.org_number.to_string(),
+        name: p.name.clone(),
+        kind: party_kind(p.kind) as i32,
+        state: party_state(p.state_on(today)) as i32,
+        contact_name: p.contact_name.clone(),
+        contact_email: p.contact_email.clone(),
+        requested_basis_codes: p.requested_basis_codes.clone(),
+        requested_benefit_type_codes: p.requested_benefit_codes.clone(),
+        agreement: p.agreement.as_ref().map(|a| pb::Agreement {
+            agreement_id: a.agreement_id.clone(),
+            agreement_type: agreement_type(a.agreement_type) as i32,
+            granted_basis_codes: a.basis_codes.clone(),
+            granted_benefit_type_codes: a.benefit_codes.clone(),
+            valid_from: format_date(a.valid_from),
+            notice_period_days: a.notice_period_days,
+            sent_at: Some(timestamp(a.sent_at)),
+        }),
+        signatures: p
+            .signatures
+            .iter()
+            .map(|s| pb::Signature {
+                signer: signer(s.signer) as i32,
+                signed_by: s.signed_by.clone(),
+                signed_on: format_date(s.signed_on),
+                recorded_at: s.recorded_at.map(timestamp),
+                recorded_by: s.recorded_by.clone(),
+            })
+            .collect(),
+        certificates: p.certificates.iter().map(certificate).collect(),
+        termination: p.termination.as_ref().map(|t| pb::Termination {
+            effective_date: format_date(t.effective_date),
+            notice_received_on: t.notice_received_on.map(format_date).unwrap_or_default(),
+            override_reason: t.override_reason.clone().unwrap_or_default(),
+            scheduled_at: t.scheduled_at.map(timestamp),
+            scheduled_by: t.scheduled_by.clone(),
+        }),
+        applied_at: Some(timestamp(p.applied_at)),
+        updated_at: Some(timestamp(p.updated_at)),
+    }
+}
+
+/// A registered certificate.
+pub fn certificate(c: &CertificateRecord) -> pb::Certificate {
+    pb::Certificate {
+        fingerprint: c.fingerprint.clone(),
+        subject: c.subject.clone(),
+        serial: c.serial.clone(),
+        not_before: Some(timestamp(c.not_before)),
+        not_after: Some(timestamp(c.not_after)),
+        state: if c.revoked_at.is_some() {
+            pb::CertificateState::Revoked
+        } else {
+            pb::CertificateState::Active
+        } as i32,
+        added_at: Some(timestamp(c.added_at)),
+        added_by: c.added_by.clone(),
+        revoked_at: c.revoked_at.map(timestamp),
+        revocation_reason: c.revocation_reason.clone(),
+    }
+}
+
+/// One audit entry.
+pub fn audit_entry(a: &AuditRecord) -> pb::AuditEntry {
+    pb::AuditEntry {
+        entry_id: u64::try_from(a.entry_id).unwrap_or(0),
+        time: Some(timestamp(a.at)),
+        operator_name: a.operator_name.clone(),
+        operator_fingerprint: a.operator_fingerprint.clone(),
+        action: action(a.action) as i32,
+        party_id: a.party_id.clone(),
+        before_state: a
+            .before_state
+            .map_or(common::PartyState::Unspecified, party_state) as i32,
+        after_state: party_state(a.after_state) as i32,
+        idempotency_key: a.idempotency_key.clone(),
+        details_json: a.details_json.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_normalised() {
+        let fp = "AB:".repeat(31) + "AB";
+        assert_eq!(fingerprint(&fp).unwrap(), "ab".repeat(32));
+        assert!(fingerprint("abc").is_err());
+        assert!(fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_garbage() {
+        let token = PartiesPageToken {
+            after_name: "Å AB".to_string(),
+            after_party_id: "pty_1".to_string(),
+            filter: "INSURER|".to_string(),
+        };
+        let decoded: PartiesPageToken = decode_token(&encode_token(&token)).unwrap();
+        assert_eq!(decoded, token);
+        assert!(decode_token::<PartiesPageToken>("not hex").is_err());
+        assert!(decode_token::<HistoryPageToken>(&encode_token(&token)).is_err());
+    }
+
+    #[test]
+    fn request_hash_depends_on_method_and_content() {
+        assert_ne!(request_hash("A", b"x"), request_hash("B", b"x"));
+        assert_ne!(request_hash("A", b"x"), request_hash("A", b"y"));
+        assert_eq!(request_hash("A", b"x"), request_hash("A", b"x"));
+    }
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        assert!(email("kontakt@exempel.se").is_ok());
+        for bad in [
+            "",
+            "kontakt",
+            "@exempel.se",
+            "kontakt@exempel",
+            "kon takt@exempel.se",
+            "a@b@c.se",
+        ] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+}

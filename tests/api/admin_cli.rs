@@ -1,0 +1,278 @@
+//! The operator CLI as a person uses it: `serve --dev`, then onboarding a new party end to end with
+//! `lefi admin …` and `lefi dev-certs issue-party`, until the party calls the party API.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LEFI: &str = env!("CARGO_BIN_EXE_lefi");
+
+/// A `lefi serve --dev` child process in a temporary directory, killed when dropped.
+struct DevServer {
+    child: Child,
+    party_addr: String,
+    admin_addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl DevServer {
+    fn start() -> DevServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(LEFI)
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let port_of = |l: &str| {
+            l.split("https://127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        };
+        let (mut party, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("serve --dev printed no summary");
+            if line.contains("party API") {
+                party = port_of(&line);
+            }
+            if line.contains("admin API") {
+                admin = port_of(&line);
+            }
+            if line.starts_with("Stop with Ctrl-C") {
+                break;
+            }
+        }
+        DevServer {
+            child,
+            party_addr: format!("https://localhost:{}", party.expect("party port")),
+            admin_addr: format!("https://localhost:{}", admin.expect("admin port")),
+            dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(LEFI)
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `lefi admin ARGS` against this server; must succeed; returns stdout.
+    fn admin(&self, args: &[&str]) -> String {
+        let mut all = vec!["admin", "--addr", &self.admin_addr];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn admin_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.admin(&all);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn operator_onboards_and_terminates_a_party_with_the_cli() {
+    let server = DevServer::start();
+    let org = "556000-0019";
+    let name = "Exempel Försäkring AB";
+
+    let applied = server.admin_json(&[
+        "apply",
+        "--org-number",
+        org,
+        "--name",
+        name,
+        "--kind",
+        "insurer",
+        "--contact-name",
+        "Anna Andersson",
+        "--contact-email",
+        "anna@exempel.se",
+        "--basis",
+        "INS_COORDINATION",
+        "--benefit",
+        "SJP,FP",
+    ]);
+    assert_eq!(applied["state"], "APPLIED");
+    let id = applied["partyId"].as_str().unwrap().to_string();
+
+    let sent = server.admin(&[
+        "send-agreement",
+        "--party-id",
+        &id,
+        "--agreement-id",
+        "FK-2025-0001",
+        "--basis",
+        "INS_COORDINATION",
+        "--benefit",
+        "SJP",
+        "--benefit",
+        "FP",
+        "--valid-from",
+        "2025-01-01",
+        "--notice-days",
+        "90",
+    ]);
+    assert!(sent.contains("AGREEMENT_SENT"), "{sent}");
+    assert!(sent.contains("next: lefi admin sign"), "{sent}");
+    let one = server.admin(&[
+        "sign",
+        "--party-id",
+        &id,
+        "--signer",
+        "party",
+        "--signed-by",
+        "Anna Andersson",
+    ]);
+    assert!(
+        one.contains("--signer agency"),
+        "the next step names the other side: {one}"
+    );
+    let signed = server.admin_json(&[
+        "sign",
+        "--party-id",
+        &id,
+        "--signer",
+        "agency",
+        "--signed-by",
+        "Bo Berg",
+    ]);
+    assert_eq!(signed["state"], "SIGNED");
+
+    // A step in the wrong state explains itself and changes nothing.
+    let mut args = vec!["admin", "--addr", &server.admin_addr];
+    args.extend(["sign", "--party-id", &id, "--signer", "party", "--signed-by", "A"]);
+    let refused = server.run(&args);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("ILLEGAL_STATE_TRANSITION"), "{stderr}");
+    assert!(stderr.contains("current_state=SIGNED"), "{stderr}");
+
+    // The party's certificate from the development CA, registered: the party is connected.
+    let issued = server.run(&["dev-certs", "issue-party", "--org-number", org, "--name", name]);
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let connected = server.admin(&[
+        "connect",
+        "--party-id",
+        &id,
+        "--cert-file",
+        "certs-dev/5560000019.pem",
+    ]);
+    assert!(connected.contains("CONNECTED"), "{connected}");
+    let whoami = server.run(&[
+        "client",
+        "--addr",
+        &server.party_addr,
+        "--cert",
+        "certs-dev/5560000019.pem",
+        "whoami",
+        "--json",
+    ]);
+    assert!(
+        whoami.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    let me: serde_json::Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!(me["partyId"], id.as_str());
+    assert_eq!(me["state"], "CONNECTED");
+
+    let shown = server.admin(&["show", org]);
+    assert!(shown.contains(&id) && shown.contains("FK-2025-0001"), "{shown}");
+    let listed = server.admin(&["list", "--kind", "insurer"]);
+    assert!(
+        listed.contains(name) && listed.contains("(2 parties)"),
+        "{listed}"
+    );
+
+    // Termination within the notice period needs an override; the error says so.
+    let mut args = vec!["admin", "--addr", &server.admin_addr];
+    args.extend([
+        "terminate",
+        "--party-id",
+        &id,
+        "--org-number",
+        org,
+        "--name",
+        name,
+        "--effective-date",
+        "2000-01-01",
+    ]);
+    let refused = server.run(&args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("NOTICE_PERIOD_NOT_MET"), "{stderr}");
+    assert!(stderr.contains("earliest_effective_date="), "{stderr}");
+    let terminated = server.admin_json(&[
+        "terminate",
+        "--party-id",
+        &id,
+        "--org-number",
+        org,
+        "--name",
+        name,
+        "--effective-date",
+        "2000-01-01",
+        "--override-reason",
+        "agreed in writing",
+    ]);
+    assert_eq!(terminated["state"], "TERMINATED");
+
+    let history = server.admin(&["history", &id]);
+    for action in [
+        "APPLY",
+        "SEND_AGREEMENT",
+        "RECORD_SIGNATURE",
+        "ADD_CERTIFICATE",
+        "SCHEDULE_TERMINATION",
+    ] {
+        assert!(history.contains(action), "{action} missing: {history}");
+    }
+    assert!(history.contains("CONNECTED → TERMINATED"), "{history}");
+}
