@@ -36,11 +36,23 @@ pub struct AppState {
     pub heartbeat_interval: Duration,
     /// Cancelled when the server begins to shut down; long-lived streams watch it.
     pub shutdown: CancellationToken,
+    /// Bumped whenever a party's delivery history or its right to receive may have changed (an
+    /// ingest commit, a new subscription, a notice, a revoked certificate, a termination). Open
+    /// streams wait on it instead of polling. With PostgreSQL, other replicas' changes arrive
+    /// through LISTEN/NOTIFY and bump it too.
+    pub changes: tokio::sync::watch::Sender<u64>,
     /// The longest consent period, in days.
     pub max_consent_days: u32,
     /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
     /// certificate with it before registering it for a party.
     pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl AppState {
+    /// Wakes every open stream in this process (see [`AppState::changes`]).
+    pub fn notify_history(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// A built server, bound to its ports, not yet serving.
@@ -97,6 +109,7 @@ impl App {
                 heartbeat_interval: settings.heartbeat_interval,
                 shutdown: CancellationToken::new(),
                 max_consent_days: settings.max_consent_days,
+                changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
             },
             party_listener,

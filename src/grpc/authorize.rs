@@ -56,6 +56,105 @@ pub struct Request {
     pub subscription_id: String,
 }
 
+/// The facts that are the same for every item of one call: the party's agreement and the
+/// catalogue. Loaded once per call (or per delivered page), so a batch does not reload them.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    agreement: Option<crate::store::Agreement>,
+    bases: Vec<crate::store::LegalBasis>,
+}
+
+/// A refusal: the status for the caller and the disclosure-log entry that records it.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: Status,
+    pub entry: NewDisclosure,
+}
+
+impl Gate {
+    /// Loads the agreement and catalogue for `party`.
+    pub async fn load(state: &AppState, party: &PartyPrincipal) -> Result<Gate, Status> {
+        let agreement = state
+            .store
+            .agreement_for_party(&party.party_id)
+            .await
+            .map_err(store_error)?;
+        let bases = state.store.legal_bases().await.map_err(store_error)?;
+        Ok(Gate { agreement, bases })
+    }
+
+    /// Decides one request (loading its consent and case). Nothing is logged here: a refusal
+    /// carries its log entry, which the caller must append before answering.
+    pub async fn check(
+        &self,
+        state: &AppState,
+        party: &PartyPrincipal,
+        call: &CallContext,
+        request: &Request,
+    ) -> Result<Result<Permit, Refusal>, Status> {
+        let today = state.clock.today();
+        let basis = self.bases.iter().find(|b| b.code == request.basis_code);
+        let consent = match &request.consent_id {
+            Some(id) => state
+                .store
+                .consent(id)
+                .await
+                .map_err(store_error)?
+                .map(|c| ConsentFacts {
+                    consent_id: c.consent_id,
+                    party_id: c.party_id,
+                    person: c.person,
+                    basis_code: c.basis_code,
+                    given_on: c.given_on,
+                    expires_on: c.expires_on,
+                    revoked_at: c.revoked_at,
+                }),
+            None => None,
+        };
+        let case = match &request.case_reference {
+            Some(reference) => Some(
+                match state
+                    .store
+                    .case(&party.party_id, reference)
+                    .await
+                    .map_err(store_error)?
+                {
+                    Some(c) if c.closed => CaseFacts::Closed,
+                    _ => CaseFacts::Open,
+                },
+            ),
+            None => None,
+        };
+        let facts = Facts {
+            party: party_facts(party),
+            agreement: self.agreement.as_ref(),
+            basis,
+            consent: consent.as_ref(),
+            case,
+        };
+        let ask = Ask {
+            basis_code: &request.basis_code,
+            person: &request.person,
+            benefit_codes: &request.benefit_codes,
+            case_reference: request.case_reference.as_deref(),
+            consent_id: request.consent_id.as_deref(),
+            today,
+        };
+        Ok(match decide(&facts, &ask) {
+            Ok(permit) => Ok(permit),
+            Err(denial) => Err(Refusal {
+                status: denial_status(&denial, &request.basis_code, request.consent_id.as_deref()),
+                entry: NewDisclosure {
+                    decision: Decision::Denied.as_str().to_string(),
+                    denial_reason: denial.reason().to_string(),
+                    purpose: basis.map(|b| b.purpose.clone()).unwrap_or_default(),
+                    ..base_entry(party, call, request)
+                },
+            }),
+        })
+    }
+}
+
 /// Loads the facts for `request`, decides, and logs a denial. On success the case reference (if
 /// any) is recorded as used.
 pub async fn authorize(
@@ -64,61 +163,8 @@ pub async fn authorize(
     call: &CallContext,
     request: &Request,
 ) -> Result<Permit, Status> {
-    let today = state.clock.today();
-    let agreement = state
-        .store
-        .agreement_for_party(&party.party_id)
-        .await
-        .map_err(store_error)?;
-    let bases = state.store.legal_bases().await.map_err(store_error)?;
-    let basis = bases.iter().find(|b| b.code == request.basis_code);
-    let consent = match &request.consent_id {
-        Some(id) => state
-            .store
-            .consent(id)
-            .await
-            .map_err(store_error)?
-            .map(|c| ConsentFacts {
-                consent_id: c.consent_id,
-                party_id: c.party_id,
-                person: c.person,
-                basis_code: c.basis_code,
-                given_on: c.given_on,
-                expires_on: c.expires_on,
-                revoked_at: c.revoked_at,
-            }),
-        None => None,
-    };
-    let case = match &request.case_reference {
-        Some(reference) => Some(
-            match state
-                .store
-                .case(&party.party_id, reference)
-                .await
-                .map_err(store_error)?
-            {
-                Some(c) if c.closed => CaseFacts::Closed,
-                _ => CaseFacts::Open,
-            },
-        ),
-        None => None,
-    };
-    let facts = Facts {
-        party: party_facts(party),
-        agreement: agreement.as_ref(),
-        basis,
-        consent: consent.as_ref(),
-        case,
-    };
-    let ask = Ask {
-        basis_code: &request.basis_code,
-        person: &request.person,
-        benefit_codes: &request.benefit_codes,
-        case_reference: request.case_reference.as_deref(),
-        consent_id: request.consent_id.as_deref(),
-        today,
-    };
-    match decide(&facts, &ask) {
+    let gate = Gate::load(state, party).await?;
+    match gate.check(state, party, call, request).await? {
         Ok(permit) => {
             if let Some(reference) = permit.case_reference() {
                 state
@@ -129,24 +175,13 @@ pub async fn authorize(
             }
             Ok(permit)
         }
-        Err(denial) => {
-            let purpose = basis.map(|b| b.purpose.clone()).unwrap_or_default();
-            let entry = NewDisclosure {
-                decision: Decision::Denied.as_str().to_string(),
-                denial_reason: denial.reason().to_string(),
-                purpose,
-                ..base_entry(party, call, request)
-            };
+        Err(refusal) => {
             state
                 .store
-                .append_disclosures(&[entry], state.clock.now_micros())
+                .append_disclosures(&[refusal.entry], state.clock.now_micros())
                 .await
                 .map_err(store_error)?;
-            Err(denial_status(
-                &denial,
-                &request.basis_code,
-                request.consent_id.as_deref(),
-            ))
+            Err(refusal.status)
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod delivery;
 pub mod party;
 pub mod status;
+pub mod subscriptions;
 
 use tonic::Code;
 

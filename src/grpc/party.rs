@@ -10,7 +10,7 @@ use crate::grpc::convert;
 use crate::grpc::pb::ErrorReason;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{error, store_error};
-use crate::grpc::{consents, delivery, party_of};
+use crate::grpc::{consents, delivery, party_of, subscriptions};
 
 /// Adds every party-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
@@ -22,7 +22,7 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
             delivery::DeliveryApi::new(state.clone()),
         ))
         .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
-            NotYet,
+            subscriptions::SubscriptionApi { state: state.clone() },
         ))
         .add_service(pb::query_service_server::QueryServiceServer::new(NotYet))
         .add_service(pb::consent_service_server::ConsentServiceServer::new(
@@ -37,8 +37,6 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
 #[derive(Debug, Clone, Copy)]
 pub struct NotYet;
 
-#[tonic::async_trait]
-impl pb::subscription_service_server::SubscriptionService for NotYet {}
 #[tonic::async_trait]
 impl pb::query_service_server::QueryService for NotYet {}
 

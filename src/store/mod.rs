@@ -10,6 +10,7 @@
 
 pub mod admin;
 mod catalogue;
+pub mod delivery;
 mod parties;
 pub mod policy;
 pub mod rows;
