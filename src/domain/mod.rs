@@ -7,6 +7,7 @@ pub mod clock;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;
+pub mod register;
 
 pub use org_number::OrgNumber;
 pub use party::{OperatorRole, PartyKind, PartyState};

@@ -18,7 +18,9 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
             NotYet,
         ))
-        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(NotYet))
+        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(
+            crate::grpc::register::RegisterApi::new(state.clone()),
+        ))
         .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(
             NotYet,
         ));
@@ -30,8 +32,6 @@ pub struct NotYet;
 
 #[tonic::async_trait]
 impl pb::party_admin_service_server::PartyAdminService for NotYet {}
-#[tonic::async_trait]
-impl pb::register_admin_service_server::RegisterAdminService for NotYet {}
 #[tonic::async_trait]
 impl pb::audit_admin_service_server::AuditAdminService for NotYet {}
 

@@ -8,6 +8,8 @@ pub mod admin;
 pub mod convert;
 pub mod delivery;
 pub mod party;
+pub mod query;
+pub mod register;
 pub mod status;
 
 use tonic::Code;

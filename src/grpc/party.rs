@@ -24,7 +24,9 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
             NotYet,
         ))
-        .add_service(pb::query_service_server::QueryServiceServer::new(NotYet))
+        .add_service(pb::query_service_server::QueryServiceServer::new(
+            crate::grpc::query::QueryApi::new(state.clone()),
+        ))
         .add_service(pb::consent_service_server::ConsentServiceServer::new(NotYet))
         .add_service(pb::case_service_server::CaseServiceServer::new(NotYet));
 }
@@ -35,8 +37,6 @@ pub struct NotYet;
 
 #[tonic::async_trait]
 impl pb::subscription_service_server::SubscriptionService for NotYet {}
-#[tonic::async_trait]
-impl pb::query_service_server::QueryService for NotYet {}
 #[tonic::async_trait]
 impl pb::consent_service_server::ConsentService for NotYet {}
 #[tonic::async_trait]

@@ -10,6 +10,7 @@
 
 mod catalogue;
 mod parties;
+mod register;
 pub mod rows;
 
 use std::str::FromStr;
