@@ -504,7 +504,11 @@ impl Payment {
         }
         let mut sum: i64 = 0;
         for (i, line) in self.lines.iter().enumerate() {
-            check_id(&format!("lines[{i}].amount_type"), &line.amount_type, MAX_CODE_LEN)?;
+            check_id(
+                &format!("lines[{i}].amount_type"),
+                &line.amount_type,
+                MAX_CODE_LEN,
+            )?;
             sum = sum.checked_add(line.amount_ore).ok_or_else(|| {
                 FactError::invalid("lines", "the amount lines overflow; amounts are in öre")
             })?;
@@ -550,8 +554,7 @@ impl PersonData {
 pub fn validate_source_system(s: &str) -> Result<(), FactError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SOURCE_SYSTEM_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {
         Ok(())

@@ -18,9 +18,11 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
             NotYet,
         ))
-        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(
-            crate::grpc::register::RegisterApi::new(state.clone()),
-        ))
+        .add_service(
+            pb::register_admin_service_server::RegisterAdminServiceServer::new(
+                crate::grpc::register::RegisterApi::new(state.clone()),
+            ),
+        )
         .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(
             NotYet,
         ));

@@ -391,7 +391,11 @@ pub fn person(id: &Personnummer, data: &PersonData, audience: Audience) -> pb::P
             IdKind::Personnummer => pb::PersonIdKind::Personnummer,
             IdKind::Samordningsnummer => pb::PersonIdKind::Samordningsnummer,
         } as i32,
-        name: if show_name { data.name.clone() } else { String::new() },
+        name: if show_name {
+            data.name.clone()
+        } else {
+            String::new()
+        },
         protected_identity: data.protected_identity,
         date_of_death: data.date_of_death.map(format_date).unwrap_or_default(),
     }

@@ -137,7 +137,10 @@ pub async fn authorize_query(
                 ErrorReason::BenefitNotCovered,
                 "a requested benefit type is not granted by your agreement or not covered by the legal \
                  basis; nothing was released — ask only for granted and covered types",
-                vec![("benefit_type", code.clone()), ("legal_basis", basis.code.clone())],
+                vec![
+                    ("benefit_type", code.clone()),
+                    ("legal_basis", basis.code.clone()),
+                ],
             ));
         }
     }
@@ -148,7 +151,10 @@ pub async fn authorize_query(
                 ErrorReason::ConsentRequired,
                 "this legal basis requires the individual's consent: register it with \
                  ConsentService.RegisterConsent and pass its consent_id",
-                vec![("field", "consent_id".to_string()), ("legal_basis", basis.code.clone())],
+                vec![
+                    ("field", "consent_id".to_string()),
+                    ("legal_basis", basis.code.clone()),
+                ],
             ));
         }
         return Err(error_with(
@@ -166,7 +172,10 @@ pub async fn authorize_query(
             Code::InvalidArgument,
             ErrorReason::CaseReferenceRequired,
             "this legal basis requires an open case at your authority: pass its case_reference",
-            vec![("field", "case_reference".to_string()), ("legal_basis", basis.code.clone())],
+            vec![
+                ("field", "case_reference".to_string()),
+                ("legal_basis", basis.code.clone()),
+            ],
         ));
     }
     Ok(())
@@ -324,7 +333,10 @@ impl QueryApi {
                     Code::InvalidArgument,
                     ErrorReason::UnknownBasis,
                     "unknown legal basis; use a code from PartyService.ListLegalBases",
-                    vec![("field", "legal_basis".to_string()), ("legal_basis", code.to_string())],
+                    vec![
+                        ("field", "legal_basis".to_string()),
+                        ("legal_basis", code.to_string()),
+                    ],
                 )
             })?;
         Ok(CheckedQuery {

@@ -58,7 +58,10 @@ pub fn require_role(operator: &OperatorPrincipal, allowed: &[OperatorRole]) -> R
             "the role '{}' may not make this call; use a certificate with one of the roles: {required}",
             operator.role
         ),
-        vec![("role", operator.role.as_str().to_string()), ("required_roles", required)],
+        vec![
+            ("role", operator.role.as_str().to_string()),
+            ("required_roles", required),
+        ],
     ))
 }
 
@@ -160,7 +163,11 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
         let operator = operator_of(&request)?;
         require_role(
             &operator,
-            &[OperatorRole::Operator, OperatorRole::Auditor, OperatorRole::Ingest],
+            &[
+                OperatorRole::Operator,
+                OperatorRole::Auditor,
+                OperatorRole::Ingest,
+            ],
         )?;
         let stats = self
             .state
@@ -316,7 +323,11 @@ fn response(index: u64, result: IngestResult) -> pb::IngestResponse {
             outcome,
             register_sequence: v.seq,
             // Person updates have no record id on the wire.
-            record_id: if v.person_update { String::new() } else { v.record_id },
+            record_id: if v.person_update {
+                String::new()
+            } else {
+                v.record_id
+            },
             version: if v.person_update { 0 } else { v.version },
             ..Default::default()
         },

@@ -182,11 +182,16 @@ impl Store {
             }
         }
         out.sort_by(|a, b| {
-            (a.benefit_type.as_str(), a.valid.map(|v| v.from), a.record_id.as_str()).cmp(&(
-                b.benefit_type.as_str(),
-                b.valid.map(|v| v.from),
-                b.record_id.as_str(),
-            ))
+            (
+                a.benefit_type.as_str(),
+                a.valid.map(|v| v.from),
+                a.record_id.as_str(),
+            )
+                .cmp(&(
+                    b.benefit_type.as_str(),
+                    b.valid.map(|v| v.from),
+                    b.record_id.as_str(),
+                ))
         });
         Ok(out)
     }
@@ -258,28 +263,27 @@ impl Store {
     /// Register statistics; `now` decides what "the last minute" and "the last hour" are.
     pub async fn stats(&self, now: Micros) -> Result<RegisterStats, StoreError> {
         type Head = (i64, i64, i64, i64, i64);
-        let (head, minute, hour): (Head, (Option<i64>,), (Option<i64>,)) =
-            on_reader!(self, |pool| {
-                let head = sqlx::query_as(
-                    "SELECT last_seq, last_recorded_at, person_count, fact_count, fact_version_count \
+        let (head, minute, hour): (Head, (Option<i64>,), (Option<i64>,)) = on_reader!(self, |pool| {
+            let head = sqlx::query_as(
+                "SELECT last_seq, last_recorded_at, person_count, fact_count, fact_version_count \
                      FROM register_head WHERE id = 1",
-                )
-                .fetch_one(pool)
-                .await?;
-                let minute = sqlx::query_as(
-                    "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
-                )
-                .bind(now.saturating_sub(60_000_000))
-                .fetch_one(pool)
-                .await?;
-                let hour = sqlx::query_as(
-                    "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
-                )
-                .bind(now.saturating_sub(3_600_000_000))
-                .fetch_one(pool)
-                .await?;
-                (head, minute, hour)
-            });
+            )
+            .fetch_one(pool)
+            .await?;
+            let minute = sqlx::query_as(
+                "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
+            )
+            .bind(now.saturating_sub(60_000_000))
+            .fetch_one(pool)
+            .await?;
+            let hour = sqlx::query_as(
+                "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
+            )
+            .bind(now.saturating_sub(3_600_000_000))
+            .fetch_one(pool)
+            .await?;
+            (head, minute, hour)
+        });
         let (last_seq, last_recorded_at, persons, facts, versions) = head;
         Ok(RegisterStats {
             person_count: to_u64(persons, "register_head.person_count")?,
@@ -336,7 +340,8 @@ fn stored_record(row: LogTuple) -> Result<StoredRecord, StoreError> {
     Ok(StoredRecord {
         seq: to_u64(seq, "register_log.seq")?,
         recorded_at,
-        person: Personnummer::from_storage(&person).map_err(|_| StoreError::Corrupt("register_log.person"))?,
+        person: Personnummer::from_storage(&person)
+            .map_err(|_| StoreError::Corrupt("register_log.person"))?,
         record_id,
         version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
         kind: RecordKind::parse(&kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
@@ -522,12 +527,14 @@ macro_rules! shared_statements {
             .execute(&mut *self)
             .await?;
             if accepted > 0 {
-                sqlx::query("INSERT INTO register_batches (last_seq, recorded_at, accepted) VALUES ($1, $2, $3)")
-                    .bind(head.last_seq)
-                    .bind(head.last_recorded_at)
-                    .bind(accepted)
-                    .execute(&mut *self)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO register_batches (last_seq, recorded_at, accepted) VALUES ($1, $2, $3)",
+                )
+                .bind(head.last_seq)
+                .bind(head.last_recorded_at)
+                .bind(accepted)
+                .execute(&mut *self)
+                .await?;
             }
             Ok(())
         }
@@ -848,12 +855,14 @@ impl RegisterConn for PgConnection {
         Ok(rows
             .into_iter()
             .map(
-                |(person, source_system, latest_version, latest_seq, latest_source_version)| PersonSourceRow {
-                    person,
-                    source_system,
-                    latest_version,
-                    latest_seq,
-                    latest_source_version,
+                |(person, source_system, latest_version, latest_seq, latest_source_version)| {
+                    PersonSourceRow {
+                        person,
+                        source_system,
+                        latest_version,
+                        latest_seq,
+                        latest_source_version,
+                    }
                 },
             )
             .collect())
@@ -1187,17 +1196,14 @@ async fn run_ingest<C: RegisterConn>(
                     continue;
                 }
                 if source_version <= state.row.latest_source_version {
-                    let found = match in_batch.get(&(
-                        state.row.record_id.clone(),
-                        person.clone(),
-                        source_version,
-                    )) {
-                        Some(v) => Some(v.clone()),
-                        None => {
-                            conn.find_version(&state.row.record_id, &person, false, source_version)
-                                .await?
-                        }
-                    };
+                    let found =
+                        match in_batch.get(&(state.row.record_id.clone(), person.clone(), source_version)) {
+                            Some(v) => Some(v.clone()),
+                            None => {
+                                conn.find_version(&state.row.record_id, &person, false, source_version)
+                                    .await?
+                            }
+                        };
                     results.push(repeated_version(
                         found,
                         &hash,
@@ -1290,11 +1296,7 @@ async fn run_ingest<C: RegisterConn>(
 
     if !log.is_empty() {
         conn.insert_log(&log).await?;
-        let record_rows: Vec<RecordRow> = records
-            .into_values()
-            .filter(|s| s.dirty)
-            .map(|s| s.row)
-            .collect();
+        let record_rows: Vec<RecordRow> = records.into_values().filter(|s| s.dirty).map(|s| s.row).collect();
         if !record_rows.is_empty() {
             conn.upsert_records(&record_rows).await?;
         }

@@ -7,4 +7,5 @@ mod authn;
 mod catalogue;
 mod cli;
 mod health;
+mod register;
 mod shutdown;
