@@ -1,6 +1,7 @@
 //! What each `lefi` subcommand does. `main.rs` parses and dispatches; the work is here.
 
 mod client;
+mod ingest;
 mod serve;
 
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Operator { command } => operator(command).await,
         Command::Client(args) => return client::run_client(args).await,
         Command::Admin(args) => return client::run_admin(args).await,
+        Command::Ingest(args) => return ingest::run_ingest(args).await,
+        Command::Synth(args) => ingest::synth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
