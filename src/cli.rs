@@ -70,6 +70,48 @@ pub enum Command {
     /// Operator CLI: call the admin API.
     #[command(after_help = ADMIN_ONBOARDING_HELP)]
     Admin(AdminArgs),
+
+    /// Feed an NDJSON file of facts into the register through the admin API (role `ingest`).
+    ///
+    /// One `lefi.admin.v1.Fact` per line in the protobuf JSON mapping (see
+    /// proto/lefi/admin/v1/register.proto). Shows a progress bar and a summary; rejected and
+    /// malformed lines are written to FILE.rejected.ndjson with line number and reason. Ingest is
+    /// idempotent: after an interruption, run the same file again. Exits with 1 if any line was
+    /// rejected.
+    Ingest(IngestArgs),
+
+    /// Write a deterministic synthetic register as NDJSON (for tests, demos and benchmarks).
+    ///
+    /// Identity numbers use only birth numbers 980–999, the range of Skatteverket's published test
+    /// numbers; the source system is SYNTH. Never load synthetic data into a production register.
+    Synth(SynthArgs),
+}
+
+/// Arguments of `lefi ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The NDJSON file to feed.
+    pub file: PathBuf,
+    /// Server address, certificate and key (default certs-dev/ingest.pem, written by `serve --dev`).
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Arguments of `lefi synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// How many persons to make.
+    #[arg(long)]
+    pub persons: usize,
+    /// The random seed: the same seed, persons and --until give the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The last day of the synthetic history, YYYY-MM-DD.
+    #[arg(long, default_value = "2025-12-31")]
+    pub until: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// How to onboard a party, shown by `lefi admin --help`.
@@ -279,6 +321,34 @@ pub enum ClientCommand {
         #[arg(long)]
         heartbeat: Option<String>,
     },
+    /// Ask a one-off question about one person (QueryService.QueryPerson).
+    Query(QueryArgs),
+}
+
+/// Arguments of `lefi client query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The person's personnummer or samordningsnummer.
+    #[arg(long)]
+    pub person: String,
+    /// Benefit type codes, comma-separated, e.g. SJP,FP.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub benefits: Vec<String>,
+    /// First day of the period of interest, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: String,
+    /// Last day of the period of interest, YYYY-MM-DD [default: open-ended].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The legal basis code, e.g. INS_COORDINATION.
+    #[arg(long)]
+    pub basis: String,
+    /// Your case (ärende) reference, when the basis needs an open case.
+    #[arg(long)]
+    pub case_reference: Option<String>,
+    /// The consent id, when the basis needs consent.
+    #[arg(long)]
+    pub consent_id: Option<String>,
 }
 
 /// `lefi admin …`
@@ -321,6 +391,11 @@ pub enum AdminCommand {
     History {
         /// The party id (pty_…) or organisation number.
         party: String,
+    },
+    /// Inspect the benefit register.
+    Register {
+        #[command(subcommand)]
+        command: RegisterCommand,
     },
 }
 
@@ -513,4 +588,20 @@ pub struct ListArgs {
     /// Parties fetched per call; every page is fetched.
     #[arg(long, default_value_t = 100)]
     pub page_size: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegisterCommand {
+    /// Show a person and every version of every fact about them (roles operator, auditor; the
+    /// view is recorded in the disclosure log).
+    Show {
+        /// The person's personnummer or samordningsnummer.
+        #[arg(long)]
+        person: String,
+        /// Show the register as of this sequence [default: the head].
+        #[arg(long)]
+        as_of: Option<u64>,
+    },
+    /// Register statistics: persons, facts, versions, head sequence, ingest rate.
+    Stats,
 }

@@ -14,6 +14,8 @@
 //! - [`grpc`]: the generated protobuf code, service implementations and the error mapping.
 //! - [`devcerts`]: a development certificate authority (rcgen) for `serve --dev` and tests.
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
+//! - [`ndjson`] and [`synth`]: the register's feed file format and the synthetic register that
+//!   `lefi synth` writes and `serve --dev` loads ([`demo_register`]).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -24,12 +26,15 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod demo_register;
 pub mod devcerts;
 pub mod domain;
 pub mod grpc;
 pub mod identity;
+pub mod ndjson;
 pub mod policy;
 pub mod shutdown;
 pub mod store;
+pub mod synth;
 pub mod telemetry;
 pub mod tls;

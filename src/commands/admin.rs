@@ -68,7 +68,8 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         | AdminCommand::Whoami
         | AdminCommand::Show { .. }
         | AdminCommand::List(_)
-        | AdminCommand::History { .. } => return None,
+        | AdminCommand::History { .. }
+        | AdminCommand::Register { .. } => return None,
     };
     Some(
         given
@@ -97,6 +98,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
     match command {
         AdminCommand::Health => health(channel).await,
         AdminCommand::Whoami => whoami(channel, json).await,
+        AdminCommand::Register { command } => super::client::register(channel, command, json).await,
         AdminCommand::Apply(args) => {
             let party = client.apply(apply_request(args, key)).await?.into_inner().party;
             print_party_result(party, json, "lefi.admin.v1.Party")

@@ -11,8 +11,9 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use tonic::transport::Channel;
 
-use crate::cli::{ClientArgs, ClientCommand, ConnectArgs};
+use crate::cli::{ClientArgs, ClientCommand, ConnectArgs, QueryArgs, RegisterCommand};
 use crate::client::{ClientPem, connect};
+use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
 /// `lefi client …`
@@ -26,7 +27,7 @@ pub async fn run_client(args: ClientArgs) -> ExitCode {
     report(result)
 }
 
-fn report(result: anyhow::Result<()>) -> ExitCode {
+pub(super) fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -203,6 +204,153 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
             max_events,
             heartbeat,
         } => stream(channel, cursor_file.as_deref(), *max_events, heartbeat.as_deref()).await,
+        ClientCommand::Query(args) => query(channel, args, json).await,
+    }
+}
+
+async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
+    let mut answer = pb::query_service_client::QueryServiceClient::new(channel)
+        .query_person(pb::QueryPersonRequest {
+            person_id: args.person.clone(),
+            benefit_type_codes: args.benefits.clone(),
+            period: Some(pb::DateRange {
+                from: args.from.clone(),
+                to: args.to.clone().unwrap_or_default(),
+            }),
+            legal_basis: args.basis.clone(),
+            case_reference: args.case_reference.clone().unwrap_or_default(),
+            consent_id: args.consent_id.clone().unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let mut records = Vec::new();
+    let mut header = None;
+    while let Some(message) = answer.message().await? {
+        if json {
+            print_json(&message, "lefi.v1.QueryPersonResponse")?;
+        }
+        match message.content {
+            Some(pb::query_person_response::Content::Header(h)) => header = Some(h),
+            Some(pb::query_person_response::Content::Records(batch)) => records.extend(batch.records),
+            None => {}
+        }
+    }
+    if json {
+        return Ok(());
+    }
+    let header = header.ok_or_else(|| anyhow::anyhow!("the answer had no header"))?;
+    if let Some(person) = &header.person {
+        print_person(person);
+    }
+    println!(
+        "as of        register sequence {} ({} records)",
+        header.as_of_sequence, header.record_count
+    );
+    println!();
+    print_records(records.iter().map(|r| (r, "")));
+    Ok(())
+}
+
+fn print_person(person: &pb::Person) {
+    let kind = pb::PersonIdKind::try_from(person.id_kind)
+        .unwrap_or_default()
+        .as_str_name();
+    println!("person       {} ({kind})", person.person_id);
+    if person.protected_identity {
+        println!("name         (protected identity: not disclosed to parties)");
+        if !person.name.is_empty() {
+            println!("             {}", person.name);
+        }
+    } else {
+        println!("name         {}", person.name);
+    }
+    if !person.date_of_death.is_empty() {
+        println!("died         {}", person.date_of_death);
+    }
+}
+
+/// Öre as kronor, e.g. 1234567 → "12345.67".
+fn kronor(ore: i64) -> String {
+    let sign = if ore < 0 { "-" } else { "" };
+    let abs = ore.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+fn describe_fact(r: &pb::BenefitRecord) -> String {
+    use pb::benefit_record::Fact;
+    match &r.fact {
+        Some(Fact::Case(c)) => format!(
+            "case {} {} opened {}{}",
+            c.case_id,
+            pb::BenefitCaseStatus::try_from(c.status)
+                .unwrap_or_default()
+                .as_str_name(),
+            c.opened,
+            if c.closed.is_empty() {
+                String::new()
+            } else {
+                format!(" closed {}", c.closed)
+            }
+        ),
+        Some(Fact::CompensationPeriod(p)) => format!(
+            "period {}..{} {} {} SEK/day",
+            p.from,
+            p.to,
+            pb::CompensationExtent::try_from(p.extent)
+                .unwrap_or_default()
+                .as_str_name(),
+            kronor(p.daily_amount_ore)
+        ),
+        Some(Fact::Decision(d)) => format!(
+            "decision {} from {} (decided {})",
+            pb::DecisionKind::try_from(d.kind)
+                .unwrap_or_default()
+                .as_str_name(),
+            d.effective_from,
+            d.decided_on
+        ),
+        Some(Fact::Payment(p)) => format!(
+            "payment {} gross {} tax {} SEK{}",
+            p.payment_date,
+            kronor(p.gross_ore),
+            kronor(p.tax_ore),
+            if p.preliminary { " (preliminary)" } else { "" }
+        ),
+        Some(Fact::PersonEvent(e)) => format!(
+            "event {} {}",
+            pb::PersonEventKind::try_from(e.kind)
+                .unwrap_or_default()
+                .as_str_name(),
+            e.event_date
+        ),
+        None => String::new(),
+    }
+}
+
+fn print_records<'a>(records: impl Iterator<Item = (&'a pb::BenefitRecord, &'a str)>) {
+    println!(
+        "{:>8} {:<36} {:>3} {:<10} {:<5} {:<23} {:<18} FACT",
+        "SEQ", "RECORD", "V", "KIND", "TYPE", "VALID", "SOURCE"
+    );
+    for (r, source) in records {
+        let kind = pb::RecordKind::try_from(r.kind).unwrap_or_default().as_str_name();
+        let valid = r
+            .valid
+            .as_ref()
+            .map(|v| format!("{}..{}", v.from, v.to))
+            .unwrap_or_default();
+        println!(
+            "{:>8} {:<36} {:>3} {:<10} {:<5} {:<23} {:<18} {}{}",
+            r.register_sequence,
+            r.record_id,
+            r.version,
+            kind,
+            r.benefit_type,
+            valid,
+            truncate(source, 18),
+            describe_fact(r),
+            if r.retroactive { " [retroactive]" } else { "" }
+        );
     }
 }
 
@@ -257,6 +405,85 @@ fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(&tmp, contents).map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot replace '{}': {e}", path.display()))?;
     Ok(())
+}
+
+pub(super) async fn register(channel: Channel, command: &RegisterCommand, json: bool) -> anyhow::Result<()> {
+    let mut client = admin_pb::register_admin_service_client::RegisterAdminServiceClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024);
+    match command {
+        RegisterCommand::Show { person, as_of } => {
+            let view = client
+                .show_person(admin_pb::ShowPersonRequest {
+                    person_id: person.clone(),
+                    as_of_sequence: as_of.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            if json {
+                return print_json(&view, "lefi.admin.v1.ShowPersonResponse");
+            }
+            if let Some(p) = &view.person {
+                print_person(p);
+            }
+            println!("as of        register sequence {}", view.as_of_sequence);
+            println!();
+            println!("person data versions:");
+            for v in &view.person_versions {
+                let p = v.person.clone().unwrap_or_default();
+                println!(
+                    "{:>8} {} v{} name '{}'{}{}",
+                    v.register_sequence,
+                    v.source_system,
+                    v.source_version,
+                    p.name,
+                    if p.protected_identity { " protected" } else { "" },
+                    if p.date_of_death.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" died {}", p.date_of_death)
+                    }
+                );
+            }
+            println!();
+            println!("facts ({} versions):", view.facts.len());
+            let sources: Vec<String> = view
+                .facts
+                .iter()
+                .map(|f| format!("{}:{} v{}", f.source_system, f.source_id, f.source_version))
+                .collect();
+            print_records(
+                view.facts
+                    .iter()
+                    .zip(&sources)
+                    .filter_map(|(f, s)| f.record.as_ref().map(|r| (r, s.as_str()))),
+            );
+            Ok(())
+        }
+        RegisterCommand::Stats => {
+            let stats = client.get_stats(admin_pb::GetStatsRequest {}).await?.into_inner();
+            if json {
+                return print_json(&stats, "lefi.admin.v1.GetStatsResponse");
+            }
+            let recorded = stats
+                .latest_recorded_at
+                .map(|t| {
+                    crate::domain::clock::format_instant(crate::domain::clock::from_micros(
+                        t.seconds.saturating_mul(1_000_000),
+                    ))
+                })
+                .unwrap_or_else(|| "-".to_string());
+            println!("persons             {}", stats.person_count);
+            println!("facts               {}", stats.fact_count);
+            println!("fact versions       {}", stats.fact_version_count);
+            println!(
+                "latest sequence     {} (recorded {recorded})",
+                stats.latest_sequence
+            );
+            println!("accepted last min   {}", stats.accepted_last_minute);
+            println!("accepted last hour  {}", stats.accepted_last_hour);
+            Ok(())
+        }
+    }
 }
 
 pub(super) async fn health(channel: Channel) -> anyhow::Result<()> {

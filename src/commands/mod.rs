@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod ingest;
 mod serve;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Operator { command } => operator(command).await,
         Command::Client(args) => return client::run_client(args).await,
         Command::Admin(args) => return admin::run(args).await,
+        Command::Ingest(args) => return ingest::run_ingest(args).await,
+        Command::Synth(args) => ingest::synth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

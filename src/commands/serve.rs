@@ -48,7 +48,11 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let db_url = redact_url(&settings.database.url);
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
     let demo = match &dev {
-        Some(dev) => Some(crate::demo::seed(&store, &dev.certs_dir, &clock).await?),
+        Some(dev) => {
+            let demo = crate::demo::seed(&store, &dev.certs_dir, &clock).await?;
+            crate::demo_register::seed(&store, &dev.certs_dir, &clock).await?;
+            Some(demo)
+        }
         None => None,
     };
     let app = App::build_with_store(settings, store, clock).await?;

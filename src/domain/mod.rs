@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;
+pub mod register;
 
 pub use org_number::OrgNumber;
 pub use party::{OperatorRole, PartyKind, PartyState};

@@ -30,18 +30,15 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
             PartyAdminApi { state: state.clone() },
         ))
-        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(NotYet))
+        .add_service(
+            pb::register_admin_service_server::RegisterAdminServiceServer::new(
+                crate::grpc::register::RegisterApi::new(state.clone()),
+            ),
+        )
         .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(
             crate::grpc::audit::AuditApi { state: state.clone() },
         ));
 }
-
-/// Services whose RPCs are specified in the contract but not built yet: each answers UNIMPLEMENTED.
-#[derive(Debug, Clone, Copy)]
-pub struct NotYet;
-
-#[tonic::async_trait]
-impl pb::register_admin_service_server::RegisterAdminService for NotYet {}
 
 /// `lefi.admin.v1.OperatorService`.
 #[derive(Debug, Clone)]

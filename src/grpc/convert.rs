@@ -1,10 +1,19 @@
 //! Conversions between domain values and protobuf messages.
 
-use crate::domain::clock::format_date;
+use time::Date;
+
+use crate::domain::clock::{format_date, parse_date};
 use crate::domain::party::AgreementType;
-use crate::domain::{PartyKind, PartyState};
+use crate::domain::personnummer::IdKind;
+use crate::domain::register::{
+    AmountLine, BenefitCase, CaseStatus, CompensationPeriod, DateRange, Decision, DecisionKind, Extent,
+    FactBody, FactError, FactParts, NewFact, Payment, PersonData, PersonEvent, PersonEventKind, RecordKind,
+    RejectReason,
+};
+use crate::domain::{PartyKind, PartyState, Personnummer};
+use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::store::{BenefitType, LegalBasis};
+use crate::store::{BenefitType, LegalBasis, StoredRecord};
 
 pub fn party_kind(k: PartyKind) -> pb::PartyKind {
     match k {
@@ -72,5 +81,322 @@ pub fn timestamp(micros: crate::domain::clock::Micros) -> prost_types::Timestamp
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The register: facts in, records and persons out.
+// ---------------------------------------------------------------------------------------------
+
+/// The reason of a refused fact, as sent on the wire.
+pub fn reject_reason(r: RejectReason) -> pb::ErrorReason {
+    match r {
+        RejectReason::InvalidArgument => pb::ErrorReason::InvalidArgument,
+        RejectReason::PersonIdInvalid => pb::ErrorReason::PersonIdInvalid,
+        RejectReason::UnknownBenefitType => pb::ErrorReason::UnknownBenefitType,
+        RejectReason::InvalidDate => pb::ErrorReason::InvalidDate,
+        RejectReason::SourceVersionConflict => pb::ErrorReason::SourceVersionConflict,
+        RejectReason::SourceVersionOutOfOrder => pb::ErrorReason::SourceVersionOutOfOrder,
+        RejectReason::RecordNotFound => pb::ErrorReason::RecordNotFound,
+    }
+}
+
+/// A required business date field.
+fn fact_date(field: &str, s: &str) -> Result<Date, FactError> {
+    if s.trim().is_empty() {
+        return Err(FactError::new(
+            RejectReason::InvalidDate,
+            field,
+            format!("{field} is required, as YYYY-MM-DD"),
+        ));
+    }
+    parse_date(s).ok_or_else(|| {
+        FactError::new(
+            RejectReason::InvalidDate,
+            field,
+            format!("{field} is not a date YYYY-MM-DD"),
+        )
+    })
+}
+
+/// An optional business date field (empty = none).
+fn fact_date_opt(field: &str, s: &str) -> Result<Option<Date>, FactError> {
+    if s.trim().is_empty() {
+        Ok(None)
+    } else {
+        fact_date(field, s).map(Some)
+    }
+}
+
+/// A required enum field: unspecified or unknown values are refused.
+fn required_enum<T>(field: &str, value: Option<T>) -> Result<T, FactError> {
+    value.ok_or_else(|| {
+        FactError::new(
+            RejectReason::InvalidArgument,
+            field,
+            format!("{field} is required: give one of its named values"),
+        )
+    })
+}
+
+/// A date range from the wire: `from` required (as `field.from`), `to` optional, not before `from`.
+pub fn date_range(field: &str, r: &pb::DateRange) -> Result<DateRange, FactError> {
+    let from = fact_date(&format!("{field}.from"), &r.from)?;
+    let to = fact_date_opt(&format!("{field}.to"), &r.to)?;
+    DateRange::new(from, to).map_err(|e| e.within(field))
+}
+
+/// Reads a `lefi.admin.v1.Fact` into a checked [`NewFact`]. `today` is the reference date for
+/// identity numbers in the ten-digit form.
+pub fn new_fact(fact: admin_pb::Fact, today: Date) -> Result<NewFact, FactError> {
+    let person = Personnummer::parse(&fact.person_id, today)
+        .map_err(|e| FactError::new(RejectReason::PersonIdInvalid, "person_id", e.to_string()))?;
+    let kind = required_enum(
+        "kind",
+        match pb::RecordKind::try_from(fact.kind).ok() {
+            Some(pb::RecordKind::New) => Some(RecordKind::New),
+            Some(pb::RecordKind::Correction) => Some(RecordKind::Correction),
+            Some(pb::RecordKind::Retraction) => Some(RecordKind::Retraction),
+            _ => None,
+        },
+    )?;
+    let valid = match &fact.valid {
+        Some(v) if !(v.from.is_empty() && v.to.is_empty()) => Some(date_range("valid", v)?),
+        _ => None,
+    };
+    let body = fact.body.map(fact_body).transpose()?;
+    NewFact::new(FactParts {
+        source_system: fact.source_system,
+        source_id: fact.source_id,
+        source_version: fact.source_version,
+        person,
+        benefit_type: fact.benefit_type.trim().to_string(),
+        kind,
+        valid,
+        retroactive: fact.retroactive,
+        body,
+    })
+}
+
+fn fact_body(body: admin_pb::fact::Body) -> Result<FactBody, FactError> {
+    use admin_pb::fact::Body;
+    Ok(match body {
+        Body::Case(c) => FactBody::Case(BenefitCase {
+            case_id: c.case_id,
+            parent_case_id: (!c.parent_case_id.is_empty()).then_some(c.parent_case_id),
+            opened: fact_date("case.opened", &c.opened)?,
+            closed: fact_date_opt("case.closed", &c.closed)?,
+            status: required_enum(
+                "case.status",
+                match pb::BenefitCaseStatus::try_from(c.status).ok() {
+                    Some(pb::BenefitCaseStatus::Open) => Some(CaseStatus::Open),
+                    Some(pb::BenefitCaseStatus::Closed) => Some(CaseStatus::Closed),
+                    _ => None,
+                },
+            )?,
+        }),
+        Body::CompensationPeriod(p) => FactBody::Period(CompensationPeriod {
+            case_id: p.case_id,
+            from: fact_date("compensation_period.from", &p.from)?,
+            to: fact_date("compensation_period.to", &p.to)?,
+            extent: required_enum(
+                "compensation_period.extent",
+                match pb::CompensationExtent::try_from(p.extent).ok() {
+                    Some(pb::CompensationExtent::Full) => Some(Extent::Full),
+                    Some(pb::CompensationExtent::ThreeQuarters) => Some(Extent::ThreeQuarters),
+                    Some(pb::CompensationExtent::Half) => Some(Extent::Half),
+                    Some(pb::CompensationExtent::OneQuarter) => Some(Extent::OneQuarter),
+                    _ => None,
+                },
+            )?,
+            daily_amount_ore: p.daily_amount_ore,
+        }),
+        Body::Decision(d) => FactBody::Decision(Decision {
+            case_id: d.case_id,
+            kind: required_enum(
+                "decision.kind",
+                match pb::DecisionKind::try_from(d.kind).ok() {
+                    Some(pb::DecisionKind::Granted) => Some(DecisionKind::Granted),
+                    Some(pb::DecisionKind::Rejected) => Some(DecisionKind::Rejected),
+                    Some(pb::DecisionKind::Withdrawn) => Some(DecisionKind::Withdrawn),
+                    Some(pb::DecisionKind::Blocked) => Some(DecisionKind::Blocked),
+                    Some(pb::DecisionKind::Unblocked) => Some(DecisionKind::Unblocked),
+                    _ => None,
+                },
+            )?,
+            effective_from: fact_date("decision.effective_from", &d.effective_from)?,
+            decided_on: fact_date("decision.decided_on", &d.decided_on)?,
+        }),
+        Body::Payment(p) => {
+            let covered = p.covered.unwrap_or_default();
+            FactBody::Payment(Payment {
+                case_id: p.case_id,
+                payment_date: fact_date("payment.payment_date", &p.payment_date)?,
+                covered: DateRange {
+                    from: fact_date("payment.covered.from", &covered.from)?,
+                    to: fact_date_opt("payment.covered.to", &covered.to)?,
+                },
+                gross_ore: p.gross_ore,
+                tax_ore: p.tax_ore,
+                preliminary: p.preliminary,
+                lines: p
+                    .lines
+                    .into_iter()
+                    .map(|l| AmountLine {
+                        amount_type: l.amount_type,
+                        amount_ore: l.amount_ore,
+                    })
+                    .collect(),
+                payer: p.payer,
+            })
+        }
+        Body::PersonEvent(e) => FactBody::Event(PersonEvent {
+            kind: required_enum(
+                "person_event.kind",
+                match pb::PersonEventKind::try_from(e.kind).ok() {
+                    Some(pb::PersonEventKind::LifeCertificateReceived) => {
+                        Some(PersonEventKind::LifeCertificateReceived)
+                    }
+                    Some(pb::PersonEventKind::LifeCertificateMissing) => {
+                        Some(PersonEventKind::LifeCertificateMissing)
+                    }
+                    Some(pb::PersonEventKind::DeathRegistered) => Some(PersonEventKind::DeathRegistered),
+                    Some(pb::PersonEventKind::SicknessCaseClosed) => {
+                        Some(PersonEventKind::SicknessCaseClosed)
+                    }
+                    _ => None,
+                },
+            )?,
+            event_date: fact_date("person_event.event_date", &e.event_date)?,
+        }),
+        Body::Person(p) => FactBody::Person(PersonData {
+            name: p.name.trim().to_string(),
+            protected_identity: p.protected_identity,
+            date_of_death: fact_date_opt("person.date_of_death", &p.date_of_death)?,
+        }),
+    })
+}
+
+fn wire_range(r: &DateRange) -> pb::DateRange {
+    pb::DateRange {
+        from: format_date(r.from),
+        to: r.to.map(format_date).unwrap_or_default(),
+    }
+}
+
+fn record_kind(k: RecordKind) -> pb::RecordKind {
+    match k {
+        RecordKind::New => pb::RecordKind::New,
+        RecordKind::Correction => pb::RecordKind::Correction,
+        RecordKind::Retraction => pb::RecordKind::Retraction,
+    }
+}
+
+/// The wire form of a benefit fact's body; `None` for a person's own data (not a benefit record).
+fn record_fact(body: &FactBody) -> Option<pb::benefit_record::Fact> {
+    use pb::benefit_record::Fact;
+    Some(match body {
+        FactBody::Case(c) => Fact::Case(pb::BenefitCase {
+            case_id: c.case_id.clone(),
+            parent_case_id: c.parent_case_id.clone().unwrap_or_default(),
+            opened: format_date(c.opened),
+            closed: c.closed.map(format_date).unwrap_or_default(),
+            status: match c.status {
+                CaseStatus::Open => pb::BenefitCaseStatus::Open,
+                CaseStatus::Closed => pb::BenefitCaseStatus::Closed,
+            } as i32,
+        }),
+        FactBody::Period(p) => Fact::CompensationPeriod(pb::CompensationPeriod {
+            case_id: p.case_id.clone(),
+            from: format_date(p.from),
+            to: format_date(p.to),
+            extent: match p.extent {
+                Extent::Full => pb::CompensationExtent::Full,
+                Extent::ThreeQuarters => pb::CompensationExtent::ThreeQuarters,
+                Extent::Half => pb::CompensationExtent::Half,
+                Extent::OneQuarter => pb::CompensationExtent::OneQuarter,
+            } as i32,
+            daily_amount_ore: p.daily_amount_ore,
+        }),
+        FactBody::Decision(d) => Fact::Decision(pb::Decision {
+            case_id: d.case_id.clone(),
+            kind: match d.kind {
+                DecisionKind::Granted => pb::DecisionKind::Granted,
+                DecisionKind::Rejected => pb::DecisionKind::Rejected,
+                DecisionKind::Withdrawn => pb::DecisionKind::Withdrawn,
+                DecisionKind::Blocked => pb::DecisionKind::Blocked,
+                DecisionKind::Unblocked => pb::DecisionKind::Unblocked,
+            } as i32,
+            effective_from: format_date(d.effective_from),
+            decided_on: format_date(d.decided_on),
+        }),
+        FactBody::Payment(p) => Fact::Payment(pb::Payment {
+            case_id: p.case_id.clone(),
+            payment_date: format_date(p.payment_date),
+            covered: Some(wire_range(&p.covered)),
+            gross_ore: p.gross_ore,
+            tax_ore: p.tax_ore,
+            preliminary: p.preliminary,
+            lines: p
+                .lines
+                .iter()
+                .map(|l| pb::AmountLine {
+                    amount_type: l.amount_type.clone(),
+                    amount_ore: l.amount_ore,
+                })
+                .collect(),
+            payer: p.payer.clone(),
+        }),
+        FactBody::Event(e) => Fact::PersonEvent(pb::PersonEvent {
+            kind: match e.kind {
+                PersonEventKind::LifeCertificateReceived => pb::PersonEventKind::LifeCertificateReceived,
+                PersonEventKind::LifeCertificateMissing => pb::PersonEventKind::LifeCertificateMissing,
+                PersonEventKind::DeathRegistered => pb::PersonEventKind::DeathRegistered,
+                PersonEventKind::SicknessCaseClosed => pb::PersonEventKind::SicknessCaseClosed,
+            } as i32,
+            event_date: format_date(e.event_date),
+        }),
+        FactBody::Person(_) => return None,
+    })
+}
+
+/// A stored version as parties receive it.
+pub fn benefit_record(r: &StoredRecord) -> pb::BenefitRecord {
+    pb::BenefitRecord {
+        register_sequence: r.seq,
+        recorded_at: Some(timestamp(r.recorded_at)),
+        record_id: r.record_id.clone(),
+        version: r.version,
+        kind: record_kind(r.kind) as i32,
+        retroactive: r.retroactive,
+        benefit_type: r.benefit_type.clone(),
+        valid: r.valid.as_ref().map(wire_range),
+        fact: record_fact(&r.body),
+    }
+}
+
+/// Who a person's data is shown to: parties never see the name of a protected person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Party,
+    Operator,
+}
+
+/// A person as disclosed to `audience`.
+pub fn person(id: &Personnummer, data: &PersonData, audience: Audience) -> pb::Person {
+    let show_name = audience == Audience::Operator || !data.protected_identity;
+    pb::Person {
+        person_id: id.as_storage().to_string(),
+        id_kind: match id.kind() {
+            IdKind::Personnummer => pb::PersonIdKind::Personnummer,
+            IdKind::Samordningsnummer => pb::PersonIdKind::Samordningsnummer,
+        } as i32,
+        name: if show_name {
+            data.name.clone()
+        } else {
+            String::new()
+        },
+        protected_identity: data.protected_identity,
+        date_of_death: data.date_of_death.map(format_date).unwrap_or_default(),
     }
 }

@@ -11,6 +11,8 @@ pub mod consents;
 pub mod convert;
 pub mod delivery;
 pub mod party;
+pub mod query;
+pub mod register;
 pub mod status;
 pub mod subscriptions;
 

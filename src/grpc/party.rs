@@ -24,7 +24,9 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
             subscriptions::SubscriptionApi { state: state.clone() },
         ))
-        .add_service(pb::query_service_server::QueryServiceServer::new(NotYet))
+        .add_service(pb::query_service_server::QueryServiceServer::new(
+            crate::grpc::query::QueryApi::new(state.clone()),
+        ))
         .add_service(pb::consent_service_server::ConsentServiceServer::new(
             consents::ConsentApi { state: state.clone() },
         ))
@@ -32,13 +34,6 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
             consents::CaseApi { state: state.clone() },
         ));
 }
-
-/// Services whose RPCs are specified in the contract but not built yet: each answers UNIMPLEMENTED.
-#[derive(Debug, Clone, Copy)]
-pub struct NotYet;
-
-#[tonic::async_trait]
-impl pb::query_service_server::QueryService for NotYet {}
 
 /// `lefi.v1.PartyService`.
 #[derive(Debug, Clone)]

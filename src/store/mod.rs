@@ -13,6 +13,7 @@ mod catalogue;
 pub mod delivery;
 mod parties;
 pub mod policy;
+mod register;
 pub mod rows;
 
 use std::str::FromStr;

@@ -4,7 +4,8 @@ use time::Date;
 
 use crate::domain::clock::Micros;
 use crate::domain::party::AgreementType;
-use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
+use crate::domain::register::{DateRange, FactBody, FactError, FactType, PersonData, RecordKind};
+use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState, Personnummer};
 
 /// A legal basis from the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,4 +111,80 @@ pub struct NewConnectedParty {
     pub basis_codes: Vec<String>,
     pub benefit_codes: Vec<String>,
     pub certificates: Vec<NewCertificate>,
+}
+
+/// One stored version of a fact (a benefit fact, or a person update with fact type `PERSON`), as the
+/// register log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The register sequence: strictly increasing, in commit order.
+    pub seq: u64,
+    pub recorded_at: Micros,
+    pub person: Personnummer,
+    /// Stable id of the fact across its versions; `person:<source_system>` for person updates.
+    pub record_id: String,
+    /// 1 for the first version, +1 for every later one.
+    pub version: u32,
+    pub kind: RecordKind,
+    pub retroactive: bool,
+    /// Empty for person updates and for person events that concern no single benefit.
+    pub benefit_type: String,
+    pub fact_type: FactType,
+    /// The business period; `None` for person updates.
+    pub valid: Option<DateRange>,
+    /// For a retraction, the content of the version it retracts.
+    pub body: FactBody,
+    pub source_system: String,
+    /// Empty for person updates.
+    pub source_id: String,
+    pub source_version: u64,
+}
+
+/// A person in the register, as of some sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPerson {
+    pub person: Personnummer,
+    /// Name, protection and death; the default (no name) when only benefit facts named the person.
+    pub data: PersonData,
+    /// The sequence of the first fact that named the person.
+    pub created_seq: u64,
+    /// The sequence of the person-data version shown (0 when there is none).
+    pub latest_seq: u64,
+}
+
+/// What happened to one fact given to [`crate::store::Store::ingest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestResult {
+    /// Stored as a new version.
+    Accepted(IngestedVersion),
+    /// This exact version was stored before; nothing changed.
+    Unchanged(IngestedVersion),
+    /// Not stored.
+    Rejected(FactError),
+}
+
+/// The version an ingested fact is stored as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestedVersion {
+    pub seq: u64,
+    /// The stable record id (for person updates `person:<source_system>`).
+    pub record_id: String,
+    pub version: u32,
+    /// Whether this is a person update (the API reports no record id for those).
+    pub person_update: bool,
+}
+
+/// Register statistics for the operator view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegisterStats {
+    pub person_count: u64,
+    /// Distinct benefit facts (record ids).
+    pub fact_count: u64,
+    /// Stored benefit fact versions (facts plus corrections and retractions).
+    pub fact_version_count: u64,
+    pub latest_seq: u64,
+    /// When the head was recorded; `None` for an empty register.
+    pub latest_recorded_at: Option<Micros>,
+    pub accepted_last_minute: u64,
+    pub accepted_last_hour: u64,
 }

@@ -54,6 +54,8 @@ pub struct TestCerts {
     pub server: Issued,
     pub operator: Issued,
     pub auditor: Issued,
+    /// An operator with the `ingest` role (feeds the register).
+    pub ingest: Issued,
     pub insurer: Issued,
     pub municipality: Issued,
     /// Signed by the party CA but registered for nobody.
@@ -70,6 +72,7 @@ impl TestCerts {
             server: ca.issue_server(&["localhost", "127.0.0.1"]).unwrap(),
             operator: ca.issue_client("Test Operatör", None).unwrap(),
             auditor: ca.issue_client("Test Revisor", None).unwrap(),
+            ingest: ca.issue_client("Test Inläsning", None).unwrap(),
             insurer: ca.issue_client("Testförsäkring AB", Some("556677-8899")).unwrap(),
             municipality: ca.issue_client("Testkommun", Some("222000-0000")).unwrap(),
             stranger: ca.issue_client("Okänd AB", None).unwrap(),
@@ -120,7 +123,7 @@ static PG_SKIP_NOTICE: Once = Once::new();
 
 impl TestApp {
     /// Starts a server with two connected demo parties (an insurer and a municipality), an
-    /// operator and an auditor. `None` when the backend is PostgreSQL and none is configured.
+    /// operator, an auditor and an ingest operator. `None` when the backend is PostgreSQL and none is configured.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         Self::spawn_with(backend, SpawnOptions::default()).await
     }
@@ -164,6 +167,7 @@ impl TestApp {
         for (issued, name, role) in [
             (&certs.operator, "Test Operatör", OperatorRole::Operator),
             (&certs.auditor, "Test Revisor", OperatorRole::Auditor),
+            (&certs.ingest, "Test Inläsning", OperatorRole::Ingest),
         ] {
             let (facts, _) = certificate_facts(issued.cert_pem.as_bytes()).unwrap();
             store

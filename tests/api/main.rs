@@ -10,4 +10,5 @@ mod catalogue;
 mod cli;
 mod consents;
 mod health;
+mod register;
 mod shutdown;

@@ -1,0 +1,351 @@
+//! `lefi.admin.v1.RegisterAdminService`: the register feed (Ingest), the operator's view of one
+//! person (ShowPerson) and the register statistics (GetStats).
+//!
+//! Ingest runs as two tasks per stream: a reader that decodes and checks each fact as it arrives
+//! (feeding a bounded channel, so a fast client is pushed back by HTTP/2 flow control), and a
+//! writer that takes whatever has arrived, up to [`INGEST_BATCH`] facts, stores it in one
+//! transaction and answers every fact in order once that transaction has committed.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::app::AppState;
+use crate::domain::OperatorRole;
+use crate::domain::Personnummer;
+use crate::domain::register::{FactError, FactType, NewFact, RejectReason};
+use crate::grpc::convert::{self, Audience};
+use crate::grpc::operator_of;
+use crate::grpc::party::shutting_down;
+use crate::grpc::pb::ErrorReason;
+use crate::grpc::pb::lefi::admin::v1 as pb;
+use crate::grpc::status::{error, error_with, invalid_field, store_error};
+use crate::identity::OperatorPrincipal;
+use crate::store::{IngestResult, StoredRecord};
+
+/// The most facts stored in one transaction.
+pub const INGEST_BATCH: usize = 5_000;
+/// Facts read ahead of the writer, and responses buffered for the client, per stream.
+const INGEST_BUFFER: usize = 8_192;
+
+type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestResponse, Status>> + Send>>;
+
+/// `lefi.admin.v1.RegisterAdminService`.
+#[derive(Debug, Clone)]
+pub struct RegisterApi {
+    state: AppState,
+}
+
+impl RegisterApi {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// Refuses an operator whose role is not among `allowed`.
+pub fn require_role(operator: &OperatorPrincipal, allowed: &[OperatorRole]) -> Result<(), Status> {
+    if allowed.contains(&operator.role) {
+        return Ok(());
+    }
+    let required = allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+    Err(error_with(
+        Code::PermissionDenied,
+        ErrorReason::RoleNotPermitted,
+        format!(
+            "the role '{}' may not make this call; use a certificate with one of the roles: {required}",
+            operator.role
+        ),
+        vec![
+            ("role", operator.role.as_str().to_string()),
+            ("required_roles", required),
+        ],
+    ))
+}
+
+/// HOOK(issue 4): records an operator's view of a person in the disclosure log (channel
+/// OPERATOR_VIEW). Until the disclosure log lands it does nothing; it is called once per
+/// ShowPerson, after the lookup, with whether the person was found.
+async fn log_operator_view(
+    _state: &AppState,
+    _operator: &OperatorPrincipal,
+    _person: &Personnummer,
+    _as_of_sequence: u64,
+    _found: bool,
+) -> Result<(), Status> {
+    Ok(())
+}
+
+/// One decoded request: its fact, or why it was refused before reaching the store.
+type Decoded = Result<NewFact, FactError>;
+
+#[tonic::async_trait]
+impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
+    #[tracing::instrument(skip_all)]
+    async fn ingest(
+        &self,
+        request: Request<Streaming<pb::IngestRequest>>,
+    ) -> Result<Response<IngestStream>, Status> {
+        let operator = operator_of(&request)?;
+        require_role(&operator, &[OperatorRole::Ingest])?;
+        let inbound = request.into_inner();
+        let (decoded_tx, decoded_rx) = mpsc::channel::<Decoded>(INGEST_BUFFER);
+        let (out_tx, out_rx) = mpsc::channel(INGEST_BUFFER);
+        tokio::spawn(read_facts(self.state.clone(), inbound, decoded_tx));
+        tokio::spawn(write_facts(self.state.clone(), decoded_rx, out_tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn show_person(
+        &self,
+        request: Request<pb::ShowPersonRequest>,
+    ) -> Result<Response<pb::ShowPersonResponse>, Status> {
+        let operator = operator_of(&request)?;
+        require_role(&operator, &[OperatorRole::Operator, OperatorRole::Auditor])?;
+        let req = request.into_inner();
+        let person = Personnummer::parse(&req.person_id, self.state.clock.today())
+            .map_err(|e| invalid_field(ErrorReason::PersonIdInvalid, "person_id", e.to_string()))?;
+        let store = &self.state.store;
+        let head = store.head_seq().await.map_err(store_error)?;
+        let as_of = match req.as_of_sequence {
+            0 => head,
+            s if s > head => {
+                return Err(invalid_field(
+                    ErrorReason::InvalidArgument,
+                    "as_of_sequence",
+                    format!(
+                        "as_of_sequence {s} is beyond the register's head {head}; ask for {head} or less, \
+                         or 0 for the head"
+                    ),
+                ));
+            }
+            s => s,
+        };
+        let found = store.person(&person, Some(as_of)).await.map_err(store_error)?;
+        log_operator_view(&self.state, &operator, &person, as_of, found.is_some()).await?;
+        let Some(found) = found else {
+            return Err(person_not_found());
+        };
+        let history = store
+            .person_history(&person, Some(as_of))
+            .await
+            .map_err(store_error)?;
+        let mut facts = Vec::new();
+        let mut person_versions = Vec::new();
+        for r in &history {
+            if r.fact_type == FactType::Person {
+                person_versions.push(person_version(r));
+            } else {
+                facts.push(pb::StoredFact {
+                    record: Some(convert::benefit_record(r)),
+                    source_system: r.source_system.clone(),
+                    source_id: r.source_id.clone(),
+                    source_version: r.source_version,
+                });
+            }
+        }
+        Ok(Response::new(pb::ShowPersonResponse {
+            person: Some(convert::person(&found.person, &found.data, Audience::Operator)),
+            as_of_sequence: as_of,
+            facts,
+            person_versions,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_stats(
+        &self,
+        request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let operator = operator_of(&request)?;
+        require_role(
+            &operator,
+            &[
+                OperatorRole::Operator,
+                OperatorRole::Auditor,
+                OperatorRole::Ingest,
+            ],
+        )?;
+        let stats = self
+            .state
+            .store
+            .stats(self.state.clock.now_micros())
+            .await
+            .map_err(store_error)?;
+        Ok(Response::new(pb::GetStatsResponse {
+            person_count: stats.person_count,
+            fact_count: stats.fact_count,
+            fact_version_count: stats.fact_version_count,
+            latest_sequence: stats.latest_seq,
+            latest_recorded_at: stats.latest_recorded_at.map(convert::timestamp),
+            accepted_last_minute: stats.accepted_last_minute,
+            accepted_last_hour: stats.accepted_last_hour,
+        }))
+    }
+}
+
+/// NOT_FOUND PERSON_NOT_FOUND; the message never repeats the number.
+pub fn person_not_found() -> Status {
+    error(
+        Code::NotFound,
+        ErrorReason::PersonNotFound,
+        "the register holds no person with this identity number; check the number if you expected data",
+    )
+}
+
+fn person_version(r: &StoredRecord) -> pb::PersonVersion {
+    let data = match &r.body {
+        crate::domain::register::FactBody::Person(d) => d.clone(),
+        _ => Default::default(),
+    };
+    pb::PersonVersion {
+        register_sequence: r.seq,
+        recorded_at: Some(convert::timestamp(r.recorded_at)),
+        person: Some(convert::person(&r.person, &data, Audience::Operator)),
+        source_system: r.source_system.clone(),
+        source_version: r.source_version,
+    }
+}
+
+/// Reads the client's facts, decodes and checks each one, and hands them to the writer in order.
+/// Ends when the client finishes or fails, when the writer is gone, or when the server drains.
+async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, tx: mpsc::Sender<Decoded>) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => return,
+            next = inbound.message() => next,
+        };
+        let request = match next {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(status) => {
+                // The facts before the failure are still answered; nothing after it can be.
+                tracing::debug!(code = ?status.code(), "ingest stream from the client failed");
+                return;
+            }
+        };
+        let decoded = match request.fact {
+            Some(fact) => convert::new_fact(fact, state.clock.today()),
+            None => Err(FactError::new(
+                RejectReason::InvalidArgument,
+                "fact",
+                "the request holds no fact; set IngestRequest.fact",
+            )),
+        };
+        if tx.send(decoded).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stores what the reader decoded, in batches, and answers each fact in order after its batch has
+/// committed.
+async fn write_facts(
+    state: AppState,
+    mut rx: mpsc::Receiver<Decoded>,
+    out: mpsc::Sender<Result<pb::IngestResponse, Status>>,
+) {
+    let mut index: u64 = 0;
+    let mut batch: Vec<Decoded> = Vec::with_capacity(INGEST_BATCH);
+    loop {
+        batch.clear();
+        let received = tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => {
+                let _ = out.send(Err(shutting_down())).await;
+                return;
+            }
+            n = rx.recv_many(&mut batch, INGEST_BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let mut facts = Vec::with_capacity(batch.len());
+        let mut refused: Vec<Option<FactError>> = Vec::with_capacity(batch.len());
+        for item in batch.drain(..) {
+            match item {
+                Ok(fact) => {
+                    facts.push(fact);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
+        let stored = match state.store.ingest(facts, state.clock.now_micros()).await {
+            Ok(results) => results,
+            Err(e) => {
+                // Nothing of this batch was committed: the client resends every fact without answer.
+                let _ = out.send(Err(store_error(e))).await;
+                return;
+            }
+        };
+        let mut stored = stored.into_iter();
+        let (mut accepted, mut unchanged, mut rejected) = (0u64, 0u64, 0u64);
+        for item in refused {
+            let result = match item {
+                None => match stored.next() {
+                    Some(result) => result,
+                    None => {
+                        let _ = out
+                            .send(Err(crate::grpc::status::internal(
+                                "ingest",
+                                &std::io::Error::other("the store answered fewer facts than it was given"),
+                            )))
+                            .await;
+                        return;
+                    }
+                },
+                Some(e) => IngestResult::Rejected(e),
+            };
+            match &result {
+                IngestResult::Accepted(_) => accepted += 1,
+                IngestResult::Unchanged(_) => unchanged += 1,
+                IngestResult::Rejected(_) => rejected += 1,
+            }
+            if out.send(Ok(response(index, result))).await.is_err() {
+                return;
+            }
+            index += 1;
+        }
+        tracing::debug!(accepted, unchanged, rejected, "ingest batch committed");
+    }
+}
+
+fn response(index: u64, result: IngestResult) -> pb::IngestResponse {
+    let outcome = outcome_of(&result) as i32;
+    match result {
+        IngestResult::Accepted(v) | IngestResult::Unchanged(v) => pb::IngestResponse {
+            index,
+            outcome,
+            register_sequence: v.seq,
+            // Person updates have no record id on the wire.
+            record_id: if v.person_update {
+                String::new()
+            } else {
+                v.record_id
+            },
+            version: if v.person_update { 0 } else { v.version },
+            ..Default::default()
+        },
+        IngestResult::Rejected(e) => pb::IngestResponse {
+            index,
+            outcome,
+            reason: convert::reject_reason(e.reason) as i32,
+            message: e.message,
+            field: e.field,
+            ..Default::default()
+        },
+    }
+}
+
+fn outcome_of(result: &IngestResult) -> pb::IngestOutcome {
+    match result {
+        IngestResult::Accepted(_) => pb::IngestOutcome::Accepted,
+        IngestResult::Unchanged(_) => pb::IngestOutcome::Unchanged,
+        IngestResult::Rejected(_) => pb::IngestOutcome::Rejected,
+    }
+}

@@ -1,0 +1,1442 @@
+//! The benefit register: ingest (batched, one transaction per batch) and the bitemporal reads.
+//!
+//! Every accepted fact version is one row of `register_log`, numbered by the register sequence in
+//! the transaction that stores it. Each transaction first updates the single `register_head` row;
+//! that row lock serializes writers on PostgreSQL (SQLite has one writer connection anyway), so
+//! sequences commit strictly in order and a reader of the log never sees a gap that could still
+//! fill in. `register_records`, `register_persons` and `register_person_sources` hold the current
+//! head of every fact and person, upserted in the same transaction.
+//!
+//! Bulk statements differ per backend: PostgreSQL binds one array per column and reads them with
+//! `UNNEST`; SQLite gets generated multi-row `VALUES` lists (placeholders only, every value bound)
+//! within its parameter limit.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{PgConnection, SqliteConnection};
+
+use super::parties::new_id;
+use super::{Backend, Store, StoreError, on_reader};
+use crate::domain::Personnummer;
+use crate::domain::clock::{Micros, format_date, parse_date};
+use crate::domain::register::{
+    DateRange, FactBody, FactError, FactType, NewFact, PersonData, RecordKind, RejectReason,
+};
+use crate::store::rows::{IngestResult, IngestedVersion, RegisterStats, StoredPerson, StoredRecord};
+
+/// Rows per generated SQLite statement (16 columns × 500 rows stays far below SQLite's limit of
+/// 32,766 parameters).
+const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+
+/// A log row as read: seq, recorded_at, person, record_id, version, kind, retroactive,
+/// benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, source_version.
+type LogTuple = (
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    bool,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+);
+
+impl Store {
+    /// Stores a batch of facts in one transaction and says, per fact and in order, what became of
+    /// it. A rejected fact never blocks the others; on a storage error nothing is stored.
+    ///
+    /// Semantics (see `lefi.admin.v1.RegisterAdminService.Ingest`): a fact is identified by
+    /// (source system, source id) — person updates by (source system, person); re-sending an
+    /// accepted version with the same content is `Unchanged`, with other content
+    /// `SOURCE_VERSION_CONFLICT`; a version below the latest that was never accepted is
+    /// `SOURCE_VERSION_OUT_OF_ORDER`; a NEW for a known fact is stored as a CORRECTION; a
+    /// CORRECTION or RETRACTION of an unknown fact is `RECORD_NOT_FOUND`. A benefit fact for a
+    /// person the register does not know creates the person without a name.
+    pub async fn ingest(&self, facts: Vec<NewFact>, now: Micros) -> Result<Vec<IngestResult>, StoreError> {
+        if facts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = match &self.backend {
+            Backend::Sqlite { write, .. } => {
+                let mut tx = write.begin().await?;
+                let results = run_ingest(&mut *tx, &facts, now).await?;
+                tx.commit().await?;
+                results
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let results = run_ingest(&mut *tx, &facts, now).await?;
+                tx.commit().await?;
+                results
+            }
+        };
+        Ok(results)
+    }
+
+    /// The latest committed register sequence (0 for an empty register).
+    pub async fn head_seq(&self) -> Result<u64, StoreError> {
+        let (seq,): (i64,) = on_reader!(self, |pool| {
+            sqlx::query_as("SELECT last_seq FROM register_head WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        });
+        to_u64(seq, "register_head.last_seq")
+    }
+
+    /// The person as of `as_of` (everything recorded up to and including it; `None` = now), or
+    /// `None` when the register did not know the person then.
+    pub async fn person(
+        &self,
+        person: &Personnummer,
+        as_of: Option<u64>,
+    ) -> Result<Option<StoredPerson>, StoreError> {
+        let id = person.as_storage();
+        let current: Option<(String, bool, Option<String>, i64, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT name, protected_identity, date_of_death, created_seq, latest_seq \
+                 FROM register_persons WHERE person = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some((name, protected_identity, death, created_seq, latest_seq)) = current else {
+            return Ok(None);
+        };
+        let created_seq = to_u64(created_seq, "register_persons.created_seq")?;
+        let Some(as_of) = as_of else {
+            return Ok(Some(StoredPerson {
+                person: person.clone(),
+                data: PersonData {
+                    name,
+                    protected_identity,
+                    date_of_death: opt_date(death, "register_persons.date_of_death")?,
+                },
+                created_seq,
+                latest_seq: to_u64(latest_seq, "register_persons.latest_seq")?,
+            }));
+        };
+        if created_seq > as_of {
+            return Ok(None);
+        }
+        let version: Option<(i64, String)> = on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, body FROM register_log \
+                 WHERE person = $1 AND fact_type = 'PERSON' AND seq <= $2 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(id)
+            .bind(to_i64(as_of))
+            .fetch_optional(pool)
+            .await?
+        });
+        let (data, latest_seq) = match version {
+            Some((seq, body)) => match FactBody::from_json(FactType::Person, &body) {
+                Ok(FactBody::Person(data)) => (data, to_u64(seq, "register_log.seq")?),
+                _ => return Err(StoreError::Corrupt("register_log.body")),
+            },
+            None => (PersonData::default(), 0),
+        };
+        Ok(Some(StoredPerson {
+            person: person.clone(),
+            data,
+            created_seq,
+            latest_seq,
+        }))
+    }
+
+    /// The latest version, as of `as_of` (`None` = now), of every benefit fact of `person` whose
+    /// benefit type is one of `benefit_codes` (person events that concern no single benefit are
+    /// always included) and whose valid period overlaps `overlapping`; retracted facts are left
+    /// out. Ordered by benefit type, valid from, record id.
+    pub async fn records_as_of(
+        &self,
+        person: &Personnummer,
+        benefit_codes: &[String],
+        overlapping: DateRange,
+        as_of: Option<u64>,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = self.person_rows(person, as_of, false).await?;
+        // Rows come in sequence order, so the last one per record id is its latest version.
+        let mut latest: HashMap<&str, &LogTuple> = HashMap::new();
+        for row in &rows {
+            latest.insert(row.3.as_str(), row);
+        }
+        let mut out = Vec::new();
+        for row in latest.into_values() {
+            if row.5 == RecordKind::Retraction.as_str() {
+                continue;
+            }
+            if !row.7.is_empty() && !benefit_codes.contains(&row.7) {
+                continue;
+            }
+            let record = stored_record(row.clone())?;
+            if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| {
+            (
+                a.benefit_type.as_str(),
+                a.valid.map(|v| v.from),
+                a.record_id.as_str(),
+            )
+                .cmp(&(
+                    b.benefit_type.as_str(),
+                    b.valid.map(|v| v.from),
+                    b.record_id.as_str(),
+                ))
+        });
+        Ok(out)
+    }
+
+    /// Every version of every fact about `person` (benefit facts and person updates) recorded up
+    /// to `as_of` (`None` = now), in sequence order.
+    pub async fn person_history(
+        &self,
+        person: &Personnummer,
+        as_of: Option<u64>,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.person_rows(person, as_of, true)
+            .await?
+            .into_iter()
+            .map(stored_record)
+            .collect()
+    }
+
+    async fn person_rows(
+        &self,
+        person: &Personnummer,
+        as_of: Option<u64>,
+        with_person_updates: bool,
+    ) -> Result<Vec<LogTuple>, StoreError> {
+        let as_of = as_of.map_or(i64::MAX, to_i64);
+        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
+            if with_person_updates {
+                sqlx::query_as(
+                    "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                            fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
+                     FROM register_log WHERE person = $1 AND seq <= $2 ORDER BY seq",
+                )
+                .bind(person.as_storage())
+                .bind(as_of)
+                .fetch_all(pool)
+                .await?
+            } else {
+                sqlx::query_as(
+                    "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                            fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
+                     FROM register_log WHERE person = $1 AND seq <= $2 AND fact_type <> 'PERSON' ORDER BY seq",
+                )
+                .bind(person.as_storage())
+                .bind(as_of)
+                .fetch_all(pool)
+                .await?
+            }
+        });
+        Ok(rows)
+    }
+
+    /// Up to `limit` log rows after `after_seq`, in commit order: the page a delivery reads next.
+    /// Person updates are included (fact type `PERSON`).
+    pub async fn log_after(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                        fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
+                 FROM register_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(to_i64(after_seq))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(stored_record).collect()
+    }
+
+    /// Register statistics; `now` decides what "the last minute" and "the last hour" are.
+    pub async fn stats(&self, now: Micros) -> Result<RegisterStats, StoreError> {
+        type Head = (i64, i64, i64, i64, i64);
+        let (head, minute, hour): (Head, (Option<i64>,), (Option<i64>,)) = on_reader!(self, |pool| {
+            let head = sqlx::query_as(
+                "SELECT last_seq, last_recorded_at, person_count, fact_count, fact_version_count \
+                     FROM register_head WHERE id = 1",
+            )
+            .fetch_one(pool)
+            .await?;
+            let minute = sqlx::query_as(
+                "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
+            )
+            .bind(now.saturating_sub(60_000_000))
+            .fetch_one(pool)
+            .await?;
+            let hour = sqlx::query_as(
+                "SELECT CAST(SUM(accepted) AS BIGINT) FROM register_batches WHERE recorded_at > $1",
+            )
+            .bind(now.saturating_sub(3_600_000_000))
+            .fetch_one(pool)
+            .await?;
+            (head, minute, hour)
+        });
+        let (last_seq, last_recorded_at, persons, facts, versions) = head;
+        Ok(RegisterStats {
+            person_count: to_u64(persons, "register_head.person_count")?,
+            fact_count: to_u64(facts, "register_head.fact_count")?,
+            fact_version_count: to_u64(versions, "register_head.fact_version_count")?,
+            latest_seq: to_u64(last_seq, "register_head.last_seq")?,
+            latest_recorded_at: (last_seq > 0).then_some(last_recorded_at),
+            accepted_last_minute: to_u64(minute.0.unwrap_or(0), "register_batches.accepted")?,
+            accepted_last_hour: to_u64(hour.0.unwrap_or(0), "register_batches.accepted")?,
+        })
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+fn opt_date(v: Option<String>, what: &'static str) -> Result<Option<time::Date>, StoreError> {
+    v.map(|d| parse_date(&d).ok_or(StoreError::Corrupt(what)))
+        .transpose()
+}
+
+fn stored_record(row: LogTuple) -> Result<StoredRecord, StoreError> {
+    let (
+        seq,
+        recorded_at,
+        person,
+        record_id,
+        version,
+        kind,
+        retroactive,
+        benefit_type,
+        fact_type,
+        valid_from,
+        valid_to,
+        body,
+        source_system,
+        source_id,
+        source_version,
+    ) = row;
+    let fact_type = FactType::parse(&fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?;
+    let valid = if valid_from.is_empty() {
+        None
+    } else {
+        Some(DateRange {
+            from: parse_date(&valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
+            to: opt_date(valid_to, "register_log.valid_to")?,
+        })
+    };
+    Ok(StoredRecord {
+        seq: to_u64(seq, "register_log.seq")?,
+        recorded_at,
+        person: Personnummer::from_storage(&person)
+            .map_err(|_| StoreError::Corrupt("register_log.person"))?,
+        record_id,
+        version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
+        kind: RecordKind::parse(&kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
+        retroactive,
+        benefit_type,
+        fact_type,
+        valid,
+        body: FactBody::from_json(fact_type, &body).map_err(|_| StoreError::Corrupt("register_log.body"))?,
+        source_system,
+        source_id,
+        source_version: to_u64(source_version, "register_log.source_version")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+// ---------------------------------------------------------------------------------------------
+
+/// One row of `register_log` to insert.
+#[derive(Debug, Clone)]
+struct LogRow {
+    seq: i64,
+    recorded_at: i64,
+    person: String,
+    record_id: String,
+    version: i64,
+    kind: &'static str,
+    retroactive: bool,
+    benefit_type: String,
+    fact_type: &'static str,
+    valid_from: String,
+    valid_to: Option<String>,
+    body: String,
+    source_system: String,
+    source_id: String,
+    source_version: i64,
+    content_hash: String,
+}
+
+/// The head of one benefit fact (`register_records`).
+#[derive(Debug, Clone)]
+struct RecordRow {
+    record_id: String,
+    source_system: String,
+    source_id: String,
+    person: String,
+    latest_version: i64,
+    latest_seq: i64,
+    latest_source_version: i64,
+    retracted: bool,
+}
+
+/// What the latest version of a fact held, for corrections and retractions.
+#[derive(Debug, Clone)]
+struct LastVersion {
+    fact_type: FactType,
+    benefit_type: String,
+    valid: Option<DateRange>,
+    body: String,
+}
+
+/// One person to write to `register_persons`: a new person, or one whose data changed.
+#[derive(Debug, Clone)]
+struct PersonRow {
+    person: String,
+    data: PersonData,
+    created_seq: i64,
+    latest_seq: i64,
+}
+
+/// The latest person-data version from one source system (`register_person_sources`).
+#[derive(Debug, Clone)]
+struct PersonSourceRow {
+    person: String,
+    source_system: String,
+    latest_version: i64,
+    latest_seq: i64,
+    latest_source_version: i64,
+}
+
+/// What the transaction changes in `register_head`.
+#[derive(Debug, Clone, Copy)]
+struct HeadUpdate {
+    last_seq: i64,
+    last_recorded_at: i64,
+    new_persons: i64,
+    new_facts: i64,
+    new_versions: i64,
+}
+
+/// The statements ingest needs, per backend. Implemented for both connection types so that
+/// [`run_ingest`] is written once.
+trait RegisterConn: Send {
+    async fn lock_head(&mut self) -> Result<(i64, i64), sqlx::Error>;
+    async fn benefit_codes(&mut self) -> Result<HashSet<String>, sqlx::Error>;
+    async fn find_version(
+        &mut self,
+        record_id: &str,
+        person: &str,
+        person_update: bool,
+        source_version: i64,
+    ) -> Result<Option<(i64, i64, String)>, sqlx::Error>;
+    async fn finish(&mut self, head: HeadUpdate, accepted: i64) -> Result<(), sqlx::Error>;
+    async fn find_records(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<(RecordRow, LastVersion)>, StoreError>;
+    async fn find_persons(&mut self, persons: &[String]) -> Result<HashSet<String>, sqlx::Error>;
+    async fn find_person_sources(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<PersonSourceRow>, sqlx::Error>;
+    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error>;
+    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error>;
+    async fn upsert_persons(&mut self, rows: &[PersonRow]) -> Result<(), sqlx::Error>;
+    async fn upsert_person_sources(&mut self, rows: &[PersonSourceRow]) -> Result<(), sqlx::Error>;
+}
+
+/// The statements that are the same text on both backends.
+macro_rules! shared_statements {
+    () => {
+        async fn lock_head(&mut self) -> Result<(i64, i64), sqlx::Error> {
+            // Updating the row takes its lock (PostgreSQL) until commit: writers queue here.
+            sqlx::query_as(
+                "UPDATE register_head SET last_seq = last_seq WHERE id = 1 \
+                 RETURNING last_seq, last_recorded_at",
+            )
+            .fetch_one(&mut *self)
+            .await
+        }
+
+        async fn benefit_codes(&mut self) -> Result<HashSet<String>, sqlx::Error> {
+            let rows: Vec<(String,)> = sqlx::query_as("SELECT code FROM benefit_types")
+                .fetch_all(&mut *self)
+                .await?;
+            Ok(rows.into_iter().map(|(c,)| c).collect())
+        }
+
+        async fn find_version(
+            &mut self,
+            record_id: &str,
+            person: &str,
+            person_update: bool,
+            source_version: i64,
+        ) -> Result<Option<(i64, i64, String)>, sqlx::Error> {
+            if person_update {
+                // Person updates share a record id per source system: find them through the person.
+                let rows: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT seq, version, content_hash, record_id, source_version FROM register_log \
+                     WHERE person = $1 AND fact_type = 'PERSON'",
+                )
+                .bind(person)
+                .fetch_all(&mut *self)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .find(|r| r.3 == record_id && r.4 == source_version)
+                    .map(|r| (r.0, r.1, r.2)))
+            } else {
+                sqlx::query_as(
+                    "SELECT seq, version, content_hash FROM register_log \
+                     WHERE record_id = $1 AND source_version = $2",
+                )
+                .bind(record_id)
+                .bind(source_version)
+                .fetch_optional(&mut *self)
+                .await
+            }
+        }
+
+        async fn finish(&mut self, head: HeadUpdate, accepted: i64) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "UPDATE register_head SET last_seq = $1, last_recorded_at = $2, \
+                        person_count = person_count + $3, fact_count = fact_count + $4, \
+                        fact_version_count = fact_version_count + $5 \
+                 WHERE id = 1",
+            )
+            .bind(head.last_seq)
+            .bind(head.last_recorded_at)
+            .bind(head.new_persons)
+            .bind(head.new_facts)
+            .bind(head.new_versions)
+            .execute(&mut *self)
+            .await?;
+            if accepted > 0 {
+                sqlx::query(
+                    "INSERT INTO register_batches (last_seq, recorded_at, accepted) VALUES ($1, $2, $3)",
+                )
+                .bind(head.last_seq)
+                .bind(head.last_recorded_at)
+                .bind(accepted)
+                .execute(&mut *self)
+                .await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+type FoundRecord = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+fn found_record(r: FoundRecord) -> Result<(RecordRow, LastVersion), StoreError> {
+    let (
+        record_id,
+        source_system,
+        source_id,
+        person,
+        latest_version,
+        latest_seq,
+        latest_source_version,
+        retracted,
+        fact_type,
+        benefit_type,
+        valid_from,
+        valid_to,
+        body,
+    ) = r;
+    let valid = if valid_from.is_empty() {
+        None
+    } else {
+        Some(DateRange {
+            from: parse_date(&valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
+            to: opt_date(valid_to, "register_log.valid_to")?,
+        })
+    };
+    Ok((
+        RecordRow {
+            record_id,
+            source_system,
+            source_id,
+            person,
+            latest_version,
+            latest_seq,
+            latest_source_version,
+            retracted,
+        },
+        LastVersion {
+            fact_type: FactType::parse(&fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?,
+            benefit_type,
+            valid,
+            body,
+        },
+    ))
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` columns.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+impl RegisterConn for SqliteConnection {
+    shared_statements!();
+
+    async fn find_records(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<(RecordRow, LastVersion)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH k (ss, sid) AS (VALUES {}) \
+                 SELECT r.record_id, r.source_system, r.source_id, r.person, r.latest_version, r.latest_seq, \
+                        r.latest_source_version, r.retracted, l.fact_type, l.benefit_type, l.valid_from, \
+                        l.valid_to, l.body \
+                 FROM k JOIN register_records r ON r.source_system = k.ss AND r.source_id = k.sid \
+                 JOIN register_log l ON l.seq = r.latest_seq",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query_as::<_, FoundRecord>(sqlx::AssertSqlSafe(sql));
+            for (ss, sid) in chunk {
+                q = q.bind(ss).bind(sid);
+            }
+            for r in q.fetch_all(&mut *self).await? {
+                out.push(found_record(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_persons(&mut self, persons: &[String]) -> Result<HashSet<String>, sqlx::Error> {
+        let mut out = HashSet::new();
+        for chunk in persons.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH k (p) AS (VALUES {}) SELECT r.person FROM k JOIN register_persons r ON r.person = k.p",
+                placeholders(chunk.len(), 1)
+            );
+            let mut q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q.bind(p);
+            }
+            out.extend(q.fetch_all(&mut *self).await?.into_iter().map(|(p,)| p));
+        }
+        Ok(out)
+    }
+
+    async fn find_person_sources(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<PersonSourceRow>, sqlx::Error> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH k (p, ss) AS (VALUES {}) \
+                 SELECT s.person, s.source_system, s.latest_version, s.latest_seq, s.latest_source_version \
+                 FROM k JOIN register_person_sources s ON s.person = k.p AND s.source_system = k.ss",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query_as::<_, (String, String, i64, i64, i64)>(sqlx::AssertSqlSafe(sql));
+            for (p, ss) in chunk {
+                q = q.bind(p).bind(ss);
+            }
+            out.extend(q.fetch_all(&mut *self).await?.into_iter().map(
+                |(person, source_system, latest_version, latest_seq, latest_source_version)| {
+                    PersonSourceRow {
+                        person,
+                        source_system,
+                        latest_version,
+                        latest_seq,
+                        latest_source_version,
+                    }
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error> {
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                     benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
+                     source_version, content_hash) VALUES {}",
+                placeholders(chunk.len(), 16)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(r.recorded_at)
+                    .bind(&r.person)
+                    .bind(&r.record_id)
+                    .bind(r.version)
+                    .bind(r.kind)
+                    .bind(r.retroactive)
+                    .bind(&r.benefit_type)
+                    .bind(r.fact_type)
+                    .bind(&r.valid_from)
+                    .bind(&r.valid_to)
+                    .bind(&r.body)
+                    .bind(&r.source_system)
+                    .bind(&r.source_id)
+                    .bind(r.source_version)
+                    .bind(&r.content_hash);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
+                     latest_seq, latest_source_version, retracted) VALUES {} \
+                 ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
+                     latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
+                     retracted = excluded.retracted",
+                placeholders(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.record_id)
+                    .bind(&r.source_system)
+                    .bind(&r.source_id)
+                    .bind(&r.person)
+                    .bind(r.latest_version)
+                    .bind(r.latest_seq)
+                    .bind(r.latest_source_version)
+                    .bind(r.retracted);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_persons(&mut self, rows: &[PersonRow]) -> Result<(), sqlx::Error> {
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO register_persons (person, name, protected_identity, date_of_death, created_seq, \
+                     latest_seq) VALUES {} \
+                 ON CONFLICT (person) DO UPDATE SET name = excluded.name, \
+                     protected_identity = excluded.protected_identity, date_of_death = excluded.date_of_death, \
+                     latest_seq = excluded.latest_seq",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.person)
+                    .bind(&r.data.name)
+                    .bind(r.data.protected_identity)
+                    .bind(r.data.date_of_death.map(format_date))
+                    .bind(r.created_seq)
+                    .bind(r.latest_seq);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_person_sources(&mut self, rows: &[PersonSourceRow]) -> Result<(), sqlx::Error> {
+        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO register_person_sources (person, source_system, latest_version, latest_seq, \
+                     latest_source_version) VALUES {} \
+                 ON CONFLICT (person, source_system) DO UPDATE SET latest_version = excluded.latest_version, \
+                     latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.person)
+                    .bind(&r.source_system)
+                    .bind(r.latest_version)
+                    .bind(r.latest_seq)
+                    .bind(r.latest_source_version);
+            }
+            q.execute(&mut *self).await?;
+        }
+        Ok(())
+    }
+}
+
+impl RegisterConn for PgConnection {
+    shared_statements!();
+
+    async fn find_records(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<(RecordRow, LastVersion)>, StoreError> {
+        let (ss, sid): (Vec<&str>, Vec<&str>) = keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip();
+        let rows: Vec<FoundRecord> = sqlx::query_as(
+            "SELECT r.record_id, r.source_system, r.source_id, r.person, r.latest_version, r.latest_seq, \
+                    r.latest_source_version, r.retracted, l.fact_type, l.benefit_type, l.valid_from, \
+                    l.valid_to, l.body \
+             FROM UNNEST($1::text[], $2::text[]) AS k (ss, sid) \
+             JOIN register_records r ON r.source_system = k.ss AND r.source_id = k.sid \
+             JOIN register_log l ON l.seq = r.latest_seq",
+        )
+        .bind(ss)
+        .bind(sid)
+        .fetch_all(&mut *self)
+        .await?;
+        rows.into_iter().map(found_record).collect()
+    }
+
+    async fn find_persons(&mut self, persons: &[String]) -> Result<HashSet<String>, sqlx::Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT person FROM register_persons WHERE person = ANY($1::text[])")
+                .bind(persons)
+                .fetch_all(&mut *self)
+                .await?;
+        Ok(rows.into_iter().map(|(p,)| p).collect())
+    }
+
+    async fn find_person_sources(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<PersonSourceRow>, sqlx::Error> {
+        let (p, ss): (Vec<&str>, Vec<&str>) = keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip();
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT s.person, s.source_system, s.latest_version, s.latest_seq, s.latest_source_version \
+             FROM UNNEST($1::text[], $2::text[]) AS k (p, ss) \
+             JOIN register_person_sources s ON s.person = k.p AND s.source_system = k.ss",
+        )
+        .bind(p)
+        .bind(ss)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(person, source_system, latest_version, latest_seq, latest_source_version)| {
+                    PersonSourceRow {
+                        person,
+                        source_system,
+                        latest_version,
+                        latest_seq,
+                        latest_source_version,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                 benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
+                 source_version, content_hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+                 $6::text[], $7::boolean[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+                 $13::text[], $14::text[], $15::bigint[], $16::text[])",
+        )
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.retroactive).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.benefit_type.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.fact_type).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.valid_from.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.valid_to.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
+                 latest_seq, latest_source_version, retracted) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+                 $7::bigint[], $8::boolean[]) \
+             ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
+                 latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
+                 retracted = excluded.retracted",
+        )
+        .bind(rows.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_source_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.retracted).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_persons(&mut self, rows: &[PersonRow]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO register_persons (person, name, protected_identity, date_of_death, created_seq, \
+                 latest_seq) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::boolean[], $4::text[], $5::bigint[], $6::bigint[]) \
+             ON CONFLICT (person) DO UPDATE SET name = excluded.name, \
+                 protected_identity = excluded.protected_identity, date_of_death = excluded.date_of_death, \
+                 latest_seq = excluded.latest_seq",
+        )
+        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.data.name.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.data.protected_identity).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.data.date_of_death.map(format_date))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.created_seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_person_sources(&mut self, rows: &[PersonSourceRow]) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO register_person_sources (person, source_system, latest_version, latest_seq, \
+                 latest_source_version) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+             ON CONFLICT (person, source_system) DO UPDATE SET latest_version = excluded.latest_version, \
+                 latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version",
+        )
+        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.latest_source_version).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The state of one benefit fact while a batch is planned.
+struct RecordState {
+    row: RecordRow,
+    last: LastVersion,
+    /// Whether the batch changed it (and so it must be written).
+    dirty: bool,
+}
+
+/// The state of one person while a batch is planned.
+struct PersonState {
+    /// `None` for a person already stored whose data the batch did not change.
+    write: Option<PersonRow>,
+}
+
+/// Plans and writes one batch inside the caller's transaction; the caller commits.
+async fn run_ingest<C: RegisterConn>(
+    conn: &mut C,
+    facts: &[NewFact],
+    now: Micros,
+) -> Result<Vec<IngestResult>, StoreError> {
+    let (last_seq, last_recorded_at) = conn.lock_head().await?;
+    // Recording times never go backwards along the log, even if the clock does.
+    let recorded_at = now.max(last_recorded_at);
+    let codes = conn.benefit_codes().await?;
+
+    let mut record_keys: Vec<(String, String)> = Vec::new();
+    let mut source_keys: Vec<(String, String)> = Vec::new();
+    let mut person_keys: Vec<String> = Vec::new();
+    {
+        let mut seen_records = HashSet::new();
+        let mut seen_sources = HashSet::new();
+        let mut seen_persons = HashSet::new();
+        for f in facts {
+            let person = f.person().as_storage();
+            if seen_persons.insert(person) {
+                person_keys.push(person.to_string());
+            }
+            if f.is_person_update() {
+                if seen_sources.insert((person, f.source_system())) {
+                    source_keys.push((person.to_string(), f.source_system().to_string()));
+                }
+            } else if seen_records.insert((f.source_system(), f.source_id())) {
+                record_keys.push((f.source_system().to_string(), f.source_id().to_string()));
+            }
+        }
+    }
+    let mut records: HashMap<(String, String), RecordState> = HashMap::new();
+    if !record_keys.is_empty() {
+        for (row, last) in conn.find_records(&record_keys).await? {
+            records.insert(
+                (row.source_system.clone(), row.source_id.clone()),
+                RecordState {
+                    row,
+                    last,
+                    dirty: false,
+                },
+            );
+        }
+    }
+    let mut sources: HashMap<(String, String), (PersonSourceRow, bool)> = HashMap::new();
+    if !source_keys.is_empty() {
+        for row in conn.find_person_sources(&source_keys).await? {
+            sources.insert((row.person.clone(), row.source_system.clone()), (row, false));
+        }
+    }
+    let mut persons: HashMap<String, PersonState> = conn
+        .find_persons(&person_keys)
+        .await?
+        .into_iter()
+        .map(|p| (p, PersonState { write: None }))
+        .collect();
+
+    let mut seq = last_seq;
+    let mut log: Vec<LogRow> = Vec::new();
+    // Versions accepted in this batch, by (record id + person, source version): they are not in
+    // the database yet when a later fact of the batch re-sends them.
+    let mut in_batch: HashMap<(String, String, i64), (i64, i64, String)> = HashMap::new();
+    let mut results = Vec::with_capacity(facts.len());
+    let mut new_persons = 0i64;
+    let mut new_facts = 0i64;
+    let mut new_versions = 0i64;
+
+    for fact in facts {
+        let person = fact.person().as_storage().to_string();
+        let source_version = i64::try_from(fact.source_version()).unwrap_or(i64::MAX);
+        let hash = fact.content_hash();
+
+        if !fact.benefit_type().is_empty() && !codes.contains(fact.benefit_type()) {
+            results.push(IngestResult::Rejected(FactError::new(
+                RejectReason::UnknownBenefitType,
+                "benefit_type",
+                "unknown benefit type; use a code from PartyService.ListBenefitTypes",
+            )));
+            continue;
+        }
+
+        if let Some(FactBody::Person(data)) = fact.body() {
+            let record_id = format!("person:{}", fact.source_system());
+            let key = (person.clone(), fact.source_system().to_string());
+            let existing = sources.get(&key).map(|(row, _)| row.clone());
+            if let Some(existing) = &existing {
+                if source_version <= existing.latest_source_version {
+                    let found = match in_batch.get(&(record_id.clone(), person.clone(), source_version)) {
+                        Some(v) => Some(v.clone()),
+                        None => {
+                            conn.find_version(&record_id, &person, true, source_version)
+                                .await?
+                        }
+                    };
+                    results.push(repeated_version(
+                        found,
+                        &hash,
+                        &record_id,
+                        true,
+                        existing.latest_source_version,
+                    )?);
+                    continue;
+                }
+            }
+            seq += 1;
+            let (version, kind) = match &existing {
+                Some(e) => (e.latest_version + 1, RecordKind::Correction),
+                None => (1, RecordKind::New),
+            };
+            log.push(LogRow {
+                seq,
+                recorded_at,
+                person: person.clone(),
+                record_id: record_id.clone(),
+                version,
+                kind: kind.as_str(),
+                retroactive: fact.retroactive(),
+                benefit_type: String::new(),
+                fact_type: FactType::Person.as_str(),
+                valid_from: String::new(),
+                valid_to: None,
+                body: FactBody::Person(data.clone()).to_json(),
+                source_system: fact.source_system().to_string(),
+                source_id: String::new(),
+                source_version,
+                content_hash: hash.clone(),
+            });
+            in_batch.insert(
+                (record_id.clone(), person.clone(), source_version),
+                (seq, version, hash),
+            );
+            sources.insert(
+                key,
+                (
+                    PersonSourceRow {
+                        person: person.clone(),
+                        source_system: fact.source_system().to_string(),
+                        latest_version: version,
+                        latest_seq: seq,
+                        latest_source_version: source_version,
+                    },
+                    true,
+                ),
+            );
+            match persons.get_mut(&person) {
+                Some(state) => {
+                    let created_seq = state.write.as_ref().map_or(0, |w| w.created_seq);
+                    state.write = Some(PersonRow {
+                        person: person.clone(),
+                        data: data.clone(),
+                        created_seq,
+                        latest_seq: seq,
+                    });
+                }
+                None => {
+                    new_persons += 1;
+                    persons.insert(
+                        person.clone(),
+                        PersonState {
+                            write: Some(PersonRow {
+                                person: person.clone(),
+                                data: data.clone(),
+                                created_seq: seq,
+                                latest_seq: seq,
+                            }),
+                        },
+                    );
+                }
+            }
+            results.push(IngestResult::Accepted(IngestedVersion {
+                seq: to_u64(seq, "register_head.last_seq")?,
+                record_id,
+                version: u32::try_from(version).unwrap_or(u32::MAX),
+                person_update: true,
+            }));
+            continue;
+        }
+
+        // A benefit fact or person event.
+        let key = (fact.source_system().to_string(), fact.source_id().to_string());
+        let planned = match records.get(&key) {
+            None => {
+                if fact.kind() != RecordKind::New {
+                    results.push(IngestResult::Rejected(FactError::new(
+                        RejectReason::RecordNotFound,
+                        "source_id",
+                        "the register holds no fact with this source_system and source_id; send its \
+                         first version as NEW",
+                    )));
+                    continue;
+                }
+                let Some(body) = fact.body() else {
+                    // NewFact guarantees a body for everything but retractions.
+                    return Err(StoreError::Corrupt("ingest: NEW fact without body"));
+                };
+                Planned {
+                    record_id: new_id("rec"),
+                    version: 1,
+                    kind: RecordKind::New,
+                    fact_type: body.fact_type(),
+                    benefit_type: fact.benefit_type().to_string(),
+                    valid: fact.valid().or_else(|| body.derived_valid()),
+                    body: body.to_json(),
+                    new_record: true,
+                }
+            }
+            Some(state) => {
+                if state.row.person != person {
+                    results.push(IngestResult::Rejected(FactError::new(
+                        RejectReason::InvalidArgument,
+                        "person_id",
+                        "this source_id belongs to a fact about another person; a correction cannot move \
+                         a fact to another person: retract it and send a new fact",
+                    )));
+                    continue;
+                }
+                if source_version <= state.row.latest_source_version {
+                    let found =
+                        match in_batch.get(&(state.row.record_id.clone(), person.clone(), source_version)) {
+                            Some(v) => Some(v.clone()),
+                            None => {
+                                conn.find_version(&state.row.record_id, &person, false, source_version)
+                                    .await?
+                            }
+                        };
+                    results.push(repeated_version(
+                        found,
+                        &hash,
+                        &state.row.record_id,
+                        false,
+                        state.row.latest_source_version,
+                    )?);
+                    continue;
+                }
+                match plan_new_version(fact, state) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        results.push(IngestResult::Rejected(e));
+                        continue;
+                    }
+                }
+            }
+        };
+
+        seq += 1;
+        new_versions += 1;
+        if planned.new_record {
+            new_facts += 1;
+        }
+        log.push(LogRow {
+            seq,
+            recorded_at,
+            person: person.clone(),
+            record_id: planned.record_id.clone(),
+            version: planned.version,
+            kind: planned.kind.as_str(),
+            retroactive: fact.retroactive(),
+            benefit_type: planned.benefit_type.clone(),
+            fact_type: planned.fact_type.as_str(),
+            valid_from: planned.valid.map(|v| format_date(v.from)).unwrap_or_default(),
+            valid_to: planned.valid.and_then(|v| v.to).map(format_date),
+            body: planned.body.clone(),
+            source_system: key.0.clone(),
+            source_id: key.1.clone(),
+            source_version,
+            content_hash: hash.clone(),
+        });
+        in_batch.insert(
+            (planned.record_id.clone(), person.clone(), source_version),
+            (seq, planned.version, hash),
+        );
+        records.insert(
+            key.clone(),
+            RecordState {
+                row: RecordRow {
+                    record_id: planned.record_id.clone(),
+                    source_system: key.0,
+                    source_id: key.1,
+                    person: person.clone(),
+                    latest_version: planned.version,
+                    latest_seq: seq,
+                    latest_source_version: source_version,
+                    retracted: planned.kind == RecordKind::Retraction,
+                },
+                last: LastVersion {
+                    fact_type: planned.fact_type,
+                    benefit_type: planned.benefit_type,
+                    valid: planned.valid,
+                    body: planned.body,
+                },
+                dirty: true,
+            },
+        );
+        if !persons.contains_key(&person) {
+            new_persons += 1;
+            persons.insert(
+                person.clone(),
+                PersonState {
+                    write: Some(PersonRow {
+                        person: person.clone(),
+                        data: PersonData::default(),
+                        created_seq: seq,
+                        latest_seq: 0,
+                    }),
+                },
+            );
+        }
+        results.push(IngestResult::Accepted(IngestedVersion {
+            seq: to_u64(seq, "register_head.last_seq")?,
+            record_id: planned.record_id,
+            version: u32::try_from(planned.version).unwrap_or(u32::MAX),
+            person_update: false,
+        }));
+    }
+
+    if !log.is_empty() {
+        conn.insert_log(&log).await?;
+        let record_rows: Vec<RecordRow> = records.into_values().filter(|s| s.dirty).map(|s| s.row).collect();
+        if !record_rows.is_empty() {
+            conn.upsert_records(&record_rows).await?;
+        }
+        let person_rows: Vec<PersonRow> = persons.into_values().filter_map(|p| p.write).collect();
+        if !person_rows.is_empty() {
+            conn.upsert_persons(&person_rows).await?;
+        }
+        let source_rows: Vec<PersonSourceRow> = sources
+            .into_values()
+            .filter(|(_, dirty)| *dirty)
+            .map(|(row, _)| row)
+            .collect();
+        if !source_rows.is_empty() {
+            conn.upsert_person_sources(&source_rows).await?;
+        }
+        let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
+        conn.finish(
+            HeadUpdate {
+                last_seq: seq,
+                last_recorded_at: recorded_at,
+                new_persons,
+                new_facts,
+                new_versions,
+            },
+            accepted,
+        )
+        .await?;
+    }
+    Ok(results)
+}
+
+/// A new version of a benefit fact, ready to be written.
+struct Planned {
+    record_id: String,
+    version: i64,
+    kind: RecordKind,
+    fact_type: FactType,
+    benefit_type: String,
+    valid: Option<DateRange>,
+    body: String,
+    new_record: bool,
+}
+
+/// A later version of a known fact: a NEW or CORRECTION becomes a CORRECTION; a RETRACTION keeps
+/// the last content unless it brings its own. The fact type, the benefit type and the person stay.
+fn plan_new_version(fact: &NewFact, state: &RecordState) -> Result<Planned, FactError> {
+    let retraction = fact.kind() == RecordKind::Retraction;
+    if retraction && state.row.retracted {
+        return Err(FactError::new(
+            RejectReason::InvalidArgument,
+            "kind",
+            "the fact is already retracted; send a CORRECTION to restore it",
+        ));
+    }
+    let (fact_type, body) = match fact.body() {
+        Some(body) => (body.fact_type(), body.to_json()),
+        None => (state.last.fact_type, state.last.body.clone()),
+    };
+    if fact_type != state.last.fact_type {
+        return Err(FactError::new(
+            RejectReason::InvalidArgument,
+            fact_type.field_name(),
+            format!(
+                "this fact is a {} and a later version cannot change that; retract it and send a new fact",
+                state.last.fact_type.field_name()
+            ),
+        ));
+    }
+    let benefit_type = if retraction && fact.benefit_type().is_empty() {
+        state.last.benefit_type.clone()
+    } else {
+        fact.benefit_type().to_string()
+    };
+    if benefit_type != state.last.benefit_type {
+        return Err(FactError::new(
+            RejectReason::InvalidArgument,
+            "benefit_type",
+            "a later version cannot change the benefit type; retract the fact and send a new one",
+        ));
+    }
+    let valid = match (fact.valid(), fact.body()) {
+        (Some(v), _) => Some(v),
+        (None, Some(body)) => body.derived_valid(),
+        (None, None) => state.last.valid,
+    };
+    Ok(Planned {
+        record_id: state.row.record_id.clone(),
+        version: state.row.latest_version + 1,
+        kind: if retraction {
+            RecordKind::Retraction
+        } else {
+            RecordKind::Correction
+        },
+        fact_type,
+        benefit_type,
+        valid,
+        body,
+        new_record: false,
+    })
+}
+
+/// The answer to a source version at or below the latest accepted one.
+fn repeated_version(
+    found: Option<(i64, i64, String)>,
+    hash: &str,
+    record_id: &str,
+    person_update: bool,
+    latest_source_version: i64,
+) -> Result<IngestResult, StoreError> {
+    Ok(match found {
+        Some((seq, version, stored)) if stored == hash => IngestResult::Unchanged(IngestedVersion {
+            seq: to_u64(seq, "register_log.seq")?,
+            record_id: record_id.to_string(),
+            version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
+            person_update,
+        }),
+        Some(_) => IngestResult::Rejected(FactError::new(
+            RejectReason::SourceVersionConflict,
+            "source_version",
+            "this source_version was accepted before with different content; give a changed fact a \
+             higher source_version",
+        )),
+        None => IngestResult::Rejected(FactError::new(
+            RejectReason::SourceVersionOutOfOrder,
+            "source_version",
+            format!(
+                "source_version must be higher than the latest accepted version ({latest_source_version}) \
+                 of this fact"
+            ),
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_number_every_value() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+    }
+}
