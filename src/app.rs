@@ -49,9 +49,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Wakes every open stream in this process (see [`AppState::changes`]).
+    /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see
+    /// [`AppState::changes`]).
     pub fn notify_history(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if self.store.kind() == crate::store::BackendKind::Postgres {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.announce_change().await {
+                    tracing::warn!(error = %e, "could not announce a change to other replicas");
+                }
+            });
+        }
     }
 }
 
@@ -153,6 +162,13 @@ impl App {
             stop.cancelled().await;
             state_token.cancel();
         });
+
+        // Other replicas' changes wake this process's streams.
+        let changes = state.changes.clone();
+        let watcher = store
+            .watch_changes(move || changes.send_modify(|n| *n = n.wrapping_add(1)))
+            .await
+            .context("listening for changes from other replicas")?;
 
         let (party_health_reporter, party_health) = tonic_health::server::health_reporter();
         let (admin_health_reporter, admin_health) = tonic_health::server::health_reporter();
@@ -277,6 +293,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         store.close().await;
         tracing::info!("server stopped");
         result

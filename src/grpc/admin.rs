@@ -300,6 +300,8 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .revoke_certificate(&actor(&operator), &idem, &party_id, &fingerprint, &reason, now)
             .await
             .map_err(|e| admin_error(e, CodeFields::NONE))?;
+        // Open streams on that certificate re-check their identity now, not at their next heartbeat.
+        self.state.notify_history();
         decode(&bytes)
     }
 
@@ -333,6 +335,8 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .schedule_termination(&actor(&operator), &idem, &party_id, &notice, now)
             .await
             .map_err(|e| admin_error(e, CodeFields::NONE))?;
+        // A termination effective today ends open streams now.
+        self.state.notify_history();
         decode(&bytes)
     }
 

@@ -14,6 +14,7 @@ use crate::grpc::pb::ErrorReason;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{error, error_with, invalid_field, store_error};
 use crate::store::StoreError;
+use crate::store::delivery::{EndReason, EndSelector};
 use crate::store::policy::{CaseRecord, Consent, ConsentFilter, ConsentRegistration, NewConsent};
 
 /// The longest free-text field (evidence references, reasons).
@@ -232,9 +233,10 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
                 StoreError::NotFound => consent_not_found(),
                 other => store_error(other),
             })?;
+        let ended = end_consent_subscriptions(&self.state, &consent.consent_id).await?;
         Ok(Response::new(pb::RevokeConsentResponse {
             consent: Some(consent_message(&consent, self.state.clock.today())),
-            ended_subscription_count: 0,
+            ended_subscription_count: ended,
         }))
     }
 
@@ -277,6 +279,25 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
             next_page_token,
         }))
     }
+}
+
+/// Ends every subscription made under a revoked consent (their ENDED notices go into the
+/// parties' histories at once) and returns how many ended.
+pub async fn end_consent_subscriptions(state: &AppState, consent_id: &str) -> Result<u32, Status> {
+    let ended = state
+        .store
+        .end_subscriptions(
+            EndSelector::ByConsent { consent_id },
+            EndReason::ConsentEnded,
+            "the consent was revoked",
+            state.clock.now_micros(),
+        )
+        .await
+        .map_err(store_error)?;
+    if !ended.is_empty() {
+        state.notify_history();
+    }
+    Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
 }
 
 /// NOT_FOUND for a consent the caller cannot see.
@@ -344,9 +365,26 @@ impl pb::case_service_server::CaseService for CaseApi {
                 ),
                 other => store_error(other),
             })?;
+        let ended = self
+            .state
+            .store
+            .end_subscriptions(
+                EndSelector::ByCase {
+                    party_id: &party.party_id,
+                    case_reference: &req.case_reference,
+                },
+                EndReason::CaseClosed,
+                "the case was closed",
+                self.state.clock.now_micros(),
+            )
+            .await
+            .map_err(store_error)?;
+        if !ended.is_empty() {
+            self.state.notify_history();
+        }
         Ok(Response::new(pb::CloseCaseResponse {
             case: Some(case_message(&closed)),
-            ended_subscription_count: 0,
+            ended_subscription_count: u32::try_from(ended.len()).unwrap_or(u32::MAX),
         }))
     }
 

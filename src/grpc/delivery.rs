@@ -1,12 +1,18 @@
 //! `lefi.v1.DeliveryService`: the resumable delivery stream.
 //!
-//! Today the stream carries heartbeats only (the register and subscriptions arrive with later
-//! work); its lifecycle is already the real one: a bounded channel fed by one task per stream,
-//! which stops when the client leaves, when the caller loses the right to call (certificate
-//! revoked, party terminated), or when the server drains (ending the call with UNAVAILABLE
-//! `SERVER_SHUTTING_DOWN` so the client resumes elsewhere).
+//! One task per stream reads the party's delivery history (`store::delivery`) in (sequence, ord)
+//! order, a page at a time, and feeds a small bounded channel; HTTP/2 flow control pushes back
+//! from there, so a slow client never makes the server buffer more than a page. Before every
+//! delivery the stream re-checks the caller's certificate and the policy for the subscription;
+//! it writes the disclosure-log entries for a page before sending it. When idle it waits for a
+//! change notification (or the heartbeat interval) instead of polling.
+//!
+//! The stream ends when the client leaves; with UNAUTHENTICATED when its certificate is revoked;
+//! with PERMISSION_DENIED `PARTY_TERMINATED` once the party's termination takes effect (after the
+//! ENDED notices); and with UNAVAILABLE `SERVER_SHUTTING_DOWN` when the server drains.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -14,16 +20,30 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::app::AppState;
+use crate::domain::Personnummer;
+use crate::domain::clock::format_date;
+use crate::domain::cursor::{CursorKey, Position};
+use crate::domain::register::DateRange;
+use crate::grpc::authorize::{CallContext, Gate, Refusal, Request as Ask, allowed_entry};
+use crate::grpc::convert::{self, Audience, timestamp};
 use crate::grpc::party::{heartbeat_interval, shutting_down};
 use crate::grpc::pb::ErrorReason;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::grpc::status::{error, invalid_field};
-use crate::grpc::{party_of, status::store_error};
+use crate::grpc::status::{error, invalid_field, store_error};
+use crate::grpc::subscriptions::state_reason;
+use crate::grpc::{party_of, status::reason_of};
 use crate::identity::PartyPrincipal;
+use crate::store::delivery::{DeliveryEvent, EndReason, EndSelector, EventKind, Subscription};
+use crate::store::policy::{Channel, NewDisclosure};
 
-/// Events buffered per stream before the producer waits for the client (HTTP/2 flow control
-/// pushes back from there).
+/// Messages buffered per stream before the producer waits for the client.
 const STREAM_BUFFER: usize = 16;
+/// History events read per page.
+const PAGE: i64 = 256;
+/// Records per RecordBatch unless the client asks for fewer.
+const DEFAULT_BATCH: usize = 500;
+/// The most records per RecordBatch.
+const MAX_BATCH: usize = 5_000;
 
 /// `lefi.v1.DeliveryService`.
 #[derive(Debug, Clone)]
@@ -39,88 +59,737 @@ impl DeliveryApi {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
 
+/// Decodes a client's cursor, refusing forged, foreign and expired ones.
+async fn read_cursor(
+    state: &AppState,
+    key: &CursorKey,
+    party_id: &str,
+    cursor: &str,
+) -> Result<Position, Status> {
+    let position = key.decode(party_id, cursor).map_err(|e| {
+        invalid_field(
+            ErrorReason::CursorInvalid,
+            "cursor",
+            format!("{e}; resume with a cursor this service gave your party, or start with an empty cursor"),
+        )
+    })?;
+    let floor = match position {
+        Position::History { seq, .. } => seq,
+        Position::Start { head, .. } => head,
+    };
+    let horizon = state
+        .store
+        .delivery_horizon(party_id)
+        .await
+        .map_err(store_error)?;
+    if horizon > 0 && floor < horizon {
+        return Err(crate::grpc::status::error_with(
+            Code::FailedPrecondition,
+            ErrorReason::CursorExpired,
+            "this cursor is older than the delivery history kept; call RequestFullRefresh and stream from the cursor it returns",
+            vec![("horizon_sequence", horizon.to_string())],
+        ));
+    }
+    Ok(position)
+}
+
 #[tonic::async_trait]
 impl pb::delivery_service_server::DeliveryService for DeliveryApi {
     #[tracing::instrument(skip_all)]
     async fn stream(&self, request: Request<pb::StreamRequest>) -> Result<Response<EventStream>, Status> {
         let party = party_of(&request)?;
+        let call = CallContext::new(
+            &request,
+            "/lefi.v1.DeliveryService/Stream",
+            Channel::StreamDelivery,
+        );
         let req = request.into_inner();
-        if !req.cursor.is_empty() {
-            return Err(invalid_field(
-                ErrorReason::CursorInvalid,
-                "cursor",
-                "this cursor was not issued by this server; start with an empty cursor",
-            ));
-        }
-        let interval = heartbeat_interval(req.heartbeat_interval.as_ref(), self.state.heartbeat_interval)?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
+        let key = CursorKey::new(state.store.cursor_key().await.map_err(store_error)?);
+        let position = if req.cursor.is_empty() {
+            let head = state.store.delivery_head().await.map_err(store_error)?;
+            Position::Start {
+                head,
+                index: 0,
+                records_sent: 0,
+            }
+        } else {
+            read_cursor(&state, &key, &party.party_id, &req.cursor).await?
+        };
+        let interval = heartbeat_interval(req.heartbeat_interval.as_ref(), state.heartbeat_interval)?;
+        let batch = match req.max_batch_records {
+            0 => DEFAULT_BATCH,
+            n => (n as usize).min(MAX_BATCH),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
-            let end = run_stream(&state, &party, interval, &tx).await;
-            if let Some(status) = end {
+            let mut stream = DeliveryStream {
+                state,
+                party,
+                call,
+                key,
+                batch,
+                interval,
+                tx,
+                position,
+            };
+            if let Some(status) = stream.run().await {
                 // The client may already be gone; then there is nobody to tell.
-                let _ = tx.send(Err(status)).await;
+                let _ = stream.tx.send(Err(status)).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn request_full_refresh(
+        &self,
+        request: Request<pb::FullRefreshRequest>,
+    ) -> Result<Response<pb::FullRefreshResponse>, Status> {
+        let party = party_of(&request)?;
+        let req = request.into_inner();
+        let state = &self.state;
+        let key = CursorKey::new(state.store.cursor_key().await.map_err(store_error)?);
+        let (before, refreshed, skipped) = state
+            .store
+            .full_refresh(&party.party_id, &req.subscription_ids, state.clock.now_micros())
+            .await
+            .map_err(store_error)?;
+        state.notify_history();
+        Ok(Response::new(pb::FullRefreshResponse {
+            cursor: key.encode(
+                &party.party_id,
+                Position::History {
+                    seq: before,
+                    ord: u64::MAX,
+                    records_sent: 0,
+                },
+            ),
+            as_of_sequence: before + 1,
+            subscription_count: u64::try_from(refreshed.len()).unwrap_or(u64::MAX),
+            skipped_subscription_ids: skipped,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn commit_cursor(
+        &self,
+        request: Request<pb::CommitCursorRequest>,
+    ) -> Result<Response<pb::CommitCursorResponse>, Status> {
+        let party = party_of(&request)?;
+        let req = request.into_inner();
+        let key = CursorKey::new(self.state.store.cursor_key().await.map_err(store_error)?);
+        read_cursor(&self.state, &key, &party.party_id, &req.cursor).await?;
+        Ok(Response::new(pb::CommitCursorResponse::default()))
+    }
 }
 
-/// Feeds one stream until it ends; returns the status to end it with, or `None` when the client
-/// left.
-async fn run_stream(
-    state: &AppState,
-    party: &PartyPrincipal,
-    interval: std::time::Duration,
-    tx: &mpsc::Sender<Result<pb::StreamEvent, Status>>,
-) -> Option<Status> {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = state.shutdown.cancelled() => return Some(shutting_down()),
-            () = tx.closed() => return None,
-            _ = ticker.tick() => {
-                if let Err(status) = still_allowed(state, party).await {
-                    return Some(status);
+/// How one pass over the history ended.
+enum Flow {
+    /// Keep going.
+    Continue,
+    /// Stop with this status (or quietly when `None`: the client left).
+    Stop(Option<Status>),
+}
+
+/// One open stream.
+struct DeliveryStream {
+    state: AppState,
+    party: PartyPrincipal,
+    call: CallContext,
+    key: CursorKey,
+    batch: usize,
+    interval: Duration,
+    tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
+    position: Position,
+}
+
+impl DeliveryStream {
+    fn cursor(&self) -> String {
+        self.key.encode(&self.party.party_id, self.position)
+    }
+
+    async fn send(&self, cursor: String, event: pb::stream_event::Event) -> bool {
+        self.tx
+            .send(Ok(pb::StreamEvent {
+                cursor,
+                event: Some(event),
+            }))
+            .await
+            .is_ok()
+    }
+
+    async fn heartbeat(&self) -> bool {
+        let head = self.state.store.delivery_head().await.unwrap_or_default();
+        let reached = match self.position {
+            Position::History { seq, .. } => seq,
+            Position::Start { .. } => 0,
+        };
+        let now = crate::domain::clock::to_micros(self.state.clock.now());
+        self.send(
+            self.cursor(),
+            pb::stream_event::Event::Heartbeat(pb::Heartbeat {
+                register_sequence: reached.min(head),
+                head_sequence: head,
+                server_time: Some(timestamp(now)),
+            }),
+        )
+        .await
+    }
+
+    /// Feeds the stream until it ends; returns the status to end it with.
+    async fn run(&mut self) -> Option<Status> {
+        let mut changes = self.state.changes.subscribe();
+        if let Err(status) = self.still_allowed().await {
+            return Some(status);
+        }
+        if !self.heartbeat().await {
+            return None;
+        }
+        if let Position::Start { head, .. } = self.position {
+            match self.deliver_start(head).await {
+                Flow::Continue => {}
+                Flow::Stop(status) => return status,
+            }
+        }
+        loop {
+            if self.state.shutdown.is_cancelled() {
+                return Some(shutting_down());
+            }
+            if let Err(status) = self.still_allowed().await {
+                if reason_of(&status).as_deref() == Some("PARTY_TERMINATED") {
+                    return self.end_for_termination(status).await;
                 }
-                let event = pb::StreamEvent {
-                    cursor: String::new(),
-                    event: Some(pb::stream_event::Event::Heartbeat(pb::Heartbeat {
-                        register_sequence: 0,
-                        head_sequence: 0,
-                        server_time: Some(prost_types::Timestamp::from(std::time::SystemTime::from(state.clock.now()))),
-                    })),
-                };
-                if tx.send(Ok(event)).await.is_err() {
-                    return None;
+                return Some(status);
+            }
+            changes.mark_unchanged();
+            match self.deliver_page(false).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(flow) => match flow {
+                    Flow::Continue => continue,
+                    Flow::Stop(status) => return status,
+                },
+            }
+            // Caught up: wait for a change, the heartbeat interval, or the end.
+            tokio::select! {
+                biased;
+                () = self.state.shutdown.cancelled() => return Some(shutting_down()),
+                () = self.tx.closed() => return None,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Some(shutting_down());
+                    }
+                }
+                () = tokio::time::sleep(self.interval) => {
+                    if !self.heartbeat().await {
+                        return None;
+                    }
                 }
             }
         }
     }
-}
 
-/// Re-checks, before each delivery, that the certificate the stream was opened with is still
-/// registered and unrevoked and that the party may still receive data.
-async fn still_allowed(state: &AppState, party: &PartyPrincipal) -> Result<(), Status> {
-    let current = state
-        .store
-        .party_by_certificate(&party.fingerprint)
-        .await
-        .map_err(store_error)?;
-    let Some(current) = current else {
-        return Err(error(
-            Code::Unauthenticated,
-            ErrorReason::CertificateNotRegistered,
-            "the certificate this stream was opened with is no longer registered",
-        ));
-    };
-    crate::identity::check_party(
-        Some(current),
-        &party.fingerprint,
-        state.clock.now_micros(),
-        state.clock.today(),
-    )
-    .map(|_| ())
+    /// The party's termination took effect: end its subscriptions (their notices are written once,
+    /// by whichever stream or call gets there first), deliver the notices, then end the stream.
+    async fn end_for_termination(&mut self, status: Status) -> Option<Status> {
+        let ended = self
+            .state
+            .store
+            .end_subscriptions(
+                EndSelector::AllOfParty {
+                    party_id: &self.party.party_id,
+                },
+                EndReason::PartyTerminated,
+                "the party's termination took effect",
+                self.state.clock.now_micros(),
+            )
+            .await;
+        if let Err(e) = ended {
+            return Some(store_error(e));
+        }
+        self.state.notify_history();
+        loop {
+            match self.deliver_page(true).await {
+                Ok(true) => continue,
+                Ok(false) => return Some(status),
+                Err(Flow::Continue) => continue,
+                Err(Flow::Stop(s)) => return s,
+            }
+        }
+    }
+
+    /// Re-checks that the stream's certificate may still call (registered, not revoked, party not
+    /// terminated).
+    async fn still_allowed(&self) -> Result<(), Status> {
+        let current = self
+            .state
+            .store
+            .party_by_certificate(&self.party.fingerprint)
+            .await
+            .map_err(store_error)?;
+        let Some(current) = current else {
+            return Err(error(
+                Code::Unauthenticated,
+                ErrorReason::CertificateNotRegistered,
+                "the certificate this stream was opened with is no longer registered",
+            ));
+        };
+        crate::identity::check_party(
+            Some(current),
+            &self.party.fingerprint,
+            self.state.clock.now_micros(),
+            self.state.clock.today(),
+        )
+        .map(|_| ())
+    }
+
+    /// Delivers the start snapshots of a stream opened without a cursor.
+    async fn deliver_start(&mut self, head: u64) -> Flow {
+        let subscriptions = match self
+            .state
+            .store
+            .start_subscriptions(&self.party.party_id, head)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Flow::Stop(Some(store_error(e))),
+        };
+        let gate = match Gate::load(&self.state, &self.party).await {
+            Ok(g) => g,
+            Err(status) => return Flow::Stop(Some(status)),
+        };
+        let (first, mut skip) = match self.position {
+            Position::Start {
+                index, records_sent, ..
+            } => (index, records_sent),
+            Position::History { .. } => return Flow::Continue,
+        };
+        for (index, (subscription, number)) in subscriptions.iter().enumerate() {
+            let index = index as u64;
+            if index < first {
+                continue;
+            }
+            let at = |records_sent| Position::Start {
+                head,
+                index,
+                records_sent,
+            };
+            match self
+                .deliver_snapshot(
+                    &gate,
+                    subscription,
+                    *number,
+                    head,
+                    pb::SnapshotReason::StreamStart,
+                    skip,
+                    &at,
+                    Position::Start {
+                        head,
+                        index: index + 1,
+                        records_sent: 0,
+                    },
+                )
+                .await
+            {
+                Flow::Continue => {}
+                stop => return stop,
+            }
+            skip = 0;
+            self.position = Position::Start {
+                head,
+                index: index + 1,
+                records_sent: 0,
+            };
+        }
+        self.position = Position::History {
+            seq: head,
+            ord: u64::MAX,
+            records_sent: 0,
+        };
+        Flow::Continue
+    }
+
+    /// Delivers one page of history after the current position. `Ok(true)` when events were read
+    /// (more may follow), `Ok(false)` when caught up. With `notices_only`, other events are passed
+    /// over (the party has been terminated).
+    async fn deliver_page(&mut self, notices_only: bool) -> Result<bool, Flow> {
+        let Position::History {
+            seq,
+            ord,
+            records_sent,
+        } = self.position
+        else {
+            return Ok(false);
+        };
+        let head = self
+            .state
+            .store
+            .delivery_head()
+            .await
+            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+        let page = self
+            .state
+            .store
+            .delivery_page(&self.party.party_id, (seq, ord), head, PAGE)
+            .await
+            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+        if page.is_empty() {
+            // Every event up to the head has been read: a later resume may start from there.
+            if seq < head {
+                self.position = Position::History {
+                    seq: head,
+                    ord: u64::MAX,
+                    records_sent: 0,
+                };
+            }
+            return Ok(false);
+        }
+        let gate = Gate::load(&self.state, &self.party)
+            .await
+            .map_err(|s| Flow::Stop(Some(s)))?;
+        let mut skip = records_sent;
+        for event in &page {
+            let previous = self.position;
+            let resume_at = |records_sent| match previous {
+                Position::History { seq, ord, .. } => Position::History {
+                    seq,
+                    ord,
+                    records_sent,
+                },
+                start => start,
+            };
+            let flow = match &event.kind {
+                EventKind::Notice {
+                    state,
+                    reason,
+                    message,
+                } => self.deliver_notice(event, state, reason, message).await,
+                _ if notices_only => Flow::Continue,
+                EventKind::Snapshot { reason } => {
+                    let reason = match reason.as_str() {
+                        "FULL_REFRESH" => pb::SnapshotReason::FullRefresh,
+                        _ => pb::SnapshotReason::SubscriptionCreated,
+                    };
+                    self.deliver_snapshot(
+                        &gate,
+                        &event.subscription,
+                        event.event_number,
+                        event.seq,
+                        reason,
+                        skip,
+                        &resume_at,
+                        Position::History {
+                            seq: event.seq,
+                            ord: event.ord,
+                            records_sent: 0,
+                        },
+                    )
+                    .await
+                }
+                EventKind::Change => self.deliver_change(&gate, event).await,
+            };
+            skip = 0;
+            if let Flow::Stop(status) = flow {
+                return Err(Flow::Stop(status));
+            }
+            self.position = Position::History {
+                seq: event.seq,
+                ord: event.ord,
+                records_sent: 0,
+            };
+        }
+        Ok(true)
+    }
+
+    /// The subscription's order as a policy request.
+    fn ask_for(&self, subscription: &Subscription) -> Result<Ask, Status> {
+        let person = Personnummer::from_storage(&subscription.person).map_err(|_| {
+            crate::grpc::status::internal(
+                "stored person id",
+                &crate::store::StoreError::Corrupt("subscriptions.person"),
+            )
+        })?;
+        Ok(Ask {
+            basis_code: subscription.legal_basis.clone(),
+            person,
+            benefit_codes: subscription.benefit_types.clone(),
+            case_reference: (!subscription.case_reference.is_empty())
+                .then(|| subscription.case_reference.clone()),
+            consent_id: (!subscription.consent_id.is_empty()).then(|| subscription.consent_id.clone()),
+            period: (format_date(subscription.from_date), String::new()),
+            subscription_id: subscription.subscription_id.clone(),
+        })
+    }
+
+    /// Runs the policy for a delivery. When it no longer holds, the subscription is ended (its
+    /// notice follows in the history) and the delivery is withheld: `Ok(None)`.
+    async fn permit(
+        &self,
+        gate: &Gate,
+        subscription: &Subscription,
+    ) -> Result<Option<(Ask, crate::policy::Permit)>, Flow> {
+        let ask = self.ask_for(subscription).map_err(|s| Flow::Stop(Some(s)))?;
+        match gate.check(&self.state, &self.party, &self.call, &ask).await {
+            Err(status) => Err(Flow::Stop(Some(status))),
+            Ok(Ok(permit)) => Ok(Some((ask, permit))),
+            Ok(Err(Refusal { status, entry })) => {
+                let reason = match reason_of(&status).as_deref() {
+                    Some("CONSENT_NOT_VALID") | Some("CONSENT_REQUIRED") => EndReason::ConsentEnded,
+                    Some("CASE_CLOSED") => EndReason::CaseClosed,
+                    Some("BASIS_NOT_IN_FORCE") => EndReason::BasisNoLongerInForce,
+                    Some("PARTY_TERMINATED") => EndReason::PartyTerminated,
+                    _ => EndReason::EndedByAgency,
+                };
+                let now = self.state.clock.now_micros();
+                self.state
+                    .store
+                    .append_disclosures(&[entry], now)
+                    .await
+                    .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+                self.state
+                    .store
+                    .end_subscriptions(
+                        EndSelector::One {
+                            party_id: &self.party.party_id,
+                            subscription_id: &subscription.subscription_id,
+                        },
+                        reason,
+                        status.message(),
+                        now,
+                    )
+                    .await
+                    .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+                self.state.notify_history();
+                Ok(None)
+            }
+        }
+    }
+
+    async fn log(&self, entry: NewDisclosure) -> Result<(), Flow> {
+        self.state
+            .store
+            .append_disclosures(&[entry], self.state.clock.now_micros())
+            .await
+            .map_err(|e| Flow::Stop(Some(store_error(e))))
+    }
+
+    async fn person_message(&self, person: &Personnummer, as_of: u64) -> Result<pb::Person, Flow> {
+        let stored = self
+            .state
+            .store
+            .person(person, Some(as_of))
+            .await
+            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+        Ok(match stored {
+            Some(p) => convert::person(person, &p.data, Audience::Party),
+            None => convert::person(person, &Default::default(), Audience::Party),
+        })
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the snapshot's identity, position and resume point"
+    )]
+    async fn deliver_snapshot(
+        &self,
+        gate: &Gate,
+        subscription: &Subscription,
+        event_number: u64,
+        as_of: u64,
+        reason: pb::SnapshotReason,
+        skip: u64,
+        at: &(dyn Fn(u64) -> Position + Sync),
+        done: Position,
+    ) -> Flow {
+        let (ask, permit) = match self.permit(gate, subscription).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Flow::Continue,
+            Err(flow) => return flow,
+        };
+        let records = match self
+            .state
+            .store
+            .records_as_of(
+                &ask.person,
+                permit.benefit_codes(),
+                DateRange {
+                    from: subscription.from_date,
+                    to: None,
+                },
+                Some(as_of),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Flow::Stop(Some(store_error(e))),
+        };
+        let person = match self.person_message(&ask.person, as_of).await {
+            Ok(p) => p,
+            Err(flow) => return flow,
+        };
+        // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
+        let already = skip.saturating_sub(1) as usize;
+        let remaining = records.len().saturating_sub(already);
+        if let Err(flow) = self
+            .log(allowed_entry(
+                &self.party,
+                &self.call,
+                &ask,
+                &permit,
+                remaining,
+                (0, as_of),
+            ))
+            .await
+        {
+            return flow;
+        }
+        let id = &subscription.subscription_id;
+        if skip == 0
+            && !self
+                .send(
+                    self.key.encode(&self.party.party_id, at(1)),
+                    pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
+                        subscription_id: id.clone(),
+                        event_number,
+                        as_of_sequence: as_of,
+                        reason: reason as i32,
+                        person: Some(person.clone()),
+                    }),
+                )
+                .await
+        {
+            return Flow::Stop(None);
+        }
+        let mut sent = already;
+        let mut batch_index = (already / self.batch.max(1)) as u32;
+        for chunk in records[already.min(records.len())..].chunks(self.batch.max(1)) {
+            sent += chunk.len();
+            if !self
+                .send(
+                    self.key.encode(&self.party.party_id, at(sent as u64 + 1)),
+                    pb::stream_event::Event::Records(pb::RecordBatch {
+                        subscription_id: id.clone(),
+                        event_number,
+                        batch_index,
+                        person: Some(person.clone()),
+                        records: chunk.iter().map(convert::benefit_record).collect(),
+                    }),
+                )
+                .await
+            {
+                return Flow::Stop(None);
+            }
+            batch_index += 1;
+        }
+        // The end marker carries the position after the whole event.
+        if !self
+            .send(
+                self.key.encode(&self.party.party_id, done),
+                pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
+                    subscription_id: id.clone(),
+                    event_number,
+                    as_of_sequence: as_of,
+                    record_count: records.len() as u64,
+                    batch_count: batch_index,
+                }),
+            )
+            .await
+        {
+            return Flow::Stop(None);
+        }
+        Flow::Continue
+    }
+
+    async fn deliver_change(&self, gate: &Gate, event: &DeliveryEvent) -> Flow {
+        let (ask, permit) = match self.permit(gate, &event.subscription).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Flow::Continue,
+            Err(flow) => return flow,
+        };
+        let records = match self.state.store.record_at(event.seq).await {
+            Ok(r) => r.into_iter().collect::<Vec<_>>(),
+            Err(e) => return Flow::Stop(Some(store_error(e))),
+        };
+        let person = match self.person_message(&ask.person, event.seq).await {
+            Ok(p) => p,
+            Err(flow) => return flow,
+        };
+        // Person-data changes carry no records: the new Person is the change.
+        let benefit_records: Vec<pb::BenefitRecord> = records
+            .iter()
+            .filter(|r| !r.record_id.starts_with("person:"))
+            .map(convert::benefit_record)
+            .collect();
+        if let Err(flow) = self
+            .log(allowed_entry(
+                &self.party,
+                &self.call,
+                &ask,
+                &permit,
+                benefit_records.len(),
+                (event.seq.saturating_sub(1), event.seq),
+            ))
+            .await
+        {
+            return flow;
+        }
+        let cursor = self.key.encode(
+            &self.party.party_id,
+            Position::History {
+                seq: event.seq,
+                ord: event.ord,
+                records_sent: 0,
+            },
+        );
+        if !self
+            .send(
+                cursor,
+                pb::stream_event::Event::Change(pb::Change {
+                    subscription_id: event.subscription.subscription_id.clone(),
+                    event_number: event.event_number,
+                    person: Some(person),
+                    records: benefit_records,
+                    register_sequence: event.seq,
+                }),
+            )
+            .await
+        {
+            return Flow::Stop(None);
+        }
+        Flow::Continue
+    }
+
+    async fn deliver_notice(&self, event: &DeliveryEvent, state: &str, reason: &str, message: &str) -> Flow {
+        let state = match state {
+            "ACTIVE" => pb::SubscriptionState::Active,
+            "SUSPENDED" => pb::SubscriptionState::Suspended,
+            _ => pb::SubscriptionState::Ended,
+        };
+        let cursor = self.key.encode(
+            &self.party.party_id,
+            Position::History {
+                seq: event.seq,
+                ord: event.ord,
+                records_sent: 0,
+            },
+        );
+        if !self
+            .send(
+                cursor,
+                pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+                    subscription_id: event.subscription.subscription_id.clone(),
+                    event_number: event.event_number,
+                    state: state as i32,
+                    reason: state_reason(reason) as i32,
+                    message: message.to_string(),
+                    effective_at: Some(timestamp(event.recorded_at)),
+                }),
+            )
+            .await
+        {
+            return Flow::Stop(None);
+        }
+        Flow::Continue
+    }
 }

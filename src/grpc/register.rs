@@ -276,7 +276,11 @@ async fn write_facts(
             }
         }
         let stored = match state.store.ingest(facts, state.clock.now_micros()).await {
-            Ok(results) => results,
+            Ok(results) => {
+                // Open streams (here, and through NOTIFY on other replicas) look for new events.
+                state.notify_history();
+                results
+            }
             Err(e) => {
                 // Nothing of this batch was committed: the client resends every fact without answer.
                 let _ = out.send(Err(store_error(e))).await;

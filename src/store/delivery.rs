@@ -170,8 +170,12 @@ pub enum EventKind {
     Snapshot { reason: String },
     /// The register fact at the event's sequence.
     Change,
-    /// A state change: the detail is `STATE:REASON`.
-    Notice { state: String, reason: String },
+    /// A state change (stored as `STATE:REASON:message`).
+    Notice {
+        state: String,
+        reason: String,
+        message: String,
+    },
 }
 
 /// One event of a party's delivery history, with its subscription.
@@ -568,6 +572,7 @@ impl Store {
                             EventKind::Notice {
                                 state: parts.next().unwrap_or_default().to_string(),
                                 reason: parts.next().unwrap_or_default().to_string(),
+                                message: parts.next().unwrap_or_default().to_string(),
                             }
                         }
                     };
@@ -654,12 +659,17 @@ impl Store {
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-                deleted += sqlx::query("DELETE FROM delivery_events WHERE party_id = $1 AND seq <= $2")
-                    .bind(party_id)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                // Each subscription's latest event stays: event numbers continue from it.
+                deleted += sqlx::query(
+                    "DELETE FROM delivery_events WHERE party_id = $1 AND seq <= $2 \
+                     AND event_number < (SELECT MAX(e2.event_number) FROM delivery_events e2 \
+                                         WHERE e2.subscription_id = delivery_events.subscription_id)",
+                )
+                .bind(party_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             }
             tx.commit().await?;
             deleted

@@ -201,3 +201,47 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+/// The PostgreSQL channel on which replicas tell each other that something changed.
+pub const CHANGES_CHANNEL: &str = "lefi_changes";
+
+impl Store {
+    /// Tells other replicas on the same PostgreSQL database that something changed (a coalesced
+    /// wake-up only: the tables are the truth). Does nothing on SQLite, which has one process.
+    pub async fn announce_change(&self) -> Result<(), StoreError> {
+        if let Backend::Postgres(pool) = &self.backend {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANGES_CHANNEL)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `on_change` for every change announced by any replica, until the returned task is
+    /// aborted. `None` on SQLite.
+    pub async fn watch_changes(
+        &self,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => on_change(),
+                    Err(e) => {
+                        // PgListener reconnects by itself on the next recv; wake streams meanwhile
+                        // so they re-read the tables rather than miss anything.
+                        tracing::warn!(error = %e, "listening for changes from other replicas failed; retrying");
+                        on_change();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        })))
+    }
+}

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::delivery::FAN_OUT_SQL;
 use super::parties::new_id;
 use super::{Backend, Store, StoreError, on_reader};
 use crate::domain::Personnummer;
@@ -67,12 +68,26 @@ impl Store {
             Backend::Sqlite { write, .. } => {
                 let mut tx = write.begin().await?;
                 let results = run_ingest(&mut *tx, &facts, now).await?;
+                if let Some((first, last)) = accepted_range(&results) {
+                    sqlx::query(FAN_OUT_SQL)
+                        .bind(first)
+                        .bind(last)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 results
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let results = run_ingest(&mut *tx, &facts, now).await?;
+                if let Some((first, last)) = accepted_range(&results) {
+                    sqlx::query(FAN_OUT_SQL)
+                        .bind(first)
+                        .bind(last)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 results
             }
@@ -241,6 +256,22 @@ impl Store {
             }
         });
         Ok(rows)
+    }
+
+    /// The log row at exactly sequence `seq`, if that sequence holds a fact (party events take
+    /// sequences too, and those hold none).
+    pub async fn record_at(&self, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
+        let row: Option<LogTuple> = on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                        fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
+                 FROM register_log WHERE seq = $1",
+            )
+            .bind(to_i64(seq))
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(stored_record).transpose()
     }
 
     /// Up to `limit` log rows after `after_seq`, in commit order: the page a delivery reads next.
@@ -1427,6 +1458,19 @@ fn repeated_version(
                  of this fact"
             ),
         )),
+    })
+}
+
+/// The first and last sequence accepted in one ingest transaction: the range whose facts are fanned
+/// out to subscriptions (see `store::delivery::FAN_OUT_SQL`) before the transaction commits.
+fn accepted_range(results: &[IngestResult]) -> Option<(i64, i64)> {
+    let seqs = results.iter().filter_map(|r| match r {
+        IngestResult::Accepted(v) => Some(to_i64(v.seq)),
+        _ => None,
+    });
+    seqs.fold(None, |range, seq| match range {
+        None => Some((seq, seq)),
+        Some((lo, hi)) => Some((lo.min(seq), hi.max(seq))),
     })
 }
 

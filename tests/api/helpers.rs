@@ -104,6 +104,8 @@ pub struct TestApp {
     pub certs: TestCerts,
     pub insurer_id: String,
     pub municipality_id: String,
+    /// What the server was started with, to start it again (restart) or a second replica.
+    pub settings: Settings,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -196,7 +198,7 @@ impl TestApp {
         )
         .await;
 
-        let app = App::build_with_store(settings, store.clone(), clock.clone())
+        let app = App::build_with_store(settings.clone(), store.clone(), clock.clone())
             .await
             .unwrap();
         let party_addr = app.party_addr().unwrap();
@@ -213,6 +215,7 @@ impl TestApp {
             certs,
             insurer_id,
             municipality_id,
+            settings,
             shutdown,
             task: Some(task),
             _dir: dir,
@@ -282,6 +285,60 @@ impl TestApp {
                     .unwrap();
             }
         }
+    }
+
+    /// Stops the server and starts a new one on the same database and certificates (new ports), as
+    /// after a deploy. The test's clock carries over.
+    pub async fn restart(mut self) -> TestApp {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("server did not stop within 30 s")
+                .expect("server task panicked")
+                .expect("server returned an error");
+        }
+        let store = Store::connect(&self.db_url, 4).await.unwrap();
+        let app = App::build_with_store(self.settings.clone(), store.clone(), self.clock.clone())
+            .await
+            .unwrap();
+        self.party_addr = app.party_addr().unwrap();
+        self.admin_addr = app.admin_addr().unwrap();
+        self.store = store;
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(app.run_until(self.shutdown.clone())));
+        self
+    }
+
+    /// Starts a second server process-equivalent (its own store pool, listeners and clock) on the
+    /// same database: a replica. Returns its party and admin addresses and a stop handle.
+    pub async fn start_replica(
+        &self,
+    ) -> (
+        SocketAddr,
+        SocketAddr,
+        CancellationToken,
+        JoinHandle<anyhow::Result<()>>,
+    ) {
+        let store = Store::connect(&self.db_url, 4).await.unwrap();
+        let app = App::build_with_store(self.settings.clone(), store, self.clock.clone())
+            .await
+            .unwrap();
+        let addrs = (app.party_addr().unwrap(), app.admin_addr().unwrap());
+        let token = CancellationToken::new();
+        let task = tokio::spawn(app.run_until(token.clone()));
+        (addrs.0, addrs.1, token, task)
+    }
+
+    /// An mTLS channel to another listener (a replica) presenting `who`'s certificate.
+    pub async fn channel_to(&self, addr: SocketAddr, who: &Issued) -> Channel {
+        lefi::client::connect(
+            &format!("https://localhost:{}", addr.port()),
+            &self.pem(who),
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// Begins shutdown without waiting for it.

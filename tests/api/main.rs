@@ -9,6 +9,7 @@ mod authn;
 mod catalogue;
 mod cli;
 mod consents;
+mod delivery;
 mod health;
 mod register;
 mod shutdown;

@@ -21,11 +21,11 @@ backend_tests!(
     concurrent_batches_commit_in_sequence_order,
 );
 
-const P1: &str = "19900704-2386";
-const P2: &str = "19950113-2386";
-const P3: &str = "201701012393";
+pub(crate) const P1: &str = "19900704-2386";
+pub(crate) const P2: &str = "19950113-2386";
+pub(crate) const P3: &str = "201701012393";
 
-fn fact(person: &str, source_id: &str, version: u64, kind: pb::RecordKind) -> admin_pb::Fact {
+pub(crate) fn fact(person: &str, source_id: &str, version: u64, kind: pb::RecordKind) -> admin_pb::Fact {
     admin_pb::Fact {
         source_system: "MIDAS".into(),
         source_id: source_id.into(),
@@ -37,7 +37,13 @@ fn fact(person: &str, source_id: &str, version: u64, kind: pb::RecordKind) -> ad
     }
 }
 
-fn person_update(person: &str, version: u64, name: &str, protected: bool, death: &str) -> admin_pb::Fact {
+pub(crate) fn person_update(
+    person: &str,
+    version: u64,
+    name: &str,
+    protected: bool,
+    death: &str,
+) -> admin_pb::Fact {
     admin_pb::Fact {
         source_system: "FOLKBOKF".into(),
         source_version: version,
@@ -52,7 +58,7 @@ fn person_update(person: &str, version: u64, name: &str, protected: bool, death:
     }
 }
 
-fn case(person: &str, source_id: &str, version: u64) -> admin_pb::Fact {
+pub(crate) fn case(person: &str, source_id: &str, version: u64) -> admin_pb::Fact {
     admin_pb::Fact {
         body: Some(admin_pb::fact::Body::Case(pb::BenefitCase {
             case_id: "FALL-1".into(),
@@ -91,7 +97,13 @@ fn decision(person: &str, source_id: &str) -> admin_pb::Fact {
     }
 }
 
-fn payment(person: &str, source_id: &str, version: u64, kind: pb::RecordKind, gross: i64) -> admin_pb::Fact {
+pub(crate) fn payment(
+    person: &str,
+    source_id: &str,
+    version: u64,
+    kind: pb::RecordKind,
+    gross: i64,
+) -> admin_pb::Fact {
     admin_pb::Fact {
         body: Some(admin_pb::fact::Body::Payment(pb::Payment {
             case_id: "FALL-1".into(),
@@ -136,7 +148,7 @@ fn event(
     }
 }
 
-async fn ingest(app: &TestApp, facts: Vec<admin_pb::Fact>) -> Vec<admin_pb::IngestResponse> {
+pub(crate) async fn ingest(app: &TestApp, facts: Vec<admin_pb::Fact>) -> Vec<admin_pb::IngestResponse> {
     let mut client = admin_pb::register_admin_service_client::RegisterAdminServiceClient::new(
         app.admin_channel(&app.certs.ingest).await,
     );
@@ -159,7 +171,7 @@ async fn ingest(app: &TestApp, facts: Vec<admin_pb::Fact>) -> Vec<admin_pb::Inge
     out
 }
 
-fn outcome(r: &admin_pb::IngestResponse) -> admin_pb::IngestOutcome {
+pub(crate) fn outcome(r: &admin_pb::IngestResponse) -> admin_pb::IngestOutcome {
     admin_pb::IngestOutcome::try_from(r.outcome).unwrap()
 }
 
@@ -174,7 +186,7 @@ fn rejection(r: &admin_pb::IngestResponse) -> (String, String) {
     )
 }
 
-fn accepted(responses: &[admin_pb::IngestResponse]) {
+pub(crate) fn accepted(responses: &[admin_pb::IngestResponse]) {
     for r in responses {
         assert_eq!(outcome(r), admin_pb::IngestOutcome::Accepted, "{r:?}");
     }
