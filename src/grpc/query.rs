@@ -1,9 +1,9 @@
 //! `lefi.v1.QueryService`: the one-off query (LEFI Online style).
 //!
 //! A query is checked in this order: the request's own fields, then the party's right to the
-//! information ([`authorize_query`]), then the register is read as of its head at the time of
+//! information (the policy, [`crate::policy`]), then the register is read as of its head at the time of
 //! the question: the header carries that sequence, and every record is the latest version as of
-//! it. Every decision, allowed or denied, goes through [`log_query`].
+//! it. Every decision, allowed or denied, is written to the disclosure log before anything is sent.
 
 use std::pin::Pin;
 
@@ -13,7 +13,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::app::AppState;
 use crate::domain::Personnummer;
+use crate::domain::clock::format_date;
 use crate::domain::register::DateRange;
+use crate::grpc::authorize::{CallContext, Request as AuthRequest, allowed_entry, authorize};
 use crate::grpc::convert::{self, Audience};
 use crate::grpc::party_of;
 use crate::grpc::pb::ErrorReason;
@@ -21,7 +23,9 @@ use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::register::person_not_found;
 use crate::grpc::status::{error_with, invalid_field, store_error};
 use crate::identity::PartyPrincipal;
+use crate::policy::Permit;
 use crate::store::LegalBasis;
+use crate::store::policy::{Channel, Decision, NewDisclosure};
 
 /// Records per message after the header.
 pub const RECORDS_PER_MESSAGE: usize = 500;
@@ -62,135 +66,57 @@ pub enum QueryOutcome {
     Disclosed { as_of_sequence: u64, record_count: u64 },
     /// The register holds no such person (as of this sequence).
     PersonNotFound { as_of_sequence: u64 },
-    /// Refused by [`authorize_query`].
-    Denied,
 }
 
-/// HOOK(issue 4): the disclosure policy for a one-off query. Until the policy module lands this
-/// holds the interim checks read straight from the catalogue and the agreement: the basis fits the
-/// party kind, the agreement is in force and grants the basis, the basis is in force, every
-/// benefit type is granted and covered, a consent is named where the basis needs one (and, with no
-/// consent register yet, is never accepted), and a case reference is given where the basis needs
-/// an open case. Replace the body with the call to the policy.
-pub async fn authorize_query(
+/// The policy request a checked query makes.
+fn policy_request(query: &CheckedQuery) -> AuthRequest {
+    AuthRequest {
+        basis_code: query.basis.code.clone(),
+        person: query.person.clone(),
+        benefit_codes: query.benefit_codes.clone(),
+        case_reference: (!query.case_reference.is_empty()).then(|| query.case_reference.clone()),
+        consent_id: (!query.consent_id.is_empty()).then(|| query.consent_id.clone()),
+        period: (
+            format_date(query.period.from),
+            query.period.to.map(format_date).unwrap_or_default(),
+        ),
+        subscription_id: String::new(),
+    }
+}
+
+/// Records in the disclosure log what a permitted query released (or that the person was not
+/// found). Written before anything is sent: if it fails, nothing is released.
+async fn log_query(
     state: &AppState,
     party: &PartyPrincipal,
-    query: &CheckedQuery,
-    today: Date,
+    call: &CallContext,
+    request: &AuthRequest,
+    permit: &Permit,
+    outcome: QueryOutcome,
 ) -> Result<(), Status> {
-    let basis = &query.basis;
-    let basis_meta = || vec![("legal_basis", basis.code.clone())];
-    if !basis.party_kinds.contains(&party.kind) {
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::BasisNotForPartyKind,
-            "this legal basis does not allow disclosure to your kind of party; choose a basis listed by \
-             PartyService.ListLegalBases with granted_only = true",
-            basis_meta(),
-        ));
-    }
-    let agreement = state
-        .store
-        .agreement_for_party(&party.party_id)
-        .await
-        .map_err(store_error)?;
-    let Some(agreement) = agreement else {
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::BasisNotInAgreement,
-            "your party has no agreement that grants this legal basis; contact the agency",
-            basis_meta(),
-        ));
+    let entry = match outcome {
+        QueryOutcome::Disclosed {
+            as_of_sequence,
+            record_count,
+        } => allowed_entry(
+            party,
+            call,
+            request,
+            permit,
+            usize::try_from(record_count).unwrap_or(usize::MAX),
+            (0, as_of_sequence),
+        ),
+        QueryOutcome::PersonNotFound { as_of_sequence } => NewDisclosure {
+            decision: Decision::Denied.as_str().to_string(),
+            denial_reason: "PERSON_NOT_FOUND".to_string(),
+            ..allowed_entry(party, call, request, permit, 0, (0, as_of_sequence))
+        },
     };
-    if agreement.valid_from > today {
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::AgreementNotInForce,
-            "your agreement is not in force yet; retry on or after its valid_from date",
-            vec![(
-                "valid_from",
-                crate::domain::clock::format_date(agreement.valid_from),
-            )],
-        ));
-    }
-    if !agreement.basis_codes.contains(&basis.code) {
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::BasisNotInAgreement,
-            "your agreement does not grant this legal basis; use a granted basis \
-             (WhoAmI.granted_basis_codes) or ask the agency to extend the agreement",
-            basis_meta(),
-        ));
-    }
-    if !basis.in_force_on(today) {
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::BasisNotInForce,
-            "this legal basis is not in force today; use a basis that is",
-            basis_meta(),
-        ));
-    }
-    for code in &query.benefit_codes {
-        if !agreement.benefit_codes.contains(code) || !basis.benefit_codes.contains(code) {
-            return Err(error_with(
-                Code::PermissionDenied,
-                ErrorReason::BenefitNotCovered,
-                "a requested benefit type is not granted by your agreement or not covered by the legal \
-                 basis; nothing was released — ask only for granted and covered types",
-                vec![
-                    ("benefit_type", code.clone()),
-                    ("legal_basis", basis.code.clone()),
-                ],
-            ));
-        }
-    }
-    if basis.requires_consent {
-        if query.consent_id.is_empty() {
-            return Err(error_with(
-                Code::InvalidArgument,
-                ErrorReason::ConsentRequired,
-                "this legal basis requires the individual's consent: register it with \
-                 ConsentService.RegisterConsent and pass its consent_id",
-                vec![
-                    ("field", "consent_id".to_string()),
-                    ("legal_basis", basis.code.clone()),
-                ],
-            ));
-        }
-        return Err(error_with(
-            Code::PermissionDenied,
-            ErrorReason::ConsentNotValid,
-            "the consent_id does not identify a consent that is valid today for this person and basis",
-            vec![
-                ("consent_id", query.consent_id.clone()),
-                ("consent_problem", "UNKNOWN".to_string()),
-            ],
-        ));
-    }
-    if basis.requires_open_case && query.case_reference.is_empty() {
-        return Err(error_with(
-            Code::InvalidArgument,
-            ErrorReason::CaseReferenceRequired,
-            "this legal basis requires an open case at your authority: pass its case_reference",
-            vec![
-                ("field", "case_reference".to_string()),
-                ("legal_basis", basis.code.clone()),
-            ],
-        ));
-    }
-    Ok(())
-}
-
-/// HOOK(issue 4): records the query's decision and what was released in the disclosure log.
-/// Called exactly once per query that passed the field checks, whatever the outcome. Until the
-/// disclosure log lands it does nothing.
-pub async fn log_query(
-    _state: &AppState,
-    _party: &PartyPrincipal,
-    _query: &CheckedQuery,
-    _outcome: QueryOutcome,
-) -> Result<(), Status> {
-    Ok(())
+    state
+        .store
+        .append_disclosures(&[entry], state.clock.now_micros())
+        .await
+        .map_err(store_error)
 }
 
 #[tonic::async_trait]
@@ -201,12 +127,12 @@ impl pb::query_service_server::QueryService for QueryApi {
         request: Request<pb::QueryPersonRequest>,
     ) -> Result<Response<QueryStream>, Status> {
         let party = party_of(&request)?;
+        let call = CallContext::new(&request, "/lefi.v1.QueryService/QueryPerson", Channel::Query);
         let today = self.state.clock.today();
         let query = self.check(request.into_inner(), today).await?;
-        if let Err(denied) = authorize_query(&self.state, &party, &query, today).await {
-            log_query(&self.state, &party, &query, QueryOutcome::Denied).await?;
-            return Err(denied);
-        }
+        let ask = policy_request(&query);
+        // The policy decides (and logs a denial) before the register is read.
+        let permit = authorize(&self.state, &party, &call, &ask).await?;
         let store = &self.state.store;
         // The head first, then everything as of it: one consistent answer.
         let as_of = store.head_seq().await.map_err(store_error)?;
@@ -218,7 +144,9 @@ impl pb::query_service_server::QueryService for QueryApi {
             log_query(
                 &self.state,
                 &party,
-                &query,
+                &call,
+                &ask,
+                &permit,
                 QueryOutcome::PersonNotFound {
                     as_of_sequence: as_of,
                 },
@@ -234,7 +162,9 @@ impl pb::query_service_server::QueryService for QueryApi {
         log_query(
             &self.state,
             &party,
-            &query,
+            &call,
+            &ask,
+            &permit,
             QueryOutcome::Disclosed {
                 as_of_sequence: as_of,
                 record_count,

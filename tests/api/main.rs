@@ -11,5 +11,6 @@ mod cli;
 mod consents;
 mod delivery;
 mod health;
+mod policy;
 mod register;
 mod shutdown;
