@@ -323,6 +323,94 @@ pub enum ClientCommand {
     },
     /// Ask a one-off question about one person (QueryService.QueryPerson).
     Query(QueryArgs),
+    /// Place one subscription (beställning); its snapshot and changes follow on `stream`.
+    Subscribe(SubscribeArgs),
+    /// List your subscriptions.
+    Subscriptions {
+        /// Only this person.
+        #[arg(long)]
+        person: Option<String>,
+    },
+    /// Cancel a subscription; an ENDED notice follows on the stream.
+    Cancel {
+        /// The subscription id (sub_…).
+        subscription_id: String,
+    },
+    /// Ask for a fresh snapshot of all (or some) active subscriptions on the stream; prints the
+    /// cursor to stream from (use after CURSOR_EXPIRED).
+    Refresh {
+        /// Only these subscription ids, comma-separated [default: all active].
+        #[arg(long, value_delimiter = ',')]
+        subscriptions: Vec<String>,
+    },
+    /// Register, revoke and list the consents (samtycken) your party relies on.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+    /// Close one of your cases (ärenden): subscriptions made under it end.
+    CloseCase {
+        /// Your case reference, exactly as used.
+        case_reference: String,
+        /// Why (recorded; no personal data).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// `lefi client subscribe`
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Your own reference for the order (its idempotency key; no personal data).
+    #[arg(long)]
+    pub reference: String,
+    /// The person's personnummer or samordningsnummer.
+    #[arg(long)]
+    pub person: String,
+    /// Benefit type codes, comma-separated, e.g. SJP,FP.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub benefits: Vec<String>,
+    /// First business date of interest, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: String,
+    /// The legal basis code, e.g. INS_COORDINATION.
+    #[arg(long)]
+    pub basis: String,
+    /// Your case (ärende) reference, when the basis needs an open case.
+    #[arg(long)]
+    pub case_reference: Option<String>,
+    /// The consent id, when the basis needs consent.
+    #[arg(long)]
+    pub consent_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Register a consent the individual gave your party for one legal basis.
+    Register {
+        #[arg(long)]
+        person: String,
+        /// The legal basis whose purpose the consent covers, e.g. INS_RISK_ASSESSMENT.
+        #[arg(long)]
+        basis: String,
+        /// The date the consent was given, YYYY-MM-DD.
+        #[arg(long)]
+        given_on: String,
+        /// The last date it is valid, YYYY-MM-DD.
+        #[arg(long)]
+        expires_on: String,
+        /// Your reference to your proof of the consent.
+        #[arg(long)]
+        evidence: String,
+    },
+    /// Revoke a consent (subscriptions made under it end).
+    Revoke {
+        consent_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List your consents.
+    List,
 }
 
 /// Arguments of `lefi client query`.
@@ -396,6 +484,11 @@ pub enum AdminCommand {
     Register {
         #[command(subcommand)]
         command: RegisterCommand,
+    },
+    /// Read and verify the disclosure log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -588,6 +681,22 @@ pub struct ListArgs {
     /// Parties fetched per call; every page is fetched.
     #[arg(long, default_value_t = 100)]
     pub page_size: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain of the disclosure log and name the first broken entry, if any.
+    Verify,
+    /// Who received what about a person, when and on which basis (oldest first).
+    Person {
+        /// The person's personnummer or samordningsnummer.
+        person: String,
+    },
+    /// A party's disclosures and refusals (oldest first).
+    Party {
+        /// The party id (pty_…).
+        party_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

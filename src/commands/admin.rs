@@ -69,7 +69,8 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         | AdminCommand::Show { .. }
         | AdminCommand::List(_)
         | AdminCommand::History { .. }
-        | AdminCommand::Register { .. } => return None,
+        | AdminCommand::Register { .. }
+        | AdminCommand::Audit { .. } => return None,
     };
     Some(
         given
@@ -99,6 +100,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         AdminCommand::Health => health(channel).await,
         AdminCommand::Whoami => whoami(channel, json).await,
         AdminCommand::Register { command } => super::client::register(channel, command, json).await,
+        AdminCommand::Audit { command } => super::orders::audit(channel, command, json).await,
         AdminCommand::Apply(args) => {
             let party = client.apply(apply_request(args, key)).await?.into_inner().party;
             print_party_result(party, json, "lefi.admin.v1.Party")

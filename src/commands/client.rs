@@ -205,6 +205,21 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
             heartbeat,
         } => stream(channel, cursor_file.as_deref(), *max_events, heartbeat.as_deref()).await,
         ClientCommand::Query(args) => query(channel, args, json).await,
+        ClientCommand::Subscribe(args) => super::orders::subscribe(channel, args, json).await,
+        ClientCommand::Subscriptions { person } => {
+            super::orders::subscriptions(channel, person.as_deref(), json).await
+        }
+        ClientCommand::Cancel { subscription_id } => {
+            super::orders::cancel(channel, subscription_id, json).await
+        }
+        ClientCommand::Refresh { subscriptions } => {
+            super::orders::refresh(channel, subscriptions, json).await
+        }
+        ClientCommand::Consent { command } => super::orders::consent(channel, command, json).await,
+        ClientCommand::CloseCase {
+            case_reference,
+            reason,
+        } => super::orders::close_case(channel, case_reference, reason, json).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod ingest;
+mod orders;
 mod serve;
 
 use std::process::ExitCode;

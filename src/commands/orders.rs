@@ -1,0 +1,358 @@
+//! `lefi client subscribe|subscriptions|cancel|refresh|consent|close-case` and
+//! `lefi admin audit …`: orders, consents and cases for parties; the disclosure log for operators.
+
+use tonic::transport::Channel;
+
+use super::client::print_json;
+use crate::cli::{AuditCommand, ConsentCommand, SubscribeArgs};
+use crate::grpc::pb::lefi::admin::v1 as admin_pb;
+use crate::grpc::pb::lefi::v1 as pb;
+
+fn state_name(state: i32) -> &'static str {
+    pb::SubscriptionState::try_from(state)
+        .unwrap_or_default()
+        .as_str_name()
+}
+
+fn print_subscription(s: &pb::Subscription) {
+    let reason = pb::SubscriptionStateReason::try_from(s.state_reason)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("SUBSCRIPTION_STATE_REASON_");
+    let reason = if reason == "UNSPECIFIED" { "" } else { reason };
+    println!(
+        "{:<38} {:<20} {:<24} {:<8} {} {}",
+        s.subscription_id,
+        s.client_reference,
+        s.legal_basis,
+        state_name(s.state),
+        s.benefit_type_codes.join(","),
+        reason
+    );
+}
+
+pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> anyhow::Result<()> {
+    let response = pb::subscription_service_client::SubscriptionServiceClient::new(channel)
+        .create_subscriptions(pb::CreateSubscriptionsRequest {
+            items: vec![pb::NewSubscription {
+                client_reference: args.reference.clone(),
+                person_id: args.person.clone(),
+                benefit_type_codes: args.benefits.clone(),
+                from_date: args.from.clone(),
+                legal_basis: args.basis.clone(),
+                case_reference: args.case_reference.clone().unwrap_or_default(),
+                consent_id: args.consent_id.clone().unwrap_or_default(),
+            }],
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&response, "lefi.v1.CreateSubscriptionsResponse");
+    }
+    for result in &response.results {
+        match (&result.subscription, &result.error) {
+            (Some(s), _) => {
+                let outcome = pb::CreateSubscriptionOutcome::try_from(result.outcome)
+                    .unwrap_or_default()
+                    .as_str_name()
+                    .trim_start_matches("CREATE_SUBSCRIPTION_OUTCOME_");
+                println!("{outcome}: {}", s.subscription_id);
+                println!("its snapshot and changes follow on `lefi client stream`");
+            }
+            (None, Some(e)) => {
+                let reason = pb::ErrorReason::try_from(e.reason)
+                    .unwrap_or_default()
+                    .as_str_name();
+                anyhow::bail!("refused ({reason}): {}", e.message);
+            }
+            (None, None) => anyhow::bail!("the server gave no result for the subscription"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn subscriptions(channel: Channel, person: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let mut pages = pb::subscription_service_client::SubscriptionServiceClient::new(channel)
+        .list_subscriptions(pb::ListSubscriptionsRequest {
+            person_id: person.unwrap_or_default().to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    if !json {
+        println!(
+            "{:<38} {:<20} {:<24} {:<8} BENEFITS REASON",
+            "SUBSCRIPTION", "REFERENCE", "BASIS", "STATE"
+        );
+    }
+    while let Some(page) = pages.message().await? {
+        for s in &page.subscriptions {
+            if json {
+                print_json(s, "lefi.v1.Subscription")?;
+            } else {
+                print_subscription(s);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn cancel(channel: Channel, subscription_id: &str, json: bool) -> anyhow::Result<()> {
+    let response = pb::subscription_service_client::SubscriptionServiceClient::new(channel)
+        .cancel_subscription(pb::CancelSubscriptionRequest {
+            subscription_id: subscription_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    match (json, &response.subscription) {
+        (true, _) => print_json(&response, "lefi.v1.CancelSubscriptionResponse"),
+        (false, Some(s)) => {
+            print_subscription(s);
+            Ok(())
+        }
+        (false, None) => Ok(()),
+    }
+}
+
+pub async fn refresh(channel: Channel, subscriptions: &[String], json: bool) -> anyhow::Result<()> {
+    let response = pb::delivery_service_client::DeliveryServiceClient::new(channel)
+        .request_full_refresh(pb::FullRefreshRequest {
+            subscription_ids: subscriptions.to_vec(),
+            reason: String::new(),
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&response, "lefi.v1.FullRefreshResponse");
+    }
+    println!(
+        "{} subscription(s) get a fresh snapshot; stream from this cursor:",
+        response.subscription_count
+    );
+    println!("{}", response.cursor);
+    if !response.skipped_subscription_ids.is_empty() {
+        println!(
+            "skipped (not active): {}",
+            response.skipped_subscription_ids.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn print_consent(c: &pb::Consent) {
+    let state = pb::ConsentState::try_from(c.state)
+        .unwrap_or_default()
+        .as_str_name();
+    println!(
+        "{:<38} {:<22} {:<8} {}..{} {}",
+        c.consent_id, c.legal_basis, state, c.given_on, c.expires_on, c.evidence_reference
+    );
+}
+
+pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> anyhow::Result<()> {
+    let mut client = pb::consent_service_client::ConsentServiceClient::new(channel);
+    match command {
+        ConsentCommand::Register {
+            person,
+            basis,
+            given_on,
+            expires_on,
+            evidence,
+        } => {
+            let response = client
+                .register_consent(pb::RegisterConsentRequest {
+                    person_id: person.clone(),
+                    legal_basis: basis.clone(),
+                    given_on: given_on.clone(),
+                    expires_on: expires_on.clone(),
+                    evidence_reference: evidence.clone(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                return print_json(&response, "lefi.v1.RegisterConsentResponse");
+            }
+            if let Some(c) = &response.consent {
+                println!(
+                    "{}",
+                    if response.created {
+                        "registered:"
+                    } else {
+                        "already registered:"
+                    }
+                );
+                print_consent(c);
+                println!("pass --consent-id {} when you subscribe or query", c.consent_id);
+            }
+            Ok(())
+        }
+        ConsentCommand::Revoke { consent_id, reason } => {
+            let response = client
+                .revoke_consent(pb::RevokeConsentRequest {
+                    consent_id: consent_id.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                return print_json(&response, "lefi.v1.RevokeConsentResponse");
+            }
+            if let Some(c) = &response.consent {
+                print_consent(c);
+            }
+            println!("{} subscription(s) ended", response.ended_subscription_count);
+            Ok(())
+        }
+        ConsentCommand::List => {
+            let response = client
+                .list_consents(pb::ListConsentsRequest::default())
+                .await?
+                .into_inner();
+            for c in &response.consents {
+                if json {
+                    print_json(c, "lefi.v1.Consent")?;
+                } else {
+                    print_consent(c);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn close_case(
+    channel: Channel,
+    case_reference: &str,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let response = pb::case_service_client::CaseServiceClient::new(channel)
+        .close_case(pb::CloseCaseRequest {
+            case_reference: case_reference.to_string(),
+            reason: reason.to_string(),
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&response, "lefi.v1.CloseCaseResponse");
+    }
+    println!(
+        "case {case_reference} closed; {} subscription(s) ended",
+        response.ended_subscription_count
+    );
+    Ok(())
+}
+
+fn print_entry(e: &admin_pb::DisclosureEntry) {
+    let decision = admin_pb::DisclosureDecision::try_from(e.decision)
+        .unwrap_or_default()
+        .as_str_name();
+    let channel = admin_pb::DisclosureChannel::try_from(e.channel)
+        .unwrap_or_default()
+        .as_str_name();
+    let reason = pb::ErrorReason::try_from(e.denial_reason)
+        .map(|r| r.as_str_name())
+        .unwrap_or_default();
+    let reason = if reason == "ERROR_REASON_UNSPECIFIED" {
+        ""
+    } else {
+        reason
+    };
+    let time = e
+        .time
+        .map(|t| {
+            crate::domain::clock::format_instant(crate::domain::clock::from_micros(
+                t.seconds.saturating_mul(1_000_000),
+            ))
+        })
+        .unwrap_or_default();
+    println!(
+        "{:>6} {} {:<18} {:<8} {:<22} {:<24} {:>5} rec {} {}",
+        e.entry_id,
+        time,
+        channel,
+        decision,
+        e.party_org_number,
+        e.legal_basis,
+        e.record_count,
+        e.benefit_type_codes.join(","),
+        reason
+    );
+}
+
+pub async fn audit(channel: Channel, command: &AuditCommand, json: bool) -> anyhow::Result<()> {
+    let mut client = admin_pb::audit_admin_service_client::AuditAdminServiceClient::new(channel);
+    match command {
+        AuditCommand::Verify => {
+            let verdict = client
+                .verify_disclosure_log(admin_pb::VerifyDisclosureLogRequest::default())
+                .await?
+                .into_inner();
+            if json {
+                return print_json(&verdict, "lefi.admin.v1.VerifyDisclosureLogResponse");
+            }
+            if verdict.ok {
+                println!(
+                    "the disclosure log is intact: {} entries checked; last hash {}",
+                    verdict.entries_checked, verdict.last_hash
+                );
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the disclosure log is broken at entry {}: {} ({} entries before it check out)",
+                    verdict.first_broken_entry_id,
+                    verdict.message,
+                    verdict.entries_checked
+                )
+            }
+        }
+        AuditCommand::Person { person } => {
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .list_disclosures_for_person(admin_pb::ListDisclosuresForPersonRequest {
+                        person_id: person.clone(),
+                        page_token: token.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                for e in &page.entries {
+                    if json {
+                        print_json(e, "lefi.admin.v1.DisclosureEntry")?;
+                    } else {
+                        print_entry(e);
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                token = page.next_page_token;
+            }
+        }
+        AuditCommand::Party { party_id } => {
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .list_disclosures_for_party(admin_pb::ListDisclosuresForPartyRequest {
+                        party_id: party_id.clone(),
+                        page_token: token.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                for e in &page.entries {
+                    if json {
+                        print_json(e, "lefi.admin.v1.DisclosureEntry")?;
+                    } else {
+                        print_entry(e);
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                token = page.next_page_token;
+            }
+        }
+    }
+}
