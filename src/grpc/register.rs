@@ -275,6 +275,7 @@ async fn write_facts(
                 Err(e) => refused.push(Some(e)),
             }
         }
+        let started = std::time::Instant::now();
         let stored = match state.store.ingest(facts, state.clock.now_micros()).await {
             Ok(results) => results,
             Err(e) => {
@@ -311,7 +312,13 @@ async fn write_facts(
             }
             index += 1;
         }
-        tracing::debug!(accepted, unchanged, rejected, "ingest batch committed");
+        tracing::debug!(
+            accepted,
+            unchanged,
+            rejected,
+            store_ms = started.elapsed().as_millis() as u64,
+            "ingest batch committed"
+        );
     }
 }
 
