@@ -6,6 +6,7 @@ mod helpers;
 mod authn;
 mod catalogue;
 mod cli;
+mod cli_register;
 mod health;
 mod register;
 mod shutdown;
