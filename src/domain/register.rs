@@ -24,6 +24,8 @@ pub const MAX_CASE_ID_LEN: usize = 128;
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted amount type or payer code.
 pub const MAX_CODE_LEN: usize = 32;
+/// Most amount lines on one payment.
+pub const MAX_AMOUNT_LINES: usize = 100;
 
 /// Why a fact was refused. Each value has one `lefi.v1.ErrorReason` of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,10 +498,10 @@ impl Payment {
                 "the covered period ends before it starts",
             ));
         }
-        if self.lines.is_empty() {
+        if self.lines.is_empty() || self.lines.len() > MAX_AMOUNT_LINES {
             return Err(FactError::invalid(
                 "lines",
-                "a payment needs at least one amount line; the lines sum to gross_ore",
+                format!("a payment has 1 to {MAX_AMOUNT_LINES} amount lines, which sum to gross_ore"),
             ));
         }
         let mut sum: i64 = 0;
