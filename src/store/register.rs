@@ -1128,9 +1128,6 @@ async fn run_ingest<C: RegisterConn>(
     let t_lookup = t0.elapsed();
     let mut seq = last_seq;
     let mut log: Vec<LogRow> = Vec::new();
-    // Versions accepted in this batch, by (record id + person, source version): they are not in
-    // the database yet when a later fact of the batch re-sends them.
-    let mut in_batch: HashMap<(String, String, i64), (i64, i64, String)> = HashMap::new();
     let mut results = Vec::with_capacity(facts.len());
     let mut new_persons = 0i64;
     let mut new_facts = 0i64;
@@ -1156,8 +1153,8 @@ async fn run_ingest<C: RegisterConn>(
             let existing = sources.get(&key).map(|(row, _)| row.clone());
             if let Some(existing) = &existing {
                 if source_version <= existing.latest_source_version {
-                    let found = match in_batch.get(&(record_id.clone(), person.clone(), source_version)) {
-                        Some(v) => Some(v.clone()),
+                    let found = match in_batch(&log, &record_id, &person, source_version) {
+                        Some(v) => Some(v),
                         None => {
                             conn.find_version(&record_id, &person, true, source_version)
                                 .await?
@@ -1196,10 +1193,6 @@ async fn run_ingest<C: RegisterConn>(
                 source_version,
                 content_hash: hash.clone(),
             });
-            in_batch.insert(
-                (record_id.clone(), person.clone(), source_version),
-                (seq, version, hash),
-            );
             sources.insert(
                 key,
                 (
@@ -1287,14 +1280,13 @@ async fn run_ingest<C: RegisterConn>(
                     continue;
                 }
                 if source_version <= state.row.latest_source_version {
-                    let found =
-                        match in_batch.get(&(state.row.record_id.clone(), person.clone(), source_version)) {
-                            Some(v) => Some(v.clone()),
-                            None => {
-                                conn.find_version(&state.row.record_id, &person, false, source_version)
-                                    .await?
-                            }
-                        };
+                    let found = match in_batch(&log, &state.row.record_id, &person, source_version) {
+                        Some(v) => Some(v),
+                        None => {
+                            conn.find_version(&state.row.record_id, &person, false, source_version)
+                                .await?
+                        }
+                    };
                     results.push(repeated_version(
                         found,
                         &hash,
@@ -1335,12 +1327,8 @@ async fn run_ingest<C: RegisterConn>(
             source_system: key.0.clone(),
             source_id: key.1.clone(),
             source_version,
-            content_hash: hash.clone(),
+            content_hash: hash,
         });
-        in_batch.insert(
-            (planned.record_id.clone(), person.clone(), source_version),
-            (seq, planned.version, hash),
-        );
         let stored = records.get(&key).is_some_and(|s| s.stored);
         records.insert(
             key.clone(),
@@ -1431,6 +1419,20 @@ async fn run_ingest<C: RegisterConn>(
         "ingest batch planned and written"
     );
     Ok(results)
+}
+
+/// A version accepted earlier in this batch (not in the database yet) that a later fact re-sends:
+/// its sequence, version and content hash. Rare, so a scan of the batch's rows does.
+fn in_batch(
+    log: &[LogRow],
+    record_id: &str,
+    person: &str,
+    source_version: i64,
+) -> Option<(i64, i64, String)> {
+    log.iter()
+        .rev()
+        .find(|r| r.record_id == record_id && r.person == person && r.source_version == source_version)
+        .map(|r| (r.seq, r.version, r.content_hash.clone()))
 }
 
 /// A new version of a benefit fact, ready to be written.
