@@ -19,6 +19,9 @@ use crate::synth::Synth;
 pub const DEMO_PERSONS: usize = 200;
 /// The seed of the demo register (the same demo every time, up to today's date).
 pub const DEMO_SEED: u64 = 20_240_101;
+/// The source system of the demo register (apart from `SYNTH`, so a `lefi synth` file can be
+/// loaded beside it).
+pub const DEMO_SOURCE_SYSTEM: &str = "SYNTH-DEMO";
 /// The demo ingest operator's name.
 pub const DEMO_INGEST_OPERATOR: &str = "Demo Inläsning";
 
@@ -62,7 +65,7 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
         });
     }
     let today = clock.today();
-    let mut synth = Synth::new(DEMO_SEED, today);
+    let mut synth = Synth::with_source(DEMO_SEED, today, DEMO_SOURCE_SYSTEM, "D");
     let mut facts = Vec::new();
     for _ in 0..DEMO_PERSONS {
         for fact in synth.next_person()? {

@@ -12,7 +12,8 @@
 //! **Identity numbers.** Every number has a birth number (digits 9–11) between 980 and 999: the
 //! range that Skatteverket's published test numbers use (e.g. 18991223-9812, 930302+9806), set
 //! apart so that tests never collide with real people. Synthetic data never uses another range;
-//! still, load it only into test or demo databases. The source system is always `SYNTH`.
+//! still, load it only into test or demo databases. The source system is `SYNTH` (`SYNTH-DEMO`
+//! for the `serve --dev` demo).
 
 use std::collections::HashSet;
 
@@ -50,12 +51,15 @@ pub struct Synth {
     until: Date,
     used: HashSet<String>,
     next_index: usize,
+    source_system: String,
+    id_prefix: String,
 }
 
 type Body = admin_pb::fact::Body;
 
 /// The facts of one person being built.
 struct PersonFacts {
+    source_system: String,
     person_id: String,
     prefix: String,
     facts: Vec<admin_pb::Fact>,
@@ -72,7 +76,7 @@ impl PersonFacts {
         body: Option<Body>,
     ) {
         self.facts.push(admin_pb::Fact {
-            source_system: SOURCE_SYSTEM.to_string(),
+            source_system: self.source_system.clone(),
             source_id: format!("{}-{suffix}", self.prefix),
             source_version: version,
             person_id: self.person_id.clone(),
@@ -220,13 +224,22 @@ fn range(from: Date, to: Date) -> pb::DateRange {
 }
 
 impl Synth {
-    /// A generator for `seed` whose history ends on `until`.
+    /// A generator for `seed` whose history ends on `until`, with source system `SYNTH` and
+    /// source ids `P0000000-…`.
     pub fn new(seed: u64, until: Date) -> Self {
+        Self::with_source(seed, until, SOURCE_SYSTEM, "P")
+    }
+
+    /// Like [`Synth::new`] with another source system and source-id prefix, so that two synthetic
+    /// registers (e.g. the `serve --dev` demo and a `lefi synth` file) can share a database.
+    pub fn with_source(seed: u64, until: Date, source_system: &str, id_prefix: &str) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             until,
             used: HashSet::new(),
             next_index: 0,
+            source_system: source_system.to_string(),
+            id_prefix: id_prefix.to_string(),
         }
     }
 
@@ -269,8 +282,9 @@ impl Synth {
         let until = self.until;
         let age = until.year() - birth.year();
         let mut p = PersonFacts {
+            source_system: self.source_system.clone(),
             person_id,
-            prefix: format!("P{index:07}"),
+            prefix: format!("{}{index:07}", self.id_prefix),
             facts: Vec::new(),
         };
         let first = if female {
@@ -881,6 +895,7 @@ mod tests {
             let birth_number: u16 = digits[8..11].parse().unwrap();
             assert!((FIRST_BIRTH_NUMBER..=LAST_BIRTH_NUMBER).contains(&birth_number));
             assert_eq!(f.source_system, SOURCE_SYSTEM);
+            assert!(f.source_id.starts_with('P'));
             benefits.insert(f.benefit_type.clone());
         }
         for benefit in ["SJP", "FP", "SA", "AP", ""] {

@@ -20,7 +20,8 @@ INSERT INTO register_head (id, last_seq, last_recorded_at, person_count, fact_co
 
 -- One row per accepted version, never updated or deleted. Person updates are rows too
 -- (fact_type 'PERSON', record_id 'person:<source_system>', empty valid_from), so a delivery can
--- follow them in the same order. In SQLite, INTEGER PRIMARY KEY makes seq the rowid.
+-- follow them in the same order. In SQLite, INTEGER PRIMARY KEY makes seq the rowid, and the
+-- tables keyed by text below are WITHOUT ROWID (one b-tree less to write per row).
 CREATE TABLE register_log (
     seq             INTEGER PRIMARY KEY,
     recorded_at     BIGINT NOT NULL,
@@ -53,7 +54,7 @@ CREATE TABLE register_records (
     latest_source_version  BIGINT NOT NULL,
     retracted              BOOLEAN NOT NULL,
     UNIQUE (source_system, source_id)
-);
+) WITHOUT ROWID;
 
 -- The current data of every person; its history is in register_log. created_seq is the sequence
 -- of the first fact that named the person; latest_seq that of the latest person update (0 when
@@ -65,7 +66,7 @@ CREATE TABLE register_persons (
     date_of_death       TEXT,
     created_seq         BIGINT NOT NULL,
     latest_seq          BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 
 -- The latest version of a person's own data per source system (person updates are identified by
 -- source system and person, not by a source id).
@@ -76,7 +77,7 @@ CREATE TABLE register_person_sources (
     latest_seq             BIGINT NOT NULL,
     latest_source_version  BIGINT NOT NULL,
     PRIMARY KEY (person, source_system)
-);
+) WITHOUT ROWID;
 
 -- One row per ingest transaction, for the ingest rate in the operator statistics.
 CREATE TABLE register_batches (

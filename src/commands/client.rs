@@ -270,7 +270,13 @@ fn print_person(person: &pb::Person) {
     let kind = pb::PersonIdKind::try_from(person.id_kind)
         .unwrap_or_default()
         .as_str_name();
-    println!("person       {} ({kind})", person.person_id);
+    // The number the caller asked about, shown as YYYYMMDD-NNNC.
+    let id = &person.person_id;
+    let shown = match (id.get(..8), id.get(8..)) {
+        (Some(date), Some(rest)) if id.len() == 12 => format!("{date}-{rest}"),
+        _ => id.clone(),
+    };
+    println!("person       {shown} ({kind})");
     if person.protected_identity {
         println!("name         (protected identity: not disclosed to parties)");
         if !person.name.is_empty() {
@@ -344,7 +350,7 @@ fn describe_fact(r: &pb::BenefitRecord) -> String {
 
 fn print_records<'a>(records: impl Iterator<Item = (&'a pb::BenefitRecord, &'a str)>) {
     println!(
-        "{:>8} {:<36} {:>3} {:<10} {:<5} {:<23} {:<18} FACT",
+        "{:>8} {:<22} {:>3} {:<10} {:<5} {:<23} {:<30} FACT",
         "SEQ", "RECORD", "V", "KIND", "TYPE", "VALID", "SOURCE"
     );
     for (r, source) in records {
@@ -355,14 +361,14 @@ fn print_records<'a>(records: impl Iterator<Item = (&'a pb::BenefitRecord, &'a s
             .map(|v| format!("{}..{}", v.from, v.to))
             .unwrap_or_default();
         println!(
-            "{:>8} {:<36} {:>3} {:<10} {:<5} {:<23} {:<18} {}{}",
+            "{:>8} {:<22} {:>3} {:<10} {:<5} {:<23} {:<30} {}{}",
             r.register_sequence,
             r.record_id,
             r.version,
             kind,
             r.benefit_type,
             valid,
-            truncate(source, 18),
+            truncate(source, 30),
             describe_fact(r),
             if r.retroactive { " [retroactive]" } else { "" }
         );

@@ -50,8 +50,8 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let demo = match &dev {
         Some(dev) => {
             let demo = crate::demo::seed(&store, &dev.certs_dir, &clock).await?;
-            crate::demo_register::seed(&store, &dev.certs_dir, &clock).await?;
-            Some(demo)
+            let register = crate::demo_register::seed(&store, &dev.certs_dir, &clock).await?;
+            Some((demo, register))
         }
         None => None,
     };
@@ -59,7 +59,7 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let party = app.party_addr()?;
     let admin = app.admin_addr()?;
     tracing::info!(%party, %admin, database = %db_url, "lefi is serving");
-    if let (Some(dev), Some(demo)) = (&dev, &demo) {
+    if let (Some(dev), Some((demo, register))) = (&dev, &demo) {
         let certs = dev.certs_dir.display();
         println!();
         println!(
@@ -73,6 +73,13 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
         for p in &demo.parties {
             println!("  demo party  {p}");
         }
+        if register.facts_loaded > 0 {
+            println!(
+                "  register    loaded {} synthetic persons ({} facts; test-range identity numbers)",
+                register.persons_loaded, register.facts_loaded
+            );
+        }
+        println!("  ingest      lefi ingest FILE.ndjson   (operator certificate {certs}/ingest.pem)");
         println!();
         println!("Try it from another terminal:");
         println!("  cargo run --release -- client whoami");

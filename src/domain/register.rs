@@ -24,6 +24,8 @@ pub const MAX_CASE_ID_LEN: usize = 128;
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted amount type or payer code.
 pub const MAX_CODE_LEN: usize = 32;
+/// Most amount lines on one payment.
+pub const MAX_AMOUNT_LINES: usize = 100;
 
 /// Why a fact was refused. Each value has one `lefi.v1.ErrorReason` of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,10 +498,10 @@ impl Payment {
                 "the covered period ends before it starts",
             ));
         }
-        if self.lines.is_empty() {
+        if self.lines.is_empty() || self.lines.len() > MAX_AMOUNT_LINES {
             return Err(FactError::invalid(
                 "lines",
-                "a payment needs at least one amount line; the lines sum to gross_ore",
+                format!("a payment has 1 to {MAX_AMOUNT_LINES} amount lines, which sum to gross_ore"),
             ));
         }
         let mut sum: i64 = 0;
@@ -583,6 +585,10 @@ pub struct NewFact {
     retroactive: bool,
     /// `None` only for a retraction (the last content is kept).
     body: Option<FactBody>,
+    /// The body's storage form (empty without a body), made once.
+    body_json: String,
+    /// See [`NewFact::content_hash`].
+    content_hash: String,
 }
 
 /// The parts of a [`NewFact`] before validation.
@@ -611,7 +617,7 @@ impl NewFact {
             ));
         }
         let is_person = matches!(p.body, Some(FactBody::Person(_)));
-        let mut source_id = p.source_id;
+        let mut source_id = p.source_id.clone();
         if is_person {
             // Person updates are identified by source system and person.
             source_id.clear();
@@ -657,6 +663,8 @@ impl NewFact {
                 "benefit_type is required for cases, compensation periods, decisions and payments",
             ));
         }
+        let body_json = p.body.as_ref().map(FactBody::to_json).unwrap_or_default();
+        let content_hash = content_hash(&p, &body_json);
         Ok(Self {
             source_system: p.source_system,
             source_id,
@@ -667,6 +675,8 @@ impl NewFact {
             valid: p.valid,
             retroactive: p.retroactive,
             body: p.body,
+            body_json,
+            content_hash,
         })
     }
 
@@ -703,20 +713,41 @@ impl NewFact {
         matches!(self.body, Some(FactBody::Person(_)))
     }
 
+    /// The body's storage form (JSON; empty for a retraction without body).
+    pub fn body_json(&self) -> &str {
+        &self.body_json
+    }
+
     /// A digest of everything the source sent except its identity and version: the same version
     /// re-sent with the same content has the same hash (idempotent re-send), any change differs.
-    pub fn content_hash(&self) -> String {
-        let body = self.body.as_ref().map(|b| (b.fact_type().as_str(), b.to_json()));
-        let canonical = serde_json::json!({
-            "person": self.person.as_storage(),
-            "benefit_type": self.benefit_type,
-            "kind": self.kind.as_str(),
-            "valid": self.valid,
-            "retroactive": self.retroactive,
-            "body": body,
-        });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    /// Lowercase hex of SHA-256; it reveals nothing about the person.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
     }
+}
+
+/// SHA-256 over the content fields, each prefixed with its length so that no two different
+/// contents run together into the same bytes.
+fn content_hash(p: &FactParts, body_json: &str) -> String {
+    let valid_from = p.valid.map(|v| crate::domain::clock::format_date(v.from));
+    let valid_to = p.valid.and_then(|v| v.to).map(crate::domain::clock::format_date);
+    let fact_type = p.body.as_ref().map(|b| b.fact_type().as_str());
+    let parts: [&str; 8] = [
+        p.person.as_storage(),
+        &p.benefit_type,
+        p.kind.as_str(),
+        valid_from.as_deref().unwrap_or("-"),
+        valid_to.as_deref().unwrap_or("-"),
+        if p.retroactive { "1" } else { "0" },
+        fact_type.unwrap_or("-"),
+        body_json,
+    ];
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// Serde for a `YYYY-MM-DD` date.

@@ -275,6 +275,7 @@ async fn write_facts(
                 Err(e) => refused.push(Some(e)),
             }
         }
+        let started = std::time::Instant::now();
         let stored = match state.store.ingest(facts, state.clock.now_micros()).await {
             Ok(results) => {
                 // Open streams (here, and through NOTIFY on other replicas) look for new events.
@@ -315,7 +316,13 @@ async fn write_facts(
             }
             index += 1;
         }
-        tracing::debug!(accepted, unchanged, rejected, "ingest batch committed");
+        tracing::debug!(
+            accepted,
+            unchanged,
+            rejected,
+            store_ms = started.elapsed().as_millis() as u64,
+            "ingest batch committed"
+        );
     }
 }
 

@@ -126,7 +126,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // 64 MiB of page cache per connection: bulk ingest touches the log's indexes all
+                // over, and the default 2 MiB makes it read pages back again and again.
+                .pragma("cache_size", "-65536");
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))

@@ -8,15 +8,14 @@
 //! head of every fact and person, upserted in the same transaction.
 //!
 //! Bulk statements differ per backend: PostgreSQL binds one array per column and reads them with
-//! `UNNEST`; SQLite gets generated multi-row `VALUES` lists (placeholders only, every value bound)
-//! within its parameter limit.
+//! `UNNEST`; SQLite gets generated multi-row `VALUES` lists (anonymous `?` placeholders only,
+//! every value bound) within its parameter limit.
 
 use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, SqliteConnection};
 
 use super::delivery::FAN_OUT_SQL;
-use super::parties::new_id;
 use super::{Backend, Store, StoreError, on_reader};
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date, parse_date};
@@ -485,8 +484,9 @@ trait RegisterConn: Send {
         &mut self,
         keys: &[(String, String)],
     ) -> Result<Vec<PersonSourceRow>, sqlx::Error>;
-    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error>;
-    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error>;
+    async fn insert_log(&mut self, rows: Vec<LogRow>) -> Result<(), sqlx::Error>;
+    /// Writes the heads of facts: `new` ones (not stored before) and `changed` stored ones.
+    async fn write_records(&mut self, new: &[RecordRow], changed: &[RecordRow]) -> Result<(), sqlx::Error>;
     async fn upsert_persons(&mut self, rows: &[PersonRow]) -> Result<(), sqlx::Error>;
     async fn upsert_person_sources(&mut self, rows: &[PersonSourceRow]) -> Result<(), sqlx::Error>;
 }
@@ -632,24 +632,48 @@ fn found_record(r: FoundRecord) -> Result<(RecordRow, LastVersion), StoreError> 
     ))
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `cols` columns.
+/// `(?, ?, …), (…)` for `rows` rows of `cols` columns. Anonymous placeholders, not `$N`: sqlx
+/// looks up every parameter's name when binding, and for numbered names SQLite's lookup is linear,
+/// which made binding a 8,000-parameter statement quadratic (80 % of ingest time).
 fn placeholders(rows: usize, cols: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
+    let mut row = String::with_capacity(cols * 3 + 2);
+    row.push('(');
+    for c in 0..cols {
+        if c > 0 {
+            row.push_str(", ");
         }
-        out.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(r * cols + c + 1).to_string());
-        }
-        out.push(')');
+        row.push('?');
     }
-    out
+    row.push(')');
+    vec![row; rows].join(", ")
+}
+
+/// The SQLite upsert of fact heads (for [`RegisterConn::write_records`]).
+async fn upsert_records_sqlite(conn: &mut SqliteConnection, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
+                 latest_seq, latest_source_version, retracted) VALUES {} \
+             ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
+                 latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
+                 retracted = excluded.retracted",
+            placeholders(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.record_id)
+                .bind(&r.source_system)
+                .bind(&r.source_id)
+                .bind(&r.person)
+                .bind(r.latest_version)
+                .bind(r.latest_seq)
+                .bind(r.latest_source_version)
+                .bind(r.retracted);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 impl RegisterConn for SqliteConnection {
@@ -728,8 +752,10 @@ impl RegisterConn for SqliteConnection {
         Ok(out)
     }
 
-    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error> {
-        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+    async fn insert_log(&mut self, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<LogRow> = rows.by_ref().take(SQLITE_ROWS_PER_STATEMENT).collect();
             let sql = format!(
                 "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
                      benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
@@ -737,53 +763,37 @@ impl RegisterConn for SqliteConnection {
                 placeholders(chunk.len(), 16)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            // The values move into the statement: no copies of the bodies.
             for r in chunk {
                 q = q
                     .bind(r.seq)
                     .bind(r.recorded_at)
-                    .bind(&r.person)
-                    .bind(&r.record_id)
+                    .bind(r.person)
+                    .bind(r.record_id)
                     .bind(r.version)
                     .bind(r.kind)
                     .bind(r.retroactive)
-                    .bind(&r.benefit_type)
+                    .bind(r.benefit_type)
                     .bind(r.fact_type)
-                    .bind(&r.valid_from)
-                    .bind(&r.valid_to)
-                    .bind(&r.body)
-                    .bind(&r.source_system)
-                    .bind(&r.source_id)
+                    .bind(r.valid_from)
+                    .bind(r.valid_to)
+                    .bind(r.body)
+                    .bind(r.source_system)
+                    .bind(r.source_id)
                     .bind(r.source_version)
-                    .bind(&r.content_hash);
+                    .bind(r.content_hash);
             }
             q.execute(&mut *self).await?;
         }
         Ok(())
     }
 
-    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
-        for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
-                     latest_seq, latest_source_version, retracted) VALUES {} \
-                 ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
-                     latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
-                     retracted = excluded.retracted",
-                placeholders(chunk.len(), 8)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in chunk {
-                q = q
-                    .bind(&r.record_id)
-                    .bind(&r.source_system)
-                    .bind(&r.source_id)
-                    .bind(&r.person)
-                    .bind(r.latest_version)
-                    .bind(r.latest_seq)
-                    .bind(r.latest_source_version)
-                    .bind(r.retracted);
+    async fn write_records(&mut self, new: &[RecordRow], changed: &[RecordRow]) -> Result<(), sqlx::Error> {
+        // One upsert serves both in SQLite (a plain insert is no cheaper there).
+        for rows in [new, changed] {
+            if !rows.is_empty() {
+                upsert_records_sqlite(self, rows).await?;
             }
-            q.execute(&mut *self).await?;
         }
         Ok(())
     }
@@ -835,6 +845,30 @@ impl RegisterConn for SqliteConnection {
         }
         Ok(())
     }
+}
+
+/// The PostgreSQL upsert of changed fact heads (for [`RegisterConn::write_records`]).
+async fn upsert_records_pg(conn: &mut PgConnection, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
+             latest_seq, latest_source_version, retracted) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+             $7::bigint[], $8::boolean[]) \
+         ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
+             latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
+             retracted = excluded.retracted",
+    )
+    .bind(rows.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latest_version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latest_source_version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.retracted).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 impl RegisterConn for PgConnection {
@@ -899,56 +933,82 @@ impl RegisterConn for PgConnection {
             .collect())
     }
 
-    async fn insert_log(&mut self, rows: &[LogRow]) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                 benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
-                 source_version, content_hash) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
-                 $6::text[], $7::boolean[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-                 $13::text[], $14::text[], $15::bigint[], $16::text[])",
-        )
-        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.retroactive).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.benefit_type.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.fact_type).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.valid_from.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.valid_to.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.source_version).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
-        .execute(&mut *self)
-        .await?;
+    async fn insert_log(&mut self, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {
+        // COPY is PostgreSQL's fastest bulk path (about twice an UNNEST insert here); the data is
+        // the text format, every value escaped, so nothing in it is read as SQL.
+        let mut data = String::with_capacity(rows.len() * 400);
+        for r in &rows {
+            copy_row(
+                &mut data,
+                &[
+                    Some(&r.seq.to_string()),
+                    Some(&r.recorded_at.to_string()),
+                    Some(&r.person),
+                    Some(&r.record_id),
+                    Some(&r.version.to_string()),
+                    Some(r.kind),
+                    Some(if r.retroactive { "t" } else { "f" }),
+                    Some(&r.benefit_type),
+                    Some(r.fact_type),
+                    Some(&r.valid_from),
+                    r.valid_to.as_deref(),
+                    Some(&r.body),
+                    Some(&r.source_system),
+                    Some(&r.source_id),
+                    Some(&r.source_version.to_string()),
+                    Some(&r.content_hash),
+                ],
+            );
+        }
+        let mut copy = self
+            .copy_in_raw(
+                "COPY register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                     benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
+                     source_version, content_hash) FROM STDIN (FORMAT text)",
+            )
+            .await?;
+        if let Err(e) = copy.send(data.into_bytes()).await {
+            let _ = copy.abort("ingest failed while sending rows").await;
+            return Err(e);
+        }
+        copy.finish().await?;
         Ok(())
     }
 
-    async fn upsert_records(&mut self, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO register_records (record_id, source_system, source_id, person, latest_version, \
-                 latest_seq, latest_source_version, retracted) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
-                 $7::bigint[], $8::boolean[]) \
-             ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
-                 latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
-                 retracted = excluded.retracted",
-        )
-        .bind(rows.iter().map(|r| r.record_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.source_system.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.source_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.person.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.latest_version).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.latest_source_version).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.retracted).collect::<Vec<_>>())
-        .execute(&mut *self)
-        .await?;
+    async fn write_records(&mut self, new: &[RecordRow], changed: &[RecordRow]) -> Result<(), sqlx::Error> {
+        if !new.is_empty() {
+            // New heads cannot conflict (they were looked up under the head lock): COPY them.
+            let mut data = String::with_capacity(new.len() * 100);
+            for r in new {
+                copy_row(
+                    &mut data,
+                    &[
+                        Some(&r.record_id),
+                        Some(&r.source_system),
+                        Some(&r.source_id),
+                        Some(&r.person),
+                        Some(&r.latest_version.to_string()),
+                        Some(&r.latest_seq.to_string()),
+                        Some(&r.latest_source_version.to_string()),
+                        Some(if r.retracted { "t" } else { "f" }),
+                    ],
+                );
+            }
+            let mut copy = self
+                .copy_in_raw(
+                    "COPY register_records (record_id, source_system, source_id, person, latest_version, \
+                         latest_seq, latest_source_version, retracted) FROM STDIN (FORMAT text)",
+                )
+                .await?;
+            if let Err(e) = copy.send(data.into_bytes()).await {
+                let _ = copy.abort("ingest failed while sending rows").await;
+                return Err(e);
+            }
+            copy.finish().await?;
+        }
+        if !changed.is_empty() {
+            upsert_records_pg(self, changed).await?;
+        }
         Ok(())
     }
 
@@ -995,10 +1055,37 @@ impl RegisterConn for PgConnection {
     }
 }
 
+/// Appends one row of PostgreSQL's COPY text format: tab-separated, `\N` for NULL, backslash,
+/// tab, newline and carriage return escaped.
+fn copy_row(out: &mut String, values: &[Option<&str>]) {
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match value {
+            None => out.push_str("\\N"),
+            Some(v) => {
+                for c in v.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    out.push('\n');
+}
+
 /// The state of one benefit fact while a batch is planned.
 struct RecordState {
     row: RecordRow,
     last: LastVersion,
+    /// Whether the head is stored already (else it is new in this batch).
+    stored: bool,
     /// Whether the batch changed it (and so it must be written).
     dirty: bool,
 }
@@ -1015,6 +1102,7 @@ async fn run_ingest<C: RegisterConn>(
     facts: &[NewFact],
     now: Micros,
 ) -> Result<Vec<IngestResult>, StoreError> {
+    let t0 = std::time::Instant::now();
     let (last_seq, last_recorded_at) = conn.lock_head().await?;
     // Recording times never go backwards along the log, even if the clock does.
     let recorded_at = now.max(last_recorded_at);
@@ -1049,6 +1137,7 @@ async fn run_ingest<C: RegisterConn>(
                 RecordState {
                     row,
                     last,
+                    stored: true,
                     dirty: false,
                 },
             );
@@ -1067,11 +1156,9 @@ async fn run_ingest<C: RegisterConn>(
         .map(|p| (p, PersonState { write: None }))
         .collect();
 
+    let t_lookup = t0.elapsed();
     let mut seq = last_seq;
     let mut log: Vec<LogRow> = Vec::new();
-    // Versions accepted in this batch, by (record id + person, source version): they are not in
-    // the database yet when a later fact of the batch re-sends them.
-    let mut in_batch: HashMap<(String, String, i64), (i64, i64, String)> = HashMap::new();
     let mut results = Vec::with_capacity(facts.len());
     let mut new_persons = 0i64;
     let mut new_facts = 0i64;
@@ -1080,7 +1167,7 @@ async fn run_ingest<C: RegisterConn>(
     for fact in facts {
         let person = fact.person().as_storage().to_string();
         let source_version = i64::try_from(fact.source_version()).unwrap_or(i64::MAX);
-        let hash = fact.content_hash();
+        let hash = fact.content_hash().to_string();
 
         if !fact.benefit_type().is_empty() && !codes.contains(fact.benefit_type()) {
             results.push(IngestResult::Rejected(FactError::new(
@@ -1097,8 +1184,8 @@ async fn run_ingest<C: RegisterConn>(
             let existing = sources.get(&key).map(|(row, _)| row.clone());
             if let Some(existing) = &existing {
                 if source_version <= existing.latest_source_version {
-                    let found = match in_batch.get(&(record_id.clone(), person.clone(), source_version)) {
-                        Some(v) => Some(v.clone()),
+                    let found = match in_batch(&log, &record_id, &person, source_version) {
+                        Some(v) => Some(v),
                         None => {
                             conn.find_version(&record_id, &person, true, source_version)
                                 .await?
@@ -1131,16 +1218,12 @@ async fn run_ingest<C: RegisterConn>(
                 fact_type: FactType::Person.as_str(),
                 valid_from: String::new(),
                 valid_to: None,
-                body: FactBody::Person(data.clone()).to_json(),
+                body: fact.body_json().to_string(),
                 source_system: fact.source_system().to_string(),
                 source_id: String::new(),
                 source_version,
                 content_hash: hash.clone(),
             });
-            in_batch.insert(
-                (record_id.clone(), person.clone(), source_version),
-                (seq, version, hash),
-            );
             sources.insert(
                 key,
                 (
@@ -1206,13 +1289,14 @@ async fn run_ingest<C: RegisterConn>(
                     return Err(StoreError::Corrupt("ingest: NEW fact without body"));
                 };
                 Planned {
-                    record_id: new_id("rec"),
+                    // Opaque and stable: named after the sequence of its first version.
+                    record_id: format!("rec_{:016x}", seq + 1),
                     version: 1,
                     kind: RecordKind::New,
                     fact_type: body.fact_type(),
                     benefit_type: fact.benefit_type().to_string(),
                     valid: fact.valid().or_else(|| body.derived_valid()),
-                    body: body.to_json(),
+                    body: fact.body_json().to_string(),
                     new_record: true,
                 }
             }
@@ -1227,14 +1311,13 @@ async fn run_ingest<C: RegisterConn>(
                     continue;
                 }
                 if source_version <= state.row.latest_source_version {
-                    let found =
-                        match in_batch.get(&(state.row.record_id.clone(), person.clone(), source_version)) {
-                            Some(v) => Some(v.clone()),
-                            None => {
-                                conn.find_version(&state.row.record_id, &person, false, source_version)
-                                    .await?
-                            }
-                        };
+                    let found = match in_batch(&log, &state.row.record_id, &person, source_version) {
+                        Some(v) => Some(v),
+                        None => {
+                            conn.find_version(&state.row.record_id, &person, false, source_version)
+                                .await?
+                        }
+                    };
                     results.push(repeated_version(
                         found,
                         &hash,
@@ -1275,12 +1358,9 @@ async fn run_ingest<C: RegisterConn>(
             source_system: key.0.clone(),
             source_id: key.1.clone(),
             source_version,
-            content_hash: hash.clone(),
+            content_hash: hash,
         });
-        in_batch.insert(
-            (planned.record_id.clone(), person.clone(), source_version),
-            (seq, planned.version, hash),
-        );
+        let stored = records.get(&key).is_some_and(|s| s.stored);
         records.insert(
             key.clone(),
             RecordState {
@@ -1300,6 +1380,7 @@ async fn run_ingest<C: RegisterConn>(
                     valid: planned.valid,
                     body: planned.body,
                 },
+                stored,
                 dirty: true,
             },
         );
@@ -1325,12 +1406,17 @@ async fn run_ingest<C: RegisterConn>(
         }));
     }
 
+    let t_plan = t0.elapsed();
+    let mut t_log = t_plan;
     if !log.is_empty() {
-        conn.insert_log(&log).await?;
-        let record_rows: Vec<RecordRow> = records.into_values().filter(|s| s.dirty).map(|s| s.row).collect();
-        if !record_rows.is_empty() {
-            conn.upsert_records(&record_rows).await?;
-        }
+        let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
+        conn.insert_log(log).await?;
+        t_log = t0.elapsed();
+        let (changed, new): (Vec<RecordState>, Vec<RecordState>) =
+            records.into_values().filter(|s| s.dirty).partition(|s| s.stored);
+        let new: Vec<RecordRow> = new.into_iter().map(|s| s.row).collect();
+        let changed: Vec<RecordRow> = changed.into_iter().map(|s| s.row).collect();
+        conn.write_records(&new, &changed).await?;
         let person_rows: Vec<PersonRow> = persons.into_values().filter_map(|p| p.write).collect();
         if !person_rows.is_empty() {
             conn.upsert_persons(&person_rows).await?;
@@ -1343,7 +1429,6 @@ async fn run_ingest<C: RegisterConn>(
         if !source_rows.is_empty() {
             conn.upsert_person_sources(&source_rows).await?;
         }
-        let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
         conn.finish(
             HeadUpdate {
                 last_seq: seq,
@@ -1356,7 +1441,29 @@ async fn run_ingest<C: RegisterConn>(
         )
         .await?;
     }
+    tracing::debug!(
+        facts = facts.len(),
+        lookup_us = t_lookup.as_micros() as u64,
+        plan_us = (t_plan - t_lookup).as_micros() as u64,
+        log_us = (t_log - t_plan).as_micros() as u64,
+        rest_us = (t0.elapsed().saturating_sub(t_log)).as_micros() as u64,
+        "ingest batch planned and written"
+    );
     Ok(results)
+}
+
+/// A version accepted earlier in this batch (not in the database yet) that a later fact re-sends:
+/// its sequence, version and content hash. Rare, so a scan of the batch's rows does.
+fn in_batch(
+    log: &[LogRow],
+    record_id: &str,
+    person: &str,
+    source_version: i64,
+) -> Option<(i64, i64, String)> {
+    log.iter()
+        .rev()
+        .find(|r| r.record_id == record_id && r.person == person && r.source_version == source_version)
+        .map(|r| (r.seq, r.version, r.content_hash.clone()))
 }
 
 /// A new version of a benefit fact, ready to be written.
@@ -1383,7 +1490,7 @@ fn plan_new_version(fact: &NewFact, state: &RecordState) -> Result<Planned, Fact
         ));
     }
     let (fact_type, body) = match fact.body() {
-        Some(body) => (body.fact_type(), body.to_json()),
+        Some(body) => (body.fact_type(), fact.body_json().to_string()),
         None => (state.last.fact_type, state.last.body.clone()),
     };
     if fact_type != state.last.fact_type {
@@ -1479,8 +1586,18 @@ mod tests {
     use super::placeholders;
 
     #[test]
+    fn copy_rows_escape_what_copy_reads_specially() {
+        let mut out = String::new();
+        super::copy_row(
+            &mut out,
+            &[Some("a\tb"), None, Some("{\"x\":\"\\n\"}"), Some("c\r\nd")],
+        );
+        assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\n");
+    }
+
+    #[test]
     fn placeholders_number_every_value() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(placeholders(1, 1), "(?)");
     }
 }

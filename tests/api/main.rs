@@ -10,6 +10,7 @@ mod catalogue;
 mod cli;
 mod consents;
 mod delivery;
+mod cli_register;
 mod health;
 mod policy;
 mod register;
