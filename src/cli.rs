@@ -58,6 +58,12 @@ pub enum Command {
     /// Generate a development certificate authority and certificates (never for production).
     DevCerts(DevCertsArgs),
 
+    /// Measure performance (figures for docs/BENCHMARKS.md; use a release build).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+
     /// Register or list operators directly in the database (to bootstrap the admin API).
     Operator {
         #[command(subcommand)]
@@ -228,6 +234,23 @@ pub enum DevCertsCommand {
         /// File name stem: writes STEM.pem and STEM.key [default: the org number].
         #[arg(long)]
         stem: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest rate of the register, in-process (no gRPC): a deterministic synthetic register
+    /// stored in batches, on a fresh database.
+    Ingest {
+        /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
+        #[arg(long)]
+        database_url: String,
+        /// How many synthetic persons (about 17 facts each).
+        #[arg(long, default_value_t = 5_500)]
+        persons: usize,
+        /// Facts per transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
     },
 }
 

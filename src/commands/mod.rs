@@ -1,6 +1,7 @@
 //! What each `lefi` subcommand does. `main.rs` parses and dispatches; the work is here.
 
 mod admin;
+mod bench;
 mod client;
 mod ingest;
 mod orders;
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => return serve::run(args).await,
         Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Bench { command } => bench::run(command).await,
         Command::DevCerts(args) => dev_certs(args),
         Command::Operator { command } => operator(command).await,
         Command::Client(args) => return client::run_client(args).await,

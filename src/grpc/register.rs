@@ -65,17 +65,36 @@ pub fn require_role(operator: &OperatorPrincipal, allowed: &[OperatorRole]) -> R
     ))
 }
 
-/// HOOK(issue 4): records an operator's view of a person in the disclosure log (channel
-/// OPERATOR_VIEW). Until the disclosure log lands it does nothing; it is called once per
-/// ShowPerson, after the lookup, with whether the person was found.
+/// Records an operator's view of a person in the disclosure log (channel OPERATOR_VIEW), once per
+/// ShowPerson, after the lookup and before anything is shown: if the log cannot be written, the
+/// view is refused.
 async fn log_operator_view(
-    _state: &AppState,
-    _operator: &OperatorPrincipal,
-    _person: &Personnummer,
-    _as_of_sequence: u64,
-    _found: bool,
+    state: &AppState,
+    operator: &OperatorPrincipal,
+    person: &Personnummer,
+    as_of_sequence: u64,
+    found: bool,
 ) -> Result<(), Status> {
-    Ok(())
+    let entry = crate::store::policy::NewDisclosure {
+        system_identity: operator.fingerprint.clone(),
+        operator_name: operator.name.clone(),
+        channel: crate::store::policy::Channel::OperatorView.as_str().to_string(),
+        rpc: "/lefi.admin.v1.RegisterAdminService/ShowPerson".to_string(),
+        decision: if found { "ALLOWED" } else { "DENIED" }.to_string(),
+        denial_reason: if found {
+            String::new()
+        } else {
+            "PERSON_NOT_FOUND".to_string()
+        },
+        person: person.as_storage().to_string(),
+        to_sequence: i64::try_from(as_of_sequence).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    state
+        .store
+        .append_disclosures(&[entry], state.clock.now_micros())
+        .await
+        .map_err(store_error)
 }
 
 /// One decoded request: its fact, or why it was refused before reaching the store.

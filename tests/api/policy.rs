@@ -17,6 +17,7 @@ use crate::register::{P1, accepted, ingest, payment};
 backend_tests!(
     every_combination_is_decided_as_the_law_and_agreement_say,
     nothing_is_disclosed_when_the_log_cannot_be_written,
+    an_operator_viewing_a_person_is_logged,
 );
 
 const P1_12: &str = "199007042386";
@@ -484,5 +485,34 @@ async fn nothing_is_disclosed_when_the_log_cannot_be_written(backend: Backend) {
         })
         .await;
     assert!(created.is_err());
+    app.stop().await;
+}
+
+async fn an_operator_viewing_a_person_is_logged(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    accepted(&ingest(&app, vec![payment(P1, "PAY1", 1, pb::RecordKind::New, 250_000)]).await);
+    let admin =
+        lefi::grpc::pb::lefi::admin::v1::register_admin_service_client::RegisterAdminServiceClient::new(
+            app.admin_channel(&app.certs.auditor).await,
+        );
+    admin
+        .clone()
+        .show_person(lefi::grpc::pb::lefi::admin::v1::ShowPersonRequest {
+            person_id: P1.to_string(),
+            as_of_sequence: 0,
+        })
+        .await
+        .unwrap();
+    let logged = app
+        .store
+        .disclosures_for_person(P1_12, i64::MIN, i64::MAX, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].entry.channel, "OPERATOR_VIEW");
+    assert_eq!(logged[0].entry.operator_name, "Test Revisor");
+    assert_eq!(logged[0].entry.decision, "ALLOWED");
     app.stop().await;
 }
