@@ -59,6 +59,15 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let party = app.party_addr()?;
     let admin = app.admin_addr()?;
     tracing::info!(%party, %admin, database = %db_url, "lefi is serving");
+    let sample = match &dev {
+        Some(_) => app
+            .store()
+            .demo_person(crate::demo_register::DEMO_SOURCE_SYSTEM, "SJP")
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
     if let (Some(dev), Some((demo, register))) = (&dev, &demo) {
         let certs = dev.certs_dir.display();
         println!();
@@ -83,6 +92,14 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
         println!();
         println!("Try it from another terminal:");
         println!("  cargo run --release -- client whoami");
+        if let Some(person) = &sample {
+            // A synthetic demo person (test-range number), shown so the demo can be followed.
+            let person = person.to_display_unmasked();
+            println!(
+                "  cargo run --release -- client subscribe --reference demo-1 --person {person} --benefits SJP --from 2020-01-01 --basis INS_COORDINATION"
+            );
+            println!("  cargo run --release -- client stream --cursor-file demo.cursor");
+        }
         println!(
             "  grpcurl -cacert {certs}/ca.pem -cert {certs}/insurer.pem -key {certs}/insurer.key localhost:{} lefi.v1.PartyService/WhoAmI",
             party.port()

@@ -257,6 +257,26 @@ impl Store {
         Ok(rows)
     }
 
+    /// A person from the demo register with facts of `benefit_type`, for the `serve --dev`
+    /// start-up hint (synthetic, test-range identity numbers only).
+    pub async fn demo_person(
+        &self,
+        source_system: &str,
+        benefit_type: &str,
+    ) -> Result<Option<Personnummer>, StoreError> {
+        let row: Option<(String,)> = on_reader!(self, |pool| {
+            sqlx::query_as(
+                "SELECT person FROM register_log WHERE source_system = $1 AND benefit_type = $2 ORDER BY seq LIMIT 1",
+            )
+            .bind(source_system)
+            .bind(benefit_type)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(p,)| Personnummer::from_storage(&p).map_err(|_| StoreError::Corrupt("register_log.person")))
+            .transpose()
+    }
+
     /// The log row at exactly sequence `seq`, if that sequence holds a fact (party events take
     /// sequences too, and those hold none).
     pub async fn record_at(&self, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
