@@ -252,6 +252,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         batch: usize,
     },
+    /// Delivery: snapshot throughput to one client (beside a bare tonic stream and a plain sqlx
+    /// read measured in the same run), commit-to-delivery latency, memory; in one process.
+    Delivery {
+        /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
+        #[arg(long)]
+        database_url: String,
+        /// Synthetic persons, each with one subscription.
+        #[arg(long, default_value_t = 10_000)]
+        persons: usize,
+        /// Commits (one fact each) for the latency run.
+        #[arg(long, default_value_t = 3_000)]
+        commits: usize,
+        /// Commits per second in the latency run.
+        #[arg(long, default_value_t = 1_000)]
+        commit_rate: u64,
+        /// Idle streams opened for the memory run.
+        #[arg(long, default_value_t = 1_000)]
+        idle_streams: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
