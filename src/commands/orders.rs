@@ -307,52 +307,63 @@ pub async fn audit(channel: Channel, command: &AuditCommand, json: bool) -> anyh
             }
         }
         AuditCommand::Person { person } => {
-            let mut token = String::new();
-            loop {
-                let page = client
-                    .list_disclosures_for_person(admin_pb::ListDisclosuresForPersonRequest {
-                        person_id: person.clone(),
-                        page_token: token.clone(),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                for e in &page.entries {
-                    if json {
-                        print_json(e, "lefi.admin.v1.DisclosureEntry")?;
-                    } else {
-                        print_entry(e);
-                    }
+            let person = person.clone();
+            print_pages(json, |token| {
+                let mut client = client.clone();
+                let person = person.clone();
+                async move {
+                    client
+                        .list_disclosures_for_person(admin_pb::ListDisclosuresForPersonRequest {
+                            person_id: person,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| r.into_inner())
                 }
-                if page.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token = page.next_page_token;
-            }
+            })
+            .await
         }
         AuditCommand::Party { party_id } => {
-            let mut token = String::new();
-            loop {
-                let page = client
-                    .list_disclosures_for_party(admin_pb::ListDisclosuresForPartyRequest {
-                        party_id: party_id.clone(),
-                        page_token: token.clone(),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                for e in &page.entries {
-                    if json {
-                        print_json(e, "lefi.admin.v1.DisclosureEntry")?;
-                    } else {
-                        print_entry(e);
-                    }
+            let party_id = party_id.clone();
+            print_pages(json, |token| {
+                let mut client = client.clone();
+                let party_id = party_id.clone();
+                async move {
+                    client
+                        .list_disclosures_for_party(admin_pb::ListDisclosuresForPartyRequest {
+                            party_id,
+                            page_token: token,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|r| r.into_inner())
                 }
-                if page.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token = page.next_page_token;
+            })
+            .await
+        }
+    }
+}
+
+/// Prints every page of a disclosure listing, following its page tokens.
+async fn print_pages<F, Fut>(json: bool, mut fetch: F) -> anyhow::Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<admin_pb::ListDisclosuresResponse, tonic::Status>>,
+{
+    let mut token = String::new();
+    loop {
+        let page = fetch(token).await?;
+        for e in &page.entries {
+            if json {
+                print_json(e, "lefi.admin.v1.DisclosureEntry")?;
+            } else {
+                print_entry(e);
             }
         }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
     }
 }
