@@ -1,90 +1,15 @@
 //! The operator CLI as a person uses it: `serve --dev`, then onboarding a new party end to end with
 //! `lefi admin …` and `lefi dev-certs issue-party`, until the party calls the party API.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use crate::dev_server::DevServer;
 
-const LEFI: &str = env!("CARGO_BIN_EXE_lefi");
-
-/// A `lefi serve --dev` child process in a temporary directory, killed when dropped.
-struct DevServer {
-    child: Child,
-    party_addr: String,
-    admin_addr: String,
-    dir: tempfile::TempDir,
+/// The admin CLI against a dev server.
+trait AdminCli {
+    fn admin(&self, args: &[&str]) -> String;
+    fn admin_json(&self, args: &[&str]) -> serde_json::Value;
 }
 
-impl DevServer {
-    fn start() -> DevServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(LEFI)
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let port_of = |l: &str| {
-            l.split("https://127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(str::to_string)
-        };
-        let (mut party, mut admin) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("serve --dev printed no summary");
-            if line.contains("party API") {
-                party = port_of(&line);
-            }
-            if line.contains("admin API") {
-                admin = port_of(&line);
-            }
-            if line.starts_with("Stop with Ctrl-C") {
-                break;
-            }
-        }
-        DevServer {
-            child,
-            party_addr: format!("https://localhost:{}", party.expect("party port")),
-            admin_addr: format!("https://localhost:{}", admin.expect("admin port")),
-            dir,
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(LEFI)
-            .args(args)
-            .current_dir(self.path())
-            .output()
-            .unwrap()
-    }
-
+impl AdminCli for DevServer {
     /// Runs `lefi admin ARGS` against this server; must succeed; returns stdout.
     fn admin(&self, args: &[&str]) -> String {
         let mut all = vec!["admin", "--addr", &self.admin_addr];
@@ -103,13 +28,6 @@ impl DevServer {
         all.push("--json");
         let out = self.admin(&all);
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,63 +1,13 @@
 //! The `lefi` binary as a person uses it: `serve --dev` from an empty directory, the reference
 //! client against it, configuration errors, and SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const LEFI: &str = env!("CARGO_BIN_EXE_lefi");
+use crate::dev_server::{DevServer, LEFI};
 
 #[test]
 fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(LEFI)
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = server.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut party_port = None;
-    let mut admin_port = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("serve --dev printed no summary");
-        let port_of = |l: &str| {
-            l.split("https://127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(str::to_string)
-        };
-        if line.contains("party API") {
-            party_port = port_of(&line);
-        }
-        if line.contains("admin API") {
-            admin_port = port_of(&line);
-        }
-        if line.starts_with("Stop with Ctrl-C") {
-            break;
-        }
-    }
-    let (party_port, admin_port) = (party_port.expect("party port"), admin_port.expect("admin port"));
+    let server = DevServer::start();
     for file in [
         "ca.pem",
         "server.pem",
@@ -67,18 +17,14 @@ fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
         "municipality.pem",
     ] {
         assert!(
-            dir.path().join("certs-dev").join(file).is_file(),
+            server.path().join("certs-dev").join(file).is_file(),
             "{file} missing"
         );
     }
-    assert!(dir.path().join("lefi.db").is_file());
+    assert!(server.path().join("lefi.db").is_file());
 
     let run = |args: &[&str]| {
-        let out = Command::new(LEFI)
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let out = server.run(args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -86,14 +32,12 @@ fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let party_addr = format!("https://localhost:{party_port}");
-    let admin_addr = format!("https://localhost:{admin_port}");
-    let whoami = run(&["client", "--addr", &party_addr, "whoami"]);
+    let whoami = run(&["client", "--addr", &server.party_addr, "whoami"]);
     assert!(whoami.contains("556677-8899"), "{whoami}");
     let whoami = run(&[
         "client",
         "--addr",
-        &party_addr,
+        &server.party_addr,
         "--as",
         "municipality",
         "whoami",
@@ -102,26 +46,14 @@ fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
     let json: serde_json::Value = serde_json::from_str(whoami.trim()).unwrap();
     assert_eq!(json["orgNumber"], "222000-0000");
     assert_eq!(json["kind"], "MUNICIPAL_AUTHORITY");
-    let operator = run(&["admin", "--addr", &admin_addr, "whoami"]);
+    let operator = run(&["admin", "--addr", &server.admin_addr, "whoami"]);
     assert!(operator.contains("OPERATOR"), "{operator}");
     assert_eq!(
-        run(&["client", "--addr", &party_addr, "health"]).trim(),
+        run(&["client", "--addr", &server.party_addr, "health"]).trim(),
         "SERVING"
     );
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.terminate();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
 }
 

@@ -3,12 +3,10 @@
 //! a progress bar and a summary, writes rejected lines next to it, and `lefi admin register` and
 //! `lefi client query` show the result.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-const LEFI: &str = env!("CARGO_BIN_EXE_lefi");
+use crate::dev_server::{DevServer, LEFI};
 
 #[test]
 fn synth_is_deterministic_and_uses_test_numbers_only() {
@@ -33,85 +31,6 @@ fn synth_is_deterministic_and_uses_test_numbers_only() {
     }
 }
 
-struct DevServer {
-    child: Child,
-    party: String,
-    admin: String,
-}
-
-impl DevServer {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(LEFI)
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut party, mut admin) = (None, None);
-        let port_of = |l: &str| {
-            l.split("https://127.0.0.1:")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-                .map(|p| format!("https://localhost:{p}"))
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("serve --dev printed no summary");
-            if line.contains("party API") {
-                party = port_of(&line);
-            }
-            if line.contains("admin API") {
-                admin = port_of(&line);
-            }
-            if line.starts_with("Stop with Ctrl-C") {
-                break;
-            }
-        }
-        Self {
-            child,
-            party: party.expect("party address"),
-            admin: admin.expect("admin address"),
-        }
-    }
-
-    fn stop(mut self) {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit after SIGTERM: {status:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(LEFI).args(args).current_dir(dir).output().unwrap()
 }
@@ -128,15 +47,21 @@ fn stdout_of(out: &Output) -> String {
 
 #[test]
 fn ingest_a_file_then_inspect_and_query_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = DevServer::start(dir.path());
-    let d = dir.path();
+    let server = DevServer::start();
+    let d = server.path();
     assert!(d.join("certs-dev/ingest.pem").is_file());
 
     // The demo register is there.
     let stats: serde_json::Value = serde_json::from_str(&stdout_of(&run(
         d,
-        &["admin", "--addr", &server.admin, "register", "stats", "--json"],
+        &[
+            "admin",
+            "--addr",
+            &server.admin_addr,
+            "register",
+            "stats",
+            "--json",
+        ],
     )))
     .unwrap();
     assert_eq!(stats["personCount"], "200");
@@ -157,7 +82,7 @@ fn ingest_a_file_then_inspect_and_query_it() {
     feed.push('\n');
     std::fs::write(d.join("feed.ndjson"), &feed).unwrap();
 
-    let out = run(d, &["ingest", "feed.ndjson", "--addr", &server.admin]);
+    let out = run(d, &["ingest", "feed.ndjson", "--addr", &server.admin_addr]);
     assert_eq!(out.status.code(), Some(1), "rejections make the exit code 1");
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -176,7 +101,10 @@ fn ingest_a_file_then_inspect_and_query_it() {
     assert_eq!(by_line(facts + 2)["field"], "person_id");
 
     // Again: everything already stored is unchanged (idempotent).
-    let out = run(d, &["ingest", "feed.ndjson", "--addr", &server.admin, "--json"]);
+    let out = run(
+        d,
+        &["ingest", "feed.ndjson", "--addr", &server.admin_addr, "--json"],
+    );
     let again: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert_eq!(again["accepted"], 0);
     assert_eq!(again["unchanged"], facts);
@@ -189,7 +117,7 @@ fn ingest_a_file_then_inspect_and_query_it() {
         &[
             "admin",
             "--addr",
-            &server.admin,
+            &server.admin_addr,
             "register",
             "show",
             "--person",
@@ -202,7 +130,7 @@ fn ingest_a_file_then_inspect_and_query_it() {
         &[
             "admin",
             "--addr",
-            &server.admin,
+            &server.admin_addr,
             "register",
             "show",
             "--person",
@@ -222,7 +150,7 @@ fn ingest_a_file_then_inspect_and_query_it() {
         &[
             "client",
             "--addr",
-            &server.party,
+            &server.party_addr,
             "query",
             "--person",
             person,
@@ -237,5 +165,6 @@ fn ingest_a_file_then_inspect_and_query_it() {
     ));
     let header: serde_json::Value = serde_json::from_str(answer.lines().next().unwrap()).unwrap();
     assert!(header["header"]["asOfSequence"].as_str().is_some(), "{answer}");
-    server.stop();
+    let status = server.terminate();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
 }

@@ -11,6 +11,7 @@ mod cli;
 mod cli_register;
 mod consents;
 mod delivery;
+mod dev_server;
 mod health;
 mod policy;
 mod register;
