@@ -23,9 +23,7 @@ use crate::store::admin::{Actor, Idempotency, PartyRecord};
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
     routes
         .add_service(pb::operator_service_server::OperatorServiceServer::new(
-            OperatorApi {
-                _state: state.clone(),
-            },
+            OperatorApi { state: state.clone() },
         ))
         .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
             PartyAdminApi { state: state.clone() },
@@ -43,7 +41,7 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
 /// `lefi.admin.v1.OperatorService`.
 #[derive(Debug, Clone)]
 pub struct OperatorApi {
-    _state: AppState,
+    state: AppState,
 }
 
 #[tonic::async_trait]
@@ -58,6 +56,29 @@ impl pb::operator_service_server::OperatorService for OperatorApi {
             name: operator.name,
             role: operator_role(operator.role) as i32,
             certificate_fingerprint: operator.fingerprint,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_legal_bases(
+        &self,
+        request: Request<crate::grpc::pb::lefi::v1::ListLegalBasesRequest>,
+    ) -> Result<Response<crate::grpc::pb::lefi::v1::ListLegalBasesResponse>, Status> {
+        operator_of(&request)?;
+        let req = request.into_inner();
+        let today = self.state.clock.today();
+        let bases = self
+            .state
+            .store
+            .legal_bases()
+            .await
+            .map_err(crate::grpc::status::store_error)?;
+        Ok(Response::new(crate::grpc::pb::lefi::v1::ListLegalBasesResponse {
+            legal_bases: bases
+                .iter()
+                .filter(|b| req.include_not_in_force || b.in_force_on(today))
+                .map(crate::grpc::convert::legal_basis)
+                .collect(),
         }))
     }
 }

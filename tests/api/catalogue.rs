@@ -7,7 +7,8 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     catalogue_is_seeded_and_listed,
-    granted_only_narrows_to_the_agreement
+    granted_only_narrows_to_the_agreement,
+    operators_list_the_catalogue_too
 );
 
 async fn catalogue_is_seeded_and_listed(backend: Backend) {
@@ -101,5 +102,32 @@ async fn granted_only_narrows_to_the_agreement(backend: Backend) {
         types.iter().map(|t| t.code.as_str()).collect::<Vec<_>>(),
         ["FP", "SJP"]
     );
+    app.stop().await;
+}
+
+async fn operators_list_the_catalogue_too(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut operator = lefi::grpc::pb::lefi::admin::v1::operator_service_client::OperatorServiceClient::new(
+        app.admin_channel(&app.certs.auditor).await,
+    );
+    let all = operator
+        .list_legal_bases(pb::ListLegalBasesRequest {
+            granted_only: false,
+            include_not_in_force: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .legal_bases;
+    assert_eq!(all.len(), 7);
+    let in_force = operator
+        .list_legal_bases(pb::ListLegalBasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .legal_bases;
+    assert_eq!(in_force.len(), 6);
     app.stop().await;
 }
