@@ -132,6 +132,8 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
                 interval,
                 tx,
                 position,
+                outbox: Vec::new(),
+                pending_log: Vec::new(),
             };
             if let Some(status) = stream.run().await {
                 // The client may already be gone; then there is nobody to tell.
@@ -202,9 +204,54 @@ struct DeliveryStream {
     interval: Duration,
     tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
     position: Position,
+    /// Messages prepared but not yet sent: they go out only after `pending_log` is written.
+    outbox: Vec<(String, pb::stream_event::Event)>,
+    /// Disclosure-log entries for the messages in `outbox`, written in one transaction.
+    pending_log: Vec<NewDisclosure>,
 }
 
+/// Prepared messages are flushed (logged, then sent) once this many are waiting.
+const FLUSH_AT: usize = 64;
+
 impl DeliveryStream {
+    /// Queues a message for the next flush.
+    fn queue(&mut self, cursor: String, event: pb::stream_event::Event) {
+        self.outbox.push((cursor, event));
+    }
+
+    /// Writes the pending disclosure-log entries in one transaction, then sends the queued
+    /// messages. If the log cannot be written, nothing is sent and the stream ends.
+    async fn flush(&mut self) -> Result<(), Flow> {
+        if !self.pending_log.is_empty() {
+            let entries = std::mem::take(&mut self.pending_log);
+            if let Err(e) = self
+                .state
+                .store
+                .append_disclosures(&entries, self.state.clock.now_micros())
+                .await
+            {
+                self.outbox.clear();
+                return Err(Flow::Stop(Some(store_error(e))));
+            }
+        }
+        for (cursor, event) in std::mem::take(&mut self.outbox) {
+            if !self.send(cursor, event).await {
+                return Err(Flow::Stop(None));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes when enough is waiting.
+    async fn maybe_flush(&mut self) -> Flow {
+        if self.outbox.len() >= FLUSH_AT {
+            if let Err(flow) = self.flush().await {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
     fn cursor(&self) -> String {
         self.key.encode(&self.party.party_id, self.position)
     }
@@ -402,6 +449,9 @@ impl DeliveryStream {
                 records_sent: 0,
             };
         }
+        if let Err(flow) = self.flush().await {
+            return flow;
+        }
         self.position = Position::History {
             seq: head,
             ord: u64::MAX,
@@ -499,6 +549,7 @@ impl DeliveryStream {
                 records_sent: 0,
             };
         }
+        self.flush().await?;
         Ok(true)
     }
 
@@ -566,14 +617,6 @@ impl DeliveryStream {
         }
     }
 
-    async fn log(&self, entry: NewDisclosure) -> Result<(), Flow> {
-        self.state
-            .store
-            .append_disclosures(&[entry], self.state.clock.now_micros())
-            .await
-            .map_err(|e| Flow::Stop(Some(store_error(e))))
-    }
-
     async fn person_message(&self, person: &Personnummer, as_of: u64) -> Result<pb::Person, Flow> {
         let stored = self
             .state
@@ -592,7 +635,7 @@ impl DeliveryStream {
         reason = "the snapshot's identity, position and resume point"
     )]
     async fn deliver_snapshot(
-        &self,
+        &mut self,
         gate: &Gate,
         subscription: &Subscription,
         event_number: u64,
@@ -631,77 +674,52 @@ impl DeliveryStream {
         // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
         let already = skip.saturating_sub(1) as usize;
         let remaining = records.len().saturating_sub(already);
-        if let Err(flow) = self
-            .log(allowed_entry(
-                &self.party,
-                &self.call,
-                &ask,
-                &permit,
-                remaining,
-                (0, as_of),
-            ))
-            .await
-        {
-            return flow;
-        }
+        let entry = allowed_entry(&self.party, &self.call, &ask, &permit, remaining, (0, as_of));
+        self.pending_log.push(entry);
         let id = &subscription.subscription_id;
-        if skip == 0
-            && !self
-                .send(
-                    self.key.encode(&self.party.party_id, at(1)),
-                    pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
-                        subscription_id: id.clone(),
-                        event_number,
-                        as_of_sequence: as_of,
-                        reason: reason as i32,
-                        person: Some(person.clone()),
-                    }),
-                )
-                .await
-        {
-            return Flow::Stop(None);
+        if skip == 0 {
+            self.queue(
+                self.key.encode(&self.party.party_id, at(1)),
+                pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
+                    subscription_id: id.clone(),
+                    event_number,
+                    as_of_sequence: as_of,
+                    reason: reason as i32,
+                    person: Some(person.clone()),
+                }),
+            );
         }
         let mut sent = already;
         let mut batch_index = (already / self.batch.max(1)) as u32;
         for chunk in records[already.min(records.len())..].chunks(self.batch.max(1)) {
             sent += chunk.len();
-            if !self
-                .send(
-                    self.key.encode(&self.party.party_id, at(sent as u64 + 1)),
-                    pb::stream_event::Event::Records(pb::RecordBatch {
-                        subscription_id: id.clone(),
-                        event_number,
-                        batch_index,
-                        person: Some(person.clone()),
-                        records: chunk.iter().map(convert::benefit_record).collect(),
-                    }),
-                )
-                .await
-            {
-                return Flow::Stop(None);
-            }
+            self.queue(
+                self.key.encode(&self.party.party_id, at(sent as u64 + 1)),
+                pb::stream_event::Event::Records(pb::RecordBatch {
+                    subscription_id: id.clone(),
+                    event_number,
+                    batch_index,
+                    person: Some(person.clone()),
+                    records: chunk.iter().map(convert::benefit_record).collect(),
+                }),
+            );
             batch_index += 1;
         }
         // The end marker carries the position after the whole event.
-        if !self
-            .send(
-                self.key.encode(&self.party.party_id, done),
-                pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
-                    subscription_id: id.clone(),
-                    event_number,
-                    as_of_sequence: as_of,
-                    record_count: records.len() as u64,
-                    batch_count: batch_index,
-                }),
-            )
-            .await
-        {
-            return Flow::Stop(None);
-        }
-        Flow::Continue
+        self.queue(
+            self.key.encode(&self.party.party_id, done),
+            pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
+                subscription_id: id.clone(),
+                event_number,
+                as_of_sequence: as_of,
+                record_count: records.len() as u64,
+                batch_count: batch_index,
+            }),
+        );
+        self.maybe_flush().await
     }
 
-    async fn deliver_change(&self, gate: &Gate, event: &DeliveryEvent) -> Flow {
+    async fn deliver_change(&mut self, gate: &Gate, event: &DeliveryEvent) -> Flow {
         let (ask, permit) = match self.permit(gate, &event.subscription).await {
             Ok(Some(p)) => p,
             Ok(None) => return Flow::Continue,
@@ -721,19 +739,14 @@ impl DeliveryStream {
             .filter(|r| !r.record_id.starts_with("person:"))
             .map(convert::benefit_record)
             .collect();
-        if let Err(flow) = self
-            .log(allowed_entry(
-                &self.party,
-                &self.call,
-                &ask,
-                &permit,
-                benefit_records.len(),
-                (event.seq.saturating_sub(1), event.seq),
-            ))
-            .await
-        {
-            return flow;
-        }
+        self.pending_log.push(allowed_entry(
+            &self.party,
+            &self.call,
+            &ask,
+            &permit,
+            benefit_records.len(),
+            (event.seq.saturating_sub(1), event.seq),
+        ));
         let cursor = self.key.encode(
             &self.party.party_id,
             Position::History {
@@ -742,25 +755,26 @@ impl DeliveryStream {
                 records_sent: 0,
             },
         );
-        if !self
-            .send(
-                cursor,
-                pb::stream_event::Event::Change(pb::Change {
-                    subscription_id: event.subscription.subscription_id.clone(),
-                    event_number: event.event_number,
-                    person: Some(person),
-                    records: benefit_records,
-                    register_sequence: event.seq,
-                }),
-            )
-            .await
-        {
-            return Flow::Stop(None);
-        }
-        Flow::Continue
+        self.queue(
+            cursor,
+            pb::stream_event::Event::Change(pb::Change {
+                subscription_id: event.subscription.subscription_id.clone(),
+                event_number: event.event_number,
+                person: Some(person),
+                records: benefit_records,
+                register_sequence: event.seq,
+            }),
+        );
+        self.maybe_flush().await
     }
 
-    async fn deliver_notice(&self, event: &DeliveryEvent, state: &str, reason: &str, message: &str) -> Flow {
+    async fn deliver_notice(
+        &mut self,
+        event: &DeliveryEvent,
+        state: &str,
+        reason: &str,
+        message: &str,
+    ) -> Flow {
         let state = match state {
             "ACTIVE" => pb::SubscriptionState::Active,
             "SUSPENDED" => pb::SubscriptionState::Suspended,
@@ -774,22 +788,17 @@ impl DeliveryStream {
                 records_sent: 0,
             },
         );
-        if !self
-            .send(
-                cursor,
-                pb::stream_event::Event::Notice(pb::SubscriptionNotice {
-                    subscription_id: event.subscription.subscription_id.clone(),
-                    event_number: event.event_number,
-                    state: state as i32,
-                    reason: state_reason(reason) as i32,
-                    message: message.to_string(),
-                    effective_at: Some(timestamp(event.recorded_at)),
-                }),
-            )
-            .await
-        {
-            return Flow::Stop(None);
-        }
-        Flow::Continue
+        self.queue(
+            cursor,
+            pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+                subscription_id: event.subscription.subscription_id.clone(),
+                event_number: event.event_number,
+                state: state as i32,
+                reason: state_reason(reason) as i32,
+                message: message.to_string(),
+                effective_at: Some(timestamp(event.recorded_at)),
+            }),
+        );
+        self.maybe_flush().await
     }
 }
