@@ -33,6 +33,7 @@ backend_tests!(
     expired_cursor_then_full_refresh,
     forged_and_foreign_cursors_are_refused,
     subscriptions_are_idempotent_and_checked_item_by_item,
+    slow_client_holds_the_server_back,
 );
 
 type Events = tonic::Streaming<pb::StreamEvent>;
@@ -743,5 +744,63 @@ async fn replicas_on_one_postgres_deliver_each_others_changes() {
     assert_eq!(kind(&change[0]), "change");
     replica_stop.cancel();
     replica_task.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+/// A client that stops reading holds the server to a bounded amount of work in progress: the
+/// producer waits on the stream's small channel and HTTP/2 flow control instead of reading ahead.
+/// Observable from outside: what was disclosed (logged before sending) stays far below what is
+/// pending, until the client reads again, and then everything arrives exactly once.
+async fn slow_client_holds_the_server_back(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let channel = app.party_channel(&app.certs.insurer).await;
+    let start = head_cursor(&app, &app.certs.insurer).await;
+    subscribe(channel.clone(), vec![new_sub("a", P1, "INS_COORDINATION")]).await;
+    let total = 2_000;
+    let facts: Vec<_> = (0..total)
+        .map(|i| pay(P1, &format!("PAY{i}"), 1, pb::RecordKind::New, i))
+        .collect();
+    for chunk in facts.chunks(500) {
+        accepted(&ingest(&app, chunk.to_vec()).await);
+    }
+    // A client with small HTTP/2 windows (64 KiB; tonic's defaults are megabytes), so that flow
+    // control, not the client's buffer, is what holds the server back.
+    let small_window = lefi::client::endpoint(
+        &format!("https://localhost:{}", app.party_addr.port()),
+        &app.client_pem(&app.certs.insurer),
+        None,
+    )
+    .unwrap()
+    .initial_stream_window_size(65_535)
+    .initial_connection_window_size(65_535)
+    .connect()
+    .await
+    .unwrap();
+    let mut stream = open(small_window, &start, 0).await;
+    take(&mut stream, 1).await;
+    // Stop reading for a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let disclosed: i64 = app
+        .store
+        .disclosures_for_party(&app.insurer_id, i64::MIN, i64::MAX, None, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.entry.channel == "STREAM_DELIVERY")
+        .map(|e| e.entry.record_count)
+        .sum();
+    assert!(
+        disclosed < 1_000,
+        "the server ran ahead of a client that does not read: {disclosed} of {total} records prepared"
+    );
+    // Reading again delivers the rest, each change once.
+    let rest = take(&mut stream, total as usize + 1).await;
+    let mut ids: Vec<String> = records_of(&rest).into_iter().map(|r| r.record_id).collect();
+    assert_eq!(ids.len(), total as usize);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total as usize);
     app.stop().await;
 }
