@@ -650,27 +650,25 @@ impl DeliveryStream {
             Ok(None) => return Flow::Continue,
             Err(flow) => return flow,
         };
-        let records = match self
+        // One read: the person's data and records, both as of the snapshot's sequence.
+        let (data, records) = match self
             .state
             .store
-            .records_as_of(
+            .snapshot_of(
                 &ask.person,
                 permit.benefit_codes(),
                 DateRange {
                     from: subscription.from_date,
                     to: None,
                 },
-                Some(as_of),
+                as_of,
             )
             .await
         {
-            Ok(r) => r,
+            Ok(found) => found,
             Err(e) => return Flow::Stop(Some(store_error(e))),
         };
-        let person = match self.person_message(&ask.person, as_of).await {
-            Ok(p) => p,
-            Err(flow) => return flow,
-        };
+        let person = convert::person(&ask.person, &data, Audience::Party);
         // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
         let already = skip.saturating_sub(1) as usize;
         let remaining = records.len().saturating_sub(already);

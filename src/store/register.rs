@@ -177,37 +177,32 @@ impl Store {
         as_of: Option<u64>,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = self.person_rows(person, as_of, false).await?;
-        // Rows come in sequence order, so the last one per record id is its latest version.
-        let mut latest: HashMap<&str, &LogTuple> = HashMap::new();
-        for row in &rows {
-            latest.insert(row.3.as_str(), row);
-        }
-        let mut out = Vec::new();
-        for row in latest.into_values() {
-            if row.5 == RecordKind::Retraction.as_str() {
-                continue;
-            }
-            if !row.7.is_empty() && !benefit_codes.contains(&row.7) {
-                continue;
-            }
-            let record = stored_record(row.clone())?;
-            if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
-                out.push(record);
-            }
-        }
-        out.sort_by(|a, b| {
-            (
-                a.benefit_type.as_str(),
-                a.valid.map(|v| v.from),
-                a.record_id.as_str(),
-            )
-                .cmp(&(
-                    b.benefit_type.as_str(),
-                    b.valid.map(|v| v.from),
-                    b.record_id.as_str(),
-                ))
-        });
-        Ok(out)
+        latest_records(&rows, benefit_codes, overlapping)
+    }
+
+    /// What a snapshot needs, in one read: the person's own data and the latest version of each
+    /// fact (as [`Store::records_as_of`]) as of `as_of`. The person data is the default (no name)
+    /// when no person update is recorded at or before `as_of`.
+    pub async fn snapshot_of(
+        &self,
+        person: &Personnummer,
+        benefit_codes: &[String],
+        overlapping: DateRange,
+        as_of: u64,
+    ) -> Result<(PersonData, Vec<StoredRecord>), StoreError> {
+        let rows = self.person_rows(person, Some(as_of), true).await?;
+        let data = match rows.iter().rev().find(|r| r.8 == FactType::Person.as_str()) {
+            Some(row) => match FactBody::from_json(FactType::Person, &row.11) {
+                Ok(FactBody::Person(data)) => data,
+                _ => return Err(StoreError::Corrupt("register_log.body")),
+            },
+            None => PersonData::default(),
+        };
+        let facts: Vec<LogTuple> = rows
+            .into_iter()
+            .filter(|r| r.8 != FactType::Person.as_str())
+            .collect();
+        Ok((data, latest_records(&facts, benefit_codes, overlapping)?))
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -1586,6 +1581,46 @@ fn repeated_version(
             ),
         )),
     })
+}
+
+/// The latest version of each fact among `rows` (in sequence order), retracted ones left out, of the
+/// given benefit types (facts without one always count), whose valid period overlaps `overlapping`.
+fn latest_records(
+    rows: &[LogTuple],
+    benefit_codes: &[String],
+    overlapping: DateRange,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    // Rows come in sequence order, so the last one per record id is its latest version.
+    let mut latest: HashMap<&str, &LogTuple> = HashMap::new();
+    for row in rows {
+        latest.insert(row.3.as_str(), row);
+    }
+    let mut out = Vec::new();
+    for row in latest.into_values() {
+        if row.5 == RecordKind::Retraction.as_str() {
+            continue;
+        }
+        if !row.7.is_empty() && !benefit_codes.contains(&row.7) {
+            continue;
+        }
+        let record = stored_record(row.clone())?;
+        if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
+            out.push(record);
+        }
+    }
+    out.sort_by(|a, b| {
+        (
+            a.benefit_type.as_str(),
+            a.valid.map(|v| v.from),
+            a.record_id.as_str(),
+        )
+            .cmp(&(
+                b.benefit_type.as_str(),
+                b.valid.map(|v| v.from),
+                b.record_id.as_str(),
+            ))
+    });
+    Ok(out)
 }
 
 /// The first and last sequence accepted in one ingest transaction: the range whose facts are fanned
