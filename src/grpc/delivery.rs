@@ -134,6 +134,7 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
                 position,
                 outbox: Vec::new(),
                 pending_log: Vec::new(),
+                person_cache: std::collections::HashMap::new(),
             };
             if let Some(status) = stream.run().await {
                 // The client may already be gone; then there is nobody to tell.
@@ -208,7 +209,13 @@ struct DeliveryStream {
     outbox: Vec<(String, pb::stream_event::Event)>,
     /// Disclosure-log entries for the messages in `outbox`, written in one transaction.
     pending_log: Vec<NewDisclosure>,
+    /// Each subscribed person's own data as of this stream's position (bounded by the party's
+    /// subscriptions; see `deliver_change`).
+    person_cache: std::collections::HashMap<String, crate::domain::register::PersonData>,
 }
+
+/// Persons whose data a stream remembers at most.
+const PERSON_CACHE: usize = 4_096;
 
 /// Prepared messages are flushed (logged, then sent) once this many are waiting.
 const FLUSH_AT: usize = 64;
@@ -240,6 +247,15 @@ impl DeliveryStream {
             }
         }
         Ok(())
+    }
+
+    /// Remembers a person's data as of the stream's position; the cache is emptied when it grows
+    /// past a bound, so a stream's memory does not grow with the number of persons it serves.
+    fn cache_person(&mut self, person: String, data: crate::domain::register::PersonData) {
+        if self.person_cache.len() >= PERSON_CACHE && !self.person_cache.contains_key(&person) {
+            self.person_cache.clear();
+        }
+        self.person_cache.insert(person, data);
     }
 
     /// Flushes when enough is waiting.
@@ -617,19 +633,6 @@ impl DeliveryStream {
         }
     }
 
-    async fn person_message(&self, person: &Personnummer, as_of: u64) -> Result<pb::Person, Flow> {
-        let stored = self
-            .state
-            .store
-            .person(person, Some(as_of))
-            .await
-            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
-        Ok(match stored {
-            Some(p) => convert::person(person, &p.data, Audience::Party),
-            None => convert::person(person, &Default::default(), Audience::Party),
-        })
-    }
-
     #[allow(
         clippy::too_many_arguments,
         reason = "the snapshot's identity, position and resume point"
@@ -669,6 +672,7 @@ impl DeliveryStream {
             Err(e) => return Flow::Stop(Some(store_error(e))),
         };
         let person = convert::person(&ask.person, &data, Audience::Party);
+        self.cache_person(ask.person.as_storage().to_string(), data);
         // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
         let already = skip.saturating_sub(1) as usize;
         let remaining = records.len().saturating_sub(already);
@@ -727,10 +731,26 @@ impl DeliveryStream {
             Ok(r) => r.into_iter().collect::<Vec<_>>(),
             Err(e) => return Flow::Stop(Some(store_error(e))),
         };
-        let person = match self.person_message(&ask.person, event.seq).await {
-            Ok(p) => p,
-            Err(flow) => return flow,
+        // The person's data as of this change: a person update is itself the change; otherwise the
+        // stream's cache holds it (every person update of a subscribed person reaches this stream
+        // as a change, and snapshots fill the cache), or it is read once.
+        let person_update = records.iter().find_map(|r| match &r.body {
+            crate::domain::register::FactBody::Person(data) => Some(data.clone()),
+            _ => None,
+        });
+        let key = ask.person.as_storage().to_string();
+        let data = match person_update {
+            Some(data) => data,
+            None => match self.person_cache.get(&key) {
+                Some(data) => data.clone(),
+                None => match self.state.store.person(&ask.person, Some(event.seq)).await {
+                    Ok(found) => found.map(|p| p.data).unwrap_or_default(),
+                    Err(e) => return Flow::Stop(Some(store_error(e))),
+                },
+            },
         };
+        let person = convert::person(&ask.person, &data, Audience::Party);
+        self.cache_person(key, data);
         // Person-data changes carry no records: the new Person is the change.
         let benefit_records: Vec<pb::BenefitRecord> = records
             .iter()

@@ -240,6 +240,52 @@ async fn snapshot_then_changes_with_retroactive_corrections(backend: Backend) {
         c.event_number, 3,
         "the FP payment and the other person's were not counted"
     );
+    // A change of the person's own data is a change without records; later changes carry it too,
+    // and a protected person's name is never sent.
+    accepted(
+        &ingest(
+            &app,
+            vec![crate::register::person_update(
+                P1,
+                1,
+                "Tolvan Tolvansson",
+                false,
+                "",
+            )],
+        )
+        .await,
+    );
+    let renamed = take(&mut stream, 1).await;
+    let Some(pb::stream_event::Event::Change(c)) = &renamed[0].event else {
+        panic!("{renamed:?}")
+    };
+    assert!(c.records.is_empty());
+    assert_eq!(c.person.as_ref().unwrap().name, "Tolvan Tolvansson");
+    accepted(&ingest(&app, vec![pay(P1, "PAY3", 1, pb::RecordKind::New, 7_000)]).await);
+    let next = take(&mut stream, 1).await;
+    let Some(pb::stream_event::Event::Change(c)) = &next[0].event else {
+        panic!("{next:?}")
+    };
+    assert_eq!(c.person.as_ref().unwrap().name, "Tolvan Tolvansson");
+    accepted(
+        &ingest(
+            &app,
+            vec![crate::register::person_update(
+                P1,
+                2,
+                "Tolvan Tolvansson",
+                true,
+                "",
+            )],
+        )
+        .await,
+    );
+    let protected = take(&mut stream, 1).await;
+    let Some(pb::stream_event::Event::Change(c)) = &protected[0].event else {
+        panic!("{protected:?}")
+    };
+    assert_eq!(c.person.as_ref().unwrap().name, "");
+    assert!(c.person.as_ref().unwrap().protected_identity);
     app.stop().await;
 }
 
