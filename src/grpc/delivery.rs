@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::domain::Personnummer;
 use crate::domain::clock::format_date;
 use crate::domain::cursor::{CursorKey, Position};
-use crate::domain::register::DateRange;
+use crate::domain::register::{DateRange, PersonData};
 use crate::grpc::authorize::{CallContext, Gate, Refusal, Request as Ask, allowed_entry};
 use crate::grpc::convert::{self, Audience, timestamp};
 use crate::grpc::party::{heartbeat_interval, shutting_down};
@@ -33,6 +33,7 @@ use crate::grpc::status::{error, invalid_field, store_error};
 use crate::grpc::subscriptions::state_reason;
 use crate::grpc::{party_of, status::reason_of};
 use crate::identity::PartyPrincipal;
+use crate::store::StoredRecord;
 use crate::store::delivery::{DeliveryEvent, EndReason, EndSelector, EventKind, Subscription};
 use crate::store::policy::{Channel, NewDisclosure};
 
@@ -213,6 +214,12 @@ struct DeliveryStream {
     /// subscriptions; see `deliver_change`).
     person_cache: std::collections::HashMap<String, crate::domain::register::PersonData>,
 }
+
+/// What one snapshot reads: the person, the benefit types and the period.
+type SnapshotItem = (Personnummer, Vec<String>, DateRange);
+
+/// Start snapshots read together in one query.
+const PREFETCH: usize = 64;
 
 /// Persons whose data a stream remembers at most.
 const PERSON_CACHE: usize = 4_096;
@@ -428,10 +435,20 @@ impl DeliveryStream {
             } => (index, records_sent),
             Position::History { .. } => return Flow::Continue,
         };
+        // The start snapshots all stand at the same sequence, so a chunk of them is read in one
+        // query.
+        let mut prefetched: std::collections::HashMap<u64, (PersonData, Vec<StoredRecord>)> =
+            std::collections::HashMap::new();
         for (index, (subscription, number)) in subscriptions.iter().enumerate() {
             let index = index as u64;
             if index < first {
                 continue;
+            }
+            if !prefetched.contains_key(&index) {
+                match self.prefetch_start(&subscriptions, index, head).await {
+                    Ok(chunk) => prefetched = chunk,
+                    Err(flow) => return flow,
+                }
             }
             let at = |records_sent| Position::Start {
                 head,
@@ -452,6 +469,7 @@ impl DeliveryStream {
                         index: index + 1,
                         records_sent: 0,
                     },
+                    prefetched.remove(&index),
                 )
                 .await
             {
@@ -474,6 +492,40 @@ impl DeliveryStream {
             records_sent: 0,
         };
         Flow::Continue
+    }
+
+    /// Reads the start snapshots `from..from + PREFETCH` (persons, benefit types and periods of
+    /// those subscriptions) as of `head` in one query, keyed by their index.
+    async fn prefetch_start(
+        &self,
+        subscriptions: &[(Subscription, u64)],
+        from: u64,
+        head: u64,
+    ) -> Result<std::collections::HashMap<u64, (PersonData, Vec<StoredRecord>)>, Flow> {
+        let start = usize::try_from(from).unwrap_or(usize::MAX);
+        let chunk: Vec<(u64, SnapshotItem)> = subscriptions
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(PREFETCH)
+            .filter_map(|(i, (s, _))| {
+                let person = Personnummer::from_storage(&s.person).ok()?;
+                let period = DateRange {
+                    from: s.from_date,
+                    to: None,
+                };
+                Some((i as u64, (person, s.benefit_types.clone(), period)))
+            })
+            .collect();
+        let items: Vec<(Personnummer, Vec<String>, DateRange)> =
+            chunk.iter().map(|(_, item)| item.clone()).collect();
+        let found = self
+            .state
+            .store
+            .snapshots_of(&items, head)
+            .await
+            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+        Ok(chunk.into_iter().map(|(i, _)| i).zip(found).collect())
     }
 
     /// Delivers one page of history after the current position. `Ok(true)` when events were read
@@ -550,6 +602,7 @@ impl DeliveryStream {
                             ord: event.ord,
                             records_sent: 0,
                         },
+                        None,
                     )
                     .await
                 }
@@ -647,27 +700,33 @@ impl DeliveryStream {
         skip: u64,
         at: &(dyn Fn(u64) -> Position + Sync),
         done: Position,
+        prefetched: Option<(PersonData, Vec<StoredRecord>)>,
     ) -> Flow {
         let (ask, permit) = match self.permit(gate, subscription).await {
             Ok(Some(p)) => p,
             Ok(None) => return Flow::Continue,
             Err(flow) => return flow,
         };
-        // One read: the person's data and records, both as of the snapshot's sequence.
-        let (data, records) = match self
-            .state
-            .store
-            .snapshot_of(
-                &ask.person,
-                permit.benefit_codes(),
-                DateRange {
-                    from: subscription.from_date,
-                    to: None,
-                },
-                as_of,
-            )
-            .await
-        {
+        // One read: the person's data and records, both as of the snapshot's sequence (already
+        // read with the rest of its chunk for start snapshots).
+        let found = match prefetched {
+            Some(found) => Ok(found),
+            None => {
+                self.state
+                    .store
+                    .snapshot_of(
+                        &ask.person,
+                        permit.benefit_codes(),
+                        DateRange {
+                            from: subscription.from_date,
+                            to: None,
+                        },
+                        as_of,
+                    )
+                    .await
+            }
+        };
+        let (data, records) = match found {
             Ok(found) => found,
             Err(e) => return Flow::Stop(Some(store_error(e))),
         };

@@ -180,6 +180,62 @@ impl Store {
         latest_records(&rows, benefit_codes, overlapping)
     }
 
+    /// [`Store::snapshot_of`] for many persons at one sequence, in one query: the answers come in
+    /// the order of `items` (person, benefit types, period).
+    pub async fn snapshots_of(
+        &self,
+        items: &[(Personnummer, Vec<String>, DateRange)],
+        as_of: u64,
+    ) -> Result<Vec<(PersonData, Vec<StoredRecord>)>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut persons: Vec<&str> = items.iter().map(|(p, _, _)| p.as_storage()).collect();
+        persons.sort_unstable();
+        persons.dedup();
+        let placeholders: Vec<String> = (1..=persons.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                    fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
+             FROM register_log WHERE person IN ({}) AND seq <= ${} ORDER BY person, seq",
+            placeholders.join(", "),
+            persons.len() + 1
+        );
+        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for person in &persons {
+                query = query.bind(*person);
+            }
+            query.bind(to_i64(as_of)).fetch_all(pool).await?
+        });
+        let mut by_person: HashMap<&str, Vec<LogTuple>> = HashMap::new();
+        for row in &rows {
+            by_person.entry(row.2.as_str()).or_default().push(row.clone());
+        }
+        items
+            .iter()
+            .map(|(person, benefits, period)| {
+                let rows = by_person
+                    .get(person.as_storage())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let data = match rows.iter().rev().find(|r| r.8 == FactType::Person.as_str()) {
+                    Some(row) => match FactBody::from_json(FactType::Person, &row.11) {
+                        Ok(FactBody::Person(data)) => data,
+                        _ => return Err(StoreError::Corrupt("register_log.body")),
+                    },
+                    None => PersonData::default(),
+                };
+                let facts: Vec<LogTuple> = rows
+                    .iter()
+                    .filter(|r| r.8 != FactType::Person.as_str())
+                    .cloned()
+                    .collect();
+                Ok((data, latest_records(&facts, benefits, *period)?))
+            })
+            .collect()
+    }
+
     /// What a snapshot needs, in one read: the person's own data and the latest version of each
     /// fact (as [`Store::records_as_of`]) as of `as_of`. The person data is the default (no name)
     /// when no person update is recorded at or before `as_of`.
