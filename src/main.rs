@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = lefi::cli::Cli::parse();
     lefi::telemetry::init(cli.log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -15,4 +16,23 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(lefi::commands::run(cli))
+}
+
+/// `lefi client stream | head` closes stdout under us; the standard library then panics in
+/// `println!`. Like other command-line tools, exit quietly (status 141, as for SIGPIPE) instead of
+/// printing a panic. Every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
