@@ -132,9 +132,32 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<Response<M>, Status> {
         .map_err(|e| status::internal("a stored admin response does not decode", &e))
 }
 
-/// The request without its idempotency key, hashed with the method: what a retry must repeat.
-fn request_hash<M: Message>(method: &str, without_key: &M) -> String {
-    convert::request_hash(method, &without_key.encode_to_vec())
+/// The common start of every change: the caller must be allowed to manage parties; the request's
+/// idempotency key is taken out and checked; the rest of the request is hashed with the method,
+/// which is what a retry under the same key must repeat.
+struct Change<T> {
+    operator: OperatorPrincipal,
+    req: T,
+    key: String,
+    hash: String,
+}
+
+fn begin_change<T: Message>(
+    request: Request<T>,
+    method: &str,
+    key_of: fn(&mut T) -> &mut String,
+) -> Result<Change<T>, Status> {
+    let operator = authorize(&request, AdminRight::ManageParties)?;
+    let mut req = request.into_inner();
+    let key = std::mem::take(key_of(&mut req));
+    let key = convert::idempotency_key(&key)?.to_string();
+    let hash = convert::request_hash(method, &req.encode_to_vec());
+    Ok(Change {
+        operator,
+        req,
+        key,
+        hash,
+    })
 }
 
 impl PartyAdminApi {
@@ -149,11 +172,12 @@ impl PartyAdminApi {
 impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
     #[tracing::instrument(skip_all)]
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("Apply", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "Apply", |r| &mut r.idempotency_key)?;
         let application = convert::application(&req)?;
         let (now, today) = self.now();
         let respond = |p: &PartyRecord| {
@@ -163,7 +187,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -181,11 +205,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::SendAgreementRequest>,
     ) -> Result<Response<pb::SendAgreementResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("SendAgreement", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "SendAgreement", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let agreement = convert::agreement(&req)?;
         let (now, today) = self.now();
@@ -196,7 +221,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -214,11 +239,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::RecordSignatureRequest>,
     ) -> Result<Response<pb::RecordSignatureResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("RecordSignature", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "RecordSignature", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let (now, today) = self.now();
         let signature = convert::signature(&req, today)?;
@@ -229,7 +255,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -247,11 +273,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::AddCertificateRequest>,
     ) -> Result<Response<pb::AddCertificateResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("AddCertificate", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "AddCertificate", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let (now, today) = self.now();
         let certificate = crate::identity::verify_party_certificate(
@@ -273,7 +300,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -291,11 +318,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::RevokeCertificateRequest>,
     ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("RevokeCertificate", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "RevokeCertificate", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let fingerprint = convert::fingerprint(&req.fingerprint)?;
         let reason = convert::reason(&req.reason)?;
@@ -311,7 +339,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -331,11 +359,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::ScheduleTerminationRequest>,
     ) -> Result<Response<pb::ScheduleTerminationResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("ScheduleTermination", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "ScheduleTermination", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let (now, today) = self.now();
         let notice = convert::termination_notice(&req, today)?;
@@ -346,7 +375,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
@@ -366,11 +395,12 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
         &self,
         request: Request<pb::WithdrawTerminationRequest>,
     ) -> Result<Response<pb::WithdrawTerminationResponse>, Status> {
-        let operator = authorize(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(&mut req.idempotency_key);
-        let key = convert::idempotency_key(&key)?;
-        let hash = request_hash("WithdrawTermination", &req);
+        let Change {
+            operator,
+            req,
+            key,
+            hash,
+        } = begin_change(request, "WithdrawTermination", |r| &mut r.idempotency_key)?;
         let party_id = convert::party_id(&req.party_id)?;
         let reason = convert::reason(&req.reason)?;
         let (now, today) = self.now();
@@ -381,7 +411,7 @@ impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
             .encode_to_vec()
         };
         let idem = Idempotency {
-            key,
+            key: &key,
             request_hash: &hash,
             respond: &respond,
         };
