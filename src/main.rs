@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the delivery path allocates many small, short-lived
+/// values on several threads, where glibc's malloc took about a fifth of a snapshot's CPU
+/// (profile in docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = lefi::cli::Cli::parse();

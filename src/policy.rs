@@ -309,6 +309,46 @@ fn check_consent(
     Ok(())
 }
 
+/// Benchmark-only: a stand-in for the policy check, so `lefi bench delivery --compare-policy-stub`
+/// can measure what the check costs a stream (issue 4: policy on ≥ 95 % of the stubbed rate).
+///
+/// Compiled only with the `bench-policy-stub` cargo feature, which no released build enables:
+/// the product always decides through [`decide`].
+#[cfg(feature = "bench-policy-stub")]
+pub mod bench_stub {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::Permit;
+
+    static ENABLED: AtomicBool = AtomicBool::new(false);
+
+    /// Turns the stub on or off for the whole process.
+    pub fn set(enabled: bool) {
+        ENABLED.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Whether streams should skip the check.
+    pub fn enabled() -> bool {
+        ENABLED.load(Ordering::Relaxed)
+    }
+
+    /// A permit for exactly what was asked, without checking anything.
+    pub fn permit(
+        basis_code: &str,
+        benefit_codes: &[String],
+        consent_id: Option<&str>,
+        case_reference: Option<&str>,
+    ) -> Permit {
+        Permit {
+            basis_code: basis_code.to_string(),
+            purpose: String::new(),
+            benefit_codes: benefit_codes.to_vec(),
+            consent_id: consent_id.map(str::to_string),
+            case_reference: case_reference.map(str::to_string),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::date;

@@ -650,6 +650,16 @@ impl DeliveryStream {
         subscription: &Subscription,
     ) -> Result<Option<(Ask, crate::policy::Permit)>, Flow> {
         let ask = self.ask_for(subscription).map_err(|s| Flow::Stop(Some(s)))?;
+        #[cfg(feature = "bench-policy-stub")]
+        if crate::policy::bench_stub::enabled() {
+            let permit = crate::policy::bench_stub::permit(
+                &ask.basis_code,
+                &ask.benefit_codes,
+                ask.consent_id.as_deref(),
+                ask.case_reference.as_deref(),
+            );
+            return Ok(Some((ask, permit)));
+        }
         match gate.check(&self.state, &self.party, &self.call, &ask).await {
             Err(status) => Err(Flow::Stop(Some(status))),
             Ok(Ok(permit)) => Ok(Some((ask, permit))),

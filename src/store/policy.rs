@@ -210,6 +210,35 @@ const DISCLOSURE_COLUMNS: &str = "entry_id, at, party_id, party_org_number, syst
      request_id, decision, denial_reason, legal_basis, purpose, case_reference, consent_id, subscription_id, \
      person, benefit_types, period_from, period_to, record_count, from_sequence, to_sequence, previous_hash, hash";
 
+const DISCLOSURE_COLUMN_COUNT: usize = 25;
+
+/// Entries per INSERT statement: 25 parameters each, well inside both backends' limits.
+const DISCLOSURE_ROWS_PER_STATEMENT: usize = 400;
+
+/// `(…), (…)` for `rows` rows of `cols` parameters: `$N` for PostgreSQL, anonymous `?` for
+/// SQLite (whose lookup of numbered names is linear per parameter; see `store::register`).
+fn values_list(rows: usize, cols: usize, numbered: bool) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            n += 1;
+            if numbered {
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push('?');
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
 impl Store {
     /// Appends entries to the disclosure log in one transaction, chaining their hashes. Callers
     /// disclose only after this has returned `Ok`: if the log cannot be written, nothing leaves.
@@ -217,6 +246,7 @@ impl Store {
         if entries.is_empty() {
             return Ok(());
         }
+        let numbered = self.kind() == super::BackendKind::Postgres;
         on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             // The no-op update takes the head row's lock first, so appends are strictly ordered.
@@ -228,43 +258,49 @@ impl Store {
             .await?;
             let mut last_id: i64 = head.try_get(0)?;
             let mut last_hash: String = head.try_get(1)?;
+            let mut rows = Vec::with_capacity(entries.len());
             for e in entries {
                 let entry_id = last_id + 1;
                 let hash = entry_hash(&last_hash, entry_id, now, e);
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO disclosure_log ({DISCLOSURE_COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                      $20, $21, $22, $23, $24, $25)"
-                )))
-                .bind(entry_id)
-                .bind(now)
-                .bind(&e.party_id)
-                .bind(&e.party_org_number)
-                .bind(&e.system_identity)
-                .bind(&e.operator_name)
-                .bind(&e.channel)
-                .bind(&e.rpc)
-                .bind(&e.request_id)
-                .bind(&e.decision)
-                .bind(&e.denial_reason)
-                .bind(&e.legal_basis)
-                .bind(&e.purpose)
-                .bind(&e.case_reference)
-                .bind(&e.consent_id)
-                .bind(&e.subscription_id)
-                .bind(&e.person)
-                .bind(e.benefit_types.join(","))
-                .bind(&e.period_from)
-                .bind(&e.period_to)
-                .bind(e.record_count)
-                .bind(e.from_sequence)
-                .bind(e.to_sequence)
-                .bind(&last_hash)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
+                rows.push((entry_id, e, std::mem::replace(&mut last_hash, hash.clone()), hash));
                 last_id = entry_id;
-                last_hash = hash;
+            }
+            // Multi-row INSERTs: one statement per chunk, not one round trip per entry.
+            for chunk in rows.chunks(DISCLOSURE_ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO disclosure_log ({DISCLOSURE_COLUMNS}) VALUES {}",
+                    values_list(chunk.len(), DISCLOSURE_COLUMN_COUNT, numbered)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (entry_id, e, previous_hash, hash) in chunk {
+                    q = q
+                        .bind(*entry_id)
+                        .bind(now)
+                        .bind(&e.party_id)
+                        .bind(&e.party_org_number)
+                        .bind(&e.system_identity)
+                        .bind(&e.operator_name)
+                        .bind(&e.channel)
+                        .bind(&e.rpc)
+                        .bind(&e.request_id)
+                        .bind(&e.decision)
+                        .bind(&e.denial_reason)
+                        .bind(&e.legal_basis)
+                        .bind(&e.purpose)
+                        .bind(&e.case_reference)
+                        .bind(&e.consent_id)
+                        .bind(&e.subscription_id)
+                        .bind(&e.person)
+                        .bind(e.benefit_types.join(","))
+                        .bind(&e.period_from)
+                        .bind(&e.period_to)
+                        .bind(e.record_count)
+                        .bind(e.from_sequence)
+                        .bind(e.to_sequence)
+                        .bind(previous_hash)
+                        .bind(hash);
+                }
+                q.execute(&mut *tx).await?;
             }
             sqlx::query("UPDATE disclosure_chain_head SET last_entry_id = $1, last_hash = $2 WHERE id = 1")
                 .bind(last_id)
