@@ -123,6 +123,8 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
             n => (n as usize).min(MAX_BATCH),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (outlet, outgoing) = mpsc::channel(OUTLET_BATCHES);
+        tokio::spawn(run_outlet(state.clone(), outgoing, tx));
         tokio::spawn(async move {
             let mut stream = DeliveryStream {
                 state,
@@ -131,7 +133,7 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
                 key,
                 batch,
                 interval,
-                tx,
+                outlet,
                 position,
                 outbox: Vec::new(),
                 pending_log: Vec::new(),
@@ -139,7 +141,7 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
             };
             if let Some(status) = stream.run().await {
                 // The client may already be gone; then there is nobody to tell.
-                let _ = stream.tx.send(Err(status)).await;
+                let _ = stream.outlet.send(Outgoing::End(status)).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -188,6 +190,61 @@ impl pb::delivery_service_server::DeliveryService for DeliveryApi {
     }
 }
 
+/// What a stream's producer hands its outlet, in order.
+enum Outgoing {
+    /// Append these disclosure-log entries (one transaction), then send these messages. Nothing is
+    /// sent unless the entries were written.
+    Batch {
+        log: Vec<NewDisclosure>,
+        messages: Vec<pb::StreamEvent>,
+    },
+    /// End the stream with this status, after everything handed over before it.
+    End(Status),
+}
+
+/// Batches handed to the outlet but not yet logged and sent. With one being written, this lets
+/// the producer prepare the next batch while the previous one is logged and sent.
+const OUTLET_BATCHES: usize = 2;
+
+/// A stream's outlet: writes each batch's disclosure-log entries, then sends its messages to
+/// the client, in the order the producer handed them over. Running it beside the producer
+/// overlaps the log's commit with reading and building the next batch. When the log cannot be
+/// written, the client gets the error and nothing of that batch; when the client leaves, the
+/// outlet ends, which the producer notices at its next hand-over.
+async fn run_outlet(
+    state: AppState,
+    mut incoming: mpsc::Receiver<Outgoing>,
+    tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = tx.closed() => return,
+            next = incoming.recv() => next,
+        };
+        match next {
+            None => return,
+            Some(Outgoing::End(status)) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+            Some(Outgoing::Batch { log, messages }) => {
+                if !log.is_empty() {
+                    if let Err(e) = state.store.append_disclosures(&log, state.clock.now_micros()).await {
+                        let _ = tx.send(Err(store_error(e))).await;
+                        return;
+                    }
+                }
+                for message in messages {
+                    if tx.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How one pass over the history ended.
 enum Flow {
     /// Keep going.
@@ -204,7 +261,8 @@ struct DeliveryStream {
     key: CursorKey,
     batch: usize,
     interval: Duration,
-    tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
+    /// Where prepared batches go to be logged and sent (see [`run_outlet`]).
+    outlet: mpsc::Sender<Outgoing>,
     position: Position,
     /// Messages prepared but not yet sent: they go out only after `pending_log` is written.
     outbox: Vec<(String, pb::stream_event::Event)>,
@@ -221,6 +279,50 @@ type SnapshotItem = (Personnummer, Vec<String>, DateRange);
 /// Start snapshots read together in one query.
 const PREFETCH: usize = 64;
 
+/// Chunks of start snapshots read ahead of the one being delivered.
+const READ_AHEAD: usize = 2;
+
+/// One chunk of start snapshots, in subscription order; `None` where a subscription's stored
+/// person id does not parse (its delivery then reads, and fails, on its own).
+type StartChunk = Vec<Option<(PersonData, Vec<StoredRecord>)>>;
+
+/// Reads the start snapshots of `subscriptions[from..]` as of `head`, `PREFETCH` to a query, and
+/// hands them over in order. Stops at the first error (after handing it over) or when the
+/// stream no longer wants them.
+async fn read_start_snapshots(
+    store: crate::store::Store,
+    subscriptions: std::sync::Arc<Vec<(Subscription, u64)>>,
+    from: usize,
+    head: u64,
+    tx: mpsc::Sender<Result<StartChunk, crate::store::StoreError>>,
+) {
+    for chunk in subscriptions.get(from..).unwrap_or(&[]).chunks(PREFETCH) {
+        let parsed: Vec<Option<SnapshotItem>> = chunk
+            .iter()
+            .map(|(s, _)| {
+                let person = Personnummer::from_storage(&s.person).ok()?;
+                let period = DateRange {
+                    from: s.from_date,
+                    to: None,
+                };
+                Some((person, s.benefit_types.clone(), period))
+            })
+            .collect();
+        let items: Vec<SnapshotItem> = parsed.iter().flatten().cloned().collect();
+        let read = store.snapshots_of(&items, head).await.map(|found| {
+            let mut found = found.into_iter();
+            parsed
+                .iter()
+                .map(|item| item.as_ref().and_then(|_| found.next()))
+                .collect::<StartChunk>()
+        });
+        let failed = read.is_err();
+        if tx.send(read).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// Persons whose data a stream remembers at most.
 const PERSON_CACHE: usize = 4_096;
 
@@ -233,25 +335,23 @@ impl DeliveryStream {
         self.outbox.push((cursor, event));
     }
 
-    /// Writes the pending disclosure-log entries in one transaction, then sends the queued
-    /// messages. If the log cannot be written, nothing is sent and the stream ends.
+    /// Hands the queued messages and their disclosure-log entries to the outlet, which logs them
+    /// in one transaction and only then sends them. Fails when the outlet has ended (the client
+    /// left, or the log could not be written and the client was told).
     async fn flush(&mut self) -> Result<(), Flow> {
-        if !self.pending_log.is_empty() {
-            let entries = std::mem::take(&mut self.pending_log);
-            if let Err(e) = self
-                .state
-                .store
-                .append_disclosures(&entries, self.state.clock.now_micros())
-                .await
-            {
-                self.outbox.clear();
-                return Err(Flow::Stop(Some(store_error(e))));
-            }
+        if self.outbox.is_empty() && self.pending_log.is_empty() {
+            return Ok(());
         }
-        for (cursor, event) in std::mem::take(&mut self.outbox) {
-            if !self.send(cursor, event).await {
-                return Err(Flow::Stop(None));
-            }
+        let messages = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .map(|(cursor, event)| pb::StreamEvent {
+                cursor,
+                event: Some(event),
+            })
+            .collect();
+        let log = std::mem::take(&mut self.pending_log);
+        if self.outlet.send(Outgoing::Batch { log, messages }).await.is_err() {
+            return Err(Flow::Stop(None));
         }
         Ok(())
     }
@@ -279,12 +379,17 @@ impl DeliveryStream {
         self.key.encode(&self.party.party_id, self.position)
     }
 
+    /// Sends one message that discloses nothing (a heartbeat) after everything handed over.
     async fn send(&self, cursor: String, event: pb::stream_event::Event) -> bool {
-        self.tx
-            .send(Ok(pb::StreamEvent {
-                cursor,
-                event: Some(event),
-            }))
+        let message = pb::StreamEvent {
+            cursor,
+            event: Some(event),
+        };
+        self.outlet
+            .send(Outgoing::Batch {
+                log: Vec::new(),
+                messages: vec![message],
+            })
             .await
             .is_ok()
     }
@@ -345,7 +450,7 @@ impl DeliveryStream {
             tokio::select! {
                 biased;
                 () = self.state.shutdown.cancelled() => return Some(shutting_down()),
-                () = self.tx.closed() => return None,
+                () = self.outlet.closed() => return None,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return Some(shutting_down());
@@ -436,20 +541,31 @@ impl DeliveryStream {
             Position::History { .. } => return Flow::Continue,
         };
         // The start snapshots all stand at the same sequence, so a chunk of them is read in one
-        // query.
-        let mut prefetched: std::collections::HashMap<u64, (PersonData, Vec<StoredRecord>)> =
-            std::collections::HashMap::new();
-        for (index, (subscription, number)) in subscriptions.iter().enumerate() {
+        // query, by a reader task that stays up to READ_AHEAD chunks ahead of the delivery.
+        let subscriptions = std::sync::Arc::new(subscriptions);
+        let first = usize::try_from(first).unwrap_or(usize::MAX);
+        let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
+        tokio::spawn(read_start_snapshots(
+            self.state.store.clone(),
+            subscriptions.clone(),
+            first,
+            head,
+            chunks_tx,
+        ));
+        let mut chunk = Vec::new().into_iter();
+        for (index, (subscription, number)) in subscriptions.iter().enumerate().skip(first) {
             let index = index as u64;
-            if index < first {
-                continue;
-            }
-            if !prefetched.contains_key(&index) {
-                match self.prefetch_start(&subscriptions, index, head).await {
-                    Ok(chunk) => prefetched = chunk,
-                    Err(flow) => return flow,
-                }
-            }
+            let prefetched = match chunk.next() {
+                Some(found) => found,
+                None => match chunks.recv().await {
+                    Some(Ok(next)) => {
+                        chunk = next.into_iter();
+                        chunk.next().flatten()
+                    }
+                    Some(Err(e)) => return Flow::Stop(Some(store_error(e))),
+                    None => return Flow::Stop(Some(shutting_down())),
+                },
+            };
             let at = |records_sent| Position::Start {
                 head,
                 index,
@@ -469,7 +585,7 @@ impl DeliveryStream {
                         index: index + 1,
                         records_sent: 0,
                     },
-                    prefetched.remove(&index),
+                    prefetched,
                 )
                 .await
             {
@@ -492,40 +608,6 @@ impl DeliveryStream {
             records_sent: 0,
         };
         Flow::Continue
-    }
-
-    /// Reads the start snapshots `from..from + PREFETCH` (persons, benefit types and periods of
-    /// those subscriptions) as of `head` in one query, keyed by their index.
-    async fn prefetch_start(
-        &self,
-        subscriptions: &[(Subscription, u64)],
-        from: u64,
-        head: u64,
-    ) -> Result<std::collections::HashMap<u64, (PersonData, Vec<StoredRecord>)>, Flow> {
-        let start = usize::try_from(from).unwrap_or(usize::MAX);
-        let chunk: Vec<(u64, SnapshotItem)> = subscriptions
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take(PREFETCH)
-            .filter_map(|(i, (s, _))| {
-                let person = Personnummer::from_storage(&s.person).ok()?;
-                let period = DateRange {
-                    from: s.from_date,
-                    to: None,
-                };
-                Some((i as u64, (person, s.benefit_types.clone(), period)))
-            })
-            .collect();
-        let items: Vec<(Personnummer, Vec<String>, DateRange)> =
-            chunk.iter().map(|(_, item)| item.clone()).collect();
-        let found = self
-            .state
-            .store
-            .snapshots_of(&items, head)
-            .await
-            .map_err(|e| Flow::Stop(Some(store_error(e))))?;
-        Ok(chunk.into_iter().map(|(i, _)| i).zip(found).collect())
     }
 
     /// Delivers one page of history after the current position. `Ok(true)` when events were read

@@ -208,9 +208,9 @@ impl Store {
             }
             query.bind(to_i64(as_of)).fetch_all(pool).await?
         });
-        let mut by_person: HashMap<&str, Vec<LogTuple>> = HashMap::new();
+        let mut by_person: HashMap<&str, Vec<&LogTuple>> = HashMap::new();
         for row in &rows {
-            by_person.entry(row.2.as_str()).or_default().push(row.clone());
+            by_person.entry(row.2.as_str()).or_default().push(row);
         }
         items
             .iter()
@@ -226,12 +226,7 @@ impl Store {
                     },
                     None => PersonData::default(),
                 };
-                let facts: Vec<LogTuple> = rows
-                    .iter()
-                    .filter(|r| r.8 != FactType::Person.as_str())
-                    .cloned()
-                    .collect();
-                Ok((data, latest_records(&facts, benefits, *period)?))
+                Ok((data, latest_records(rows.iter().copied(), benefits, *period)?))
             })
             .collect()
     }
@@ -254,11 +249,7 @@ impl Store {
             },
             None => PersonData::default(),
         };
-        let facts: Vec<LogTuple> = rows
-            .into_iter()
-            .filter(|r| r.8 != FactType::Person.as_str())
-            .collect();
-        Ok((data, latest_records(&facts, benefit_codes, overlapping)?))
+        Ok((data, latest_records(&rows, benefit_codes, overlapping)?))
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -1641,15 +1632,18 @@ fn repeated_version(
 
 /// The latest version of each fact among `rows` (in sequence order), retracted ones left out, of the
 /// given benefit types (facts without one always count), whose valid period overlaps `overlapping`.
-fn latest_records(
-    rows: &[LogTuple],
+fn latest_records<'a>(
+    rows: impl IntoIterator<Item = &'a LogTuple>,
     benefit_codes: &[String],
     overlapping: DateRange,
 ) -> Result<Vec<StoredRecord>, StoreError> {
-    // Rows come in sequence order, so the last one per record id is its latest version.
+    // Rows come in sequence order, so the last one per record id is its latest version. Person
+    // updates are the person's own data, not records.
     let mut latest: HashMap<&str, &LogTuple> = HashMap::new();
     for row in rows {
-        latest.insert(row.3.as_str(), row);
+        if row.8 != FactType::Person.as_str() {
+            latest.insert(row.3.as_str(), row);
+        }
     }
     let mut out = Vec::new();
     for row in latest.into_values() {
