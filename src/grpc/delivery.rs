@@ -230,7 +230,11 @@ async fn run_outlet(
             }
             Some(Outgoing::Batch { log, messages }) => {
                 if !log.is_empty() {
-                    if let Err(e) = state.store.append_disclosures(&log, state.clock.now_micros()).await {
+                    if let Err(e) = state
+                        .store
+                        .append_disclosures(&log, state.clock.now_micros())
+                        .await
+                    {
                         let _ = tx.send(Err(store_error(e))).await;
                         return;
                     }
@@ -648,6 +652,40 @@ impl DeliveryStream {
         let gate = Gate::load(&self.state, &self.party)
             .await
             .map_err(|s| Flow::Stop(Some(s)))?;
+        // The facts of the page's changes, read in one query.
+        let mut change_seqs: Vec<u64> = page
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Change))
+            .map(|e| e.seq)
+            .collect();
+        change_seqs.dedup();
+        let facts = if notices_only || change_seqs.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            self.state
+                .store
+                .records_at(&change_seqs)
+                .await
+                .map_err(|e| Flow::Stop(Some(store_error(e))))?
+        };
+        // The own data of changed persons this stream does not remember, also in one query.
+        let mut uncached: Vec<&str> = page
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Change))
+            .map(|e| e.subscription.person.as_str())
+            .filter(|p| !self.person_cache.contains_key(*p))
+            .collect();
+        uncached.sort_unstable();
+        uncached.dedup();
+        let persons = match (notices_only, uncached.is_empty(), page.last()) {
+            (false, false, Some(last)) => self
+                .state
+                .store
+                .person_versions(&uncached, last.seq)
+                .await
+                .map_err(|e| Flow::Stop(Some(store_error(e))))?,
+            _ => std::collections::HashMap::new(),
+        };
         let mut skip = records_sent;
         for event in &page {
             let previous = self.position;
@@ -688,7 +726,14 @@ impl DeliveryStream {
                     )
                     .await
                 }
-                EventKind::Change => self.deliver_change(&gate, event).await,
+                EventKind::Change => {
+                    let versions = persons
+                        .get(&event.subscription.person)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    self.deliver_change(&gate, event, facts.get(&event.seq), versions)
+                        .await
+                }
             };
             skip = 0;
             if let Flow::Stop(status) = flow {
@@ -872,19 +917,25 @@ impl DeliveryStream {
         self.maybe_flush().await
     }
 
-    async fn deliver_change(&mut self, gate: &Gate, event: &DeliveryEvent) -> Flow {
+    /// Delivers one change. `fact` is the log row at the change's sequence and `versions` the
+    /// person's recorded data (when the stream does not remember it), both read with the page.
+    async fn deliver_change(
+        &mut self,
+        gate: &Gate,
+        event: &DeliveryEvent,
+        fact: Option<&StoredRecord>,
+        versions: &[(u64, PersonData)],
+    ) -> Flow {
         let (ask, permit) = match self.permit(gate, &event.subscription).await {
             Ok(Some(p)) => p,
             Ok(None) => return Flow::Continue,
             Err(flow) => return flow,
         };
-        let records = match self.state.store.record_at(event.seq).await {
-            Ok(r) => r.into_iter().collect::<Vec<_>>(),
-            Err(e) => return Flow::Stop(Some(store_error(e))),
-        };
+        let records: Vec<StoredRecord> = fact.into_iter().cloned().collect();
         // The person's data as of this change: a person update is itself the change; otherwise the
         // stream's cache holds it (every person update of a subscribed person reaches this stream
-        // as a change, and snapshots fill the cache), or it is read once.
+        // as a change, and snapshots fill the cache), or the latest version recorded at or before
+        // the change's sequence.
         let person_update = records.iter().find_map(|r| match &r.body {
             crate::domain::register::FactBody::Person(data) => Some(data.clone()),
             _ => None,
@@ -894,10 +945,12 @@ impl DeliveryStream {
             Some(data) => data,
             None => match self.person_cache.get(&key) {
                 Some(data) => data.clone(),
-                None => match self.state.store.person(&ask.person, Some(event.seq)).await {
-                    Ok(found) => found.map(|p| p.data).unwrap_or_default(),
-                    Err(e) => return Flow::Stop(Some(store_error(e))),
-                },
+                None => versions
+                    .iter()
+                    .rev()
+                    .find(|(seq, _)| *seq <= event.seq)
+                    .map(|(_, data)| data.clone())
+                    .unwrap_or_default(),
             },
         };
         let person = convert::person(&ask.person, &data, Audience::Party);

@@ -105,6 +105,21 @@ macro_rules! on_writer {
 
 pub(crate) use {on_reader, on_writer};
 
+/// `n` parameters for an `IN (…)` list: `$1, $2, …` for PostgreSQL, anonymous `?` for SQLite
+/// (whose lookup of numbered names is linear per parameter; see `store::register`).
+fn in_list(n: usize, numbered: bool) -> String {
+    (1..=n)
+        .map(|i| {
+            if numbered {
+                format!("${i}")
+            } else {
+                "?".to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
     /// Connects to `url` and applies the embedded migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {

@@ -319,20 +319,73 @@ impl Store {
             .transpose()
     }
 
-    /// The log row at exactly sequence `seq`, if that sequence holds a fact (party events take
-    /// sequences too, and those hold none).
-    pub async fn record_at(&self, seq: u64) -> Result<Option<StoredRecord>, StoreError> {
-        let row: Option<LogTuple> = on_reader!(self, |pool| {
-            sqlx::query_as(
+    /// Every recorded version of the given persons' own data up to `up_to`, oldest first, keyed
+    /// by the person's storage form: enough to say what each person's data was at any sequence up
+    /// to `up_to` (none recorded at a sequence means the default, no name). One query per 500.
+    pub async fn person_versions(
+        &self,
+        persons: &[&str],
+        up_to: u64,
+    ) -> Result<HashMap<String, Vec<(u64, PersonData)>>, StoreError> {
+        let numbered = self.kind() == super::BackendKind::Postgres;
+        let mut found: HashMap<String, Vec<(u64, PersonData)>> = HashMap::new();
+        for chunk in persons.chunks(500) {
+            let sql = format!(
+                "SELECT person, seq, body FROM register_log \
+                 WHERE fact_type = 'PERSON' AND person IN ({}) AND seq <= {} ORDER BY person, seq",
+                super::in_list(chunk.len(), numbered),
+                if numbered {
+                    format!("${}", chunk.len() + 1)
+                } else {
+                    "?".to_string()
+                }
+            );
+            let rows: Vec<(String, i64, String)> = on_reader!(self, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for person in chunk {
+                    query = query.bind(*person);
+                }
+                query.bind(to_i64(up_to)).fetch_all(pool).await?
+            });
+            for (person, seq, body) in rows {
+                let data = match FactBody::from_json(FactType::Person, &body) {
+                    Ok(FactBody::Person(data)) => data,
+                    _ => return Err(StoreError::Corrupt("register_log.body")),
+                };
+                found
+                    .entry(person)
+                    .or_default()
+                    .push((to_u64(seq, "register_log.seq")?, data));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The log rows at the given sequences (those that hold a fact), in one query per 500, keyed
+    /// by sequence: the changes of one delivery page.
+    pub async fn records_at(&self, seqs: &[u64]) -> Result<HashMap<u64, StoredRecord>, StoreError> {
+        let numbered = self.kind() == super::BackendKind::Postgres;
+        let mut found = HashMap::with_capacity(seqs.len());
+        for chunk in seqs.chunks(500) {
+            let sql = format!(
                 "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
                         fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-                 FROM register_log WHERE seq = $1",
-            )
-            .bind(to_i64(seq))
-            .fetch_optional(pool)
-            .await?
-        });
-        row.map(stored_record).transpose()
+                 FROM register_log WHERE seq IN ({})",
+                super::in_list(chunk.len(), numbered)
+            );
+            let rows: Vec<LogTuple> = on_reader!(self, |pool| {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+                for seq in chunk {
+                    query = query.bind(to_i64(*seq));
+                }
+                query.fetch_all(pool).await?
+            });
+            for row in rows {
+                let record = stored_record(row)?;
+                found.insert(record.seq, record);
+            }
+        }
+        Ok(found)
     }
 
     /// Up to `limit` log rows after `after_seq`, in commit order: the page a delivery reads next.
