@@ -270,6 +270,18 @@ pub enum BenchCommand {
         /// Idle streams opened for the memory run.
         #[arg(long, default_value_t = 1_000)]
         idle_streams: usize,
+        /// Records a deliberately slow client reads on a fresh stream while the process's peak
+        /// memory is measured (capped by what the synthetic register holds; 0 skips the run).
+        #[arg(long, default_value_t = 1_000_000)]
+        slow_reader_records: u64,
+        /// How fast the slow client reads, in records per second.
+        #[arg(long, default_value_t = 50_000)]
+        slow_reader_rate: u64,
+        /// Also time the snapshot with the stream's policy check stubbed out (two runs each way,
+        /// alternating). Needs a build with `--features bench-policy-stub`; never serve parties
+        /// with such a build.
+        #[arg(long)]
+        compare_policy_stub: bool,
     },
 }
 

@@ -19,6 +19,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             commits,
             commit_rate,
             idle_streams,
+            slow_reader_records,
+            slow_reader_rate,
+            compare_policy_stub,
         } => {
             delivery::run(delivery::Options {
                 database_url,
@@ -26,6 +29,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 commits,
                 commit_rate,
                 idle_streams,
+                slow_reader_records,
+                slow_reader_rate,
+                compare_policy_stub,
             })
             .await
         }
@@ -117,11 +123,20 @@ pub mod delivery {
         pub commits: usize,
         pub commit_rate: u64,
         pub idle_streams: usize,
+        pub slow_reader_records: u64,
+        pub slow_reader_rate: u64,
+        pub compare_policy_stub: bool,
     }
+
+    /// Messages kept from the snapshot for the bare-tonic baseline, which replays them as often as
+    /// it takes to move as many records (keeping them all would weigh on the measured process).
+    const KEPT_FOR_BASELINE: usize = 20_000;
 
     /// A bare DeliveryService that streams prepared messages: the tonic-over-mTLS baseline.
     struct Bare {
         events: Arc<Vec<pb::StreamEvent>>,
+        /// Records to move in all: the prepared messages are replayed until this many went out.
+        records: u64,
     }
 
     type BareStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
@@ -130,11 +145,18 @@ pub mod delivery {
     impl pb::delivery_service_server::DeliveryService for Bare {
         async fn stream(&self, _request: Request<pb::StreamRequest>) -> Result<Response<BareStream>, Status> {
             let events = self.events.clone();
+            let total = self.records;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             tokio::spawn(async move {
-                for e in events.iter() {
-                    if tx.send(Ok(e.clone())).await.is_err() {
-                        return;
+                let mut sent = 0u64;
+                while sent < total && !events.is_empty() {
+                    for e in events.iter() {
+                        if let Some(pb::stream_event::Event::Records(b)) = &e.event {
+                            sent += b.records.len() as u64;
+                        }
+                        if tx.send(Ok(e.clone())).await.is_err() {
+                            return;
+                        }
                     }
                 }
             });
@@ -319,7 +341,7 @@ pub mod delivery {
                 Some(pb::stream_event::Event::SnapshotEnd(_)) => snapshots += 1,
                 _ => {}
             }
-            if recorded.len() < 200_000 {
+            if recorded.len() < KEPT_FOR_BASELINE {
                 recorded.push(event);
             }
             if snapshots % 1_000 == 0 {
@@ -342,14 +364,15 @@ pub mod delivery {
         let sqlx_rate = rows as f64 / started.elapsed().as_secs_f64();
 
         // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
-        let bare_records: u64 = recorded
-            .iter()
-            .map(|e| match &e.event {
-                Some(pb::stream_event::Event::Records(b)) => b.records.len() as u64,
-                _ => 0,
-            })
-            .sum();
+        let bare_records = records;
         let bare_rate = bare_baseline(&tls, &pem, recorded, bare_records).await?;
+
+        // 5b. Optionally, the snapshot again with the policy check stubbed out and on, alternating.
+        let policy_comparison = if options.compare_policy_stub {
+            Some(compare_policy_stub(&channel, persons.len()).await?)
+        } else {
+            None
+        };
 
         // 6. Commit-to-delivery latency at a fixed commit rate, one fact per commit.
         let admin = crate::client::connect(&admin_addr, &ingest_pem, None).await?;
@@ -386,6 +409,24 @@ pub mod delivery {
         stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
 
+        // 8. A slow reader against `lefi serve` in a process of its own, so that the memory
+        //    measured is the server's alone.
+        let slow = if options.slow_reader_records > 0 {
+            Some(
+                slow_reader(
+                    &options.database_url,
+                    &tls,
+                    &pem,
+                    persons.len(),
+                    options.slow_reader_records,
+                    options.slow_reader_rate,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+
         println!();
         println!(
             "backend                 {}",
@@ -409,16 +450,181 @@ pub mod delivery {
              (of which ingest → committed answer: p50 {:.1} ms, p99 {:.1} ms)",
             lat.delivered, options.commit_rate, lat.p50, lat.p99, lat.ack_p50, lat.ack_p99
         );
+        if let Some((on, stubbed)) = policy_comparison {
+            println!(
+                "  policy on vs stubbed  {on:.0} vs {stubbed:.0} records/s (means of two fresh-stream runs each) \
+                 → on/stubbed = {:.3}",
+                on / stubbed
+            );
+        }
         println!(
             "memory                  process RSS {} MiB at start, peak {} MiB during the snapshot",
             started_rss / 1024,
             peak_rss / 1024
         );
+        if let Some((read, peak, end)) = slow {
+            println!(
+                "slow reader             {read} records at {}/s from `lefi serve` in its own process: \
+                 server peak RSS {} MiB, {} MiB at the end",
+                options.slow_reader_rate,
+                peak / 1024,
+                end / 1024
+            );
+        }
         println!(
             "idle streams            {} streams with heartbeats: {:.1} KiB RSS each",
             options.idle_streams, per_stream
         );
         Ok(())
+    }
+
+    /// Opens a fresh stream (empty cursor) and reads every start snapshot; returns the records
+    /// received and the seconds it took.
+    #[cfg(feature = "bench-policy-stub")]
+    async fn time_snapshot(
+        channel: &tonic::transport::Channel,
+        subscriptions: usize,
+    ) -> anyhow::Result<(u64, f64)> {
+        let started = Instant::now();
+        let mut stream = pb::delivery_service_client::DeliveryServiceClient::new(channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .stream(pb::StreamRequest {
+                cursor: String::new(),
+                max_batch_records: 1_000,
+                heartbeat_interval: None,
+            })
+            .await?
+            .into_inner();
+        let (mut records, mut snapshots) = (0u64, 0usize);
+        while snapshots < subscriptions {
+            match stream.message().await?.and_then(|e| e.event) {
+                None => anyhow::bail!("the stream ended during the snapshot"),
+                Some(pb::stream_event::Event::Records(b)) => records += b.records.len() as u64,
+                Some(pb::stream_event::Event::SnapshotEnd(_)) => snapshots += 1,
+                Some(_) => {}
+            }
+        }
+        Ok((records, started.elapsed().as_secs_f64()))
+    }
+
+    /// Snapshot rates (records/s) with the policy check on and stubbed out, two runs each,
+    /// alternating: (on, stubbed).
+    #[cfg(feature = "bench-policy-stub")]
+    async fn compare_policy_stub(
+        channel: &tonic::transport::Channel,
+        subscriptions: usize,
+    ) -> anyhow::Result<(f64, f64)> {
+        let (mut on, mut stubbed) = (Vec::new(), Vec::new());
+        for round in 0..4 {
+            let stub = round % 2 == 0;
+            crate::policy::bench_stub::set(stub);
+            let (records, secs) = time_snapshot(channel, subscriptions).await?;
+            if stub { &mut stubbed } else { &mut on }.push(records as f64 / secs);
+        }
+        crate::policy::bench_stub::set(false);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        Ok((mean(&on), mean(&stubbed)))
+    }
+
+    #[cfg(not(feature = "bench-policy-stub"))]
+    async fn compare_policy_stub(
+        _channel: &tonic::transport::Channel,
+        _subscriptions: usize,
+    ) -> anyhow::Result<(f64, f64)> {
+        anyhow::bail!(
+            "--compare-policy-stub needs a build with the benchmark-only stub: \
+             cargo run --release --features bench-policy-stub -- bench delivery …"
+        )
+    }
+
+    /// Starts `lefi serve` on the benchmark's database in a child process, reads a fresh stream
+    /// at `rate` records per second until `limit` records or the end of the start snapshots, and
+    /// reports (records read, the server process's peak resident memory in KiB, its resident memory
+    /// when the read ended).
+    async fn slow_reader(
+        database_url: &str,
+        tls: &TlsMaterial,
+        pem: &ClientPem,
+        subscriptions: usize,
+        limit: u64,
+        rate: u64,
+    ) -> anyhow::Result<(u64, u64, u64)> {
+        let dir = tempfile::tempdir()?;
+        let file = |name: &str, bytes: &[u8]| -> anyhow::Result<std::path::PathBuf> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes)?;
+            Ok(path)
+        };
+        let cert = file("server.pem", &tls.server_cert_pem)?;
+        let key = file("server.key", &tls.server_key_pem)?;
+        let ca = file("ca.pem", &tls.party_ca_pem)?;
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        };
+        let (port, admin_port) = (free_port()?, free_port()?);
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["--log", "warn", "serve", "--database-url", database_url])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--client-ca")
+            .arg(&ca)
+            .arg("--operator-ca")
+            .arg(&ca)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `lefi serve` for the slow-reader run")?;
+        let pid = child.id().context("the server process has no id")?;
+        let status_of = |field: &str| -> Option<u64> {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        };
+        let addr = format!("https://localhost:{port}");
+        let mut channel = None;
+        for _ in 0..100 {
+            if let Ok(c) = crate::client::connect(&addr, pem, None).await {
+                channel = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let channel = channel.context("the server process did not start listening within 10 s")?;
+        let mut stream = pb::delivery_service_client::DeliveryServiceClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .stream(pb::StreamRequest {
+                cursor: String::new(),
+                max_batch_records: 100,
+                heartbeat_interval: None,
+            })
+            .await?
+            .into_inner();
+        let started = Instant::now();
+        let (mut records, mut snapshots) = (0u64, 0usize);
+        while records < limit && snapshots < subscriptions {
+            match stream.message().await?.and_then(|e| e.event) {
+                None => anyhow::bail!("the stream ended during the slow read"),
+                Some(pb::stream_event::Event::Records(b)) => records += b.records.len() as u64,
+                Some(pb::stream_event::Event::SnapshotEnd(_)) => snapshots += 1,
+                Some(_) => {}
+            }
+            let due = started + Duration::from_secs_f64(records as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let peak = status_of("VmHWM:").unwrap_or(0);
+        let end = status_of("VmRSS:").unwrap_or(0);
+        drop(stream);
+        child.start_kill()?;
+        let _ = child.wait().await;
+        Ok((records, peak, end))
     }
 
     async fn bare_baseline(
@@ -440,6 +646,7 @@ pub mod delivery {
         let incoming = crate::tls::incoming(listener, config, stop.clone());
         let service = pb::delivery_service_server::DeliveryServiceServer::new(Bare {
             events: Arc::new(events),
+            records,
         })
         .max_encoding_message_size(64 * 1024 * 1024);
         let server = tokio::spawn(
@@ -460,7 +667,7 @@ pub mod delivery {
                 seen += b.records.len() as u64;
             }
         }
-        let rate = seen.max(records) as f64 / started.elapsed().as_secs_f64();
+        let rate = seen as f64 / started.elapsed().as_secs_f64();
         stop.cancel();
         let _ = server.await;
         Ok(rate)

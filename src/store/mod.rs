@@ -141,20 +141,21 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // 64 MiB of page cache per connection: bulk ingest touches the log's indexes all
-                // over, and the default 2 MiB makes it read pages back again and again.
-                .pragma("cache_size", "-65536");
+                .foreign_keys(true);
+            // The writer gets 64 MiB of page cache: bulk ingest touches the log's indexes all over,
+            // and the default 2 MiB makes it read pages back again and again. Readers get 8 MiB
+            // each: a reader's cache is emptied whenever another connection commits, so more buys
+            // little, and eight readers at 64 MiB held most of the server's memory.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.clone())
+                .connect_with(options.clone().pragma("cache_size", "-65536"))
                 .await
                 .map_err(connect_err)?;
             let read = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.read_only(true))
+                .connect_with(options.read_only(true).pragma("cache_size", "-8192"))
                 .await
                 .map_err(connect_err)?;
             Ok(Self {
