@@ -200,7 +200,10 @@ pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> 
             if let Some(c) = &response.consent {
                 print_consent(c);
             }
-            println!("{} subscription(s) ended", response.ended_subscription_count);
+            println!(
+                "{} subscription(s) suspended (register a new consent for the same person and basis to resume them)",
+                response.suspended_subscription_count
+            );
             Ok(())
         }
         ConsentCommand::List => {

@@ -353,15 +353,15 @@ impl pb::audit_admin_service_server::AuditAdminService for AuditApi {
                 StoreError::NotFound => consent_not_found(),
                 other => store_error(other),
             })?;
-        let ended =
-            crate::grpc::consents::end_consent_subscriptions(&self.state, &consent.consent_id).await?;
+        let suspended =
+            crate::grpc::consents::suspend_consent_subscriptions(&self.state, &consent.consent_id).await?;
         Ok(Response::new(pb::RevokeConsentResponse {
             consent: Some(pb::PartyConsent {
                 party_id: consent.party_id.clone(),
                 party_name: String::new(),
                 consent: Some(consent_message(&consent, self.state.clock.today())),
             }),
-            ended_subscription_count: ended,
+            suspended_subscription_count: suspended,
         }))
     }
 }

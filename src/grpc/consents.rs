@@ -199,9 +199,28 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
                 ));
             }
         };
+        // Subscriptions suspended because an earlier consent for this person and basis ended
+        // resume under this one (a registered consent is valid today: given_on is not in the
+        // future and expires_on not in the past).
+        let resumed = self
+            .state
+            .store
+            .resume_with_consent(
+                &party.party_id,
+                &consent.person,
+                &consent.basis_code,
+                &consent.consent_id,
+                self.state.clock.now_micros(),
+            )
+            .await
+            .map_err(store_error)?;
+        if !resumed.is_empty() {
+            self.state.notify_history();
+        }
         Ok(Response::new(pb::RegisterConsentResponse {
             consent: Some(consent_message(&consent, today)),
             created,
+            resumed_subscription_count: u32::try_from(resumed.len()).unwrap_or(u32::MAX),
         }))
     }
 
@@ -233,10 +252,10 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
                 StoreError::NotFound => consent_not_found(),
                 other => store_error(other),
             })?;
-        let ended = end_consent_subscriptions(&self.state, &consent.consent_id).await?;
+        let suspended = suspend_consent_subscriptions(&self.state, &consent.consent_id).await?;
         Ok(Response::new(pb::RevokeConsentResponse {
             consent: Some(consent_message(&consent, self.state.clock.today())),
-            ended_subscription_count: ended,
+            suspended_subscription_count: suspended,
         }))
     }
 
@@ -281,23 +300,24 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
     }
 }
 
-/// Ends every subscription made under a revoked consent (their ENDED notices go into the
-/// parties' histories at once) and returns how many ended.
-pub async fn end_consent_subscriptions(state: &AppState, consent_id: &str) -> Result<u32, Status> {
-    let ended = state
+/// Suspends every active subscription made under a revoked consent (their SUSPENDED notices go
+/// into the parties' histories at once) and returns how many were suspended. A new consent for
+/// the same person and basis resumes them.
+pub async fn suspend_consent_subscriptions(state: &AppState, consent_id: &str) -> Result<u32, Status> {
+    let suspended = state
         .store
-        .end_subscriptions(
+        .suspend_subscriptions(
             EndSelector::ByConsent { consent_id },
             EndReason::ConsentEnded,
-            "the consent was revoked",
+            "the consent was revoked; register a new consent for this person and basis to resume",
             state.clock.now_micros(),
         )
         .await
         .map_err(store_error)?;
-    if !ended.is_empty() {
+    if !suspended.is_empty() {
         state.notify_history();
     }
-    Ok(u32::try_from(ended.len()).unwrap_or(u32::MAX))
+    Ok(u32::try_from(suspended.len()).unwrap_or(u32::MAX))
 }
 
 /// NOT_FOUND for a consent the caller cannot see.

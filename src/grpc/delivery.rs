@@ -34,7 +34,9 @@ use crate::grpc::subscriptions::state_reason;
 use crate::grpc::{party_of, status::reason_of};
 use crate::identity::PartyPrincipal;
 use crate::store::StoredRecord;
-use crate::store::delivery::{DeliveryEvent, EndReason, EndSelector, EventKind, Subscription};
+use crate::store::delivery::{
+    DeliveryEvent, EndReason, EndSelector, EventKind, Subscription, SubscriptionState,
+};
 use crate::store::policy::{Channel, NewDisclosure};
 
 /// Messages buffered per stream before the producer waits for the client.
@@ -286,22 +288,47 @@ const PREFETCH: usize = 64;
 /// Chunks of start snapshots read ahead of the one being delivered.
 const READ_AHEAD: usize = 2;
 
-/// One chunk of start snapshots, in subscription order; `None` where a subscription's stored
-/// person id does not parse (its delivery then reads, and fails, on its own).
-type StartChunk = Vec<Option<(PersonData, Vec<StoredRecord>)>>;
+/// A person's own data and records, as a snapshot delivers them.
+type Snapshot = (PersonData, Vec<StoredRecord>);
 
-/// Reads the start snapshots of `subscriptions[from..]` as of `head`, `PREFETCH` to a query, and
-/// hands them over in order. Stops at the first error (after handing it over) or when the
-/// stream no longer wants them.
+/// What the start-snapshot reader hands over: chunks of subscriptions in start order, each with
+/// the number of its latest event at the head and its snapshot (`None` where the stored person id
+/// does not parse; its delivery then reads, and fails, on its own).
+enum StartRead {
+    Chunk(Vec<(Subscription, u64, Option<Snapshot>)>),
+    /// Every subscription was handed over.
+    Done,
+    Failed(crate::store::StoreError),
+}
+
+/// Reads the subscriptions a stream started at `head` gives start snapshots for, from index
+/// `from`, `PREFETCH` at a time, with their snapshots as of `head`, and hands them over in order.
+/// Stops after `Done`, after the first error (handed over), or when the stream no longer wants them.
 async fn read_start_snapshots(
     store: crate::store::Store,
-    subscriptions: std::sync::Arc<Vec<(Subscription, u64)>>,
-    from: usize,
+    party_id: String,
+    from: u64,
     head: u64,
-    tx: mpsc::Sender<Result<StartChunk, crate::store::StoreError>>,
+    tx: mpsc::Sender<StartRead>,
 ) {
-    for chunk in subscriptions.get(from..).unwrap_or(&[]).chunks(PREFETCH) {
-        let parsed: Vec<Option<SnapshotItem>> = chunk
+    let mut after: Option<String> = None;
+    loop {
+        let page = match store
+            .start_subscriptions(&party_id, head, after.as_deref(), from, PREFETCH)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(StartRead::Failed(e)).await;
+                return;
+            }
+        };
+        let Some((last, _)) = page.last() else {
+            let _ = tx.send(StartRead::Done).await;
+            return;
+        };
+        after = Some(last.subscription_id.clone());
+        let parsed: Vec<Option<SnapshotItem>> = page
             .iter()
             .map(|(s, _)| {
                 let person = Personnummer::from_storage(&s.person).ok()?;
@@ -313,15 +340,20 @@ async fn read_start_snapshots(
             })
             .collect();
         let items: Vec<SnapshotItem> = parsed.iter().flatten().cloned().collect();
-        let read = store.snapshots_of(&items, head).await.map(|found| {
-            let mut found = found.into_iter();
-            parsed
-                .iter()
-                .map(|item| item.as_ref().and_then(|_| found.next()))
-                .collect::<StartChunk>()
-        });
-        let failed = read.is_err();
-        if tx.send(read).await.is_err() || failed {
+        let found = match store.snapshots_of(&items, head).await {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = tx.send(StartRead::Failed(e)).await;
+                return;
+            }
+        };
+        let mut found = found.into_iter();
+        let chunk = page
+            .into_iter()
+            .zip(parsed)
+            .map(|((subscription, number), item)| (subscription, number, item.and_then(|_| found.next())))
+            .collect();
+        if tx.send(StartRead::Chunk(chunk)).await.is_err() {
             return;
         }
     }
@@ -525,15 +557,6 @@ impl DeliveryStream {
 
     /// Delivers the start snapshots of a stream opened without a cursor.
     async fn deliver_start(&mut self, head: u64) -> Flow {
-        let subscriptions = match self
-            .state
-            .store
-            .start_subscriptions(&self.party.party_id, head)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return Flow::Stop(Some(store_error(e))),
-        };
         let gate = match Gate::load(&self.state, &self.party).await {
             Ok(g) => g,
             Err(status) => return Flow::Stop(Some(status)),
@@ -544,64 +567,46 @@ impl DeliveryStream {
             } => (index, records_sent),
             Position::History { .. } => return Flow::Continue,
         };
-        // The start snapshots all stand at the same sequence, so a chunk of them is read in one
-        // query, by a reader task that stays up to READ_AHEAD chunks ahead of the delivery.
-        let subscriptions = std::sync::Arc::new(subscriptions);
-        let first = usize::try_from(first).unwrap_or(usize::MAX);
+        // The start snapshots all stand at the same sequence, so a chunk of subscriptions and their
+        // snapshots is read in two queries, by a reader task that stays up to READ_AHEAD chunks
+        // ahead of the delivery. Neither side ever holds more than a few chunks.
         let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
         tokio::spawn(read_start_snapshots(
             self.state.store.clone(),
-            subscriptions.clone(),
+            self.party.party_id.clone(),
             first,
             head,
             chunks_tx,
         ));
-        let mut chunk = Vec::new().into_iter();
-        for (index, (subscription, number)) in subscriptions.iter().enumerate().skip(first) {
-            let index = index as u64;
-            let prefetched = match chunk.next() {
-                Some(found) => found,
-                None => match chunks.recv().await {
-                    Some(Ok(next)) => {
-                        chunk = next.into_iter();
-                        chunk.next().flatten()
-                    }
-                    Some(Err(e)) => return Flow::Stop(Some(store_error(e))),
-                    None => return Flow::Stop(Some(shutting_down())),
-                },
+        let mut index = first;
+        loop {
+            let chunk = match chunks.recv().await {
+                Some(StartRead::Chunk(chunk)) => chunk,
+                Some(StartRead::Done) => break,
+                Some(StartRead::Failed(e)) => return Flow::Stop(Some(store_error(e))),
+                None => {
+                    return Flow::Stop(Some(crate::grpc::status::internal(
+                        "start snapshots",
+                        &crate::store::StoreError::Corrupt("start snapshot reader stopped"),
+                    )));
+                }
             };
-            let at = |records_sent| Position::Start {
-                head,
-                index,
-                records_sent,
-            };
-            match self
-                .deliver_snapshot(
-                    &gate,
-                    subscription,
-                    *number,
+            for (subscription, number, prefetched) in chunk {
+                match self
+                    .deliver_start_item(&gate, head, index, skip, &subscription, number, prefetched)
+                    .await
+                {
+                    Flow::Continue => {}
+                    stop => return stop,
+                }
+                skip = 0;
+                index += 1;
+                self.position = Position::Start {
                     head,
-                    pb::SnapshotReason::StreamStart,
-                    skip,
-                    &at,
-                    Position::Start {
-                        head,
-                        index: index + 1,
-                        records_sent: 0,
-                    },
-                    prefetched,
-                )
-                .await
-            {
-                Flow::Continue => {}
-                stop => return stop,
+                    index,
+                    records_sent: 0,
+                };
             }
-            skip = 0;
-            self.position = Position::Start {
-                head,
-                index: index + 1,
-                records_sent: 0,
-            };
         }
         if let Err(flow) = self.flush().await {
             return flow;
@@ -612,6 +617,68 @@ impl DeliveryStream {
             records_sent: 0,
         };
         Flow::Continue
+    }
+
+    /// The start snapshot (or, for a suspended subscription, the notice) of the subscription at
+    /// `index` of a stream started at `head`.
+    #[allow(clippy::too_many_arguments, reason = "the item's place in the start sequence")]
+    async fn deliver_start_item(
+        &mut self,
+        gate: &Gate,
+        head: u64,
+        index: u64,
+        skip: u64,
+        subscription: &Subscription,
+        number: u64,
+        prefetched: Option<Snapshot>,
+    ) -> Flow {
+        let done = Position::Start {
+            head,
+            index: index + 1,
+            records_sent: 0,
+        };
+        if subscription.state == SubscriptionState::Suspended {
+            // Suspended now: no data, but the client learns the state.
+            if skip > 0 {
+                return Flow::Continue;
+            }
+            self.queue_start_notice(subscription, number, done);
+            return self.maybe_flush().await;
+        }
+        let at = |records_sent| Position::Start {
+            head,
+            index,
+            records_sent,
+        };
+        self.deliver_snapshot(
+            gate,
+            subscription,
+            number,
+            head,
+            pb::SnapshotReason::StreamStart,
+            skip,
+            &at,
+            done,
+            prefetched,
+        )
+        .await
+    }
+
+    /// Queues the notice a stream started without a cursor gives a suspended subscription
+    /// instead of its snapshot.
+    fn queue_start_notice(&mut self, subscription: &Subscription, event_number: u64, done: Position) {
+        let cursor = self.key.encode(&self.party.party_id, done);
+        self.queue(
+            cursor,
+            pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+                subscription_id: subscription.subscription_id.clone(),
+                event_number,
+                state: pb::SubscriptionState::Suspended as i32,
+                reason: state_reason(&subscription.state_reason) as i32,
+                message: "suspended; nothing is delivered until it resumes".to_string(),
+                effective_at: None,
+            }),
+        );
     }
 
     /// Delivers one page of history after the current position. `Ok(true)` when events were read
@@ -707,6 +774,7 @@ impl DeliveryStream {
                 EventKind::Snapshot { reason } => {
                     let reason = match reason.as_str() {
                         "FULL_REFRESH" => pb::SnapshotReason::FullRefresh,
+                        "RESUMED" => pb::SnapshotReason::SubscriptionResumed,
                         _ => pb::SnapshotReason::SubscriptionCreated,
                     };
                     self.deliver_snapshot(
@@ -804,19 +872,27 @@ impl DeliveryStream {
                     .append_disclosures(&[entry], now)
                     .await
                     .map_err(|e| Flow::Stop(Some(store_error(e))))?;
-                self.state
-                    .store
-                    .end_subscriptions(
-                        EndSelector::One {
-                            party_id: &self.party.party_id,
-                            subscription_id: &subscription.subscription_id,
-                        },
-                        reason,
-                        status.message(),
-                        now,
-                    )
-                    .await
-                    .map_err(|e| Flow::Stop(Some(store_error(e))))?;
+                let selector = EndSelector::One {
+                    party_id: &self.party.party_id,
+                    subscription_id: &subscription.subscription_id,
+                };
+                // A consent that ended suspends (a new consent resumes); anything else ends.
+                let changed = if reason == EndReason::ConsentEnded {
+                    let message = format!(
+                        "{} Register a new consent for this person and basis to resume.",
+                        status.message()
+                    );
+                    self.state
+                        .store
+                        .suspend_subscriptions(selector, reason, &message, now)
+                        .await
+                } else {
+                    self.state
+                        .store
+                        .end_subscriptions(selector, reason, status.message(), now)
+                        .await
+                };
+                changed.map_err(|e| Flow::Stop(Some(store_error(e))))?;
                 self.state.notify_history();
                 Ok(None)
             }

@@ -144,7 +144,7 @@ pub enum CreateOutcome {
     Conflict,
 }
 
-/// Which subscriptions to end.
+/// Which subscriptions to end or suspend.
 #[derive(Debug, Clone)]
 pub enum EndSelector<'a> {
     One {
@@ -166,7 +166,7 @@ pub enum EndSelector<'a> {
 /// The kind of a history event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
-    /// A snapshot; the detail is the reason (`SUBSCRIPTION_CREATED`, `FULL_REFRESH`).
+    /// A snapshot; the detail is the reason (`SUBSCRIPTION_CREATED`, `FULL_REFRESH`, `RESUMED`).
     Snapshot { reason: String },
     /// The register fact at the event's sequence.
     Change,
@@ -406,6 +406,110 @@ impl Store {
         message: &str,
         now: Micros,
     ) -> Result<Vec<Subscription>, StoreError> {
+        self.leave_active(selector, SubscriptionState::Ended, reason, message, now)
+            .await
+    }
+
+    /// Suspends the selected active subscriptions (their consent ended), writing a SUSPENDED notice
+    /// for each at a fresh sequence. Nothing is fanned out to a suspended subscription; a new
+    /// consent for the same person and basis resumes it ([`Store::resume_with_consent`]).
+    pub async fn suspend_subscriptions(
+        &self,
+        selector: EndSelector<'_>,
+        reason: EndReason,
+        message: &str,
+        now: Micros,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        self.leave_active(selector, SubscriptionState::Suspended, reason, message, now)
+            .await
+    }
+
+    /// Resumes the party's subscriptions for `person` under `basis_code` that were suspended
+    /// because their consent ended: they now rely on `consent_id`, become ACTIVE (a RESUMED
+    /// notice) and get a fresh snapshot, both at one new sequence. Returns those resumed.
+    pub async fn resume_with_consent(
+        &self,
+        party_id: &str,
+        person: &str,
+        basis_code: &str,
+        consent_id: &str,
+        now: Micros,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let resumed = on_writer!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s \
+                 WHERE s.party_id = $1 AND s.person = $2 AND s.legal_basis = $3 AND s.state = 'SUSPENDED' \
+                   AND s.state_reason = 'CONSENT_ENDED' ORDER BY s.subscription_id"
+            )))
+            .bind(party_id)
+            .bind(person)
+            .bind(basis_code)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut resumed = Vec::with_capacity(rows.len());
+            if !rows.is_empty() {
+                let seq: i64 = sqlx::query_scalar(NEXT_SEQ_SQL).fetch_one(&mut *tx).await?;
+                let detail = "ACTIVE:RESUMED:a new consent was registered; a fresh snapshot follows";
+                let mut ord = 0i64;
+                for row in &rows {
+                    let mut sub = subscription_from_row(row, 0)?;
+                    let number: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(MAX(event_number), 0) + 1 FROM delivery_events WHERE subscription_id = $1",
+                    )
+                    .bind(&sub.subscription_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE subscriptions SET state = 'ACTIVE', state_reason = 'RESUMED', consent_id = $1 \
+                         WHERE subscription_id = $2",
+                    )
+                    .bind(consent_id)
+                    .bind(&sub.subscription_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    for (offset, (kind, detail)) in
+                        [("NOTICE", detail), ("SNAPSHOT", "RESUMED")].iter().enumerate()
+                    {
+                        let offset = i64::try_from(offset).unwrap_or(0);
+                        sqlx::query(
+                            "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, detail, recorded_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(party_id)
+                        .bind(seq)
+                        .bind(ord + offset + 1)
+                        .bind(&sub.subscription_id)
+                        .bind(number + offset)
+                        .bind(*kind)
+                        .bind(*detail)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    ord += 2;
+                    sub.state = SubscriptionState::Active;
+                    sub.state_reason = "RESUMED".to_string();
+                    sub.consent_id = consent_id.to_string();
+                    resumed.push(sub);
+                }
+            }
+            tx.commit().await?;
+            resumed
+        });
+        Ok(resumed)
+    }
+
+    /// Moves the selected subscriptions out of ACTIVE (to SUSPENDED, or to ENDED also from
+    /// SUSPENDED), writing a notice for each at one fresh sequence.
+    async fn leave_active(
+        &self,
+        selector: EndSelector<'_>,
+        to: SubscriptionState,
+        reason: EndReason,
+        message: &str,
+        now: Micros,
+    ) -> Result<Vec<Subscription>, StoreError> {
         let (clause, a, b) = match selector {
             EndSelector::One {
                 party_id,
@@ -426,11 +530,15 @@ impl Store {
             ),
             EndSelector::AllOfParty { party_id } => ("s.party_id = $1 AND $2 = ''", party_id, ""),
         };
-        let detail = format!("ENDED:{}:{}", reason.as_str(), message);
+        let detail = format!("{}:{}:{}", to.as_str(), reason.as_str(), message);
+        let from = match to {
+            SubscriptionState::Suspended => "s.state = 'ACTIVE'",
+            _ => "s.state <> 'ENDED'",
+        };
         let ended = on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE {clause} AND s.state <> 'ENDED' \
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE {clause} AND {from} \
                  ORDER BY s.party_id, s.subscription_id"
             )))
             .bind(a)
@@ -452,13 +560,15 @@ impl Store {
                     .bind(&sub.subscription_id)
                     .fetch_one(&mut *tx)
                     .await?;
+                    let ending = to == SubscriptionState::Ended;
                     sqlx::query(
-                        "UPDATE subscriptions SET state = 'ENDED', state_reason = $1, ended_at = $2, ended_seq = $3 \
-                         WHERE subscription_id = $4",
+                        "UPDATE subscriptions SET state = $1, state_reason = $2, ended_at = $3, ended_seq = $4 \
+                         WHERE subscription_id = $5",
                     )
+                    .bind(to.as_str())
                     .bind(reason.as_str())
-                    .bind(now)
-                    .bind(seq)
+                    .bind(ending.then_some(now))
+                    .bind(ending.then_some(seq))
                     .bind(&sub.subscription_id)
                     .execute(&mut *tx)
                     .await?;
@@ -475,10 +585,12 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    sub.state = SubscriptionState::Ended;
+                    sub.state = to;
                     sub.state_reason = reason.as_str().to_string();
-                    sub.ended_at = Some(now);
-                    sub.ended_seq = Some(to_u64(seq));
+                    if ending {
+                        sub.ended_at = Some(now);
+                        sub.ended_seq = Some(to_u64(seq));
+                    }
                     ended.push(sub);
                 }
             }
@@ -589,13 +701,23 @@ impl Store {
         })
     }
 
-    /// The subscriptions a stream started at `head` without a cursor gives start snapshots for: the
-    /// ones active at `head`, in id order, each with the number of its latest event at `head`.
+    /// A page of the subscriptions a stream started at `head` without a cursor gives start
+    /// snapshots for: the ones active at `head` (created at or before it, not ended by it), in id
+    /// order, each with the number of its latest event at `head`. That set never changes once
+    /// `head` has passed, so a position in it is a plain index. The first page of a stream starts
+    /// at index `skip`; later pages continue after the id `after`.
     pub async fn start_subscriptions(
         &self,
         party_id: &str,
         head: u64,
+        after: Option<&str>,
+        skip: u64,
+        limit: usize,
     ) -> Result<Vec<(Subscription, u64)>, StoreError> {
+        let (after, skip) = match after {
+            Some(id) => (id, 0),
+            None => ("", skip),
+        };
         on_reader!(self, |pool| {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {SUBSCRIPTION_COLUMNS}, \
@@ -603,10 +725,14 @@ impl Store {
                           WHERE e.subscription_id = s.subscription_id AND e.seq <= $2) \
                  FROM subscriptions s \
                  WHERE s.party_id = $1 AND s.created_seq <= $2 AND (s.ended_seq IS NULL OR s.ended_seq > $2) \
-                 ORDER BY s.subscription_id"
+                   AND s.subscription_id > $3 \
+                 ORDER BY s.subscription_id LIMIT $4 OFFSET $5"
             )))
             .bind(party_id)
             .bind(to_i64(head))
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(to_i64(skip))
             .fetch_all(pool)
             .await?;
             rows.iter()

@@ -27,7 +27,7 @@ backend_tests!(
     resume_from_every_cursor_gives_the_exact_remainder,
     restart_mid_stream_then_resume_loses_nothing,
     change_committed_during_the_snapshot_is_delivered_exactly_once,
-    consent_revoked_mid_stream_ends_the_subscription,
+    consent_revoked_mid_stream_suspends_and_a_new_consent_resumes,
     case_closed_mid_stream_ends_the_subscription,
     party_terminated_ends_the_stream,
     expired_cursor_then_full_refresh,
@@ -426,19 +426,25 @@ async fn change_committed_during_the_snapshot_is_delivered_exactly_once(backend:
     app.stop().await;
 }
 
-async fn consent_revoked_mid_stream_ends_the_subscription(backend: Backend) {
+fn risk_consent(app: &TestApp, evidence: &str) -> pb::RegisterConsentRequest {
+    pb::RegisterConsentRequest {
+        person_id: P1.to_string(),
+        legal_basis: "INS_RISK_ASSESSMENT".to_string(),
+        given_on: lefi::domain::clock::format_date(app.clock.today()),
+        expires_on: lefi::domain::clock::format_date(app.clock.today() + time::Duration::days(30)),
+        evidence_reference: evidence.to_string(),
+    }
+}
+
+async fn consent_revoked_mid_stream_suspends_and_a_new_consent_resumes(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
     let channel = app.party_channel(&app.certs.insurer).await;
-    let consent = pb::consent_service_client::ConsentServiceClient::new(channel.clone())
-        .register_consent(pb::RegisterConsentRequest {
-            person_id: P1.to_string(),
-            legal_basis: "INS_RISK_ASSESSMENT".to_string(),
-            given_on: lefi::domain::clock::format_date(app.clock.today()),
-            expires_on: lefi::domain::clock::format_date(app.clock.today() + time::Duration::days(30)),
-            evidence_reference: "FORM-7".to_string(),
-        })
+    let consents = pb::consent_service_client::ConsentServiceClient::new(channel.clone());
+    let consent = consents
+        .clone()
+        .register_consent(risk_consent(&app, "FORM-7"))
         .await
         .unwrap()
         .into_inner()
@@ -462,7 +468,8 @@ async fn consent_revoked_mid_stream_ends_the_subscription(backend: Backend) {
     let mut stream = open(channel.clone(), &start, 0).await;
     take(&mut stream, 4).await; // two empty creation snapshots
 
-    let revoked = pb::consent_service_client::ConsentServiceClient::new(channel.clone())
+    let revoked = consents
+        .clone()
         .revoke_consent(pb::RevokeConsentRequest {
             consent_id: consent.consent_id.clone(),
             reason: "withdrawn".to_string(),
@@ -470,13 +477,13 @@ async fn consent_revoked_mid_stream_ends_the_subscription(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(revoked.ended_subscription_count, 1);
+    assert_eq!(revoked.suspended_subscription_count, 1);
     let notice = take(&mut stream, 1).await;
     let Some(pb::stream_event::Event::Notice(n)) = &notice[0].event else {
         panic!("{notice:?}")
     };
     assert_eq!(n.subscription_id, risk_id);
-    assert_eq!(n.state, pb::SubscriptionState::Ended as i32);
+    assert_eq!(n.state, pb::SubscriptionState::Suspended as i32);
     assert_eq!(n.reason, pb::SubscriptionStateReason::ConsentEnded as i32);
     // Later facts reach only the subscription that still holds.
     accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 100)]).await);
@@ -486,6 +493,86 @@ async fn consent_revoked_mid_stream_ends_the_subscription(backend: Backend) {
         panic!()
     };
     assert_ne!(c.subscription_id, risk_id);
+    let listed = pb::subscription_service_client::SubscriptionServiceClient::new(channel.clone())
+        .list_subscriptions(pb::ListSubscriptionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let risk = listed
+        .subscriptions
+        .iter()
+        .find(|s| s.subscription_id == risk_id)
+        .expect("listed");
+    assert_eq!(risk.state, pb::SubscriptionState::Suspended as i32);
+
+    // A stream started from scratch now gives the suspended subscription a notice, no snapshot.
+    let mut fresh = open(channel.clone(), "", 0).await;
+    let from_scratch = drain(&mut fresh).await;
+    let about_risk: Vec<_> = from_scratch
+        .iter()
+        .filter(|e| format!("{:?}", e.event).contains(&risk_id))
+        .collect();
+    assert_eq!(about_risk.len(), 1, "{from_scratch:#?}");
+    let Some(pb::stream_event::Event::Notice(n)) = &about_risk[0].event else {
+        panic!("{about_risk:?}")
+    };
+    assert_eq!(n.state, pb::SubscriptionState::Suspended as i32);
+    assert!(
+        from_scratch
+            .iter()
+            .any(|e| matches!(&e.event, Some(pb::stream_event::Event::SnapshotEnd(_)))),
+        "the other subscription still gets its snapshot"
+    );
+
+    // A new consent for the same person and basis resumes it: ACTIVE notice, then a snapshot as of
+    // now (which holds the payment committed while it was suspended).
+    let renewed = consents
+        .clone()
+        .register_consent(risk_consent(&app, "FORM-8"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renewed.resumed_subscription_count, 1);
+    let mut resumed = take(&mut stream, 2).await;
+    while !matches!(
+        resumed.last().and_then(|e| e.event.as_ref()),
+        Some(pb::stream_event::Event::SnapshotEnd(_))
+    ) {
+        resumed.extend(take(&mut stream, 1).await);
+    }
+    let Some(pb::stream_event::Event::Notice(n)) = &resumed[0].event else {
+        panic!("{resumed:?}")
+    };
+    assert_eq!(n.subscription_id, risk_id);
+    assert_eq!(n.state, pb::SubscriptionState::Active as i32);
+    assert_eq!(n.reason, pb::SubscriptionStateReason::Resumed as i32);
+    let Some(pb::stream_event::Event::SnapshotBegin(b)) = &resumed[1].event else {
+        panic!("{resumed:?}")
+    };
+    assert_eq!(b.subscription_id, risk_id);
+    assert_eq!(b.reason, pb::SnapshotReason::SubscriptionResumed as i32);
+    assert_eq!(b.event_number, n.event_number + 1, "numbers run on without a gap");
+    assert!(matches!(
+        &resumed.last().unwrap().event,
+        Some(pb::stream_event::Event::SnapshotEnd(e)) if e.subscription_id == risk_id
+    ));
+    // From here, changes reach both subscriptions again.
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 200)]).await);
+    let both = take(&mut stream, 2).await;
+    let mut to: Vec<&str> = both
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(pb::stream_event::Event::Change(c)) => Some(c.subscription_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    to.sort_unstable();
+    to.dedup();
+    assert_eq!(to.len(), 2, "one change to each subscription: {both:?}");
     app.stop().await;
 }
 
