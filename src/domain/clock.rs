@@ -1,8 +1,8 @@
 //! Time as the service sees it: instants in microseconds since the Unix epoch (UTC), business dates
-//! as calendar dates, and a clock that tests can set.
+//! as calendar dates in Swedish time (Europe/Stockholm), and a clock that tests can set.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use time::{Date, OffsetDateTime, format_description::well_known::Iso8601, macros::format_description};
 
@@ -34,9 +34,10 @@ impl Clock {
         to_micros(self.now())
     }
 
-    /// Today's date in UTC.
+    /// Today's date in Sweden: the date every rule that compares dates judges by (agreements,
+    /// terminations, consents, legal bases in force).
     pub fn today(&self) -> Date {
-        self.now().date()
+        business_date(self.now())
     }
 
     /// Moves this clock (and every clone of it) forward or backward.
@@ -44,6 +45,56 @@ impl Clock {
         let micros = i64::try_from(by.whole_microseconds()).unwrap_or(i64::MAX);
         self.offset.fetch_add(micros, Ordering::Relaxed);
     }
+}
+
+/// Swedish time, from the time-zone database bundled into the binary (the same on every machine).
+static SWEDEN: LazyLock<Option<jiff::tz::TimeZone>> =
+    LazyLock::new(|| jiff::tz::TimeZone::get("Europe/Stockholm").ok());
+
+/// The calendar date in Sweden (Europe/Stockholm: CET, CEST in summer) at instant `t`. A
+/// termination "effective 2026-07-01" takes effect at midnight Swedish time, not two hours later.
+pub fn business_date(t: OffsetDateTime) -> Date {
+    let utc = t.date();
+    let Some(sweden) = SWEDEN.as_ref() else {
+        return utc;
+    };
+    let Ok(instant) = jiff::Timestamp::from_second(t.unix_timestamp()) else {
+        return utc;
+    };
+    let local = sweden.to_datetime(instant).date();
+    time::Month::try_from(u8::try_from(local.month()).unwrap_or(0))
+        .ok()
+        .and_then(|month| {
+            Date::from_calendar_date(
+                i32::from(local.year()),
+                month,
+                u8::try_from(local.day()).unwrap_or(0),
+            )
+            .ok()
+        })
+        .unwrap_or(utc)
+}
+
+/// The instant a business date begins: 00:00 Swedish time, in microseconds.
+pub fn business_day_start(d: Date) -> Micros {
+    let utc_midnight = to_micros(d.midnight().assume_utc());
+    let Some(sweden) = SWEDEN.as_ref() else {
+        return utc_midnight;
+    };
+    let civil = jiff::civil::Date::new(
+        i16::try_from(d.year()).unwrap_or(i16::MAX),
+        i8::try_from(u8::from(d.month())).unwrap_or(1),
+        i8::try_from(d.day()).unwrap_or(1),
+    );
+    match civil.and_then(|c| c.to_zoned(sweden.clone())) {
+        Ok(start) => start.timestamp().as_microsecond(),
+        Err(_) => utc_midnight,
+    }
+}
+
+/// The business date (see [`business_date`]) at an instant given in microseconds.
+pub fn business_date_at(m: Micros) -> Date {
+    business_date(from_micros(m))
 }
 
 /// Converts an instant to microseconds since the epoch.
@@ -75,6 +126,59 @@ pub fn format_instant(t: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(rfc3339: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn business_dates_are_swedish() {
+        // Winter (CET, UTC+1): 23:30 UTC is already the next day in Stockholm.
+        assert_eq!(
+            format_date(business_date(at("2026-01-14T23:30:00Z"))),
+            "2026-01-15"
+        );
+        assert_eq!(
+            format_date(business_date(at("2026-01-14T22:59:59Z"))),
+            "2026-01-14"
+        );
+        // Summer (CEST, UTC+2): from 22:00 UTC.
+        assert_eq!(
+            format_date(business_date(at("2026-06-30T22:00:00Z"))),
+            "2026-07-01"
+        );
+        assert_eq!(
+            format_date(business_date(at("2026-06-30T21:59:59Z"))),
+            "2026-06-30"
+        );
+        // New Year's Eve: the Swedish year turns an hour before UTC's.
+        assert_eq!(
+            format_date(business_date(at("2026-12-31T23:00:00Z"))),
+            "2027-01-01"
+        );
+        // Across the switch to summer time (2026-03-29 01:00 UTC).
+        assert_eq!(
+            format_date(business_date(at("2026-03-29T22:00:00Z"))),
+            "2026-03-30"
+        );
+        assert_eq!(
+            format_date(business_date(at("2026-03-28T23:00:00Z"))),
+            "2026-03-29"
+        );
+    }
+
+    #[test]
+    fn a_business_day_starts_at_swedish_midnight() {
+        let summer = parse_date("2026-07-01").unwrap();
+        assert_eq!(business_day_start(summer), to_micros(at("2026-06-30T22:00:00Z")));
+        let winter = parse_date("2026-01-15").unwrap();
+        assert_eq!(business_day_start(winter), to_micros(at("2026-01-14T23:00:00Z")));
+        assert_eq!(business_date_at(business_day_start(summer)), summer);
+        assert_eq!(
+            business_date_at(business_day_start(summer) - 1),
+            parse_date("2026-06-30").unwrap()
+        );
+    }
 
     #[test]
     fn dates_round_trip() {

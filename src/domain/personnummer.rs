@@ -118,13 +118,16 @@ impl Personnummer {
         }
     }
 
-    /// Same as [`Personnummer::parse`] with today's UTC date as the reference date.
+    /// Same as [`Personnummer::parse`] with today's Swedish date as the reference date.
     ///
     /// # Errors
     ///
     /// Returns a [`PersonnummerError`] telling which rule the input breaks.
     pub fn parse_now(input: &str) -> Result<Self, PersonnummerError> {
-        Self::parse(input, OffsetDateTime::now_utc().date())
+        Self::parse(
+            input,
+            crate::domain::clock::business_date(OffsetDateTime::now_utc()),
+        )
     }
 
     /// Rebuilds from the 12-digit storage form (as read back from the database); still
@@ -340,7 +343,7 @@ impl fmt::Debug for Personnummer {
 impl FromStr for Personnummer {
     type Err = PersonnummerError;
 
-    /// Parses with today's UTC date as the reference date, like [`Personnummer::parse_now`].
+    /// Parses with today's Swedish date as the reference date, like [`Personnummer::parse_now`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse_now(s)
     }
@@ -349,7 +352,7 @@ impl FromStr for Personnummer {
 impl TryFrom<String> for Personnummer {
     type Error = PersonnummerError;
 
-    /// Parses with today's UTC date as the reference date, like [`Personnummer::parse_now`].
+    /// Parses with today's Swedish date as the reference date, like [`Personnummer::parse_now`].
     fn try_from(value: String) -> Result<Self, Self::Error> {
         Self::parse_now(&value)
     }

@@ -164,7 +164,7 @@ impl PartyAdminApi {
     /// The current instant and the date the rules judge by, from one reading of the clock.
     fn now(&self) -> (Micros, time::Date) {
         let now = self.state.clock.now_micros();
-        (now, from_micros(now).date())
+        (now, crate::domain::clock::business_date_at(now))
     }
 }
 

@@ -1052,9 +1052,9 @@ impl Store {
     }
 }
 
-/// The calendar date (UTC) of an instant, as the rules judge dates.
+/// The business date (Swedish) of an instant, as the rules judge dates.
 fn today(now: Micros) -> Date {
-    from_micros(now).date()
+    crate::domain::clock::business_date_at(now)
 }
 
 /// Instants in audit details, for people.
@@ -1332,7 +1332,7 @@ impl Tx {
     }
 
     /// Records every scheduled termination whose effective date has come. The audit entry is
-    /// dated 00:00 UTC of the effective date, when the termination took effect.
+    /// dated 00:00 Swedish time of the effective date, when the termination took effect.
     async fn settle(&mut self, now: Micros) -> Result<(), StoreError> {
         let due: Vec<(String, String)> = on_tx!(self, |c| {
             sqlx::query_as(
@@ -1345,7 +1345,7 @@ impl Tx {
         });
         for (party_id, effective) in due {
             let date = parse_date(&effective).ok_or(StoreError::Corrupt("parties.termination_effective"))?;
-            let at = to_micros(date.midnight().assume_utc()).min(now);
+            let at = crate::domain::clock::business_day_start(date).min(now);
             let changed = on_tx!(self, |c| {
                 sqlx::query(
                     "UPDATE parties SET state = 'TERMINATED', updated_at = $1 \

@@ -188,7 +188,7 @@ impl Store {
         now: Micros,
     ) -> Result<String, StoreError> {
         let party_id = new_id("pty");
-        let today = format_date(crate::domain::clock::from_micros(now).date());
+        let today = format_date(crate::domain::clock::business_date_at(now));
         let result: Result<(), sqlx::Error> = on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(

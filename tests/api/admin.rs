@@ -25,6 +25,7 @@ backend_tests!(
     insurer_notice_period_with_and_without_override,
     termination_effective_today_or_earlier_is_immediate,
     future_termination_works_until_its_effective_date,
+    termination_takes_effect_at_swedish_midnight,
     withdrawal_returns_to_the_earlier_state,
     revoked_certificate_is_refused_and_its_open_stream_ends,
     idempotent_retry_returns_the_same_answer_and_acts_once,
@@ -850,6 +851,48 @@ async fn termination_effective_today_or_earlier_is_immediate(backend: Backend) {
     let last = history.last().unwrap();
     assert_eq!(last.before_state, common::PartyState::Connected as i32);
     assert_eq!(last.after_state, common::PartyState::Terminated as i32);
+    app.stop().await;
+}
+
+/// Moves the test clock to the given instant.
+fn set_clock(app: &TestApp, instant: time::OffsetDateTime) {
+    app.clock.advance(instant - app.clock.now());
+}
+
+async fn termination_takes_effect_at_swedish_midnight(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let admin = Admin::new(&app, &app.certs.operator).await;
+    let channel = app.party_channel(&app.certs.municipality).await;
+    // Effective on the 1st of a summer month (CEST, UTC+2) at least 10 days ahead.
+    let mut effective = app.clock.today() + time::Duration::days(10);
+    while effective.day() != 1 || !(5..=9).contains(&u8::from(effective.month())) {
+        effective = effective.next_day().unwrap();
+    }
+    let party = admin.get(&app.municipality_id).await.unwrap();
+    admin.terminate(Admin::notice(&party, effective)).await.unwrap();
+    let swedish_midnight = effective.midnight().assume_utc() - time::Duration::hours(2);
+
+    // 23:59 in Stockholm the evening before: still works.
+    set_clock(&app, swedish_midnight - time::Duration::minutes(1));
+    let me = who_am_i(channel.clone()).await.unwrap();
+    assert_eq!(me.state, common::PartyState::TerminationScheduled as i32);
+
+    // 00:01 in Stockholm, 22:01 UTC on the day before: the termination has taken effect, though
+    // the UTC date has not yet turned.
+    set_clock(&app, swedish_midnight + time::Duration::minutes(1));
+    assert!(
+        app.clock.now().date() < effective,
+        "UTC is still on the previous day"
+    );
+    assert_refused(
+        who_am_i(channel).await,
+        Code::PermissionDenied,
+        "PARTY_TERMINATED",
+    );
+    let after = admin.get(&app.municipality_id).await.unwrap();
+    assert_eq!(state(&after), common::PartyState::Terminated);
     app.stop().await;
 }
 
