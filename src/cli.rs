@@ -253,7 +253,9 @@ pub enum BenchCommand {
         batch: usize,
     },
     /// Delivery: snapshot throughput to one client (beside a bare tonic stream and a plain sqlx
-    /// read measured in the same run), commit-to-delivery latency, memory; in one process.
+    /// read measured in the same run), commit-to-delivery latency, idle-stream memory, and the
+    /// server's peak memory under a slow reader (`lefi serve` in a child process). Results go into
+    /// docs/BENCHMARKS.md with the machine and date.
     Delivery {
         /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
         #[arg(long)]

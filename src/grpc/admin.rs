@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::AppState;
 use crate::domain::OperatorRole;
-use crate::domain::clock::{Micros, from_micros};
+use crate::domain::clock::Micros;
 use crate::domain::party::AdminRight;
 use crate::grpc::operator_of;
 use crate::grpc::pb::lefi::admin::v1 as pb;

@@ -18,7 +18,7 @@ use time::Date;
 
 use super::parties::new_id;
 use super::{Backend, Store, StoreError, is_unique_violation, on_reader};
-use crate::domain::clock::{Micros, format_date, from_micros, parse_date, to_micros};
+use crate::domain::clock::{Micros, format_date, from_micros, parse_date};
 use crate::domain::lifecycle::{
     self, CatalogueBasis, CodeProblem, IllegalTransition, PartyAction, Registered, Signatures, Signer, Step,
     TerminationNotice, TerminationRefused, check_transition, effective_state,
