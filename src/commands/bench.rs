@@ -319,15 +319,7 @@ pub mod delivery {
         // 3. The snapshot: one stream, every subscription's start snapshot.
         let rss_before_stream = rss_kib().unwrap_or(0);
         let started = Instant::now();
-        let mut stream = pb::delivery_service_client::DeliveryServiceClient::new(channel.clone())
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .stream(pb::StreamRequest {
-                cursor: String::new(),
-                max_batch_records: 1_000,
-                heartbeat_interval: None,
-            })
-            .await?
-            .into_inner();
+        let mut stream = fresh_stream(channel.clone(), 1_000).await?;
         let mut records = 0u64;
         let mut snapshots = 0usize;
         let mut recorded: Vec<pb::StreamEvent> = Vec::new();
@@ -478,6 +470,22 @@ pub mod delivery {
         Ok(())
     }
 
+    /// Opens a stream with an empty cursor: every subscription's start snapshot, then changes.
+    async fn fresh_stream(
+        channel: tonic::transport::Channel,
+        max_batch_records: u32,
+    ) -> anyhow::Result<tonic::Streaming<pb::StreamEvent>> {
+        Ok(pb::delivery_service_client::DeliveryServiceClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .stream(pb::StreamRequest {
+                cursor: String::new(),
+                max_batch_records,
+                heartbeat_interval: None,
+            })
+            .await?
+            .into_inner())
+    }
+
     /// Opens a fresh stream (empty cursor) and reads every start snapshot; returns the records
     /// received and the seconds it took.
     #[cfg(feature = "bench-policy-stub")]
@@ -486,15 +494,7 @@ pub mod delivery {
         subscriptions: usize,
     ) -> anyhow::Result<(u64, f64)> {
         let started = Instant::now();
-        let mut stream = pb::delivery_service_client::DeliveryServiceClient::new(channel.clone())
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .stream(pb::StreamRequest {
-                cursor: String::new(),
-                max_batch_records: 1_000,
-                heartbeat_interval: None,
-            })
-            .await?
-            .into_inner();
+        let mut stream = fresh_stream(channel.clone(), 1_000).await?;
         let (mut records, mut snapshots) = (0u64, 0usize);
         while snapshots < subscriptions {
             match stream.message().await?.and_then(|e| e.event) {
@@ -598,15 +598,7 @@ pub mod delivery {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let channel = channel.context("the server process did not start listening within 10 s")?;
-        let mut stream = pb::delivery_service_client::DeliveryServiceClient::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .stream(pb::StreamRequest {
-                cursor: String::new(),
-                max_batch_records: 100,
-                heartbeat_interval: None,
-            })
-            .await?
-            .into_inner();
+        let mut stream = fresh_stream(channel, 100).await?;
         let started = Instant::now();
         let (mut records, mut snapshots) = (0u64, 0usize);
         while records < limit && snapshots < subscriptions {

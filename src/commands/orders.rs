@@ -184,6 +184,12 @@ pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> 
                 print_consent(c);
                 println!("pass --consent-id {} when you subscribe or query", c.consent_id);
             }
+            if response.resumed_subscription_count > 0 {
+                println!(
+                    "{} suspended subscription(s) resumed under this consent (a fresh snapshot follows on the stream)",
+                    response.resumed_subscription_count
+                );
+            }
             Ok(())
         }
         ConsentCommand::Revoke { consent_id, reason } => {
