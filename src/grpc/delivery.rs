@@ -288,6 +288,9 @@ const PREFETCH: usize = 64;
 /// Chunks of start snapshots read ahead of the one being delivered.
 const READ_AHEAD: usize = 2;
 
+/// Chunks of start snapshots read at the same time.
+const PARALLEL_READS: usize = 2;
+
 /// A person's own data and records, as a snapshot delivers them.
 type Snapshot = (PersonData, Vec<StoredRecord>);
 
@@ -295,7 +298,7 @@ type Snapshot = (PersonData, Vec<StoredRecord>);
 /// the number of its latest event at the head and its snapshot (`None` where the stored person id
 /// does not parse; its delivery then reads, and fails, on its own).
 enum StartRead {
-    Chunk(Vec<(Subscription, u64, Option<Snapshot>)>),
+    Chunk(StartChunk),
     /// Every subscription was handed over.
     Done,
     Failed(crate::store::StoreError),
@@ -303,7 +306,10 @@ enum StartRead {
 
 /// Reads the subscriptions a stream started at `head` gives start snapshots for, from index
 /// `from`, `PREFETCH` at a time, with their snapshots as of `head`, and hands them over in order.
-/// Stops after `Done`, after the first error (handed over), or when the stream no longer wants them.
+/// Up to `PARALLEL_READS` chunks' snapshots are read at once (each on its own task and database
+/// connection), so reading overlaps with itself as well as with the delivery. Stops after `Done`,
+/// after the first error (handed over), or when the stream no longer wants them; reads still
+/// running are then aborted.
 async fn read_start_snapshots(
     store: crate::store::Store,
     party_id: String,
@@ -311,52 +317,93 @@ async fn read_start_snapshots(
     head: u64,
     tx: mpsc::Sender<StartRead>,
 ) {
+    let mut reads: tokio::task::JoinSet<(u64, Result<StartChunk, crate::store::StoreError>)> =
+        tokio::task::JoinSet::new();
+    let mut ready: std::collections::BTreeMap<u64, StartChunk> = std::collections::BTreeMap::new();
+    let (mut next_read, mut next_send) = (0u64, 0u64);
     let mut after: Option<String> = None;
+    let mut exhausted = false;
     loop {
-        let page = match store
-            .start_subscriptions(&party_id, head, after.as_deref(), from, PREFETCH)
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => {
+        while !exhausted && reads.len() + ready.len() < PARALLEL_READS {
+            let page = match store
+                .start_subscriptions(&party_id, head, after.as_deref(), from, PREFETCH)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(StartRead::Failed(e)).await;
+                    return;
+                }
+            };
+            match page.last() {
+                None => exhausted = true,
+                Some((last, _)) => {
+                    after = Some(last.subscription_id.clone());
+                    let store = store.clone();
+                    let n = next_read;
+                    reads.spawn(async move { (n, read_start_chunk(&store, page, head).await) });
+                    next_read += 1;
+                }
+            }
+        }
+        if let Some(chunk) = ready.remove(&next_send) {
+            if tx.send(StartRead::Chunk(chunk)).await.is_err() {
+                return;
+            }
+            next_send += 1;
+            continue;
+        }
+        match reads.join_next().await {
+            None => {
+                let _ = tx.send(StartRead::Done).await;
+                return;
+            }
+            Some(Ok((n, Ok(chunk)))) => {
+                ready.insert(n, chunk);
+            }
+            Some(Ok((_, Err(e)))) => {
                 let _ = tx.send(StartRead::Failed(e)).await;
                 return;
             }
-        };
-        let Some((last, _)) = page.last() else {
-            let _ = tx.send(StartRead::Done).await;
-            return;
-        };
-        after = Some(last.subscription_id.clone());
-        let parsed: Vec<Option<SnapshotItem>> = page
-            .iter()
-            .map(|(s, _)| {
-                let person = Personnummer::from_storage(&s.person).ok()?;
-                let period = DateRange {
-                    from: s.from_date,
-                    to: None,
-                };
-                Some((person, s.benefit_types.clone(), period))
-            })
-            .collect();
-        let items: Vec<SnapshotItem> = parsed.iter().flatten().cloned().collect();
-        let found = match store.snapshots_of(&items, head).await {
-            Ok(found) => found,
-            Err(e) => {
-                let _ = tx.send(StartRead::Failed(e)).await;
+            Some(Err(_)) => {
+                let _ = tx
+                    .send(StartRead::Failed(crate::store::StoreError::Corrupt(
+                        "start snapshot read task failed",
+                    )))
+                    .await;
                 return;
             }
-        };
-        let mut found = found.into_iter();
-        let chunk = page
-            .into_iter()
-            .zip(parsed)
-            .map(|((subscription, number), item)| (subscription, number, item.and_then(|_| found.next())))
-            .collect();
-        if tx.send(StartRead::Chunk(chunk)).await.is_err() {
-            return;
         }
     }
+}
+
+/// One chunk of start snapshots, in subscription order.
+type StartChunk = Vec<(Subscription, u64, Option<Snapshot>)>;
+
+/// Reads the snapshots of one page of subscriptions as of `head`, in one query.
+async fn read_start_chunk(
+    store: &crate::store::Store,
+    page: Vec<(Subscription, u64)>,
+    head: u64,
+) -> Result<StartChunk, crate::store::StoreError> {
+    let parsed: Vec<Option<SnapshotItem>> = page
+        .iter()
+        .map(|(s, _)| {
+            let person = Personnummer::from_storage(&s.person).ok()?;
+            let period = DateRange {
+                from: s.from_date,
+                to: None,
+            };
+            Some((person, s.benefit_types.clone(), period))
+        })
+        .collect();
+    let items: Vec<SnapshotItem> = parsed.iter().flatten().cloned().collect();
+    let mut found = store.snapshots_of(&items, head).await?.into_iter();
+    Ok(page
+        .into_iter()
+        .zip(parsed)
+        .map(|((subscription, number), item)| (subscription, number, item.and_then(|_| found.next())))
+        .collect())
 }
 
 /// Persons whose data a stream remembers at most.
