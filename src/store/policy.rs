@@ -215,30 +215,6 @@ const DISCLOSURE_COLUMN_COUNT: usize = 25;
 /// Entries per INSERT statement: 25 parameters each, well inside both backends' limits.
 const DISCLOSURE_ROWS_PER_STATEMENT: usize = 400;
 
-/// `(…), (…)` for `rows` rows of `cols` parameters: `$N` for PostgreSQL, anonymous `?` for
-/// SQLite (whose lookup of numbered names is linear per parameter; see `store::register`).
-fn values_list(rows: usize, cols: usize, numbered: bool) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    let mut n = 0;
-    for r in 0..rows {
-        out.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            n += 1;
-            if numbered {
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push('?');
-            }
-        }
-        out.push(')');
-    }
-    out
-}
-
 impl Store {
     /// Appends entries to the disclosure log in one transaction, chaining their hashes. Callers
     /// disclose only after this has returned `Ok`: if the log cannot be written, nothing leaves.
@@ -269,7 +245,7 @@ impl Store {
             for chunk in rows.chunks(DISCLOSURE_ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "INSERT INTO disclosure_log ({DISCLOSURE_COLUMNS}) VALUES {}",
-                    values_list(chunk.len(), DISCLOSURE_COLUMN_COUNT, numbered)
+                    super::values_list(chunk.len(), DISCLOSURE_COLUMN_COUNT, numbered)
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (entry_id, e, previous_hash, hash) in chunk {

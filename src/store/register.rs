@@ -193,13 +193,13 @@ impl Store {
         let mut persons: Vec<&str> = items.iter().map(|(p, _, _)| p.as_storage()).collect();
         persons.sort_unstable();
         persons.dedup();
-        let placeholders: Vec<String> = (1..=persons.len()).map(|i| format!("${i}")).collect();
+        let numbered = self.kind() == super::BackendKind::Postgres;
         let sql = format!(
             "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
                     fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-             FROM register_log WHERE person IN ({}) AND seq <= ${} ORDER BY person, seq",
-            placeholders.join(", "),
-            persons.len() + 1
+             FROM register_log WHERE person IN ({}) AND seq <= {} ORDER BY person, seq",
+            super::in_list(persons.len(), numbered),
+            super::placeholder(numbered, persons.len() + 1)
         );
         let rows: Vec<LogTuple> = on_reader!(self, |pool| {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
@@ -334,11 +334,7 @@ impl Store {
                 "SELECT person, seq, body FROM register_log \
                  WHERE fact_type = 'PERSON' AND person IN ({}) AND seq <= {} ORDER BY person, seq",
                 super::in_list(chunk.len(), numbered),
-                if numbered {
-                    format!("${}", chunk.len() + 1)
-                } else {
-                    "?".to_string()
-                }
+                super::placeholder(numbered, chunk.len() + 1)
             );
             let rows: Vec<(String, i64, String)> = on_reader!(self, |pool| {
                 let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
@@ -747,22 +743,6 @@ fn found_record(r: FoundRecord) -> Result<(RecordRow, LastVersion), StoreError> 
     ))
 }
 
-/// `(?, ?, …), (…)` for `rows` rows of `cols` columns. Anonymous placeholders, not `$N`: sqlx
-/// looks up every parameter's name when binding, and for numbered names SQLite's lookup is linear,
-/// which made binding a 8,000-parameter statement quadratic (80 % of ingest time).
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut row = String::with_capacity(cols * 3 + 2);
-    row.push('(');
-    for c in 0..cols {
-        if c > 0 {
-            row.push_str(", ");
-        }
-        row.push('?');
-    }
-    row.push(')');
-    vec![row; rows].join(", ")
-}
-
 /// The SQLite upsert of fact heads (for [`RegisterConn::write_records`]).
 async fn upsert_records_sqlite(conn: &mut SqliteConnection, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
@@ -772,7 +752,7 @@ async fn upsert_records_sqlite(conn: &mut SqliteConnection, rows: &[RecordRow]) 
              ON CONFLICT (record_id) DO UPDATE SET latest_version = excluded.latest_version, \
                  latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version, \
                  retracted = excluded.retracted",
-            placeholders(chunk.len(), 8)
+            super::values_list(chunk.len(), 8, false)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {
@@ -807,7 +787,7 @@ impl RegisterConn for SqliteConnection {
                         l.valid_to, l.body \
                  FROM k JOIN register_records r ON r.source_system = k.ss AND r.source_id = k.sid \
                  JOIN register_log l ON l.seq = r.latest_seq",
-                placeholders(chunk.len(), 2)
+                super::values_list(chunk.len(), 2, false)
             );
             let mut q = sqlx::query_as::<_, FoundRecord>(sqlx::AssertSqlSafe(sql));
             for (ss, sid) in chunk {
@@ -825,7 +805,7 @@ impl RegisterConn for SqliteConnection {
         for chunk in persons.chunks(SQLITE_ROWS_PER_STATEMENT) {
             let sql = format!(
                 "WITH k (p) AS (VALUES {}) SELECT r.person FROM k JOIN register_persons r ON r.person = k.p",
-                placeholders(chunk.len(), 1)
+                super::values_list(chunk.len(), 1, false)
             );
             let mut q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
             for p in chunk {
@@ -846,7 +826,7 @@ impl RegisterConn for SqliteConnection {
                 "WITH k (p, ss) AS (VALUES {}) \
                  SELECT s.person, s.source_system, s.latest_version, s.latest_seq, s.latest_source_version \
                  FROM k JOIN register_person_sources s ON s.person = k.p AND s.source_system = k.ss",
-                placeholders(chunk.len(), 2)
+                super::values_list(chunk.len(), 2, false)
             );
             let mut q = sqlx::query_as::<_, (String, String, i64, i64, i64)>(sqlx::AssertSqlSafe(sql));
             for (p, ss) in chunk {
@@ -875,7 +855,7 @@ impl RegisterConn for SqliteConnection {
                 "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
                      benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
                      source_version, content_hash) VALUES {}",
-                placeholders(chunk.len(), 16)
+                super::values_list(chunk.len(), 16, false)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             // The values move into the statement: no copies of the bodies.
@@ -921,7 +901,7 @@ impl RegisterConn for SqliteConnection {
                  ON CONFLICT (person) DO UPDATE SET name = excluded.name, \
                      protected_identity = excluded.protected_identity, date_of_death = excluded.date_of_death, \
                      latest_seq = excluded.latest_seq",
-                placeholders(chunk.len(), 6)
+                super::values_list(chunk.len(), 6, false)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
@@ -945,7 +925,7 @@ impl RegisterConn for SqliteConnection {
                      latest_source_version) VALUES {} \
                  ON CONFLICT (person, source_system) DO UPDATE SET latest_version = excluded.latest_version, \
                      latest_seq = excluded.latest_seq, latest_source_version = excluded.latest_source_version",
-                placeholders(chunk.len(), 5)
+                super::values_list(chunk.len(), 5, false)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
@@ -1741,8 +1721,6 @@ fn accepted_range(results: &[IngestResult]) -> Option<(i64, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::placeholders;
-
     #[test]
     fn copy_rows_escape_what_copy_reads_specially() {
         let mut out = String::new();
@@ -1751,11 +1729,5 @@ mod tests {
             &[Some("a\tb"), None, Some("{\"x\":\"\\n\"}"), Some("c\r\nd")],
         );
         assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\n");
-    }
-
-    #[test]
-    fn placeholders_number_every_value() {
-        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
-        assert_eq!(placeholders(1, 1), "(?)");
     }
 }
