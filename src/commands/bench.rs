@@ -75,10 +75,15 @@ async fn ingest(url: &str, persons: usize, batch_size: usize) -> anyhow::Result<
 
 /// Resident memory of this process in KiB (Linux), for the memory figures.
 fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_kib("self", "VmRSS:")
+}
+
+/// A memory field (`VmRSS:`, `VmHWM:`) of `/proc/<process>/status`, in KiB (Linux).
+fn status_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
 }
@@ -580,14 +585,7 @@ pub mod delivery {
             .spawn()
             .context("starting `lefi serve` for the slow-reader run")?;
         let pid = child.id().context("the server process has no id")?;
-        let status_of = |field: &str| -> Option<u64> {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        };
+        let status_of = |field: &str| super::status_kib(&pid.to_string(), field);
         let addr = format!("https://localhost:{port}");
         let mut channel = None;
         for _ in 0..100 {

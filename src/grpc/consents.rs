@@ -306,7 +306,7 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
 pub async fn suspend_consent_subscriptions(state: &AppState, consent_id: &str) -> Result<u32, Status> {
     let suspended = state
         .store
-        .suspend_subscriptions(
+        .withdraw_subscriptions(
             EndSelector::ByConsent { consent_id },
             EndReason::ConsentEnded,
             "the consent was revoked; register a new consent for this person and basis to resume",
@@ -388,7 +388,7 @@ impl pb::case_service_server::CaseService for CaseApi {
         let ended = self
             .state
             .store
-            .end_subscriptions(
+            .withdraw_subscriptions(
                 EndSelector::ByCase {
                     party_id: &party.party_id,
                     case_reference: &req.case_reference,

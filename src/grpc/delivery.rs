@@ -554,7 +554,7 @@ impl DeliveryStream {
         let ended = self
             .state
             .store
-            .end_subscriptions(
+            .withdraw_subscriptions(
                 EndSelector::AllOfParty {
                     party_id: &self.party.party_id,
                 },
@@ -924,21 +924,11 @@ impl DeliveryStream {
                     subscription_id: &subscription.subscription_id,
                 };
                 // A consent that ended suspends (a new consent resumes); anything else ends.
-                let changed = if reason == EndReason::ConsentEnded {
-                    let message = format!(
-                        "{} Register a new consent for this person and basis to resume.",
-                        status.message()
-                    );
-                    self.state
-                        .store
-                        .suspend_subscriptions(selector, reason, &message, now)
-                        .await
-                } else {
-                    self.state
-                        .store
-                        .end_subscriptions(selector, reason, status.message(), now)
-                        .await
-                };
+                let changed = self
+                    .state
+                    .store
+                    .withdraw_subscriptions(selector, reason, status.message(), now)
+                    .await;
                 changed.map_err(|e| Flow::Stop(Some(store_error(e))))?;
                 self.state.notify_history();
                 Ok(None)

@@ -302,7 +302,7 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
         let state = &self.state;
         let ended = state
             .store
-            .end_subscriptions(
+            .withdraw_subscriptions(
                 EndSelector::One {
                     party_id: &party.party_id,
                     subscription_id: &id,

@@ -62,7 +62,9 @@ impl SubscriptionState {
     }
 }
 
-/// Why a subscription ended (stored names match `SubscriptionStateReason` without its prefix).
+/// Why a subscription was withdrawn: `ConsentEnded` suspends it, every other reason ends it (see
+/// [`Store::withdraw_subscriptions`]; stored names match `SubscriptionStateReason` without its
+/// prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     Cancelled,
@@ -397,33 +399,6 @@ impl Store {
         })
     }
 
-    /// Ends the selected active or suspended subscriptions, writing an ENDED notice for each at a
-    /// fresh sequence. Returns the subscriptions it ended (none when they had already ended).
-    pub async fn end_subscriptions(
-        &self,
-        selector: EndSelector<'_>,
-        reason: EndReason,
-        message: &str,
-        now: Micros,
-    ) -> Result<Vec<Subscription>, StoreError> {
-        self.leave_active(selector, SubscriptionState::Ended, reason, message, now)
-            .await
-    }
-
-    /// Suspends the selected active subscriptions (their consent ended), writing a SUSPENDED notice
-    /// for each at a fresh sequence. Nothing is fanned out to a suspended subscription; a new
-    /// consent for the same person and basis resumes it ([`Store::resume_with_consent`]).
-    pub async fn suspend_subscriptions(
-        &self,
-        selector: EndSelector<'_>,
-        reason: EndReason,
-        message: &str,
-        now: Micros,
-    ) -> Result<Vec<Subscription>, StoreError> {
-        self.leave_active(selector, SubscriptionState::Suspended, reason, message, now)
-            .await
-    }
-
     /// Resumes the party's subscriptions for `person` under `basis_code` that were suspended
     /// because their consent ended: they now rely on `consent_id`, become ACTIVE (a RESUMED
     /// notice) and get a fresh snapshot, both at one new sequence. Returns those resumed.
@@ -500,16 +475,23 @@ impl Store {
         Ok(resumed)
     }
 
-    /// Moves the selected subscriptions out of ACTIVE (to SUSPENDED, or to ENDED also from
-    /// SUSPENDED), writing a notice for each at one fresh sequence.
-    async fn leave_active(
+    /// Withdraws the selected subscriptions for `reason`, writing a notice for each at one fresh
+    /// sequence. A consent that ended suspends the active ones (nothing is fanned out to them; a
+    /// new consent for the same person and basis resumes them, [`Store::resume_with_consent`]);
+    /// every other reason ends the active and suspended ones for good. Returns those changed (none
+    /// when they were already in that state).
+    pub async fn withdraw_subscriptions(
         &self,
         selector: EndSelector<'_>,
-        to: SubscriptionState,
         reason: EndReason,
         message: &str,
         now: Micros,
     ) -> Result<Vec<Subscription>, StoreError> {
+        let to = if reason == EndReason::ConsentEnded {
+            SubscriptionState::Suspended
+        } else {
+            SubscriptionState::Ended
+        };
         let (clause, a, b) = match selector {
             EndSelector::One {
                 party_id,
