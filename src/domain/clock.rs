@@ -109,11 +109,28 @@ pub fn from_micros(m: Micros) -> OffsetDateTime {
 
 /// Parses a business date `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s.trim(), format_description!("[year]-[month]-[day]")).ok()
+    let s = s.trim();
+    // The common case, `YYYY-MM-DD`, read directly: dates are parsed for every stored record a
+    // stream delivers. Anything else takes the general parser, which accepts the same format.
+    if let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] = *s.as_bytes() {
+        let digits = [y1, y2, y3, y4, m1, m2, d1, d2];
+        if digits.iter().all(u8::is_ascii_digit) {
+            let n = |ds: &[u8]| ds.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+            let year = i32::try_from(n(&digits[..4])).ok()?;
+            let month = time::Month::try_from(u8::try_from(n(&digits[4..6])).ok()?).ok()?;
+            let day = u8::try_from(n(&digits[6..])).ok()?;
+            return Date::from_calendar_date(year, month, day).ok();
+        }
+    }
+    Date::parse(s, format_description!("[year]-[month]-[day]")).ok()
 }
 
 /// Formats a business date as `YYYY-MM-DD`.
 pub fn format_date(d: Date) -> String {
+    if (0..=9999).contains(&d.year()) {
+        // Written directly (see `parse_date`): this runs for every date a stream delivers.
+        return format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    }
     d.format(format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()
 }
@@ -187,6 +204,22 @@ mod tests {
         assert!(parse_date("2023-02-29").is_none());
         assert!(parse_date("2023-13-01").is_none());
         assert!(parse_date("yesterday").is_none());
+        assert!(parse_date("2023-00-10").is_none());
+        assert!(parse_date("2023-01-00").is_none());
+        assert!(parse_date("2023-1-10").is_none());
+        assert!(parse_date("2023-01-1x").is_none());
+    }
+
+    #[test]
+    fn the_direct_date_reader_and_writer_agree_with_the_general_ones() {
+        let general = format_description!("[year]-[month]-[day]");
+        let mut d = Date::from_calendar_date(1899, time::Month::December, 25).unwrap();
+        while d.year() < 2101 {
+            let text = d.format(general).unwrap();
+            assert_eq!(format_date(d), text);
+            assert_eq!(parse_date(&text), Some(d));
+            d = d.next_day().unwrap();
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! take a fresh sequence from `register_head` in the same transaction, so they are ordered with
 //! ingest by the same lock: a reader that has seen sequence N has seen every event at or below N.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use time::Date;
 
@@ -238,6 +240,10 @@ where
 
 /// Takes the next register sequence for a party event (inside the caller's transaction; the row
 /// lock orders it with ingest).
+/// Rows per generated subscription statement (13 parameters each: far within both backends'
+/// parameter limits).
+const SUBSCRIPTION_ROWS_PER_STATEMENT: usize = 500;
+
 const NEXT_SEQ_SQL: &str = "UPDATE register_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq";
 
 impl Store {
@@ -249,23 +255,40 @@ impl Store {
         items: &[NewSubscription],
         now: Micros,
     ) -> Result<Vec<CreateOutcome>, StoreError> {
+        let numbered = self.kind() == super::BackendKind::Postgres;
         let outcomes = on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let mut outcomes = Vec::with_capacity(items.len());
-            let mut seq: Option<i64> = None;
-            let mut ord: i64 = 0;
-            for item in items {
-                let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.party_id = $1 AND s.client_reference = $2"
-                )))
-                .bind(party_id)
-                .bind(&item.client_reference)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = existing {
+            // The party's subscriptions that already hold one of the batch's references, read in a
+            // few queries (one per item made a 10,000-item call take seconds).
+            let mut known: HashMap<String, Subscription> = HashMap::new();
+            let mut references: Vec<&str> = items.iter().map(|i| i.client_reference.as_str()).collect();
+            references.sort_unstable();
+            references.dedup();
+            for chunk in references.chunks(SUBSCRIPTION_ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s \
+                     WHERE s.client_reference IN ({}) AND s.party_id = {}",
+                    super::in_list(chunk.len(), numbered),
+                    super::placeholder(numbered, chunk.len() + 1)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for reference in chunk {
+                    query = query.bind(*reference);
+                }
+                for row in query.bind(party_id).fetch_all(&mut *tx).await? {
                     let existing = subscription_from_row(&row, 0)?;
+                    known.insert(existing.client_reference.clone(), existing);
+                }
+            }
+            // Each item in order: a reference seen before (stored, or earlier in this batch) is
+            // unchanged or a conflict; a new one becomes a subscription at the batch's sequence.
+            let mut outcomes = Vec::with_capacity(items.len());
+            let mut created: Vec<Subscription> = Vec::new();
+            let mut seq: Option<i64> = None;
+            for item in items {
+                if let Some(existing) = known.get(&item.client_reference) {
                     outcomes.push(if existing.same_order(item) {
-                        CreateOutcome::Unchanged(existing)
+                        CreateOutcome::Unchanged(existing.clone())
                     } else {
                         CreateOutcome::Conflict
                     });
@@ -279,39 +302,8 @@ impl Store {
                         s
                     }
                 };
-                ord += 1;
-                let id = new_id("sub");
-                sqlx::query(
-                    "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
-                         from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'ACTIVE', '', $10, $11)",
-                )
-                .bind(&id)
-                .bind(party_id)
-                .bind(&item.client_reference)
-                .bind(&item.person)
-                .bind(item.benefit_types.join(","))
-                .bind(format_date(item.from_date))
-                .bind(&item.legal_basis)
-                .bind(&item.case_reference)
-                .bind(&item.consent_id)
-                .bind(now)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, detail, recorded_at) \
-                     VALUES ($1, $2, $3, $4, 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', $5)",
-                )
-                .bind(party_id)
-                .bind(at)
-                .bind(ord)
-                .bind(&id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                outcomes.push(CreateOutcome::Created(Subscription {
-                    subscription_id: id,
+                let subscription = Subscription {
+                    subscription_id: new_id("sub"),
                     party_id: party_id.to_string(),
                     client_reference: item.client_reference.clone(),
                     person: item.person.clone(),
@@ -326,7 +318,58 @@ impl Store {
                     created_seq: to_u64(at),
                     ended_at: None,
                     ended_seq: None,
-                }));
+                };
+                known.insert(item.client_reference.clone(), subscription.clone());
+                outcomes.push(CreateOutcome::Created(subscription.clone()));
+                created.push(subscription);
+            }
+            // The new subscriptions and their creation-snapshot events (numbered 1, ordered within
+            // the sequence as the items were), in multi-row INSERTs.
+            let mut ord: i64 = 0;
+            for chunk in created.chunks(SUBSCRIPTION_ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
+                         from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq) \
+                     VALUES {}",
+                    super::values_list(chunk.len(), 13, numbered)
+                );
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for s in chunk {
+                    insert = insert
+                        .bind(&s.subscription_id)
+                        .bind(party_id)
+                        .bind(&s.client_reference)
+                        .bind(&s.person)
+                        .bind(s.benefit_types.join(","))
+                        .bind(format_date(s.from_date))
+                        .bind(&s.legal_basis)
+                        .bind(&s.case_reference)
+                        .bind(&s.consent_id)
+                        .bind(SubscriptionState::Active.as_str())
+                        .bind("")
+                        .bind(now)
+                        .bind(to_i64(s.created_seq));
+                }
+                insert.execute(&mut *tx).await?;
+                let sql = format!(
+                    "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, detail, recorded_at) \
+                     VALUES {}",
+                    super::values_list(chunk.len(), 8, numbered)
+                );
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for s in chunk {
+                    ord += 1;
+                    insert = insert
+                        .bind(party_id)
+                        .bind(to_i64(s.created_seq))
+                        .bind(ord)
+                        .bind(&s.subscription_id)
+                        .bind(1_i64)
+                        .bind("SNAPSHOT")
+                        .bind("SUBSCRIPTION_CREATED")
+                        .bind(now);
+                }
+                insert.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             outcomes
@@ -530,8 +573,7 @@ impl Store {
             let mut ended = Vec::with_capacity(rows.len());
             if !rows.is_empty() {
                 let seq: i64 = sqlx::query_scalar(NEXT_SEQ_SQL).fetch_one(&mut *tx).await?;
-                let mut ord_by_party: std::collections::HashMap<String, i64> =
-                    std::collections::HashMap::new();
+                let mut ord_by_party: HashMap<String, i64> = HashMap::new();
                 for row in &rows {
                     let mut sub = subscription_from_row(row, 0)?;
                     let ord = ord_by_party.entry(sub.party_id.clone()).or_insert(0);

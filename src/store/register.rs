@@ -177,7 +177,7 @@ impl Store {
         as_of: Option<u64>,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let rows = self.person_rows(person, as_of, false).await?;
-        latest_records(&rows, benefit_codes, overlapping)
+        Ok(person_snapshot(rows, person, benefit_codes, overlapping)?.1)
     }
 
     /// [`Store::snapshot_of`] for many persons at one sequence, in one query: the answers come in
@@ -194,10 +194,12 @@ impl Store {
         persons.sort_unstable();
         persons.dedup();
         let numbered = self.kind() == super::BackendKind::Postgres;
+        // No ORDER BY: the rows are grouped by person here, and each fact's latest version is
+        // found by its sequence (sorting them in the database cost more than the scan).
         let sql = format!(
             "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
                     fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-             FROM register_log WHERE person IN ({}) AND seq <= {} ORDER BY person, seq",
+             FROM register_log WHERE person IN ({}) AND seq <= {}",
             super::in_list(persons.len(), numbered),
             super::placeholder(numbered, persons.len() + 1)
         );
@@ -208,25 +210,30 @@ impl Store {
             }
             query.bind(to_i64(as_of)).fetch_all(pool).await?
         });
-        let mut by_person: HashMap<&str, Vec<&LogTuple>> = HashMap::new();
-        for row in &rows {
-            by_person.entry(row.2.as_str()).or_default().push(row);
+        let mut by_person: HashMap<String, Vec<LogTuple>> = HashMap::with_capacity(persons.len());
+        for row in rows {
+            by_person.entry(row.2.clone()).or_default().push(row);
+        }
+        // A person asked for more than once (two subscriptions) gets a copy of the rows for all but
+        // the last ask; the last one takes them.
+        let mut asks: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
+        for (person, _, _) in items {
+            *asks.entry(person.as_storage()).or_default() += 1;
         }
         items
             .iter()
             .map(|(person, benefits, period)| {
-                let rows = by_person
-                    .get(person.as_storage())
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                let data = match rows.iter().rev().find(|r| r.8 == FactType::Person.as_str()) {
-                    Some(row) => match FactBody::from_json(FactType::Person, &row.11) {
-                        Ok(FactBody::Person(data)) => data,
-                        _ => return Err(StoreError::Corrupt("register_log.body")),
-                    },
-                    None => PersonData::default(),
+                let key = person.as_storage();
+                let left = asks.get_mut(key).map_or(0, |n| {
+                    *n -= 1;
+                    *n
+                });
+                let rows = if left == 0 {
+                    by_person.remove(key).unwrap_or_default()
+                } else {
+                    by_person.get(key).cloned().unwrap_or_default()
                 };
-                Ok((data, latest_records(rows.iter().copied(), benefits, *period)?))
+                person_snapshot(rows, person, benefits, *period)
             })
             .collect()
     }
@@ -242,14 +249,7 @@ impl Store {
         as_of: u64,
     ) -> Result<(PersonData, Vec<StoredRecord>), StoreError> {
         let rows = self.person_rows(person, Some(as_of), true).await?;
-        let data = match rows.iter().rev().find(|r| r.8 == FactType::Person.as_str()) {
-            Some(row) => match FactBody::from_json(FactType::Person, &row.11) {
-                Ok(FactBody::Person(data)) => data,
-                _ => return Err(StoreError::Corrupt("register_log.body")),
-            },
-            None => PersonData::default(),
-        };
-        Ok((data, latest_records(&rows, benefit_codes, overlapping)?))
+        person_snapshot(rows, person, benefit_codes, overlapping)
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -452,10 +452,17 @@ fn opt_date(v: Option<String>, what: &'static str) -> Result<Option<time::Date>,
 }
 
 fn stored_record(row: LogTuple) -> Result<StoredRecord, StoreError> {
+    let person =
+        Personnummer::from_storage(&row.2).map_err(|_| StoreError::Corrupt("register_log.person"))?;
+    person_record(row, person)
+}
+
+/// [`stored_record`] for a row already known to be about `person`.
+fn person_record(row: LogTuple, person: Personnummer) -> Result<StoredRecord, StoreError> {
     let (
         seq,
         recorded_at,
-        person,
+        _,
         record_id,
         version,
         kind,
@@ -481,8 +488,7 @@ fn stored_record(row: LogTuple) -> Result<StoredRecord, StoreError> {
     Ok(StoredRecord {
         seq: to_u64(seq, "register_log.seq")?,
         recorded_at,
-        person: Personnummer::from_storage(&person)
-            .map_err(|_| StoreError::Corrupt("register_log.person"))?,
+        person,
         record_id,
         version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
         kind: RecordKind::parse(&kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
@@ -1663,32 +1669,54 @@ fn repeated_version(
     })
 }
 
-/// The latest version of each fact among `rows` (in sequence order), retracted ones left out, of the
-/// given benefit types (facts without one always count), whose valid period overlaps `overlapping`.
-fn latest_records<'a>(
-    rows: impl IntoIterator<Item = &'a LogTuple>,
+/// What the register holds about one person as of the sequence `rows` were read up to: the
+/// person's own data (the latest person update; the default, no name, when there is none) and the
+/// latest version of each benefit fact whose benefit type is one of `benefit_codes` (person events
+/// that concern no single benefit are always included) and whose valid period overlaps
+/// `overlapping`, retracted facts left out; ordered by benefit type, valid from, record id.
+/// `rows` are every log row of the person up to that sequence, in any order.
+fn person_snapshot(
+    rows: Vec<LogTuple>,
+    person: &Personnummer,
     benefit_codes: &[String],
     overlapping: DateRange,
-) -> Result<Vec<StoredRecord>, StoreError> {
-    // Rows come in sequence order, so the last one per record id is its latest version. Person
-    // updates are the person's own data, not records.
-    let mut latest: HashMap<&str, &LogTuple> = HashMap::new();
-    for row in rows {
-        if row.8 != FactType::Person.as_str() {
-            latest.insert(row.3.as_str(), row);
+) -> Result<(PersonData, Vec<StoredRecord>), StoreError> {
+    // The latest version of a fact is its row with the highest sequence. Person updates are the
+    // person's own data, not records.
+    let mut latest: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    let mut person_row: Option<usize> = None;
+    for (i, row) in rows.iter().enumerate() {
+        if row.8 == FactType::Person.as_str() {
+            if person_row.is_none_or(|p| rows[p].0 < row.0) {
+                person_row = Some(i);
+            }
+            continue;
+        }
+        let newest = latest.entry(row.3.as_str()).or_insert(i);
+        if rows[*newest].0 < row.0 {
+            *newest = i;
         }
     }
+    let mut wanted = vec![false; rows.len()];
+    for &i in latest.values() {
+        let row = &rows[i];
+        let retracted = row.5 == RecordKind::Retraction.as_str();
+        let covered = row.7.is_empty() || benefit_codes.contains(&row.7);
+        wanted[i] = !retracted && covered;
+    }
+    let mut data = PersonData::default();
     let mut out = Vec::new();
-    for row in latest.into_values() {
-        if row.5 == RecordKind::Retraction.as_str() {
-            continue;
-        }
-        if !row.7.is_empty() && !benefit_codes.contains(&row.7) {
-            continue;
-        }
-        let record = stored_record(row.clone())?;
-        if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
-            out.push(record);
+    for (i, row) in rows.into_iter().enumerate() {
+        if Some(i) == person_row {
+            data = match FactBody::from_json(FactType::Person, &row.11) {
+                Ok(FactBody::Person(data)) => data,
+                _ => return Err(StoreError::Corrupt("register_log.body")),
+            };
+        } else if wanted[i] {
+            let record = person_record(row, person.clone())?;
+            if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
+                out.push(record);
+            }
         }
     }
     out.sort_by(|a, b| {
@@ -1703,7 +1731,7 @@ fn latest_records<'a>(
                 b.record_id.as_str(),
             ))
     });
-    Ok(out)
+    Ok((data, out))
 }
 
 /// The first and last sequence accepted in one ingest transaction: the range whose facts are fanned

@@ -33,6 +33,7 @@ backend_tests!(
     expired_cursor_then_full_refresh,
     forged_and_foreign_cursors_are_refused,
     subscriptions_are_idempotent_and_checked_item_by_item,
+    a_full_batch_with_repeated_references_is_answered_item_by_item,
     slow_client_holds_the_server_back,
 );
 
@@ -718,6 +719,51 @@ async fn forged_and_foreign_cursors_are_refused(backend: Backend) {
         assert_eq!(reason(&status), "CURSOR_INVALID");
     }
     app.stop().await;
+}
+
+/// A batch of the largest size, with references repeated inside it and references already
+/// stored: every item is answered in order, as if the items had been sent one by one.
+async fn a_full_batch_with_repeated_references_is_answered_item_by_item(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let channel = app.party_channel(&app.certs.insurer).await;
+    let stored = subscribe(channel.clone(), vec![new_sub("r1", P1, "INS_COORDINATION")]).await;
+    assert_eq!(stored.created_count, 1);
+    let stored_id = stored.results[0].subscription.as_ref().unwrap().subscription_id.clone();
+    let mut items: Vec<_> = (0..9_997)
+        .map(|i| new_sub(&format!("r{i}"), P1, "INS_COORDINATION"))
+        .collect();
+    // r5 again with the same content, r6 again with other content, and r1 (stored) again.
+    items.push(new_sub("r5", P1, "INS_COORDINATION"));
+    let mut changed = new_sub("r6", P2, "INS_COORDINATION");
+    changed.from_date = "2020-01-01".to_string();
+    items.push(changed);
+    items.push(new_sub("r1", P1, "INS_COORDINATION"));
+    assert_eq!(items.len(), 10_000);
+    let answer = subscribe(channel.clone(), items).await;
+    assert_eq!(answer.results.len(), 10_000);
+    assert_eq!(
+        (answer.created_count, answer.unchanged_count, answer.rejected_count),
+        (9_996, 3, 1)
+    );
+    let id = |i: usize| answer.results[i].subscription.as_ref().unwrap().subscription_id.clone();
+    assert_eq!(id(1), stored_id, "r1 was stored before the batch");
+    assert_eq!(id(9_997), id(5), "r5 repeated inside the batch is the one created");
+    assert_eq!(
+        answer.results[9_998].error.as_ref().unwrap().reason,
+        pb::ErrorReason::IdempotencyKeyReused as i32
+    );
+    assert_eq!(id(9_999), stored_id);
+    let ids: std::collections::HashSet<String> = (0..9_997).map(id).collect();
+    assert_eq!(ids.len(), 9_997, "every new reference got its own subscription");
+    // The whole batch again: nothing new.
+    let items: Vec<_> = (0..9_997)
+        .map(|i| new_sub(&format!("r{i}"), P1, "INS_COORDINATION"))
+        .collect();
+    let again = subscribe(channel.clone(), items).await;
+    assert_eq!((again.created_count, again.unchanged_count), (0, 9_997));
+    assert_eq!(again.results[42].subscription.as_ref().unwrap().subscription_id, id(42));
 }
 
 async fn subscriptions_are_idempotent_and_checked_item_by_item(backend: Backend) {
