@@ -277,6 +277,10 @@ pub mod delivery {
         store
             .create_subscriptions(&party_id, &items, clock.now_micros())
             .await?;
+        // As after any bulk load: let the database settle before anything is measured (otherwise
+        // PostgreSQL's autovacuum and the first reader's visibility bookkeeping land in the first
+        // snapshot).
+        store.settle().await?;
 
         // 2. The server, on loopback.
         let tls = TlsMaterial {

@@ -129,7 +129,26 @@ pub fn parse_date(s: &str) -> Option<Date> {
 pub fn format_date(d: Date) -> String {
     if (0..=9999).contains(&d.year()) {
         // Written directly (see `parse_date`): this runs for every date a stream delivers.
-        return format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+        let (y, m, day) = (
+            d.year() as u32,
+            u32::from(u8::from(d.month())),
+            u32::from(d.day()),
+        );
+        let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
+        return [
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            '-',
+            digit(m / 10),
+            digit(m),
+            '-',
+            digit(day / 10),
+            digit(day),
+        ]
+        .iter()
+        .collect();
     }
     d.format(format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()

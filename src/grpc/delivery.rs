@@ -206,7 +206,7 @@ enum Outgoing {
 
 /// Batches handed to the outlet but not yet logged and sent. With one being written, this lets
 /// the producer prepare the next batch while the previous one is logged and sent.
-const OUTLET_BATCHES: usize = 2;
+const OUTLET_BATCHES: usize = 4;
 
 /// A stream's outlet: writes each batch's disclosure-log entries, then sends its messages to
 /// the client, in the order the producer handed them over. Running it beside the producer
@@ -410,7 +410,7 @@ async fn read_start_chunk(
 const PERSON_CACHE: usize = 4_096;
 
 /// Prepared messages are flushed (logged, then sent) once this many are waiting.
-const FLUSH_AT: usize = 64;
+const FLUSH_AT: usize = 256;
 
 impl DeliveryStream {
     /// Queues a message for the next flush.

@@ -28,25 +28,87 @@ use crate::store::rows::{IngestResult, IngestedVersion, RegisterStats, StoredPer
 /// 32,766 parameters).
 const SQLITE_ROWS_PER_STATEMENT: usize = 500;
 
-/// A log row as read: seq, recorded_at, person, record_id, version, kind, retroactive,
-/// benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, source_version.
-type LogTuple = (
+/// The columns of a `register_log` row, in [`LogView`]'s order.
+const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
+                           fact_type, valid_from, valid_to, body, source_system, source_id, source_version";
+
+/// A `register_log` row as read, borrowing its text from the database row (reads of the log decode
+/// hundreds of thousands of rows a second; owned strings are made only for what is kept).
+struct LogView<'a> {
+    seq: i64,
+    recorded_at: i64,
+    person: &'a str,
+    record_id: &'a str,
+    version: i64,
+    kind: &'a str,
+    retroactive: bool,
+    benefit_type: &'a str,
+    fact_type: &'a str,
+    valid_from: &'a str,
+    valid_to: Option<&'a str>,
+    body: &'a str,
+    source_system: &'a str,
+    source_id: &'a str,
+    source_version: i64,
+}
+
+/// [`LOG_COLUMNS`] decoded by position (sqlx's tuple rows; a derived `FromRow` looks every column
+/// up by name, which cost a fifth of the read).
+type LogColumns<'a> = (
     i64,
     i64,
-    String,
-    String,
+    &'a str,
+    &'a str,
     i64,
-    String,
+    &'a str,
     bool,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a str,
     i64,
 );
+
+impl<'a> From<LogColumns<'a>> for LogView<'a> {
+    fn from(c: LogColumns<'a>) -> Self {
+        Self {
+            seq: c.0,
+            recorded_at: c.1,
+            person: c.2,
+            record_id: c.3,
+            version: c.4,
+            kind: c.5,
+            retroactive: c.6,
+            benefit_type: c.7,
+            fact_type: c.8,
+            valid_from: c.9,
+            valid_to: c.10,
+            body: c.11,
+            source_system: c.12,
+            source_id: c.13,
+            source_version: c.14,
+        }
+    }
+}
+
+/// Runs a query selecting [`LOG_COLUMNS`] and converts each row to a [`StoredRecord`] as it
+/// arrives, so that no fetched row outlives its conversion (holding a large page of raw rows keeps
+/// the connection's receive buffers alive, and the read slowed down by a third).
+macro_rules! stored_records {
+    ($query:expr, $pool:expr, |$row:ident| $convert:expr) => {{
+        use futures::TryStreamExt as _;
+        let mut fetched = $query.fetch($pool);
+        let mut records = Vec::new();
+        while let Some(raw) = fetched.try_next().await? {
+            let $row = LogView::from(<LogColumns<'_> as sqlx::FromRow<'_, _>>::from_row(&raw)?);
+            records.push($convert?);
+        }
+        records
+    }};
+}
 
 impl Store {
     /// Stores a batch of facts in one transaction and says, per fact and in order, what became of
@@ -176,8 +238,14 @@ impl Store {
         overlapping: DateRange,
         as_of: Option<u64>,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows = self.person_rows(person, as_of, false).await?;
-        Ok(person_snapshot(rows, person, benefit_codes, overlapping)?.1)
+        let item = (person.clone(), benefit_codes.to_vec(), overlapping);
+        let as_of = as_of.unwrap_or(u64::MAX);
+        Ok(self
+            .snapshots_of(std::slice::from_ref(&item), as_of)
+            .await?
+            .pop()
+            .map(|(_, records)| records)
+            .unwrap_or_default())
     }
 
     /// [`Store::snapshot_of`] for many persons at one sequence, in one query: the answers come in
@@ -197,25 +265,32 @@ impl Store {
         // No ORDER BY: the rows are grouped by person here, and each fact's latest version is
         // found by its sequence (sorting them in the database cost more than the scan).
         let sql = format!(
-            "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                    fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-             FROM register_log WHERE person IN ({}) AND seq <= {}",
+            "SELECT {LOG_COLUMNS} FROM register_log WHERE person IN ({}) AND seq <= {}",
             super::in_list(persons.len(), numbered),
             super::placeholder(numbered, persons.len() + 1)
         );
-        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
-            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        // Every row becomes a record as it arrives (see `stored_records!`), filed under its person.
+        let mut by_person: HashMap<&str, (&Personnummer, Vec<StoredRecord>)> = items
+            .iter()
+            .map(|(p, _, _)| (p.as_storage(), (p, Vec::new())))
+            .collect();
+        on_reader!(self, |pool| {
+            use futures::TryStreamExt as _;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for person in &persons {
                 query = query.bind(*person);
             }
-            query.bind(to_i64(as_of)).fetch_all(pool).await?
+            let mut fetched = query.bind(to_i64(as_of)).fetch(pool);
+            while let Some(raw) = fetched.try_next().await? {
+                let row = LogView::from(<LogColumns<'_> as sqlx::FromRow<'_, _>>::from_row(&raw)?);
+                let (person, records) = by_person
+                    .get_mut(row.person)
+                    .ok_or(StoreError::Corrupt("register_log.person"))?;
+                records.push(person_record(&row, (*person).clone())?);
+            }
         });
-        let mut by_person: HashMap<String, Vec<LogTuple>> = HashMap::with_capacity(persons.len());
-        for row in rows {
-            by_person.entry(row.2.clone()).or_default().push(row);
-        }
-        // A person asked for more than once (two subscriptions) gets a copy of the rows for all but
-        // the last ask; the last one takes them.
+        // A person asked for more than once (two subscriptions) gets a copy of the records for all
+        // but the last ask; the last one takes them.
         let mut asks: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
         for (person, _, _) in items {
             *asks.entry(person.as_storage()).or_default() += 1;
@@ -228,12 +303,12 @@ impl Store {
                     *n -= 1;
                     *n
                 });
-                let rows = if left == 0 {
-                    by_person.remove(key).unwrap_or_default()
-                } else {
-                    by_person.get(key).cloned().unwrap_or_default()
+                let records = match by_person.get_mut(key) {
+                    Some((_, records)) if left == 0 => std::mem::take(records),
+                    Some((_, records)) => records.clone(),
+                    None => Vec::new(),
                 };
-                person_snapshot(rows, person, benefits, *period)
+                person_snapshot(records, benefits, *period)
             })
             .collect()
     }
@@ -248,8 +323,12 @@ impl Store {
         overlapping: DateRange,
         as_of: u64,
     ) -> Result<(PersonData, Vec<StoredRecord>), StoreError> {
-        let rows = self.person_rows(person, Some(as_of), true).await?;
-        person_snapshot(rows, person, benefit_codes, overlapping)
+        let item = (person.clone(), benefit_codes.to_vec(), overlapping);
+        Ok(self
+            .snapshots_of(std::slice::from_ref(&item), as_of)
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -259,44 +338,16 @@ impl Store {
         person: &Personnummer,
         as_of: Option<u64>,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        self.person_rows(person, as_of, true)
-            .await?
-            .into_iter()
-            .map(stored_record)
-            .collect()
-    }
-
-    async fn person_rows(
-        &self,
-        person: &Personnummer,
-        as_of: Option<u64>,
-        with_person_updates: bool,
-    ) -> Result<Vec<LogTuple>, StoreError> {
         let as_of = as_of.map_or(i64::MAX, to_i64);
-        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
-            if with_person_updates {
-                sqlx::query_as(
-                    "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                            fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-                     FROM register_log WHERE person = $1 AND seq <= $2 ORDER BY seq",
-                )
-                .bind(person.as_storage())
-                .bind(as_of)
-                .fetch_all(pool)
-                .await?
-            } else {
-                sqlx::query_as(
-                    "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                            fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-                     FROM register_log WHERE person = $1 AND seq <= $2 AND fact_type <> 'PERSON' ORDER BY seq",
-                )
-                .bind(person.as_storage())
-                .bind(as_of)
-                .fetch_all(pool)
-                .await?
-            }
+        let history = on_reader!(self, |pool| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {LOG_COLUMNS} FROM register_log WHERE person = $1 AND seq <= $2 ORDER BY seq"
+            )))
+            .bind(person.as_storage())
+            .bind(as_of);
+            stored_records!(query, pool, |row| person_record(&row, person.clone()))
         });
-        Ok(rows)
+        Ok(history)
     }
 
     /// A person from the demo register with facts of `benefit_type`, for the `serve --dev`
@@ -364,22 +415,18 @@ impl Store {
         let mut found = HashMap::with_capacity(seqs.len());
         for chunk in seqs.chunks(500) {
             let sql = format!(
-                "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                        fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-                 FROM register_log WHERE seq IN ({})",
+                "SELECT {LOG_COLUMNS} FROM register_log WHERE seq IN ({})",
                 super::in_list(chunk.len(), numbered)
             );
-            let rows: Vec<LogTuple> = on_reader!(self, |pool| {
-                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            on_reader!(self, |pool| {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
                 for seq in chunk {
                     query = query.bind(to_i64(*seq));
                 }
-                query.fetch_all(pool).await?
+                for record in stored_records!(query, pool, |row| stored_record(&row)) {
+                    found.insert(record.seq, record);
+                }
             });
-            for row in rows {
-                let record = stored_record(row)?;
-                found.insert(record.seq, record);
-            }
         }
         Ok(found)
     }
@@ -387,18 +434,15 @@ impl Store {
     /// Up to `limit` log rows after `after_seq`, in commit order: the page a delivery reads next.
     /// Person updates are included (fact type `PERSON`).
     pub async fn log_after(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
-        let rows: Vec<LogTuple> = on_reader!(self, |pool| {
-            sqlx::query_as(
-                "SELECT seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                        fact_type, valid_from, valid_to, body, source_system, source_id, source_version \
-                 FROM register_log WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
+        let records = on_reader!(self, |pool| {
+            let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {LOG_COLUMNS} FROM register_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+            )))
             .bind(to_i64(after_seq))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
+            .bind(i64::from(limit));
+            stored_records!(query, pool, |row| stored_record(&row))
         });
-        rows.into_iter().map(stored_record).collect()
+        Ok(records)
     }
 
     /// Register statistics; `now` decides what "the last minute" and "the last hour" are.
@@ -451,55 +495,42 @@ fn opt_date(v: Option<String>, what: &'static str) -> Result<Option<time::Date>,
         .transpose()
 }
 
-fn stored_record(row: LogTuple) -> Result<StoredRecord, StoreError> {
+fn stored_record(row: &LogView<'_>) -> Result<StoredRecord, StoreError> {
     let person =
-        Personnummer::from_storage(&row.2).map_err(|_| StoreError::Corrupt("register_log.person"))?;
+        Personnummer::from_storage(row.person).map_err(|_| StoreError::Corrupt("register_log.person"))?;
     person_record(row, person)
 }
 
 /// [`stored_record`] for a row already known to be about `person`.
-fn person_record(row: LogTuple, person: Personnummer) -> Result<StoredRecord, StoreError> {
-    let (
-        seq,
-        recorded_at,
-        _,
-        record_id,
-        version,
-        kind,
-        retroactive,
-        benefit_type,
-        fact_type,
-        valid_from,
-        valid_to,
-        body,
-        source_system,
-        source_id,
-        source_version,
-    ) = row;
-    let fact_type = FactType::parse(&fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?;
-    let valid = if valid_from.is_empty() {
+fn person_record(row: &LogView<'_>, person: Personnummer) -> Result<StoredRecord, StoreError> {
+    let fact_type = FactType::parse(row.fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?;
+    let valid = if row.valid_from.is_empty() {
         None
     } else {
         Some(DateRange {
-            from: parse_date(&valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
-            to: opt_date(valid_to, "register_log.valid_to")?,
+            from: parse_date(row.valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
+            to: row
+                .valid_to
+                .map(|d| parse_date(d).ok_or(StoreError::Corrupt("register_log.valid_to")))
+                .transpose()?,
         })
     };
     Ok(StoredRecord {
-        seq: to_u64(seq, "register_log.seq")?,
-        recorded_at,
+        seq: to_u64(row.seq, "register_log.seq")?,
+        recorded_at: row.recorded_at,
         person,
-        record_id,
-        version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
-        kind: RecordKind::parse(&kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
-        retroactive,
-        benefit_type,
+        record_id: row.record_id.to_string(),
+        version: u32::try_from(row.version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
+        kind: RecordKind::parse(row.kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
+        retroactive: row.retroactive,
+        benefit_type: row.benefit_type.to_string(),
         fact_type,
         valid,
-        body: FactBody::from_json(fact_type, &body).map_err(|_| StoreError::Corrupt("register_log.body"))?,
-        source_system,
-        source_id,
-        source_version: to_u64(source_version, "register_log.source_version")?,
+        body: FactBody::from_json(fact_type, row.body)
+            .map_err(|_| StoreError::Corrupt("register_log.body"))?,
+        source_system: row.source_system.to_string(),
+        source_id: row.source_id.to_string(),
+        source_version: to_u64(row.source_version, "register_log.source_version")?,
     })
 }
 
@@ -1674,49 +1705,46 @@ fn repeated_version(
 /// latest version of each benefit fact whose benefit type is one of `benefit_codes` (person events
 /// that concern no single benefit are always included) and whose valid period overlaps
 /// `overlapping`, retracted facts left out; ordered by benefit type, valid from, record id.
-/// `rows` are every log row of the person up to that sequence, in any order.
+/// `rows` are every log row of the person up to that sequence (as records), in any order.
 fn person_snapshot(
-    rows: Vec<LogTuple>,
-    person: &Personnummer,
+    rows: Vec<StoredRecord>,
     benefit_codes: &[String],
     overlapping: DateRange,
 ) -> Result<(PersonData, Vec<StoredRecord>), StoreError> {
     // The latest version of a fact is its row with the highest sequence. Person updates are the
     // person's own data, not records.
-    let mut latest: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    let mut keep = vec![false; rows.len()];
     let mut person_row: Option<usize> = None;
-    for (i, row) in rows.iter().enumerate() {
-        if row.8 == FactType::Person.as_str() {
-            if person_row.is_none_or(|p| rows[p].0 < row.0) {
-                person_row = Some(i);
+    {
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let newest = if row.fact_type == FactType::Person {
+                person_row.get_or_insert(i)
+            } else {
+                latest.entry(row.record_id.as_str()).or_insert(i)
+            };
+            if rows[*newest].seq < row.seq {
+                *newest = i;
             }
-            continue;
         }
-        let newest = latest.entry(row.3.as_str()).or_insert(i);
-        if rows[*newest].0 < row.0 {
-            *newest = i;
+        for i in latest.into_values() {
+            let row = &rows[i];
+            let retracted = row.kind == RecordKind::Retraction;
+            let covered = row.benefit_type.is_empty() || benefit_codes.contains(&row.benefit_type);
+            let in_period = row.valid.is_some_and(|v| v.overlaps(&overlapping));
+            keep[i] = !retracted && covered && in_period;
         }
-    }
-    let mut wanted = vec![false; rows.len()];
-    for &i in latest.values() {
-        let row = &rows[i];
-        let retracted = row.5 == RecordKind::Retraction.as_str();
-        let covered = row.7.is_empty() || benefit_codes.contains(&row.7);
-        wanted[i] = !retracted && covered;
     }
     let mut data = PersonData::default();
     let mut out = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         if Some(i) == person_row {
-            data = match FactBody::from_json(FactType::Person, &row.11) {
-                Ok(FactBody::Person(data)) => data,
+            match row.body {
+                FactBody::Person(d) => data = d,
                 _ => return Err(StoreError::Corrupt("register_log.body")),
-            };
-        } else if wanted[i] {
-            let record = person_record(row, person.clone())?;
-            if record.valid.is_some_and(|v| v.overlaps(&overlapping)) {
-                out.push(record);
             }
+        } else if keep[i] {
+            out.push(row);
         }
     }
     out.sort_by(|a, b| {

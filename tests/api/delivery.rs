@@ -730,7 +730,12 @@ async fn a_full_batch_with_repeated_references_is_answered_item_by_item(backend:
     let channel = app.party_channel(&app.certs.insurer).await;
     let stored = subscribe(channel.clone(), vec![new_sub("r1", P1, "INS_COORDINATION")]).await;
     assert_eq!(stored.created_count, 1);
-    let stored_id = stored.results[0].subscription.as_ref().unwrap().subscription_id.clone();
+    let stored_id = stored.results[0]
+        .subscription
+        .as_ref()
+        .unwrap()
+        .subscription_id
+        .clone();
     let mut items: Vec<_> = (0..9_997)
         .map(|i| new_sub(&format!("r{i}"), P1, "INS_COORDINATION"))
         .collect();
@@ -744,12 +749,27 @@ async fn a_full_batch_with_repeated_references_is_answered_item_by_item(backend:
     let answer = subscribe(channel.clone(), items).await;
     assert_eq!(answer.results.len(), 10_000);
     assert_eq!(
-        (answer.created_count, answer.unchanged_count, answer.rejected_count),
+        (
+            answer.created_count,
+            answer.unchanged_count,
+            answer.rejected_count
+        ),
         (9_996, 3, 1)
     );
-    let id = |i: usize| answer.results[i].subscription.as_ref().unwrap().subscription_id.clone();
+    let id = |i: usize| {
+        answer.results[i]
+            .subscription
+            .as_ref()
+            .unwrap()
+            .subscription_id
+            .clone()
+    };
     assert_eq!(id(1), stored_id, "r1 was stored before the batch");
-    assert_eq!(id(9_997), id(5), "r5 repeated inside the batch is the one created");
+    assert_eq!(
+        id(9_997),
+        id(5),
+        "r5 repeated inside the batch is the one created"
+    );
     assert_eq!(
         answer.results[9_998].error.as_ref().unwrap().reason,
         pb::ErrorReason::IdempotencyKeyReused as i32
@@ -763,7 +783,10 @@ async fn a_full_batch_with_repeated_references_is_answered_item_by_item(backend:
         .collect();
     let again = subscribe(channel.clone(), items).await;
     assert_eq!((again.created_count, again.unchanged_count), (0, 9_997));
-    assert_eq!(again.results[42].subscription.as_ref().unwrap().subscription_id, id(42));
+    assert_eq!(
+        again.results[42].subscription.as_ref().unwrap().subscription_id,
+        id(42)
+    );
 }
 
 async fn subscriptions_are_idempotent_and_checked_item_by_item(backend: Backend) {
