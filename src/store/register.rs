@@ -269,26 +269,25 @@ impl Store {
             super::in_list(persons.len(), numbered),
             super::placeholder(numbered, persons.len() + 1)
         );
-        // Every row becomes a record as it arrives (see `stored_records!`), filed under its person.
-        let mut by_person: HashMap<&str, (&Personnummer, Vec<StoredRecord>)> = items
-            .iter()
-            .map(|(p, _, _)| (p.as_storage(), (p, Vec::new())))
-            .collect();
-        on_reader!(self, |pool| {
-            use futures::TryStreamExt as _;
+        let wanted: HashMap<&str, &Personnummer> =
+            items.iter().map(|(p, _, _)| (p.as_storage(), p)).collect();
+        let records = on_reader!(self, |pool| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for person in &persons {
                 query = query.bind(*person);
             }
-            let mut fetched = query.bind(to_i64(as_of)).fetch(pool);
-            while let Some(raw) = fetched.try_next().await? {
-                let row = LogView::from(<LogColumns<'_> as sqlx::FromRow<'_, _>>::from_row(&raw)?);
-                let (person, records) = by_person
-                    .get_mut(row.person)
-                    .ok_or(StoreError::Corrupt("register_log.person"))?;
-                records.push(person_record(&row, (*person).clone())?);
-            }
+            let query = query.bind(to_i64(as_of));
+            stored_records!(query, pool, |row| match wanted.get(row.person) {
+                Some(person) => person_record(&row, (*person).clone()),
+                None => Err(StoreError::Corrupt("register_log.person")),
+            })
         });
+        let mut by_person: HashMap<&str, Vec<StoredRecord>> = HashMap::with_capacity(persons.len());
+        for record in records {
+            if let Some((key, _)) = wanted.get_key_value(record.person.as_storage()) {
+                by_person.entry(*key).or_default().push(record);
+            }
+        }
         // A person asked for more than once (two subscriptions) gets a copy of the records for all
         // but the last ask; the last one takes them.
         let mut asks: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
@@ -304,8 +303,8 @@ impl Store {
                     *n
                 });
                 let records = match by_person.get_mut(key) {
-                    Some((_, records)) if left == 0 => std::mem::take(records),
-                    Some((_, records)) => records.clone(),
+                    Some(records) if left == 0 => std::mem::take(records),
+                    Some(records) => records.clone(),
                     None => Vec::new(),
                 };
                 person_snapshot(records, benefits, *period)
