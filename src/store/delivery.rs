@@ -259,23 +259,26 @@ impl Store {
         let outcomes = on_writer!(self, |pool| {
             let mut tx = pool.begin().await?;
             // The party's subscriptions that already hold one of the batch's references, read in a
-            // few queries (one per item made a 10,000-item call take seconds).
+            // few queries (one per item made a 10,000-item call take seconds) by the combined key
+            // of migration 0007 (see there why not by the two columns).
             let mut known: HashMap<String, Subscription> = HashMap::new();
-            let mut references: Vec<&str> = items.iter().map(|i| i.client_reference.as_str()).collect();
-            references.sort_unstable();
-            references.dedup();
-            for chunk in references.chunks(SUBSCRIPTION_ROWS_PER_STATEMENT) {
+            let mut keys: Vec<String> = items
+                .iter()
+                .map(|i| format!("{party_id} {}", i.client_reference))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for chunk in keys.chunks(SUBSCRIPTION_ROWS_PER_STATEMENT) {
                 let sql = format!(
                     "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s \
-                     WHERE s.client_reference IN ({}) AND s.party_id = {}",
+                     WHERE (s.party_id || ' ' || s.client_reference) IN ({})",
                     super::in_list(chunk.len(), numbered),
-                    super::placeholder(numbered, chunk.len() + 1)
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for reference in chunk {
-                    query = query.bind(*reference);
+                for key in chunk {
+                    query = query.bind(key);
                 }
-                for row in query.bind(party_id).fetch_all(&mut *tx).await? {
+                for row in query.fetch_all(&mut *tx).await? {
                     let existing = subscription_from_row(&row, 0)?;
                     known.insert(existing.client_reference.clone(), existing);
                 }
