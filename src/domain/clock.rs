@@ -135,7 +135,8 @@ pub fn format_date(d: Date) -> String {
             u32::from(d.day()),
         );
         let digit = |v: u32| char::from(b'0' + (v % 10) as u8);
-        return [
+        let mut text = String::with_capacity(10);
+        text.extend([
             digit(y / 1000),
             digit(y / 100),
             digit(y / 10),
@@ -146,9 +147,8 @@ pub fn format_date(d: Date) -> String {
             '-',
             digit(day / 10),
             digit(day),
-        ]
-        .iter()
-        .collect();
+        ]);
+        return text;
     }
     d.format(format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()

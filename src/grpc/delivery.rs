@@ -1000,10 +1000,13 @@ impl DeliveryStream {
                 }),
             );
         }
+        let record_count = records.len() as u64;
+        let mut records = records;
+        records.drain(..already.min(records.len()));
         let mut sent = already;
         let mut batch_index = (already / self.batch.max(1)) as u32;
-        for chunk in records[already.min(records.len())..].chunks(self.batch.max(1)) {
-            sent += chunk.len();
+        for batch in convert::record_batches(records, self.batch) {
+            sent += batch.len();
             self.queue(
                 self.key.encode(&self.party.party_id, at(sent as u64 + 1)),
                 pb::stream_event::Event::Records(pb::RecordBatch {
@@ -1011,7 +1014,7 @@ impl DeliveryStream {
                     event_number,
                     batch_index,
                     person: Some(person.clone()),
-                    records: chunk.iter().map(convert::benefit_record).collect(),
+                    records: batch,
                 }),
             );
             batch_index += 1;
@@ -1023,7 +1026,7 @@ impl DeliveryStream {
                 subscription_id: id.clone(),
                 event_number,
                 as_of_sequence: as_of,
-                record_count: records.len() as u64,
+                record_count,
                 batch_count: batch_index,
             }),
         );
@@ -1070,7 +1073,7 @@ impl DeliveryStream {
         self.cache_person(key, data);
         // Person-data changes carry no records: the new Person is the change.
         let benefit_records: Vec<pb::BenefitRecord> = records
-            .iter()
+            .into_iter()
             .filter(|r| !r.record_id.starts_with("person:"))
             .map(convert::benefit_record)
             .collect();

@@ -181,12 +181,10 @@ impl pb::query_service_server::QueryService for QueryApi {
                 },
             )),
         }));
-        for chunk in records.chunks(RECORDS_PER_MESSAGE) {
+        for records in convert::record_batches(records, RECORDS_PER_MESSAGE) {
             messages.push(Ok(pb::QueryPersonResponse {
                 content: Some(pb::query_person_response::Content::Records(
-                    pb::QueryPersonRecords {
-                        records: chunk.iter().map(convert::benefit_record).collect(),
-                    },
+                    pb::QueryPersonRecords { records },
                 )),
             }));
         }

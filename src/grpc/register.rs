@@ -154,15 +154,15 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
             .map_err(store_error)?;
         let mut facts = Vec::new();
         let mut person_versions = Vec::new();
-        for r in &history {
+        for mut r in history {
             if r.fact_type == FactType::Person {
-                person_versions.push(person_version(r));
+                person_versions.push(person_version(&r));
             } else {
                 facts.push(pb::StoredFact {
-                    record: Some(convert::benefit_record(r)),
-                    source_system: r.source_system.clone(),
-                    source_id: r.source_id.clone(),
+                    source_system: std::mem::take(&mut r.source_system),
+                    source_id: std::mem::take(&mut r.source_id),
                     source_version: r.source_version,
+                    record: Some(convert::benefit_record(r)),
                 });
             }
         }

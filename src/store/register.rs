@@ -99,14 +99,18 @@ impl<'a> From<LogColumns<'a>> for LogView<'a> {
 /// the connection's receive buffers alive, and the read slowed down by a third).
 macro_rules! stored_records {
     ($query:expr, $pool:expr, |$row:ident| $convert:expr) => {{
+        let mut records = Vec::new();
+        stored_records!($query, $pool, for |$row| records.push($convert?));
+        records
+    }};
+    // Runs `$each` for every row instead of collecting the records.
+    ($query:expr, $pool:expr, for |$row:ident| $each:expr) => {{
         use futures::TryStreamExt as _;
         let mut fetched = $query.fetch($pool);
-        let mut records = Vec::new();
         while let Some(raw) = fetched.try_next().await? {
             let $row = LogView::from(<LogColumns<'_> as sqlx::FromRow<'_, _>>::from_row(&raw)?);
-            records.push($convert?);
+            $each;
         }
-        records
     }};
 }
 
@@ -271,23 +275,22 @@ impl Store {
         );
         let wanted: HashMap<&str, &Personnummer> =
             items.iter().map(|(p, _, _)| (p.as_storage(), p)).collect();
-        let records = on_reader!(self, |pool| {
+        // Each row goes straight to its person's list as it arrives.
+        let mut by_person: HashMap<&str, Vec<StoredRecord>> = HashMap::with_capacity(persons.len());
+        on_reader!(self, |pool| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for person in &persons {
                 query = query.bind(*person);
             }
             let query = query.bind(to_i64(as_of));
-            stored_records!(query, pool, |row| match wanted.get(row.person) {
-                Some(person) => person_record(&row, (*person).clone()),
-                None => Err(StoreError::Corrupt("register_log.person")),
+            stored_records!(query, pool, for |row| {
+                let Some((key, person)) = wanted.get_key_value(row.person) else {
+                    return Err(StoreError::Corrupt("register_log.person"));
+                };
+                let record = person_record(&row, (*person).clone())?;
+                by_person.entry(*key).or_default().push(record);
             })
         });
-        let mut by_person: HashMap<&str, Vec<StoredRecord>> = HashMap::with_capacity(persons.len());
-        for record in records {
-            if let Some((key, _)) = wanted.get_key_value(record.person.as_storage()) {
-                by_person.entry(*key).or_default().push(record);
-            }
-        }
         // A person asked for more than once (two subscriptions) gets a copy of the records for all
         // but the last ask; the last one takes them.
         let mut asks: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
