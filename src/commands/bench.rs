@@ -88,6 +88,49 @@ fn status_kib(process: &str, field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// CPU time used so far, in seconds: (this process, every local process named `postgres`), from
+/// `/proc` (Linux; zero elsewhere). With the database on this machine the second figure is the
+/// database server's share, so that a rate can be read as CPU per record on each side.
+fn cpu_secs() -> (f64, f64) {
+    // /proc reports CPU time in USER_HZ ticks, 100 a second on Linux.
+    const TICKS_PER_SEC: f64 = 100.0;
+    let ticks = |pid: &str| -> Option<(String, u64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1.to_string();
+        // After the name: state, ppid, … ; utime and stime are fields 14 and 15 of the line.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: u64 = fields.get(11)?.parse().ok()?;
+        let system: u64 = fields.get(12)?.parse().ok()?;
+        Some((name, user + system))
+    };
+    let own = ticks("self").map_or(0, |(_, t)| t);
+    let database: u64 = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                .filter_map(|pid| ticks(&pid))
+                .filter(|(name, _)| name == "postgres")
+                .map(|(_, t)| t)
+                .sum()
+        })
+        .unwrap_or(0);
+    (own as f64 / TICKS_PER_SEC, database as f64 / TICKS_PER_SEC)
+}
+
+/// CPU microseconds per item on each side between two [`cpu_secs`] readings, as report text.
+/// The PostgreSQL share is left out for SQLite, which runs inside this process.
+fn cpu_per_item(before: (f64, f64), after: (f64, f64), items: u64, postgres: bool) -> String {
+    let per = |secs: f64| secs * 1e6 / items.max(1) as f64;
+    let own = format!("CPU {:.2} µs in lefi", per(after.0 - before.0));
+    if postgres {
+        format!("{own} + {:.2} µs in PostgreSQL", per(after.1 - before.1))
+    } else {
+        own
+    }
+}
+
 /// A percentile of sorted samples.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -110,7 +153,7 @@ pub mod delivery {
     use tokio_util::sync::CancellationToken;
     use tonic::{Request, Response, Status};
 
-    use super::{percentile, rss_kib};
+    use super::{cpu_per_item, cpu_secs, percentile, rss_kib};
     use crate::app::App;
     use crate::client::ClientPem;
     use crate::config::{DatabaseSettings, Settings, TlsMaterial};
@@ -327,6 +370,8 @@ pub mod delivery {
 
         // 3. The snapshot: one stream, every subscription's start snapshot.
         let rss_before_stream = rss_kib().unwrap_or(0);
+        let postgres = store.kind() == crate::store::BackendKind::Postgres;
+        let cpu_before_stream = cpu_secs();
         let started = Instant::now();
         let mut stream = fresh_stream(channel.clone(), 1_000).await?;
         let mut records = 0u64;
@@ -351,8 +396,10 @@ pub mod delivery {
         }
         let snapshot_secs = started.elapsed().as_secs_f64();
         let snapshot_rate = records as f64 / snapshot_secs;
+        let snapshot_cpu = cpu_per_item(cpu_before_stream, cpu_secs(), records, postgres);
 
         // 4. Baseline: a plain sqlx paged read of the same rows on the same backend.
+        let cpu_before_read = cpu_secs();
         let started = Instant::now();
         let mut after = 0u64;
         let mut rows = 0u64;
@@ -363,6 +410,7 @@ pub mod delivery {
             rows += page.len() as u64;
         }
         let sqlx_rate = rows as f64 / started.elapsed().as_secs_f64();
+        let sqlx_cpu = cpu_per_item(cpu_before_read, cpu_secs(), rows, postgres);
 
         // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
         let bare_records = records;
@@ -438,10 +486,12 @@ pub mod delivery {
             "snapshot                {records} records in {snapshot_secs:.2} s = {snapshot_rate:.0} records/s \
              (policy, disclosure log and mTLS included)"
         );
+        println!("  per record            {snapshot_cpu} (server and this client, one process)");
         println!(
             "  baseline sqlx read    {rows} rows: {sqlx_rate:.0} rows/s  → snapshot/sqlx = {:.2}",
             snapshot_rate / sqlx_rate
         );
+        println!("  per row               {sqlx_cpu}");
         println!(
             "  baseline bare tonic   {bare_records} records: {bare_rate:.0} records/s  → snapshot/tonic = {:.2}",
             snapshot_rate / bare_rate
