@@ -6,7 +6,10 @@ use clap::Parser;
 
 /// mimalloc instead of the system allocator: the delivery path allocates many small, short-lived
 /// values on several threads, where glibc's malloc took about a fifth of a snapshot's CPU
-/// (profile in docs/BENCHMARKS.md).
+/// (profile in docs/BENCHMARKS.md). The crate's `override` feature (Cargo.toml) also makes it the
+/// `malloc` of the C code linked in, the bundled SQLite above all: SQLite's values are allocated
+/// on sqlx's worker thread and freed on the async side, where glibc's arenas cost the embedded
+/// backend a sixth of a snapshot's CPU.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
