@@ -976,7 +976,7 @@ impl DeliveryStream {
                     .await
             }
         };
-        let (data, records) = match found {
+        let (data, mut records) = match found {
             Ok(found) => found,
             Err(e) => return Flow::Stop(Some(store_error(e))),
         };
@@ -1001,7 +1001,6 @@ impl DeliveryStream {
             );
         }
         let record_count = records.len() as u64;
-        let mut records = records;
         records.drain(..already.min(records.len()));
         let mut sent = already;
         let mut batch_index = (already / self.batch.max(1)) as u32;

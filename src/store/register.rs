@@ -197,7 +197,7 @@ impl Store {
                 data: PersonData {
                     name,
                     protected_identity,
-                    date_of_death: opt_date(death, "register_persons.date_of_death")?,
+                    date_of_death: opt_date(death.as_deref(), "register_persons.date_of_death")?,
                 },
                 created_seq,
                 latest_seq: to_u64(latest_seq, "register_persons.latest_seq")?,
@@ -242,14 +242,10 @@ impl Store {
         overlapping: DateRange,
         as_of: Option<u64>,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let item = (person.clone(), benefit_codes.to_vec(), overlapping);
-        let as_of = as_of.unwrap_or(u64::MAX);
-        Ok(self
-            .snapshots_of(std::slice::from_ref(&item), as_of)
-            .await?
-            .pop()
-            .map(|(_, records)| records)
-            .unwrap_or_default())
+        let (_, records) = self
+            .snapshot_of(person, benefit_codes, overlapping, as_of.unwrap_or(u64::MAX))
+            .await?;
+        Ok(records)
     }
 
     /// [`Store::snapshot_of`] for many persons at one sequence, in one query: the answers come in
@@ -492,8 +488,8 @@ fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
 }
 
-fn opt_date(v: Option<String>, what: &'static str) -> Result<Option<time::Date>, StoreError> {
-    v.map(|d| parse_date(&d).ok_or(StoreError::Corrupt(what)))
+fn opt_date(v: Option<&str>, what: &'static str) -> Result<Option<time::Date>, StoreError> {
+    v.map(|d| parse_date(d).ok_or(StoreError::Corrupt(what)))
         .transpose()
 }
 
@@ -511,10 +507,7 @@ fn person_record(row: &LogView<'_>, person: Personnummer) -> Result<StoredRecord
     } else {
         Some(DateRange {
             from: parse_date(row.valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
-            to: row
-                .valid_to
-                .map(|d| parse_date(d).ok_or(StoreError::Corrupt("register_log.valid_to")))
-                .transpose()?,
+            to: opt_date(row.valid_to, "register_log.valid_to")?,
         })
     };
     Ok(StoredRecord {
@@ -759,7 +752,7 @@ fn found_record(r: FoundRecord) -> Result<(RecordRow, LastVersion), StoreError> 
     } else {
         Some(DateRange {
             from: parse_date(&valid_from).ok_or(StoreError::Corrupt("register_log.valid_from"))?,
-            to: opt_date(valid_to, "register_log.valid_to")?,
+            to: opt_date(valid_to.as_deref(), "register_log.valid_to")?,
         })
     };
     Ok((
