@@ -362,6 +362,17 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A test that panicked never reached `stop()`: end the server here (without waiting for a
+    /// clean shutdown) before the fields drop, the PostgreSQL database last of all.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 async fn register_party(
     store: &Store,
     cert: &Issued,
@@ -412,11 +423,14 @@ fn postgres_base_url() -> Option<String> {
     }
 }
 
-/// A PostgreSQL database created for one test and dropped after it.
+/// A PostgreSQL database created for one test and dropped after it: by [`TestApp::stop`] when the
+/// test passes, by `Drop` when it fails (a panic unwinds through the test's `TestApp`).
 struct PgTestDb {
     base: String,
     name: String,
     url: String,
+    /// Set once `drop_db` has run, so `Drop` has nothing left to do.
+    dropped: bool,
 }
 
 impl PgTestDb {
@@ -433,19 +447,67 @@ impl PgTestDb {
             base: base.to_string(),
             url: replace_database(base, &name),
             name,
+            dropped: false,
         }
     }
 
-    async fn drop_db(self) {
-        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.base).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
+    async fn drop_db(mut self) {
+        self.dropped = true;
+        if let Err(e) = drop_database(&self.base, &self.name).await {
+            eprintln!("WARNING: could not drop the test database {}: {e}", self.name);
         }
     }
+}
+
+impl Drop for PgTestDb {
+    /// Drops the database of a test that did not reach `stop()` (it panicked). `Drop` cannot await
+    /// and may run on a thread inside the test's runtime, where starting another runtime panics;
+    /// so the work runs on a thread of its own with a small runtime, and this thread waits for it.
+    /// `WITH (FORCE)` ends the server's open connections, so nothing here waits on the test's
+    /// runtime. Nothing in here may panic: a panic while unwinding aborts the test binary.
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let spawned = std::thread::Builder::new()
+            .name("drop-test-db".to_string())
+            .spawn(move || -> Result<(), String> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(async {
+                    match tokio::time::timeout(DROP_TIMEOUT, drop_database(&base, &name)).await {
+                        Ok(dropped) => dropped.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("no answer within {DROP_TIMEOUT:?}")),
+                    }
+                })
+            });
+        let outcome = match spawned {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("the dropping thread panicked".to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = outcome {
+            eprintln!("WARNING: could not drop the test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// How long a failed test waits for its database to be dropped before it gives up (and leaks it).
+const DROP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `DROP DATABASE … WITH (FORCE)` through the base URL: ends the connections still open on it.
+async fn drop_database(base: &str, name: &str) -> Result<(), sqlx::Error> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
 }
 
 /// `postgres://u@h/db?x` → `postgres://u@h/NAME?x`.
