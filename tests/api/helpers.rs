@@ -122,6 +122,25 @@ pub struct SpawnOptions {
 }
 
 static PG_SKIP_NOTICE: Once = Once::new();
+static TEST_LOG: Once = Once::new();
+
+/// With `TEST_LOG` set to anything but the empty string, the servers' logs go to the test output
+/// (captured per test like `println!`), filtered by `RUST_LOG` or else at `info`; without it the
+/// suite stays quiet and installs no subscriber.
+fn init_test_log() {
+    TEST_LOG.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_none_or(|v| v.is_empty()) {
+            return;
+        }
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Another subscriber already installed (none is, today) would keep the logs: fine.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
 
 impl TestApp {
     /// Starts a server with two connected demo parties (an insurer and a municipality), an
@@ -131,6 +150,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: SpawnOptions) -> Option<TestApp> {
+        init_test_log();
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("lefi.db").display()), None),
