@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, SpawnOptions, TestApp, reason};
+use crate::helpers::{Applicant, Backend, PartyAdmin, SpawnOptions, TestApp, idempotency_key, reason};
 
 backend_tests!(
     insurer_full_lifecycle,
@@ -40,122 +40,29 @@ backend_tests!(
     get_party_by_org_number_prefers_the_live_party,
 );
 
-const INSURER_ORG: &str = "556000-0019";
-const INSURER_NAME: &str = "Exempel Försäkring AB";
-const AUTHORITY_ORG: &str = "202000-0010";
-const AUTHORITY_NAME: &str = "Exempelmyndigheten";
-
-type Client = pb::party_admin_service_client::PartyAdminServiceClient<Channel>;
-
-/// A PartyAdminService client presenting one operator certificate; every mutating call gets a
-/// fresh idempotency key unless the test sends its own request.
-#[derive(Clone)]
-struct Admin(Client);
-
-fn key() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+const INSURER: Applicant = Applicant {
+    org: "556000-0019",
+    name: "Exempel Försäkring AB",
+    kind: common::PartyKind::Insurer,
+};
+const AUTHORITY: Applicant = Applicant {
+    org: "202000-0010",
+    name: "Exempelmyndigheten",
+    kind: common::PartyKind::StateAuthority,
+};
 
 fn day(d: Date) -> String {
     format_date(d)
 }
 
-impl Admin {
-    async fn new(app: &TestApp, who: &Issued) -> Admin {
-        Admin(Client::new(app.admin_channel(who).await))
-    }
-
-    fn apply_request(org: &str, name: &str, kind: common::PartyKind, bases: &[&str]) -> pb::ApplyRequest {
-        pb::ApplyRequest {
-            idempotency_key: key(),
-            org_number: org.to_string(),
-            name: name.to_string(),
-            kind: kind as i32,
-            contact_name: "Anna Andersson".to_string(),
-            contact_email: "anna@exempel.se".to_string(),
-            requested_basis_codes: bases.iter().map(|b| b.to_string()).collect(),
-            requested_benefit_type_codes: vec!["SJP".to_string(), "FP".to_string()],
-        }
-    }
-
-    async fn apply(
-        &self,
-        org: &str,
-        name: &str,
-        kind: common::PartyKind,
-        bases: &[&str],
-    ) -> Result<pb::Party, Status> {
-        self.apply_with(Self::apply_request(org, name, kind, bases)).await
-    }
-
-    async fn apply_with(&self, request: pb::ApplyRequest) -> Result<pb::Party, Status> {
-        let response = self.0.clone().apply(request).await?.into_inner();
-        Ok(response.party.expect("party"))
-    }
-
-    fn agreement_request(
-        party_id: &str,
-        bases: &[&str],
-        notice_period_days: u32,
-    ) -> pb::SendAgreementRequest {
-        pb::SendAgreementRequest {
-            idempotency_key: key(),
-            party_id: party_id.to_string(),
-            agreement_id: format!("FK-{}", &key()[..13]),
-            granted_basis_codes: bases.iter().map(|b| b.to_string()).collect(),
-            granted_benefit_type_codes: vec!["SJP".to_string()],
-            valid_from: "2025-01-01".to_string(),
-            notice_period_days,
-        }
-    }
-
-    async fn send_agreement(&self, party_id: &str, bases: &[&str], notice: u32) -> Result<pb::Party, Status> {
-        self.send_agreement_with(Self::agreement_request(party_id, bases, notice))
-            .await
-    }
-
-    async fn send_agreement_with(&self, request: pb::SendAgreementRequest) -> Result<pb::Party, Status> {
-        let response = self.0.clone().send_agreement(request).await?.into_inner();
-        Ok(response.party.expect("party"))
-    }
-
-    fn sign_request(party_id: &str, signer: pb::Signer, by: &str) -> pb::RecordSignatureRequest {
-        pb::RecordSignatureRequest {
-            idempotency_key: key(),
-            party_id: party_id.to_string(),
-            signer: signer as i32,
-            signed_by: by.to_string(),
-            signed_on: "2025-01-02".to_string(),
-        }
-    }
-
-    async fn sign(&self, party_id: &str, signer: pb::Signer, by: &str) -> Result<pb::Party, Status> {
-        self.sign_with(Self::sign_request(party_id, signer, by)).await
-    }
-
-    async fn sign_with(&self, request: pb::RecordSignatureRequest) -> Result<pb::Party, Status> {
-        let response = self.0.clone().record_signature(request).await?.into_inner();
-        Ok(response.party.expect("party"))
-    }
-
-    async fn add_certificate(&self, party_id: &str, pem: &str) -> Result<pb::AddCertificateResponse, Status> {
-        self.0
-            .clone()
-            .add_certificate(pb::AddCertificateRequest {
-                idempotency_key: key(),
-                party_id: party_id.to_string(),
-                certificate_pem: pem.to_string(),
-            })
-            .await
-            .map(|r| r.into_inner())
-    }
-
+/// The admin calls only these tests make; the onboarding steps are in `helpers`.
+impl PartyAdmin {
     async fn revoke(&self, party_id: &str, fingerprint: &str, why: &str) -> Result<pb::Certificate, Status> {
         let response = self
             .0
             .clone()
             .revoke_certificate(pb::RevokeCertificateRequest {
-                idempotency_key: key(),
+                idempotency_key: idempotency_key(),
                 party_id: party_id.to_string(),
                 fingerprint: fingerprint.to_string(),
                 reason: why.to_string(),
@@ -168,7 +75,7 @@ impl Admin {
     /// A complete, correct termination notice for the party, effective on `effective`.
     fn notice(party: &pb::Party, effective: Date) -> pb::ScheduleTerminationRequest {
         pb::ScheduleTerminationRequest {
-            idempotency_key: key(),
+            idempotency_key: idempotency_key(),
             party_id: party.party_id.clone(),
             is_termination: true,
             org_number: party.org_number.clone(),
@@ -189,33 +96,13 @@ impl Admin {
             .0
             .clone()
             .withdraw_termination(pb::WithdrawTerminationRequest {
-                idempotency_key: key(),
+                idempotency_key: idempotency_key(),
                 party_id: party_id.to_string(),
                 reason: why.to_string(),
             })
             .await?
             .into_inner();
         Ok(response.party.expect("party"))
-    }
-
-    async fn get(&self, party_id: &str) -> Result<pb::Party, Status> {
-        self.0
-            .clone()
-            .get_party(pb::GetPartyRequest {
-                key: Some(pb::get_party_request::Key::PartyId(party_id.to_string())),
-            })
-            .await
-            .map(|r| r.into_inner())
-    }
-
-    async fn get_by_org(&self, org: &str) -> Result<pb::Party, Status> {
-        self.0
-            .clone()
-            .get_party(pb::GetPartyRequest {
-                key: Some(pb::get_party_request::Key::OrgNumber(org.to_string())),
-            })
-            .await
-            .map(|r| r.into_inner())
     }
 
     /// Every page of a listing.
@@ -253,35 +140,6 @@ impl Admin {
             }
             request.page_token = page.next_page_token;
         }
-    }
-
-    /// Takes a new party from application to CONNECTED with a newly issued certificate.
-    async fn onboard(
-        &self,
-        app: &TestApp,
-        org: &str,
-        name: &str,
-        kind: common::PartyKind,
-        bases: &[&str],
-    ) -> (pb::Party, Issued) {
-        let applied = self.apply(org, name, kind, bases).await.unwrap();
-        let notice = if kind == common::PartyKind::Insurer { 90 } else { 0 };
-        self.send_agreement(&applied.party_id, bases, notice)
-            .await
-            .unwrap();
-        self.sign(&applied.party_id, pb::Signer::Party, "Anna Andersson")
-            .await
-            .unwrap();
-        self.sign(&applied.party_id, pb::Signer::Agency, "Bo Berg")
-            .await
-            .unwrap();
-        let cert = app.certs.ca.issue_client(name, Some(org)).unwrap();
-        let connected = self
-            .add_certificate(&applied.party_id, &cert.cert_pem)
-            .await
-            .unwrap();
-        assert_eq!(connected.party_state, common::PartyState::Connected as i32);
-        (self.get(&applied.party_id).await.unwrap(), cert)
     }
 }
 
@@ -332,21 +190,16 @@ async fn insurer_full_lifecycle(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let today = app.clock.today();
 
     let applied = admin
-        .apply(
-            INSURER_ORG,
-            INSURER_NAME,
-            common::PartyKind::Insurer,
-            &["INS_COORDINATION", "INS_CLAIMS"],
-        )
+        .apply(&INSURER, &["INS_COORDINATION", "INS_CLAIMS"])
         .await
         .unwrap();
     assert_eq!(state(&applied), common::PartyState::Applied);
     assert!(applied.party_id.starts_with("pty_"));
-    assert_eq!(applied.org_number, INSURER_ORG);
+    assert_eq!(applied.org_number, INSURER.org);
     assert_eq!(
         applied.requested_basis_codes,
         vec!["INS_COORDINATION", "INS_CLAIMS"]
@@ -376,11 +229,7 @@ async fn insurer_full_lifecycle(backend: Backend) {
     assert!(both.signatures.iter().all(|s| s.recorded_by == "Test Operatör"));
 
     // The new certificate is not usable before it is registered...
-    let cert = app
-        .certs
-        .ca
-        .issue_client(INSURER_NAME, Some(INSURER_ORG))
-        .unwrap();
+    let cert = INSURER.certificate(&app);
     let party_channel = app.party_channel(&cert).await;
     let refused = who_am_i(party_channel.clone()).await;
     assert_refused(refused, Code::Unauthenticated, "CERTIFICATE_NOT_REGISTERED");
@@ -393,7 +242,7 @@ async fn insurer_full_lifecycle(backend: Backend) {
     assert_eq!(registered.state, pb::CertificateState::Active as i32);
     assert_eq!(registered.added_by, "Test Operatör");
     assert!(
-        registered.subject.contains(INSURER_NAME),
+        registered.subject.contains(INSURER.name),
         "{}",
         registered.subject
     );
@@ -407,7 +256,7 @@ async fn insurer_full_lifecycle(backend: Backend) {
     let connected = admin.get(&id).await.unwrap();
     let effective = today + time::Duration::days(90);
     let scheduled = admin
-        .terminate(Admin::notice(&connected, effective))
+        .terminate(PartyAdmin::notice(&connected, effective))
         .await
         .unwrap();
     assert_eq!(state(&scheduled), common::PartyState::TerminationScheduled);
@@ -429,15 +278,7 @@ async fn insurer_full_lifecycle(backend: Backend) {
     );
 
     // A terminated party that applies again is a new party.
-    let again = admin
-        .apply(
-            INSURER_ORG,
-            INSURER_NAME,
-            common::PartyKind::Insurer,
-            &["INS_COORDINATION"],
-        )
-        .await
-        .unwrap();
+    let again = admin.apply(&INSURER, &["INS_COORDINATION"]).await.unwrap();
     assert_ne!(again.party_id, id);
     assert_eq!(state(&again), common::PartyState::Applied);
     app.stop().await;
@@ -447,16 +288,8 @@ async fn authority_full_lifecycle(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let applied = admin
-        .apply(
-            AUTHORITY_ORG,
-            AUTHORITY_NAME,
-            common::PartyKind::StateAuthority,
-            &["AUTH_DUTY_1980_995"],
-        )
-        .await
-        .unwrap();
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let applied = admin.apply(&AUTHORITY, &["AUTH_DUTY_1980_995"]).await.unwrap();
     let id = applied.party_id.clone();
     // An överenskommelse has no notice period.
     let refused = admin.send_agreement(&id, &["AUTH_DUTY_1980_995"], 30).await;
@@ -475,11 +308,7 @@ async fn authority_full_lifecycle(backend: Backend) {
     admin.sign(&id, pb::Signer::Party, "Cecilia Chef").await.unwrap();
     let signed = admin.sign(&id, pb::Signer::Agency, "Bo Berg").await.unwrap();
     assert_eq!(state(&signed), common::PartyState::Signed);
-    let cert = app
-        .certs
-        .ca
-        .issue_client(AUTHORITY_NAME, Some(AUTHORITY_ORG))
-        .unwrap();
+    let cert = AUTHORITY.certificate(&app);
     let added = admin.add_certificate(&id, &cert.cert_pem).await.unwrap();
     assert_eq!(added.party_state, common::PartyState::Connected as i32);
     let channel = app.party_channel(&cert).await;
@@ -490,7 +319,7 @@ async fn authority_full_lifecycle(backend: Backend) {
 
     // The authority's notice: matter, number, name, date; effective today → terminated at once.
     let party = admin.get(&id).await.unwrap();
-    let mut notice = Admin::notice(&party, app.clock.today());
+    let mut notice = PartyAdmin::notice(&party, app.clock.today());
     notice.organisation_name = "  exempelMYNDIGHETEN ".to_string();
     let terminated = admin.terminate(notice).await.unwrap();
     assert_eq!(state(&terminated), common::PartyState::Terminated);
@@ -507,22 +336,9 @@ async fn illegal_transitions_report_current_state(backend: Backend) {
         return;
     };
     use common::PartyState as S;
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let cert_pem = app
-        .certs
-        .ca
-        .issue_client(INSURER_NAME, Some(INSURER_ORG))
-        .unwrap()
-        .cert_pem;
-    let party = admin
-        .apply(
-            INSURER_ORG,
-            INSURER_NAME,
-            common::PartyKind::Insurer,
-            &["INS_CLAIMS"],
-        )
-        .await
-        .unwrap();
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let cert_pem = INSURER.certificate(&app).cert_pem;
+    let party = admin.apply(&INSURER, &["INS_CLAIMS"]).await.unwrap();
     let id = party.party_id.clone();
 
     // APPLIED
@@ -557,9 +373,9 @@ async fn illegal_transitions_report_current_state(backend: Backend) {
     // TERMINATION_SCHEDULED
     let party = admin.get(&id).await.unwrap();
     let future = app.clock.today() + time::Duration::days(60);
-    admin.terminate(Admin::notice(&party, future)).await.unwrap();
+    admin.terminate(PartyAdmin::notice(&party, future)).await.unwrap();
     assert_illegal(
-        admin.terminate(Admin::notice(&party, future)).await,
+        admin.terminate(PartyAdmin::notice(&party, future)).await,
         S::TerminationScheduled,
     );
     assert_illegal(
@@ -573,13 +389,13 @@ async fn illegal_transitions_report_current_state(backend: Backend) {
 
     // TERMINATED (from the effective date, without anyone writing it down first)
     app.clock.advance(time::Duration::days(60));
-    let other_cert = app.certs.ca.issue_client("Annan", Some(INSURER_ORG)).unwrap();
+    let other_cert = app.certs.ca.issue_client("Annan", Some(INSURER.org)).unwrap();
     assert_illegal(
         admin.add_certificate(&id, &other_cert.cert_pem).await,
         S::Terminated,
     );
     assert_illegal(
-        admin.terminate(Admin::notice(&party, future)).await,
+        admin.terminate(PartyAdmin::notice(&party, future)).await,
         S::Terminated,
     );
     assert_illegal(admin.withdraw(&id, "too late").await, S::Terminated);
@@ -595,15 +411,10 @@ async fn basis_not_allowed_for_kind_is_refused(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     // An insurer cannot apply under an authority's basis; nothing is registered.
     let refused = admin
-        .apply(
-            INSURER_ORG,
-            INSURER_NAME,
-            common::PartyKind::Insurer,
-            &["INS_COORDINATION", "AUTH_SOCIAL_SERVICES"],
-        )
+        .apply(&INSURER, &["INS_COORDINATION", "AUTH_SOCIAL_SERVICES"])
         .await;
     let status = assert_refused(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(metadata(&status, "legal_basis"), "AUTH_SOCIAL_SERVICES");
@@ -614,21 +425,13 @@ async fn basis_not_allowed_for_kind_is_refused(backend: Backend) {
         status.message()
     );
     assert_refused(
-        admin.get_by_org(INSURER_ORG).await,
+        admin.get_by_org(INSURER.org).await,
         Code::NotFound,
         "PARTY_NOT_FOUND",
     );
 
     // A state authority cannot be granted a municipal-only basis; the party stays APPLIED.
-    let party = admin
-        .apply(
-            AUTHORITY_ORG,
-            AUTHORITY_NAME,
-            common::PartyKind::StateAuthority,
-            &["AUTH_DUTY_1980_995"],
-        )
-        .await
-        .unwrap();
+    let party = admin.apply(&AUTHORITY, &["AUTH_DUTY_1980_995"]).await.unwrap();
     let refused = admin
         .send_agreement(
             &party.party_id,
@@ -656,7 +459,7 @@ async fn basis_not_allowed_for_kind_is_refused(backend: Backend) {
         "UNKNOWN_BASIS",
     );
     assert_eq!(metadata(&status, "legal_basis"), "NO_SUCH_BASIS");
-    let mut unknown_benefit = Admin::agreement_request(&party.party_id, &["AUTH_DUTY_1980_995"], 0);
+    let mut unknown_benefit = PartyAdmin::agreement_request(&party.party_id, &["AUTH_DUTY_1980_995"], 0);
     unknown_benefit.granted_benefit_type_codes = vec!["SJP".to_string(), "XYZ".to_string()];
     let status = assert_refused(
         admin.send_agreement_with(unknown_benefit).await,
@@ -667,9 +470,11 @@ async fn basis_not_allowed_for_kind_is_refused(backend: Backend) {
     assert_eq!(metadata(&status, "field"), "granted_benefit_type_codes[1]");
     let municipality = admin
         .apply(
-            "212000-0019",
-            "Exempelby kommun",
-            common::PartyKind::MunicipalAuthority,
+            &Applicant {
+                org: "212000-0019",
+                name: "Exempelby kommun",
+                kind: common::PartyKind::MunicipalAuthority,
+            },
             &[],
         )
         .await
@@ -689,11 +494,11 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let party = admin.get(&app.municipality_id).await.unwrap();
     let effective = app.clock.today() + time::Duration::days(30);
 
-    let mut wrong_number = Admin::notice(&party, effective);
+    let mut wrong_number = PartyAdmin::notice(&party, effective);
     wrong_number.org_number = "212000-0019".to_string();
     let status = assert_refused(
         admin.terminate(wrong_number).await,
@@ -702,7 +507,7 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     );
     assert_eq!(metadata(&status, "field"), "org_number");
 
-    let mut wrong_name = Admin::notice(&party, effective);
+    let mut wrong_name = PartyAdmin::notice(&party, effective);
     wrong_name.organisation_name = "Testkommunen".to_string();
     let status = assert_refused(
         admin.terminate(wrong_name).await,
@@ -711,7 +516,7 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     );
     assert_eq!(metadata(&status, "field"), "organisation_name");
 
-    let mut not_a_termination = Admin::notice(&party, effective);
+    let mut not_a_termination = PartyAdmin::notice(&party, effective);
     not_a_termination.is_termination = false;
     let status = assert_refused(
         admin.terminate(not_a_termination).await,
@@ -720,7 +525,7 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     );
     assert_eq!(metadata(&status, "field"), "is_termination");
 
-    let mut malformed_number = Admin::notice(&party, effective);
+    let mut malformed_number = PartyAdmin::notice(&party, effective);
     malformed_number.org_number = "222000-0001".to_string();
     assert_refused(
         admin.terminate(malformed_number).await,
@@ -743,13 +548,13 @@ async fn insurer_notice_period_with_and_without_override(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let today = app.clock.today();
     // The test insurer has a signed avtal with a 90-day notice period.
     let party = admin.get(&app.insurer_id).await.unwrap();
     assert_eq!(party.agreement.as_ref().unwrap().notice_period_days, 90);
 
-    let too_early = Admin::notice(&party, today + time::Duration::days(30));
+    let too_early = PartyAdmin::notice(&party, today + time::Duration::days(30));
     let status = assert_refused(
         admin.terminate(too_early.clone()).await,
         Code::FailedPrecondition,
@@ -765,14 +570,14 @@ async fn insurer_notice_period_with_and_without_override(backend: Backend) {
     );
 
     // A notice received long enough ago meets the period.
-    let mut received_earlier = Admin::notice(&party, today + time::Duration::days(30));
+    let mut received_earlier = PartyAdmin::notice(&party, today + time::Duration::days(30));
     received_earlier.notice_received_on = day(today - time::Duration::days(60));
     let scheduled = admin.terminate(received_earlier).await.unwrap();
     assert_eq!(state(&scheduled), common::PartyState::TerminationScheduled);
     admin.withdraw(&app.insurer_id, "test").await.unwrap();
 
     // A notice cannot have arrived in the future.
-    let mut from_the_future = Admin::notice(&party, today + time::Duration::days(200));
+    let mut from_the_future = PartyAdmin::notice(&party, today + time::Duration::days(200));
     from_the_future.notice_received_on = day(today + time::Duration::days(1));
     let status = assert_refused(
         admin.terminate(from_the_future).await,
@@ -783,7 +588,7 @@ async fn insurer_notice_period_with_and_without_override(backend: Backend) {
 
     // With an override reason the early date is accepted, and the reason is recorded.
     let mut overridden = too_early;
-    overridden.idempotency_key = key();
+    overridden.idempotency_key = idempotency_key();
     overridden.override_reason = "agreed with the insurer in writing".to_string();
     let scheduled = admin.terminate(overridden).await.unwrap();
     assert_eq!(state(&scheduled), common::PartyState::TerminationScheduled);
@@ -799,7 +604,7 @@ async fn insurer_notice_period_with_and_without_override(backend: Backend) {
 
     // An authority has no notice period to override.
     let municipality = admin.get(&app.municipality_id).await.unwrap();
-    let mut needless = Admin::notice(&municipality, today + time::Duration::days(5));
+    let mut needless = PartyAdmin::notice(&municipality, today + time::Duration::days(5));
     needless.override_reason = "why not".to_string();
     let status = assert_refused(
         admin.terminate(needless).await,
@@ -814,7 +619,7 @@ async fn termination_effective_today_or_earlier_is_immediate(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let today = app.clock.today();
     let municipality_channel = app.party_channel(&app.certs.municipality).await;
     who_am_i(municipality_channel.clone()).await.unwrap();
@@ -822,7 +627,7 @@ async fn termination_effective_today_or_earlier_is_immediate(backend: Backend) {
     // A notice that arrived late, stating a date already past: terminated at once.
     let municipality = admin.get(&app.municipality_id).await.unwrap();
     let terminated = admin
-        .terminate(Admin::notice(&municipality, today - time::Duration::days(3)))
+        .terminate(PartyAdmin::notice(&municipality, today - time::Duration::days(3)))
         .await
         .unwrap();
     assert_eq!(state(&terminated), common::PartyState::Terminated);
@@ -838,7 +643,7 @@ async fn termination_effective_today_or_earlier_is_immediate(backend: Backend) {
 
     // Effective today (the insurer's notice arrived long ago): terminated at once too.
     let insurer = admin.get(&app.insurer_id).await.unwrap();
-    let mut notice = Admin::notice(&insurer, today);
+    let mut notice = PartyAdmin::notice(&insurer, today);
     notice.notice_received_on = day(today - time::Duration::days(120));
     let terminated = admin.terminate(notice).await.unwrap();
     assert_eq!(state(&terminated), common::PartyState::Terminated);
@@ -863,7 +668,7 @@ async fn termination_takes_effect_at_swedish_midnight(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let channel = app.party_channel(&app.certs.municipality).await;
     // Effective on the 1st of a summer month (CEST, UTC+2) at least 10 days ahead.
     let mut effective = app.clock.today() + time::Duration::days(10);
@@ -871,7 +676,10 @@ async fn termination_takes_effect_at_swedish_midnight(backend: Backend) {
         effective = effective.next_day().unwrap();
     }
     let party = admin.get(&app.municipality_id).await.unwrap();
-    admin.terminate(Admin::notice(&party, effective)).await.unwrap();
+    admin
+        .terminate(PartyAdmin::notice(&party, effective))
+        .await
+        .unwrap();
     let swedish_midnight = effective.midnight().assume_utc() - time::Duration::hours(2);
 
     // 23:59 in Stockholm the evening before: still works.
@@ -900,11 +708,14 @@ async fn future_termination_works_until_its_effective_date(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let effective = app.clock.today() + time::Duration::days(10);
     let channel = app.party_channel(&app.certs.municipality).await;
     let party = admin.get(&app.municipality_id).await.unwrap();
-    let scheduled = admin.terminate(Admin::notice(&party, effective)).await.unwrap();
+    let scheduled = admin
+        .terminate(PartyAdmin::notice(&party, effective))
+        .await
+        .unwrap();
     assert_eq!(state(&scheduled), common::PartyState::TerminationScheduled);
 
     // The day before, the party still works.
@@ -965,11 +776,14 @@ async fn withdrawal_returns_to_the_earlier_state(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let effective = app.clock.today() + time::Duration::days(20);
     let channel = app.party_channel(&app.certs.municipality).await;
     let party = admin.get(&app.municipality_id).await.unwrap();
-    admin.terminate(Admin::notice(&party, effective)).await.unwrap();
+    admin
+        .terminate(PartyAdmin::notice(&party, effective))
+        .await
+        .unwrap();
 
     let status = assert_refused(
         admin.withdraw(&app.municipality_id, " ").await,
@@ -989,35 +803,24 @@ async fn withdrawal_returns_to_the_earlier_state(backend: Backend) {
     assert_eq!(me.termination_effective_date, "");
 
     // A party terminated during onboarding returns to where it was.
-    let applied = admin
-        .apply(
-            AUTHORITY_ORG,
-            AUTHORITY_NAME,
-            common::PartyKind::StateAuthority,
+    let sent = admin
+        .onboard_until(
+            &AUTHORITY,
             &["AUTH_DUTY_1980_995"],
+            common::PartyState::AgreementSent,
         )
-        .await
-        .unwrap();
-    admin
-        .send_agreement(&applied.party_id, &["AUTH_DUTY_1980_995"], 0)
-        .await
-        .unwrap();
-    let sent = admin.get(&applied.party_id).await.unwrap();
+        .await;
     let later = app.clock.today() + time::Duration::days(5);
-    admin.terminate(Admin::notice(&sent, later)).await.unwrap();
+    admin.terminate(PartyAdmin::notice(&sent, later)).await.unwrap();
     // A party whose termination was registered before it was connected cannot be connected.
-    let cert = app
-        .certs
-        .ca
-        .issue_client(AUTHORITY_NAME, Some(AUTHORITY_ORG))
-        .unwrap();
+    let cert = AUTHORITY.certificate(&app);
     assert_illegal(
-        admin.add_certificate(&applied.party_id, &cert.cert_pem).await,
+        admin.add_certificate(&sent.party_id, &cert.cert_pem).await,
         common::PartyState::TerminationScheduled,
     );
-    let back = admin.withdraw(&applied.party_id, "sent in error").await.unwrap();
+    let back = admin.withdraw(&sent.party_id, "sent in error").await.unwrap();
     assert_eq!(state(&back), common::PartyState::AgreementSent);
-    let history = admin.history(&applied.party_id).await.unwrap();
+    let history = admin.history(&sent.party_id).await.unwrap();
     let last = history.last().unwrap();
     assert_eq!(last.action, pb::PartyAction::WithdrawTermination as i32);
     assert_eq!(last.before_state, common::PartyState::TerminationScheduled as i32);
@@ -1033,7 +836,7 @@ async fn revoked_certificate_is_refused_and_its_open_stream_ends(backend: Backen
     let Some(app) = TestApp::spawn_with(backend, options).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     // Rotation: a successor certificate first.
     let successor = app
         .certs
@@ -1115,23 +918,18 @@ async fn idempotent_retry_returns_the_same_answer_and_acts_once(backend: Backend
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let request = Admin::apply_request(
-        INSURER_ORG,
-        INSURER_NAME,
-        common::PartyKind::Insurer,
-        &["INS_COORDINATION"],
-    );
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let request = PartyAdmin::apply_request(&INSURER, &["INS_COORDINATION"]);
     let first = admin.apply_with(request.clone()).await.unwrap();
     let retry = admin.apply_with(request.clone()).await.unwrap();
     assert_eq!(first, retry);
     let parties = admin.list_all(pb::ListPartiesRequest::default()).await.unwrap();
-    assert_eq!(parties.iter().filter(|p| p.org_number == INSURER_ORG).count(), 1);
+    assert_eq!(parties.iter().filter(|p| p.org_number == INSURER.org).count(), 1);
 
-    let agreement = Admin::agreement_request(&first.party_id, &["INS_COORDINATION"], 60);
+    let agreement = PartyAdmin::agreement_request(&first.party_id, &["INS_COORDINATION"], 60);
     let sent = admin.send_agreement_with(agreement.clone()).await.unwrap();
     // A retry after the party moved on still gets the first answer, not a state error.
-    let sign = Admin::sign_request(&first.party_id, pb::Signer::Party, "Anna Andersson");
+    let sign = PartyAdmin::sign_request(&first.party_id, pb::Signer::Party, "Anna Andersson");
     let signed = admin.sign_with(sign.clone()).await.unwrap();
     admin
         .sign(&first.party_id, pb::Signer::Agency, "Bo Berg")
@@ -1168,16 +966,11 @@ async fn idempotent_retry_returns_the_same_answer_and_acts_once(backend: Backend
         )
         .await
         .unwrap();
-    let colleague = Admin::new(&app, &colleague_cert).await;
+    let colleague = PartyAdmin::new(&app, &colleague_cert).await;
     assert_eq!(colleague.apply_with(request).await.unwrap(), first);
 
     // A refused request is not remembered: the corrected retry with the same key is judged anew.
-    let mut bad = Admin::apply_request(
-        AUTHORITY_ORG,
-        AUTHORITY_NAME,
-        common::PartyKind::StateAuthority,
-        &["INS_CLAIMS"],
-    );
+    let mut bad = PartyAdmin::apply_request(&AUTHORITY, &["INS_CLAIMS"]);
     assert_refused(
         admin.apply_with(bad.clone()).await,
         Code::InvalidArgument,
@@ -1193,13 +986,8 @@ async fn concurrent_calls_with_one_key_act_once(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let request = Admin::apply_request(
-        INSURER_ORG,
-        INSURER_NAME,
-        common::PartyKind::Insurer,
-        &["INS_COORDINATION"],
-    );
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let request = PartyAdmin::apply_request(&INSURER, &["INS_COORDINATION"]);
     let calls = (0..6).map(|_| {
         let admin = admin.clone();
         let request = request.clone();
@@ -1217,16 +1005,7 @@ async fn concurrent_calls_with_one_key_act_once(backend: Backend) {
     // Different keys for the same organisation: one application wins, the others are told which.
     let calls = (0..4).map(|_| {
         let admin = admin.clone();
-        tokio::spawn(async move {
-            admin
-                .apply(
-                    AUTHORITY_ORG,
-                    AUTHORITY_NAME,
-                    common::PartyKind::StateAuthority,
-                    &["AUTH_DUTY_1980_995"],
-                )
-                .await
-        })
+        tokio::spawn(async move { admin.apply(&AUTHORITY, &["AUTH_DUTY_1980_995"]).await })
     });
     let results: Vec<Result<pb::Party, Status>> = futures::future::join_all(calls)
         .await
@@ -1246,21 +1025,11 @@ async fn idempotency_key_reused_for_another_request_is_refused(backend: Backend)
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let request = Admin::apply_request(
-        INSURER_ORG,
-        INSURER_NAME,
-        common::PartyKind::Insurer,
-        &["INS_COORDINATION"],
-    );
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let request = PartyAdmin::apply_request(&INSURER, &["INS_COORDINATION"]);
     let first = admin.apply_with(request.clone()).await.unwrap();
 
-    let mut other = Admin::apply_request(
-        AUTHORITY_ORG,
-        AUTHORITY_NAME,
-        common::PartyKind::StateAuthority,
-        &[],
-    );
+    let mut other = PartyAdmin::apply_request(&AUTHORITY, &[]);
     other.idempotency_key = request.idempotency_key.clone();
     assert_refused(
         admin.apply_with(other).await,
@@ -1268,13 +1037,13 @@ async fn idempotency_key_reused_for_another_request_is_refused(backend: Backend)
         "IDEMPOTENCY_KEY_REUSED",
     );
     assert_refused(
-        admin.get_by_org(AUTHORITY_ORG).await,
+        admin.get_by_org(AUTHORITY.org).await,
         Code::NotFound,
         "PARTY_NOT_FOUND",
     );
 
     // The same key for another method is another request too.
-    let mut agreement = Admin::agreement_request(&first.party_id, &["INS_COORDINATION"], 90);
+    let mut agreement = PartyAdmin::agreement_request(&first.party_id, &["INS_COORDINATION"], 90);
     agreement.idempotency_key = request.idempotency_key.clone();
     assert_refused(
         admin.send_agreement_with(agreement).await,
@@ -1287,12 +1056,7 @@ async fn idempotency_key_reused_for_another_request_is_refused(backend: Backend)
     );
 
     // A key is required.
-    let mut keyless = Admin::apply_request(
-        AUTHORITY_ORG,
-        AUTHORITY_NAME,
-        common::PartyKind::StateAuthority,
-        &[],
-    );
+    let mut keyless = PartyAdmin::apply_request(&AUTHORITY, &[]);
     keyless.idempotency_key = String::new();
     let status = assert_refused(
         admin.apply_with(keyless).await,
@@ -1307,16 +1071,9 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let auditor = Admin::new(&app, &app.certs.auditor).await;
+    let auditor = PartyAdmin::new(&app, &app.certs.auditor).await;
     let status = assert_refused(
-        auditor
-            .apply(
-                INSURER_ORG,
-                INSURER_NAME,
-                common::PartyKind::Insurer,
-                &["INS_COORDINATION"],
-            )
-            .await,
+        auditor.apply(&INSURER, &["INS_COORDINATION"]).await,
         Code::PermissionDenied,
         "ROLE_NOT_PERMITTED",
     );
@@ -1325,7 +1082,7 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
     let insurer = auditor.get(&app.insurer_id).await.unwrap();
     assert_refused(
         auditor
-            .terminate(Admin::notice(&insurer, app.clock.today()))
+            .terminate(PartyAdmin::notice(&insurer, app.clock.today()))
             .await,
         Code::PermissionDenied,
         "ROLE_NOT_PERMITTED",
@@ -1352,7 +1109,7 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
     );
     assert!(auditor.history(&app.insurer_id).await.unwrap().is_empty());
     assert_refused(
-        auditor.get_by_org(INSURER_ORG).await,
+        auditor.get_by_org(INSURER.org).await,
         Code::NotFound,
         "PARTY_NOT_FOUND",
     );
@@ -1368,7 +1125,7 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
         )
         .await
         .unwrap();
-    let feed = Admin::new(&app, &ingest).await;
+    let feed = PartyAdmin::new(&app, &ingest).await;
     let status = assert_refused(
         feed.get(&app.insurer_id).await,
         Code::PermissionDenied,
@@ -1387,7 +1144,7 @@ async fn party_certificate_is_refused_on_the_admin_listener(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let as_party = Admin::new(&app, &app.certs.insurer).await;
+    let as_party = PartyAdmin::new(&app, &app.certs.insurer).await;
     let status = assert_refused(
         as_party.get(&app.insurer_id).await,
         Code::PermissionDenied,
@@ -1406,7 +1163,7 @@ async fn certificates_are_checked_before_registration(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let id = app.insurer_id.clone();
     let invalid = |result| {
         let status = assert_refused(result, Code::InvalidArgument, "CERTIFICATE_INVALID");
@@ -1472,10 +1229,16 @@ async fn applications_are_validated(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let status = assert_refused(
         admin
-            .apply("556000-0018", INSURER_NAME, common::PartyKind::Insurer, &[])
+            .apply(
+                &Applicant {
+                    org: "556000-0018",
+                    ..INSURER
+                },
+                &[],
+            )
             .await,
         Code::InvalidArgument,
         "ORG_NUMBER_INVALID",
@@ -1483,13 +1246,19 @@ async fn applications_are_validated(backend: Backend) {
     assert_eq!(metadata(&status, "field"), "org_number");
     let status = assert_refused(
         admin
-            .apply(INSURER_ORG, INSURER_NAME, common::PartyKind::Unspecified, &[])
+            .apply(
+                &Applicant {
+                    kind: common::PartyKind::Unspecified,
+                    ..INSURER
+                },
+                &[],
+            )
             .await,
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
     assert_eq!(metadata(&status, "field"), "kind");
-    let mut no_email = Admin::apply_request(INSURER_ORG, INSURER_NAME, common::PartyKind::Insurer, &[]);
+    let mut no_email = PartyAdmin::apply_request(&INSURER, &[]);
     no_email.contact_email = "anna.exempel.se".to_string();
     let status = assert_refused(
         admin.apply_with(no_email).await,
@@ -1497,7 +1266,7 @@ async fn applications_are_validated(backend: Backend) {
         "INVALID_ARGUMENT",
     );
     assert_eq!(metadata(&status, "field"), "contact_email");
-    let mut no_name = Admin::apply_request(INSURER_ORG, " ", common::PartyKind::Insurer, &[]);
+    let mut no_name = PartyAdmin::apply_request(&INSURER, &[]);
     no_name.name = "  ".to_string();
     let status = assert_refused(
         admin.apply_with(no_name).await,
@@ -1509,9 +1278,11 @@ async fn applications_are_validated(backend: Backend) {
     let status = assert_refused(
         admin
             .apply(
-                "5566778899",
-                "Testförsäkring AB",
-                common::PartyKind::Insurer,
+                &Applicant {
+                    org: "5566778899",
+                    name: "Testförsäkring AB",
+                    kind: common::PartyKind::Insurer,
+                },
                 &["INS_COORDINATION"],
             )
             .await,
@@ -1526,40 +1297,29 @@ async fn list_parties_pages_and_filters(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    for (org, name, kind, bases) in [
-        (
-            "556000-0027",
-            "Alfa Försäkring AB",
-            common::PartyKind::Insurer,
-            ["INS_CLAIMS"],
-        ),
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    use common::PartyKind::{Insurer, MunicipalAuthority, StateAuthority};
+    for (org, name, kind, basis) in [
+        ("556000-0027", "Alfa Försäkring AB", Insurer, "INS_CLAIMS"),
         (
             "212000-0027",
             "Beta kommun",
-            common::PartyKind::MunicipalAuthority,
-            ["AUTH_SOCIAL_SERVICES"],
+            MunicipalAuthority,
+            "AUTH_SOCIAL_SERVICES",
         ),
-        (
-            "556000-0035",
-            "Delta Försäkring AB",
-            common::PartyKind::Insurer,
-            ["INS_CLAIMS"],
-        ),
+        ("556000-0035", "Delta Försäkring AB", Insurer, "INS_CLAIMS"),
         (
             "202000-0028",
             "Epsilonverket",
-            common::PartyKind::StateAuthority,
-            ["AUTH_DUTY_1980_995"],
+            StateAuthority,
+            "AUTH_DUTY_1980_995",
         ),
-        (
-            "556000-0043",
-            "Gamma Liv AB",
-            common::PartyKind::Insurer,
-            ["INS_COORDINATION"],
-        ),
+        ("556000-0043", "Gamma Liv AB", Insurer, "INS_COORDINATION"),
     ] {
-        admin.apply(org, name, kind, &bases).await.unwrap();
+        admin
+            .apply(&Applicant { org, name, kind }, &[basis])
+            .await
+            .unwrap();
     }
     let all = admin
         .list_all(pb::ListPartiesRequest {
@@ -1662,16 +1422,8 @@ async fn history_shows_every_step_with_before_and_after_states(backend: Backend)
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
-    let (party, cert) = admin
-        .onboard(
-            &app,
-            INSURER_ORG,
-            INSURER_NAME,
-            common::PartyKind::Insurer,
-            &["INS_COORDINATION"],
-        )
-        .await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
+    let (party, cert) = admin.onboard(&app, &INSURER, &["INS_COORDINATION"]).await;
     admin
         .revoke(&party.party_id, &fingerprint_of(&cert), "replaced")
         .await
@@ -1788,7 +1540,7 @@ async fn get_party_by_org_number_prefers_the_live_party(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let admin = Admin::new(&app, &app.certs.operator).await;
+    let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let party = admin.get_by_org("222000-0000").await.unwrap();
     assert_eq!(party.party_id, app.municipality_id);
     assert_eq!(state(&party), common::PartyState::Connected);
@@ -1802,7 +1554,7 @@ async fn get_party_by_org_number_prefers_the_live_party(backend: Backend) {
 
     // Terminated, then applied again: the number finds the new party; the old one by its id.
     admin
-        .terminate(Admin::notice(&party, app.clock.today()))
+        .terminate(PartyAdmin::notice(&party, app.clock.today()))
         .await
         .unwrap();
     assert_eq!(
@@ -1812,9 +1564,11 @@ async fn get_party_by_org_number_prefers_the_live_party(backend: Backend) {
     );
     let again = admin
         .apply(
-            "222000-0000",
-            "Testkommun",
-            common::PartyKind::MunicipalAuthority,
+            &Applicant {
+                org: "222000-0000",
+                name: "Testkommun",
+                kind: common::PartyKind::MunicipalAuthority,
+            },
             &["AUTH_SOCIAL_SERVICES"],
         )
         .await

@@ -1,5 +1,6 @@
 //! Starting a real lefi server for one test: fresh certificates, a fresh database (SQLite file in a
-//! temporary directory, or a fresh PostgreSQL database), both listeners on 127.0.0.1:0.
+//! temporary directory, or a fresh PostgreSQL database), both listeners on 127.0.0.1:0. And the
+//! steps every test takes the same way: onboarding a party through the admin API.
 
 use std::net::SocketAddr;
 use std::sync::Once;
@@ -11,11 +12,14 @@ use lefi::config::{DatabaseSettings, Settings, TlsMaterial};
 use lefi::devcerts::{DevCa, Issued};
 use lefi::domain::clock::Clock;
 use lefi::domain::{OperatorRole, OrgNumber, PartyKind};
+use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
+use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
 use lefi::store::{NewConnectedParty, Store};
 use time::macros::date;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::transport::Channel;
 
 /// Which database a test runs against.
@@ -547,4 +551,217 @@ fn replace_database(url: &str, name: &str) -> String {
 /// The ErrorInfo reason of a status.
 pub fn reason(status: &tonic::Status) -> String {
     lefi::grpc::status::reason_of(status).unwrap_or_else(|| panic!("status without ErrorInfo: {status:?}"))
+}
+
+/// An organisation that onboards through the admin API.
+#[derive(Debug, Clone, Copy)]
+pub struct Applicant {
+    pub org: &'static str,
+    pub name: &'static str,
+    pub kind: pb::PartyKind,
+}
+
+impl Applicant {
+    /// A client certificate for the organisation, issued by the test CA (not yet registered).
+    pub fn certificate(&self, app: &TestApp) -> Issued {
+        app.certs.ca.issue_client(self.name, Some(self.org)).unwrap()
+    }
+}
+
+/// A fresh idempotency key.
+pub fn idempotency_key() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub type PartyAdminClient = admin_pb::party_admin_service_client::PartyAdminServiceClient<Channel>;
+
+/// The party admin API as one operator calls it. The onboarding steps (apply, send the agreement,
+/// record a signature, add a certificate) each send a fresh idempotency key and return the
+/// server's answer for the test to check; `*_request` with `*_with` is for a test that sends its
+/// own request (a retry, a reused key, a field changed). [`onboard`](Self::onboard) takes all the
+/// steps for a test that only needs the party at the end. The calls only the admin tests make are
+/// in `admin.rs`.
+#[derive(Clone)]
+pub struct PartyAdmin(pub PartyAdminClient);
+
+impl PartyAdmin {
+    /// A client presenting `who`'s certificate.
+    pub async fn new(app: &TestApp, who: &Issued) -> PartyAdmin {
+        PartyAdmin(PartyAdminClient::new(app.admin_channel(who).await))
+    }
+
+    pub fn apply_request(applicant: &Applicant, bases: &[&str]) -> admin_pb::ApplyRequest {
+        admin_pb::ApplyRequest {
+            idempotency_key: idempotency_key(),
+            org_number: applicant.org.to_string(),
+            name: applicant.name.to_string(),
+            kind: applicant.kind as i32,
+            contact_name: "Anna Andersson".to_string(),
+            contact_email: "anna@exempel.se".to_string(),
+            requested_basis_codes: strings(bases),
+            requested_benefit_type_codes: strings(&["SJP", "FP"]),
+        }
+    }
+
+    pub async fn apply(&self, applicant: &Applicant, bases: &[&str]) -> Result<admin_pb::Party, Status> {
+        self.apply_with(Self::apply_request(applicant, bases)).await
+    }
+
+    pub async fn apply_with(&self, request: admin_pb::ApplyRequest) -> Result<admin_pb::Party, Status> {
+        let response = self.0.clone().apply(request).await?.into_inner();
+        Ok(response.party.expect("party"))
+    }
+
+    /// An agreement granting `bases` and sickness benefit (SJP), valid from 2025-01-01.
+    pub fn agreement_request(
+        party_id: &str,
+        bases: &[&str],
+        notice_period_days: u32,
+    ) -> admin_pb::SendAgreementRequest {
+        admin_pb::SendAgreementRequest {
+            idempotency_key: idempotency_key(),
+            party_id: party_id.to_string(),
+            agreement_id: format!("FK-{}", &idempotency_key()[..13]),
+            granted_basis_codes: strings(bases),
+            granted_benefit_type_codes: strings(&["SJP"]),
+            valid_from: "2025-01-01".to_string(),
+            notice_period_days,
+        }
+    }
+
+    pub async fn send_agreement(
+        &self,
+        party_id: &str,
+        bases: &[&str],
+        notice_period_days: u32,
+    ) -> Result<admin_pb::Party, Status> {
+        self.send_agreement_with(Self::agreement_request(party_id, bases, notice_period_days))
+            .await
+    }
+
+    pub async fn send_agreement_with(
+        &self,
+        request: admin_pb::SendAgreementRequest,
+    ) -> Result<admin_pb::Party, Status> {
+        let response = self.0.clone().send_agreement(request).await?.into_inner();
+        Ok(response.party.expect("party"))
+    }
+
+    pub fn sign_request(
+        party_id: &str,
+        signer: admin_pb::Signer,
+        by: &str,
+    ) -> admin_pb::RecordSignatureRequest {
+        admin_pb::RecordSignatureRequest {
+            idempotency_key: idempotency_key(),
+            party_id: party_id.to_string(),
+            signer: signer as i32,
+            signed_by: by.to_string(),
+            signed_on: "2025-01-02".to_string(),
+        }
+    }
+
+    pub async fn sign(
+        &self,
+        party_id: &str,
+        signer: admin_pb::Signer,
+        by: &str,
+    ) -> Result<admin_pb::Party, Status> {
+        self.sign_with(Self::sign_request(party_id, signer, by)).await
+    }
+
+    pub async fn sign_with(
+        &self,
+        request: admin_pb::RecordSignatureRequest,
+    ) -> Result<admin_pb::Party, Status> {
+        let response = self.0.clone().record_signature(request).await?.into_inner();
+        Ok(response.party.expect("party"))
+    }
+
+    pub async fn add_certificate(
+        &self,
+        party_id: &str,
+        pem: &str,
+    ) -> Result<admin_pb::AddCertificateResponse, Status> {
+        self.0
+            .clone()
+            .add_certificate(admin_pb::AddCertificateRequest {
+                idempotency_key: idempotency_key(),
+                party_id: party_id.to_string(),
+                certificate_pem: pem.to_string(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn get(&self, party_id: &str) -> Result<admin_pb::Party, Status> {
+        self.get_by(admin_pb::get_party_request::Key::PartyId(party_id.to_string()))
+            .await
+    }
+
+    pub async fn get_by_org(&self, org: &str) -> Result<admin_pb::Party, Status> {
+        self.get_by(admin_pb::get_party_request::Key::OrgNumber(org.to_string()))
+            .await
+    }
+
+    async fn get_by(&self, key: admin_pb::get_party_request::Key) -> Result<admin_pb::Party, Status> {
+        let request = admin_pb::GetPartyRequest { key: Some(key) };
+        self.0.clone().get_party(request).await.map(|r| r.into_inner())
+    }
+
+    /// Takes a new party through onboarding as far as `until` (APPLIED, AGREEMENT_SENT or
+    /// SIGNED), granting the bases it applied for; every step must succeed. An insurer's avtal
+    /// has a 90-day notice period, an authority's överenskommelse none.
+    pub async fn onboard_until(
+        &self,
+        applicant: &Applicant,
+        bases: &[&str],
+        until: pb::PartyState,
+    ) -> admin_pb::Party {
+        let mut party = self.apply(applicant, bases).await.unwrap();
+        if until == pb::PartyState::Applied {
+            return party;
+        }
+        let notice = if applicant.kind == pb::PartyKind::Insurer {
+            90
+        } else {
+            0
+        };
+        party = self.send_agreement(&party.party_id, bases, notice).await.unwrap();
+        if until == pb::PartyState::AgreementSent {
+            return party;
+        }
+        assert_eq!(
+            until,
+            pb::PartyState::Signed,
+            "onboard_until stops at SIGNED at the latest"
+        );
+        self.sign(&party.party_id, admin_pb::Signer::Party, "Anna Andersson")
+            .await
+            .unwrap();
+        self.sign(&party.party_id, admin_pb::Signer::Agency, "Bo Berg")
+            .await
+            .unwrap()
+    }
+
+    /// Takes a new party from application to CONNECTED with a newly issued certificate.
+    pub async fn onboard(
+        &self,
+        app: &TestApp,
+        applicant: &Applicant,
+        bases: &[&str],
+    ) -> (admin_pb::Party, Issued) {
+        let signed = self.onboard_until(applicant, bases, pb::PartyState::Signed).await;
+        let cert = applicant.certificate(app);
+        let connected = self
+            .add_certificate(&signed.party_id, &cert.cert_pem)
+            .await
+            .unwrap();
+        assert_eq!(connected.party_state, pb::PartyState::Connected as i32);
+        (self.get(&signed.party_id).await.unwrap(), cert)
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
