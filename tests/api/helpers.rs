@@ -201,26 +201,22 @@ impl TestApp {
                 .await
                 .unwrap();
         }
-        let insurer_id = register_party(
-            &store,
+        let insurer = connected_party(
             &certs.insurer,
             "556677-8899",
             "Testförsäkring AB",
             PartyKind::Insurer,
             &["INS_COORDINATION", "INS_RISK_ASSESSMENT"],
-            now,
-        )
-        .await;
-        let municipality_id = register_party(
-            &store,
+        );
+        let insurer_id = store.insert_connected_party(&insurer, now).await.unwrap();
+        let municipality = connected_party(
             &certs.municipality,
             "222000-0000",
             "Testkommun",
             PartyKind::MunicipalAuthority,
             &["AUTH_SOCIAL_SERVICES"],
-            now,
-        )
-        .await;
+        );
+        let municipality_id = store.insert_connected_party(&municipality, now).await.unwrap();
 
         let app = App::build_with_store(settings.clone(), store.clone(), clock.clone())
             .await
@@ -397,35 +393,30 @@ impl Drop for TestApp {
     }
 }
 
-async fn register_party(
-    store: &Store,
+/// A party to write straight into the store as CONNECTED, without the admin API, holding `cert`:
+/// an agreement valid from 2024-01-01 with a 90-day notice period granting `bases` and the
+/// benefit types SJP and FP. A test that needs another agreement changes fields with `..`.
+pub fn connected_party(
     cert: &Issued,
     org: &str,
     name: &str,
     kind: PartyKind,
     bases: &[&str],
-    now: i64,
-) -> String {
+) -> NewConnectedParty {
     let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
-    store
-        .insert_connected_party(
-            &NewConnectedParty {
-                org_number: OrgNumber::parse(org).unwrap(),
-                name: name.to_string(),
-                kind,
-                contact_name: "Test Kontakt".to_string(),
-                contact_email: "test@example.invalid".to_string(),
-                agreement_id: format!("T-{org}"),
-                valid_from: date!(2024 - 01 - 01),
-                notice_period_days: Some(90),
-                basis_codes: bases.iter().map(|b| b.to_string()).collect(),
-                benefit_codes: vec!["SJP".to_string(), "FP".to_string()],
-                certificates: vec![facts],
-            },
-            now,
-        )
-        .await
-        .unwrap()
+    NewConnectedParty {
+        org_number: OrgNumber::parse(org).unwrap(),
+        name: name.to_string(),
+        kind,
+        contact_name: "Test Kontakt".to_string(),
+        contact_email: "test@example.invalid".to_string(),
+        agreement_id: format!("T-{org}"),
+        valid_from: date!(2024 - 01 - 01),
+        notice_period_days: Some(90),
+        basis_codes: strings(bases),
+        benefit_codes: strings(&["SJP", "FP"]),
+        certificates: vec![facts],
+    }
 }
 
 /// The PostgreSQL server tests use, or `None` (with one notice) when none is configured.

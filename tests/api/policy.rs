@@ -4,14 +4,13 @@
 
 use lefi::domain::{OrgNumber, PartyKind};
 use lefi::grpc::pb::lefi::v1 as pb;
-use lefi::identity::certificate_facts;
 use lefi::store::NewConnectedParty;
 use lefi::store::policy::{ConsentRegistration, NewConsent};
 use time::Duration;
 use tonic::transport::Channel;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, reason};
+use crate::helpers::{Backend, TestApp, connected_party, reason};
 use crate::register::{P1, accepted, ingest, payment};
 
 backend_tests!(
@@ -83,24 +82,14 @@ async fn extra_party(
     valid_from: time::Date,
 ) -> lefi::devcerts::Issued {
     let cert = app.certs.ca.issue_client(name, Some(org)).unwrap();
-    let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
+    let party = NewConnectedParty {
+        valid_from,
+        notice_period_days: None,
+        benefit_codes: vec!["SJP".to_string()],
+        ..connected_party(&cert, org, name, kind, bases)
+    };
     app.store
-        .insert_connected_party(
-            &NewConnectedParty {
-                org_number: OrgNumber::parse(org).unwrap(),
-                name: name.to_string(),
-                kind,
-                contact_name: "Test".to_string(),
-                contact_email: "t@example.invalid".to_string(),
-                agreement_id: format!("X-{org}"),
-                valid_from,
-                notice_period_days: None,
-                basis_codes: bases.iter().map(|b| b.to_string()).collect(),
-                benefit_codes: vec!["SJP".to_string()],
-                certificates: vec![facts],
-            },
-            app.clock.now_micros(),
-        )
+        .insert_connected_party(&party, app.clock.now_micros())
         .await
         .unwrap();
     cert
