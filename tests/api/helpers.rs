@@ -253,24 +253,12 @@ impl TestApp {
 
     /// An mTLS channel to the party API presenting `who`'s certificate.
     pub async fn party_channel(&self, who: &Issued) -> Channel {
-        lefi::client::connect(
-            &format!("https://localhost:{}", self.party_addr.port()),
-            &self.pem(who),
-            None,
-        )
-        .await
-        .unwrap()
+        self.channel_to(self.party_addr, who).await
     }
 
     /// An mTLS channel to the admin API presenting `who`'s certificate.
     pub async fn admin_channel(&self, who: &Issued) -> Channel {
-        lefi::client::connect(
-            &format!("https://localhost:{}", self.admin_addr.port()),
-            &self.pem(who),
-            None,
-        )
-        .await
-        .unwrap()
+        self.channel_to(self.admin_addr, who).await
     }
 
     /// A lazily connecting channel (for tests that expect the handshake to fail).
@@ -288,36 +276,16 @@ impl TestApp {
     /// Runs one SQL statement directly against the server's database, bypassing lefi (to simulate
     /// tampering or a broken database).
     pub async fn execute_sql(&self, sql: &str) {
-        use sqlx::Connection;
         match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.db_url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.db_url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-            }
+            Backend::Sqlite => execute_raw::<sqlx::SqliteConnection>(&self.db_url, sql).await,
+            Backend::Postgres => execute_raw::<sqlx::PgConnection>(&self.db_url, sql).await,
         }
     }
 
     /// Stops the server and starts a new one on the same database and certificates (new ports), as
     /// after a deploy. The test's clock carries over.
     pub async fn restart(mut self) -> TestApp {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("server did not stop within 30 s")
-                .expect("server task panicked")
-                .expect("server returned an error");
-        }
+        self.stop_server().await;
         let store = Store::connect(&self.db_url, 4).await.unwrap();
         let app = App::build_with_store(self.settings.clone(), store.clone(), self.clock.clone())
             .await
@@ -350,7 +318,8 @@ impl TestApp {
         (addrs.0, addrs.1, token, task)
     }
 
-    /// An mTLS channel to another listener (a replica) presenting `who`'s certificate.
+    /// An mTLS channel to the listener at `addr` (this server's or a replica's) presenting `who`'s
+    /// certificate.
     pub async fn channel_to(&self, addr: SocketAddr, who: &Issued) -> Channel {
         lefi::client::connect(
             &format!("https://localhost:{}", addr.port()),
@@ -361,13 +330,8 @@ impl TestApp {
         .unwrap()
     }
 
-    /// Begins shutdown without waiting for it.
-    pub fn begin_shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// Stops the server and waits for it to finish; the server must stop cleanly.
-    pub async fn stop(mut self) {
+    /// Shuts the server down and waits for it; it must stop cleanly within 30 s.
+    async fn stop_server(&mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(30), task)
@@ -376,10 +340,33 @@ impl TestApp {
                 .expect("server task panicked")
                 .expect("server returned an error");
         }
+    }
+
+    /// Begins shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops the server and waits for it to finish; the server must stop cleanly.
+    pub async fn stop(mut self) {
+        self.stop_server().await;
         if let Some(pg) = self.pg.take() {
             pg.drop_db().await;
         }
     }
+}
+
+/// One SQL statement on a connection of its own, whichever the backend.
+async fn execute_raw<C>(url: &str, sql: &str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 impl Drop for TestApp {
