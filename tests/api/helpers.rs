@@ -12,7 +12,7 @@ use lefi::config::{DatabaseSettings, Settings, TlsMaterial};
 use lefi::devcerts::{DevCa, Issued};
 use lefi::domain::clock::Clock;
 use lefi::domain::{OperatorRole, OrgNumber, PartyKind};
-use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
+use lefi::grpc::pb::lefi::admin::v1::{self as admin_pb, Party};
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
 use lefi::store::{NewConnectedParty, Store};
@@ -581,11 +581,11 @@ impl PartyAdmin {
         }
     }
 
-    pub async fn apply(&self, applicant: &Applicant, bases: &[&str]) -> Result<admin_pb::Party, Status> {
+    pub async fn apply(&self, applicant: &Applicant, bases: &[&str]) -> Result<Party, Status> {
         self.apply_with(Self::apply_request(applicant, bases)).await
     }
 
-    pub async fn apply_with(&self, request: admin_pb::ApplyRequest) -> Result<admin_pb::Party, Status> {
+    pub async fn apply_with(&self, request: admin_pb::ApplyRequest) -> Result<Party, Status> {
         let response = self.0.clone().apply(request).await?.into_inner();
         Ok(response.party.expect("party"))
     }
@@ -612,7 +612,7 @@ impl PartyAdmin {
         party_id: &str,
         bases: &[&str],
         notice_period_days: u32,
-    ) -> Result<admin_pb::Party, Status> {
+    ) -> Result<Party, Status> {
         self.send_agreement_with(Self::agreement_request(party_id, bases, notice_period_days))
             .await
     }
@@ -620,7 +620,7 @@ impl PartyAdmin {
     pub async fn send_agreement_with(
         &self,
         request: admin_pb::SendAgreementRequest,
-    ) -> Result<admin_pb::Party, Status> {
+    ) -> Result<Party, Status> {
         let response = self.0.clone().send_agreement(request).await?.into_inner();
         Ok(response.party.expect("party"))
     }
@@ -639,19 +639,11 @@ impl PartyAdmin {
         }
     }
 
-    pub async fn sign(
-        &self,
-        party_id: &str,
-        signer: admin_pb::Signer,
-        by: &str,
-    ) -> Result<admin_pb::Party, Status> {
+    pub async fn sign(&self, party_id: &str, signer: admin_pb::Signer, by: &str) -> Result<Party, Status> {
         self.sign_with(Self::sign_request(party_id, signer, by)).await
     }
 
-    pub async fn sign_with(
-        &self,
-        request: admin_pb::RecordSignatureRequest,
-    ) -> Result<admin_pb::Party, Status> {
+    pub async fn sign_with(&self, request: admin_pb::RecordSignatureRequest) -> Result<Party, Status> {
         let response = self.0.clone().record_signature(request).await?.into_inner();
         Ok(response.party.expect("party"))
     }
@@ -672,17 +664,17 @@ impl PartyAdmin {
             .map(|r| r.into_inner())
     }
 
-    pub async fn get(&self, party_id: &str) -> Result<admin_pb::Party, Status> {
+    pub async fn get(&self, party_id: &str) -> Result<Party, Status> {
         self.get_by(admin_pb::get_party_request::Key::PartyId(party_id.to_string()))
             .await
     }
 
-    pub async fn get_by_org(&self, org: &str) -> Result<admin_pb::Party, Status> {
+    pub async fn get_by_org(&self, org: &str) -> Result<Party, Status> {
         self.get_by(admin_pb::get_party_request::Key::OrgNumber(org.to_string()))
             .await
     }
 
-    async fn get_by(&self, key: admin_pb::get_party_request::Key) -> Result<admin_pb::Party, Status> {
+    async fn get_by(&self, key: admin_pb::get_party_request::Key) -> Result<Party, Status> {
         let request = admin_pb::GetPartyRequest { key: Some(key) };
         self.0.clone().get_party(request).await.map(|r| r.into_inner())
     }
@@ -690,12 +682,7 @@ impl PartyAdmin {
     /// Takes a new party through onboarding as far as `until` (APPLIED, AGREEMENT_SENT or
     /// SIGNED), granting the bases it applied for; every step must succeed. An insurer's avtal
     /// has a 90-day notice period, an authority's överenskommelse none.
-    pub async fn onboard_until(
-        &self,
-        applicant: &Applicant,
-        bases: &[&str],
-        until: pb::PartyState,
-    ) -> admin_pb::Party {
+    pub async fn onboard_until(&self, applicant: &Applicant, bases: &[&str], until: pb::PartyState) -> Party {
         let mut party = self.apply(applicant, bases).await.unwrap();
         if until == pb::PartyState::Applied {
             return party;
@@ -723,12 +710,7 @@ impl PartyAdmin {
     }
 
     /// Takes a new party from application to CONNECTED with a newly issued certificate.
-    pub async fn onboard(
-        &self,
-        app: &TestApp,
-        applicant: &Applicant,
-        bases: &[&str],
-    ) -> (admin_pb::Party, Issued) {
+    pub async fn onboard(&self, app: &TestApp, applicant: &Applicant, bases: &[&str]) -> (Party, Issued) {
         let signed = self.onboard_until(applicant, bases, pb::PartyState::Signed).await;
         let cert = applicant.certificate(app);
         let connected = self
