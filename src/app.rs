@@ -14,64 +14,51 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::Settings;
 use crate::domain::clock::Clock;
-use crate::grpc::pb::lefi::admin::v1 as admin_pb;
-use crate::grpc::pb::lefi::v1 as pb;
-use crate::identity::{Audience, IdentityLayer, Resolver};
+use crate::grpc::identity_layer::IdentityLayer;
+use crate::grpc::{admin_api, party_api};
+use crate::identity::{Audience, Resolver};
+use crate::state::AppState;
 use crate::store::Store;
-
-/// What every service shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The clock rules are judged by (tests move it).
-    pub clock: Clock,
-    /// Default idle heartbeat interval on delivery streams.
-    pub heartbeat_interval: Duration,
-    /// Cancelled when the server begins to shut down; long-lived streams watch it.
-    pub shutdown: CancellationToken,
-    /// Bumped whenever a party's delivery history or its right to receive may have changed (an
-    /// ingest commit, a new subscription, a notice, a revoked certificate, a termination). Open
-    /// streams wait on it instead of polling. With PostgreSQL, other replicas' changes arrive
-    /// through LISTEN/NOTIFY and bump it too.
-    pub changes: tokio::sync::watch::Sender<u64>,
-    /// The longest consent period, in days.
-    pub max_consent_days: u32,
-    /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
-    /// certificate with it before registering it for a party.
-    pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-}
-
-impl AppState {
-    /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see
-    /// [`AppState::changes`]).
-    pub fn notify_history(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
-        if self.store.kind() == crate::store::BackendKind::Postgres {
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.announce_change().await {
-                    tracing::warn!(error = %e, "could not announce a change to other replicas");
-                }
-            });
-        }
-    }
-}
 
 /// A built server, bound to its ports, not yet serving.
 pub struct App {
     state: AppState,
-    party_listener: TcpListener,
-    admin_listener: TcpListener,
-    party_tls: Arc<rustls::ServerConfig>,
-    admin_tls: Arc<rustls::ServerConfig>,
+    party: Listener,
+    admin: Listener,
     shutdown_grace: Duration,
+}
+
+/// One API's listener and its TLS configuration.
+struct Listener {
+    audience: Audience,
+    tcp: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl Audience {
+    fn name(self) -> &'static str {
+        match self {
+            Audience::Party => "party API",
+            Audience::Admin => "admin API",
+        }
+    }
+
+    /// The gRPC services of this API, for health and reflection.
+    fn services(self) -> &'static [&'static str] {
+        match self {
+            Audience::Party => party_api::SERVICE_NAMES,
+            Audience::Admin => admin_api::SERVICE_NAMES,
+        }
+    }
 }
 
 impl App {
@@ -105,12 +92,8 @@ impl App {
         let party_certificates =
             crate::tls::client_verifier("party CA (--client-ca)", &tls.party_ca_pem, &tls.crls)
                 .context("preparing the party certificate verifier")?;
-        let party_listener = TcpListener::bind(settings.party_addr)
-            .await
-            .with_context(|| format!("binding the party API to {}", settings.party_addr))?;
-        let admin_listener = TcpListener::bind(settings.admin_addr)
-            .await
-            .with_context(|| format!("binding the admin API to {}", settings.admin_addr))?;
+        let party = Listener::bind(Audience::Party, settings.party_addr, party_tls).await?;
+        let admin = Listener::bind(Audience::Admin, settings.admin_addr, admin_tls).await?;
         Ok(App {
             state: AppState {
                 store,
@@ -121,22 +104,20 @@ impl App {
                 changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
             },
-            party_listener,
-            admin_listener,
-            party_tls,
-            admin_tls,
+            party,
+            admin,
             shutdown_grace: settings.shutdown_grace,
         })
     }
 
     /// The party API's bound address.
     pub fn party_addr(&self) -> std::io::Result<SocketAddr> {
-        self.party_listener.local_addr()
+        self.party.tcp.local_addr()
     }
 
     /// The admin API's bound address.
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
-        self.admin_listener.local_addr()
+        self.admin.tcp.local_addr()
     }
 
     /// The store the server uses.
@@ -148,13 +129,10 @@ impl App {
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App {
             state,
-            party_listener,
-            admin_listener,
-            party_tls,
-            admin_tls,
+            party,
+            admin,
             shutdown_grace,
         } = self;
-        let AppState { store, clock, .. } = state.clone();
         // Streams watch the state's token; it follows the caller's.
         let state_token = state.shutdown.clone();
         let stop = shutdown.clone();
@@ -165,118 +143,33 @@ impl App {
 
         // Other replicas' changes wake this process's streams.
         let changes = state.changes.clone();
-        let watcher = store
+        let watcher = state
+            .store
             .watch_changes(move || changes.send_modify(|n| *n = n.wrapping_add(1)))
             .await
             .context("listening for changes from other replicas")?;
 
-        let (party_health_reporter, party_health) = tonic_health::server::health_reporter();
-        let (admin_health_reporter, admin_health) = tonic_health::server::health_reporter();
-        party_health_reporter
-            .set_serving::<pb::party_service_server::PartyServiceServer<crate::grpc::party::PartyApi>>()
-            .await;
-        party_health_reporter
-            .set_serving::<pb::delivery_service_server::DeliveryServiceServer<crate::grpc::delivery::DeliveryApi>>()
-            .await;
-        admin_health_reporter
-            .set_serving::<admin_pb::operator_service_server::OperatorServiceServer<crate::grpc::admin::OperatorApi>>()
-            .await;
-        // The empty service name answers "is the server as a whole serving".
-        party_health_reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-        admin_health_reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-
-        let mut party_routes = tonic::service::RoutesBuilder::default();
-        party_routes
-            .add_service(party_health)
-            .add_service(reflection_v1(PARTY_SERVICES)?)
-            .add_service(reflection_v1alpha(PARTY_SERVICES)?);
-        crate::grpc::party::add_services(&mut party_routes, &state);
-        let mut admin_routes = tonic::service::RoutesBuilder::default();
-        admin_routes
-            .add_service(admin_health)
-            .add_service(reflection_v1(ADMIN_SERVICES)?)
-            .add_service(reflection_v1alpha(ADMIN_SERVICES)?);
-        crate::grpc::admin::add_services(&mut admin_routes, &state);
-
-        let party_server = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .trace_fn(|req| {
-                tracing::info_span!(
-                    "rpc",
-                    api = "party",
-                    method = %req.uri().path(),
-                    request_id = tracing::field::Empty,
-                    party = tracing::field::Empty
-                )
-            })
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(IdentityLayer::new(Resolver::new(
-                store.clone(),
-                clock.clone(),
-                Audience::Party,
-            )))
-            .add_routes(party_routes.routes())
-            .serve_with_incoming_shutdown(
-                crate::tls::incoming(party_listener, party_tls, shutdown.clone()),
-                shutdown.clone().cancelled_owned(),
-            );
-        let admin_server = Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .trace_fn(|req| {
-                tracing::info_span!(
-                    "rpc",
-                    api = "admin",
-                    method = %req.uri().path(),
-                    request_id = tracing::field::Empty,
-                    operator = tracing::field::Empty
-                )
-            })
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(IdentityLayer::new(Resolver::new(
-                store.clone(),
-                clock.clone(),
-                Audience::Admin,
-            )))
-            .add_routes(admin_routes.routes())
-            .serve_with_incoming_shutdown(
-                crate::tls::incoming(admin_listener, admin_tls, shutdown.clone()),
-                shutdown.clone().cancelled_owned(),
-            );
-        let mut party_task = tokio::spawn(party_server);
-        let mut admin_task = tokio::spawn(admin_server);
+        let (party_health, mut party_task) = party.serve(&state, &shutdown).await?;
+        let (admin_health, mut admin_task) = admin.serve(&state, &shutdown).await?;
 
         // Serve until asked to stop (or until a server fails on its own).
         let failed = tokio::select! {
             biased;
             () = shutdown.cancelled() => None,
-            res = &mut party_task => Some(("party API", res)),
-            res = &mut admin_task => Some(("admin API", res)),
+            res = &mut party_task => Some((Audience::Party, res)),
+            res = &mut admin_task => Some((Audience::Admin, res)),
         };
-        if let Some((what, res)) = failed {
+        if let Some((audience, res)) = failed {
             shutdown.cancel();
             party_task.abort();
             admin_task.abort();
-            store.close().await;
-            flatten(what, res)?;
-            anyhow::bail!("the {what} stopped unexpectedly");
+            state.store.close().await;
+            flatten(audience, res)?;
+            anyhow::bail!("the {} stopped unexpectedly", audience.name());
         }
-        party_health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        admin_health_reporter
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        party_health_reporter
-            .set_not_serving::<pb::party_service_server::PartyServiceServer<crate::grpc::party::PartyApi>>()
-            .await;
+        for (health, audience) in [(&party_health, Audience::Party), (&admin_health, Audience::Admin)] {
+            set_health(health, audience, ServingStatus::NotServing).await;
+        }
 
         let drained = tokio::time::timeout(shutdown_grace, async {
             let party = (&mut party_task).await;
@@ -285,7 +178,7 @@ impl App {
         })
         .await;
         let result = match drained {
-            Ok((party, admin)) => flatten("party API", party).and(flatten("admin API", admin)),
+            Ok((party, admin)) => flatten(Audience::Party, party).and(flatten(Audience::Admin, admin)),
             Err(_) => {
                 tracing::warn!(grace = ?shutdown_grace, "open calls did not finish within the grace period; cutting them off");
                 party_task.abort();
@@ -296,68 +189,109 @@ impl App {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
-        store.close().await;
+        state.store.close().await;
         tracing::info!("server stopped");
         result
     }
 }
 
-fn flatten(
-    what: &str,
-    res: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
-) -> anyhow::Result<()> {
+type ServeResult = Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>;
+
+impl Listener {
+    async fn bind(
+        audience: Audience,
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> anyhow::Result<Self> {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the {} to {addr}", audience.name()))?;
+        Ok(Self { audience, tcp, tls })
+    }
+
+    /// Starts serving this listener's API (health, reflection, its services behind the request-id
+    /// and identity layers) until `shutdown`; returns its health reporter and the serving task.
+    async fn serve(
+        self,
+        state: &AppState,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(HealthReporter, JoinHandle<Result<(), tonic::transport::Error>>)> {
+        let Listener { audience, tcp, tls } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, audience, ServingStatus::Serving).await;
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes
+            .add_service(health_service)
+            .add_service(
+                reflection(audience)
+                    .build_v1()
+                    .context("building the reflection service")?,
+            )
+            .add_service(
+                reflection(audience)
+                    .build_v1alpha()
+                    .context("building the reflection service")?,
+            );
+        match audience {
+            Audience::Party => party_api::add_services(&mut routes, state),
+            Audience::Admin => admin_api::add_services(&mut routes, state),
+        }
+        let resolver = Resolver::new(state.store.clone(), state.clock.clone(), audience);
+        let server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .trace_fn(move |req| match audience {
+                Audience::Party => tracing::info_span!(
+                    "rpc",
+                    api = "party",
+                    method = %req.uri().path(),
+                    request_id = tracing::field::Empty,
+                    party = tracing::field::Empty
+                ),
+                Audience::Admin => tracing::info_span!(
+                    "rpc",
+                    api = "admin",
+                    method = %req.uri().path(),
+                    request_id = tracing::field::Empty,
+                    operator = tracing::field::Empty
+                ),
+            })
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(IdentityLayer::new(resolver))
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(
+                crate::tls::incoming(tcp, tls, shutdown.clone()),
+                shutdown.clone().cancelled_owned(),
+            );
+        Ok((health, tokio::spawn(server)))
+    }
+}
+
+/// Sets the health of the server as a whole (the empty service name) and of each of the API's
+/// services.
+async fn set_health(health: &HealthReporter, audience: Audience, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in audience.services() {
+        if !name.starts_with("grpc.") {
+            health.set_service_status(*name, status).await;
+        }
+    }
+}
+
+fn flatten(audience: Audience, res: ServeResult) -> anyhow::Result<()> {
+    let what = audience.name();
     res.with_context(|| format!("the {what} task failed"))?
         .with_context(|| format!("the {what} failed"))
 }
 
-/// The services reflection advertises on the party listener.
-const PARTY_SERVICES: &[&str] = &[
-    "lefi.v1.PartyService",
-    "lefi.v1.SubscriptionService",
-    "lefi.v1.DeliveryService",
-    "lefi.v1.QueryService",
-    "lefi.v1.ConsentService",
-    "lefi.v1.CaseService",
-    "grpc.health.v1.Health",
-];
-
-/// The services reflection advertises on the admin listener.
-const ADMIN_SERVICES: &[&str] = &[
-    "lefi.admin.v1.OperatorService",
-    "lefi.admin.v1.PartyAdminService",
-    "lefi.admin.v1.RegisterAdminService",
-    "lefi.admin.v1.AuditAdminService",
-    "grpc.health.v1.Health",
-];
-
-fn reflection_builder(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+/// Reflection for one API: its services and the health service.
+fn reflection(audience: Audience) -> tonic_reflection::server::Builder<'static> {
     let mut builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for name in services {
+    for name in audience.services() {
         builder = builder.with_service_name(*name);
     }
     builder
-}
-
-fn reflection_v1(
-    services: &[&str],
-) -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
-> {
-    reflection_builder(services)
-        .build_v1()
-        .context("building the reflection service")
-}
-
-fn reflection_v1alpha(
-    services: &[&str],
-) -> anyhow::Result<
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-> {
-    reflection_builder(services)
-        .build_v1alpha()
-        .context("building the reflection service")
 }

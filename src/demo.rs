@@ -11,7 +11,8 @@ use crate::devcerts::{DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR};
 use crate::domain::clock::Clock;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::identity::certificate_facts;
-use crate::store::{NewConnectedParty, Store};
+use crate::store::Store;
+use crate::store::parties::{Actor, NewConnectedParty};
 
 /// What the demo set-up found or created, for the start-up summary.
 #[derive(Debug, Clone)]
@@ -50,33 +51,24 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
     ] {
         let org_number = OrgNumber::parse(org).context("demo organisation number")?;
         let (cert, _) = certificate_facts(&read(file)?).with_context(|| format!("certs-dev/{file}"))?;
-        match store.live_party_id_by_org_number(&org_number).await? {
-            Some(party_id) => store.ensure_party_certificate(&party_id, &cert, now).await?,
-            None => {
-                let benefit_codes = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
-                store
-                    .insert_connected_party(
-                        &NewConnectedParty {
-                            org_number: org_number.clone(),
-                            name: name.to_string(),
-                            kind,
-                            contact_name: "Demo Kontakt".to_string(),
-                            contact_email: "demo@example.invalid".to_string(),
-                            agreement_id: format!("DEMO-{}", org_number.as_str()),
-                            valid_from: date!(2024 - 01 - 01),
-                            notice_period_days: kind
-                                .agreement_type()
-                                .eq(&crate::domain::party::AgreementType::Avtal)
-                                .then_some(90),
-                            basis_codes: bases.iter().map(|b| (*b).to_string()).collect(),
-                            benefit_codes,
-                            certificates: vec![cert],
-                        },
-                        now,
-                    )
-                    .await?;
-            }
-        }
+        let benefit_codes = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+        let party = NewConnectedParty {
+            org_number: org_number.clone(),
+            name: name.to_string(),
+            kind,
+            contact_name: "Demo Kontakt".to_string(),
+            contact_email: "demo@example.invalid".to_string(),
+            agreement_id: format!("DEMO-{}", org_number.as_str()),
+            valid_from: date!(2024 - 01 - 01),
+            notice_period_days: if kind.is_authority() { 0 } else { 90 },
+            basis_codes: bases.iter().map(|b| (*b).to_string()).collect(),
+            benefit_codes,
+            certificates: vec![cert],
+        };
+        store
+            .onboard_connected(&Actor::system("lefi --dev"), &party, now)
+            .await
+            .with_context(|| format!("registering the demo party {name}"))?;
         parties.push(format!("{name} ({org_number}, {kind})"));
     }
     Ok(DemoSummary { parties })

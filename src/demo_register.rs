@@ -11,8 +11,9 @@ use anyhow::Context as _;
 
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
+use crate::domain::register::versions::IngestResult;
 use crate::identity::certificate_facts;
-use crate::store::{IngestResult, Store};
+use crate::store::Store;
 use crate::synth::Synth;
 
 /// How many synthetic persons `serve --dev` loads into an empty register.
@@ -76,7 +77,7 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
         }
     }
     let mut loaded = 0;
-    for batch in chunks(facts, crate::grpc::register::INGEST_BATCH) {
+    for batch in chunks(facts, crate::grpc::admin_api::register::INGEST_BATCH) {
         let results = store.ingest(batch, clock.now_micros()).await?;
         loaded += results
             .iter()

@@ -1,27 +1,22 @@
 //! Who is calling: the verified client certificate becomes a [`PartyPrincipal`] or an
-//! [`OperatorPrincipal`] in exactly one place, [`IdentityLayer`].
+//! [`OperatorPrincipal`] in exactly one place, the [`Resolver`] (run for every request by the
+//! gRPC layer `grpc::identity_layer`).
 //!
 //! The TLS handshake (see [`crate::tls`]) has already checked the chain against the listener's CA.
-//! This layer then looks up the leaf certificate's SHA-256 fingerprint among the registered
-//! certificates and puts the resolved principal into the request's extensions. Services read the
-//! principal from there and never parse certificates themselves; nothing a client sends inside a
-//! request can change who it is.
+//! The resolver looks up the leaf certificate's SHA-256 fingerprint among the registered
+//! certificates and decides whether that principal may call this API at all; a refusal is a typed
+//! [`IdentityError`] until the gRPC edge reports it. Services read the principal from the request
+//! and never parse certificates themselves; nothing a client sends inside a request can change who
+//! it is.
 
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use futures::future::BoxFuture;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use time::Date;
-use tonic::Code;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::domain::clock::{Clock, Micros};
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
-use crate::grpc::pb::ErrorReason;
-use crate::grpc::status::{error, store_error};
-use crate::store::{NewCertificate, Store};
+use crate::store::parties::{CertifiedParty, NewCertificate};
+use crate::store::{Store, StoreError};
 
 /// A party (insurer or authority) whose registered certificate made this call.
 #[derive(Debug, Clone)]
@@ -158,12 +153,45 @@ fn explain_refusal(e: &rustls::Error) -> String {
     }
 }
 
+/// Why a caller may not use an API, decided from its certificate and registration.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// No client certificate came with the call.
+    #[error("no client certificate")]
+    CertificateRequired,
+    /// The certificate chains to the party CA but is registered for nobody.
+    #[error("the certificate {fingerprint} is not registered for any party")]
+    CertificateNotRegistered { fingerprint: String },
+    /// The certificate (of a party, or of an operator) has been revoked.
+    #[error("the certificate has been revoked")]
+    CertificateRevoked { operator: bool },
+    /// The party's termination has taken effect.
+    #[error("the party has been terminated")]
+    PartyTerminated,
+    /// The party has not completed onboarding.
+    #[error("the party is in state {state} and not connected")]
+    PartyNotActive { state: PartyState },
+    /// The certificate is not an operator's (on the admin API).
+    #[error("the certificate {fingerprint} is not registered as an operator")]
+    NotAnOperator { fingerprint: String },
+    /// The registry could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Methods every caller with a verified chain may use without being registered: health checks and
 /// reflection. Everything else needs a registered principal.
-fn is_open_path(path: &str) -> bool {
+pub fn is_open_path(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
         || path.starts_with("/grpc.reflection.v1.ServerReflection/")
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+}
+
+/// Whoever a certificate resolved to.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Party(PartyPrincipal),
+    Operator(OperatorPrincipal),
 }
 
 /// Resolves certificates to principals.
@@ -184,108 +212,61 @@ impl Resolver {
     }
 
     /// Looks up the leaf certificate and decides whether it may call this API at all.
-    async fn resolve(
-        &self,
-        leaf: Option<CertificateDer<'static>>,
-        extensions: &mut http::Extensions,
-    ) -> Result<(), tonic::Status> {
-        let Some(leaf) = leaf else {
-            return Err(error(
-                Code::Unauthenticated,
-                ErrorReason::CertificateRequired,
-                "a client certificate is required; connect with mTLS using the certificate the agency registered for you",
-            ));
-        };
-        let fp = fingerprint(&leaf);
-        let now = self.clock.now_micros();
+    pub async fn resolve(&self, leaf: Option<&CertificateDer<'_>>) -> Result<Principal, IdentityError> {
+        let leaf = leaf.ok_or(IdentityError::CertificateRequired)?;
+        let fp = fingerprint(leaf);
         match self.audience {
             Audience::Party => {
-                let party = self.store.party_by_certificate(&fp).await.map_err(store_error)?;
-                let party = check_party(party, &fp, now, self.clock.today())?;
-                tracing::Span::current().record("party", party.party_id.as_str());
-                extensions.insert(party);
+                let party = self.store.party_by_certificate(&fp).await?;
+                check_party(party, &fp, self.clock.now_micros(), self.clock.today()).map(Principal::Party)
             }
             Audience::Admin => {
-                let operator = self
-                    .store
-                    .operator_by_fingerprint(&fp)
-                    .await
-                    .map_err(store_error)?;
-                let Some(operator) = operator else {
-                    return Err(error(
-                        Code::PermissionDenied,
-                        ErrorReason::NotAnOperator,
-                        format!(
-                            "the client certificate (SHA-256 {fp}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"
-                        ),
-                    ));
-                };
+                let operator = self.store.operator_by_fingerprint(&fp).await?.ok_or_else(|| {
+                    IdentityError::NotAnOperator {
+                        fingerprint: fp.clone(),
+                    }
+                })?;
                 if operator.revoked_at.is_some() {
-                    return Err(error(
-                        Code::Unauthenticated,
-                        ErrorReason::CertificateRevoked,
-                        "this operator certificate has been revoked; ask for a new one",
-                    ));
+                    return Err(IdentityError::CertificateRevoked { operator: true });
                 }
-                tracing::Span::current().record("operator", operator.name.as_str());
-                extensions.insert(OperatorPrincipal {
+                Ok(Principal::Operator(OperatorPrincipal {
                     name: operator.name,
                     role: operator.role,
                     fingerprint: fp,
-                });
+                }))
             }
         }
-        Ok(())
     }
 }
 
-/// Decides whether a registered party certificate may call the party API now.
+/// Decides whether a registered party certificate may call the party API now (at `now`, on the
+/// business date `today`). Open streams ask again before every page they deliver.
 pub fn check_party(
-    party: Option<crate::store::CertifiedParty>,
+    party: Option<CertifiedParty>,
     fp: &str,
     now: Micros,
     today: Date,
-) -> Result<PartyPrincipal, tonic::Status> {
+) -> Result<PartyPrincipal, IdentityError> {
     let Some(party) = party else {
-        return Err(error(
-            Code::Unauthenticated,
-            ErrorReason::CertificateNotRegistered,
-            format!(
-                "the client certificate (SHA-256 {fp}) chains to the party CA but is not registered for any party; \
-                 ask the agency to register it (technical connection)"
-            ),
-        ));
+        return Err(IdentityError::CertificateNotRegistered {
+            fingerprint: fp.to_string(),
+        });
     };
     if party.certificate_revoked_at.is_some_and(|at| at <= now) {
-        return Err(error(
-            Code::Unauthenticated,
-            ErrorReason::CertificateRevoked,
-            "this client certificate has been revoked; connect with another registered certificate",
-        ));
+        return Err(IdentityError::CertificateRevoked { operator: false });
     }
     let terminated = party.state == PartyState::Terminated
         || party
             .termination_effective
             .is_some_and(|effective| effective <= today);
     if terminated {
-        return Err(error(
-            Code::PermissionDenied,
-            ErrorReason::PartyTerminated,
-            "the party's agreement has been terminated; no further calls are accepted",
-        ));
+        return Err(IdentityError::PartyTerminated);
     }
     if !matches!(
         party.state,
         PartyState::Connected | PartyState::TerminationScheduled
     ) {
-        return Err(error(
-            Code::PermissionDenied,
-            ErrorReason::PartyNotActive,
-            format!(
-                "the party is in state {} and not yet connected; onboarding must be completed first",
-                party.state
-            ),
-        ));
+        return Err(IdentityError::PartyNotActive { state: party.state });
     }
     Ok(PartyPrincipal {
         party_id: party.party_id,
@@ -297,79 +278,4 @@ pub fn check_party(
         fingerprint: fp.to_string(),
         certificate_not_after: party.certificate_not_after,
     })
-}
-
-/// Tower layer that resolves the caller's identity for every request on one listener.
-#[derive(Debug, Clone)]
-pub struct IdentityLayer {
-    resolver: Arc<Resolver>,
-}
-
-impl IdentityLayer {
-    pub fn new(resolver: Resolver) -> Self {
-        Self {
-            resolver: Arc::new(resolver),
-        }
-    }
-}
-
-impl<S> tower::Layer<S> for IdentityLayer {
-    type Service = IdentityService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        IdentityService {
-            inner,
-            resolver: self.resolver.clone(),
-        }
-    }
-}
-
-/// The service [`IdentityLayer`] wraps around the gRPC routes.
-#[derive(Debug, Clone)]
-pub struct IdentityService<S> {
-    inner: S,
-    resolver: Arc<Resolver>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for IdentityService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // The clone that was driven to readiness serves this request; the fresh clone stays behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let resolver = self.resolver.clone();
-        Box::pin(async move {
-            // Set by the request-id layer outside this one; quoted by clients and in our logs.
-            if let Some(id) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
-                tracing::Span::current().record("request_id", id);
-            }
-            if is_open_path(req.uri().path()) {
-                return inner.call(req).await;
-            }
-            let leaf = req
-                .extensions()
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.peer_certs())
-                .and_then(|chain| chain.first().cloned());
-            match resolver.resolve(leaf, req.extensions_mut()).await {
-                Ok(()) => inner.call(req).await,
-                Err(status) => Ok(status.into_http()),
-            }
-        })
-    }
 }

@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: command-line, environment and TOML settings, validated before any port is bound.
 //! - [`app`]: builds the listeners, TLS, storage and gRPC services; runs them until shutdown.
+//! - [`state`]: what every service shares (store, clock, settings, the wake-up of open streams).
 //! - [`tls`]: rustls server configurations (mTLS with WebPki client verification, CRLs) and the
 //!   accept loop that hands verified connections to tonic.
 //! - [`identity`]: turns the verified client certificate into a [`identity::Principal`] (a registered
@@ -34,6 +35,7 @@ pub mod identity;
 pub mod ndjson;
 pub mod policy;
 pub mod shutdown;
+pub mod state;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

@@ -161,8 +161,9 @@ pub mod delivery {
     use crate::domain::clock::Clock;
     use crate::domain::{OrgNumber, PartyKind};
     use crate::grpc::pb::lefi::v1 as pb;
+    use crate::store::Store;
     use crate::store::delivery::NewSubscription;
-    use crate::store::{NewConnectedParty, Store};
+    use crate::store::parties::{Actor, NewConnectedParty};
 
     /// What `lefi bench delivery` was asked to do.
     pub struct Options {
@@ -249,7 +250,8 @@ pub mod delivery {
         let (facts, _) = crate::identity::certificate_facts(client.cert_pem.as_bytes())?;
         let benefits: Vec<String> = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
         let party_id = store
-            .insert_connected_party(
+            .onboard_connected(
+                &Actor::system("lefi bench"),
                 &NewConnectedParty {
                     org_number: OrgNumber::parse("556677-8899").map_err(|e| anyhow::anyhow!("{e}"))?,
                     name: "Bench Försäkring AB".to_string(),
@@ -258,7 +260,7 @@ pub mod delivery {
                     contact_email: "bench@example.invalid".to_string(),
                     agreement_id: "BENCH".to_string(),
                     valid_from: time::macros::date!(2024 - 01 - 01),
-                    notice_period_days: Some(90),
+                    notice_period_days: 90,
                     basis_codes: vec!["INS_COORDINATION".to_string()],
                     benefit_codes: benefits.clone(),
                     certificates: vec![facts],
@@ -281,7 +283,8 @@ pub mod delivery {
         let idle_cert = ca.issue_client("Idle Försäkring AB", None)?;
         let (idle_facts, _) = crate::identity::certificate_facts(idle_cert.cert_pem.as_bytes())?;
         store
-            .insert_connected_party(
+            .onboard_connected(
+                &Actor::system("lefi bench"),
                 &NewConnectedParty {
                     org_number: OrgNumber::parse("556677-0003").map_err(|e| anyhow::anyhow!("{e}"))?,
                     name: "Idle Försäkring AB".to_string(),
@@ -290,7 +293,7 @@ pub mod delivery {
                     contact_email: "bench@example.invalid".to_string(),
                     agreement_id: "BENCH-IDLE".to_string(),
                     valid_from: time::macros::date!(2024 - 01 - 01),
-                    notice_period_days: Some(90),
+                    notice_period_days: 90,
                     basis_codes: vec!["INS_COORDINATION".to_string()],
                     benefit_codes: benefits.clone(),
                     certificates: vec![idle_facts],
@@ -304,12 +307,12 @@ pub mod delivery {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             items.push(NewSubscription {
                 client_reference: format!("bench-{i}"),
-                person: person.as_storage().to_string(),
+                person,
                 benefit_types: benefits.clone(),
                 from_date: time::macros::date!(2000 - 01 - 01),
                 legal_basis: "INS_COORDINATION".to_string(),
-                case_reference: String::new(),
-                consent_id: String::new(),
+                case_reference: None,
+                consent_id: None,
             });
             if items.len() == 10_000 {
                 store

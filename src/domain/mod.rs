@@ -3,8 +3,11 @@
 //! Invariant: this module imports neither tonic nor sqlx and does no I/O. Raw input becomes a
 //! domain type through a `parse` constructor before anything else happens to it.
 
+pub mod catalogue;
 pub mod clock;
 pub mod cursor;
+pub mod delivery;
+pub mod disclosure;
 pub mod lifecycle;
 pub mod org_number;
 pub mod party;

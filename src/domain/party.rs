@@ -144,32 +144,8 @@ impl OperatorRole {
     }
 }
 
-/// What an admin RPC requires of the operator's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AdminRight {
-    /// Onboarding, certificates and termination of parties.
-    ManageParties,
-    /// Reading parties and their audit history.
-    ReadParties,
-}
-
 impl OperatorRole {
     pub const ALL: [OperatorRole; 3] = [Self::Operator, Self::Auditor, Self::Ingest];
-
-    /// Whether this role grants `right`: `operator` may do everything with parties, `auditor` may
-    /// only read them, `ingest` neither.
-    pub fn permits(self, right: AdminRight) -> bool {
-        match (self, right) {
-            (Self::Operator, _) => true,
-            (Self::Auditor, AdminRight::ReadParties) => true,
-            (Self::Auditor, AdminRight::ManageParties) | (Self::Ingest, _) => false,
-        }
-    }
-
-    /// Every role that grants `right`, for error messages.
-    pub fn holders_of(right: AdminRight) -> Vec<OperatorRole> {
-        Self::ALL.into_iter().filter(|r| r.permits(right)).collect()
-    }
 }
 
 impl fmt::Display for OperatorRole {
@@ -190,29 +166,10 @@ mod tests {
         for s in PartyState::ALL {
             assert_eq!(PartyState::parse(s.as_str()), Some(s));
         }
-        for r in [
-            OperatorRole::Operator,
-            OperatorRole::Auditor,
-            OperatorRole::Ingest,
-        ] {
+        for r in OperatorRole::ALL {
             assert_eq!(OperatorRole::parse(r.as_str()), Some(r));
         }
         assert_eq!(PartyKind::parse("insurer"), None);
-    }
-
-    #[test]
-    fn roles_grant_rights() {
-        use AdminRight::*;
-        assert!(OperatorRole::Operator.permits(ManageParties));
-        assert!(OperatorRole::Operator.permits(ReadParties));
-        assert!(!OperatorRole::Auditor.permits(ManageParties));
-        assert!(OperatorRole::Auditor.permits(ReadParties));
-        assert!(!OperatorRole::Ingest.permits(ManageParties));
-        assert!(!OperatorRole::Ingest.permits(ReadParties));
-        assert_eq!(
-            OperatorRole::holders_of(ManageParties),
-            vec![OperatorRole::Operator]
-        );
     }
 
     #[test]

@@ -2,9 +2,12 @@
 
 use time::Date;
 
+use crate::domain::catalogue::{BenefitType, LegalBasis};
 use crate::domain::clock::{format_date, parse_date};
+use crate::domain::delivery::{StateReason, SubscriptionState};
 use crate::domain::party::AgreementType;
 use crate::domain::personnummer::IdKind;
+use crate::domain::register::versions::StoredRecord;
 use crate::domain::register::{
     AmountLine, BenefitCase, CaseStatus, CompensationPeriod, DateRange, Decision, DecisionKind, Extent,
     FactBody, FactError, FactParts, NewFact, Payment, PersonData, PersonEvent, PersonEventKind, RecordKind,
@@ -13,7 +16,8 @@ use crate::domain::register::{
 use crate::domain::{PartyKind, PartyState, Personnummer};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::store::{BenefitType, LegalBasis, StoredRecord};
+use crate::store::consents::Consent;
+use crate::store::delivery::Subscription;
 
 pub fn party_kind(k: PartyKind) -> pb::PartyKind {
     match k {
@@ -67,6 +71,15 @@ pub fn legal_basis(b: &LegalBasis) -> pb::LegalBasis {
     }
 }
 
+/// The legal bases a listing shows: those in force on `today`, or all.
+pub fn legal_bases(bases: &[LegalBasis], include_not_in_force: bool, today: Date) -> Vec<pb::LegalBasis> {
+    bases
+        .iter()
+        .filter(|b| include_not_in_force || b.in_force_on(today))
+        .map(legal_basis)
+        .collect()
+}
+
 pub fn benefit_type(b: &BenefitType) -> pb::BenefitType {
     pb::BenefitType {
         code: b.code.clone(),
@@ -87,19 +100,6 @@ pub fn timestamp(micros: crate::domain::clock::Micros) -> prost_types::Timestamp
 // ---------------------------------------------------------------------------------------------
 // The register: facts in, records and persons out.
 // ---------------------------------------------------------------------------------------------
-
-/// The reason of a refused fact, as sent on the wire.
-pub fn reject_reason(r: RejectReason) -> pb::ErrorReason {
-    match r {
-        RejectReason::InvalidArgument => pb::ErrorReason::InvalidArgument,
-        RejectReason::PersonIdInvalid => pb::ErrorReason::PersonIdInvalid,
-        RejectReason::UnknownBenefitType => pb::ErrorReason::UnknownBenefitType,
-        RejectReason::InvalidDate => pb::ErrorReason::InvalidDate,
-        RejectReason::SourceVersionConflict => pb::ErrorReason::SourceVersionConflict,
-        RejectReason::SourceVersionOutOfOrder => pb::ErrorReason::SourceVersionOutOfOrder,
-        RejectReason::RecordNotFound => pb::ErrorReason::RecordNotFound,
-    }
-}
 
 /// A required business date field.
 fn fact_date(field: &str, s: &str) -> Result<Date, FactError> {
@@ -369,7 +369,7 @@ pub fn benefit_record(r: StoredRecord) -> pb::BenefitRecord {
         version: r.version,
         kind: record_kind(r.kind) as i32,
         retroactive: r.retroactive,
-        benefit_type: r.benefit_type,
+        benefit_type: r.benefit_type.unwrap_or_default(),
         valid: r.valid.as_ref().map(wire_range),
         fact: record_fact(r.body),
     }
@@ -414,6 +414,100 @@ pub fn person(id: &Personnummer, data: &PersonData, audience: Audience) -> pb::P
     }
 }
 
+/// A subscription's state as the proto shows it.
+pub fn subscription_state(s: SubscriptionState) -> pb::SubscriptionState {
+    match s {
+        SubscriptionState::Active => pb::SubscriptionState::Active,
+        SubscriptionState::Suspended => pb::SubscriptionState::Suspended,
+        SubscriptionState::Ended => pb::SubscriptionState::Ended,
+    }
+}
+
+/// A proto subscription state as the domain's (`None` for unspecified or unknown numbers).
+pub fn subscription_state_from(n: i32) -> Option<SubscriptionState> {
+    match pb::SubscriptionState::try_from(n).ok()? {
+        pb::SubscriptionState::Unspecified => None,
+        pb::SubscriptionState::Active => Some(SubscriptionState::Active),
+        pb::SubscriptionState::Suspended => Some(SubscriptionState::Suspended),
+        pb::SubscriptionState::Ended => Some(SubscriptionState::Ended),
+    }
+}
+
+/// Why a subscription is in its state, as the proto shows it.
+pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason {
+    use crate::domain::delivery::EndReason as E;
+    use pb::SubscriptionStateReason as P;
+    match reason {
+        None => P::Unspecified,
+        Some(StateReason::Resumed) => P::Resumed,
+        Some(StateReason::Withdrawn(reason)) => match reason {
+            E::Cancelled => P::Cancelled,
+            E::ConsentEnded => P::ConsentEnded,
+            E::CaseClosed => P::CaseClosed,
+            E::PartyTerminated => P::PartyTerminated,
+            E::BasisNoLongerInForce => P::BasisNoLongerInForce,
+            E::EndedByAgency => P::EndedByAgency,
+        },
+    }
+}
+
+/// A subscription as the proto shows it.
+pub fn subscription(s: &Subscription) -> pb::Subscription {
+    pb::Subscription {
+        subscription_id: s.subscription_id.clone(),
+        client_reference: s.client_reference.clone(),
+        person_id: s.person.as_storage().to_string(),
+        benefit_type_codes: s.benefit_types.clone(),
+        from_date: format_date(s.from_date),
+        legal_basis: s.legal_basis.clone(),
+        case_reference: s.case_reference.clone().unwrap_or_default(),
+        consent_id: s.consent_id.clone().unwrap_or_default(),
+        state: subscription_state(s.state) as i32,
+        state_reason: state_reason(s.state_reason) as i32,
+        created_at: Some(timestamp(s.created_at)),
+        ended_at: s.ended_at.map(timestamp),
+    }
+}
+
+/// A consent's state on `today`.
+pub fn consent_state(c: &Consent, today: Date) -> pb::ConsentState {
+    if c.revocation.is_some() {
+        pb::ConsentState::Revoked
+    } else if c.expires_on < today {
+        pb::ConsentState::Expired
+    } else {
+        pb::ConsentState::Valid
+    }
+}
+
+/// A proto consent state as a filter value (`None` for unspecified or unknown numbers).
+pub fn consent_state_from(n: i32) -> Option<pb::ConsentState> {
+    pb::ConsentState::try_from(n)
+        .ok()
+        .filter(|s| *s != pb::ConsentState::Unspecified)
+}
+
+/// A consent as the proto shows it, in its state on `today`.
+pub fn consent(c: &Consent, today: Date) -> pb::Consent {
+    pb::Consent {
+        consent_id: c.consent_id.clone(),
+        person_id: c.person.as_storage().to_string(),
+        legal_basis: c.basis_code.clone(),
+        given_on: format_date(c.given_on),
+        expires_on: format_date(c.expires_on),
+        evidence_reference: c.evidence_reference.clone(),
+        state: consent_state(c, today) as i32,
+        registered_at: Some(timestamp(c.registered_at)),
+        revoked_at: c.revocation.as_ref().map(|r| timestamp(r.at)),
+        revocation_reason: c
+            .revocation
+            .as_ref()
+            .and_then(|r| r.reason.clone())
+            .unwrap_or_default(),
+        revoked_by_agency: c.revocation.as_ref().is_some_and(|r| r.by_agency),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +523,7 @@ mod tests {
             version: 1,
             kind: RecordKind::New,
             retroactive: false,
-            benefit_type: String::new(),
+            benefit_type: None,
             fact_type: FactType::Event,
             valid: Some(DateRange {
                 from: date!(2024 - 01 - 01),
@@ -440,7 +534,7 @@ mod tests {
                 event_date: date!(2024 - 01 - 01),
             }),
             source_system: "S".to_string(),
-            source_id: format!("src-{seq}"),
+            source_id: Some(format!("src-{seq}")),
             source_version: 1,
         }
     }

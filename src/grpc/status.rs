@@ -1,53 +1,122 @@
-//! The one place that builds gRPC statuses.
+//! The one place that turns typed refusals and failures into gRPC statuses.
 //!
-//! Every error carries a `google.rpc.ErrorInfo` with domain `lefi` and a stable `reason` from
-//! `lefi.v1.ErrorReason`. Messages say what to do and never contain a personal identity number.
-//! Unexpected failures become an opaque INTERNAL whose cause chain is logged once, here.
+//! Everything below the edge keeps its errors typed ([`FieldError`], [`Denial`], [`IdentityError`],
+//! [`RoleDenied`], [`AdminError`], [`StoreError`]…). This module alone chooses the code and the
+//! `ErrorReason` each is reported with, through one intermediate form, [`Report`], which becomes
+//! either a `Status` or an in-band [`pb::ItemError`] (per-item results of batch calls). Every
+//! status carries a `google.rpc.ErrorInfo` with domain `lefi` and a stable reason; messages say
+//! what to do and never contain a personal identity number. Unexpected failures become an opaque
+//! INTERNAL whose cause chain is logged once, here.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::OperatorRole;
 use crate::domain::clock::format_date;
 use crate::domain::lifecycle::{CodeList, CodeProblemKind, TerminationRefused};
-use crate::domain::party::AdminRight;
+use crate::domain::register::RejectReason;
+use crate::grpc::fields::{FieldError, FieldProblem};
 use crate::grpc::pb::ErrorReason;
-use crate::identity::CertificateRejected;
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::identity::{CertificateRejected, IdentityError};
+use crate::policy::Denial;
+use crate::policy::operator::{RoleDenied, holders_of};
 use crate::store::StoreError;
-use crate::store::admin::AdminError;
+use crate::store::parties::AdminError;
 
 /// The ErrorInfo domain of every lefi error.
 pub const ERROR_DOMAIN: &str = "lefi";
 
-/// A status with an ErrorInfo naming `reason`.
-pub fn error(code: Code, reason: ErrorReason, message: impl Into<String>) -> Status {
-    error_with(code, reason, message, Vec::new())
-}
-
-/// A status with an ErrorInfo naming `reason` and extra metadata (e.g. `field`, `current_state`).
-pub fn error_with(
+/// How one problem is reported: the code, the reason, the message and the ErrorInfo metadata.
+#[derive(Debug, Clone)]
+pub struct Report {
     code: Code,
     reason: ErrorReason,
-    message: impl Into<String>,
-    metadata: Vec<(&str, String)>,
-) -> Status {
-    let metadata: std::collections::HashMap<String, String> =
-        metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata),
-    )
+    message: String,
+    metadata: Vec<(&'static str, String)>,
 }
 
-/// INVALID_ARGUMENT for one request field.
-pub fn invalid_field(reason: ErrorReason, field: &str, message: impl Into<String>) -> Status {
-    error_with(
-        Code::InvalidArgument,
-        reason,
-        message,
-        vec![("field", field.to_string())],
-    )
+impl Report {
+    fn new(code: Code, reason: ErrorReason, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.metadata.push((key, value.into()));
+        self
+    }
+
+    /// What is said to the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The report as one item's error in a batch call's results.
+    pub fn item_error(self) -> pb::ItemError {
+        pb::ItemError {
+            reason: self.reason as i32,
+            message: self.message,
+            metadata: self
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        }
+    }
+}
+
+impl From<Report> for Status {
+    fn from(r: Report) -> Self {
+        let metadata: std::collections::HashMap<String, String> =
+            r.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Status::with_error_details(
+            r.code,
+            r.message,
+            ErrorDetails::with_error_info(r.reason.as_str_name(), ERROR_DOMAIN, metadata),
+        )
+    }
+}
+
+/// Reads the ErrorInfo reason of a status (for clients and tests; the server never decides
+/// anything by it).
+pub fn reason_of(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+impl From<FieldError> for Report {
+    fn from(e: FieldError) -> Self {
+        let invalid = |reason| Report::new(Code::InvalidArgument, reason, e.message.clone());
+        let report = match &e.problem {
+            FieldProblem::Invalid => invalid(ErrorReason::InvalidArgument),
+            FieldProblem::Date => invalid(ErrorReason::InvalidDate),
+            FieldProblem::PersonId => invalid(ErrorReason::PersonIdInvalid),
+            FieldProblem::OrgNumber => invalid(ErrorReason::OrgNumberInvalid),
+            FieldProblem::PageToken => invalid(ErrorReason::PageTokenInvalid),
+            FieldProblem::Cursor => invalid(ErrorReason::CursorInvalid),
+            FieldProblem::BatchTooLarge => invalid(ErrorReason::BatchTooLarge),
+            FieldProblem::Certificate => invalid(ErrorReason::CertificateInvalid),
+            FieldProblem::UnknownBenefitType { code } => {
+                invalid(ErrorReason::UnknownBenefitType).with("benefit_type", code.clone())
+            }
+            FieldProblem::UnknownBasis { code } => {
+                invalid(ErrorReason::UnknownBasis).with("legal_basis", code.clone())
+            }
+            FieldProblem::ConsentPeriodTooLong { max_days } => {
+                invalid(ErrorReason::ConsentPeriodTooLong).with("max_days", max_days.to_string())
+            }
+        };
+        report.with("field", e.field)
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(e: FieldError) -> Self {
+        Report::from(e).into()
+    }
 }
 
 /// An unexpected failure: logged once with its cause chain, returned opaque.
@@ -60,56 +129,310 @@ pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Statu
         source = s.source();
     }
     tracing::error!(error = %chain, "{context}");
-    error(
+    Report::new(
         Code::Internal,
         ErrorReason::Internal,
         "internal error; it has been logged — retry later, and if it persists quote the x-request-id response header to the agency",
     )
+    .into()
 }
 
-/// Maps a storage error to a status.
-pub fn store_error(e: StoreError) -> Status {
-    match e {
-        StoreError::NotFound => error(Code::NotFound, ErrorReason::InvalidArgument, "not found"),
-        StoreError::Conflict(what) => error(Code::AlreadyExists, ErrorReason::InvalidArgument, what),
-        StoreError::Connect { .. } | StoreError::Query(sqlx::Error::PoolTimedOut) => {
-            tracing::error!(error = %e, "storage unavailable");
-            error(
-                Code::Unavailable,
-                ErrorReason::UnavailableStorage,
-                "the register's storage is temporarily unavailable; retry with backoff",
-            )
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                Report::new(Code::NotFound, ErrorReason::InvalidArgument, "not found").into()
+            }
+            StoreError::Conflict(what) => {
+                Report::new(Code::AlreadyExists, ErrorReason::InvalidArgument, what).into()
+            }
+            StoreError::Connect { .. } | StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "storage unavailable");
+                Report::new(
+                    Code::Unavailable,
+                    ErrorReason::UnavailableStorage,
+                    "the register's storage is temporarily unavailable; retry with backoff",
+                )
+                .into()
+            }
+            other => internal("storage failure", &other),
         }
-        other => internal("storage failure", &other),
     }
 }
 
-/// Reads the ErrorInfo reason of a status (used by clients and tests).
-pub fn reason_of(status: &Status) -> Option<String> {
-    status.get_details_error_info().map(|info| info.reason)
+impl From<IdentityError> for Status {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::CertificateRequired => Report::new(
+                Code::Unauthenticated,
+                ErrorReason::CertificateRequired,
+                "a client certificate is required; connect with mTLS using the certificate the agency registered for you",
+            ),
+            IdentityError::CertificateNotRegistered { fingerprint } => Report::new(
+                Code::Unauthenticated,
+                ErrorReason::CertificateNotRegistered,
+                format!(
+                    "the client certificate (SHA-256 {fingerprint}) chains to the party CA but is not registered for any party; \
+                     ask the agency to register it (technical connection)"
+                ),
+            ),
+            IdentityError::CertificateRevoked { operator: false } => Report::new(
+                Code::Unauthenticated,
+                ErrorReason::CertificateRevoked,
+                "this client certificate has been revoked; connect with another registered certificate",
+            ),
+            IdentityError::CertificateRevoked { operator: true } => Report::new(
+                Code::Unauthenticated,
+                ErrorReason::CertificateRevoked,
+                "this operator certificate has been revoked; ask for a new one",
+            ),
+            IdentityError::PartyTerminated => Report::new(
+                Code::PermissionDenied,
+                ErrorReason::PartyTerminated,
+                "the party's agreement has been terminated; no further calls are accepted",
+            ),
+            IdentityError::PartyNotActive { state } => Report::new(
+                Code::PermissionDenied,
+                ErrorReason::PartyNotActive,
+                format!("the party is in state {state} and not yet connected; onboarding must be completed first"),
+            ),
+            IdentityError::NotAnOperator { fingerprint } => Report::new(
+                Code::PermissionDenied,
+                ErrorReason::NotAnOperator,
+                format!(
+                    "the client certificate (SHA-256 {fingerprint}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"
+                ),
+            ),
+            IdentityError::Store(e) => return e.into(),
+        }
+        .into()
+    }
 }
 
-/// PERMISSION_DENIED ROLE_NOT_PERMITTED: the operator's role lacks `right`.
-pub fn role_not_permitted(role: OperatorRole, right: AdminRight) -> Status {
-    let required: Vec<&str> = OperatorRole::holders_of(right)
-        .into_iter()
-        .map(OperatorRole::as_str)
-        .collect();
-    let required = required.join(",");
-    error_with(
-        Code::PermissionDenied,
-        ErrorReason::RoleNotPermitted,
-        format!(
-            "your operator role '{role}' does not allow this call; it needs one of: {required}. \
-             Use a certificate registered with a suitable role"
-        ),
-        vec![("role", role.as_str().to_string()), ("required_roles", required)],
+/// A principal missing from the request: the service was mounted without the identity layer.
+pub fn missing_principal() -> Status {
+    tracing::error!("caller principal missing: service mounted without the identity layer");
+    Report::new(
+        Code::Internal,
+        ErrorReason::Internal,
+        "internal error: caller identity unavailable",
     )
+    .into()
 }
 
-/// INVALID_ARGUMENT CERTIFICATE_INVALID: the certificate cannot be registered.
-pub fn certificate_rejected(e: &CertificateRejected) -> Status {
-    invalid_field(ErrorReason::CertificateInvalid, "certificate_pem", e.to_string())
+impl From<RoleDenied> for Status {
+    fn from(e: RoleDenied) -> Self {
+        let required: Vec<&str> = holders_of(e.right).into_iter().map(|r| r.as_str()).collect();
+        let required = required.join(",");
+        Report::new(
+            Code::PermissionDenied,
+            ErrorReason::RoleNotPermitted,
+            format!(
+                "your operator role '{}' does not allow this call; it needs one of: {required}. \
+                 Use a certificate registered with a suitable role",
+                e.role
+            ),
+        )
+        .with("role", e.role.as_str())
+        .with("required_roles", required)
+        .into()
+    }
+}
+
+impl From<CertificateRejected> for Status {
+    fn from(e: CertificateRejected) -> Self {
+        FieldError::new(FieldProblem::Certificate, "certificate_pem", e.to_string()).into()
+    }
+}
+
+/// How a policy denial is reported: PERMISSION_DENIED for what the law or the agreement does not
+/// allow, INVALID_ARGUMENT for what the request lacks or names wrongly. `basis_code` and
+/// `consent_id` are what the request invoked.
+pub fn denied(denial: &Denial, basis_code: &str, consent_id: Option<&str>) -> Report {
+    let basis = || basis_code.to_string();
+    match denial {
+        Denial::PartyNotActive { state } => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::PartyNotActive,
+            format!("the party is in state {state}; onboarding must be completed before data can be disclosed"),
+        ),
+        Denial::PartyTerminated => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::PartyTerminated,
+            "the party's agreement has been terminated; nothing more is disclosed",
+        ),
+        Denial::AgreementNotInForce { valid_from } => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::AgreementNotInForce,
+            "the party's agreement is not in force today (not signed by both sides, or not yet valid)",
+        )
+        .with("valid_from", valid_from.map(format_date).unwrap_or_default()),
+        Denial::UnknownBasis => Report::new(
+            Code::InvalidArgument,
+            ErrorReason::UnknownBasis,
+            "no legal basis with this code exists; use a code from PartyService.ListLegalBases",
+        )
+        .with("legal_basis", basis())
+        .with("field", "legal_basis"),
+        Denial::BasisNotForPartyKind => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::BasisNotForPartyKind,
+            "this legal basis does not allow disclosure to your kind of party",
+        )
+        .with("legal_basis", basis()),
+        Denial::BasisNotInAgreement => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::BasisNotInAgreement,
+            "your agreement does not grant this legal basis; use a granted one (WhoAmI) or ask the agency",
+        )
+        .with("legal_basis", basis()),
+        Denial::BasisNotInForce => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::BasisNotInForce,
+            "this legal basis is not in force today",
+        )
+        .with("legal_basis", basis()),
+        Denial::BenefitNotCovered { benefit_code } => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::BenefitNotCovered,
+            format!(
+                "benefit type {benefit_code} is not covered by the legal basis and your agreement; nothing was released"
+            ),
+        )
+        .with("legal_basis", basis())
+        .with("benefit_type", benefit_code.clone()),
+        Denial::ConsentRequired => Report::new(
+            Code::InvalidArgument,
+            ErrorReason::ConsentRequired,
+            "this legal basis requires the individual's consent: register it with ConsentService.RegisterConsent and pass its consent_id",
+        )
+        .with("legal_basis", basis())
+        .with("field", "consent_id"),
+        Denial::ConsentNotValid { problem } => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::ConsentNotValid,
+            format!(
+                "the consent does not hold today for this person and legal basis ({}); obtain and register a new consent",
+                problem.as_str()
+            ),
+        )
+        .with("consent_id", consent_id.unwrap_or_default())
+        .with("consent_problem", problem.as_str()),
+        Denial::CaseReferenceRequired => Report::new(
+            Code::InvalidArgument,
+            ErrorReason::CaseReferenceRequired,
+            "this legal basis requires an open case: pass your case reference (e.g. diarienummer) as case_reference",
+        )
+        .with("legal_basis", basis())
+        .with("field", "case_reference"),
+        Denial::CaseClosed => Report::new(
+            Code::PermissionDenied,
+            ErrorReason::CaseClosed,
+            "this case reference has been closed and cannot be used again",
+        ),
+    }
+}
+
+/// What a NOT_FOUND is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Party,
+    Person,
+    Subscription,
+    Consent,
+    Case,
+}
+
+/// NOT_FOUND for something the caller named that does not exist (for it).
+pub fn not_found(what: Missing) -> Status {
+    let (reason, message) = match what {
+        Missing::Party => (
+            ErrorReason::PartyNotFound,
+            "no such party; find its party_id with ListParties, or GetParty by org_number",
+        ),
+        Missing::Person => (
+            ErrorReason::PersonNotFound,
+            "the register holds no person with this identity number; check the number if you expected data",
+        ),
+        Missing::Subscription => (
+            ErrorReason::SubscriptionNotFound,
+            "your party has no subscription with this id; check it with ListSubscriptions",
+        ),
+        Missing::Consent => (
+            ErrorReason::ConsentNotFound,
+            "no consent with this id exists for your party; check the id with ListConsents",
+        ),
+        Missing::Case => (
+            ErrorReason::CaseNotFound,
+            "your party has never used this case reference; check it with ListCases",
+        ),
+    };
+    Report::new(Code::NotFound, reason, message).into()
+}
+
+/// A store failure where [`StoreError::NotFound`] means `what` does not exist (for the caller).
+pub fn or_missing(e: StoreError, what: Missing) -> Status {
+    match e {
+        StoreError::NotFound => not_found(what),
+        other => other.into(),
+    }
+}
+
+/// What an ALREADY_EXISTS is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// A subscription's client reference names another subscription.
+    ClientReference,
+    /// A consent with the same evidence reference has other dates.
+    ConsentDates,
+}
+
+/// ALREADY_EXISTS IDEMPOTENCY_KEY_REUSED: the same reference was used for something else.
+pub fn conflict(what: Conflict) -> Report {
+    let message = match what {
+        Conflict::ClientReference => {
+            "this client_reference names another subscription with other content; use a new client_reference"
+        }
+        Conflict::ConsentDates => {
+            "a consent with this person, legal basis and evidence_reference is registered with other dates; \
+             use a new evidence_reference for a new consent"
+        }
+    };
+    Report::new(Code::AlreadyExists, ErrorReason::IdempotencyKeyReused, message)
+}
+
+/// The status a stream or call ends with when the server drains: clients reconnect and resume.
+pub fn shutting_down() -> Status {
+    Report::new(
+        Code::Unavailable,
+        ErrorReason::ServerShuttingDown,
+        "the server is shutting down; reconnect (to another replica, or shortly) and resume from your last cursor",
+    )
+    .into()
+}
+
+/// FAILED_PRECONDITION CURSOR_EXPIRED: the history behind the cursor was pruned.
+pub fn cursor_expired(horizon: u64) -> Status {
+    Report::new(
+        Code::FailedPrecondition,
+        ErrorReason::CursorExpired,
+        "this cursor is older than the delivery history kept; call RequestFullRefresh and stream from the cursor it returns",
+    )
+    .with("horizon_sequence", horizon.to_string())
+    .into()
+}
+
+/// The reason an ingested fact was refused with, in its in-band answer.
+pub fn fact_reason(r: RejectReason) -> ErrorReason {
+    match r {
+        RejectReason::InvalidArgument => ErrorReason::InvalidArgument,
+        RejectReason::PersonIdInvalid => ErrorReason::PersonIdInvalid,
+        RejectReason::UnknownBenefitType => ErrorReason::UnknownBenefitType,
+        RejectReason::InvalidDate => ErrorReason::InvalidDate,
+        RejectReason::SourceVersionConflict => ErrorReason::SourceVersionConflict,
+        RejectReason::SourceVersionOutOfOrder => ErrorReason::SourceVersionOutOfOrder,
+        RejectReason::RecordNotFound => ErrorReason::RecordNotFound,
+    }
 }
 
 /// The request fields that hold legal-basis and benefit-type codes, for errors about one code.
@@ -127,25 +450,17 @@ impl CodeFields {
     };
 }
 
-/// NOT_FOUND PARTY_NOT_FOUND.
-pub fn party_not_found() -> Status {
-    error(
-        Code::NotFound,
-        ErrorReason::PartyNotFound,
-        "no such party; find its party_id with ListParties, or GetParty by org_number",
-    )
-}
-
-/// Maps a refused or failed admin step. `fields` names the request's code lists.
-pub fn admin_error(e: AdminError, fields: CodeFields) -> Status {
+/// Maps a refused or failed administrative step. `fields` names the request's code lists.
+pub fn admin(e: AdminError, fields: CodeFields) -> Status {
     match e {
-        AdminError::PartyNotFound => party_not_found(),
-        AdminError::IllegalTransition(t) => error_with(
+        AdminError::PartyNotFound => not_found(Missing::Party),
+        AdminError::IllegalTransition(t) => Report::new(
             Code::FailedPrecondition,
             ErrorReason::IllegalStateTransition,
             format!("{t}. Read the party (GetParty) and do the step its state allows"),
-            vec![("current_state", t.current.as_str().to_string())],
-        ),
+        )
+        .with("current_state", t.current.as_str())
+        .into(),
         AdminError::Code(problem) => {
             let field = match problem.list {
                 CodeList::Bases => format!("{}[{}]", fields.bases, problem.index),
@@ -159,34 +474,31 @@ pub fn admin_error(e: AdminError, fields: CodeFields) -> Status {
                 CodeProblemKind::UnknownBenefit => (ErrorReason::UnknownBenefitType, "benefit_type"),
                 CodeProblemKind::BenefitNotCovered => (ErrorReason::InvalidArgument, "benefit_type"),
             };
-            error_with(
-                Code::InvalidArgument,
-                reason,
-                problem.to_string(),
-                vec![("field", field), (key, problem.code)],
-            )
+            Report::new(Code::InvalidArgument, reason, problem.to_string())
+                .with("field", field)
+                .with(key, problem.code)
+                .into()
         }
-        AdminError::NoticePeriodDays(why) => {
-            invalid_field(ErrorReason::InvalidArgument, "notice_period_days", why)
-        }
+        AdminError::NoticePeriodDays(why) => FieldError::invalid("notice_period_days", why).into(),
         AdminError::PartyAlreadyExists { party_id } => {
             let id = party_id.unwrap_or_default();
-            error_with(
+            Report::new(
                 Code::AlreadyExists,
                 ErrorReason::PartyAlreadyExists,
                 format!(
                     "a party with this organisation number exists and is not terminated (party_id {id}); \
                      continue its onboarding, or terminate it before a new application"
                 ),
-                vec![("party_id", id)],
             )
+            .with("party_id", id)
+            .into()
         }
-        AdminError::AgreementIdTaken => invalid_field(
-            ErrorReason::InvalidArgument,
+        AdminError::AgreementIdTaken => FieldError::invalid(
             "agreement_id",
             "agreement_id is already used by another agreement; give this agreement document's own id",
-        ),
-        AdminError::CertificateAlreadyRegistered { to_operator } => error(
+        )
+        .into(),
+        AdminError::CertificateAlreadyRegistered { to_operator } => Report::new(
             Code::AlreadyExists,
             ErrorReason::CertificateAlreadyRegistered,
             if to_operator {
@@ -194,48 +506,49 @@ pub fn admin_error(e: AdminError, fields: CodeFields) -> Status {
             } else {
                 "this certificate is registered to another party; each party needs its own certificate"
             },
-        ),
-        AdminError::CertificateNotFound => error(
+        )
+        .into(),
+        AdminError::CertificateNotFound => Report::new(
             Code::NotFound,
             ErrorReason::CertificateNotFound,
             "the party has no certificate with this fingerprint; GetParty lists the party's certificates",
-        ),
+        )
+        .into(),
         AdminError::Termination(refused) => termination_refused(&refused),
-        AdminError::IdempotencyKeyReused => error_with(
+        AdminError::IdempotencyKeyReused => Report::new(
             Code::AlreadyExists,
             ErrorReason::IdempotencyKeyReused,
             "this idempotency_key was used before for a different request; nothing was changed. \
              Use a new key for a new request, or resend exactly the first request to get its result",
-            vec![("field", "idempotency_key".to_string())],
-        ),
+        )
+        .with("field", "idempotency_key")
+        .into(),
         AdminError::KeyRace => internal("idempotency key race survived its retry", &AdminError::KeyRace),
-        AdminError::Store(e) => store_error(e),
+        AdminError::Store(e) => e.into(),
     }
 }
 
 fn termination_refused(refused: &TerminationRefused) -> Status {
     match refused {
-        TerminationRefused::Mismatch { field } => error_with(
+        TerminationRefused::Mismatch { field } => Report::new(
             Code::FailedPrecondition,
             ErrorReason::TerminationMismatch,
             format!("{refused}; nothing was changed"),
-            vec![("field", (*field).to_string())],
-        ),
-        TerminationRefused::NoticePeriodNotMet { earliest } => error_with(
+        )
+        .with("field", *field)
+        .into(),
+        TerminationRefused::NoticePeriodNotMet { earliest } => Report::new(
             Code::FailedPrecondition,
             ErrorReason::NoticePeriodNotMet,
             format!("{refused}; use that date or later, or give an override_reason"),
-            vec![("earliest_effective_date", format_date(*earliest))],
-        ),
-        TerminationRefused::OverrideNotApplicable => invalid_field(
-            ErrorReason::InvalidArgument,
-            "override_reason",
-            refused.to_string(),
-        ),
-        TerminationRefused::ReceivedInFuture => invalid_field(
-            ErrorReason::InvalidDate,
-            "notice_received_on",
-            refused.to_string(),
-        ),
+        )
+        .with("earliest_effective_date", format_date(*earliest))
+        .into(),
+        TerminationRefused::OverrideNotApplicable => {
+            FieldError::invalid("override_reason", refused.to_string()).into()
+        }
+        TerminationRefused::ReceivedInFuture => {
+            FieldError::date("notice_received_on", refused.to_string()).into()
+        }
     }
 }

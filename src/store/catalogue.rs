@@ -2,21 +2,22 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, on_reader};
+use super::tx::on_conn;
+use super::{Store, StoreError, stored_date, stored_opt_date};
 use crate::domain::PartyKind;
-use crate::domain::clock::parse_date;
-use crate::store::rows::{BenefitType, LegalBasis};
+use crate::domain::catalogue::{BenefitType, LegalBasis};
 
 impl Store {
     /// Every legal basis, in force or not, ordered by code.
     pub async fn legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
-        let (bases, kinds, benefits) = on_reader!(self, |pool| {
+        let mut conn = self.read().await?;
+        let (bases, kinds, benefits) = on_conn!(&mut conn, |c| {
             let bases = sqlx::query(
                 "SELECT code, purpose, purpose_en, statute_reference, disclosure_basis, automated_basis, \
                         requires_consent, requires_open_case, valid_from, valid_to \
                  FROM legal_bases ORDER BY code",
             )
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await?
             .into_iter()
             .map(|r| {
@@ -37,12 +38,12 @@ impl Store {
             let kinds: Vec<(String, String)> = sqlx::query_as(
                 "SELECT basis_code, party_kind FROM legal_basis_party_kinds ORDER BY basis_code, party_kind",
             )
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await?;
             let benefits: Vec<(String, String)> = sqlx::query_as(
                 "SELECT basis_code, benefit_code FROM legal_basis_benefits ORDER BY basis_code, benefit_code",
             )
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await?;
             (bases, kinds, benefits)
         });
@@ -75,13 +76,8 @@ impl Store {
                         .map(|(_, c)| c.clone())
                         .collect();
                     Ok(LegalBasis {
-                        valid_from: parse_date(&from).ok_or(StoreError::Corrupt("legal_bases.valid_from"))?,
-                        valid_to: match to {
-                            Some(to) => {
-                                Some(parse_date(&to).ok_or(StoreError::Corrupt("legal_bases.valid_to"))?)
-                            }
-                            None => None,
-                        },
+                        valid_from: stored_date(&from, "legal_bases.valid_from")?,
+                        valid_to: stored_opt_date(to.as_deref(), "legal_bases.valid_to")?,
                         code,
                         purpose,
                         purpose_en,
@@ -100,9 +96,10 @@ impl Store {
 
     /// Every benefit type, ordered by code.
     pub async fn benefit_types(&self) -> Result<Vec<BenefitType>, StoreError> {
-        let rows: Vec<(String, String, String, String, String, Option<String>)> = on_reader!(self, |pool| {
+        let mut conn = self.read().await?;
+        let rows: Vec<(String, String, String, String, String, Option<String>)> = on_conn!(&mut conn, |c| {
             sqlx::query_as("SELECT code, name_sv, name_en, agency, valid_from, valid_to FROM benefit_types ORDER BY code")
-                .fetch_all(pool)
+                .fetch_all(&mut *c)
                 .await?
         });
         rows.into_iter()
@@ -112,13 +109,8 @@ impl Store {
                     name_sv,
                     name_en,
                     agency,
-                    valid_from: parse_date(&from).ok_or(StoreError::Corrupt("benefit_types.valid_from"))?,
-                    valid_to: match to {
-                        Some(to) => {
-                            Some(parse_date(&to).ok_or(StoreError::Corrupt("benefit_types.valid_to"))?)
-                        }
-                        None => None,
-                    },
+                    valid_from: stored_date(&from, "benefit_types.valid_from")?,
+                    valid_to: stored_opt_date(to.as_deref(), "benefit_types.valid_to")?,
                 })
             })
             .collect()

@@ -1,20 +1,28 @@
 //! Storage: one interface over SQLite (the embedded default) and PostgreSQL (production, several
 //! replicas).
 //!
-//! Both backends run the same SQL wherever the dialects agree (numbered `$1` parameters work in
-//! both); where they differ, the method matches on the backend explicitly. There is no `Any`
-//! driver and no compile-time `query!` macro: every query is a static string with bound values.
+//! Every query goes through one mechanism ([`tx`]): a connection of either backend and a macro
+//! that compiles the body once per backend. Both backends run the same SQL wherever the dialects
+//! agree (numbered `$1` parameters work in both); where they differ (bulk statements, row locks),
+//! the macro takes one body per backend. There is no `Any` driver and no compile-time `query!`
+//! macro: every query is a static string with bound values, except generated placeholder lists
+//! (`tx::Dialect`) and column lists that are constants of this module.
 //!
 //! SQLite runs in WAL mode with one writer connection (so writes never meet "database is locked")
 //! and a separate pool of readers.
+//!
+//! The rooms: [`catalogue`] (legal bases, benefit types), [`parties`] (parties, their lifecycle and
+//! audit, operators), [`register`] (the bitemporal register and its ingest), [`delivery`]
+//! (subscriptions and each party's delivery history), [`consents`] (consents and case
+//! references), [`disclosure_log`] (the hash-chained log of every disclosure decision).
 
-pub mod admin;
 mod catalogue;
+pub mod consents;
 pub mod delivery;
-mod parties;
-pub mod policy;
-mod register;
-pub mod rows;
+pub mod disclosure_log;
+pub mod parties;
+pub mod register;
+pub(crate) mod tx;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,11 +33,16 @@ use sqlx::sqlite::{
 };
 
 use crate::config::redact_url;
-
-pub use rows::*;
+use tx::on_conn;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A database failure, kept opaque: callers learn only whether retrying may help
+/// ([`StoreError::Unavailable`]) or not ([`StoreError::Database`]); the text is for the log.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DatabaseError(sqlx::Error);
 
 /// Errors of the storage layer. Callers map them to gRPC statuses in one place (`grpc::status`).
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +52,17 @@ pub enum StoreError {
     UnsupportedUrl(String),
     /// Connecting failed.
     #[error("cannot connect to the database '{url}': {source}")]
-    Connect { url: String, source: sqlx::Error },
+    Connect { url: String, source: DatabaseError },
     /// Applying migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A query failed.
+    /// The database cannot be reached right now (connection lost or refused, pool exhausted, the
+    /// server restarting): retrying later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(DatabaseError),
+    /// A statement failed for another reason.
     #[error("database query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    Database(DatabaseError),
     /// A row the caller asked for does not exist.
     #[error("not found")]
     NotFound,
@@ -57,7 +74,47 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
-/// Which database a [`Store`] talks to.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_connection_failure(&e) {
+            StoreError::Unavailable(DatabaseError(e))
+        } else {
+            StoreError::Database(DatabaseError(e))
+        }
+    }
+}
+
+/// Whether a database error means "cannot reach the database now" rather than "this statement
+/// failed": lost or refused connections, an exhausted pool, and PostgreSQL's connection
+/// exceptions (class 08), operator intervention (57P01–57P03: shutting down, starting up) and
+/// SQLite's busy/locked after its timeout.
+fn is_connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "53300" | "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "262" | "517"
+                )
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a database error is a uniqueness violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// Which database a [`Store`] talks to (for reports and wake-ups, not for choosing SQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Sqlite,
@@ -82,60 +139,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Runs `$body` with `$pool` bound to the pool that reads (SQLite's reader pool, or PostgreSQL's).
-/// The body is compiled once per backend, so it may use backend-specific types.
-macro_rules! on_reader {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite { read: $pool, .. } => $body,
-            $crate::store::Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
-/// Like [`on_reader`], with the pool that writes (SQLite's single writer connection).
-macro_rules! on_writer {
-    ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.backend {
-            $crate::store::Backend::Sqlite { write: $pool, .. } => $body,
-            $crate::store::Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
-pub(crate) use {on_reader, on_writer};
-
-/// Placeholders for generated statements: `$1, $2, …` for PostgreSQL, anonymous `?` for SQLite,
-/// whose lookup of numbered names is linear per parameter (binding an 8,000-parameter statement
-/// with `$N` names was quadratic and took 80 % of ingest time).
-fn placeholder(numbered: bool, n: usize) -> String {
-    if numbered {
-        format!("${n}")
-    } else {
-        "?".to_string()
-    }
-}
-
-/// `n` parameters for an `IN (…)` list, numbered from `$1` on PostgreSQL (see [`placeholder`]).
-fn in_list(n: usize, numbered: bool) -> String {
-    (1..=n)
-        .map(|i| placeholder(numbered, i))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `(…), (…)` for `rows` rows of `cols` parameters, numbered from `$1` on PostgreSQL (see
-/// [`placeholder`]).
-fn values_list(rows: usize, cols: usize, numbered: bool) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=cols).map(|c| placeholder(numbered, r * cols + c)).collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// Connects to `url` and applies the embedded migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
@@ -148,7 +151,7 @@ impl Store {
     pub async fn connect_without_migrating(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let connect_err = |source| StoreError::Connect {
             url: redact_url(url),
-            source,
+            source: DatabaseError(source),
         };
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -194,10 +197,11 @@ impl Store {
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
-            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
-        }
+        let mut conn = self.write_unscoped().await?;
+        on_conn!(&mut conn,
+            sqlite: |c| SQLITE_MIGRATIONS.run(c).await?,
+            postgres: |c| POSTGRES_MIGRATIONS.run(c).await?,
+        );
         Ok(())
     }
 
@@ -206,16 +210,11 @@ impl Store {
     /// visibility information the first reader of new rows would otherwise write); on SQLite
     /// `ANALYZE` and a WAL checkpoint. Runs outside any transaction; safe to run at any time.
     pub async fn settle(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { write, .. } => {
-                sqlx::raw_sql("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")
-                    .execute(write)
-                    .await?;
-            }
-            Backend::Postgres(pool) => {
-                sqlx::raw_sql("VACUUM (ANALYZE)").execute(pool).await?;
-            }
-        }
+        let mut conn = self.write_unscoped().await?;
+        on_conn!(&mut conn,
+            sqlite: |c| sqlx::raw_sql("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);").execute(c).await.map(drop)?,
+            postgres: |c| sqlx::raw_sql("VACUUM (ANALYZE)").execute(c).await.map(drop)?,
+        );
         Ok(())
     }
 
@@ -229,9 +228,11 @@ impl Store {
 
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_reader!(self, |pool| {
-            sqlx::query("SELECT 1").execute(pool).await?;
-        });
+        let mut conn = self.read().await?;
+        on_conn!(&mut conn, |c| sqlx::query("SELECT 1")
+            .execute(c)
+            .await
+            .map(drop)?);
         Ok(())
     }
 
@@ -247,14 +248,6 @@ impl Store {
     }
 }
 
-/// Whether a database error is a uniqueness violation.
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db.is_unique_violation(),
-        _ => false,
-    }
-}
-
 /// The PostgreSQL channel on which replicas tell each other that something changed.
 pub const CHANGES_CHANNEL: &str = "lefi_changes";
 
@@ -262,12 +255,19 @@ impl Store {
     /// Tells other replicas on the same PostgreSQL database that something changed (a coalesced
     /// wake-up only: the tables are the truth). Does nothing on SQLite, which has one process.
     pub async fn announce_change(&self) -> Result<(), StoreError> {
-        if let Backend::Postgres(pool) = &self.backend {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANGES_CHANNEL)
-                .execute(pool)
-                .await?;
+        if self.kind() == BackendKind::Sqlite {
+            return Ok(());
         }
+        let mut conn = self.read().await?;
+        on_conn!(&mut conn,
+            sqlite: |_c| (),
+            postgres: |c| {
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(CHANGES_CHANNEL)
+                    .execute(c)
+                    .await?;
+            },
+        );
         Ok(())
     }
 
@@ -277,6 +277,7 @@ impl Store {
         &self,
         on_change: impl Fn() + Send + 'static,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
+        // LISTEN needs a connection of its own that outlives this call: PgListener manages one.
         let Backend::Postgres(pool) = &self.backend else {
             return Ok(None);
         };
@@ -299,16 +300,80 @@ impl Store {
     }
 }
 
+/// A new random, time-ordered identifier with a readable prefix, e.g. `pty_0190f3…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A stored non-negative number (sequences, counts) as the unsigned value it stands for.
+pub(crate) fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// An unsigned value as stored (saturating: sequences never come near `i64::MAX`).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A stored `YYYY-MM-DD` date.
+pub(crate) fn stored_date(v: &str, what: &'static str) -> Result<time::Date, StoreError> {
+    crate::domain::clock::parse_date(v).ok_or(StoreError::Corrupt(what))
+}
+
+/// A stored optional `YYYY-MM-DD` date.
+pub(crate) fn stored_opt_date(v: Option<&str>, what: &'static str) -> Result<Option<time::Date>, StoreError> {
+    v.map(|d| stored_date(d, what)).transpose()
+}
+
+/// A stored person id (always the 12-digit form).
+pub(crate) fn stored_person(v: &str, what: &'static str) -> Result<crate::domain::Personnummer, StoreError> {
+    crate::domain::Personnummer::from_storage(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// Codes stored in one column: comma-separated.
+pub(crate) fn join_codes(codes: &[String]) -> String {
+    codes.join(",")
+}
+
+/// The codes of a column written by [`join_codes`].
+pub(crate) fn split_codes(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Text that stands for "none" in a column as `None`.
+pub(crate) fn non_empty(v: String) -> Option<String> {
+    (!v.is_empty()).then_some(v)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{in_list, values_list};
+    use super::*;
 
     #[test]
-    fn placeholders_number_every_value() {
-        assert_eq!(values_list(2, 3, false), "(?, ?, ?), (?, ?, ?)");
-        assert_eq!(values_list(1, 1, false), "(?)");
-        assert_eq!(values_list(2, 2, true), "($1, $2), ($3, $4)");
-        assert_eq!(in_list(3, true), "$1, $2, $3");
-        assert_eq!(in_list(2, false), "?, ?");
+    fn code_lists_round_trip() {
+        let codes = vec!["A".to_string(), "B_C".to_string()];
+        assert_eq!(split_codes(&join_codes(&codes)), codes);
+        assert!(split_codes("").is_empty());
+    }
+
+    #[test]
+    fn connection_failures_are_told_from_statement_failures() {
+        assert!(is_connection_failure(&sqlx::Error::PoolTimedOut));
+        assert!(is_connection_failure(&sqlx::Error::Io(std::io::Error::other(
+            "reset"
+        ))));
+        assert!(!is_connection_failure(&sqlx::Error::RowNotFound));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::PoolClosed),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Database(_)
+        ));
     }
 }

@@ -496,6 +496,7 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     };
     let admin = PartyAdmin::new(&app, &app.certs.operator).await;
     let party = admin.get(&app.municipality_id).await.unwrap();
+    let history = admin.history(&app.municipality_id).await.unwrap();
     let effective = app.clock.today() + time::Duration::days(30);
 
     let mut wrong_number = PartyAdmin::notice(&party, effective);
@@ -537,7 +538,7 @@ async fn termination_with_mismatched_number_or_name_changes_nothing(backend: Bac
     let after = admin.get(&app.municipality_id).await.unwrap();
     assert_eq!(state(&after), common::PartyState::Connected);
     assert!(after.termination.is_none());
-    assert!(admin.history(&app.municipality_id).await.unwrap().is_empty());
+    assert_eq!(admin.history(&app.municipality_id).await.unwrap(), history);
     who_am_i(app.party_channel(&app.certs.municipality).await)
         .await
         .unwrap();
@@ -1072,6 +1073,8 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
         return;
     };
     let auditor = PartyAdmin::new(&app, &app.certs.auditor).await;
+    // The insurer's onboarding, as the test set-up recorded it.
+    let history = auditor.history(&app.insurer_id).await.unwrap();
     let status = assert_refused(
         auditor.apply(&INSURER, &["INS_COORDINATION"]).await,
         Code::PermissionDenied,
@@ -1107,7 +1110,7 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
             .len(),
         2
     );
-    assert!(auditor.history(&app.insurer_id).await.unwrap().is_empty());
+    assert_eq!(auditor.history(&app.insurer_id).await.unwrap(), history);
     assert_refused(
         auditor.get_by_org(INSURER.org).await,
         Code::NotFound,

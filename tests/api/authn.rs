@@ -215,16 +215,7 @@ async fn revoked_certificate_is_refused(backend: Backend) {
     };
     let channel = app.party_channel(&app.certs.insurer).await;
     who_am_i(channel.clone()).await.unwrap();
-    let (facts, _) = lefi::identity::certificate_facts(app.certs.insurer.cert_pem.as_bytes()).unwrap();
-    app.store
-        .revoke_party_certificate(
-            &app.insurer_id,
-            &facts.fingerprint,
-            "key lost",
-            app.clock.now_micros(),
-        )
-        .await
-        .unwrap();
+    app.revoke_certificate(&app.insurer_id, &app.certs.insurer).await;
     // The same, already open connection is refused from the next call on.
     let status = who_am_i(channel).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -242,10 +233,8 @@ async fn terminated_party_is_refused(backend: Backend) {
     };
     let channel = app.party_channel(&app.certs.municipality).await;
     let today = app.clock.today();
-    app.store
-        .set_termination(&app.municipality_id, Some(today + time::Duration::days(10)))
-        .await
-        .unwrap();
+    app.schedule_termination(&app.municipality_id, today + time::Duration::days(10))
+        .await;
     // Until the effective date the party works normally.
     let me = who_am_i(channel.clone()).await.unwrap();
     assert_eq!(me.state, pb::PartyState::TerminationScheduled as i32);

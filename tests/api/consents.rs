@@ -1,9 +1,9 @@
 //! Consents and case references through the real party API, consent oversight and the
 //! hash-chained disclosure log through the real admin API.
 
+use lefi::domain::disclosure::{Channel, Decision, NewDisclosure};
 use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
 use lefi::grpc::pb::lefi::v1 as pb;
-use lefi::store::policy::NewDisclosure;
 use tonic::Code;
 
 use crate::backend_tests;
@@ -319,7 +319,11 @@ async fn cases_are_opened_by_use_and_closed_for_good(backend: Backend) {
         (Code::NotFound, "CASE_NOT_FOUND")
     );
     app.store
-        .touch_case(&app.municipality_id, "SN-2026-0001", app.clock.now_micros())
+        .touch_cases(
+            &app.municipality_id,
+            &["SN-2026-0001".to_string()],
+            app.clock.now_micros(),
+        )
         .await
         .unwrap();
     let open = cases
@@ -344,7 +348,11 @@ async fn cases_are_opened_by_use_and_closed_for_good(backend: Backend) {
     assert!(closed.closed_at.is_some());
     // Using it again does not reopen it.
     app.store
-        .touch_case(&app.municipality_id, "SN-2026-0001", app.clock.now_micros())
+        .touch_cases(
+            &app.municipality_id,
+            &["SN-2026-0001".to_string()],
+            app.clock.now_micros(),
+        )
         .await
         .unwrap();
     let still = cases
@@ -369,20 +377,21 @@ async fn cases_are_opened_by_use_and_closed_for_good(backend: Backend) {
     app.stop().await;
 }
 
-fn sample_entry(app: &TestApp, i: i64) -> NewDisclosure {
+fn sample_entry(app: &TestApp, i: u64) -> NewDisclosure {
     NewDisclosure {
-        party_id: app.insurer_id.clone(),
-        party_org_number: "556677-8899".to_string(),
+        party_id: Some(app.insurer_id.clone()),
+        party_org_number: Some("556677-8899".to_string()),
         system_identity: "fp".to_string(),
-        channel: "QUERY".to_string(),
-        rpc: "/lefi.v1.QueryService/QueryPerson".to_string(),
-        request_id: format!("r{i}"),
-        decision: "ALLOWED".to_string(),
-        legal_basis: "INS_COORDINATION".to_string(),
-        person: PERSON_12.to_string(),
+        request_id: Some(format!("r{i}")),
+        legal_basis: Some("INS_COORDINATION".to_string()),
+        person: Some(lefi::domain::Personnummer::from_storage(PERSON_12).unwrap()),
         benefit_types: vec!["SJP".to_string()],
         record_count: i,
-        ..NewDisclosure::default()
+        ..NewDisclosure::new(
+            Channel::Query,
+            Decision::Allowed,
+            "/lefi.v1.QueryService/QueryPerson",
+        )
     }
 }
 
@@ -441,7 +450,7 @@ async fn disclosure_log_answers_who_received_what_about_a_person(backend: Backen
         return;
     };
     let mut other = sample_entry(&app, 7);
-    other.person = "199501132386".to_string();
+    other.person = Some(lefi::domain::Personnummer::from_storage("199501132386").unwrap());
     app.store
         .append_disclosures(
             &[sample_entry(&app, 1), other, sample_entry(&app, 2)],

@@ -639,10 +639,8 @@ async fn party_terminated_ends_the_stream(backend: Backend) {
     subscribe(channel.clone(), vec![new_sub("a", P1, "INS_COORDINATION")]).await;
     let mut stream = open(channel.clone(), &start, 0).await;
     take(&mut stream, 2).await;
-    app.store
-        .set_termination(&app.insurer_id, Some(app.clock.today() + time::Duration::days(1)))
-        .await
-        .unwrap();
+    app.schedule_termination(&app.insurer_id, app.clock.today() + time::Duration::days(1))
+        .await;
     app.clock.advance(time::Duration::days(1));
     let (seen, status) = end_status(&mut stream).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -880,15 +878,11 @@ async fn subscriptions_are_idempotent_and_checked_item_by_item(backend: Backend)
     assert_eq!(reason(&status), "SUBSCRIPTION_NOT_FOUND");
     // Every decision was logged: 1 allowed + 2 policy denials in the first call (the malformed
     // person never reached the policy), 1 allowed for the replay.
-    let logged = app
-        .store
-        .disclosures_for_party(&app.insurer_id, i64::MIN, i64::MAX, None, 0, 100)
-        .await
-        .unwrap();
+    let logged = app.disclosures_by(&app.insurer_id).await;
     assert!(
         logged
             .iter()
-            .filter(|e| e.entry.channel == "SUBSCRIPTION_ORDER")
+            .filter(|e| e.entry.channel == lefi::domain::disclosure::Channel::SubscriptionOrder)
             .count()
             >= 4
     );
@@ -984,13 +978,11 @@ async fn slow_client_holds_the_server_back(backend: Backend) {
     take(&mut stream, 1).await;
     // Stop reading for a while.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let disclosed: i64 = app
-        .store
-        .disclosures_for_party(&app.insurer_id, i64::MIN, i64::MAX, None, 0, 10_000)
+    let disclosed: u64 = app
+        .disclosures_by(&app.insurer_id)
         .await
-        .unwrap()
         .iter()
-        .filter(|e| e.entry.channel == "STREAM_DELIVERY")
+        .filter(|e| e.entry.channel == lefi::domain::disclosure::Channel::StreamDelivery)
         .map(|e| e.entry.record_count)
         .sum();
     assert!(

@@ -15,7 +15,8 @@ use lefi::domain::{OperatorRole, OrgNumber, PartyKind};
 use lefi::grpc::pb::lefi::admin::v1::{self as admin_pb, Party};
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
-use lefi::store::{NewConnectedParty, Store};
+use lefi::store::Store;
+use lefi::store::parties::{Actor, Idempotency, NewConnectedParty, PartyChange};
 use time::macros::date;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -208,7 +209,7 @@ impl TestApp {
             PartyKind::Insurer,
             &["INS_COORDINATION", "INS_RISK_ASSESSMENT"],
         );
-        let insurer_id = store.insert_connected_party(&insurer, now).await.unwrap();
+        let insurer_id = onboard(&store, &insurer, now).await;
         let municipality = connected_party(
             &certs.municipality,
             "222000-0000",
@@ -216,7 +217,7 @@ impl TestApp {
             PartyKind::MunicipalAuthority,
             &["AUTH_SOCIAL_SERVICES"],
         );
-        let municipality_id = store.insert_connected_party(&municipality, now).await.unwrap();
+        let municipality_id = onboard(&store, &municipality, now).await;
 
         let app = App::build_with_store(settings.clone(), store.clone(), clock.clone())
             .await
@@ -380,9 +381,10 @@ impl Drop for TestApp {
     }
 }
 
-/// A party to write straight into the store as CONNECTED, without the admin API, holding `cert`:
-/// an agreement valid from 2024-01-01 with a 90-day notice period granting `bases` and the
-/// benefit types SJP and FP. A test that needs another agreement changes fields with `..`.
+/// A party to take through the store's lifecycle to CONNECTED in one go ([`onboard`]), holding
+/// `cert`: an agreement valid from 2024-01-01 (for an insurer with a 90-day notice period)
+/// granting `bases` and the benefit types SJP and FP. A test that needs another agreement changes
+/// fields with `..`.
 pub fn connected_party(
     cert: &Issued,
     org: &str,
@@ -399,10 +401,93 @@ pub fn connected_party(
         contact_email: "test@example.invalid".to_string(),
         agreement_id: format!("T-{org}"),
         valid_from: date!(2024 - 01 - 01),
-        notice_period_days: Some(90),
+        notice_period_days: if kind.is_authority() { 0 } else { 90 },
         basis_codes: strings(bases),
         benefit_codes: strings(&["SJP", "FP"]),
         certificates: vec![facts],
+    }
+}
+
+/// Onboards `party` through the store's lifecycle (as the server's own actor) and returns its id.
+pub async fn onboard(store: &Store, party: &NewConnectedParty, now: i64) -> String {
+    store
+        .onboard_connected(&Actor::system("test setup"), party, now)
+        .await
+        .unwrap()
+}
+
+impl TestApp {
+    /// Makes one lifecycle change as the test's own actor, past the admin API (for tests about
+    /// what such a change does elsewhere).
+    pub async fn change_party(&self, change: PartyChange<'_>) {
+        let key = uuid::Uuid::new_v4().to_string();
+        let respond = |_: &lefi::store::parties::PartyRecord| Vec::new();
+        let idem = Idempotency {
+            key: &key,
+            request_hash: &key,
+            respond: &respond,
+        };
+        self.store
+            .change_party(&Actor::system("test"), &idem, change, self.clock.now_micros())
+            .await
+            .unwrap();
+    }
+
+    /// Revokes `who`'s certificate of `party_id` from now on.
+    pub async fn revoke_certificate(&self, party_id: &str, who: &Issued) {
+        let (facts, _) = certificate_facts(who.cert_pem.as_bytes()).unwrap();
+        self.change_party(PartyChange::RevokeCertificate {
+            party_id,
+            fingerprint: &facts.fingerprint,
+            reason: "test",
+        })
+        .await;
+    }
+
+    /// Schedules the termination of the test party `party_id` (one of the two `spawn` made) to
+    /// take effect on `effective`, overriding any notice period.
+    pub async fn schedule_termination(&self, party_id: &str, effective: time::Date) {
+        let (org, name) = if party_id == self.insurer_id {
+            ("556677-8899", "Testförsäkring AB")
+        } else {
+            ("222000-0000", "Testkommun")
+        };
+        let notice = lefi::domain::lifecycle::TerminationNotice {
+            org_number: OrgNumber::parse(org).unwrap(),
+            organisation_name: name.to_string(),
+            effective_date: effective,
+            received_on: self.clock.today(),
+            override_reason: (party_id == self.insurer_id).then(|| "test".to_string()),
+        };
+        self.change_party(PartyChange::ScheduleTermination {
+            party_id,
+            notice: &notice,
+        })
+        .await;
+    }
+}
+
+impl TestApp {
+    /// Every disclosure-log entry about the person (12-digit form), oldest first.
+    pub async fn disclosures_about(&self, person: &str) -> Vec<lefi::domain::disclosure::DisclosureEntry> {
+        let person = lefi::domain::Personnummer::from_storage(person).unwrap();
+        let query = lefi::store::disclosure_log::DisclosureQuery::Person(&person);
+        self.store
+            .disclosures(query, (i64::MIN, i64::MAX), 0, 100_000)
+            .await
+            .unwrap()
+    }
+
+    /// Every disclosure-log entry of the party, oldest first.
+    pub async fn disclosures_by(&self, party_id: &str) -> Vec<lefi::domain::disclosure::DisclosureEntry> {
+        let query = lefi::store::disclosure_log::DisclosureQuery::Party {
+            party_id,
+            decision: None,
+        };
+        self.store
+            .disclosures(query, (i64::MIN, i64::MAX), 0, 100_000)
+            .await
+            .unwrap()
     }
 }
 

@@ -63,16 +63,7 @@ async fn stream_on_revoked_certificate_ends(backend: Backend) {
             .unwrap()
             .into_inner();
     stream.message().await.unwrap().unwrap();
-    let (facts, _) = lefi::identity::certificate_facts(app.certs.insurer.cert_pem.as_bytes()).unwrap();
-    app.store
-        .revoke_party_certificate(
-            &app.insurer_id,
-            &facts.fingerprint,
-            "test",
-            app.clock.now_micros(),
-        )
-        .await
-        .unwrap();
+    app.revoke_certificate(&app.insurer_id, &app.certs.insurer).await;
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.message().await {

@@ -4,10 +4,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group};
+use lefi::domain::catalogue::{Agreement, LegalBasis, Signature};
 use lefi::domain::party::AgreementType;
 use lefi::domain::{PartyKind, PartyState, Personnummer};
 use lefi::policy::{Ask, CaseFacts, ConsentFacts, Facts, PartyFacts, decide};
-use lefi::store::{Agreement, LegalBasis, Signature};
 use time::macros::date;
 
 fn basis(code: &str, consent: bool, case: bool, kinds: Vec<PartyKind>) -> LegalBasis {
@@ -90,7 +90,7 @@ fn bench(c: &mut Criterion) {
     let consent = ConsentFacts {
         consent_id: "c1".to_string(),
         party_id: "p1".to_string(),
-        person: person.as_storage().to_string(),
+        person: person.clone(),
         basis_code: "INS_RISK_ASSESSMENT".to_string(),
         given_on: date!(2026 - 01 - 01),
         expires_on: date!(2027 - 01 - 01),

@@ -11,20 +11,20 @@ use std::pin::Pin;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::app::AppState;
-use crate::domain::OperatorRole;
 use crate::domain::Personnummer;
-use crate::domain::register::{FactError, FactType, NewFact, RejectReason};
+use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
+use crate::domain::register::versions::{IngestResult, StoredRecord};
+use crate::domain::register::{FactBody, FactError, NewFact, RejectReason};
 use crate::grpc::convert::{self, Audience};
-use crate::grpc::operator_of;
-use crate::grpc::party::shutting_down;
-use crate::grpc::pb::ErrorReason;
+use crate::grpc::fields::{self, FieldError};
+use crate::grpc::operator_with;
 use crate::grpc::pb::lefi::admin::v1 as pb;
-use crate::grpc::status::{error, error_with, invalid_field, store_error};
+use crate::grpc::status::{self, Missing};
 use crate::identity::OperatorPrincipal;
-use crate::store::{IngestResult, StoredRecord};
+use crate::policy::operator::AdminRight;
+use crate::state::AppState;
 
 /// The most facts stored in one transaction.
 pub const INGEST_BATCH: usize = 5_000;
@@ -36,33 +36,7 @@ type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestResponse, Status>
 /// `lefi.admin.v1.RegisterAdminService`.
 #[derive(Debug, Clone)]
 pub struct RegisterApi {
-    state: AppState,
-}
-
-impl RegisterApi {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-/// Refuses an operator whose role is not among `allowed`.
-pub fn require_role(operator: &OperatorPrincipal, allowed: &[OperatorRole]) -> Result<(), Status> {
-    if allowed.contains(&operator.role) {
-        return Ok(());
-    }
-    let required = allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
-    Err(error_with(
-        Code::PermissionDenied,
-        ErrorReason::RoleNotPermitted,
-        format!(
-            "the role '{}' may not make this call; use a certificate with one of the roles: {required}",
-            operator.role
-        ),
-        vec![
-            ("role", operator.role.as_str().to_string()),
-            ("required_roles", required),
-        ],
-    ))
+    pub state: AppState,
 }
 
 /// Records an operator's view of a person in the disclosure log (channel OPERATOR_VIEW), once per
@@ -75,26 +49,28 @@ async fn log_operator_view(
     as_of_sequence: u64,
     found: bool,
 ) -> Result<(), Status> {
-    let entry = crate::store::policy::NewDisclosure {
+    let decision = if found {
+        Decision::Allowed
+    } else {
+        Decision::Denied
+    };
+    let entry = NewDisclosure {
         system_identity: operator.fingerprint.clone(),
-        operator_name: operator.name.clone(),
-        channel: crate::store::policy::Channel::OperatorView.as_str().to_string(),
-        rpc: "/lefi.admin.v1.RegisterAdminService/ShowPerson".to_string(),
-        decision: if found { "ALLOWED" } else { "DENIED" }.to_string(),
-        denial_reason: if found {
-            String::new()
-        } else {
-            "PERSON_NOT_FOUND".to_string()
-        },
-        person: person.as_storage().to_string(),
-        to_sequence: i64::try_from(as_of_sequence).unwrap_or(i64::MAX),
-        ..Default::default()
+        operator_name: Some(operator.name.clone()),
+        denial_reason: (!found).then(|| "PERSON_NOT_FOUND".to_string()),
+        person: Some(person.clone()),
+        to_sequence: as_of_sequence,
+        ..NewDisclosure::new(
+            Channel::OperatorView,
+            decision,
+            "/lefi.admin.v1.RegisterAdminService/ShowPerson",
+        )
     };
     state
         .store
         .append_disclosures(&[entry], state.clock.now_micros())
-        .await
-        .map_err(store_error)
+        .await?;
+    Ok(())
 }
 
 /// One decoded request: its fact, or why it was refused before reaching the store.
@@ -107,8 +83,7 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
         &self,
         request: Request<Streaming<pb::IngestRequest>>,
     ) -> Result<Response<IngestStream>, Status> {
-        let operator = operator_of(&request)?;
-        require_role(&operator, &[OperatorRole::Ingest])?;
+        operator_with(&request, AdminRight::FeedRegister)?;
         let inbound = request.into_inner();
         let (decoded_tx, decoded_rx) = mpsc::channel::<Decoded>(INGEST_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(INGEST_BUFFER);
@@ -122,45 +97,40 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
         &self,
         request: Request<pb::ShowPersonRequest>,
     ) -> Result<Response<pb::ShowPersonResponse>, Status> {
-        let operator = operator_of(&request)?;
-        require_role(&operator, &[OperatorRole::Operator, OperatorRole::Auditor])?;
+        let operator = operator_with(&request, AdminRight::ViewPerson)?;
         let req = request.into_inner();
-        let person = Personnummer::parse(&req.person_id, self.state.clock.today())
-            .map_err(|e| invalid_field(ErrorReason::PersonIdInvalid, "person_id", e.to_string()))?;
+        let person = fields::person("person_id", &req.person_id, self.state.clock.today())?;
         let store = &self.state.store;
-        let head = store.head_seq().await.map_err(store_error)?;
+        let head = store.head_seq().await?;
         let as_of = match req.as_of_sequence {
             0 => head,
             s if s > head => {
-                return Err(invalid_field(
-                    ErrorReason::InvalidArgument,
+                return Err(FieldError::invalid(
                     "as_of_sequence",
                     format!(
                         "as_of_sequence {s} is beyond the register's head {head}; ask for {head} or less, \
                          or 0 for the head"
                     ),
-                ));
+                )
+                .into());
             }
             s => s,
         };
-        let found = store.person(&person, Some(as_of)).await.map_err(store_error)?;
+        let found = store.person(&person, Some(as_of)).await?;
         log_operator_view(&self.state, &operator, &person, as_of, found.is_some()).await?;
         let Some(found) = found else {
-            return Err(person_not_found());
+            return Err(status::not_found(Missing::Person));
         };
-        let history = store
-            .person_history(&person, Some(as_of))
-            .await
-            .map_err(store_error)?;
+        let history = store.person_history(&person, Some(as_of)).await?;
         let mut facts = Vec::new();
         let mut person_versions = Vec::new();
         for mut r in history {
-            if r.fact_type == FactType::Person {
+            if r.is_person_update() {
                 person_versions.push(person_version(&r));
             } else {
                 facts.push(pb::StoredFact {
                     source_system: std::mem::take(&mut r.source_system),
-                    source_id: std::mem::take(&mut r.source_id),
+                    source_id: r.source_id.take().unwrap_or_default(),
                     source_version: r.source_version,
                     record: Some(convert::benefit_record(r)),
                 });
@@ -179,21 +149,8 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
         &self,
         request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
-        let operator = operator_of(&request)?;
-        require_role(
-            &operator,
-            &[
-                OperatorRole::Operator,
-                OperatorRole::Auditor,
-                OperatorRole::Ingest,
-            ],
-        )?;
-        let stats = self
-            .state
-            .store
-            .stats(self.state.clock.now_micros())
-            .await
-            .map_err(store_error)?;
+        operator_with(&request, AdminRight::ReadRegisterStats)?;
+        let stats = self.state.store.stats(self.state.clock.now_micros()).await?;
         Ok(Response::new(pb::GetStatsResponse {
             person_count: stats.person_count,
             fact_count: stats.fact_count,
@@ -206,18 +163,9 @@ impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
     }
 }
 
-/// NOT_FOUND PERSON_NOT_FOUND; the message never repeats the number.
-pub fn person_not_found() -> Status {
-    error(
-        Code::NotFound,
-        ErrorReason::PersonNotFound,
-        "the register holds no person with this identity number; check the number if you expected data",
-    )
-}
-
 fn person_version(r: &StoredRecord) -> pb::PersonVersion {
     let data = match &r.body {
-        crate::domain::register::FactBody::Person(d) => d.clone(),
+        FactBody::Person(d) => d.clone(),
         _ => Default::default(),
     };
     pb::PersonVersion {
@@ -275,7 +223,7 @@ async fn write_facts(
         let received = tokio::select! {
             biased;
             () = state.shutdown.cancelled() => {
-                let _ = out.send(Err(shutting_down())).await;
+                let _ = out.send(Err(status::shutting_down())).await;
                 return;
             }
             n = rx.recv_many(&mut batch, INGEST_BATCH) => n,
@@ -303,7 +251,7 @@ async fn write_facts(
             }
             Err(e) => {
                 // Nothing of this batch was committed: the client resends every fact without answer.
-                let _ = out.send(Err(store_error(e))).await;
+                let _ = out.send(Err(e.into())).await;
                 return;
             }
         };
@@ -315,7 +263,7 @@ async fn write_facts(
                     Some(result) => result,
                     None => {
                         let _ = out
-                            .send(Err(crate::grpc::status::internal(
+                            .send(Err(status::internal(
                                 "ingest",
                                 &std::io::Error::other("the store answered fewer facts than it was given"),
                             )))
@@ -364,7 +312,7 @@ fn response(index: u64, result: IngestResult) -> pb::IngestResponse {
         IngestResult::Rejected(e) => pb::IngestResponse {
             index,
             outcome,
-            reason: convert::reject_reason(e.reason) as i32,
+            reason: status::fact_reason(e.reason) as i32,
             message: e.message,
             field: e.field,
             ..Default::default()

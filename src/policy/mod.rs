@@ -15,11 +15,14 @@
 //!    person and basis, given and not expired today, not revoked;
 //! 6. case: a reference when the basis requires an open case; a closed reference is refused.
 
+pub mod operator;
+
 use time::Date;
 
+use crate::domain::catalogue::{Agreement, LegalBasis};
 use crate::domain::clock::Micros;
+use crate::domain::delivery::EndReason;
 use crate::domain::{PartyKind, PartyState, Personnummer};
-use crate::store::{Agreement, LegalBasis};
 
 /// The party as the policy sees it.
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +38,7 @@ pub struct PartyFacts<'a> {
 pub struct ConsentFacts {
     pub consent_id: String,
     pub party_id: String,
-    /// The person's 12-digit storage form.
-    pub person: String,
+    pub person: Personnummer,
     pub basis_code: String,
     pub given_on: Date,
     pub expires_on: Date,
@@ -80,9 +82,11 @@ pub struct Ask<'a> {
     pub today: Date,
 }
 
-/// Permission to disclose. Only [`decide`] creates one.
+/// Permission to disclose one person's information. Only [`decide`] creates one, and every store
+/// read that discloses register data takes one: nothing leaves without a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permit {
+    person: Personnummer,
     basis_code: String,
     purpose: String,
     benefit_codes: Vec<String>,
@@ -91,6 +95,10 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// The person the permit was issued for.
+    pub fn person(&self) -> &Personnummer {
+        &self.person
+    }
     /// The basis the disclosure rests on.
     pub fn basis_code(&self) -> &str {
         &self.basis_code
@@ -144,7 +152,7 @@ impl ConsentProblem {
     }
 }
 
-/// Why a request is refused. Each variant maps to one `ErrorReason` (see `grpc::status::denial`).
+/// Why a request is refused. Each variant maps to one `ErrorReason` (see `grpc::status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     PartyNotActive { state: PartyState },
@@ -179,6 +187,25 @@ impl Denial {
             Self::CaseClosed => "CASE_CLOSED",
         }
     }
+
+    /// How a subscription ends when this denial comes up at a delivery: a consent that no longer
+    /// holds suspends it, a closed case, a basis out of force and a termination end it for that
+    /// reason, anything else ends it as by the agency.
+    pub fn ends_subscription(&self) -> EndReason {
+        match self {
+            Self::ConsentRequired | Self::ConsentNotValid { .. } => EndReason::ConsentEnded,
+            Self::CaseClosed => EndReason::CaseClosed,
+            Self::BasisNotInForce => EndReason::BasisNoLongerInForce,
+            Self::PartyTerminated => EndReason::PartyTerminated,
+            Self::PartyNotActive { .. }
+            | Self::AgreementNotInForce { .. }
+            | Self::UnknownBasis
+            | Self::BasisNotForPartyKind
+            | Self::BasisNotInAgreement
+            | Self::BenefitNotCovered { .. }
+            | Self::CaseReferenceRequired => EndReason::EndedByAgency,
+        }
+    }
 }
 
 /// Checks steps 1–3 (party, agreement, basis) and returns the basis. Used on its own where no
@@ -204,8 +231,7 @@ pub fn check_basis<'a>(
     let Some(agreement) = facts.agreement else {
         return Err(Denial::AgreementNotInForce { valid_from: None });
     };
-    let signed = agreement.party_signed.is_some() && agreement.agency_signed.is_some();
-    if !signed || agreement.valid_from > today {
+    if !agreement.fully_signed() || agreement.valid_from > today {
         return Err(Denial::AgreementNotInForce {
             valid_from: Some(agreement.valid_from),
         });
@@ -270,6 +296,7 @@ pub fn decide(facts: &Facts<'_>, ask: &Ask<'_>) -> Result<Permit, Denial> {
     }
 
     Ok(Permit {
+        person: ask.person.clone(),
         basis_code: basis.code.clone(),
         purpose: basis.purpose.clone(),
         benefit_codes,
@@ -291,7 +318,7 @@ fn check_consent(
     let Some(consent) = consent.filter(|c| c.consent_id == id && c.party_id == party_id) else {
         return invalid(ConsentProblem::Unknown);
     };
-    if consent.person != ask.person.as_storage() {
+    if &consent.person != ask.person {
         return invalid(ConsentProblem::OtherPerson);
     }
     if consent.basis_code != basis.code {
@@ -319,6 +346,7 @@ pub mod bench_stub {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::Permit;
+    use crate::domain::Personnummer;
 
     static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -334,12 +362,14 @@ pub mod bench_stub {
 
     /// A permit for exactly what was asked, without checking anything.
     pub fn permit(
+        person: &Personnummer,
         basis_code: &str,
         benefit_codes: &[String],
         consent_id: Option<&str>,
         case_reference: Option<&str>,
     ) -> Permit {
         Permit {
+            person: person.clone(),
             basis_code: basis_code.to_string(),
             purpose: String::new(),
             benefit_codes: benefit_codes.to_vec(),
@@ -354,8 +384,8 @@ mod tests {
     use time::macros::date;
 
     use super::*;
+    use crate::domain::catalogue::Signature;
     use crate::domain::party::AgreementType;
-    use crate::store::Signature;
 
     const TODAY: Date = date!(2026 - 11 - 26);
 
@@ -401,7 +431,7 @@ mod tests {
         ConsentFacts {
             consent_id: "c1".into(),
             party_id: "p1".into(),
-            person: person.into(),
+            person: Personnummer::from_storage(person).unwrap(),
             basis_code: basis.into(),
             given_on: date!(2026 - 01 - 01),
             expires_on: date!(2027 - 01 - 01),
@@ -443,6 +473,7 @@ mod tests {
         };
         let permit = decide(&facts, &ask("INS_COORDINATION", &p, &[])).unwrap();
         assert_eq!(permit.benefit_codes(), ["SJP", "FP"]);
+        assert_eq!(permit.person(), &p);
         let ap = ["AP".to_string()];
         assert_eq!(
             decide(&facts, &ask("INS_COORDINATION", &p, &ap)),
@@ -562,6 +593,22 @@ mod tests {
             ),
             Err(Denial::ConsentRequired)
         );
+    }
+
+    #[test]
+    fn a_denial_at_delivery_says_how_the_subscription_ends() {
+        let ends = |d: Denial| d.ends_subscription();
+        assert_eq!(ends(Denial::ConsentRequired), EndReason::ConsentEnded);
+        assert_eq!(
+            ends(Denial::ConsentNotValid {
+                problem: ConsentProblem::Revoked
+            }),
+            EndReason::ConsentEnded
+        );
+        assert_eq!(ends(Denial::CaseClosed), EndReason::CaseClosed);
+        assert_eq!(ends(Denial::BasisNotInForce), EndReason::BasisNoLongerInForce);
+        assert_eq!(ends(Denial::PartyTerminated), EndReason::PartyTerminated);
+        assert_eq!(ends(Denial::BasisNotInAgreement), EndReason::EndedByAgency);
     }
 
     #[test]

@@ -14,6 +14,8 @@ use time::Date;
 
 use crate::domain::Personnummer;
 
+pub mod versions;
+
 /// Longest accepted source system name.
 pub const MAX_SOURCE_SYSTEM_LEN: usize = 32;
 /// Longest accepted source id.

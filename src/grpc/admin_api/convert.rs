@@ -3,18 +3,15 @@
 
 use sha2::{Digest, Sha256};
 use time::Date;
-use tonic::Status;
 
-use crate::domain::OrgNumber;
 use crate::domain::PartyState;
-use crate::domain::clock::{format_date, parse_date};
+use crate::domain::clock::format_date;
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
 use crate::grpc::convert::{agreement_type, party_kind, party_kind_from, party_state, timestamp};
-use crate::grpc::pb::ErrorReason;
+use crate::grpc::fields::{self, FieldError, date, org_number, required_text};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as common;
-use crate::grpc::status::invalid_field;
-use crate::store::admin::{
+use crate::store::parties::{
     AuditRecord, CertificateRecord, NewAgreement, NewApplication, NewSignature, PartyFilter, PartyRecord,
 };
 
@@ -29,25 +26,18 @@ const MAX_AGREEMENT_ID_CHARS: usize = 100;
 /// The longest e-mail address accepted (RFC 5321 path limit).
 const MAX_EMAIL_CHARS: usize = 254;
 
-/// Page size when the request gives none.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// The largest page size; larger requests get this many.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-
 /// The request's idempotency key, checked.
-pub fn idempotency_key(key: &str) -> Result<&str, Status> {
+pub fn idempotency_key(key: &str) -> Result<&str, FieldError> {
     let key = key.trim();
     if key.is_empty() {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "idempotency_key",
             "idempotency_key is required: send a new unique value (e.g. a UUID) per intended change, \
              and the same value when you retry that change",
         ));
     }
     if key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "idempotency_key",
             "idempotency_key must be at most 128 printable characters (a UUID is a good choice)",
         ));
@@ -65,28 +55,8 @@ pub fn request_hash(method: &str, encoded_without_key: &[u8]) -> String {
     hex::encode(hash.finalize())
 }
 
-/// A required free-text field, trimmed, at most `max` characters.
-pub fn required_text(field: &str, value: &str, max: usize, what: &str) -> Result<String, Status> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
-            field,
-            format!("{field} is required: {what}"),
-        ));
-    }
-    if value.chars().count() > max {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
-            field,
-            format!("{field} is longer than {max} characters; shorten it"),
-        ));
-    }
-    Ok(value.to_string())
-}
-
 /// A required reason (revocation, withdrawal).
-pub fn reason(value: &str) -> Result<String, Status> {
+pub fn reason(value: &str) -> Result<String, FieldError> {
     required_text(
         "reason",
         value,
@@ -96,7 +66,7 @@ pub fn reason(value: &str) -> Result<String, Status> {
 }
 
 /// A required party id.
-pub fn party_id(value: &str) -> Result<String, Status> {
+pub fn party_id(value: &str) -> Result<String, FieldError> {
     required_text(
         "party_id",
         value,
@@ -105,27 +75,12 @@ pub fn party_id(value: &str) -> Result<String, Status> {
     )
 }
 
-fn org_number(field: &str, value: &str) -> Result<OrgNumber, Status> {
-    OrgNumber::parse(value)
-        .map_err(|e| invalid_field(ErrorReason::OrgNumberInvalid, field, format!("{field}: {e}")))
-}
-
-fn date(field: &str, value: &str) -> Result<Date, Status> {
-    parse_date(value).ok_or_else(|| {
-        invalid_field(
-            ErrorReason::InvalidDate,
-            field,
-            format!("{field} must be a date YYYY-MM-DD"),
-        )
-    })
-}
-
 fn codes(values: &[String]) -> Vec<String> {
     values.iter().map(|c| c.trim().to_string()).collect()
 }
 
 /// A plausible e-mail address: one `@`, a local part, a domain with a dot, no spaces.
-fn email(value: &str) -> Result<String, Status> {
+fn email(value: &str) -> Result<String, FieldError> {
     let value = required_text(
         "contact_email",
         value,
@@ -144,8 +99,7 @@ fn email(value: &str) -> Result<String, Status> {
         None => false,
     };
     if !plausible {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "contact_email",
             "contact_email is not an e-mail address (expected name@example.se)",
         ));
@@ -154,15 +108,14 @@ fn email(value: &str) -> Result<String, Status> {
 }
 
 /// An application (anmälan), validated.
-pub fn application(req: &pb::ApplyRequest) -> Result<NewApplication, Status> {
+pub fn application(req: &pb::ApplyRequest) -> Result<NewApplication, FieldError> {
     let org_number = org_number("org_number", &req.org_number)?;
     let name = required_text("name", &req.name, MAX_NAME_CHARS, "the organisation's name")?;
     let kind = common::PartyKind::try_from(req.kind)
         .ok()
         .and_then(party_kind_from)
         .ok_or_else(|| {
-            invalid_field(
-                ErrorReason::InvalidArgument,
+            FieldError::invalid(
                 "kind",
                 "kind is required: INSURER, STATE_AUTHORITY or MUNICIPAL_AUTHORITY",
             )
@@ -185,7 +138,7 @@ pub fn application(req: &pb::ApplyRequest) -> Result<NewApplication, Status> {
 
 /// An agreement, validated as far as it can be without the party (the kind-dependent rules are
 /// the store's).
-pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, Status> {
+pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, FieldError> {
     let agreement_id = required_text(
         "agreement_id",
         &req.agreement_id,
@@ -193,15 +146,13 @@ pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, Status>
         "the agency's id of the agreement document, e.g. its diarienummer",
     )?;
     if req.granted_basis_codes.is_empty() {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "granted_basis_codes",
             "granted_basis_codes needs at least one legal basis the agreement grants",
         ));
     }
     if req.granted_benefit_type_codes.is_empty() {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "granted_benefit_type_codes",
             "granted_benefit_type_codes needs at least one benefit type the agreement grants",
         ));
@@ -216,13 +167,12 @@ pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, Status>
 }
 
 /// A signature, validated: signed on `today` or earlier.
-pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSignature, Status> {
+pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSignature, FieldError> {
     let signer = match pb::Signer::try_from(req.signer) {
         Ok(pb::Signer::Party) => Signer::Party,
         Ok(pb::Signer::Agency) => Signer::Agency,
         _ => {
-            return Err(invalid_field(
-                ErrorReason::InvalidArgument,
+            return Err(FieldError::invalid(
                 "signer",
                 "signer is required: PARTY or AGENCY",
             ));
@@ -230,8 +180,7 @@ pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSig
     };
     let signed_on = date("signed_on", &req.signed_on)?;
     if signed_on > today {
-        return Err(invalid_field(
-            ErrorReason::InvalidDate,
+        return Err(FieldError::date(
             "signed_on",
             "signed_on lies in the future; record a signature once it has been made",
         ));
@@ -252,10 +201,9 @@ pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSig
 pub fn termination_notice(
     req: &pb::ScheduleTerminationRequest,
     today: Date,
-) -> Result<TerminationNotice, Status> {
+) -> Result<TerminationNotice, FieldError> {
     if !req.is_termination {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "is_termination",
             "is_termination must be true: register only a notice that states that the matter is a termination \
              (uppsägning)",
@@ -269,8 +217,7 @@ pub fn termination_notice(
         "the organisation name as the notice states it",
     )?;
     if req.effective_date.trim().is_empty() {
-        return Err(invalid_field(
-            ErrorReason::InvalidDate,
+        return Err(FieldError::date(
             "effective_date",
             "effective_date is required: the date from which the termination applies, YYYY-MM-DD",
         ));
@@ -284,8 +231,7 @@ pub fn termination_notice(
     let override_reason = match req.override_reason.trim() {
         "" => None,
         text if text.chars().count() > MAX_REASON_CHARS => {
-            return Err(invalid_field(
-                ErrorReason::InvalidArgument,
+            return Err(FieldError::invalid(
                 "override_reason",
                 "override_reason is longer than 1000 characters; shorten it",
             ));
@@ -302,15 +248,14 @@ pub fn termination_notice(
 }
 
 /// A certificate fingerprint as stored: 64 lower-case hex digits (case, `:` and spaces ignored).
-pub fn fingerprint(value: &str) -> Result<String, Status> {
+pub fn fingerprint(value: &str) -> Result<String, FieldError> {
     let hex: String = value
         .chars()
         .filter(|c| !matches!(c, ':' | ' '))
         .collect::<String>()
         .to_ascii_lowercase();
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(invalid_field(
-            ErrorReason::InvalidArgument,
+        return Err(FieldError::invalid(
             "fingerprint",
             "fingerprint must be the certificate's SHA-256 fingerprint: 64 hex digits (GetParty lists them)",
         ));
@@ -319,83 +264,24 @@ pub fn fingerprint(value: &str) -> Result<String, Status> {
 }
 
 /// The filters of a listing.
-pub fn party_filter(req: &pb::ListPartiesRequest) -> Result<PartyFilter, Status> {
-    let mut filter = PartyFilter::default();
-    for (i, k) in req.kinds.iter().enumerate() {
-        let kind = common::PartyKind::try_from(*k)
-            .ok()
-            .and_then(party_kind_from)
-            .ok_or_else(|| {
-                invalid_field(
-                    ErrorReason::InvalidArgument,
-                    &format!("kinds[{i}]"),
-                    "kinds may hold INSURER, STATE_AUTHORITY and MUNICIPAL_AUTHORITY",
-                )
-            })?;
-        filter.kinds.push(kind);
-    }
-    for (i, s) in req.states.iter().enumerate() {
-        let state = common::PartyState::try_from(*s)
-            .ok()
-            .and_then(party_state_from)
-            .ok_or_else(|| {
-                invalid_field(
-                    ErrorReason::InvalidArgument,
-                    &format!("states[{i}]"),
-                    "states may hold APPLIED, AGREEMENT_SENT, SIGNED, CONNECTED, TERMINATION_SCHEDULED and TERMINATED",
-                )
-            })?;
-        filter.states.push(state);
-    }
-    Ok(filter)
+pub fn party_filter(req: &pb::ListPartiesRequest) -> Result<PartyFilter, FieldError> {
+    Ok(PartyFilter {
+        kinds: fields::enum_list(
+            "kinds",
+            &req.kinds,
+            |k| common::PartyKind::try_from(k).ok().and_then(party_kind_from),
+            "INSURER, STATE_AUTHORITY and MUNICIPAL_AUTHORITY",
+        )?,
+        states: fields::enum_list(
+            "states",
+            &req.states,
+            |s| common::PartyState::try_from(s).ok().and_then(party_state_from),
+            "APPLIED, AGREEMENT_SENT, SIGNED, CONNECTED, TERMINATION_SCHEDULED and TERMINATED",
+        )?,
+    })
 }
 
-/// The page size to use: the default for 0, at most [`MAX_PAGE_SIZE`].
-pub fn page_size(requested: u32) -> u32 {
-    match requested {
-        0 => DEFAULT_PAGE_SIZE,
-        n => n.min(MAX_PAGE_SIZE),
-    }
-}
-
-/// A page token of ListParties: where the previous page ended, and which filters it was for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartiesPageToken {
-    pub after_name: String,
-    pub after_party_id: String,
-    pub filter: String,
-}
-
-/// A page token of ListPartyHistory: the last entry of the previous page, and whose history it was.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HistoryPageToken {
-    pub party_id: String,
-    pub after_entry: i64,
-}
-
-/// Encodes a page token (opaque to clients).
-pub fn encode_token<T: serde::Serialize>(token: &T) -> String {
-    hex::encode(serde_json::to_vec(token).unwrap_or_default())
-}
-
-/// Decodes a page token, or refuses it with PAGE_TOKEN_INVALID.
-pub fn decode_token<T: serde::de::DeserializeOwned>(token: &str) -> Result<T, Status> {
-    hex::decode(token)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(page_token_invalid)
-}
-
-/// PAGE_TOKEN_INVALID.
-pub fn page_token_invalid() -> Status {
-    invalid_field(
-        ErrorReason::PageTokenInvalid,
-        "page_token",
-        "page_token was not issued by this listing with the same filters; restart without a page_token",
-    )
-}
-
-/// A stable text identifying a listing's filters, so a token is only honoured with them.
+/// A stable text identifying a listing's filters, so a page token is only honoured with them.
 pub fn filter_key(filter: &PartyFilter) -> String {
     let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
     let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
@@ -463,7 +349,7 @@ pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
                 signed_by: s.signed_by.clone(),
                 signed_on: format_date(s.signed_on),
                 recorded_at: s.recorded_at.map(timestamp),
-                recorded_by: s.recorded_by.clone(),
+                recorded_by: s.recorded_by.clone().unwrap_or_default(),
             })
             .collect(),
         certificates: p.certificates.iter().map(certificate).collect(),
@@ -472,7 +358,7 @@ pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
             notice_received_on: t.notice_received_on.map(format_date).unwrap_or_default(),
             override_reason: t.override_reason.clone().unwrap_or_default(),
             scheduled_at: t.scheduled_at.map(timestamp),
-            scheduled_by: t.scheduled_by.clone(),
+            scheduled_by: t.scheduled_by.clone().unwrap_or_default(),
         }),
         applied_at: Some(timestamp(p.applied_at)),
         updated_at: Some(timestamp(p.updated_at)),
@@ -493,9 +379,9 @@ pub fn certificate(c: &CertificateRecord) -> pb::Certificate {
             pb::CertificateState::Active
         } as i32,
         added_at: Some(timestamp(c.added_at)),
-        added_by: c.added_by.clone(),
+        added_by: c.added_by.clone().unwrap_or_default(),
         revoked_at: c.revoked_at.map(timestamp),
-        revocation_reason: c.revocation_reason.clone(),
+        revocation_reason: c.revocation_reason.clone().unwrap_or_default(),
     }
 }
 
@@ -504,15 +390,19 @@ pub fn audit_entry(a: &AuditRecord) -> pb::AuditEntry {
     pb::AuditEntry {
         entry_id: u64::try_from(a.entry_id).unwrap_or(0),
         time: Some(timestamp(a.at)),
-        operator_name: a.operator_name.clone(),
-        operator_fingerprint: a.operator_fingerprint.clone(),
+        operator_name: a.operator.as_ref().map(|o| o.name.clone()).unwrap_or_default(),
+        operator_fingerprint: a
+            .operator
+            .as_ref()
+            .map(|o| o.fingerprint.clone())
+            .unwrap_or_default(),
         action: action(a.action) as i32,
         party_id: a.party_id.clone(),
         before_state: a
             .before_state
             .map_or(common::PartyState::Unspecified, party_state) as i32,
         after_state: party_state(a.after_state) as i32,
-        idempotency_key: a.idempotency_key.clone(),
+        idempotency_key: a.idempotency_key.clone().unwrap_or_default(),
         details_json: a.details_json.clone(),
     }
 }
@@ -527,19 +417,6 @@ mod tests {
         assert_eq!(fingerprint(&fp).unwrap(), "ab".repeat(32));
         assert!(fingerprint("abc").is_err());
         assert!(fingerprint(&"zz".repeat(32)).is_err());
-    }
-
-    #[test]
-    fn page_tokens_round_trip_and_refuse_garbage() {
-        let token = PartiesPageToken {
-            after_name: "Å AB".to_string(),
-            after_party_id: "pty_1".to_string(),
-            filter: "INSURER|".to_string(),
-        };
-        let decoded: PartiesPageToken = decode_token(&encode_token(&token)).unwrap();
-        assert_eq!(decoded, token);
-        assert!(decode_token::<PartiesPageToken>("not hex").is_err());
-        assert!(decode_token::<HistoryPageToken>(&encode_token(&token)).is_err());
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! `lefi.v1.DeliveryService`: the resumable delivery stream, full refreshes and cursor commits.
+//!
+//! A stream is three tasks: the [`producer`] reads the party's delivery history
+//! (`store::delivery`) in (sequence, ord) order, a page at a time, runs the policy for every
+//! delivery and prepares batches of messages with their disclosure-log entries; the [`outlet`]
+//! appends each batch's entries and only then sends its messages through a small bounded channel
+//! (HTTP/2 flow control pushes back from the client); a stream opened without a cursor first gets
+//! its start snapshots from a reader task ([`start`]) that stays a few chunks ahead.
+//!
+//! The stream ends when the client leaves; with UNAUTHENTICATED when its certificate is revoked;
+//! with PERMISSION_DENIED `PARTY_TERMINATED` once the party's termination takes effect (after the
+//! ENDED notices); and with UNAVAILABLE `SERVER_SHUTTING_DOWN` when the server drains.
+
+mod outlet;
+mod producer;
+mod start;
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::authorize::{Ask, CallContext, Gate, Refusal};
+use crate::domain::cursor::{CursorKey, Position};
+use crate::domain::disclosure::Channel;
+use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::party_of;
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::grpc::status;
+use crate::identity::PartyPrincipal;
+use crate::policy::Permit;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::delivery::Subscription;
+
+/// Messages buffered per stream before the producer waits for the client.
+const STREAM_BUFFER: usize = 16;
+/// Records per RecordBatch unless the client asks for fewer.
+const DEFAULT_BATCH: usize = 500;
+/// The most records per RecordBatch.
+const MAX_BATCH: usize = 5_000;
+
+/// `lefi.v1.DeliveryService`.
+#[derive(Debug, Clone)]
+pub struct DeliveryApi {
+    pub state: AppState,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
+
+/// Decodes a client's cursor, refusing forged, foreign and expired ones.
+async fn read_cursor(
+    state: &AppState,
+    key: &CursorKey,
+    party_id: &str,
+    cursor: &str,
+) -> Result<Position, Status> {
+    let position = key.decode(party_id, cursor).map_err(|e| {
+        FieldError::new(
+            FieldProblem::Cursor,
+            "cursor",
+            format!("{e}; resume with a cursor this service gave your party, or start with an empty cursor"),
+        )
+    })?;
+    let floor = match position {
+        Position::History { seq, .. } => seq,
+        Position::Start { head, .. } => head,
+    };
+    let horizon = state.store.delivery_horizon(party_id).await?;
+    if horizon > 0 && floor < horizon {
+        return Err(status::cursor_expired(horizon));
+    }
+    Ok(position)
+}
+
+/// The policy request a subscription's delivery makes.
+fn ask_for(subscription: &Subscription) -> Ask {
+    Ask {
+        basis_code: subscription.legal_basis.clone(),
+        person: subscription.person.clone(),
+        benefit_codes: subscription.benefit_types.clone(),
+        case_reference: subscription.case_reference.clone(),
+        consent_id: subscription.consent_id.clone(),
+        period: (Some(subscription.from_date), None),
+        subscription_id: Some(subscription.subscription_id.clone()),
+    }
+}
+
+/// The decision about one delivery of a subscription: its permit, or the refusal to handle.
+type Decided = Result<(Ask, Permit), Refusal>;
+
+/// Runs the policy for one delivery of `subscription` (nothing is logged here; see
+/// [`producer`] for what a refusal does).
+async fn decide(
+    state: &AppState,
+    gate: &Gate,
+    party: &PartyPrincipal,
+    call: &CallContext,
+    subscription: &Subscription,
+) -> Result<Decided, StoreError> {
+    let ask = ask_for(subscription);
+    #[cfg(feature = "bench-policy-stub")]
+    if crate::policy::bench_stub::enabled() {
+        let permit = crate::policy::bench_stub::permit(
+            &ask.person,
+            &ask.basis_code,
+            &ask.benefit_codes,
+            ask.consent_id.as_deref(),
+            ask.case_reference.as_deref(),
+        );
+        return Ok(Ok((ask, permit)));
+    }
+    Ok(gate
+        .check(state, party, call, &ask)
+        .await?
+        .map(|permit| (ask, permit)))
+}
+
+#[tonic::async_trait]
+impl pb::delivery_service_server::DeliveryService for DeliveryApi {
+    #[tracing::instrument(skip_all)]
+    async fn stream(&self, request: Request<pb::StreamRequest>) -> Result<Response<EventStream>, Status> {
+        let party = party_of(&request)?;
+        let call = CallContext::new(
+            &request,
+            "/lefi.v1.DeliveryService/Stream",
+            Channel::StreamDelivery,
+        );
+        let req = request.into_inner();
+        let state = self.state.clone();
+        let key = CursorKey::new(state.store.cursor_key().await?);
+        let position = if req.cursor.is_empty() {
+            Position::Start {
+                head: state.store.head_seq().await?,
+                index: 0,
+                records_sent: 0,
+            }
+        } else {
+            read_cursor(&state, &key, &party.party_id, &req.cursor).await?
+        };
+        let interval = fields::heartbeat_interval(req.heartbeat_interval.as_ref(), state.heartbeat_interval)?;
+        let batch = match req.max_batch_records {
+            0 => DEFAULT_BATCH,
+            n => (n as usize).min(MAX_BATCH),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (outlet, outgoing) = mpsc::channel(outlet::OUTLET_BATCHES);
+        tokio::spawn(outlet::run(state.clone(), outgoing, tx));
+        let producer =
+            producer::DeliveryStream::new(state, party, call, key, batch, interval, outlet, position);
+        tokio::spawn(producer.run_to_end());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn request_full_refresh(
+        &self,
+        request: Request<pb::FullRefreshRequest>,
+    ) -> Result<Response<pb::FullRefreshResponse>, Status> {
+        let party = party_of(&request)?;
+        let req = request.into_inner();
+        let state = &self.state;
+        let key = CursorKey::new(state.store.cursor_key().await?);
+        let (before, refreshed, skipped) = state
+            .store
+            .full_refresh(&party.party_id, &req.subscription_ids, state.clock.now_micros())
+            .await?;
+        state.notify_history();
+        Ok(Response::new(pb::FullRefreshResponse {
+            cursor: key.encode(
+                &party.party_id,
+                Position::History {
+                    seq: before,
+                    ord: u64::MAX,
+                    records_sent: 0,
+                },
+            ),
+            as_of_sequence: before + 1,
+            subscription_count: u64::try_from(refreshed.len()).unwrap_or(u64::MAX),
+            skipped_subscription_ids: skipped,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn commit_cursor(
+        &self,
+        request: Request<pb::CommitCursorRequest>,
+    ) -> Result<Response<pb::CommitCursorResponse>, Status> {
+        let party = party_of(&request)?;
+        let req = request.into_inner();
+        let key = CursorKey::new(self.state.store.cursor_key().await?);
+        read_cursor(&self.state, &key, &party.party_id, &req.cursor).await?;
+        Ok(Response::new(pb::CommitCursorResponse::default()))
+    }
+}

@@ -1,0 +1,719 @@
+//! A stream's producer: reads the party's history after the stream's position, decides every
+//! delivery by the policy, and hands batches of messages with their disclosure-log entries to the
+//! outlet.
+//!
+//! Before each page it re-checks the stream's certificate (revoked → UNAUTHENTICATED; the party's
+//! termination took effect → the ENDED notices, then PERMISSION_DENIED). Every delivery is decided
+//! by the policy first; only what it permits is read ([`Permit`] in hand), and a delivery the
+//! policy no longer allows is withheld: the denial is logged and the subscription withdrawn for the
+//! reason the denial gives (its notice follows in the history). When idle it waits for a change
+//! notification, the heartbeat interval, or the end.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::outlet::Outgoing;
+use super::start::{READ_AHEAD, Reader, Start, StartItem, StartRead};
+use super::{Decided, decide};
+use crate::domain::cursor::{CursorKey, Position};
+use crate::domain::delivery::{EndReason, EventKind, Notice, SnapshotReason, SubscriptionState};
+use crate::domain::disclosure::NewDisclosure;
+use crate::domain::register::versions::StoredRecord;
+use crate::domain::register::{DateRange, FactBody, PersonData};
+use crate::grpc::convert::{self, Audience, timestamp};
+use crate::grpc::party_api::authorize::{Ask, CallContext, Gate, Refusal, allowed_entry};
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::grpc::status;
+use crate::identity::{IdentityError, PartyPrincipal, check_party};
+use crate::policy::Permit;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::delivery::{DeliveryEvent, EndSelector, Subscription};
+use crate::store::register::Snapshot;
+
+/// History events read per page.
+const PAGE: i64 = 256;
+/// Persons whose data a stream remembers at most.
+const PERSON_CACHE: usize = 4_096;
+/// Prepared messages are flushed (logged, then sent) once this many are waiting.
+const FLUSH_AT: usize = 256;
+
+/// How one step of the stream ended.
+enum Flow {
+    /// Keep going.
+    Continue,
+    /// Stop with this status (or quietly when `None`: the client left).
+    Stop(Option<Status>),
+}
+
+impl From<StoreError> for Flow {
+    fn from(e: StoreError) -> Self {
+        Flow::Stop(Some(e.into()))
+    }
+}
+
+/// One open stream's producer.
+pub(super) struct DeliveryStream {
+    state: AppState,
+    party: PartyPrincipal,
+    call: CallContext,
+    key: CursorKey,
+    batch: usize,
+    interval: Duration,
+    /// Where prepared batches go to be logged and sent (see [`super::outlet`]).
+    outlet: mpsc::Sender<Outgoing>,
+    position: Position,
+    /// Messages prepared but not yet sent: they go out only after `pending_log` is written.
+    outbox: Vec<pb::StreamEvent>,
+    /// Disclosure-log entries for the messages in `outbox`, written in one transaction.
+    pending_log: Vec<NewDisclosure>,
+    /// Each subscribed person's own data as of this stream's position (bounded by
+    /// [`PERSON_CACHE`]; see [`DeliveryStream::deliver_change`]).
+    person_cache: HashMap<String, PersonData>,
+}
+
+/// Where a snapshot stands in the stream, for its messages' cursors.
+struct SnapshotPlace<'a> {
+    event_number: u64,
+    as_of: u64,
+    reason: pb::SnapshotReason,
+    /// Records of it already delivered, plus one for its SnapshotBegin (0: nothing yet).
+    skip: u64,
+    /// The position inside the snapshot after `records_sent` records.
+    at: &'a (dyn Fn(u64) -> Position + Sync),
+    /// The position after the whole snapshot.
+    done: Position,
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a stream's identity, settings and channel"
+)]
+impl DeliveryStream {
+    pub fn new(
+        state: AppState,
+        party: PartyPrincipal,
+        call: CallContext,
+        key: CursorKey,
+        batch: usize,
+        interval: Duration,
+        outlet: mpsc::Sender<Outgoing>,
+        position: Position,
+    ) -> Self {
+        Self {
+            state,
+            party,
+            call,
+            key,
+            batch,
+            interval,
+            outlet,
+            position,
+            outbox: Vec::new(),
+            pending_log: Vec::new(),
+            person_cache: HashMap::new(),
+        }
+    }
+}
+
+impl DeliveryStream {
+    /// Runs the stream, then ends it with its final status (when the client is still there).
+    pub async fn run_to_end(mut self) {
+        if let Some(status) = self.run().await {
+            let _ = self.outlet.send(Outgoing::End(status)).await;
+        }
+    }
+
+    /// Feeds the stream until it ends; returns the status to end it with.
+    async fn run(&mut self) -> Option<Status> {
+        let mut changes = self.state.changes.subscribe();
+        if let Err(e) = self.still_allowed().await {
+            return Some(e.into());
+        }
+        if !self.heartbeat().await {
+            return None;
+        }
+        if let Position::Start { head, .. } = self.position {
+            if let Flow::Stop(status) = self.deliver_start(head).await {
+                return status;
+            }
+        }
+        loop {
+            if self.state.shutdown.is_cancelled() {
+                return Some(status::shutting_down());
+            }
+            match self.still_allowed().await {
+                Ok(()) => {}
+                Err(IdentityError::PartyTerminated) => {
+                    return self
+                        .end_for_termination(IdentityError::PartyTerminated.into())
+                        .await;
+                }
+                Err(e) => return Some(e.into()),
+            }
+            changes.mark_unchanged();
+            match self.deliver_page(false).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(Flow::Continue) => continue,
+                Err(Flow::Stop(status)) => return status,
+            }
+            // Caught up: wait for a change, the heartbeat interval, or the end.
+            tokio::select! {
+                biased;
+                () = self.state.shutdown.cancelled() => return Some(status::shutting_down()),
+                () = self.outlet.closed() => return None,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Some(status::shutting_down());
+                    }
+                }
+                () = tokio::time::sleep(self.interval) => {
+                    if !self.heartbeat().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-checks that the stream's certificate may still call (registered, not revoked, party not
+    /// terminated).
+    async fn still_allowed(&self) -> Result<(), IdentityError> {
+        let current = self
+            .state
+            .store
+            .party_by_certificate(&self.party.fingerprint)
+            .await?;
+        check_party(
+            current,
+            &self.party.fingerprint,
+            self.state.clock.now_micros(),
+            self.state.clock.today(),
+        )
+        .map(|_| ())
+    }
+
+    /// The party's termination took effect: end its subscriptions (their notices are written once,
+    /// by whichever stream or call gets there first), deliver the notices, then end the stream.
+    async fn end_for_termination(&mut self, status: Status) -> Option<Status> {
+        let selector = EndSelector::AllOfParty {
+            party_id: &self.party.party_id,
+        };
+        let ended = self
+            .state
+            .withdraw_subscriptions(
+                selector,
+                EndReason::PartyTerminated,
+                "the party's termination took effect",
+            )
+            .await;
+        if let Err(e) = ended {
+            return Some(e.into());
+        }
+        loop {
+            match self.deliver_page(true).await {
+                Ok(true) | Err(Flow::Continue) => continue,
+                Ok(false) => return Some(status),
+                Err(Flow::Stop(s)) => return s,
+            }
+        }
+    }
+
+    fn cursor_at(&self, position: Position) -> String {
+        self.key.encode(&self.party.party_id, position)
+    }
+
+    /// Queues a message for the next flush.
+    fn queue(&mut self, position: Position, event: pb::stream_event::Event) {
+        let cursor = self.cursor_at(position);
+        self.outbox.push(pb::StreamEvent {
+            cursor,
+            event: Some(event),
+        });
+    }
+
+    /// Hands the queued messages and their disclosure-log entries to the outlet, which logs them
+    /// in one transaction and only then sends them. Fails when the outlet has ended (the client
+    /// left, or the log could not be written and the client was told).
+    async fn flush(&mut self) -> Result<(), Flow> {
+        if self.outbox.is_empty() && self.pending_log.is_empty() {
+            return Ok(());
+        }
+        let batch = Outgoing::Batch {
+            log: std::mem::take(&mut self.pending_log),
+            messages: std::mem::take(&mut self.outbox),
+        };
+        self.outlet.send(batch).await.map_err(|_| Flow::Stop(None))
+    }
+
+    /// Flushes when enough is waiting.
+    async fn maybe_flush(&mut self) -> Flow {
+        if self.outbox.len() >= FLUSH_AT {
+            if let Err(flow) = self.flush().await {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Remembers a person's data as of the stream's position; the cache is emptied when it grows
+    /// past a bound, so a stream's memory does not grow with the number of persons it serves.
+    fn cache_person(&mut self, person: String, data: PersonData) {
+        if self.person_cache.len() >= PERSON_CACHE && !self.person_cache.contains_key(&person) {
+            self.person_cache.clear();
+        }
+        self.person_cache.insert(person, data);
+    }
+
+    /// Sends a heartbeat (it discloses nothing) after everything handed over.
+    async fn heartbeat(&mut self) -> bool {
+        let head = self.state.store.head_seq().await.unwrap_or_default();
+        let reached = match self.position {
+            Position::History { seq, .. } => seq,
+            Position::Start { .. } => 0,
+        };
+        let message = pb::StreamEvent {
+            cursor: self.cursor_at(self.position),
+            event: Some(pb::stream_event::Event::Heartbeat(pb::Heartbeat {
+                register_sequence: reached.min(head),
+                head_sequence: head,
+                server_time: Some(timestamp(self.state.clock.now_micros())),
+            })),
+        };
+        let batch = Outgoing::Batch {
+            log: Vec::new(),
+            messages: vec![message],
+        };
+        self.outlet.send(batch).await.is_ok()
+    }
+
+    /// A delivery the policy no longer allows: the denial is logged and the subscription is
+    /// withdrawn for the reason the denial gives (a consent that ended suspends it, anything else
+    /// ends it; the notice follows in the history). The delivery itself is withheld.
+    async fn refuse(&self, subscription: &Subscription, refusal: Refusal) -> Flow {
+        let now = self.state.clock.now_micros();
+        if let Err(e) = self
+            .state
+            .store
+            .append_disclosures(std::slice::from_ref(&refusal.entry), now)
+            .await
+        {
+            return e.into();
+        }
+        let message = refusal.report().message().to_string();
+        let selector = EndSelector::One {
+            party_id: &self.party.party_id,
+            subscription_id: &subscription.subscription_id,
+        };
+        match self
+            .state
+            .withdraw_subscriptions(selector, refusal.denial.ends_subscription(), &message)
+            .await
+        {
+            Ok(_) => {
+                // Another stream of the party may have withdrawn it first; wake them all anyway.
+                self.state.notify_history();
+                Flow::Continue
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Delivers the start snapshots of a stream opened without a cursor.
+    async fn deliver_start(&mut self, head: u64) -> Flow {
+        let Position::Start {
+            index: first,
+            records_sent: mut skip,
+            ..
+        } = self.position
+        else {
+            return Flow::Continue;
+        };
+        let gate = match Gate::load(&self.state, &self.party).await {
+            Ok(g) => g,
+            Err(e) => return e.into(),
+        };
+        let reader = Reader {
+            state: self.state.clone(),
+            party: self.party.clone(),
+            call: self.call.clone(),
+            gate,
+            head,
+        };
+        let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
+        tokio::spawn(reader.run(first, chunks_tx));
+        let mut index = first;
+        loop {
+            let chunk = match chunks.recv().await {
+                Some(StartRead::Chunk(chunk)) => chunk,
+                Some(StartRead::Done) => break,
+                Some(StartRead::Failed(e)) => return e.into(),
+                None => return StoreError::Corrupt("start snapshot reader stopped").into(),
+            };
+            for item in chunk {
+                if let Flow::Stop(status) = self.deliver_start_item(head, index, skip, item).await {
+                    return Flow::Stop(status);
+                }
+                skip = 0;
+                index += 1;
+                self.position = Position::Start {
+                    head,
+                    index,
+                    records_sent: 0,
+                };
+            }
+        }
+        if let Err(flow) = self.flush().await {
+            return flow;
+        }
+        self.position = Position::History {
+            seq: head,
+            ord: u64::MAX,
+            records_sent: 0,
+        };
+        Flow::Continue
+    }
+
+    /// The start snapshot (or, for a suspended subscription, the notice) of the subscription at
+    /// `index` of a stream started at `head`.
+    async fn deliver_start_item(&mut self, head: u64, index: u64, skip: u64, item: StartItem) -> Flow {
+        let StartItem {
+            subscription,
+            event_number,
+            start,
+        } = item;
+        let done = Position::Start {
+            head,
+            index: index + 1,
+            records_sent: 0,
+        };
+        match start {
+            Start::Suspended => {
+                if skip == 0 {
+                    self.queue(
+                        done,
+                        pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+                            subscription_id: subscription.subscription_id.clone(),
+                            event_number,
+                            state: pb::SubscriptionState::Suspended as i32,
+                            reason: convert::state_reason(subscription.state_reason) as i32,
+                            message: "suspended; nothing is delivered until it resumes".to_string(),
+                            effective_at: None,
+                        }),
+                    );
+                }
+                self.maybe_flush().await
+            }
+            Start::Decided(decided, snapshot) => {
+                let (ask, permit) = match *decided {
+                    Ok(permitted) => permitted,
+                    Err(refusal) => return self.refuse(&subscription, refusal).await,
+                };
+                let at = |records_sent| Position::Start {
+                    head,
+                    index,
+                    records_sent,
+                };
+                let place = SnapshotPlace {
+                    event_number,
+                    as_of: head,
+                    reason: pb::SnapshotReason::StreamStart,
+                    skip,
+                    at: &at,
+                    done,
+                };
+                self.deliver_snapshot(&subscription, &ask, &permit, place, snapshot)
+                    .await
+            }
+        }
+    }
+
+    /// Delivers one page of history after the current position. `Ok(true)` when events were read
+    /// (more may follow), `Ok(false)` when caught up. With `notices_only`, other events are passed
+    /// over (the party has been terminated).
+    async fn deliver_page(&mut self, notices_only: bool) -> Result<bool, Flow> {
+        let Position::History {
+            seq,
+            ord,
+            records_sent,
+        } = self.position
+        else {
+            return Ok(false);
+        };
+        let store = &self.state.store;
+        let head = store.head_seq().await?;
+        let page = store
+            .delivery_page(&self.party.party_id, (seq, ord), head, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            // Every event up to the head has been read: a later resume may start from there.
+            if seq < head {
+                self.position = Position::History {
+                    seq: head,
+                    ord: u64::MAX,
+                    records_sent: 0,
+                };
+            }
+            return Ok(false);
+        };
+        let last_seq = last.seq;
+        // Every delivery is decided before anything of the page is read.
+        let gate = Gate::load(&self.state, &self.party).await?;
+        let mut decisions: Vec<Option<Decided>> = Vec::with_capacity(page.len());
+        for event in &page {
+            decisions.push(match event.kind {
+                EventKind::Notice(_) => None,
+                _ if notices_only => None,
+                _ => Some(decide(&self.state, &gate, &self.party, &self.call, &event.subscription).await?),
+            });
+        }
+        // The permitted changes' facts, and the own data of their persons this stream does not
+        // remember, read in one query each.
+        let permitted = |kind: fn(&EventKind) -> bool| {
+            page.iter()
+                .zip(&decisions)
+                .filter(move |(e, _)| kind(&e.kind))
+                .filter_map(|(e, d)| match d {
+                    Some(Ok((_, permit))) => Some((e.seq, permit)),
+                    _ => None,
+                })
+        };
+        let changes: Vec<(u64, &Permit)> = permitted(|k| matches!(k, EventKind::Change)).collect();
+        let facts = if changes.is_empty() {
+            HashMap::new()
+        } else {
+            store.records_at(&changes).await?
+        };
+        let uncached: Vec<&Permit> = changes
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|p| !self.person_cache.contains_key(p.person().as_storage()))
+            .collect();
+        let persons = if uncached.is_empty() {
+            HashMap::new()
+        } else {
+            store.person_versions(&uncached, last_seq).await?
+        };
+        let mut skip = records_sent;
+        for (event, decision) in page.iter().zip(decisions) {
+            let previous = self.position;
+            let resume_at = |records_sent| match previous {
+                Position::History { seq, ord, .. } => Position::History {
+                    seq,
+                    ord,
+                    records_sent,
+                },
+                start => start,
+            };
+            let done = Position::History {
+                seq: event.seq,
+                ord: event.ord,
+                records_sent: 0,
+            };
+            let flow = match (&event.kind, decision) {
+                (EventKind::Notice(notice), _) => self.deliver_notice(event, notice, done).await,
+                (_, None) => Flow::Continue,
+                (_, Some(Err(refusal))) => self.refuse(&event.subscription, refusal).await,
+                (EventKind::Snapshot(reason), Some(Ok((ask, permit)))) => {
+                    let place = SnapshotPlace {
+                        event_number: event.event_number,
+                        as_of: event.seq,
+                        reason: snapshot_reason(*reason),
+                        skip,
+                        at: &resume_at,
+                        done,
+                    };
+                    self.deliver_snapshot(&event.subscription, &ask, &permit, place, None)
+                        .await
+                }
+                (EventKind::Change, Some(Ok((ask, permit)))) => {
+                    let versions = persons
+                        .get(permit.person().as_storage())
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    self.deliver_change(event, &ask, &permit, facts.get(&event.seq), versions, done)
+                        .await
+                }
+            };
+            skip = 0;
+            if let Flow::Stop(status) = flow {
+                return Err(Flow::Stop(status));
+            }
+            self.position = done;
+        }
+        self.flush().await?;
+        Ok(true)
+    }
+
+    /// Delivers one snapshot: SnapshotBegin, the records in batches, SnapshotEnd. `prefetched` is
+    /// the snapshot when it was read ahead (start snapshots); otherwise it is read here, as of its
+    /// sequence, under the delivery's permit.
+    async fn deliver_snapshot(
+        &mut self,
+        subscription: &Subscription,
+        ask: &Ask,
+        permit: &Permit,
+        place: SnapshotPlace<'_>,
+        prefetched: Option<Snapshot>,
+    ) -> Flow {
+        let (data, mut records) = match prefetched {
+            Some(found) => found,
+            None => {
+                let period = DateRange {
+                    from: subscription.from_date,
+                    to: None,
+                };
+                match self.state.store.snapshot_of(permit, period, place.as_of).await {
+                    Ok(found) => found,
+                    Err(e) => return e.into(),
+                }
+            }
+        };
+        let person = convert::person(permit.person(), &data, Audience::Party);
+        self.cache_person(permit.person().as_storage().to_string(), data);
+        // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
+        let already = (place.skip.saturating_sub(1) as usize).min(records.len());
+        let entry = allowed_entry(
+            &self.party,
+            &self.call,
+            ask,
+            permit,
+            records.len() - already,
+            (0, place.as_of),
+        );
+        self.pending_log.push(entry);
+        let id = &subscription.subscription_id;
+        if place.skip == 0 {
+            self.queue(
+                (place.at)(1),
+                pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
+                    subscription_id: id.clone(),
+                    event_number: place.event_number,
+                    as_of_sequence: place.as_of,
+                    reason: place.reason as i32,
+                    person: Some(person.clone()),
+                }),
+            );
+        }
+        let record_count = records.len() as u64;
+        records.drain(..already);
+        let mut sent = already;
+        let mut batch_index = (already / self.batch.max(1)) as u32;
+        for batch in convert::record_batches(records, self.batch) {
+            sent += batch.len();
+            self.queue(
+                (place.at)(sent as u64 + 1),
+                pb::stream_event::Event::Records(pb::RecordBatch {
+                    subscription_id: id.clone(),
+                    event_number: place.event_number,
+                    batch_index,
+                    person: Some(person.clone()),
+                    records: batch,
+                }),
+            );
+            batch_index += 1;
+        }
+        // The end marker carries the position after the whole event.
+        self.queue(
+            place.done,
+            pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
+                subscription_id: id.clone(),
+                event_number: place.event_number,
+                as_of_sequence: place.as_of,
+                record_count,
+                batch_count: batch_index,
+            }),
+        );
+        self.maybe_flush().await
+    }
+
+    /// Delivers one change. `fact` is the log row at the change's sequence and `versions` the
+    /// person's recorded data (when the stream does not remember it), both read with the page.
+    async fn deliver_change(
+        &mut self,
+        event: &DeliveryEvent,
+        ask: &Ask,
+        permit: &Permit,
+        fact: Option<&StoredRecord>,
+        versions: &[(u64, PersonData)],
+        done: Position,
+    ) -> Flow {
+        // The person's data as of this change: a person update is itself the change; otherwise the
+        // stream's cache holds it (every person update of a subscribed person reaches this stream
+        // as a change, and snapshots fill the cache), or the latest version recorded at or before
+        // the change's sequence.
+        let key = permit.person().as_storage().to_string();
+        let data = match fact.map(|r| &r.body) {
+            Some(FactBody::Person(data)) => data.clone(),
+            _ => match self.person_cache.get(&key) {
+                Some(data) => data.clone(),
+                None => versions
+                    .iter()
+                    .rev()
+                    .find(|(seq, _)| *seq <= event.seq)
+                    .map(|(_, data)| data.clone())
+                    .unwrap_or_default(),
+            },
+        };
+        let person = convert::person(permit.person(), &data, Audience::Party);
+        self.cache_person(key, data);
+        // Person-data changes carry no records: the new Person is the change.
+        let records: Vec<pb::BenefitRecord> = fact
+            .filter(|r| !r.is_person_update())
+            .map(|r| convert::benefit_record(r.clone()))
+            .into_iter()
+            .collect();
+        let range = (event.seq.saturating_sub(1), event.seq);
+        self.pending_log.push(allowed_entry(
+            &self.party,
+            &self.call,
+            ask,
+            permit,
+            records.len(),
+            range,
+        ));
+        self.queue(
+            done,
+            pb::stream_event::Event::Change(pb::Change {
+                subscription_id: event.subscription.subscription_id.clone(),
+                event_number: event.event_number,
+                person: Some(person),
+                records,
+                register_sequence: event.seq,
+            }),
+        );
+        self.maybe_flush().await
+    }
+
+    async fn deliver_notice(&mut self, event: &DeliveryEvent, notice: &Notice, done: Position) -> Flow {
+        let state = match notice.state {
+            SubscriptionState::Active => pb::SubscriptionState::Active,
+            SubscriptionState::Suspended => pb::SubscriptionState::Suspended,
+            SubscriptionState::Ended => pb::SubscriptionState::Ended,
+        };
+        self.queue(
+            done,
+            pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+                subscription_id: event.subscription.subscription_id.clone(),
+                event_number: event.event_number,
+                state: state as i32,
+                reason: convert::state_reason(Some(notice.reason)) as i32,
+                message: notice.message.clone(),
+                effective_at: Some(timestamp(event.recorded_at)),
+            }),
+        );
+        self.maybe_flush().await
+    }
+}
+
+fn snapshot_reason(reason: SnapshotReason) -> pb::SnapshotReason {
+    match reason {
+        SnapshotReason::SubscriptionCreated => pb::SnapshotReason::SubscriptionCreated,
+        SnapshotReason::FullRefresh => pb::SnapshotReason::FullRefresh,
+        SnapshotReason::Resumed => pb::SnapshotReason::SubscriptionResumed,
+    }
+}

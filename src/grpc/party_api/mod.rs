@@ -1,0 +1,51 @@
+//! The party API (`lefi.v1`), served on the party listener to insurers and authorities.
+//!
+//! One module per service: [`party`] (who am I, catalogues), [`subscriptions`], [`consents`],
+//! [`cases`], [`query`], [`delivery`] (the stream). [`authorize`] is their shared helper for the
+//! disclosure policy, not a service. No service imports another.
+
+pub mod authorize;
+pub mod cases;
+pub mod consents;
+pub mod delivery;
+pub mod party;
+pub mod query;
+pub mod subscriptions;
+
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::state::AppState;
+
+/// The services reflection advertises on the party listener.
+pub const SERVICE_NAMES: &[&str] = &[
+    "lefi.v1.PartyService",
+    "lefi.v1.SubscriptionService",
+    "lefi.v1.DeliveryService",
+    "lefi.v1.QueryService",
+    "lefi.v1.ConsentService",
+    "lefi.v1.CaseService",
+    "grpc.health.v1.Health",
+];
+
+/// Adds every party-facing service to `routes`.
+pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
+    let state = || state.clone();
+    routes
+        .add_service(pb::party_service_server::PartyServiceServer::new(
+            party::PartyApi { state: state() },
+        ))
+        .add_service(pb::delivery_service_server::DeliveryServiceServer::new(
+            delivery::DeliveryApi { state: state() },
+        ))
+        .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
+            subscriptions::SubscriptionApi { state: state() },
+        ))
+        .add_service(pb::query_service_server::QueryServiceServer::new(
+            query::QueryApi { state: state() },
+        ))
+        .add_service(pb::consent_service_server::ConsentServiceServer::new(
+            consents::ConsentApi { state: state() },
+        ))
+        .add_service(pb::case_service_server::CaseServiceServer::new(cases::CaseApi {
+            state: state(),
+        }));
+}

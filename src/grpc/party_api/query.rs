@@ -1,0 +1,182 @@
+//! `lefi.v1.QueryService`: the one-off query (LEFI Online style).
+//!
+//! A query is checked in this order: the request's own fields, then the party's right to the
+//! information (the policy, [`crate::policy`]), then the register is read as of its head at the time
+//! of the question: the header carries that sequence, and every record is the latest version as of
+//! it. Every decision, allowed or denied, is written to the disclosure log before anything is sent.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use time::Date;
+use tonic::{Request, Response, Status};
+
+use super::authorize::{Ask, CallContext, allowed_entry, authorize};
+use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
+use crate::domain::register::DateRange;
+use crate::grpc::convert::{self, Audience};
+use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::party_of;
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::grpc::status::{self, Missing};
+use crate::state::AppState;
+
+/// Records per message after the header.
+pub const RECORDS_PER_MESSAGE: usize = 500;
+/// Longest accepted case reference.
+const MAX_CASE_REFERENCE_LEN: usize = 64;
+
+type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryPersonResponse, Status>> + Send>>;
+
+/// `lefi.v1.QueryService`.
+#[derive(Debug, Clone)]
+pub struct QueryApi {
+    pub state: AppState,
+}
+
+/// A query whose fields have been checked, as the policy request it makes, and its period.
+struct CheckedQuery {
+    ask: Ask,
+    period: DateRange,
+}
+
+#[tonic::async_trait]
+impl pb::query_service_server::QueryService for QueryApi {
+    #[tracing::instrument(skip_all)]
+    async fn query_person(
+        &self,
+        request: Request<pb::QueryPersonRequest>,
+    ) -> Result<Response<QueryStream>, Status> {
+        let party = party_of(&request)?;
+        let call = CallContext::new(&request, "/lefi.v1.QueryService/QueryPerson", Channel::Query);
+        let state = &self.state;
+        let CheckedQuery { ask, period } = self.check(request.into_inner(), state.clock.today()).await?;
+        // The policy decides (and logs a denial) before the register is read.
+        let permit = authorize(state, &party, &call, &ask).await?;
+        let store = &state.store;
+        // The head first, then everything as of it: one consistent answer.
+        let as_of = store.head_seq().await?;
+        let found = store.person(permit.person(), Some(as_of)).await?;
+        let records = match &found {
+            Some(_) => store.records_as_of(&permit, period, as_of).await?,
+            None => Vec::new(),
+        };
+        let allowed = allowed_entry(&party, &call, &ask, &permit, records.len(), (0, as_of));
+        // Logged before anything is sent: if the log cannot be written, nothing is released.
+        let entry = match &found {
+            Some(_) => allowed,
+            None => NewDisclosure {
+                decision: Decision::Denied,
+                denial_reason: Some("PERSON_NOT_FOUND".to_string()),
+                ..allowed
+            },
+        };
+        store
+            .append_disclosures(&[entry], state.clock.now_micros())
+            .await?;
+        let Some(person) = found else {
+            return Err(status::not_found(Missing::Person));
+        };
+        let record_count = records.len() as u64;
+        let mut messages = Vec::with_capacity(2 + records.len() / RECORDS_PER_MESSAGE);
+        messages.push(Ok(pb::QueryPersonResponse {
+            content: Some(pb::query_person_response::Content::Header(
+                pb::QueryPersonHeader {
+                    person: Some(convert::person(&person.person, &person.data, Audience::Party)),
+                    as_of_sequence: as_of,
+                    record_count,
+                },
+            )),
+        }));
+        for records in convert::record_batches(records, RECORDS_PER_MESSAGE) {
+            messages.push(Ok(pb::QueryPersonResponse {
+                content: Some(pb::query_person_response::Content::Records(
+                    pb::QueryPersonRecords { records },
+                )),
+            }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+}
+
+impl QueryApi {
+    /// Checks the request's fields against the catalogue.
+    async fn check(&self, req: pb::QueryPersonRequest, today: Date) -> Result<CheckedQuery, Status> {
+        let person = fields::person("person_id", &req.person_id, today)?;
+        if req.benefit_type_codes.is_empty() {
+            return Err(FieldError::invalid(
+                "benefit_type_codes",
+                "give at least one benefit type code (PartyService.ListBenefitTypes)",
+            )
+            .into());
+        }
+        let period = req.period.unwrap_or_default();
+        if period.from.trim().is_empty() {
+            return Err(FieldError::invalid(
+                "period.from",
+                "period.from is required (YYYY-MM-DD); leave period.to empty for an open end",
+            )
+            .into());
+        }
+        let period =
+            convert::date_range("period", &period).map_err(|e| FieldError::date(e.field, e.message))?;
+        if req.legal_basis.trim().is_empty() {
+            return Err(FieldError::invalid(
+                "legal_basis",
+                "legal_basis is required: a code from PartyService.ListLegalBases",
+            )
+            .into());
+        }
+        fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
+        let known = self.state.store.benefit_types().await?;
+        let mut benefit_codes: Vec<String> = Vec::with_capacity(req.benefit_type_codes.len());
+        for (i, code) in req.benefit_type_codes.iter().enumerate() {
+            let code = code.trim();
+            if !known.iter().any(|t| t.code == code) {
+                return Err(FieldError::new(
+                    FieldProblem::UnknownBenefitType {
+                        code: code.to_string(),
+                    },
+                    format!("benefit_type_codes[{i}]"),
+                    "unknown benefit type; use codes from PartyService.ListBenefitTypes",
+                )
+                .into());
+            }
+            if !benefit_codes.iter().any(|c| c == code) {
+                benefit_codes.push(code.to_string());
+            }
+        }
+        let code = req.legal_basis.trim();
+        if !self
+            .state
+            .store
+            .legal_bases()
+            .await?
+            .iter()
+            .any(|b| b.code == code)
+        {
+            return Err(FieldError::new(
+                FieldProblem::UnknownBasis {
+                    code: code.to_string(),
+                },
+                "legal_basis",
+                "unknown legal basis; use a code from PartyService.ListLegalBases",
+            )
+            .into());
+        }
+        let case_reference = req.case_reference.trim();
+        let consent_id = req.consent_id.trim();
+        Ok(CheckedQuery {
+            ask: Ask {
+                basis_code: code.to_string(),
+                person,
+                benefit_codes,
+                case_reference: (!case_reference.is_empty()).then(|| case_reference.to_string()),
+                consent_id: (!consent_id.is_empty()).then(|| consent_id.to_string()),
+                period: (Some(period.from), period.to),
+                subscription_id: None,
+            },
+            period,
+        })
+    }
+}

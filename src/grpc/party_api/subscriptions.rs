@@ -1,0 +1,323 @@
+//! `lefi.v1.SubscriptionService`: placing, cancelling and listing subscriptions (beställningar).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::authorize::{Ask, CallContext, Gate, allowed_entry};
+use crate::domain::delivery::EndReason;
+use crate::domain::disclosure::{Channel, NewDisclosure};
+use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::grpc::status::{self, Conflict, Missing, Report};
+use crate::grpc::{convert, party_of};
+use crate::state::AppState;
+use crate::store::delivery::{CreateOutcome, EndSelector, NewSubscription, SubscriptionFilter};
+
+/// The most items one CreateSubscriptions call may carry.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest client or case reference.
+const MAX_REFERENCE: usize = 64;
+
+/// `lefi.v1.SubscriptionService`.
+#[derive(Debug, Clone)]
+pub struct SubscriptionApi {
+    pub state: AppState,
+}
+
+fn valid_reference(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= MAX_REFERENCE
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Checks the shape of one item; the policy comes after.
+fn validate(
+    state: &AppState,
+    item: &pb::NewSubscription,
+    known_benefits: &[String],
+) -> Result<Ask, FieldError> {
+    if !valid_reference(&item.client_reference) {
+        return Err(FieldError::invalid(
+            "client_reference",
+            "client_reference is required: at most 64 characters of letters, digits, '-', '_', '.', ':' (no personal data)",
+        ));
+    }
+    let person = fields::person("person_id", &item.person_id, state.clock.today())?;
+    let from = fields::date("from_date", &item.from_date)?;
+    if item.benefit_type_codes.is_empty() {
+        return Err(FieldError::invalid(
+            "benefit_type_codes",
+            "name at least one benefit type",
+        ));
+    }
+    let mut benefits = item.benefit_type_codes.clone();
+    benefits.sort();
+    benefits.dedup();
+    if let Some(unknown) = benefits.iter().find(|b| !known_benefits.contains(b)) {
+        return Err(FieldError::new(
+            FieldProblem::UnknownBenefitType {
+                code: unknown.clone(),
+            },
+            "benefit_type_codes",
+            format!("benefit type {unknown} does not exist; use codes from PartyService.ListBenefitTypes"),
+        ));
+    }
+    fields::at_most("case_reference", &item.case_reference, MAX_REFERENCE)?;
+    Ok(Ask {
+        basis_code: item.legal_basis.clone(),
+        person,
+        benefit_codes: benefits,
+        case_reference: (!item.case_reference.is_empty()).then(|| item.case_reference.clone()),
+        consent_id: (!item.consent_id.is_empty()).then(|| item.consent_id.clone()),
+        period: (Some(from), None),
+        subscription_id: None,
+    })
+}
+
+type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
+    #[tracing::instrument(skip_all, fields(items))]
+    async fn create_subscriptions(
+        &self,
+        request: Request<pb::CreateSubscriptionsRequest>,
+    ) -> Result<Response<pb::CreateSubscriptionsResponse>, Status> {
+        let party = party_of(&request)?;
+        let call = CallContext::new(
+            &request,
+            "/lefi.v1.SubscriptionService/CreateSubscriptions",
+            Channel::SubscriptionOrder,
+        );
+        let items = request.into_inner().items;
+        tracing::Span::current().record("items", items.len());
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(FieldError::new(
+                FieldProblem::BatchTooLarge,
+                "items",
+                format!("send 1 to {MAX_BATCH} items per call"),
+            )
+            .into());
+        }
+        let state = &self.state;
+        let known: Vec<String> = state
+            .store
+            .benefit_types()
+            .await?
+            .into_iter()
+            .map(|b| b.code)
+            .collect();
+        let gate = Gate::load(state, &party).await?;
+
+        // Decide every item; remember the decision's log entry and what to store.
+        let mut results: Vec<pb::CreateSubscriptionResult> = Vec::with_capacity(items.len());
+        let mut entries: Vec<NewDisclosure> = Vec::new();
+        let mut to_create: Vec<(usize, NewSubscription)> = Vec::new();
+        let mut cases: Vec<String> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let mut result = pb::CreateSubscriptionResult {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                client_reference: item.client_reference.clone(),
+                ..Default::default()
+            };
+            let rejected = match validate(state, item, &known) {
+                Err(e) => Some(Report::from(e)),
+                Ok(ask) => match gate.check(state, &party, &call, &ask).await? {
+                    Ok(permit) => {
+                        entries.push(allowed_entry(&party, &call, &ask, &permit, 0, (0, 0)));
+                        cases.extend(permit.case_reference().map(str::to_string));
+                        to_create.push((
+                            index,
+                            NewSubscription {
+                                client_reference: item.client_reference.clone(),
+                                person: permit.person().clone(),
+                                benefit_types: permit.benefit_codes().to_vec(),
+                                from_date: ask.period.0.unwrap_or(state.clock.today()),
+                                legal_basis: permit.basis_code().to_string(),
+                                case_reference: permit.case_reference().map(str::to_string),
+                                consent_id: permit.consent_id().map(str::to_string),
+                            },
+                        ));
+                        None
+                    }
+                    Err(refusal) => {
+                        let report = refusal.report();
+                        entries.push(refusal.entry);
+                        Some(report)
+                    }
+                },
+            };
+            if let Some(report) = rejected {
+                result.outcome = pb::CreateSubscriptionOutcome::Rejected as i32;
+                result.error = Some(report.item_error());
+            }
+            results.push(result);
+        }
+
+        // Every decision is logged before anything is stored or answered.
+        let now = state.clock.now_micros();
+        state.store.append_disclosures(&entries, now).await?;
+        cases.sort();
+        cases.dedup();
+        state.store.touch_cases(&party.party_id, &cases, now).await?;
+        let new: Vec<NewSubscription> = to_create.iter().map(|(_, n)| n.clone()).collect();
+        let outcomes = state
+            .store
+            .create_subscriptions(&party.party_id, &new, now)
+            .await?;
+        let by_index: HashMap<usize, CreateOutcome> =
+            to_create.iter().map(|(i, _)| *i).zip(outcomes).collect();
+        let (mut created_count, mut unchanged_count, mut rejected_count) = (0, 0, 0);
+        for result in &mut results {
+            match by_index.get(&(result.index as usize)) {
+                Some(CreateOutcome::Created(s)) => {
+                    result.outcome = pb::CreateSubscriptionOutcome::Created as i32;
+                    result.subscription = Some(convert::subscription(s));
+                    created_count += 1;
+                }
+                Some(CreateOutcome::Unchanged(s)) => {
+                    result.outcome = pb::CreateSubscriptionOutcome::Unchanged as i32;
+                    result.subscription = Some(convert::subscription(s));
+                    unchanged_count += 1;
+                }
+                Some(CreateOutcome::Conflict) => {
+                    result.outcome = pb::CreateSubscriptionOutcome::Rejected as i32;
+                    result.error = Some(status::conflict(Conflict::ClientReference).item_error());
+                    rejected_count += 1;
+                }
+                None => rejected_count += 1,
+            }
+        }
+        if created_count > 0 {
+            state.notify_history();
+        }
+        Ok(Response::new(pb::CreateSubscriptionsResponse {
+            results,
+            created_count,
+            unchanged_count,
+            rejected_count,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn cancel_subscription(
+        &self,
+        request: Request<pb::CancelSubscriptionRequest>,
+    ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
+        let party = party_of(&request)?;
+        let id = request.into_inner().subscription_id;
+        if id.is_empty() {
+            return Err(FieldError::invalid("subscription_id", "subscription_id is required").into());
+        }
+        let selector = EndSelector::One {
+            party_id: &party.party_id,
+            subscription_id: &id,
+        };
+        self.state
+            .withdraw_subscriptions(selector, EndReason::Cancelled, "cancelled by your party")
+            .await?;
+        let current = self
+            .state
+            .store
+            .subscription(&party.party_id, &id)
+            .await?
+            .ok_or_else(|| status::not_found(Missing::Subscription))?;
+        Ok(Response::new(pb::CancelSubscriptionResponse {
+            subscription: Some(convert::subscription(&current)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_subscriptions(
+        &self,
+        request: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<ListStream>, Status> {
+        let party = party_of(&request)?;
+        let req = request.into_inner();
+        let state = self.state.clone();
+        let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let filter = SubscriptionFilter {
+            person: fields::optional_person("person_id", &req.person_id, state.clock.today())?,
+            legal_basis: non_empty(&req.legal_basis),
+            client_reference: non_empty(&req.client_reference),
+            case_reference: non_empty(&req.case_reference),
+            consent_id: non_empty(&req.consent_id),
+            states: fields::enum_list(
+                "states",
+                &req.states,
+                convert::subscription_state_from,
+                "ACTIVE, SUSPENDED and ENDED",
+            )?,
+        };
+        let pages = Pages::new(
+            "ListSubscriptions",
+            format!("{}|{}", party.party_id, filter_key(&req)),
+        );
+        let mut after: Option<(i64, String)> = pages.position(&req.page_token)?;
+        let size = page_size(req.page_size);
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            loop {
+                let page = state
+                    .store
+                    .subscriptions_page(
+                        &party.party_id,
+                        &filter,
+                        after.as_ref().map(|(at, id)| (*at, id.as_str())),
+                        i64::from(size) + 1,
+                    )
+                    .await;
+                let mut page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let next_page_token =
+                    pages.trim(&mut page, size, |s| (s.created_at, s.subscription_id.clone()));
+                after = page.last().map(|s| (s.created_at, s.subscription_id.clone()));
+                let last = next_page_token.is_empty();
+                let message = pb::ListSubscriptionsResponse {
+                    subscriptions: page.iter().map(convert::subscription).collect(),
+                    next_page_token,
+                };
+                if tx.send(Ok(message)).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_subscription(
+        &self,
+        request: Request<pb::GetSubscriptionRequest>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let party = party_of(&request)?;
+        let id = request.into_inner().subscription_id;
+        let found = self
+            .state
+            .store
+            .subscription(&party.party_id, &id)
+            .await?
+            .ok_or_else(|| status::not_found(Missing::Subscription))?;
+        Ok(Response::new(convert::subscription(&found)))
+    }
+}
+
+/// The filters of a listing, as a token's scope.
+fn filter_key(req: &pb::ListSubscriptionsRequest) -> String {
+    format!(
+        "{:?}|{}|{}|{}|{}|{}",
+        req.states, req.person_id, req.legal_basis, req.client_reference, req.case_reference, req.consent_id
+    )
+}

@@ -1,0 +1,98 @@
+//! What every service shares: the store, the clock, settings, the shutdown token and the wake-up
+//! of open streams. It sits below the services (they import it; it imports none of them).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::clock::Clock;
+use crate::domain::delivery::EndReason;
+use crate::store::consents::{Consent, RevokedBy};
+use crate::store::delivery::{EndSelector, Subscription};
+use crate::store::{BackendKind, Store, StoreError};
+
+/// What every service shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The clock rules are judged by (tests move it).
+    pub clock: Clock,
+    /// Default idle heartbeat interval on delivery streams.
+    pub heartbeat_interval: Duration,
+    /// Cancelled when the server begins to shut down; long-lived streams watch it.
+    pub shutdown: CancellationToken,
+    /// Bumped whenever a party's delivery history or its right to receive may have changed (an
+    /// ingest commit, a new subscription, a notice, a revoked certificate, a termination). Open
+    /// streams wait on it instead of polling. With PostgreSQL, other replicas' changes arrive
+    /// through LISTEN/NOTIFY and bump it too.
+    pub changes: tokio::sync::watch::Sender<u64>,
+    /// The longest consent period, in days.
+    pub max_consent_days: u32,
+    /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
+    /// certificate with it before registering it for a party.
+    pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl AppState {
+    /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see
+    /// [`AppState::changes`]).
+    pub fn notify_history(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if self.store.kind() == BackendKind::Postgres {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.announce_change().await {
+                    tracing::warn!(error = %e, "could not announce a change to other replicas");
+                }
+            });
+        }
+    }
+
+    /// Withdraws the selected subscriptions for `reason` (suspends or ends them, with a notice in
+    /// their histories; see [`crate::store::Store::withdraw_subscriptions`]) and wakes the streams
+    /// that deliver the notices. Returns those changed.
+    pub async fn withdraw_subscriptions(
+        &self,
+        selector: EndSelector<'_>,
+        reason: EndReason,
+        message: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let changed = self
+            .store
+            .withdraw_subscriptions(selector, reason, message, self.clock.now_micros())
+            .await?;
+        if !changed.is_empty() {
+            self.notify_history();
+        }
+        Ok(changed)
+    }
+
+    /// Revokes a consent (for the party that registered it, or for the agency) and suspends every
+    /// active subscription made under it (their SUSPENDED notices go into the parties' histories at
+    /// once; a new consent for the same person and basis resumes them). Returns the consent and how
+    /// many subscriptions were suspended. An unknown consent, or another party's, is
+    /// [`StoreError::NotFound`].
+    pub async fn revoke_consent(
+        &self,
+        consent_id: &str,
+        by: RevokedBy<'_>,
+        reason: &str,
+    ) -> Result<(Consent, u32), StoreError> {
+        let consent = self
+            .store
+            .revoke_consent(consent_id, by, reason, self.clock.now_micros())
+            .await?;
+        let suspended = self
+            .withdraw_subscriptions(
+                EndSelector::ByConsent {
+                    consent_id: &consent.consent_id,
+                },
+                EndReason::ConsentEnded,
+                "the consent was revoked; register a new consent for this person and basis to resume",
+            )
+            .await?;
+        Ok((consent, u32::try_from(suspended.len()).unwrap_or(u32::MAX)))
+    }
+}

@@ -1,0 +1,330 @@
+//! Each party's delivery history: writing events (fan-out, party events), reading it in pages,
+//! the start-snapshot set of a stream, pruning, and the cursor key.
+
+use sqlx::Row;
+
+use super::{
+    DeliveryEvent, SUBSCRIPTION_COLUMN_COUNT, SUBSCRIPTION_COLUMNS, Subscription, subscription_from_row,
+};
+use crate::domain::clock::Micros;
+use crate::domain::delivery::{EventKind, Notice, SnapshotReason, StateReason, SubscriptionState};
+use crate::store::tx::{Conn, on_conn};
+use crate::store::{Store, StoreError, to_i64, to_u64};
+
+/// Fans the register facts with sequences in `[$1, $2]` out to the active subscriptions they
+/// concern, as change events. Runs inside the ingest transaction, after the facts are inserted and
+/// before commit; the same SQL runs on both backends. A fact concerns a subscription when it is
+/// about the same person and one of its benefit types (or no benefit type: person data and
+/// person events) and, for a new fact, its valid period reaches the subscription's from-date
+/// (corrections and retractions are always delivered: they may move a fact out of the window).
+const FAN_OUT_SQL: &str = "\
+INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, recorded_at)
+SELECT m.party_id, m.seq, m.ord, m.subscription_id, m.base + m.n, 'CHANGE', m.recorded_at
+FROM (
+    SELECT s.party_id, l.seq, l.recorded_at, s.subscription_id,
+           ROW_NUMBER() OVER (PARTITION BY s.party_id, l.seq ORDER BY s.subscription_id) AS ord,
+           ROW_NUMBER() OVER (PARTITION BY s.subscription_id ORDER BY l.seq) AS n,
+           (SELECT COALESCE(MAX(e.event_number), 0) FROM delivery_events e
+             WHERE e.subscription_id = s.subscription_id) AS base
+    FROM register_log l
+    JOIN subscriptions s ON s.person = l.person AND s.state = 'ACTIVE'
+    WHERE l.seq >= $1 AND l.seq <= $2
+      AND (l.benefit_type = '' OR (',' || s.benefit_types || ',') LIKE ('%,' || l.benefit_type || ',%'))
+      AND (l.kind <> 'NEW' OR l.valid_to IS NULL OR l.valid_to >= s.from_date)
+) m";
+
+/// Writes the change events of the facts at sequences `first..=last` (see [`FAN_OUT_SQL`]) inside
+/// the ingest transaction.
+pub(crate) async fn fan_out(conn: &mut Conn, first: u64, last: u64) -> Result<(), StoreError> {
+    on_conn!(conn, |c| {
+        sqlx::query(FAN_OUT_SQL)
+            .bind(to_i64(first))
+            .bind(to_i64(last))
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Takes the next register sequence for a party event, inside the caller's transaction (the row
+/// lock orders it with ingest).
+pub(super) async fn next_seq(conn: &mut Conn) -> Result<u64, StoreError> {
+    let seq: i64 = on_conn!(conn, |c| {
+        sqlx::query_scalar("UPDATE register_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
+            .fetch_one(c)
+            .await?
+    });
+    to_u64(seq, "register_head.last_seq")
+}
+
+/// The number the subscription's next event gets.
+pub(super) async fn next_event_number(conn: &mut Conn, subscription_id: &str) -> Result<u64, StoreError> {
+    let number: i64 = on_conn!(conn, |c| {
+        sqlx::query_scalar(
+            "SELECT COALESCE(MAX(event_number), 0) + 1 FROM delivery_events WHERE subscription_id = $1",
+        )
+        .bind(subscription_id)
+        .fetch_one(c)
+        .await?
+    });
+    to_u64(number, "delivery_events.event_number")
+}
+
+/// One party event to append to a history.
+pub(super) struct NewEvent<'a> {
+    pub party_id: &'a str,
+    pub seq: u64,
+    /// The event's place among the party's events at `seq`.
+    pub ord: u64,
+    pub subscription_id: &'a str,
+    pub event_number: u64,
+    pub kind: &'a EventKind,
+    pub recorded_at: Micros,
+}
+
+/// How an event kind is stored: kind, state, reason, message.
+fn event_columns(
+    kind: &EventKind,
+) -> (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&str>,
+) {
+    match kind {
+        EventKind::Snapshot(reason) => ("SNAPSHOT", None, Some(reason.as_str()), None),
+        EventKind::Change => ("CHANGE", None, None, None),
+        EventKind::Notice(n) => (
+            "NOTICE",
+            Some(n.state.as_str()),
+            Some(n.reason.as_str()),
+            Some(&n.message),
+        ),
+    }
+}
+
+/// An event kind as stored (see [`event_columns`]).
+fn event_kind(
+    kind: &str,
+    state: Option<&str>,
+    reason: Option<&str>,
+    message: Option<&str>,
+) -> Result<EventKind, StoreError> {
+    let corrupt = || StoreError::Corrupt("delivery_events.kind");
+    Ok(match kind {
+        "SNAPSHOT" => EventKind::Snapshot(reason.and_then(SnapshotReason::parse).ok_or_else(corrupt)?),
+        "CHANGE" => EventKind::Change,
+        "NOTICE" => EventKind::Notice(Notice {
+            state: state.and_then(SubscriptionState::parse).ok_or_else(corrupt)?,
+            reason: reason.and_then(StateReason::parse).ok_or_else(corrupt)?,
+            message: message.unwrap_or_default().to_string(),
+        }),
+        _ => return Err(corrupt()),
+    })
+}
+
+/// Events per INSERT statement (10 parameters each).
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Appends party events in multi-row INSERTs, inside the caller's transaction.
+pub(super) async fn insert_events(conn: &mut Conn, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
+    let dialect = conn.dialect();
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, state, reason, \
+                 message, recorded_at) VALUES {}",
+            dialect.values_list(chunk.len(), 10)
+        );
+        on_conn!(&mut *conn, |c| {
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for e in chunk {
+                let (kind, state, reason, message) = event_columns(e.kind);
+                insert = insert
+                    .bind(e.party_id)
+                    .bind(to_i64(e.seq))
+                    .bind(to_i64(e.ord))
+                    .bind(e.subscription_id)
+                    .bind(to_i64(e.event_number))
+                    .bind(kind)
+                    .bind(state)
+                    .bind(reason)
+                    .bind(message)
+                    .bind(e.recorded_at);
+            }
+            insert.execute(c).await?;
+        });
+    }
+    Ok(())
+}
+
+fn delivery_event<R: Row>(r: &R) -> Result<DeliveryEvent, StoreError>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let at = SUBSCRIPTION_COLUMN_COUNT;
+    let number = |i: usize| r.try_get::<i64, _>(at + i).map_err(StoreError::from);
+    let text = |i: usize| r.try_get::<Option<&str>, _>(at + i).map_err(StoreError::from);
+    Ok(DeliveryEvent {
+        seq: to_u64(number(0)?, "delivery_events.seq")?,
+        ord: to_u64(number(1)?, "delivery_events.ord")?,
+        event_number: to_u64(number(2)?, "delivery_events.event_number")?,
+        kind: event_kind(text(3)?.unwrap_or_default(), text(4)?, text(5)?, text(6)?)?,
+        recorded_at: number(7)?,
+        subscription: subscription_from_row(r)?,
+    })
+}
+
+impl Store {
+    /// A page of a party's history after `(seq, ord)` up to sequence `up_to`, in order.
+    pub async fn delivery_page(
+        &self,
+        party_id: &str,
+        after: (u64, u64),
+        up_to: u64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS}, e.seq, e.ord, e.event_number, e.kind, e.state, e.reason, e.message, \
+                    e.recorded_at \
+             FROM delivery_events e JOIN subscriptions s ON s.subscription_id = e.subscription_id \
+             WHERE e.party_id = $1 AND (e.seq > $2 OR (e.seq = $2 AND e.ord > $3)) AND e.seq <= $4 \
+             ORDER BY e.seq, e.ord LIMIT $5"
+        );
+        let mut conn = self.read().await?;
+        Ok(on_conn!(&mut conn, |c| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(party_id)
+                .bind(to_i64(after.0))
+                .bind(to_i64(after.1))
+                .bind(to_i64(up_to))
+                .bind(limit)
+                .fetch_all(c)
+                .await?;
+            rows.iter().map(delivery_event).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    /// A page of the subscriptions a stream started at `head` without a cursor gives start
+    /// snapshots for: the ones active at `head` (created at or before it, not ended by it), in id
+    /// order, each with the number of its latest event at `head`. That set never changes once
+    /// `head` has passed, so a position in it is a plain index. The first page of a stream starts
+    /// at index `skip`; later pages continue after the id `after`.
+    pub async fn start_subscriptions(
+        &self,
+        party_id: &str,
+        head: u64,
+        after: Option<&str>,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<(Subscription, u64)>, StoreError> {
+        let (after, skip) = match after {
+            Some(id) => (id, 0),
+            None => ("", skip),
+        };
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS}, \
+                    (SELECT COALESCE(MAX(e.event_number), 0) FROM delivery_events e \
+                      WHERE e.subscription_id = s.subscription_id AND e.seq <= $2) \
+             FROM subscriptions s \
+             WHERE s.party_id = $1 AND s.created_seq <= $2 AND (s.ended_seq IS NULL OR s.ended_seq > $2) \
+               AND s.subscription_id > $3 \
+             ORDER BY s.subscription_id LIMIT $4 OFFSET $5"
+        );
+        let mut conn = self.read().await?;
+        Ok(on_conn!(&mut conn, |c| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(party_id)
+                .bind(to_i64(head))
+                .bind(after)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(to_i64(skip))
+                .fetch_all(c)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let number = r.try_get::<i64, _>(SUBSCRIPTION_COLUMN_COUNT)?;
+                    Ok((
+                        subscription_from_row(r)?,
+                        to_u64(number, "delivery_events.event_number")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+        }))
+    }
+
+    /// How far a party's history has been pruned (cursors at or below it have expired).
+    pub async fn delivery_horizon(&self, party_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.read().await?;
+        let horizon: Option<i64> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar("SELECT pruned_through_seq FROM delivery_horizon WHERE party_id = $1")
+                .bind(party_id)
+                .fetch_optional(c)
+                .await?
+        });
+        horizon.map_or(Ok(0), |h| to_u64(h, "delivery_horizon.pruned_through_seq"))
+    }
+
+    /// Deletes history events recorded before `before` and moves each party's horizon past them.
+    /// Returns how many events were deleted.
+    pub async fn prune_delivery_history(&self, before: Micros) -> Result<u64, StoreError> {
+        let mut conn = self.write().await?;
+        let horizons: Vec<(String, i64)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT party_id, MAX(seq) FROM delivery_events WHERE recorded_at < $1 GROUP BY party_id",
+            )
+            .bind(before)
+            .fetch_all(c)
+            .await?
+        });
+        let mut deleted = 0u64;
+        for (party_id, seq) in &horizons {
+            deleted += on_conn!(&mut conn, |c| {
+                sqlx::query(
+                    "INSERT INTO delivery_horizon (party_id, pruned_through_seq) VALUES ($1, $2) \
+                     ON CONFLICT (party_id) DO UPDATE SET pruned_through_seq = \
+                       CASE WHEN excluded.pruned_through_seq > delivery_horizon.pruned_through_seq \
+                            THEN excluded.pruned_through_seq ELSE delivery_horizon.pruned_through_seq END",
+                )
+                .bind(party_id)
+                .bind(seq)
+                .execute(&mut *c)
+                .await?;
+                // Each subscription's latest event stays: event numbers continue from it.
+                sqlx::query(
+                    "DELETE FROM delivery_events WHERE party_id = $1 AND seq <= $2 \
+                     AND event_number < (SELECT MAX(e2.event_number) FROM delivery_events e2 \
+                                         WHERE e2.subscription_id = delivery_events.subscription_id)",
+                )
+                .bind(party_id)
+                .bind(seq)
+                .execute(c)
+                .await?
+                .rows_affected()
+            });
+        }
+        conn.commit().await?;
+        Ok(deleted)
+    }
+
+    /// The key cursors are signed with, created on first use and shared by every replica.
+    pub async fn cursor_key(&self) -> Result<Vec<u8>, StoreError> {
+        let fresh =
+            hex::encode(uuid::Uuid::new_v4().as_bytes()) + &hex::encode(uuid::Uuid::new_v4().as_bytes());
+        let mut conn = self.write().await?;
+        let stored: String = on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO server_secrets (name, value) VALUES ('cursor_key', $1) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&fresh)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'cursor_key'")
+                .fetch_one(c)
+                .await?
+        });
+        conn.commit().await?;
+        hex::decode(stored).map_err(|_| StoreError::Corrupt("server_secrets.cursor_key"))
+    }
+}

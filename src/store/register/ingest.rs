@@ -1,0 +1,619 @@
+//! Ingest: a batch of facts planned and stored in one transaction.
+//!
+//! The rules (what the next version of a fact is, what a re-sent version means) are the pure
+//! functions of [`crate::domain::register::versions`]; this file looks up what they need, runs them
+//! in order over the batch, and writes the result. Bulk statements differ per backend
+//! ([`super::sqlite`], [`super::postgres`]); everything else is one text for both.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{postgres, sqlite};
+use crate::domain::clock::{Micros, format_date};
+use crate::domain::register::versions::{
+    EarlierVersion, FactHead, IngestResult, IngestedVersion, plan_version, repeated_version,
+};
+use crate::domain::register::{FactBody, FactError, FactType, NewFact, PersonData, RecordKind, RejectReason};
+use crate::store::tx::{Conn, on_conn};
+use crate::store::{Store, StoreError, to_i64, to_u64};
+
+/// One row of `register_log` to insert.
+#[derive(Debug, Clone)]
+pub(super) struct LogRow {
+    pub seq: i64,
+    pub recorded_at: i64,
+    pub person: String,
+    pub record_id: String,
+    pub version: i64,
+    pub kind: &'static str,
+    pub retroactive: bool,
+    pub benefit_type: String,
+    pub fact_type: &'static str,
+    pub valid_from: String,
+    pub valid_to: Option<String>,
+    pub body: String,
+    pub source_system: String,
+    pub source_id: String,
+    pub source_version: i64,
+    pub content_hash: String,
+}
+
+/// The head of one benefit fact (`register_records`).
+#[derive(Debug, Clone)]
+pub(super) struct RecordRow {
+    pub record_id: String,
+    pub source_system: String,
+    pub source_id: String,
+    pub person: String,
+    pub latest_version: i64,
+    pub latest_seq: i64,
+    pub latest_source_version: i64,
+    pub retracted: bool,
+}
+
+/// One person to write to `register_persons`: a new person, or one whose data changed.
+#[derive(Debug, Clone)]
+pub(super) struct PersonRow {
+    pub person: String,
+    pub data: PersonData,
+    pub created_seq: i64,
+    pub latest_seq: i64,
+}
+
+/// The latest person-data version from one source system (`register_person_sources`).
+#[derive(Debug, Clone)]
+pub(super) struct PersonSourceRow {
+    pub person: String,
+    pub source_system: String,
+    pub latest_version: i64,
+    pub latest_seq: i64,
+    pub latest_source_version: i64,
+}
+
+/// A stored fact head with what its latest version held, as both backends' lookups return it:
+/// record id, source system, source id, person, latest version, latest sequence, latest source
+/// version, retracted, then the latest version's fact type, benefit type, valid from, valid to and
+/// body.
+pub(super) type FoundRecord = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+/// The state of one benefit fact while a batch is planned.
+struct RecordState {
+    head: FactHead,
+    source: (String, String),
+    latest_seq: i64,
+    /// Whether the head is stored already (else it is new in this batch).
+    stored: bool,
+    /// Whether the batch changed it (and so it must be written).
+    dirty: bool,
+}
+
+impl RecordState {
+    fn found(r: FoundRecord) -> Result<Self, StoreError> {
+        let (
+            record_id,
+            ss,
+            sid,
+            person,
+            version,
+            seq,
+            source_version,
+            retracted,
+            fact_type,
+            benefit,
+            from,
+            to,
+            body,
+        ) = r;
+        let valid = if from.is_empty() {
+            None
+        } else {
+            Some(crate::domain::register::DateRange {
+                from: crate::store::stored_date(&from, "register_log.valid_from")?,
+                to: crate::store::stored_opt_date(to.as_deref(), "register_log.valid_to")?,
+            })
+        };
+        Ok(Self {
+            head: FactHead {
+                record_id,
+                person: crate::store::stored_person(&person, "register_records.person")?,
+                latest_version: u32::try_from(version)
+                    .map_err(|_| StoreError::Corrupt("register_records.latest_version"))?,
+                latest_source_version: to_u64(source_version, "register_records.latest_source_version")?,
+                retracted,
+                fact_type: FactType::parse(&fact_type)
+                    .ok_or(StoreError::Corrupt("register_log.fact_type"))?,
+                benefit_type: benefit,
+                valid,
+                body_json: body,
+            },
+            source: (ss, sid),
+            latest_seq: seq,
+            stored: true,
+            dirty: false,
+        })
+    }
+
+    fn row(self) -> RecordRow {
+        RecordRow {
+            record_id: self.head.record_id,
+            source_system: self.source.0,
+            source_id: self.source.1,
+            person: self.head.person.as_storage().to_string(),
+            latest_version: i64::from(self.head.latest_version),
+            latest_seq: self.latest_seq,
+            latest_source_version: to_i64(self.head.latest_source_version),
+            retracted: self.head.retracted,
+        }
+    }
+}
+
+/// What the transaction changes in `register_head`.
+#[derive(Debug, Clone, Copy)]
+struct HeadUpdate {
+    last_seq: i64,
+    last_recorded_at: i64,
+    new_persons: i64,
+    new_facts: i64,
+    new_versions: i64,
+}
+
+impl Store {
+    /// Stores a batch of facts in one transaction and says, per fact and in order, what became of
+    /// it. A rejected fact never blocks the others; on a storage error nothing is stored. The
+    /// accepted facts are fanned out to the subscriptions they concern in the same transaction.
+    ///
+    /// Semantics (see `lefi.admin.v1.RegisterAdminService.Ingest`): a fact is identified by
+    /// (source system, source id) — person updates by (source system, person); re-sending an
+    /// accepted version with the same content is `Unchanged`, with other content
+    /// `SOURCE_VERSION_CONFLICT`; a version below the latest that was never accepted is
+    /// `SOURCE_VERSION_OUT_OF_ORDER`; a NEW for a known fact is stored as a CORRECTION; a
+    /// CORRECTION or RETRACTION of an unknown fact is `RECORD_NOT_FOUND`. A benefit fact for a
+    /// person the register does not know creates the person without a name.
+    pub async fn ingest(&self, facts: Vec<NewFact>, now: Micros) -> Result<Vec<IngestResult>, StoreError> {
+        if facts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.write().await?;
+        let results = run_ingest(&mut conn, &facts, now).await?;
+        if let Some((first, last)) = accepted_range(&results) {
+            crate::store::delivery::fan_out(&mut conn, first, last).await?;
+        }
+        conn.commit().await?;
+        Ok(results)
+    }
+}
+
+/// Plans and writes one batch inside the caller's transaction; the caller commits.
+async fn run_ingest(
+    conn: &mut Conn,
+    facts: &[NewFact],
+    now: Micros,
+) -> Result<Vec<IngestResult>, StoreError> {
+    let t0 = std::time::Instant::now();
+    let (last_seq, last_recorded_at) = lock_head(conn).await?;
+    // Recording times never go backwards along the log, even if the clock does.
+    let recorded_at = now.max(last_recorded_at);
+    let codes = benefit_codes(conn).await?;
+
+    let mut record_keys: Vec<(String, String)> = Vec::new();
+    let mut source_keys: Vec<(String, String)> = Vec::new();
+    let mut person_keys: Vec<String> = Vec::new();
+    {
+        let mut seen_records = HashSet::new();
+        let mut seen_sources = HashSet::new();
+        let mut seen_persons = HashSet::new();
+        for f in facts {
+            let person = f.person().as_storage();
+            if seen_persons.insert(person) {
+                person_keys.push(person.to_string());
+            }
+            if f.is_person_update() {
+                if seen_sources.insert((person, f.source_system())) {
+                    source_keys.push((person.to_string(), f.source_system().to_string()));
+                }
+            } else if seen_records.insert((f.source_system(), f.source_id())) {
+                record_keys.push((f.source_system().to_string(), f.source_id().to_string()));
+            }
+        }
+    }
+    let mut records: HashMap<(String, String), RecordState> = HashMap::new();
+    if !record_keys.is_empty() {
+        let found = on_conn!(&mut *conn,
+            sqlite: |c| sqlite::find_records(c, &record_keys).await?,
+            postgres: |c| postgres::find_records(c, &record_keys).await?,
+        );
+        for row in found {
+            let state = RecordState::found(row)?;
+            records.insert(state.source.clone(), state);
+        }
+    }
+    let mut sources: HashMap<(String, String), (PersonSourceRow, bool)> = HashMap::new();
+    if !source_keys.is_empty() {
+        let found = on_conn!(&mut *conn,
+            sqlite: |c| sqlite::find_person_sources(c, &source_keys).await?,
+            postgres: |c| postgres::find_person_sources(c, &source_keys).await?,
+        );
+        for row in found {
+            sources.insert((row.person.clone(), row.source_system.clone()), (row, false));
+        }
+    }
+    let known_persons = on_conn!(&mut *conn,
+        sqlite: |c| sqlite::find_persons(c, &person_keys).await?,
+        postgres: |c| postgres::find_persons(c, &person_keys).await?,
+    );
+    // `None` for a person already stored whose data the batch did not change.
+    let mut persons: HashMap<String, Option<PersonRow>> =
+        known_persons.into_iter().map(|p| (p, None)).collect();
+
+    let t_lookup = t0.elapsed();
+    let mut seq = last_seq;
+    let mut log: Vec<LogRow> = Vec::new();
+    let mut results = Vec::with_capacity(facts.len());
+    let mut new_persons = 0i64;
+    let mut new_facts = 0i64;
+    let mut new_versions = 0i64;
+
+    for fact in facts {
+        let person = fact.person().as_storage().to_string();
+        let source_version = to_i64(fact.source_version());
+        let hash = fact.content_hash().to_string();
+
+        if !fact.benefit_type().is_empty() && !codes.contains(fact.benefit_type()) {
+            results.push(IngestResult::Rejected(FactError::new(
+                RejectReason::UnknownBenefitType,
+                "benefit_type",
+                "unknown benefit type; use a code from PartyService.ListBenefitTypes",
+            )));
+            continue;
+        }
+
+        if let Some(FactBody::Person(data)) = fact.body() {
+            let record_id = format!("person:{}", fact.source_system());
+            let key = (person.clone(), fact.source_system().to_string());
+            let existing = sources.get(&key).map(|(row, _)| row.clone());
+            if let Some(existing) = existing
+                .as_ref()
+                .filter(|e| source_version <= e.latest_source_version)
+            {
+                let found = earlier_version(conn, &log, &record_id, &person, true, source_version).await?;
+                let latest = to_u64(
+                    existing.latest_source_version,
+                    "register_person_sources.latest_source_version",
+                )?;
+                results.push(repeated_version(found.as_ref(), &hash, &record_id, true, latest));
+                continue;
+            }
+            seq += 1;
+            let (version, kind) = match &existing {
+                Some(e) => (e.latest_version + 1, RecordKind::Correction),
+                None => (1, RecordKind::New),
+            };
+            log.push(LogRow {
+                seq,
+                recorded_at,
+                person: person.clone(),
+                record_id: record_id.clone(),
+                version,
+                kind: kind.as_str(),
+                retroactive: fact.retroactive(),
+                benefit_type: String::new(),
+                fact_type: FactType::Person.as_str(),
+                valid_from: String::new(),
+                valid_to: None,
+                body: fact.body_json().to_string(),
+                source_system: fact.source_system().to_string(),
+                source_id: String::new(),
+                source_version,
+                content_hash: hash.clone(),
+            });
+            sources.insert(
+                key,
+                (
+                    PersonSourceRow {
+                        person: person.clone(),
+                        source_system: fact.source_system().to_string(),
+                        latest_version: version,
+                        latest_seq: seq,
+                        latest_source_version: source_version,
+                    },
+                    true,
+                ),
+            );
+            let created_seq = match persons.get(&person) {
+                // Stored before: the upsert keeps its creation sequence.
+                Some(write) => write.as_ref().map_or(0, |w| w.created_seq),
+                None => {
+                    new_persons += 1;
+                    seq
+                }
+            };
+            persons.insert(
+                person.clone(),
+                Some(PersonRow {
+                    person,
+                    data: data.clone(),
+                    created_seq,
+                    latest_seq: seq,
+                }),
+            );
+            results.push(IngestResult::Accepted(IngestedVersion {
+                seq: to_u64(seq, "register_head.last_seq")?,
+                record_id,
+                version: u32::try_from(version).unwrap_or(u32::MAX),
+                person_update: true,
+            }));
+            continue;
+        }
+
+        // A benefit fact or person event.
+        let key = (fact.source_system().to_string(), fact.source_id().to_string());
+        let state = records.get(&key);
+        if let Some(state) = state.filter(|s| {
+            &s.head.person == fact.person() && fact.source_version() <= s.head.latest_source_version
+        }) {
+            let record_id = state.head.record_id.clone();
+            let latest = state.head.latest_source_version;
+            let found = earlier_version(conn, &log, &record_id, &person, false, source_version).await?;
+            results.push(repeated_version(found.as_ref(), &hash, &record_id, false, latest));
+            continue;
+        }
+        let planned = match plan_version(
+            fact,
+            state.map(|s| &s.head),
+            to_u64(seq + 1, "register_head.last_seq")?,
+        ) {
+            Ok(planned) => planned,
+            Err(e) => {
+                results.push(IngestResult::Rejected(e));
+                continue;
+            }
+        };
+        seq += 1;
+        new_versions += 1;
+        if planned.new_record {
+            new_facts += 1;
+        }
+        log.push(LogRow {
+            seq,
+            recorded_at,
+            person: person.clone(),
+            record_id: planned.record_id.clone(),
+            version: i64::from(planned.version),
+            kind: planned.kind.as_str(),
+            retroactive: fact.retroactive(),
+            benefit_type: planned.benefit_type.clone(),
+            fact_type: planned.fact_type.as_str(),
+            valid_from: planned.valid.map(|v| format_date(v.from)).unwrap_or_default(),
+            valid_to: planned.valid.and_then(|v| v.to).map(format_date),
+            body: planned.body_json.clone(),
+            source_system: key.0.clone(),
+            source_id: key.1.clone(),
+            source_version,
+            content_hash: hash,
+        });
+        let stored = state.is_some_and(|s| s.stored);
+        results.push(IngestResult::Accepted(IngestedVersion {
+            seq: to_u64(seq, "register_head.last_seq")?,
+            record_id: planned.record_id.clone(),
+            version: planned.version,
+            person_update: false,
+        }));
+        records.insert(
+            key.clone(),
+            RecordState {
+                head: FactHead {
+                    record_id: planned.record_id,
+                    person: fact.person().clone(),
+                    latest_version: planned.version,
+                    latest_source_version: fact.source_version(),
+                    retracted: planned.kind == RecordKind::Retraction,
+                    fact_type: planned.fact_type,
+                    benefit_type: planned.benefit_type,
+                    valid: planned.valid,
+                    body_json: planned.body_json,
+                },
+                source: key,
+                latest_seq: seq,
+                stored,
+                dirty: true,
+            },
+        );
+        if !persons.contains_key(&person) {
+            new_persons += 1;
+            persons.insert(
+                person.clone(),
+                Some(PersonRow {
+                    person,
+                    data: PersonData::default(),
+                    created_seq: seq,
+                    latest_seq: 0,
+                }),
+            );
+        }
+    }
+
+    let t_plan = t0.elapsed();
+    let mut t_log = t_plan;
+    if !log.is_empty() {
+        let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
+        on_conn!(&mut *conn,
+            sqlite: |c| sqlite::insert_log(c, log).await?,
+            postgres: |c| postgres::insert_log(c, log).await?,
+        );
+        t_log = t0.elapsed();
+        let (changed, new): (Vec<RecordState>, Vec<RecordState>) =
+            records.into_values().filter(|s| s.dirty).partition(|s| s.stored);
+        let new: Vec<RecordRow> = new.into_iter().map(RecordState::row).collect();
+        let changed: Vec<RecordRow> = changed.into_iter().map(RecordState::row).collect();
+        on_conn!(&mut *conn,
+            sqlite: |c| sqlite::write_records(c, &new, &changed).await?,
+            postgres: |c| postgres::write_records(c, &new, &changed).await?,
+        );
+        let person_rows: Vec<PersonRow> = persons.into_values().flatten().collect();
+        if !person_rows.is_empty() {
+            on_conn!(&mut *conn,
+                sqlite: |c| sqlite::upsert_persons(c, &person_rows).await?,
+                postgres: |c| postgres::upsert_persons(c, &person_rows).await?,
+            );
+        }
+        let source_rows: Vec<PersonSourceRow> = sources
+            .into_values()
+            .filter(|(_, dirty)| *dirty)
+            .map(|(row, _)| row)
+            .collect();
+        if !source_rows.is_empty() {
+            on_conn!(&mut *conn,
+                sqlite: |c| sqlite::upsert_person_sources(c, &source_rows).await?,
+                postgres: |c| postgres::upsert_person_sources(c, &source_rows).await?,
+            );
+        }
+        finish_head(
+            conn,
+            HeadUpdate {
+                last_seq: seq,
+                last_recorded_at: recorded_at,
+                new_persons,
+                new_facts,
+                new_versions,
+            },
+            accepted,
+        )
+        .await?;
+    }
+    tracing::debug!(
+        facts = facts.len(),
+        lookup_us = t_lookup.as_micros() as u64,
+        plan_us = (t_plan - t_lookup).as_micros() as u64,
+        log_us = (t_log - t_plan).as_micros() as u64,
+        rest_us = (t0.elapsed().saturating_sub(t_log)).as_micros() as u64,
+        "ingest batch planned and written"
+    );
+    Ok(results)
+}
+
+/// Takes the register head's row lock (PostgreSQL queues writers here until commit) and reads the
+/// last sequence and its recording time.
+async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError> {
+    Ok(on_conn!(conn, |c| {
+        sqlx::query_as(
+            "UPDATE register_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_recorded_at",
+        )
+        .fetch_one(c)
+        .await?
+    }))
+}
+
+async fn benefit_codes(conn: &mut Conn) -> Result<HashSet<String>, StoreError> {
+    let rows: Vec<(String,)> = on_conn!(conn, |c| {
+        sqlx::query_as("SELECT code FROM benefit_types")
+            .fetch_all(c)
+            .await?
+    });
+    Ok(rows.into_iter().map(|(c,)| c).collect())
+}
+
+/// The version stored earlier under `source_version`: from this batch's rows (rare, so a scan
+/// does), else from the log.
+async fn earlier_version(
+    conn: &mut Conn,
+    batch: &[LogRow],
+    record_id: &str,
+    person: &str,
+    person_update: bool,
+    source_version: i64,
+) -> Result<Option<EarlierVersion>, StoreError> {
+    let in_batch = batch
+        .iter()
+        .rev()
+        .find(|r| r.record_id == record_id && r.person == person && r.source_version == source_version)
+        .map(|r| (r.seq, r.version, r.content_hash.clone()));
+    let found: Option<(i64, i64, String)> = match in_batch {
+        Some(found) => Some(found),
+        None if person_update => {
+            // Person updates share a record id per source system: find them through the person.
+            let rows: Vec<(i64, i64, String, String, i64)> = on_conn!(conn, |c| {
+                sqlx::query_as(
+                    "SELECT seq, version, content_hash, record_id, source_version FROM register_log \
+                     WHERE person = $1 AND fact_type = 'PERSON'",
+                )
+                .bind(person)
+                .fetch_all(c)
+                .await?
+            });
+            rows.into_iter()
+                .find(|r| r.3 == record_id && r.4 == source_version)
+                .map(|r| (r.0, r.1, r.2))
+        }
+        None => on_conn!(conn, |c| {
+            sqlx::query_as(
+                "SELECT seq, version, content_hash FROM register_log WHERE record_id = $1 AND source_version = $2",
+            )
+            .bind(record_id)
+            .bind(source_version)
+            .fetch_optional(c)
+            .await?
+        }),
+    };
+    found
+        .map(|(seq, version, content_hash)| {
+            Ok(EarlierVersion {
+                seq: to_u64(seq, "register_log.seq")?,
+                version: u32::try_from(version).map_err(|_| StoreError::Corrupt("register_log.version"))?,
+                content_hash,
+            })
+        })
+        .transpose()
+}
+
+/// Moves the head past the batch and records the batch (`accepted` versions, person updates
+/// included) for the statistics.
+async fn finish_head(conn: &mut Conn, head: HeadUpdate, accepted: i64) -> Result<(), StoreError> {
+    on_conn!(conn, |c| {
+        sqlx::query(
+            "UPDATE register_head SET last_seq = $1, last_recorded_at = $2, \
+                    person_count = person_count + $3, fact_count = fact_count + $4, \
+                    fact_version_count = fact_version_count + $5 \
+             WHERE id = 1",
+        )
+        .bind(head.last_seq)
+        .bind(head.last_recorded_at)
+        .bind(head.new_persons)
+        .bind(head.new_facts)
+        .bind(head.new_versions)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("INSERT INTO register_batches (last_seq, recorded_at, accepted) VALUES ($1, $2, $3)")
+            .bind(head.last_seq)
+            .bind(head.last_recorded_at)
+            .bind(accepted)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The first and last sequence accepted in one ingest transaction: the range whose facts are fanned
+/// out to subscriptions before the transaction commits.
+fn accepted_range(results: &[IngestResult]) -> Option<(u64, u64)> {
+    let seqs = results.iter().filter_map(|r| match r {
+        IngestResult::Accepted(v) => Some(v.seq),
+        _ => None,
+    });
+    seqs.fold(None, |range, seq| match range {
+        None => Some((seq, seq)),
+        Some((lo, hi)) => Some((lo.min(seq), hi.max(seq))),
+    })
+}
