@@ -46,7 +46,7 @@ async fn ingest(url: &str, persons: usize, batch_size: usize) -> anyhow::Result<
         anyhow::bail!("the database already holds a register; benchmark on a fresh, empty database");
     }
     let today = time::macros::date!(2026 - 01 - 01);
-    let mut synth = crate::synth::Synth::new(7, crate::synth::DEFAULT_UNTIL);
+    let mut synth = crate::dev::synth::Synth::new(7, crate::dev::synth::DEFAULT_UNTIL);
     let mut facts = Vec::new();
     for _ in 0..persons {
         for f in synth.next_person()? {
@@ -157,7 +157,7 @@ pub mod delivery {
     use crate::app::App;
     use crate::client::ClientPem;
     use crate::config::{DatabaseSettings, Settings, TlsMaterial};
-    use crate::devcerts::DevCa;
+    use crate::dev::certs::DevCa;
     use crate::domain::clock::Clock;
     use crate::domain::{OrgNumber, PartyKind};
     use crate::grpc::pb::lefi::v1 as pb;
@@ -225,7 +225,7 @@ pub mod delivery {
         // 1. A synthetic register and one party with one subscription per person.
         println!("building a synthetic register of {} persons…", options.persons);
         let today = time::macros::date!(2026 - 01 - 01);
-        let mut synth = crate::synth::Synth::new(11, crate::synth::DEFAULT_UNTIL);
+        let mut synth = crate::dev::synth::Synth::new(11, crate::dev::synth::DEFAULT_UNTIL);
         let mut persons = Vec::with_capacity(options.persons);
         let mut batch = Vec::new();
         for _ in 0..options.persons {

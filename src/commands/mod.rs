@@ -53,14 +53,14 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
 fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
-            let outcome = crate::devcerts::ensure_dev_dir(&args.out, args.force)?;
+            let outcome = crate::dev::certs::ensure_dev_dir(&args.out, args.force)?;
             match outcome {
-                crate::devcerts::DevDirOutcome::Created => println!(
+                crate::dev::certs::DevDirOutcome::Created => println!(
                     "wrote a development CA and certificates to {}: ca.pem ca.key server.pem server.key \
                      operator.pem operator.key insurer.pem insurer.key municipality.pem municipality.key",
                     args.out.display()
                 ),
-                crate::devcerts::DevDirOutcome::AlreadyPresent => println!(
+                crate::dev::certs::DevDirOutcome::AlreadyPresent => println!(
                     "{} already holds every development certificate; use --force to regenerate them",
                     args.out.display()
                 ),
@@ -77,7 +77,7 @@ fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
             let org = crate::domain::OrgNumber::parse(&org_number)
                 .map_err(|e| anyhow::anyhow!("--org-number: {e}"))?;
             let stem = stem.unwrap_or_else(|| org.as_str().to_string());
-            let (cert, key) = crate::devcerts::issue_party_files(&dir, &org.to_string(), &name, &stem)?;
+            let (cert, key) = crate::dev::certs::issue_party_files(&dir, &org.to_string(), &name, &stem)?;
             println!("issued a client certificate for {name} ({org}):");
             println!("  certificate  {}", cert.display());
             println!("  private key  {}", key.display());
