@@ -9,11 +9,11 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::dev::synth::Synth;
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
 use crate::identity::certificate_facts;
 use crate::store::{IngestResult, Store};
-use crate::dev::synth::Synth;
 
 /// How many synthetic persons `serve --dev` loads into an empty register.
 pub const DEMO_PERSONS: usize = 200;
