@@ -256,35 +256,39 @@ pub enum BenchCommand {
     /// read measured in the same run), commit-to-delivery latency, idle-stream memory, and the
     /// server's peak memory under a slow reader (`lefi serve` in a child process). Results go into
     /// docs/BENCHMARKS.md with the machine and date.
-    Delivery {
-        /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
-        #[arg(long)]
-        database_url: String,
-        /// Synthetic persons, each with one subscription.
-        #[arg(long, default_value_t = 10_000)]
-        persons: usize,
-        /// Commits (one fact each) for the latency run.
-        #[arg(long, default_value_t = 3_000)]
-        commits: usize,
-        /// Commits per second in the latency run.
-        #[arg(long, default_value_t = 1_000)]
-        commit_rate: u64,
-        /// Idle streams opened for the memory run.
-        #[arg(long, default_value_t = 1_000)]
-        idle_streams: usize,
-        /// Records a deliberately slow client reads on a fresh stream while the process's peak
-        /// memory is measured (capped by what the synthetic register holds; 0 skips the run).
-        #[arg(long, default_value_t = 1_000_000)]
-        slow_reader_records: u64,
-        /// How fast the slow client reads, in records per second.
-        #[arg(long, default_value_t = 50_000)]
-        slow_reader_rate: u64,
-        /// Also time the snapshot with the stream's policy check stubbed out (two runs each way,
-        /// alternating). Needs a build with `--features bench-policy-stub`; never serve parties
-        /// with such a build.
-        #[arg(long)]
-        compare_policy_stub: bool,
-    },
+    Delivery(BenchDeliveryArgs),
+}
+
+/// Arguments of `lefi bench delivery`.
+#[derive(Debug, Args)]
+pub struct BenchDeliveryArgs {
+    /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
+    #[arg(long)]
+    pub database_url: String,
+    /// Synthetic persons, each with one subscription.
+    #[arg(long, default_value_t = 10_000)]
+    pub persons: usize,
+    /// Commits (one fact each) for the latency run.
+    #[arg(long, default_value_t = 3_000)]
+    pub commits: usize,
+    /// Commits per second in the latency run.
+    #[arg(long, default_value_t = 1_000)]
+    pub commit_rate: u64,
+    /// Idle streams opened for the memory run.
+    #[arg(long, default_value_t = 1_000)]
+    pub idle_streams: usize,
+    /// Records a deliberately slow client reads on a fresh stream while the process's peak
+    /// memory is measured (capped by what the synthetic register holds; 0 skips the run).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub slow_reader_records: u64,
+    /// How fast the slow client reads, in records per second.
+    #[arg(long, default_value_t = 50_000)]
+    pub slow_reader_rate: u64,
+    /// Also time the snapshot with the stream's policy check stubbed out (two runs each way,
+    /// alternating). Needs a build with `--features bench-policy-stub`; never serve parties
+    /// with such a build.
+    #[arg(long)]
+    pub compare_policy_stub: bool,
 }
 
 #[derive(Debug, Subcommand)]
