@@ -131,7 +131,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
             let response = client
                 .add_certificate(pb::AddCertificateRequest {
                     idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
+                    party_id: args.party.party_id.clone(),
                     certificate_pem: pem,
                 })
                 .await?
@@ -156,7 +156,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
             let response = client
                 .revoke_certificate(pb::RevokeCertificateRequest {
                     idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
+                    party_id: args.party.party_id.clone(),
                     fingerprint: args.fingerprint.clone(),
                     reason: args.reason.clone(),
                 })
@@ -184,7 +184,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
             let party = client
                 .withdraw_termination(pb::WithdrawTerminationRequest {
                     idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
+                    party_id: args.party.party_id.clone(),
                     reason: args.reason.clone(),
                 })
                 .await?
@@ -259,7 +259,7 @@ fn apply_request(args: &ApplyArgs, key: &str) -> pb::ApplyRequest {
 fn send_agreement_request(args: &SendAgreementArgs, key: &str) -> pb::SendAgreementRequest {
     pb::SendAgreementRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         agreement_id: args.agreement_id.clone(),
         granted_basis_codes: args.bases.clone(),
         granted_benefit_type_codes: args.benefits.clone(),
@@ -271,7 +271,7 @@ fn send_agreement_request(args: &SendAgreementArgs, key: &str) -> pb::SendAgreem
 fn sign_request(args: &SignArgs, key: &str) -> pb::RecordSignatureRequest {
     pb::RecordSignatureRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         signer: match args.signer {
             SignerArg::Party => pb::Signer::Party,
             SignerArg::Agency => pb::Signer::Agency,
@@ -287,7 +287,7 @@ fn sign_request(args: &SignArgs, key: &str) -> pb::RecordSignatureRequest {
 fn terminate_request(args: &TerminateArgs, key: &str) -> pb::ScheduleTerminationRequest {
     pb::ScheduleTerminationRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         // Running `terminate` is the operator's statement that the notice is a termination.
         is_termination: true,
         org_number: args.org_number.clone(),

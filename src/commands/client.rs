@@ -226,15 +226,15 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
 async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
     let mut answer = pb::query_service_client::QueryServiceClient::new(channel)
         .query_person(pb::QueryPersonRequest {
-            person_id: args.person.clone(),
-            benefit_type_codes: args.benefits.clone(),
+            person_id: args.target.person.clone(),
+            benefit_type_codes: args.target.benefits.clone(),
             period: Some(pb::DateRange {
                 from: args.from.clone(),
                 to: args.to.clone().unwrap_or_default(),
             }),
-            legal_basis: args.basis.clone(),
-            case_reference: args.case_reference.clone().unwrap_or_default(),
-            consent_id: args.consent_id.clone().unwrap_or_default(),
+            legal_basis: args.ground.basis.clone(),
+            case_reference: args.ground.case_reference.clone().unwrap_or_default(),
+            consent_id: args.ground.consent_id.clone().unwrap_or_default(),
         })
         .await?
         .into_inner();

@@ -21,7 +21,7 @@ pub const EXIT_USAGE: u8 = 64;
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => return serve::run(args).await,
-        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Migrate(db) => migrate(&db.database_url).await,
         Command::Bench { command } => bench::run(command).await,
         Command::DevCerts(args) => dev_certs(args),
         Command::Operator { command } => operator(command).await,
@@ -93,7 +93,7 @@ fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
 async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
     match command {
         OperatorCommand::Add {
-            database_url,
+            database,
             cert,
             name,
             role,
@@ -101,7 +101,7 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             let pem = std::fs::read(&cert)
                 .map_err(|e| anyhow::anyhow!("cannot read --cert '{}': {e}", cert.display()))?;
             let (facts, _) = crate::identity::certificate_facts(&pem)?;
-            let store = Store::connect(&database_url, 2).await?;
+            let store = Store::connect(&database.database_url, 2).await?;
             let role = match role {
                 OperatorRoleArg::Operator => OperatorRole::Operator,
                 OperatorRoleArg::Auditor => OperatorRole::Auditor,
@@ -117,8 +117,8 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        OperatorCommand::List { database_url } => {
-            let store = Store::connect(&database_url, 2).await?;
+        OperatorCommand::List(db) => {
+            let store = Store::connect(&db.database_url, 2).await?;
             println!(
                 "{:<30} {:<9} {:<8} FINGERPRINT (SHA-256)",
                 "NAME", "ROLE", "STATUS"

@@ -36,12 +36,12 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
         .create_subscriptions(pb::CreateSubscriptionsRequest {
             items: vec![pb::NewSubscription {
                 client_reference: args.reference.clone(),
-                person_id: args.person.clone(),
-                benefit_type_codes: args.benefits.clone(),
+                person_id: args.target.person.clone(),
+                benefit_type_codes: args.target.benefits.clone(),
                 from_date: args.from.clone(),
-                legal_basis: args.basis.clone(),
-                case_reference: args.case_reference.clone().unwrap_or_default(),
-                consent_id: args.consent_id.clone().unwrap_or_default(),
+                legal_basis: args.ground.basis.clone(),
+                case_reference: args.ground.case_reference.clone().unwrap_or_default(),
+                consent_id: args.ground.consent_id.clone().unwrap_or_default(),
             }],
         })
         .await?
