@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod ingest;
 mod orders;
+mod output;
 mod serve;
 
 use std::process::ExitCode;
