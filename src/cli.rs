@@ -49,11 +49,7 @@ pub enum Command {
     Serve(ServeArgs),
 
     /// Apply database migrations and exit.
-    Migrate {
-        /// `sqlite://path/to/lefi.db` or `postgres://user@host/db`.
-        #[arg(long, env = "LEFI_DATABASE_URL")]
-        database_url: String,
-    },
+    Migrate(DatabaseUrlArg),
 
     /// Generate a development certificate authority and certificates (never for production).
     DevCerts(DevCertsArgs),
@@ -256,43 +252,55 @@ pub enum BenchCommand {
     /// read measured in the same run), commit-to-delivery latency, idle-stream memory, and the
     /// server's peak memory under a slow reader (`lefi serve` in a child process). Results go into
     /// docs/BENCHMARKS.md with the machine and date.
-    Delivery {
-        /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
-        #[arg(long)]
-        database_url: String,
-        /// Synthetic persons, each with one subscription.
-        #[arg(long, default_value_t = 10_000)]
-        persons: usize,
-        /// Commits (one fact each) for the latency run.
-        #[arg(long, default_value_t = 3_000)]
-        commits: usize,
-        /// Commits per second in the latency run.
-        #[arg(long, default_value_t = 1_000)]
-        commit_rate: u64,
-        /// Idle streams opened for the memory run.
-        #[arg(long, default_value_t = 1_000)]
-        idle_streams: usize,
-        /// Records a deliberately slow client reads on a fresh stream while the process's peak
-        /// memory is measured (capped by what the synthetic register holds; 0 skips the run).
-        #[arg(long, default_value_t = 1_000_000)]
-        slow_reader_records: u64,
-        /// How fast the slow client reads, in records per second.
-        #[arg(long, default_value_t = 50_000)]
-        slow_reader_rate: u64,
-        /// Also time the snapshot with the stream's policy check stubbed out (two runs each way,
-        /// alternating). Needs a build with `--features bench-policy-stub`; never serve parties
-        /// with such a build.
-        #[arg(long)]
-        compare_policy_stub: bool,
-    },
+    Delivery(BenchDeliveryArgs),
+}
+
+/// Arguments of `lefi bench delivery`.
+#[derive(Debug, Args)]
+pub struct BenchDeliveryArgs {
+    /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
+    #[arg(long)]
+    pub database_url: String,
+    /// Synthetic persons, each with one subscription.
+    #[arg(long, default_value_t = 10_000)]
+    pub persons: usize,
+    /// Commits (one fact each) for the latency run.
+    #[arg(long, default_value_t = 3_000)]
+    pub commits: usize,
+    /// Commits per second in the latency run.
+    #[arg(long, default_value_t = 1_000)]
+    pub commit_rate: u64,
+    /// Idle streams opened for the memory run.
+    #[arg(long, default_value_t = 1_000)]
+    pub idle_streams: usize,
+    /// Records a deliberately slow client reads on a fresh stream while the process's peak
+    /// memory is measured (capped by what the synthetic register holds; 0 skips the run).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub slow_reader_records: u64,
+    /// How fast the slow client reads, in records per second.
+    #[arg(long, default_value_t = 50_000)]
+    pub slow_reader_rate: u64,
+    /// Also time the snapshot with the stream's policy check stubbed out (two runs each way,
+    /// alternating). Needs a build with `--features bench-policy-stub`; never serve parties
+    /// with such a build.
+    #[arg(long)]
+    pub compare_policy_stub: bool,
+}
+
+/// The database a command works on directly.
+#[derive(Debug, Args)]
+pub struct DatabaseUrlArg {
+    /// `sqlite://path/to/lefi.db` or `postgres://user@host/db`.
+    #[arg(long, env = "LEFI_DATABASE_URL")]
+    pub database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
     /// Register an operator certificate with a role.
     Add {
-        #[arg(long, env = "LEFI_DATABASE_URL")]
-        database_url: String,
+        #[command(flatten)]
+        database: DatabaseUrlArg,
         /// The operator's certificate (PEM).
         #[arg(long)]
         cert: PathBuf,
@@ -303,10 +311,7 @@ pub enum OperatorCommand {
         role: OperatorRoleArg,
     },
     /// List registered operators.
-    List {
-        #[arg(long, env = "LEFI_DATABASE_URL")]
-        database_url: String,
-    },
+    List(DatabaseUrlArg),
 }
 
 /// Operator roles on the admin API.
@@ -414,21 +419,20 @@ pub enum ClientCommand {
     },
 }
 
-/// `lefi client subscribe`
+/// Whom and what a subscription or a query asks about.
 #[derive(Debug, Args)]
-pub struct SubscribeArgs {
-    /// Your own reference for the order (its idempotency key; no personal data).
-    #[arg(long)]
-    pub reference: String,
+pub struct PersonBenefitsArgs {
     /// The person's personnummer or samordningsnummer.
     #[arg(long)]
     pub person: String,
     /// Benefit type codes, comma-separated, e.g. SJP,FP.
     #[arg(long, value_delimiter = ',', required = true)]
     pub benefits: Vec<String>,
-    /// First business date of interest, YYYY-MM-DD.
-    #[arg(long)]
-    pub from: String,
+}
+
+/// The legal ground a subscription or a query invokes: a basis, and the case or consent it needs.
+#[derive(Debug, Args)]
+pub struct LegalGroundArgs {
     /// The legal basis code, e.g. INS_COORDINATION.
     #[arg(long)]
     pub basis: String,
@@ -438,6 +442,21 @@ pub struct SubscribeArgs {
     /// The consent id, when the basis needs consent.
     #[arg(long)]
     pub consent_id: Option<String>,
+}
+
+/// `lefi client subscribe`
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Your own reference for the order (its idempotency key; no personal data).
+    #[arg(long)]
+    pub reference: String,
+    #[command(flatten)]
+    pub target: PersonBenefitsArgs,
+    /// First business date of interest, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: String,
+    #[command(flatten)]
+    pub ground: LegalGroundArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -472,27 +491,16 @@ pub enum ConsentCommand {
 /// Arguments of `lefi client query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The person's personnummer or samordningsnummer.
-    #[arg(long)]
-    pub person: String,
-    /// Benefit type codes, comma-separated, e.g. SJP,FP.
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub benefits: Vec<String>,
+    #[command(flatten)]
+    pub target: PersonBenefitsArgs,
     /// First day of the period of interest, YYYY-MM-DD.
     #[arg(long)]
     pub from: String,
     /// Last day of the period of interest, YYYY-MM-DD [default: open-ended].
     #[arg(long)]
     pub to: Option<String>,
-    /// The legal basis code, e.g. INS_COORDINATION.
-    #[arg(long)]
-    pub basis: String,
-    /// Your case (ärende) reference, when the basis needs an open case.
-    #[arg(long)]
-    pub case_reference: Option<String>,
-    /// The consent id, when the basis needs consent.
-    #[arg(long)]
-    pub consent_id: Option<String>,
+    #[command(flatten)]
+    pub ground: LegalGroundArgs,
 }
 
 /// `lefi admin …`
@@ -546,6 +554,14 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// The party a mutating admin command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct PartyIdArg {
+    /// The party's id (pty_…; `lefi admin list` shows it).
+    #[arg(long)]
+    pub party_id: String,
 }
 
 /// The idempotency key of a mutating admin command.
@@ -618,9 +634,8 @@ pub struct ApplyArgs {
 /// `lefi admin send-agreement`
 #[derive(Debug, Args)]
 pub struct SendAgreementArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     /// The agency's id of the agreement document, e.g. its diarienummer.
     #[arg(long)]
     pub agreement_id: String,
@@ -643,9 +658,8 @@ pub struct SendAgreementArgs {
 /// `lefi admin sign`
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     #[arg(long, value_enum)]
     pub signer: SignerArg,
     /// Name of the person who signed.
@@ -661,9 +675,8 @@ pub struct SignArgs {
 /// `lefi admin connect`
 #[derive(Debug, Args)]
 pub struct ConnectPartyArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     /// The party's client certificate (PEM), issued by the party CA.
     #[arg(long)]
     pub cert_file: PathBuf,
@@ -674,9 +687,8 @@ pub struct ConnectPartyArgs {
 /// `lefi admin revoke-cert`
 #[derive(Debug, Args)]
 pub struct RevokeCertArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     /// The certificate's SHA-256 fingerprint (`lefi admin show` lists them).
     #[arg(long)]
     pub fingerprint: String,
@@ -690,9 +702,8 @@ pub struct RevokeCertArgs {
 /// `lefi admin terminate`: the fields a termination notice (uppsägning) must state.
 #[derive(Debug, Args)]
 pub struct TerminateArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     /// The organisation number the notice states (checked against the registration).
     #[arg(long)]
     pub org_number: String,
@@ -715,9 +726,8 @@ pub struct TerminateArgs {
 /// `lefi admin withdraw-termination`
 #[derive(Debug, Args)]
 pub struct WithdrawTerminationArgs {
-    /// The party's id (pty_…; `lefi admin list` shows it).
-    #[arg(long)]
-    pub party_id: String,
+    #[command(flatten)]
+    pub party: PartyIdArg,
     /// Why, e.g. "party withdrew its notice by e-mail 2025-05-10".
     #[arg(long)]
     pub reason: String,

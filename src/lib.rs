@@ -13,10 +13,11 @@
 //! - [`domain`]: identity numbers and other valid-only types; no tonic, no sqlx, no I/O.
 //! - [`store`]: the storage interface over SQLite (embedded default) and PostgreSQL.
 //! - [`grpc`]: the generated protobuf code, service implementations and the error mapping.
-//! - [`devcerts`]: a development certificate authority (rcgen) for `serve --dev` and tests.
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
-//! - [`ndjson`] and [`synth`]: the register's feed file format and the synthetic register that
-//!   `lefi synth` writes and `serve --dev` loads ([`demo_register`]).
+//! - [`ndjson`]: the register's feed file format (protobuf JSON of a fact, one a line).
+//! - [`dev`]: development and demo code: the development certificate authority (rcgen) for
+//!   `serve --dev` and the tests, the demo parties and register `serve --dev` sets up, and the
+//!   synthetic register `lefi synth` writes. None of it runs in a production start.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -26,9 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
-pub mod demo;
-pub mod demo_register;
-pub mod devcerts;
+pub mod dev;
 pub mod domain;
 pub mod grpc;
 pub mod identity;
@@ -37,6 +36,5 @@ pub mod policy;
 pub mod shutdown;
 pub mod state;
 pub mod store;
-pub mod synth;
 pub mod telemetry;
 pub mod tls;

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-use super::client::{describe_status, health, open, print_json};
+use super::client::{describe_status, health, open};
+use super::output::{print_each, print_json};
 use crate::cli::{
-    AdminArgs, AdminCommand, ApplyArgs, ListArgs, PartyKindArg, PartyStateArg, SendAgreementArgs, SignArgs,
-    SignerArg, TerminateArgs,
+    AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, PartyStateArg,
+    RevokeCertArgs, SendAgreementArgs, SignArgs, SignerArg, TerminateArgs, WithdrawTerminationArgs,
 };
 use crate::domain::clock::{Clock, format_date};
 use crate::grpc::pb::lefi::admin::v1 as pb;
@@ -96,114 +97,92 @@ fn outcome_unknown(status: &tonic::Status) -> bool {
 
 async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str) -> anyhow::Result<()> {
     let mut client = Client::new(channel.clone());
-    match command {
-        AdminCommand::Health => health(channel).await,
-        AdminCommand::Whoami => whoami(channel, json).await,
-        AdminCommand::Register { command } => super::client::register(channel, command, json).await,
-        AdminCommand::Audit { command } => super::orders::audit(channel, command, json).await,
-        AdminCommand::Apply(args) => {
-            let party = client.apply(apply_request(args, key)).await?.into_inner().party;
-            print_party_result(party, json, "lefi.admin.v1.Party")
-        }
-        AdminCommand::SendAgreement(args) => {
-            let party = client
-                .send_agreement(send_agreement_request(args, key))
-                .await?
-                .into_inner()
-                .party;
-            print_party_result(party, json, "lefi.admin.v1.Party")
-        }
-        AdminCommand::Sign(args) => {
-            let party = client
-                .record_signature(sign_request(args, key))
-                .await?
-                .into_inner()
-                .party;
-            print_party_result(party, json, "lefi.admin.v1.Party")
-        }
-        AdminCommand::Connect(args) => {
-            let pem = std::fs::read_to_string(&args.cert_file).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read --cert-file '{}': {e}\n  hint: issue one with `lefi dev-certs issue-party`",
-                    args.cert_file.display()
-                )
-            })?;
-            let response = client
-                .add_certificate(pb::AddCertificateRequest {
-                    idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
-                    certificate_pem: pem,
-                })
-                .await?
-                .into_inner();
-            if json {
-                return print_json(&response, "lefi.admin.v1.AddCertificateResponse");
-            }
-            if let Some(cert) = &response.certificate {
-                print_certificates(std::slice::from_ref(cert));
-            }
-            let state = state_name(response.party_state);
-            println!();
-            println!("party state   {state}");
-            if state == "CONNECTED" || state == "TERMINATION_SCHEDULED" {
-                println!(
-                    "the party can now call the party API with this certificate (lefi.v1.PartyService/WhoAmI)"
-                );
-            }
-            Ok(())
-        }
-        AdminCommand::RevokeCert(args) => {
-            let response = client
-                .revoke_certificate(pb::RevokeCertificateRequest {
-                    idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
-                    fingerprint: args.fingerprint.clone(),
-                    reason: args.reason.clone(),
-                })
-                .await?
-                .into_inner();
-            if json {
-                return print_json(&response, "lefi.admin.v1.RevokeCertificateResponse");
-            }
-            if let Some(cert) = &response.certificate {
-                print_certificates(std::slice::from_ref(cert));
-            }
-            println!();
-            println!("calls and open streams with this certificate are refused from now on");
-            Ok(())
-        }
-        AdminCommand::Terminate(args) => {
-            let party = client
-                .schedule_termination(terminate_request(args, key))
-                .await?
-                .into_inner()
-                .party;
-            print_party_result(party, json, "lefi.admin.v1.Party")
-        }
-        AdminCommand::WithdrawTermination(args) => {
-            let party = client
-                .withdraw_termination(pb::WithdrawTerminationRequest {
-                    idempotency_key: key.to_string(),
-                    party_id: args.party_id.clone(),
-                    reason: args.reason.clone(),
-                })
-                .await?
-                .into_inner()
-                .party;
-            print_party_result(party, json, "lefi.admin.v1.Party")
-        }
-        AdminCommand::Show { party } => {
-            let party = client.get_party(get_party_request(party)).await?.into_inner();
-            if json {
-                print_json(&party, "lefi.admin.v1.Party")
-            } else {
-                print_party(&party);
-                Ok(())
-            }
-        }
-        AdminCommand::List(args) => list(&mut client, args, json).await,
-        AdminCommand::History { party } => history(&mut client, party, json).await,
+    // The onboarding steps answer with the party as it now stands; the rest print their own.
+    let party = match command {
+        AdminCommand::Apply(args) => apply(&mut client, args, key).await?,
+        AdminCommand::SendAgreement(args) => send_agreement(&mut client, args, key).await?,
+        AdminCommand::Sign(args) => sign(&mut client, args, key).await?,
+        AdminCommand::Terminate(args) => terminate(&mut client, args, key).await?,
+        AdminCommand::WithdrawTermination(args) => withdraw_termination(&mut client, args, key).await?,
+        AdminCommand::Health => return health(channel).await,
+        AdminCommand::Whoami => return whoami(channel, json).await,
+        AdminCommand::Register { command } => return super::client::register(channel, command, json).await,
+        AdminCommand::Audit { command } => return super::orders::audit(channel, command, json).await,
+        AdminCommand::Connect(args) => return connect(&mut client, args, json, key).await,
+        AdminCommand::RevokeCert(args) => return revoke_certificate(&mut client, args, json, key).await,
+        AdminCommand::Show { party } => return show(&mut client, party, json).await,
+        AdminCommand::List(args) => return list(&mut client, args, json).await,
+        AdminCommand::History { party } => return history(&mut client, party, json).await,
+    };
+    print_party_result(party, json)
+}
+
+/// `lefi admin show`.
+async fn show(client: &mut Client, party: &str, json: bool) -> anyhow::Result<()> {
+    let party = client.get_party(get_party_request(party)).await?.into_inner();
+    if json {
+        return print_json(&party, "lefi.admin.v1.Party");
     }
+    print_party(&party);
+    Ok(())
+}
+
+/// `lefi admin connect`: registers a certificate for the party.
+async fn connect(client: &mut Client, args: &ConnectPartyArgs, json: bool, key: &str) -> anyhow::Result<()> {
+    let pem = std::fs::read_to_string(&args.cert_file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read --cert-file '{}': {e}\n  hint: issue one with `lefi dev-certs issue-party`",
+            args.cert_file.display()
+        )
+    })?;
+    let response = client
+        .add_certificate(pb::AddCertificateRequest {
+            idempotency_key: key.to_string(),
+            party_id: args.party.party_id.clone(),
+            certificate_pem: pem,
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&response, "lefi.admin.v1.AddCertificateResponse");
+    }
+    if let Some(cert) = &response.certificate {
+        print_certificates(std::slice::from_ref(cert));
+    }
+    let state = state_name(response.party_state);
+    println!();
+    println!("party state   {state}");
+    if state == "CONNECTED" || state == "TERMINATION_SCHEDULED" {
+        println!("the party can now call the party API with this certificate (lefi.v1.PartyService/WhoAmI)");
+    }
+    Ok(())
+}
+
+/// `lefi admin revoke-cert`.
+async fn revoke_certificate(
+    client: &mut Client,
+    args: &RevokeCertArgs,
+    json: bool,
+    key: &str,
+) -> anyhow::Result<()> {
+    let response = client
+        .revoke_certificate(pb::RevokeCertificateRequest {
+            idempotency_key: key.to_string(),
+            party_id: args.party.party_id.clone(),
+            fingerprint: args.fingerprint.clone(),
+            reason: args.reason.clone(),
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&response, "lefi.admin.v1.RevokeCertificateResponse");
+    }
+    if let Some(cert) = &response.certificate {
+        print_certificates(std::slice::from_ref(cert));
+    }
+    println!();
+    println!("calls and open streams with this certificate are refused from now on");
+    Ok(())
 }
 
 async fn whoami(channel: Channel, json: bool) -> anyhow::Result<()> {
@@ -212,15 +191,14 @@ async fn whoami(channel: Channel, json: bool) -> anyhow::Result<()> {
         .await?
         .into_inner();
     if json {
-        print_json(&me, "lefi.admin.v1.WhoAmIResponse")?;
-    } else {
-        let role = pb::OperatorRole::try_from(me.role)
-            .unwrap_or_default()
-            .as_str_name();
-        println!("operator      {}", me.name);
-        println!("role          {role}");
-        println!("certificate   {}", me.certificate_fingerprint);
+        return print_json(&me, "lefi.admin.v1.WhoAmIResponse");
     }
+    let role = pb::OperatorRole::try_from(me.role)
+        .unwrap_or_default()
+        .as_str_name();
+    println!("operator      {}", me.name);
+    println!("role          {role}");
+    println!("certificate   {}", me.certificate_fingerprint);
     Ok(())
 }
 
@@ -243,8 +221,9 @@ fn state(s: PartyStateArg) -> common::PartyState {
     }
 }
 
-fn apply_request(args: &ApplyArgs, key: &str) -> pb::ApplyRequest {
-    pb::ApplyRequest {
+/// `lefi admin apply`.
+async fn apply(client: &mut Client, args: &ApplyArgs, key: &str) -> anyhow::Result<Option<pb::Party>> {
+    let request = pb::ApplyRequest {
         idempotency_key: key.to_string(),
         org_number: args.org_number.clone(),
         name: args.name.clone(),
@@ -253,25 +232,33 @@ fn apply_request(args: &ApplyArgs, key: &str) -> pb::ApplyRequest {
         contact_email: args.contact_email.clone(),
         requested_basis_codes: args.bases.clone(),
         requested_benefit_type_codes: args.benefits.clone(),
-    }
+    };
+    Ok(client.apply(request).await?.into_inner().party)
 }
 
-fn send_agreement_request(args: &SendAgreementArgs, key: &str) -> pb::SendAgreementRequest {
-    pb::SendAgreementRequest {
+/// `lefi admin send-agreement`.
+async fn send_agreement(
+    client: &mut Client,
+    args: &SendAgreementArgs,
+    key: &str,
+) -> anyhow::Result<Option<pb::Party>> {
+    let request = pb::SendAgreementRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         agreement_id: args.agreement_id.clone(),
         granted_basis_codes: args.bases.clone(),
         granted_benefit_type_codes: args.benefits.clone(),
         valid_from: args.valid_from.clone(),
         notice_period_days: args.notice_days,
-    }
+    };
+    Ok(client.send_agreement(request).await?.into_inner().party)
 }
 
-fn sign_request(args: &SignArgs, key: &str) -> pb::RecordSignatureRequest {
-    pb::RecordSignatureRequest {
+/// `lefi admin sign`.
+async fn sign(client: &mut Client, args: &SignArgs, key: &str) -> anyhow::Result<Option<pb::Party>> {
+    let request = pb::RecordSignatureRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         signer: match args.signer {
             SignerArg::Party => pb::Signer::Party,
             SignerArg::Agency => pb::Signer::Agency,
@@ -281,13 +268,19 @@ fn sign_request(args: &SignArgs, key: &str) -> pb::RecordSignatureRequest {
             .signed_on
             .clone()
             .unwrap_or_else(|| format_date(Clock::system().today())),
-    }
+    };
+    Ok(client.record_signature(request).await?.into_inner().party)
 }
 
-fn terminate_request(args: &TerminateArgs, key: &str) -> pb::ScheduleTerminationRequest {
-    pb::ScheduleTerminationRequest {
+/// `lefi admin terminate`.
+async fn terminate(
+    client: &mut Client,
+    args: &TerminateArgs,
+    key: &str,
+) -> anyhow::Result<Option<pb::Party>> {
+    let request = pb::ScheduleTerminationRequest {
         idempotency_key: key.to_string(),
-        party_id: args.party_id.clone(),
+        party_id: args.party.party_id.clone(),
         // Running `terminate` is the operator's statement that the notice is a termination.
         is_termination: true,
         org_number: args.org_number.clone(),
@@ -295,7 +288,22 @@ fn terminate_request(args: &TerminateArgs, key: &str) -> pb::ScheduleTermination
         effective_date: args.effective_date.clone(),
         notice_received_on: args.notice_received_on.clone().unwrap_or_default(),
         override_reason: args.override_reason.clone().unwrap_or_default(),
-    }
+    };
+    Ok(client.schedule_termination(request).await?.into_inner().party)
+}
+
+/// `lefi admin withdraw-termination`.
+async fn withdraw_termination(
+    client: &mut Client,
+    args: &WithdrawTerminationArgs,
+    key: &str,
+) -> anyhow::Result<Option<pb::Party>> {
+    let request = pb::WithdrawTerminationRequest {
+        idempotency_key: key.to_string(),
+        party_id: args.party.party_id.clone(),
+        reason: args.reason.clone(),
+    };
+    Ok(client.withdraw_termination(request).await?.into_inner().party)
 }
 
 /// A party is named by its id (`pty_…`) or, failing that, by an organisation number.
@@ -325,21 +333,17 @@ async fn list(client: &mut Client, args: &ListArgs, json: bool) -> anyhow::Resul
     let mut count = 0usize;
     loop {
         let page = client.list_parties(request.clone()).await?.into_inner();
-        for p in &page.parties {
-            count += 1;
-            if json {
-                print_json(p, "lefi.admin.v1.Party")?;
-            } else {
-                println!(
-                    "{:<36} {:<11} {:<19} {:<21} {}",
-                    p.party_id,
-                    p.org_number,
-                    kind_name(p.kind),
-                    state_name(p.state),
-                    p.name
-                );
-            }
-        }
+        count += page.parties.len();
+        print_each(json, "lefi.admin.v1.Party", &page.parties, |p| {
+            println!(
+                "{:<36} {:<11} {:<19} {:<21} {}",
+                p.party_id,
+                p.org_number,
+                kind_name(p.kind),
+                state_name(p.state),
+                p.name
+            );
+        })?;
         if page.next_page_token.is_empty() {
             break;
         }
@@ -374,40 +378,43 @@ async fn history(client: &mut Client, party: &str, json: bool) -> anyhow::Result
     }
     loop {
         let page = client.list_party_history(request.clone()).await?.into_inner();
-        for e in &page.entries {
-            if json {
-                print_json(e, "lefi.admin.v1.AuditEntry")?;
-            } else {
-                let action = pb::PartyAction::try_from(e.action)
-                    .unwrap_or_default()
-                    .as_str_name();
-                let before = match common::PartyState::try_from(e.before_state) {
-                    Ok(common::PartyState::Unspecified) | Err(_) => "-",
-                    Ok(s) => s.as_str_name(),
-                };
-                let change = format!("{before} → {}", state_name(e.after_state));
-                let operator = if e.operator_name.is_empty() {
-                    "(server)"
-                } else {
-                    e.operator_name.as_str()
-                };
-                println!(
-                    "{:<6} {:<20} {:<24} {:<45} {:<20} {}",
-                    e.entry_id,
-                    time(e.time.as_ref()),
-                    action,
-                    change,
-                    operator,
-                    e.details_json
-                );
-            }
-        }
+        print_each(
+            json,
+            "lefi.admin.v1.AuditEntry",
+            &page.entries,
+            print_history_entry,
+        )?;
         if page.next_page_token.is_empty() {
             break;
         }
         request.page_token = page.next_page_token;
     }
     Ok(())
+}
+
+fn print_history_entry(e: &pb::AuditEntry) {
+    let action = pb::PartyAction::try_from(e.action)
+        .unwrap_or_default()
+        .as_str_name();
+    let before = match common::PartyState::try_from(e.before_state) {
+        Ok(common::PartyState::Unspecified) | Err(_) => "-",
+        Ok(s) => s.as_str_name(),
+    };
+    let change = format!("{before} → {}", state_name(e.after_state));
+    let operator = if e.operator_name.is_empty() {
+        "(server)"
+    } else {
+        e.operator_name.as_str()
+    };
+    println!(
+        "{:<6} {:<20} {:<24} {:<45} {:<20} {}",
+        e.entry_id,
+        time(e.time.as_ref()),
+        action,
+        change,
+        operator,
+        e.details_json
+    );
 }
 
 fn kind_name(k: i32) -> &'static str {
@@ -435,12 +442,12 @@ fn time(t: Option<&prost_types::Timestamp>) -> String {
 }
 
 /// Prints the party a mutating command returned, and what to do next.
-fn print_party_result(party: Option<pb::Party>, json: bool, full_name: &str) -> anyhow::Result<()> {
+fn print_party_result(party: Option<pb::Party>, json: bool) -> anyhow::Result<()> {
     let Some(party) = party else {
         anyhow::bail!("the server's response holds no party");
     };
     if json {
-        return print_json(&party, full_name);
+        return print_json(&party, "lefi.admin.v1.Party");
     }
     print_party(&party);
     if let Some(next) = next_step(&party) {

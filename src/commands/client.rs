@@ -1,16 +1,12 @@
-//! `lefi client …` (party API), and the connection and output helpers `lefi admin …` shares.
-//!
-//! Output is a readable table by default and one JSON object per line with `--json` (the
-//! protobuf JSON mapping, so scripts see the same field names as the proto files).
+//! `lefi client …` (party API), and the connection helpers `lefi admin …` and `lefi ingest` share.
+//! Output goes through [`super::output`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage};
 use tonic::transport::Channel;
 
+use super::output::{instant, print_each, print_json, truncate, yes_no};
 use crate::cli::{ClientArgs, ClientCommand, ConnectArgs, QueryArgs, RegisterCommand};
 use crate::client::{ClientPem, connect};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
@@ -111,37 +107,29 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
                 .await?
                 .into_inner();
             if json {
-                print_json(&me, "lefi.v1.WhoAmIResponse")?;
-            } else {
-                let kind = pb::PartyKind::try_from(me.kind).unwrap_or_default().as_str_name();
-                let state = pb::PartyState::try_from(me.state)
-                    .unwrap_or_default()
-                    .as_str_name();
-                let agreement = pb::AgreementType::try_from(me.agreement_type)
-                    .unwrap_or_default()
-                    .as_str_name();
-                println!("party         {} ({})", me.name, me.org_number);
-                println!("party id      {}", me.party_id);
-                println!("kind          {kind}");
-                println!("state         {state}");
-                println!(
-                    "agreement     {agreement} {} (valid from {})",
-                    me.agreement_id, me.agreement_valid_from
-                );
-                println!("legal bases   {}", me.granted_basis_codes.join(", "));
-                println!("benefits      {}", me.granted_benefit_type_codes.join(", "));
-                let expires = me
-                    .certificate_not_after
-                    .map(|t| {
-                        crate::domain::clock::format_instant(crate::domain::clock::from_micros(
-                            t.seconds.saturating_mul(1_000_000),
-                        ))
-                    })
-                    .unwrap_or_default();
-                println!("certificate   {} (expires {expires})", me.certificate_fingerprint);
-                if !me.termination_effective_date.is_empty() {
-                    println!("terminates    {}", me.termination_effective_date);
-                }
+                return print_json(&me, "lefi.v1.WhoAmIResponse");
+            }
+            let kind = pb::PartyKind::try_from(me.kind).unwrap_or_default().as_str_name();
+            let state = pb::PartyState::try_from(me.state)
+                .unwrap_or_default()
+                .as_str_name();
+            let agreement = pb::AgreementType::try_from(me.agreement_type)
+                .unwrap_or_default()
+                .as_str_name();
+            println!("party         {} ({})", me.name, me.org_number);
+            println!("party id      {}", me.party_id);
+            println!("kind          {kind}");
+            println!("state         {state}");
+            println!(
+                "agreement     {agreement} {} (valid from {})",
+                me.agreement_id, me.agreement_valid_from
+            );
+            println!("legal bases   {}", me.granted_basis_codes.join(", "));
+            println!("benefits      {}", me.granted_benefit_type_codes.join(", "));
+            let expires = instant(me.certificate_not_after).unwrap_or_default();
+            println!("certificate   {} (expires {expires})", me.certificate_fingerprint);
+            if !me.termination_effective_date.is_empty() {
+                println!("terminates    {}", me.termination_effective_date);
             }
             Ok(())
         }
@@ -154,29 +142,24 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
                 .await?
                 .into_inner()
                 .legal_bases;
-            if json {
-                for b in &bases {
-                    print_json(b, "lefi.v1.LegalBasis")?;
-                }
-            } else {
+            if !json {
                 println!(
                     "{:<27} {:<8} {:<9} {:<24} {:<42} STATUTE",
                     "CODE", "CONSENT", "OPEN CASE", "VALID", "PURPOSE"
                 );
-                for b in &bases {
-                    let valid = format!("{}..{}", b.valid_from, b.valid_to);
-                    println!(
-                        "{:<27} {:<8} {:<9} {:<24} {:<42} {}",
-                        b.code,
-                        yes_no(b.requires_consent),
-                        yes_no(b.requires_open_case),
-                        valid,
-                        truncate(&b.purpose, 42),
-                        b.statute_reference
-                    );
-                }
             }
-            Ok(())
+            print_each(json, "lefi.v1.LegalBasis", &bases, |b| {
+                let valid = format!("{}..{}", b.valid_from, b.valid_to);
+                println!(
+                    "{:<27} {:<8} {:<9} {:<24} {:<42} {}",
+                    b.code,
+                    yes_no(b.requires_consent),
+                    yes_no(b.requires_open_case),
+                    valid,
+                    truncate(&b.purpose, 42),
+                    b.statute_reference
+                );
+            })
         }
         ClientCommand::BenefitTypes => {
             let types = pb::party_service_client::PartyServiceClient::new(channel)
@@ -184,20 +167,15 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
                 .await?
                 .into_inner()
                 .benefit_types;
-            if json {
-                for t in &types {
-                    print_json(t, "lefi.v1.BenefitType")?;
-                }
-            } else {
+            if !json {
                 println!("{:<5} {:<7} NAME", "CODE", "AGENCY");
-                for t in &types {
-                    println!(
-                        "{:<5} {:<7} {} — {}",
-                        t.code, t.paying_agency, t.name_sv, t.name_en
-                    );
-                }
             }
-            Ok(())
+            print_each(json, "lefi.v1.BenefitType", &types, |t| {
+                println!(
+                    "{:<5} {:<7} {} — {}",
+                    t.code, t.paying_agency, t.name_sv, t.name_en
+                );
+            })
         }
         ClientCommand::Stream {
             cursor_file,
@@ -226,15 +204,15 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
 async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
     let mut answer = pb::query_service_client::QueryServiceClient::new(channel)
         .query_person(pb::QueryPersonRequest {
-            person_id: args.person.clone(),
-            benefit_type_codes: args.benefits.clone(),
+            person_id: args.target.person.clone(),
+            benefit_type_codes: args.target.benefits.clone(),
             period: Some(pb::DateRange {
                 from: args.from.clone(),
                 to: args.to.clone().unwrap_or_default(),
             }),
-            legal_basis: args.basis.clone(),
-            case_reference: args.case_reference.clone().unwrap_or_default(),
-            consent_id: args.consent_id.clone().unwrap_or_default(),
+            legal_basis: args.ground.basis.clone(),
+            case_reference: args.ground.case_reference.clone().unwrap_or_default(),
+            consent_id: args.ground.consent_id.clone().unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -485,14 +463,7 @@ pub(super) async fn register(channel: Channel, command: &RegisterCommand, json: 
             if json {
                 return print_json(&stats, "lefi.admin.v1.GetStatsResponse");
             }
-            let recorded = stats
-                .latest_recorded_at
-                .map(|t| {
-                    crate::domain::clock::format_instant(crate::domain::clock::from_micros(
-                        t.seconds.saturating_mul(1_000_000),
-                    ))
-                })
-                .unwrap_or_else(|| "-".to_string());
+            let recorded = instant(stats.latest_recorded_at).unwrap_or_else(|| "-".to_string());
             println!("persons             {}", stats.person_count);
             println!("facts               {}", stats.fact_count);
             println!("fact versions       {}", stats.fact_version_count);
@@ -519,35 +490,4 @@ pub(super) async fn health(channel: Channel) -> anyhow::Result<()> {
         .as_str_name();
     println!("{status}");
     Ok(())
-}
-
-fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
-    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).ok())
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the embedded protobuf descriptors do not decode"))
-}
-
-/// Prints `message` as one line of protobuf JSON.
-pub(super) fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
-    let descriptor = descriptors()?
-        .get_message_by_name(full_name)
-        .ok_or_else(|| anyhow::anyhow!("no descriptor for {full_name}"))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
-    println!("{}", serde_json::to_string(&dynamic)?);
-    Ok(())
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
 }

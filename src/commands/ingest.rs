@@ -294,7 +294,7 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
         }
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let mut generator = crate::synth::Synth::new(args.seed, until);
+    let mut generator = crate::dev::synth::Synth::new(args.seed, until);
     let mut facts = 0u64;
     for _ in 0..args.persons {
         for fact in generator.next_person()? {

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod ingest;
 mod orders;
+mod output;
 mod serve;
 
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ pub const EXIT_USAGE: u8 = 64;
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => return serve::run(args).await,
-        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Migrate(db) => migrate(&db.database_url).await,
         Command::Bench { command } => bench::run(command).await,
         Command::DevCerts(args) => dev_certs(args),
         Command::Operator { command } => operator(command).await,
@@ -53,14 +54,14 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
 fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
     match args.command {
         None => {
-            let outcome = crate::devcerts::ensure_dev_dir(&args.out, args.force)?;
+            let outcome = crate::dev::certs::ensure_dev_dir(&args.out, args.force)?;
             match outcome {
-                crate::devcerts::DevDirOutcome::Created => println!(
+                crate::dev::certs::DevDirOutcome::Created => println!(
                     "wrote a development CA and certificates to {}: ca.pem ca.key server.pem server.key \
                      operator.pem operator.key insurer.pem insurer.key municipality.pem municipality.key",
                     args.out.display()
                 ),
-                crate::devcerts::DevDirOutcome::AlreadyPresent => println!(
+                crate::dev::certs::DevDirOutcome::AlreadyPresent => println!(
                     "{} already holds every development certificate; use --force to regenerate them",
                     args.out.display()
                 ),
@@ -77,7 +78,7 @@ fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
             let org = crate::domain::OrgNumber::parse(&org_number)
                 .map_err(|e| anyhow::anyhow!("--org-number: {e}"))?;
             let stem = stem.unwrap_or_else(|| org.as_str().to_string());
-            let (cert, key) = crate::devcerts::issue_party_files(&dir, &org.to_string(), &name, &stem)?;
+            let (cert, key) = crate::dev::certs::issue_party_files(&dir, &org.to_string(), &name, &stem)?;
             println!("issued a client certificate for {name} ({org}):");
             println!("  certificate  {}", cert.display());
             println!("  private key  {}", key.display());
@@ -93,7 +94,7 @@ fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
 async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
     match command {
         OperatorCommand::Add {
-            database_url,
+            database,
             cert,
             name,
             role,
@@ -101,7 +102,7 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             let pem = std::fs::read(&cert)
                 .map_err(|e| anyhow::anyhow!("cannot read --cert '{}': {e}", cert.display()))?;
             let (facts, _) = crate::identity::certificate_facts(&pem)?;
-            let store = Store::connect(&database_url, 2).await?;
+            let store = Store::connect(&database.database_url, 2).await?;
             let role = match role {
                 OperatorRoleArg::Operator => OperatorRole::Operator,
                 OperatorRoleArg::Auditor => OperatorRole::Auditor,
@@ -117,8 +118,8 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        OperatorCommand::List { database_url } => {
-            let store = Store::connect(&database_url, 2).await?;
+        OperatorCommand::List(db) => {
+            let store = Store::connect(&db.database_url, 2).await?;
             println!(
                 "{:<30} {:<9} {:<8} FINGERPRINT (SHA-256)",
                 "NAME", "ROLE", "STATUS"

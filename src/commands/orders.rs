@@ -3,7 +3,7 @@
 
 use tonic::transport::Channel;
 
-use super::client::print_json;
+use super::output::{instant, print_each, print_json};
 use crate::cli::{AuditCommand, ConsentCommand, SubscribeArgs};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -36,12 +36,12 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
         .create_subscriptions(pb::CreateSubscriptionsRequest {
             items: vec![pb::NewSubscription {
                 client_reference: args.reference.clone(),
-                person_id: args.person.clone(),
-                benefit_type_codes: args.benefits.clone(),
+                person_id: args.target.person.clone(),
+                benefit_type_codes: args.target.benefits.clone(),
                 from_date: args.from.clone(),
-                legal_basis: args.basis.clone(),
-                case_reference: args.case_reference.clone().unwrap_or_default(),
-                consent_id: args.consent_id.clone().unwrap_or_default(),
+                legal_basis: args.ground.basis.clone(),
+                case_reference: args.ground.case_reference.clone().unwrap_or_default(),
+                consent_id: args.ground.consent_id.clone().unwrap_or_default(),
             }],
         })
         .await?
@@ -86,13 +86,12 @@ pub async fn subscriptions(channel: Channel, person: Option<&str>, json: bool) -
         );
     }
     while let Some(page) = pages.message().await? {
-        for s in &page.subscriptions {
-            if json {
-                print_json(s, "lefi.v1.Subscription")?;
-            } else {
-                print_subscription(s);
-            }
-        }
+        print_each(
+            json,
+            "lefi.v1.Subscription",
+            &page.subscriptions,
+            print_subscription,
+        )?;
     }
     Ok(())
 }
@@ -217,14 +216,7 @@ pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> 
                 .list_consents(pb::ListConsentsRequest::default())
                 .await?
                 .into_inner();
-            for c in &response.consents {
-                if json {
-                    print_json(c, "lefi.v1.Consent")?;
-                } else {
-                    print_consent(c);
-                }
-            }
-            Ok(())
+            print_each(json, "lefi.v1.Consent", &response.consents, print_consent)
         }
     }
 }
@@ -267,14 +259,7 @@ fn print_entry(e: &admin_pb::DisclosureEntry) {
     } else {
         reason
     };
-    let time = e
-        .time
-        .map(|t| {
-            crate::domain::clock::format_instant(crate::domain::clock::from_micros(
-                t.seconds.saturating_mul(1_000_000),
-            ))
-        })
-        .unwrap_or_default();
+    let time = instant(e.time).unwrap_or_default();
     println!(
         "{:>6} {} {:<18} {:<8} {:<22} {:<24} {:>5} rec {} {}",
         e.entry_id,
@@ -363,13 +348,7 @@ where
     let mut token = String::new();
     loop {
         let page = fetch(token).await?;
-        for e in &page.entries {
-            if json {
-                print_json(e, "lefi.admin.v1.DisclosureEntry")?;
-            } else {
-                print_entry(e);
-            }
-        }
+        print_each(json, "lefi.admin.v1.DisclosureEntry", &page.entries, print_entry)?;
         if page.next_page_token.is_empty() {
             return Ok(());
         }

@@ -15,11 +15,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         certs_dir: args.certs_dir.clone(),
     });
     if let Some(dev) = &dev {
-        match crate::devcerts::ensure_dev_dir(&dev.certs_dir, false) {
-            Ok(crate::devcerts::DevDirOutcome::Created) => {
+        match crate::dev::certs::ensure_dev_dir(&dev.certs_dir, false) {
+            Ok(crate::dev::certs::DevDirOutcome::Created) => {
                 tracing::info!(dir = %dev.certs_dir.display(), "generated development certificates");
             }
-            Ok(crate::devcerts::DevDirOutcome::AlreadyPresent) => {}
+            Ok(crate::dev::certs::DevDirOutcome::AlreadyPresent) => {}
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
@@ -49,8 +49,8 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
     let demo = match &dev {
         Some(dev) => {
-            let demo = crate::demo::seed(&store, &dev.certs_dir, &clock).await?;
-            let register = crate::demo_register::seed(&store, &dev.certs_dir, &clock).await?;
+            let demo = crate::dev::parties::seed(&store, &dev.certs_dir, &clock).await?;
+            let register = crate::dev::register::seed(&store, &dev.certs_dir, &clock).await?;
             Some((demo, register))
         }
         None => None,
@@ -62,7 +62,7 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let sample = match &dev {
         Some(_) => app
             .store()
-            .demo_person(crate::demo_register::DEMO_SOURCE_SYSTEM, "SJP")
+            .demo_person(crate::dev::register::DEMO_SOURCE_SYSTEM, "SJP")
             .await
             .ok()
             .flatten(),

@@ -169,38 +169,21 @@ mod tests {
 
     #[test]
     fn business_dates_are_swedish() {
-        // Winter (CET, UTC+1): 23:30 UTC is already the next day in Stockholm.
-        assert_eq!(
-            format_date(business_date(at("2026-01-14T23:30:00Z"))),
-            "2026-01-15"
-        );
-        assert_eq!(
-            format_date(business_date(at("2026-01-14T22:59:59Z"))),
-            "2026-01-14"
-        );
-        // Summer (CEST, UTC+2): from 22:00 UTC.
-        assert_eq!(
-            format_date(business_date(at("2026-06-30T22:00:00Z"))),
-            "2026-07-01"
-        );
-        assert_eq!(
-            format_date(business_date(at("2026-06-30T21:59:59Z"))),
-            "2026-06-30"
-        );
-        // New Year's Eve: the Swedish year turns an hour before UTC's.
-        assert_eq!(
-            format_date(business_date(at("2026-12-31T23:00:00Z"))),
-            "2027-01-01"
-        );
-        // Across the switch to summer time (2026-03-29 01:00 UTC).
-        assert_eq!(
-            format_date(business_date(at("2026-03-29T22:00:00Z"))),
-            "2026-03-30"
-        );
-        assert_eq!(
-            format_date(business_date(at("2026-03-28T23:00:00Z"))),
-            "2026-03-29"
-        );
+        for (instant, date) in [
+            // Winter (CET, UTC+1): 23:30 UTC is already the next day in Stockholm.
+            ("2026-01-14T23:30:00Z", "2026-01-15"),
+            ("2026-01-14T22:59:59Z", "2026-01-14"),
+            // Summer (CEST, UTC+2): from 22:00 UTC.
+            ("2026-06-30T22:00:00Z", "2026-07-01"),
+            ("2026-06-30T21:59:59Z", "2026-06-30"),
+            // New Year's Eve: the Swedish year turns an hour before UTC's.
+            ("2026-12-31T23:00:00Z", "2027-01-01"),
+            // Across the switch to summer time (2026-03-29 01:00 UTC).
+            ("2026-03-29T22:00:00Z", "2026-03-30"),
+            ("2026-03-28T23:00:00Z", "2026-03-29"),
+        ] {
+            assert_eq!(format_date(business_date(at(instant))), date, "{instant}");
+        }
     }
 
     #[test]
@@ -220,13 +203,17 @@ mod tests {
     fn dates_round_trip() {
         let d = parse_date("2024-02-29").unwrap();
         assert_eq!(format_date(d), "2024-02-29");
-        assert!(parse_date("2023-02-29").is_none());
-        assert!(parse_date("2023-13-01").is_none());
-        assert!(parse_date("yesterday").is_none());
-        assert!(parse_date("2023-00-10").is_none());
-        assert!(parse_date("2023-01-00").is_none());
-        assert!(parse_date("2023-1-10").is_none());
-        assert!(parse_date("2023-01-1x").is_none());
+        for not_a_date in [
+            "2023-02-29",
+            "2023-13-01",
+            "yesterday",
+            "2023-00-10",
+            "2023-01-00",
+            "2023-1-10",
+            "2023-01-1x",
+        ] {
+            assert!(parse_date(not_a_date).is_none(), "{not_a_date}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::personnummer::luhn_check_digit;
+use super::personnummer::{luhn_check_digit, split_digits};
 
 /// The prefix of the twelve-digit form, as text.
 const TWELVE_DIGIT_PREFIX: &str = "16";
@@ -106,21 +106,10 @@ impl OrgNumber {
 /// Reads a trimmed input as the values of its ten or twelve digits, dropping a `-` that
 /// stands before the last four, or gives `None` for any other shape.
 fn split_input(bytes: &[u8]) -> Option<Vec<u8>> {
-    let body: Vec<u8> = match bytes.len() {
-        10 | 12 => bytes.to_vec(),
-        11 | 13 => {
-            let (head, tail) = bytes.split_at_checked(bytes.len() - 5)?;
-            let (&separator, tail) = tail.split_first()?;
-            if separator != b'-' {
-                return None;
-            }
-            head.iter().chain(tail).copied().collect()
-        }
-        _ => return None,
-    };
-    body.iter()
-        .map(|byte| byte.is_ascii_digit().then(|| byte - b'0'))
-        .collect()
+    match split_digits(bytes)? {
+        (digits, None | Some(b'-')) => Some(digits),
+        (_, Some(_)) => None,
+    }
 }
 
 impl fmt::Display for OrgNumber {
@@ -171,20 +160,8 @@ impl Serialize for OrgNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::personnummer::oracle::check_digit as oracle_check_digit;
     use proptest::prelude::*;
-
-    /// An independent Luhn implementation over a string of digits, used as the test oracle.
-    fn oracle_check_digit(nine: &str) -> char {
-        let sum: u32 = nine
-            .chars()
-            .enumerate()
-            .map(|(i, c)| {
-                let product = c.to_digit(10).unwrap() * if i % 2 == 0 { 2 } else { 1 };
-                product / 10 + product % 10
-            })
-            .sum();
-        char::from_digit((10 - sum % 10) % 10, 10).unwrap()
-    }
 
     #[test]
     fn public_organisation_numbers_parse() {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use lefi::devcerts::Issued;
+use lefi::dev::certs::Issued;
 use lefi::domain::clock::format_date;
 use lefi::grpc::pb::lefi::admin::v1 as pb;
 use lefi::grpc::pb::lefi::v1 as common;

@@ -38,7 +38,7 @@ fn consent_request(app: &TestApp, basis: &str, evidence: &str) -> pb::RegisterCo
 
 async fn consents(
     app: &TestApp,
-    who: &lefi::devcerts::Issued,
+    who: &lefi::dev::certs::Issued,
 ) -> pb::consent_service_client::ConsentServiceClient<tonic::transport::Channel> {
     pb::consent_service_client::ConsentServiceClient::new(app.party_channel(who).await)
 }

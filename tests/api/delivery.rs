@@ -155,7 +155,7 @@ fn records_of(events: &[pb::StreamEvent]) -> Vec<pb::BenefitRecord> {
 }
 
 /// A cursor positioned at the current head, before any subscription exists.
-async fn head_cursor(app: &TestApp, who: &lefi::devcerts::Issued) -> String {
+async fn head_cursor(app: &TestApp, who: &lefi::dev::certs::Issued) -> String {
     let mut stream = open(app.party_channel(who).await, "", 0).await;
     let first = stream.message().await.unwrap().unwrap();
     assert!(is_heartbeat(&first));

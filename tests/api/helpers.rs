@@ -9,7 +9,7 @@ use std::time::Duration;
 use lefi::app::App;
 use lefi::client::ClientPem;
 use lefi::config::{DatabaseSettings, Settings, TlsMaterial};
-use lefi::devcerts::{DevCa, Issued};
+use lefi::dev::certs::{DevCa, Issued};
 use lefi::domain::clock::Clock;
 use lefi::domain::{OperatorRole, OrgNumber, PartyKind};
 use lefi::grpc::pb::lefi::admin::v1::{self as admin_pb, Party};

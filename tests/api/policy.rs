@@ -81,7 +81,7 @@ async fn extra_party(
     kind: PartyKind,
     bases: &[&str],
     valid_from: time::Date,
-) -> lefi::devcerts::Issued {
+) -> lefi::dev::certs::Issued {
     let cert = app.certs.ca.issue_client(name, Some(org)).unwrap();
     let party = NewConnectedParty {
         valid_from,

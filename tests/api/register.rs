@@ -208,7 +208,7 @@ fn query_request(person: &str, benefits: &[&str], from: &str, basis: &str) -> pb
 /// Runs a query and collects (header, records), checking the stream's shape.
 async fn query(
     app: &TestApp,
-    who: &lefi::devcerts::Issued,
+    who: &lefi::dev::certs::Issued,
     request: pb::QueryPersonRequest,
 ) -> Result<(pb::QueryPersonHeader, Vec<pb::BenefitRecord>), tonic::Status> {
     let mut client = pb::query_service_client::QueryServiceClient::new(app.party_channel(who).await);

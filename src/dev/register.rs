@@ -3,18 +3,18 @@
 //! and, when the register is empty, a small synthetic register so the demo shows data.
 //!
 //! Nothing here runs without `--dev`. The synthetic identity numbers come from the test range
-//! (birth numbers 980–999, see [`crate::synth`]).
+//! (birth numbers 980–999, see [`crate::dev::synth`]).
 
 use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::dev::synth::Synth;
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
 use crate::domain::register::versions::IngestResult;
 use crate::identity::certificate_facts;
 use crate::store::Store;
-use crate::synth::Synth;
 
 /// How many synthetic persons `serve --dev` loads into an empty register.
 pub const DEMO_PERSONS: usize = 200;
@@ -40,7 +40,7 @@ pub struct DemoRegisterSummary {
 pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Result<DemoRegisterSummary> {
     let cert_path = certs_dir.join("ingest.pem");
     if !cert_path.is_file() || !certs_dir.join("ingest.key").is_file() {
-        crate::devcerts::issue_party_files(
+        crate::dev::certs::issue_party_files(
             certs_dir,
             "Försäkringskassan (demo ingest)",
             DEMO_INGEST_OPERATOR,

@@ -1,4 +1,5 @@
-//! What `serve --dev` sets up: development certificates, a demo operator and two demo parties.
+//! The demo operator and the two demo parties that `serve --dev` registers, with the certificates it
+//! wrote into `certs-dev/`.
 //!
 //! The demo organisations are synthetic; nothing here runs without `--dev`.
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use time::macros::date;
 
-use crate::devcerts::{DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR};
+use crate::dev::certs::{DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR};
 use crate::domain::clock::Clock;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::identity::certificate_facts;

@@ -1,0 +1,353 @@
+//! `lefi bench delivery`: a synthetic register with one subscription per person, served over
+//! loopback mTLS in this process. Reports the snapshot rate beside two baselines measured in the
+//! same run (a bare tonic stream of the same messages over the same mTLS, and a plain sqlx paged
+//! read of the same rows), commit-to-delivery latency at a fixed commit rate, and memory.
+
+mod baselines;
+mod latency;
+mod slow_reader;
+mod snapshot;
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::measure::{cpu_per_item, cpu_secs, rss_kib};
+use super::{SynthRegister, connect_empty};
+use crate::app::App;
+use crate::cli::BenchDeliveryArgs;
+use crate::client::ClientPem;
+use crate::config::{DatabaseSettings, Settings, TlsMaterial};
+use crate::dev::certs::{DevCa, Issued};
+use crate::domain::clock::Clock;
+use crate::domain::{OrgNumber, PartyKind};
+use crate::grpc::pb::lefi::v1 as pb;
+use crate::store::Store;
+use crate::store::delivery::NewSubscription;
+use crate::store::parties::{Actor, NewConnectedParty};
+use snapshot::{SnapshotCount, fresh_stream};
+
+/// Messages kept from the snapshot for the bare-tonic baseline, which replays them as often as
+/// it takes to move as many records (keeping them all would weigh on the measured process).
+const KEPT_FOR_BASELINE: usize = 20_000;
+
+pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
+    let started_rss = rss_kib().unwrap_or(0);
+    let store = connect_empty(&options.database_url, 8).await?;
+    let clock = Clock::system();
+
+    // 1. A synthetic register and one party with one subscription per person.
+    println!("building a synthetic register of {} persons…", options.persons);
+    let persons = load_register(&store, options.persons, &clock).await?;
+    let ca = DevCa::generate("bench CA")?;
+    let server = ca.issue_server(&["localhost", "127.0.0.1"])?;
+    let client = ca.issue_client("Bench Försäkring AB", None)?;
+    let benefits: Vec<String> = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+    let party = BenchParty {
+        org_number: "556677-8899",
+        name: "Bench Försäkring AB",
+        agreement_id: "BENCH",
+    };
+    let party_id = party.insert(&store, &client, &benefits, &clock).await?;
+    // An ingest operator for the latency run, and a party without subscriptions whose streams
+    // stay idle (heartbeats only) for the memory run.
+    let ingest_cert = ca.issue_client("Bench Inläsning", None)?;
+    let (ingest_facts, _) = crate::identity::certificate_facts(ingest_cert.cert_pem.as_bytes())?;
+    store
+        .upsert_operator(
+            &ingest_facts.fingerprint,
+            "Bench Inläsning",
+            crate::domain::OperatorRole::Ingest,
+            clock.now_micros(),
+        )
+        .await?;
+    let idle_cert = ca.issue_client("Idle Försäkring AB", None)?;
+    let idle_party = BenchParty {
+        org_number: "556677-0003",
+        name: "Idle Försäkring AB",
+        agreement_id: "BENCH-IDLE",
+    };
+    idle_party.insert(&store, &idle_cert, &benefits, &clock).await?;
+    subscribe_everyone(&store, &party_id, &persons, &benefits, &clock).await?;
+    // As after any bulk load: let the database settle before anything is measured (otherwise
+    // PostgreSQL's autovacuum and the first reader's visibility bookkeeping land in the first
+    // snapshot).
+    store.settle().await?;
+
+    // 2. The server, on loopback.
+    let tls = TlsMaterial {
+        server_cert_pem: server.cert_pem.clone().into_bytes(),
+        server_key_pem: server.key_pem.clone().into_bytes(),
+        party_ca_pem: ca.cert_pem().as_bytes().to_vec(),
+        operator_ca_pem: ca.cert_pem().as_bytes().to_vec(),
+        crls: Vec::new(),
+    };
+    let settings = Settings {
+        party_addr: "127.0.0.1:0".parse()?,
+        admin_addr: "127.0.0.1:0".parse()?,
+        database: DatabaseSettings {
+            url: options.database_url.clone(),
+            max_connections: 8,
+        },
+        tls: tls.clone(),
+        heartbeat_interval: Duration::from_secs(15),
+        shutdown_grace: Duration::from_secs(5),
+        max_consent_days: 1096,
+    };
+    let app = App::build_with_store(settings, store.clone(), clock.clone()).await?;
+    let addr = format!("https://localhost:{}", app.party_addr()?.port());
+    let admin_addr = format!("https://localhost:{}", app.admin_addr()?.port());
+    let stop = CancellationToken::new();
+    let server_task = tokio::spawn(app.run_until(stop.clone()));
+    let pem = client_pem(&client, &ca);
+    let ingest_pem = client_pem(&ingest_cert, &ca);
+    let idle_pem = client_pem(&idle_cert, &ca);
+    let channel = crate::client::connect(&addr, &pem, None).await?;
+
+    // 3. The snapshot: one stream, every subscription's start snapshot.
+    let rss_before_stream = rss_kib().unwrap_or(0);
+    let postgres = store.kind() == crate::store::BackendKind::Postgres;
+    let cpu_before_stream = cpu_secs();
+    let started = Instant::now();
+    let mut stream = fresh_stream(channel.clone(), 1_000).await?;
+    let mut count = SnapshotCount::default();
+    let mut recorded: Vec<pb::StreamEvent> = Vec::new();
+    let mut peak_rss = rss_before_stream;
+    while count.snapshots < persons.len() {
+        let event = count.next(&mut stream, "the snapshot").await?;
+        if recorded.len() < KEPT_FOR_BASELINE {
+            recorded.push(event);
+        }
+        if count.snapshots % 1_000 == 0 {
+            peak_rss = peak_rss.max(rss_kib().unwrap_or(0));
+        }
+    }
+    let records = count.records;
+    let snapshot_secs = started.elapsed().as_secs_f64();
+    let snapshot_rate = records as f64 / snapshot_secs;
+    let snapshot_cpu = cpu_per_item(cpu_before_stream, cpu_secs(), records, postgres);
+
+    // 4. Baseline: a plain sqlx paged read of the same rows on the same backend.
+    let (rows, sqlx_rate, sqlx_cpu) = baselines::sqlx_read(&store, postgres).await?;
+
+    // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
+    let bare_records = records;
+    let bare_rate = baselines::bare_baseline(&tls, &pem, recorded, bare_records).await?;
+
+    // 5b. Optionally, the snapshot again with the policy check stubbed out and on, alternating.
+    let policy_comparison = if options.compare_policy_stub {
+        Some(snapshot::compare_policy_stub(&channel, persons.len()).await?)
+    } else {
+        None
+    };
+
+    // 6. Commit-to-delivery latency at a fixed commit rate, one fact per commit.
+    let admin = crate::client::connect(&admin_addr, &ingest_pem, None).await?;
+    let lat = latency::latency(admin, &persons, &mut stream, options.commits, options.commit_rate).await?;
+
+    // 7. Idle streams with heartbeats.
+    let per_stream = idle_stream_kib(&addr, &idle_pem, options.idle_streams).await?;
+
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
+
+    // 8. A slow reader against `lefi serve` in a process of its own, so that the memory
+    //    measured is the server's alone.
+    let slow = if options.slow_reader_records > 0 {
+        Some(
+            slow_reader::slow_reader(
+                &options.database_url,
+                &tls,
+                &pem,
+                persons.len(),
+                options.slow_reader_records,
+                options.slow_reader_rate,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
+    println!();
+    println!(
+        "backend                 {}",
+        crate::config::redact_url(&options.database_url)
+    );
+    println!("persons / subscriptions {}", persons.len());
+    println!(
+        "snapshot                {records} records in {snapshot_secs:.2} s = {snapshot_rate:.0} records/s \
+         (policy, disclosure log and mTLS included)"
+    );
+    println!("  per record            {snapshot_cpu} (server and this client, one process)");
+    println!(
+        "  baseline sqlx read    {rows} rows: {sqlx_rate:.0} rows/s  → snapshot/sqlx = {:.2}",
+        snapshot_rate / sqlx_rate
+    );
+    println!("  per row               {sqlx_cpu}");
+    println!(
+        "  baseline bare tonic   {bare_records} records: {bare_rate:.0} records/s  → snapshot/tonic = {:.2}",
+        snapshot_rate / bare_rate
+    );
+    println!(
+        "commit → delivery       {} commits at {}/s: p50 {:.1} ms, p99 {:.1} ms \
+         (of which ingest → committed answer: p50 {:.1} ms, p99 {:.1} ms)",
+        lat.delivered, options.commit_rate, lat.p50, lat.p99, lat.ack_p50, lat.ack_p99
+    );
+    if let Some((on, stubbed)) = policy_comparison {
+        println!(
+            "  policy on vs stubbed  {on:.0} vs {stubbed:.0} records/s (means of two fresh-stream runs each) \
+             → on/stubbed = {:.3}",
+            on / stubbed
+        );
+    }
+    println!(
+        "memory                  process RSS {} MiB at start, peak {} MiB during the snapshot",
+        started_rss / 1024,
+        peak_rss / 1024
+    );
+    if let Some((read, peak, end)) = slow {
+        println!(
+            "slow reader             {read} records at {}/s from `lefi serve` in its own process: \
+             server peak RSS {} MiB, {} MiB at the end",
+            options.slow_reader_rate,
+            peak / 1024,
+            end / 1024
+        );
+    }
+    println!(
+        "idle streams            {} streams with heartbeats: {:.1} KiB RSS each",
+        options.idle_streams, per_stream
+    );
+    Ok(())
+}
+
+/// Stores a deterministic synthetic register (seed 11) of `persons` persons in batches; returns
+/// their identity numbers.
+async fn load_register(store: &Store, persons: usize, clock: &Clock) -> anyhow::Result<Vec<String>> {
+    let mut register = SynthRegister::new(11);
+    let mut ids = Vec::with_capacity(persons);
+    let mut batch = Vec::new();
+    for _ in 0..persons {
+        let (person, facts) = register.next_person()?;
+        ids.extend(person);
+        batch.extend(facts);
+        if batch.len() >= 5_000 {
+            store
+                .ingest(std::mem::take(&mut batch), clock.now_micros())
+                .await?;
+        }
+    }
+    store.ingest(batch, clock.now_micros()).await?;
+    Ok(ids)
+}
+
+/// An insurer the benchmark registers as connected, with every benefit type and the basis
+/// INS_COORDINATION.
+struct BenchParty {
+    org_number: &'static str,
+    name: &'static str,
+    agreement_id: &'static str,
+}
+
+impl BenchParty {
+    /// Registers the party with `cert` as its certificate; returns its id.
+    async fn insert(
+        &self,
+        store: &Store,
+        cert: &Issued,
+        benefits: &[String],
+        clock: &Clock,
+    ) -> anyhow::Result<String> {
+        let (facts, _) = crate::identity::certificate_facts(cert.cert_pem.as_bytes())?;
+        let party = NewConnectedParty {
+            org_number: OrgNumber::parse(self.org_number).map_err(|e| anyhow::anyhow!("{e}"))?,
+            name: self.name.to_string(),
+            kind: PartyKind::Insurer,
+            contact_name: "Bench".to_string(),
+            contact_email: "bench@example.invalid".to_string(),
+            agreement_id: self.agreement_id.to_string(),
+            valid_from: time::macros::date!(2024 - 01 - 01),
+            notice_period_days: 90,
+            basis_codes: vec!["INS_COORDINATION".to_string()],
+            benefit_codes: benefits.to_vec(),
+            certificates: vec![facts],
+        };
+        Ok(store
+            .onboard_connected(&Actor::system("lefi bench"), &party, clock.now_micros())
+            .await?)
+    }
+}
+
+/// One subscription of the party per person, to every benefit type from 2000 on, created in
+/// batches.
+async fn subscribe_everyone(
+    store: &Store,
+    party_id: &str,
+    persons: &[String],
+    benefits: &[String],
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let mut items = Vec::new();
+    for (i, person) in persons.iter().enumerate() {
+        let person =
+            crate::domain::Personnummer::parse(person, clock.today()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        items.push(NewSubscription {
+            client_reference: format!("bench-{i}"),
+            person,
+            benefit_types: benefits.to_vec(),
+            from_date: time::macros::date!(2000 - 01 - 01),
+            legal_basis: "INS_COORDINATION".to_string(),
+            case_reference: None,
+            consent_id: None,
+        });
+        if items.len() == 10_000 {
+            store
+                .create_subscriptions(party_id, &std::mem::take(&mut items), clock.now_micros())
+                .await?;
+        }
+    }
+    store
+        .create_subscriptions(party_id, &items, clock.now_micros())
+        .await?;
+    Ok(())
+}
+
+/// The PEM files a benchmark client presents with `issued` and trusts the CA with.
+fn client_pem(issued: &Issued, ca: &DevCa) -> ClientPem {
+    ClientPem {
+        cert: issued.cert_pem.clone().into_bytes(),
+        key: issued.key_pem.clone().into_bytes(),
+        ca: ca.cert_pem().as_bytes().to_vec(),
+    }
+}
+
+/// Opens `count` idle streams (heartbeats only, about 100 to a connection) and returns the
+/// resident memory each added, in KiB.
+async fn idle_stream_kib(addr: &str, pem: &ClientPem, count: usize) -> anyhow::Result<f64> {
+    let before_idle = rss_kib().unwrap_or(0);
+    let mut idle = Vec::new();
+    let mut channels = Vec::new();
+    for _ in 0..(count / 100).max(1) {
+        channels.push(crate::client::connect(addr, pem, None).await?);
+    }
+    for i in 0..count {
+        let ch = channels[i % channels.len()].clone();
+        let mut s = pb::delivery_service_client::DeliveryServiceClient::new(ch)
+            .stream(pb::StreamRequest {
+                cursor: String::new(),
+                max_batch_records: 0,
+                heartbeat_interval: Some(prost_types::Duration {
+                    seconds: 15,
+                    nanos: 0,
+                }),
+            })
+            .await?
+            .into_inner();
+        s.message().await?;
+        idle.push(s);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_idle = rss_kib().unwrap_or(0);
+    Ok(after_idle.saturating_sub(before_idle) as f64 / count.max(1) as f64)
+}

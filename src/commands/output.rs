@@ -1,0 +1,66 @@
+//! How the client commands print: a readable table or text by default, one protobuf-JSON object a
+//! line with `--json` (the field names of the proto files, so scripts can rely on them).
+
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+
+fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
+    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the embedded protobuf descriptors do not decode"))
+}
+
+/// Prints `message` as one line of protobuf JSON.
+pub(super) fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
+    let descriptor = descriptors()?
+        .get_message_by_name(full_name)
+        .ok_or_else(|| anyhow::anyhow!("no descriptor for {full_name}"))?;
+    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    println!("{}", serde_json::to_string(&dynamic)?);
+    Ok(())
+}
+
+/// Prints each of `items` (messages named `full_name`) as a line of JSON with `--json`,
+/// otherwise as a table row through `row`.
+pub(super) fn print_each<'a, M: Message + 'a>(
+    json: bool,
+    full_name: &str,
+    items: impl IntoIterator<Item = &'a M>,
+    mut row: impl FnMut(&M),
+) -> anyhow::Result<()> {
+    for item in items {
+        if json {
+            print_json(item, full_name)?;
+        } else {
+            row(item);
+        }
+    }
+    Ok(())
+}
+
+/// A protobuf timestamp as RFC 3339 / ISO 8601 (whole seconds), for people.
+pub(super) fn instant(t: Option<prost_types::Timestamp>) -> Option<String> {
+    t.map(|t| {
+        crate::domain::clock::format_instant(crate::domain::clock::from_micros(
+            t.seconds.saturating_mul(1_000_000),
+        ))
+    })
+}
+
+pub(super) fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `s`, cut to `max` characters with an ellipsis.
+pub(super) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
