@@ -7,6 +7,7 @@
 
 mod lifecycle;
 mod rows;
+mod steps;
 
 use time::Date;
 
