@@ -2,71 +2,31 @@
 //! changes state, and the kinds of history events. Stored as the names below; the proto enums
 //! carry the same names with their prefixes.
 
-use std::fmt;
+use crate::domain::names::named_enum;
 
-/// A subscription's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubscriptionState {
-    Active,
-    Suspended,
-    Ended,
-}
-
-impl SubscriptionState {
-    pub const ALL: [Self; 3] = [Self::Active, Self::Suspended, Self::Ended];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Suspended => "SUSPENDED",
-            Self::Ended => "ENDED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+named_enum! {
+    /// A subscription's state.
+    pub enum SubscriptionState {
+        Active = "ACTIVE",
+        Suspended = "SUSPENDED",
+        Ended = "ENDED",
     }
 }
 
-impl fmt::Display for SubscriptionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Why a subscription was withdrawn. [`EndReason::withdrawn_state`] says whether it is suspended
+    /// (it can resume) or ended for good.
+    pub enum EndReason {
+        Cancelled = "CANCELLED",
+        ConsentEnded = "CONSENT_ENDED",
+        CaseClosed = "CASE_CLOSED",
+        PartyTerminated = "PARTY_TERMINATED",
+        BasisNoLongerInForce = "BASIS_NO_LONGER_IN_FORCE",
+        EndedByAgency = "ENDED_BY_AGENCY",
     }
-}
-
-/// Why a subscription was withdrawn. [`EndReason::withdrawn_state`] says whether it is suspended
-/// (it can resume) or ended for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    Cancelled,
-    ConsentEnded,
-    CaseClosed,
-    PartyTerminated,
-    BasisNoLongerInForce,
-    EndedByAgency,
 }
 
 impl EndReason {
-    pub const ALL: [Self; 6] = [
-        Self::Cancelled,
-        Self::ConsentEnded,
-        Self::CaseClosed,
-        Self::PartyTerminated,
-        Self::BasisNoLongerInForce,
-        Self::EndedByAgency,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cancelled => "CANCELLED",
-            Self::ConsentEnded => "CONSENT_ENDED",
-            Self::CaseClosed => "CASE_CLOSED",
-            Self::PartyTerminated => "PARTY_TERMINATED",
-            Self::BasisNoLongerInForce => "BASIS_NO_LONGER_IN_FORCE",
-            Self::EndedByAgency => "ENDED_BY_AGENCY",
-        }
-    }
-
     /// The state a withdrawal for this reason leaves an active subscription in: a consent that
     /// ended suspends it (a new consent for the same person and basis resumes it); every other
     /// reason ends it for good.
@@ -109,28 +69,13 @@ impl StateReason {
     }
 }
 
-/// Why a snapshot was put into a party's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SnapshotReason {
-    SubscriptionCreated,
-    FullRefresh,
-    /// The subscription resumed under a new consent.
-    Resumed,
-}
-
-impl SnapshotReason {
-    pub const ALL: [Self; 3] = [Self::SubscriptionCreated, Self::FullRefresh, Self::Resumed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SubscriptionCreated => "SUBSCRIPTION_CREATED",
-            Self::FullRefresh => "FULL_REFRESH",
-            Self::Resumed => "RESUMED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+named_enum! {
+    /// Why a snapshot was put into a party's history.
+    pub enum SnapshotReason {
+        SubscriptionCreated = "SUBSCRIPTION_CREATED",
+        FullRefresh = "FULL_REFRESH",
+        /// The subscription resumed under a new consent.
+        Resumed = "RESUMED",
     }
 }
 

@@ -2,6 +2,7 @@
 //! (allowed or denied) is one entry, and each entry's hash covers the one before it, so a changed,
 //! removed or inserted entry is found by recomputing the chain.
 
+use crate::domain::names::named_enum;
 use sha2::{Digest, Sha256};
 use time::Date;
 
@@ -11,56 +12,21 @@ use crate::domain::clock::{Micros, format_date};
 /// The hash that stands before the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Whether an access was allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Decision {
-    Allowed,
-    Denied,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allowed => "ALLOWED",
-            Self::Denied => "DENIED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Allowed, Self::Denied]
-            .into_iter()
-            .find(|d| d.as_str() == s)
+named_enum! {
+    /// Whether an access was allowed.
+    pub enum Decision {
+        Allowed = "ALLOWED",
+        Denied = "DENIED",
     }
 }
 
-/// The kind of access an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    SubscriptionOrder,
-    StreamDelivery,
-    Query,
-    OperatorView,
-}
-
-impl Channel {
-    pub const ALL: [Self; 4] = [
-        Self::SubscriptionOrder,
-        Self::StreamDelivery,
-        Self::Query,
-        Self::OperatorView,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SubscriptionOrder => "SUBSCRIPTION_ORDER",
-            Self::StreamDelivery => "STREAM_DELIVERY",
-            Self::Query => "QUERY",
-            Self::OperatorView => "OPERATOR_VIEW",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
+named_enum! {
+    /// The kind of access an entry records.
+    pub enum Channel {
+        SubscriptionOrder = "SUBSCRIPTION_ORDER",
+        StreamDelivery = "STREAM_DELIVERY",
+        Query = "QUERY",
+        OperatorView = "OPERATOR_VIEW",
     }
 }
 

@@ -11,92 +11,42 @@
 //! these inside the transaction that makes the change, so the rules and the change cannot drift
 //! apart.
 
+use crate::domain::names::named_enum;
 use std::fmt;
 
 use time::Date;
 
 use super::{OrgNumber, PartyKind, PartyState};
 
-/// An administrative action on a party, as recorded in its audit history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PartyAction {
-    /// The application (anmälan) was registered.
-    Apply,
-    /// The agreement (avtal or överenskommelse) was sent.
-    SendAgreement,
-    /// One signature of the agreement was recorded.
-    RecordSignature,
-    /// A client certificate was registered.
-    AddCertificate,
-    /// A client certificate was revoked.
-    RevokeCertificate,
-    /// A termination (uppsägning) was registered.
-    ScheduleTermination,
-    /// A scheduled termination was withdrawn.
-    WithdrawTermination,
-    /// A scheduled termination reached its effective date (recorded by the server).
-    TerminationTookEffect,
-}
-
-impl PartyAction {
-    pub const ALL: [PartyAction; 8] = [
-        Self::Apply,
-        Self::SendAgreement,
-        Self::RecordSignature,
-        Self::AddCertificate,
-        Self::RevokeCertificate,
-        Self::ScheduleTermination,
-        Self::WithdrawTermination,
-        Self::TerminationTookEffect,
-    ];
-
-    /// The storage and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Apply => "APPLY",
-            Self::SendAgreement => "SEND_AGREEMENT",
-            Self::RecordSignature => "RECORD_SIGNATURE",
-            Self::AddCertificate => "ADD_CERTIFICATE",
-            Self::RevokeCertificate => "REVOKE_CERTIFICATE",
-            Self::ScheduleTermination => "SCHEDULE_TERMINATION",
-            Self::WithdrawTermination => "WITHDRAW_TERMINATION",
-            Self::TerminationTookEffect => "TERMINATION_TOOK_EFFECT",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
+named_enum! {
+    /// An administrative action on a party, as recorded in its audit history.
+    pub enum PartyAction {
+        /// The application (anmälan) was registered.
+        Apply = "APPLY",
+        /// The agreement (avtal or överenskommelse) was sent.
+        SendAgreement = "SEND_AGREEMENT",
+        /// One signature of the agreement was recorded.
+        RecordSignature = "RECORD_SIGNATURE",
+        /// A client certificate was registered.
+        AddCertificate = "ADD_CERTIFICATE",
+        /// A client certificate was revoked.
+        RevokeCertificate = "REVOKE_CERTIFICATE",
+        /// A termination (uppsägning) was registered.
+        ScheduleTermination = "SCHEDULE_TERMINATION",
+        /// A scheduled termination was withdrawn.
+        WithdrawTermination = "WITHDRAW_TERMINATION",
+        /// A scheduled termination reached its effective date (recorded by the server).
+        TerminationTookEffect = "TERMINATION_TOOK_EFFECT",
     }
 }
 
-impl fmt::Display for PartyAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which side signed the agreement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signer {
-    /// The insurer or authority.
-    Party,
-    /// The agency (Försäkringskassan).
-    Agency,
-}
-
-impl Signer {
-    /// The storage and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Party => "PARTY",
-            Self::Agency => "AGENCY",
-        }
-    }
-}
-
-impl fmt::Display for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Which side signed the agreement.
+    pub enum Signer {
+        /// The insurer or authority.
+        Party = "PARTY",
+        /// The agency (Försäkringskassan).
+        Agency = "AGENCY",
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod delivery;
 pub mod disclosure;
 pub mod lifecycle;
+pub(crate) mod names;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;

@@ -1,44 +1,31 @@
 //! Parties, their lifecycle states, and operator roles.
 
-use std::fmt;
+use crate::domain::names::named_enum;
 
-/// What kind of organisation a party is; it decides the agreement type and the legal bases it may
-/// invoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PartyKind {
-    /// Försäkringsbolag or försäkringsförmedlare; signs an *avtal*.
-    Insurer,
-    /// Statlig myndighet; signs an *överenskommelse*.
-    StateAuthority,
-    /// Kommunal myndighet, e.g. a socialnämnd; signs an *överenskommelse*.
-    MunicipalAuthority,
+named_enum! {
+    /// What kind of organisation a party is; it decides the agreement type and the legal bases it
+    /// may invoke.
+    pub enum PartyKind {
+        /// Försäkringsbolag or försäkringsförmedlare; signs an *avtal*.
+        Insurer = "INSURER",
+        /// Statlig myndighet; signs an *överenskommelse*.
+        StateAuthority = "STATE_AUTHORITY",
+        /// Kommunal myndighet, e.g. a socialnämnd; signs an *överenskommelse*.
+        MunicipalAuthority = "MUNICIPAL_AUTHORITY",
+    }
 }
 
-/// The agreement a party signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AgreementType {
-    /// The insurers' agreement.
-    Avtal,
-    /// The authorities' arrangement.
-    Overenskommelse,
+named_enum! {
+    /// The agreement a party signs.
+    pub enum AgreementType {
+        /// The insurers' agreement.
+        Avtal = "AVTAL",
+        /// The authorities' arrangement.
+        Overenskommelse = "OVERENSKOMMELSE",
+    }
 }
 
 impl PartyKind {
-    pub const ALL: [PartyKind; 3] = [Self::Insurer, Self::StateAuthority, Self::MunicipalAuthority];
-
-    /// The storage and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Insurer => "INSURER",
-            Self::StateAuthority => "STATE_AUTHORITY",
-            Self::MunicipalAuthority => "MUNICIPAL_AUTHORITY",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// Insurers sign an avtal, authorities an överenskommelse.
     pub fn agreement_type(self) -> AgreementType {
         match self {
@@ -47,110 +34,34 @@ impl PartyKind {
         }
     }
 
+    /// Whether the party is an authority (state or municipal).
     pub fn is_authority(self) -> bool {
         !matches!(self, Self::Insurer)
     }
 }
 
-impl AgreementType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Avtal => "AVTAL",
-            Self::Overenskommelse => "OVERENSKOMMELSE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Avtal, Self::Overenskommelse]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+named_enum! {
+    /// Where a party is in its lifecycle:
+    /// `APPLIED → AGREEMENT_SENT → SIGNED → CONNECTED → (TERMINATION_SCHEDULED) → TERMINATED`.
+    pub enum PartyState {
+        Applied = "APPLIED",
+        AgreementSent = "AGREEMENT_SENT",
+        Signed = "SIGNED",
+        Connected = "CONNECTED",
+        TerminationScheduled = "TERMINATION_SCHEDULED",
+        Terminated = "TERMINATED",
     }
 }
 
-/// Where a party is in its lifecycle:
-/// `APPLIED → AGREEMENT_SENT → SIGNED → CONNECTED → (TERMINATION_SCHEDULED) → TERMINATED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PartyState {
-    Applied,
-    AgreementSent,
-    Signed,
-    Connected,
-    TerminationScheduled,
-    Terminated,
-}
-
-impl PartyState {
-    pub const ALL: [PartyState; 6] = [
-        Self::Applied,
-        Self::AgreementSent,
-        Self::Signed,
-        Self::Connected,
-        Self::TerminationScheduled,
-        Self::Terminated,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "APPLIED",
-            Self::AgreementSent => "AGREEMENT_SENT",
-            Self::Signed => "SIGNED",
-            Self::Connected => "CONNECTED",
-            Self::TerminationScheduled => "TERMINATION_SCHEDULED",
-            Self::Terminated => "TERMINATED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for PartyState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for PartyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What an operator may do on the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OperatorRole {
-    /// Onboards and terminates parties and manages their certificates.
-    Operator,
-    /// Reads: lists, shows, audit queries.
-    Auditor,
-    /// Feeds the benefit register.
-    Ingest,
-}
-
-impl OperatorRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Operator => "operator",
-            Self::Auditor => "auditor",
-            Self::Ingest => "ingest",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Operator, Self::Auditor, Self::Ingest]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
-
-impl OperatorRole {
-    pub const ALL: [OperatorRole; 3] = [Self::Operator, Self::Auditor, Self::Ingest];
-}
-
-impl fmt::Display for OperatorRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// An operator's role on the admin API (what each may do: `policy::operator`).
+    pub enum OperatorRole {
+        /// Onboards and terminates parties and manages their certificates.
+        Operator = "operator",
+        /// Reads: lists, shows, audit queries.
+        Auditor = "auditor",
+        /// Feeds the benefit register.
+        Ingest = "ingest",
     }
 }
 

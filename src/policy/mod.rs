@@ -19,6 +19,8 @@ pub mod operator;
 
 use time::Date;
 
+use crate::domain::names::named_enum;
+
 use crate::domain::catalogue::{Agreement, LegalBasis};
 use crate::domain::clock::Micros;
 use crate::domain::delivery::EndReason;
@@ -121,34 +123,21 @@ impl Permit {
     }
 }
 
-/// Why a consent does not hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsentProblem {
-    /// No consent with this id exists for this party.
-    Unknown,
-    /// The consent's expiry date has passed.
-    Expired,
-    /// The consent was revoked.
-    Revoked,
-    /// The consent concerns another person.
-    OtherPerson,
-    /// The consent covers another basis (purpose).
-    OtherBasis,
-    /// The consent is dated after today.
-    NotYetGiven,
-}
-
-impl ConsentProblem {
-    /// The stable name used in `ErrorInfo.metadata["consent_problem"]`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "UNKNOWN",
-            Self::Expired => "EXPIRED",
-            Self::Revoked => "REVOKED",
-            Self::OtherPerson => "OTHER_PERSON",
-            Self::OtherBasis => "OTHER_BASIS",
-            Self::NotYetGiven => "NOT_YET_GIVEN",
-        }
+named_enum! {
+    /// Why a consent does not hold.
+    pub enum ConsentProblem {
+        /// No consent with this id exists for this party.
+        Unknown = "UNKNOWN",
+        /// The consent's expiry date has passed.
+        Expired = "EXPIRED",
+        /// The consent was revoked.
+        Revoked = "REVOKED",
+        /// The consent concerns another person.
+        OtherPerson = "OTHER_PERSON",
+        /// The consent covers another basis (purpose).
+        OtherBasis = "OTHER_BASIS",
+        /// The consent is dated after today.
+        NotYetGiven = "NOT_YET_GIVEN",
     }
 }
 

@@ -8,6 +8,7 @@
 //! Money is integer öre (`i64`) everywhere. Business dates are [`time::Date`], written
 //! `YYYY-MM-DD`.
 
+use crate::domain::names::named_enum;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::Date;
@@ -88,70 +89,32 @@ impl std::fmt::Display for FactError {
     }
 }
 
-/// What a version does to its fact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecordKind {
-    /// The first version.
-    New,
-    /// A later version that replaces the fact completely.
-    Correction,
-    /// The fact is withdrawn; the version carries the last content for reference.
-    Retraction,
-}
-
-impl RecordKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "NEW",
-            Self::Correction => "CORRECTION",
-            Self::Retraction => "RETRACTION",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::New, Self::Correction, Self::Retraction]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+named_enum! {
+    /// What a version does to its fact.
+    pub enum RecordKind {
+        /// The first version.
+        New = "NEW",
+        /// A later version that replaces the fact completely.
+        Correction = "CORRECTION",
+        /// The fact is withdrawn; the version carries the last content for reference.
+        Retraction = "RETRACTION",
     }
 }
 
-/// Which kind of body a fact has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FactType {
-    Case,
-    Period,
-    Decision,
-    Payment,
-    Event,
-    /// A person's own data (name, protection, death).
-    Person,
+named_enum! {
+    /// Which kind of body a fact has.
+    pub enum FactType {
+        Case = "CASE",
+        Period = "PERIOD",
+        Decision = "DECISION",
+        Payment = "PAYMENT",
+        Event = "EVENT",
+        /// A person's own data (name, protection, death).
+        Person = "PERSON",
+    }
 }
 
 impl FactType {
-    pub const ALL: [FactType; 6] = [
-        Self::Case,
-        Self::Period,
-        Self::Decision,
-        Self::Payment,
-        Self::Event,
-        Self::Person,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Case => "CASE",
-            Self::Period => "PERIOD",
-            Self::Decision => "DECISION",
-            Self::Payment => "PAYMENT",
-            Self::Event => "EVENT",
-            Self::Person => "PERSON",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// The name of the body field in `lefi.admin.v1.Fact`, for error messages.
     pub fn field_name(self) -> &'static str {
         match self {
