@@ -19,40 +19,63 @@ use crate::grpc::pb::lefi::v1 as pb;
 use crate::store::consents::Consent;
 use crate::store::delivery::Subscription;
 
-pub fn party_kind(k: PartyKind) -> pb::PartyKind {
-    match k {
-        PartyKind::Insurer => pb::PartyKind::Insurer,
-        PartyKind::StateAuthority => pb::PartyKind::StateAuthority,
-        PartyKind::MunicipalAuthority => pb::PartyKind::MunicipalAuthority,
-    }
+/// Declares the conversions between a domain enum and the proto enum with the same variant
+/// names: `$to(value) -> proto` and, when named, `$from(number) -> Option<value>` (`None` for the
+/// unspecified value and numbers the proto does not define).
+macro_rules! wire_enum {
+    ($domain:ident => $m:ident::$wire:ident { $($variant:ident),+ $(,)? } as $to:ident, $from:ident) => {
+        wire_enum!($domain => $m::$wire { $($variant),+ } as $to);
+
+        pub fn $from(n: i32) -> Option<$domain> {
+            match $m::$wire::try_from(n).ok()? {
+                $( $m::$wire::$variant => Some($domain::$variant), )+
+                #[allow(unreachable_patterns)]
+                _ => None,
+            }
+        }
+    };
+    ($domain:ident => $m:ident::$wire:ident { $($variant:ident),+ $(,)? } as $to:ident) => {
+        pub fn $to(v: $domain) -> $m::$wire {
+            match v {
+                $( $domain::$variant => $m::$wire::$variant ),+
+            }
+        }
+    };
 }
 
-pub fn party_kind_from(k: pb::PartyKind) -> Option<PartyKind> {
-    match k {
-        pb::PartyKind::Unspecified => None,
-        pb::PartyKind::Insurer => Some(PartyKind::Insurer),
-        pb::PartyKind::StateAuthority => Some(PartyKind::StateAuthority),
-        pb::PartyKind::MunicipalAuthority => Some(PartyKind::MunicipalAuthority),
-    }
-}
+wire_enum!(PartyKind => pb::PartyKind { Insurer, StateAuthority, MunicipalAuthority } as party_kind, party_kind_from);
+wire_enum!(
+    PartyState => pb::PartyState {
+        Applied,
+        AgreementSent,
+        Signed,
+        Connected,
+        TerminationScheduled,
+        Terminated,
+    } as party_state, party_state_from
+);
+wire_enum!(AgreementType => pb::AgreementType { Avtal, Overenskommelse } as agreement_type);
+wire_enum!(RecordKind => pb::RecordKind { New, Correction, Retraction } as record_kind, record_kind_from);
+wire_enum!(
+    SubscriptionState => pb::SubscriptionState { Active, Suspended, Ended }
+    as subscription_state, subscription_state_from
+);
+wire_enum!(CaseStatus => pb::BenefitCaseStatus { Open, Closed } as case_status, case_status_from);
+wire_enum!(Extent => pb::CompensationExtent { Full, ThreeQuarters, Half, OneQuarter } as extent, extent_from);
+wire_enum!(
+    DecisionKind => pb::DecisionKind { Granted, Rejected, Withdrawn, Blocked, Unblocked }
+    as decision_kind, decision_kind_from
+);
+wire_enum!(
+    PersonEventKind => pb::PersonEventKind {
+        LifeCertificateReceived,
+        LifeCertificateMissing,
+        DeathRegistered,
+        SicknessCaseClosed,
+    } as person_event_kind, person_event_kind_from
+);
 
-pub fn party_state(s: PartyState) -> pb::PartyState {
-    match s {
-        PartyState::Applied => pb::PartyState::Applied,
-        PartyState::AgreementSent => pb::PartyState::AgreementSent,
-        PartyState::Signed => pb::PartyState::Signed,
-        PartyState::Connected => pb::PartyState::Connected,
-        PartyState::TerminationScheduled => pb::PartyState::TerminationScheduled,
-        PartyState::Terminated => pb::PartyState::Terminated,
-    }
-}
-
-pub fn agreement_type(t: AgreementType) -> pb::AgreementType {
-    match t {
-        AgreementType::Avtal => pb::AgreementType::Avtal,
-        AgreementType::Overenskommelse => pb::AgreementType::Overenskommelse,
-    }
-}
+pub(crate) use wire_enum;
 
 pub fn legal_basis(b: &LegalBasis) -> pb::LegalBasis {
     pb::LegalBasis {
@@ -151,15 +174,7 @@ pub fn date_range(field: &str, r: &pb::DateRange) -> Result<DateRange, FactError
 pub fn new_fact(fact: admin_pb::Fact, today: Date) -> Result<NewFact, FactError> {
     let person = Personnummer::parse(&fact.person_id, today)
         .map_err(|e| FactError::new(RejectReason::PersonIdInvalid, "person_id", e.to_string()))?;
-    let kind = required_enum(
-        "kind",
-        match pb::RecordKind::try_from(fact.kind).ok() {
-            Some(pb::RecordKind::New) => Some(RecordKind::New),
-            Some(pb::RecordKind::Correction) => Some(RecordKind::Correction),
-            Some(pb::RecordKind::Retraction) => Some(RecordKind::Retraction),
-            _ => None,
-        },
-    )?;
+    let kind = required_enum("kind", record_kind_from(fact.kind))?;
     let valid = match &fact.valid {
         Some(v) if !(v.from.is_empty() && v.to.is_empty()) => Some(date_range("valid", v)?),
         _ => None,
@@ -186,44 +201,18 @@ fn fact_body(body: admin_pb::fact::Body) -> Result<FactBody, FactError> {
             parent_case_id: (!c.parent_case_id.is_empty()).then_some(c.parent_case_id),
             opened: fact_date("case.opened", &c.opened)?,
             closed: fact_date_opt("case.closed", &c.closed)?,
-            status: required_enum(
-                "case.status",
-                match pb::BenefitCaseStatus::try_from(c.status).ok() {
-                    Some(pb::BenefitCaseStatus::Open) => Some(CaseStatus::Open),
-                    Some(pb::BenefitCaseStatus::Closed) => Some(CaseStatus::Closed),
-                    _ => None,
-                },
-            )?,
+            status: required_enum("case.status", case_status_from(c.status))?,
         }),
         Body::CompensationPeriod(p) => FactBody::Period(CompensationPeriod {
             case_id: p.case_id,
             from: fact_date("compensation_period.from", &p.from)?,
             to: fact_date("compensation_period.to", &p.to)?,
-            extent: required_enum(
-                "compensation_period.extent",
-                match pb::CompensationExtent::try_from(p.extent).ok() {
-                    Some(pb::CompensationExtent::Full) => Some(Extent::Full),
-                    Some(pb::CompensationExtent::ThreeQuarters) => Some(Extent::ThreeQuarters),
-                    Some(pb::CompensationExtent::Half) => Some(Extent::Half),
-                    Some(pb::CompensationExtent::OneQuarter) => Some(Extent::OneQuarter),
-                    _ => None,
-                },
-            )?,
+            extent: required_enum("compensation_period.extent", extent_from(p.extent))?,
             daily_amount_ore: p.daily_amount_ore,
         }),
         Body::Decision(d) => FactBody::Decision(Decision {
             case_id: d.case_id,
-            kind: required_enum(
-                "decision.kind",
-                match pb::DecisionKind::try_from(d.kind).ok() {
-                    Some(pb::DecisionKind::Granted) => Some(DecisionKind::Granted),
-                    Some(pb::DecisionKind::Rejected) => Some(DecisionKind::Rejected),
-                    Some(pb::DecisionKind::Withdrawn) => Some(DecisionKind::Withdrawn),
-                    Some(pb::DecisionKind::Blocked) => Some(DecisionKind::Blocked),
-                    Some(pb::DecisionKind::Unblocked) => Some(DecisionKind::Unblocked),
-                    _ => None,
-                },
-            )?,
+            kind: required_enum("decision.kind", decision_kind_from(d.kind))?,
             effective_from: fact_date("decision.effective_from", &d.effective_from)?,
             decided_on: fact_date("decision.decided_on", &d.decided_on)?,
         }),
@@ -251,22 +240,7 @@ fn fact_body(body: admin_pb::fact::Body) -> Result<FactBody, FactError> {
             })
         }
         Body::PersonEvent(e) => FactBody::Event(PersonEvent {
-            kind: required_enum(
-                "person_event.kind",
-                match pb::PersonEventKind::try_from(e.kind).ok() {
-                    Some(pb::PersonEventKind::LifeCertificateReceived) => {
-                        Some(PersonEventKind::LifeCertificateReceived)
-                    }
-                    Some(pb::PersonEventKind::LifeCertificateMissing) => {
-                        Some(PersonEventKind::LifeCertificateMissing)
-                    }
-                    Some(pb::PersonEventKind::DeathRegistered) => Some(PersonEventKind::DeathRegistered),
-                    Some(pb::PersonEventKind::SicknessCaseClosed) => {
-                        Some(PersonEventKind::SicknessCaseClosed)
-                    }
-                    _ => None,
-                },
-            )?,
+            kind: required_enum("person_event.kind", person_event_kind_from(e.kind))?,
             event_date: fact_date("person_event.event_date", &e.event_date)?,
         }),
         Body::Person(p) => FactBody::Person(PersonData {
@@ -284,14 +258,6 @@ fn wire_range(r: &DateRange) -> pb::DateRange {
     }
 }
 
-fn record_kind(k: RecordKind) -> pb::RecordKind {
-    match k {
-        RecordKind::New => pb::RecordKind::New,
-        RecordKind::Correction => pb::RecordKind::Correction,
-        RecordKind::Retraction => pb::RecordKind::Retraction,
-    }
-}
-
 /// The wire form of a benefit fact's body; `None` for a person's own data (not a benefit record).
 fn record_fact(body: FactBody) -> Option<pb::benefit_record::Fact> {
     use pb::benefit_record::Fact;
@@ -301,32 +267,18 @@ fn record_fact(body: FactBody) -> Option<pb::benefit_record::Fact> {
             parent_case_id: c.parent_case_id.unwrap_or_default(),
             opened: format_date(c.opened),
             closed: c.closed.map(format_date).unwrap_or_default(),
-            status: match c.status {
-                CaseStatus::Open => pb::BenefitCaseStatus::Open,
-                CaseStatus::Closed => pb::BenefitCaseStatus::Closed,
-            } as i32,
+            status: case_status(c.status) as i32,
         }),
         FactBody::Period(p) => Fact::CompensationPeriod(pb::CompensationPeriod {
             case_id: p.case_id,
             from: format_date(p.from),
             to: format_date(p.to),
-            extent: match p.extent {
-                Extent::Full => pb::CompensationExtent::Full,
-                Extent::ThreeQuarters => pb::CompensationExtent::ThreeQuarters,
-                Extent::Half => pb::CompensationExtent::Half,
-                Extent::OneQuarter => pb::CompensationExtent::OneQuarter,
-            } as i32,
+            extent: extent(p.extent) as i32,
             daily_amount_ore: p.daily_amount_ore,
         }),
         FactBody::Decision(d) => Fact::Decision(pb::Decision {
             case_id: d.case_id,
-            kind: match d.kind {
-                DecisionKind::Granted => pb::DecisionKind::Granted,
-                DecisionKind::Rejected => pb::DecisionKind::Rejected,
-                DecisionKind::Withdrawn => pb::DecisionKind::Withdrawn,
-                DecisionKind::Blocked => pb::DecisionKind::Blocked,
-                DecisionKind::Unblocked => pb::DecisionKind::Unblocked,
-            } as i32,
+            kind: decision_kind(d.kind) as i32,
             effective_from: format_date(d.effective_from),
             decided_on: format_date(d.decided_on),
         }),
@@ -348,12 +300,7 @@ fn record_fact(body: FactBody) -> Option<pb::benefit_record::Fact> {
             payer: p.payer,
         }),
         FactBody::Event(e) => Fact::PersonEvent(pb::PersonEvent {
-            kind: match e.kind {
-                PersonEventKind::LifeCertificateReceived => pb::PersonEventKind::LifeCertificateReceived,
-                PersonEventKind::LifeCertificateMissing => pb::PersonEventKind::LifeCertificateMissing,
-                PersonEventKind::DeathRegistered => pb::PersonEventKind::DeathRegistered,
-                PersonEventKind::SicknessCaseClosed => pb::PersonEventKind::SicknessCaseClosed,
-            } as i32,
+            kind: person_event_kind(e.kind) as i32,
             event_date: format_date(e.event_date),
         }),
         FactBody::Person(_) => return None,
@@ -414,25 +361,6 @@ pub fn person(id: &Personnummer, data: &PersonData, audience: Audience) -> pb::P
     }
 }
 
-/// A subscription's state as the proto shows it.
-pub fn subscription_state(s: SubscriptionState) -> pb::SubscriptionState {
-    match s {
-        SubscriptionState::Active => pb::SubscriptionState::Active,
-        SubscriptionState::Suspended => pb::SubscriptionState::Suspended,
-        SubscriptionState::Ended => pb::SubscriptionState::Ended,
-    }
-}
-
-/// A proto subscription state as the domain's (`None` for unspecified or unknown numbers).
-pub fn subscription_state_from(n: i32) -> Option<SubscriptionState> {
-    match pb::SubscriptionState::try_from(n).ok()? {
-        pb::SubscriptionState::Unspecified => None,
-        pb::SubscriptionState::Active => Some(SubscriptionState::Active),
-        pb::SubscriptionState::Suspended => Some(SubscriptionState::Suspended),
-        pb::SubscriptionState::Ended => Some(SubscriptionState::Ended),
-    }
-}
-
 /// Why a subscription is in its state, as the proto shows it.
 pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason {
     use crate::domain::delivery::EndReason as E;
@@ -485,6 +413,22 @@ pub fn consent_state_from(n: i32) -> Option<pb::ConsentState> {
     pb::ConsentState::try_from(n)
         .ok()
         .filter(|s| *s != pb::ConsentState::Unspecified)
+}
+
+/// The consents a listing shows, each with its message in its state on `today`: those whose state
+/// is one of `states` (proto numbers, checked), or all when `states` is empty.
+pub fn consent_listing<'a>(
+    consents: &'a [Consent],
+    states: &[i32],
+    today: Date,
+) -> Result<Vec<(&'a Consent, pb::Consent)>, crate::grpc::fields::FieldError> {
+    let states =
+        crate::grpc::fields::enum_list("states", states, consent_state_from, "VALID, EXPIRED and REVOKED")?;
+    Ok(consents
+        .iter()
+        .map(|c| (c, consent(c, today)))
+        .filter(|(_, m)| states.is_empty() || states.iter().any(|s| *s as i32 == m.state))
+        .collect())
 }
 
 /// A consent as the proto shows it, in its state on `today`.

@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::disclosure::{ChainProblem, ChainVerdict, Channel, Decision, DisclosureEntry};
+use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::{self, timestamp};
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::operator_with;
@@ -13,15 +14,8 @@ use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as party_pb;
 use crate::grpc::status::{self, Missing};
 use crate::policy::operator::AdminRight;
-use crate::state::AppState;
 use crate::store::consents::{ConsentFilter, RevokedBy};
 use crate::store::disclosure_log::DisclosureQuery;
-
-/// `lefi.admin.v1.AuditAdminService`.
-#[derive(Debug, Clone)]
-pub struct AuditApi {
-    pub state: AppState,
-}
 
 fn time_range(
     from: Option<&prost_types::Timestamp>,
@@ -41,7 +35,7 @@ fn time_range(
     Ok((from, to))
 }
 
-impl AuditApi {
+impl AdminApi {
     /// One page of the disclosure log's entries matching `query` in the request's time range.
     async fn disclosures(
         &self,
@@ -121,7 +115,7 @@ fn entry_message(e: &DisclosureEntry) -> pb::DisclosureEntry {
 }
 
 #[tonic::async_trait]
-impl pb::audit_admin_service_server::AuditAdminService for AuditApi {
+impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
     #[tracing::instrument(skip_all)]
     async fn list_disclosures_for_person(
         &self,
@@ -237,24 +231,13 @@ impl pb::audit_admin_service_server::AuditAdminService for AuditApi {
             person: fields::optional_person("person_id", &req.person_id, today)?,
             basis_code: None,
         };
-        let states = fields::enum_list(
-            "states",
-            &req.states,
-            convert::consent_state_from,
-            "VALID, EXPIRED and REVOKED",
-        )?;
-        let consents: Vec<pb::PartyConsent> = self
-            .state
-            .store
-            .consents(&filter)
-            .await?
-            .iter()
-            .map(|c| (c, convert::consent(c, today)))
-            .filter(|(_, m)| states.is_empty() || states.iter().any(|s| *s as i32 == m.state))
-            .map(|(c, m)| pb::PartyConsent {
+        let consents = self.state.store.consents(&filter).await?;
+        let consents: Vec<pb::PartyConsent> = convert::consent_listing(&consents, &req.states, today)?
+            .into_iter()
+            .map(|(c, message)| pb::PartyConsent {
                 party_id: c.party_id.clone(),
                 party_name: String::new(),
-                consent: Some(m),
+                consent: Some(message),
             })
             .collect();
         let pages = Pages::new(

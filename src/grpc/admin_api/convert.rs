@@ -4,10 +4,12 @@
 use sha2::{Digest, Sha256};
 use time::Date;
 
-use crate::domain::PartyState;
+use crate::domain::OperatorRole;
 use crate::domain::clock::format_date;
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
-use crate::grpc::convert::{agreement_type, party_kind, party_kind_from, party_state, timestamp};
+use crate::grpc::convert::{
+    agreement_type, party_kind, party_kind_from, party_state, party_state_from, timestamp, wire_enum,
+};
 use crate::grpc::fields::{self, FieldError, date, org_number, required_text};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as common;
@@ -111,15 +113,12 @@ fn email(value: &str) -> Result<String, FieldError> {
 pub fn application(req: &pb::ApplyRequest) -> Result<NewApplication, FieldError> {
     let org_number = org_number("org_number", &req.org_number)?;
     let name = required_text("name", &req.name, MAX_NAME_CHARS, "the organisation's name")?;
-    let kind = common::PartyKind::try_from(req.kind)
-        .ok()
-        .and_then(party_kind_from)
-        .ok_or_else(|| {
-            FieldError::invalid(
-                "kind",
-                "kind is required: INSURER, STATE_AUTHORITY or MUNICIPAL_AUTHORITY",
-            )
-        })?;
+    let kind = party_kind_from(req.kind).ok_or_else(|| {
+        FieldError::invalid(
+            "kind",
+            "kind is required: INSURER, STATE_AUTHORITY or MUNICIPAL_AUTHORITY",
+        )
+    })?;
     Ok(NewApplication {
         org_number,
         name,
@@ -168,16 +167,8 @@ pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, FieldEr
 
 /// A signature, validated: signed on `today` or earlier.
 pub fn signature(req: &pb::RecordSignatureRequest, today: Date) -> Result<NewSignature, FieldError> {
-    let signer = match pb::Signer::try_from(req.signer) {
-        Ok(pb::Signer::Party) => Signer::Party,
-        Ok(pb::Signer::Agency) => Signer::Agency,
-        _ => {
-            return Err(FieldError::invalid(
-                "signer",
-                "signer is required: PARTY or AGENCY",
-            ));
-        }
-    };
+    let signer = signer_from(req.signer)
+        .ok_or_else(|| FieldError::invalid("signer", "signer is required: PARTY or AGENCY"))?;
     let signed_on = date("signed_on", &req.signed_on)?;
     if signed_on > today {
         return Err(FieldError::date(
@@ -269,13 +260,13 @@ pub fn party_filter(req: &pb::ListPartiesRequest) -> Result<PartyFilter, FieldEr
         kinds: fields::enum_list(
             "kinds",
             &req.kinds,
-            |k| common::PartyKind::try_from(k).ok().and_then(party_kind_from),
+            party_kind_from,
             "INSURER, STATE_AUTHORITY and MUNICIPAL_AUTHORITY",
         )?,
         states: fields::enum_list(
             "states",
             &req.states,
-            |s| common::PartyState::try_from(s).ok().and_then(party_state_from),
+            party_state_from,
             "APPLIED, AGREEMENT_SENT, SIGNED, CONNECTED, TERMINATION_SCHEDULED and TERMINATED",
         )?,
     })
@@ -288,37 +279,20 @@ pub fn filter_key(filter: &PartyFilter) -> String {
     format!("{}|{}", kinds.join(","), states.join(","))
 }
 
-fn party_state_from(s: common::PartyState) -> Option<PartyState> {
-    match s {
-        common::PartyState::Unspecified => None,
-        common::PartyState::Applied => Some(PartyState::Applied),
-        common::PartyState::AgreementSent => Some(PartyState::AgreementSent),
-        common::PartyState::Signed => Some(PartyState::Signed),
-        common::PartyState::Connected => Some(PartyState::Connected),
-        common::PartyState::TerminationScheduled => Some(PartyState::TerminationScheduled),
-        common::PartyState::Terminated => Some(PartyState::Terminated),
-    }
-}
-
-fn signer(s: Signer) -> pb::Signer {
-    match s {
-        Signer::Party => pb::Signer::Party,
-        Signer::Agency => pb::Signer::Agency,
-    }
-}
-
-fn action(a: PartyAction) -> pb::PartyAction {
-    match a {
-        PartyAction::Apply => pb::PartyAction::Apply,
-        PartyAction::SendAgreement => pb::PartyAction::SendAgreement,
-        PartyAction::RecordSignature => pb::PartyAction::RecordSignature,
-        PartyAction::AddCertificate => pb::PartyAction::AddCertificate,
-        PartyAction::RevokeCertificate => pb::PartyAction::RevokeCertificate,
-        PartyAction::ScheduleTermination => pb::PartyAction::ScheduleTermination,
-        PartyAction::WithdrawTermination => pb::PartyAction::WithdrawTermination,
-        PartyAction::TerminationTookEffect => pb::PartyAction::TerminationTookEffect,
-    }
-}
+wire_enum!(Signer => pb::Signer { Party, Agency } as signer, signer_from);
+wire_enum!(
+    PartyAction => pb::PartyAction {
+        Apply,
+        SendAgreement,
+        RecordSignature,
+        AddCertificate,
+        RevokeCertificate,
+        ScheduleTermination,
+        WithdrawTermination,
+        TerminationTookEffect,
+    } as action
+);
+wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest } as operator_role);
 
 /// A party as the admin API shows it, in the state that holds on `today`.
 pub fn party(p: &PartyRecord, today: Date) -> pb::Party {

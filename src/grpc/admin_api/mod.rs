@@ -24,22 +24,22 @@ pub const SERVICE_NAMES: &[&str] = &[
     "grpc.health.v1.Health",
 ];
 
+/// The admin API's services: one value, shared by every service of the API.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    pub state: AppState,
+}
+
 /// Adds every operator-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
-    let state = || state.clone();
+    let api = AdminApi { state: state.clone() };
     routes
         .add_service(pb::operator_service_server::OperatorServiceServer::new(
-            operator::OperatorApi { state: state() },
+            api.clone(),
         ))
         .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
-            parties::PartyAdminApi { state: state() },
+            api.clone(),
         ))
-        .add_service(
-            pb::register_admin_service_server::RegisterAdminServiceServer::new(register::RegisterApi {
-                state: state(),
-            }),
-        )
-        .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(
-            audit::AuditApi { state: state() },
-        ));
+        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(api.clone()))
+        .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(api));
 }

@@ -2,28 +2,14 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::OperatorRole;
+use super::convert::operator_role;
+use crate::grpc::admin_api::AdminApi;
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as party_pb;
 use crate::grpc::{convert, operator_of};
-use crate::state::AppState;
-
-/// `lefi.admin.v1.OperatorService`.
-#[derive(Debug, Clone)]
-pub struct OperatorApi {
-    pub state: AppState,
-}
-
-fn operator_role(role: OperatorRole) -> pb::OperatorRole {
-    match role {
-        OperatorRole::Operator => pb::OperatorRole::Operator,
-        OperatorRole::Auditor => pb::OperatorRole::Auditor,
-        OperatorRole::Ingest => pb::OperatorRole::Ingest,
-    }
-}
 
 #[tonic::async_trait]
-impl pb::operator_service_server::OperatorService for OperatorApi {
+impl pb::operator_service_server::OperatorService for AdminApi {
     #[tracing::instrument(skip_all)]
     async fn who_am_i(
         &self,

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::domain::clock::{Micros, business_date_at};
+use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::party_state;
 use crate::grpc::fields;
 use crate::grpc::operator_with;
@@ -20,14 +21,7 @@ use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::status::{self, CodeFields, Missing};
 use crate::identity::verify_party_certificate;
 use crate::policy::operator::AdminRight;
-use crate::state::AppState;
 use crate::store::parties::{Actor, Idempotency, PartyChange, PartyRecord};
-
-/// `lefi.admin.v1.PartyAdminService`.
-#[derive(Debug, Clone)]
-pub struct PartyAdminApi {
-    pub state: AppState,
-}
 
 /// The code lists of Apply.
 const REQUESTED: CodeFields = CodeFields {
@@ -51,7 +45,7 @@ struct Change<T> {
     today: Date,
 }
 
-impl PartyAdminApi {
+impl AdminApi {
     /// The common start of every change (see the module docs).
     fn begin<T: Message>(
         &self,
@@ -112,7 +106,7 @@ impl PartyAdminApi {
 }
 
 #[tonic::async_trait]
-impl pb::party_admin_service_server::PartyAdminService for PartyAdminApi {
+impl pb::party_admin_service_server::PartyAdminService for AdminApi {
     #[tracing::instrument(skip_all)]
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
         let change = self.begin(request, "Apply", |r| &mut r.idempotency_key)?;

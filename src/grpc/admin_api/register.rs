@@ -17,6 +17,7 @@ use crate::domain::Personnummer;
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::register::versions::{IngestResult, StoredRecord};
 use crate::domain::register::{FactBody, FactError, NewFact, RejectReason};
+use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::{self, Audience};
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::operator_with;
@@ -32,12 +33,6 @@ pub const INGEST_BATCH: usize = 5_000;
 const INGEST_BUFFER: usize = 8_192;
 
 type IngestStream = Pin<Box<dyn Stream<Item = Result<pb::IngestResponse, Status>> + Send>>;
-
-/// `lefi.admin.v1.RegisterAdminService`.
-#[derive(Debug, Clone)]
-pub struct RegisterApi {
-    pub state: AppState,
-}
 
 /// Records an operator's view of a person in the disclosure log (channel OPERATOR_VIEW), once per
 /// ShowPerson, after the lookup and before anything is shown: if the log cannot be written, the
@@ -77,7 +72,7 @@ async fn log_operator_view(
 type Decoded = Result<NewFact, FactError>;
 
 #[tonic::async_trait]
-impl pb::register_admin_service_server::RegisterAdminService for RegisterApi {
+impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
     #[tracing::instrument(skip_all)]
     async fn ingest(
         &self,

@@ -5,21 +5,15 @@ use tonic::{Request, Response, Status};
 use crate::domain::delivery::EndReason;
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing};
 use crate::grpc::{convert, party_of};
-use crate::state::AppState;
 use crate::store::consents::CaseRecord;
 use crate::store::delivery::EndSelector;
 
 /// The longest close reason.
 const MAX_REASON: usize = 200;
-
-/// `lefi.v1.CaseService`.
-#[derive(Debug, Clone)]
-pub struct CaseApi {
-    pub state: AppState,
-}
 
 fn case_message(c: &CaseRecord) -> pb::Case {
     pb::Case {
@@ -37,7 +31,7 @@ fn case_message(c: &CaseRecord) -> pb::Case {
 }
 
 #[tonic::async_trait]
-impl pb::case_service_server::CaseService for CaseApi {
+impl pb::case_service_server::CaseService for PartyApi {
     #[tracing::instrument(skip_all)]
     async fn close_case(
         &self,

@@ -5,23 +5,17 @@ use tonic::{Request, Response, Status};
 use super::authorize::authorize_basis;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Conflict, Missing};
 use crate::grpc::{convert, party_of};
-use crate::state::AppState;
 use crate::store::consents::{ConsentFilter, ConsentRegistration, NewConsent, RevokedBy};
 
 /// The longest free-text field (evidence references, reasons).
 pub const MAX_TEXT: usize = 200;
 
-/// `lefi.v1.ConsentService`.
-#[derive(Debug, Clone)]
-pub struct ConsentApi {
-    pub state: AppState,
-}
-
 #[tonic::async_trait]
-impl pb::consent_service_server::ConsentService for ConsentApi {
+impl pb::consent_service_server::ConsentService for PartyApi {
     #[tracing::instrument(skip_all)]
     async fn register_consent(
         &self,
@@ -139,20 +133,10 @@ impl pb::consent_service_server::ConsentService for ConsentApi {
             person: fields::optional_person("person_id", &req.person_id, today)?,
             basis_code: (!req.legal_basis.is_empty()).then(|| req.legal_basis.clone()),
         };
-        let states = fields::enum_list(
-            "states",
-            &req.states,
-            convert::consent_state_from,
-            "VALID, EXPIRED and REVOKED",
-        )?;
-        let consents: Vec<pb::Consent> = self
-            .state
-            .store
-            .consents(&filter)
-            .await?
-            .iter()
-            .map(|c| convert::consent(c, today))
-            .filter(|c| states.is_empty() || states.iter().any(|s| *s as i32 == c.state))
+        let consents = self.state.store.consents(&filter).await?;
+        let consents: Vec<pb::Consent> = convert::consent_listing(&consents, &req.states, today)?
+            .into_iter()
+            .map(|(_, message)| message)
             .collect();
         let pages = Pages::new(
             "ListConsents",

@@ -26,26 +26,24 @@ pub const SERVICE_NAMES: &[&str] = &[
     "grpc.health.v1.Health",
 ];
 
+/// The party API's services: one value, shared by every service of the API.
+#[derive(Debug, Clone)]
+pub struct PartyApi {
+    pub state: AppState,
+}
+
 /// Adds every party-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
-    let state = || state.clone();
+    let api = PartyApi { state: state.clone() };
     routes
-        .add_service(pb::party_service_server::PartyServiceServer::new(
-            party::PartyApi { state: state() },
-        ))
+        .add_service(pb::party_service_server::PartyServiceServer::new(api.clone()))
         .add_service(pb::delivery_service_server::DeliveryServiceServer::new(
-            delivery::DeliveryApi { state: state() },
+            api.clone(),
         ))
         .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
-            subscriptions::SubscriptionApi { state: state() },
+            api.clone(),
         ))
-        .add_service(pb::query_service_server::QueryServiceServer::new(
-            query::QueryApi { state: state() },
-        ))
-        .add_service(pb::consent_service_server::ConsentServiceServer::new(
-            consents::ConsentApi { state: state() },
-        ))
-        .add_service(pb::case_service_server::CaseServiceServer::new(cases::CaseApi {
-            state: state(),
-        }));
+        .add_service(pb::query_service_server::QueryServiceServer::new(api.clone()))
+        .add_service(pb::consent_service_server::ConsentServiceServer::new(api.clone()))
+        .add_service(pb::case_service_server::CaseServiceServer::new(api));
 }

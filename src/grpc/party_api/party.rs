@@ -4,15 +4,9 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::clock::format_date;
 use crate::grpc::convert;
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::state::AppState;
-
-/// `lefi.v1.PartyService`.
-#[derive(Debug, Clone)]
-pub struct PartyApi {
-    pub state: AppState,
-}
 
 impl PartyApi {
     /// The codes the party's agreement grants, when the request asks for those only.

@@ -16,10 +16,10 @@ use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::register::DateRange;
 use crate::grpc::convert::{self, Audience};
 use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing};
-use crate::state::AppState;
 
 /// Records per message after the header.
 pub const RECORDS_PER_MESSAGE: usize = 500;
@@ -28,12 +28,6 @@ const MAX_CASE_REFERENCE_LEN: usize = 64;
 
 type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryPersonResponse, Status>> + Send>>;
 
-/// `lefi.v1.QueryService`.
-#[derive(Debug, Clone)]
-pub struct QueryApi {
-    pub state: AppState,
-}
-
 /// A query whose fields have been checked, as the policy request it makes, and its period.
 struct CheckedQuery {
     ask: Ask,
@@ -41,7 +35,7 @@ struct CheckedQuery {
 }
 
 #[tonic::async_trait]
-impl pb::query_service_server::QueryService for QueryApi {
+impl pb::query_service_server::QueryService for PartyApi {
     #[tracing::instrument(skip_all)]
     async fn query_person(
         &self,
@@ -99,7 +93,7 @@ impl pb::query_service_server::QueryService for QueryApi {
     }
 }
 
-impl QueryApi {
+impl PartyApi {
     /// Checks the request's fields against the catalogue.
     async fn check(&self, req: pb::QueryPersonRequest, today: Date) -> Result<CheckedQuery, Status> {
         let person = fields::person("person_id", &req.person_id, today)?;

@@ -13,6 +13,7 @@ use crate::domain::delivery::EndReason;
 use crate::domain::disclosure::{Channel, NewDisclosure};
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Conflict, Missing, Report};
 use crate::grpc::{convert, party_of};
@@ -23,12 +24,6 @@ use crate::store::delivery::{CreateOutcome, EndSelector, NewSubscription, Subscr
 pub const MAX_BATCH: usize = 10_000;
 /// Longest client or case reference.
 const MAX_REFERENCE: usize = 64;
-
-/// `lefi.v1.SubscriptionService`.
-#[derive(Debug, Clone)]
-pub struct SubscriptionApi {
-    pub state: AppState,
-}
 
 fn valid_reference(r: &str) -> bool {
     !r.is_empty()
@@ -84,7 +79,7 @@ fn validate(
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
+impl pb::subscription_service_server::SubscriptionService for PartyApi {
     #[tracing::instrument(skip_all, fields(items))]
     async fn create_subscriptions(
         &self,

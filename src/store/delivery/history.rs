@@ -1,6 +1,8 @@
 //! Each party's delivery history: writing events (fan-out, party events), reading it in pages,
 //! the start-snapshot set of a stream, pruning, and the cursor key.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{
@@ -70,16 +72,64 @@ pub(super) async fn next_event_number(conn: &mut Conn, subscription_id: &str) ->
     to_u64(number, "delivery_events.event_number")
 }
 
-/// One party event to append to a history.
-pub(super) struct NewEvent<'a> {
-    pub party_id: &'a str,
-    pub seq: u64,
-    /// The event's place among the party's events at `seq`.
-    pub ord: u64,
-    pub subscription_id: &'a str,
-    pub event_number: u64,
-    pub kind: &'a EventKind,
-    pub recorded_at: Micros,
+/// Party events written together at one sequence: each party's events are ordered within the
+/// sequence (`ord`) in the order they are added.
+pub(super) struct Events<'a> {
+    seq: u64,
+    recorded_at: Micros,
+    rows: Vec<(&'a str, u64, &'a str, u64, EventKind)>,
+    /// Each party's last `ord` so far.
+    ords: HashMap<&'a str, u64>,
+}
+
+impl<'a> Events<'a> {
+    pub fn new(seq: u64, recorded_at: Micros) -> Self {
+        Self {
+            seq,
+            recorded_at,
+            rows: Vec::new(),
+            ords: HashMap::new(),
+        }
+    }
+
+    /// Adds the event numbered `event_number` of `subscription_id` (of `party_id`).
+    pub fn add(&mut self, party_id: &'a str, subscription_id: &'a str, event_number: u64, kind: EventKind) {
+        let ord = self.ords.entry(party_id).or_insert(0);
+        *ord += 1;
+        self.rows
+            .push((party_id, *ord, subscription_id, event_number, kind));
+    }
+
+    /// Appends the events in multi-row INSERTs, inside the caller's transaction.
+    pub async fn write(self, conn: &mut Conn) -> Result<(), StoreError> {
+        let dialect = conn.dialect();
+        for chunk in self.rows.chunks(EVENTS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, state, \
+                     reason, message, recorded_at) VALUES {}",
+                dialect.values_list(chunk.len(), 10)
+            );
+            on_conn!(&mut *conn, |c| {
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for (party_id, ord, subscription_id, event_number, kind) in chunk {
+                    let (kind, state, reason, message) = event_columns(kind);
+                    insert = insert
+                        .bind(*party_id)
+                        .bind(to_i64(self.seq))
+                        .bind(to_i64(*ord))
+                        .bind(*subscription_id)
+                        .bind(to_i64(*event_number))
+                        .bind(kind)
+                        .bind(state)
+                        .bind(reason)
+                        .bind(message)
+                        .bind(self.recorded_at);
+                }
+                insert.execute(c).await?;
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How an event kind is stored: kind, state, reason, message.
@@ -125,37 +175,6 @@ fn event_kind(
 
 /// Events per INSERT statement (10 parameters each).
 const EVENTS_PER_STATEMENT: usize = 500;
-
-/// Appends party events in multi-row INSERTs, inside the caller's transaction.
-pub(super) async fn insert_events(conn: &mut Conn, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
-    let dialect = conn.dialect();
-    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, state, reason, \
-                 message, recorded_at) VALUES {}",
-            dialect.values_list(chunk.len(), 10)
-        );
-        on_conn!(&mut *conn, |c| {
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for e in chunk {
-                let (kind, state, reason, message) = event_columns(e.kind);
-                insert = insert
-                    .bind(e.party_id)
-                    .bind(to_i64(e.seq))
-                    .bind(to_i64(e.ord))
-                    .bind(e.subscription_id)
-                    .bind(to_i64(e.event_number))
-                    .bind(kind)
-                    .bind(state)
-                    .bind(reason)
-                    .bind(message)
-                    .bind(e.recorded_at);
-            }
-            insert.execute(c).await?;
-        });
-    }
-    Ok(())
-}
 
 fn delivery_event<R: Row>(r: &R) -> Result<DeliveryEvent, StoreError>
 where

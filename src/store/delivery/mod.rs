@@ -261,23 +261,21 @@ impl Store {
         }
         // The new subscriptions and their creation-snapshot events (numbered 1, ordered within the
         // sequence as the items were), in multi-row INSERTs.
-        let snapshot = EventKind::Snapshot(SnapshotReason::SubscriptionCreated);
-        let mut events = Vec::with_capacity(created.len());
         for chunk in created.chunks(ROWS_PER_STATEMENT) {
             insert_subscriptions(&mut conn, chunk).await?;
         }
-        for (i, s) in created.iter().enumerate() {
-            events.push(history::NewEvent {
-                party_id,
-                seq: s.created_seq,
-                ord: i as u64 + 1,
-                subscription_id: &s.subscription_id,
-                event_number: 1,
-                kind: &snapshot,
-                recorded_at: now,
-            });
+        if let Some(seq) = seq {
+            let mut events = history::Events::new(seq, now);
+            for s in &created {
+                events.add(
+                    party_id,
+                    &s.subscription_id,
+                    1,
+                    EventKind::Snapshot(SnapshotReason::SubscriptionCreated),
+                );
+            }
+            events.write(&mut conn).await?;
         }
-        history::insert_events(&mut conn, &events).await?;
         conn.commit().await?;
         Ok(outcomes)
     }
@@ -360,12 +358,6 @@ impl Store {
             return Ok(resumed);
         }
         let seq = history::next_seq(&mut conn).await?;
-        let notice = EventKind::Notice(Notice {
-            state: SubscriptionState::Active,
-            reason: StateReason::Resumed,
-            message: "a new consent was registered; a fresh snapshot follows".to_string(),
-        });
-        let snapshot = EventKind::Snapshot(SnapshotReason::Resumed);
         let mut numbers = Vec::with_capacity(resumed.len());
         for sub in &mut resumed {
             numbers.push(history::next_event_number(&mut conn, &sub.subscription_id).await?);
@@ -383,21 +375,22 @@ impl Store {
             sub.state_reason = Some(StateReason::Resumed);
             sub.consent_id = Some(consent_id.to_string());
         }
-        let mut events = Vec::with_capacity(2 * resumed.len());
-        for (i, (sub, number)) in resumed.iter().zip(numbers).enumerate() {
-            for (offset, kind) in [&notice, &snapshot].into_iter().enumerate() {
-                events.push(history::NewEvent {
-                    party_id,
-                    seq,
-                    ord: 2 * i as u64 + offset as u64 + 1,
-                    subscription_id: &sub.subscription_id,
-                    event_number: number + offset as u64,
-                    kind,
-                    recorded_at: now,
-                });
-            }
+        let mut events = history::Events::new(seq, now);
+        for (sub, number) in resumed.iter().zip(numbers) {
+            let notice = Notice {
+                state: SubscriptionState::Active,
+                reason: StateReason::Resumed,
+                message: "a new consent was registered; a fresh snapshot follows".to_string(),
+            };
+            events.add(party_id, &sub.subscription_id, number, EventKind::Notice(notice));
+            events.add(
+                party_id,
+                &sub.subscription_id,
+                number + 1,
+                EventKind::Snapshot(SnapshotReason::Resumed),
+            );
         }
-        history::insert_events(&mut conn, &events).await?;
+        events.write(&mut conn).await?;
         conn.commit().await?;
         Ok(resumed)
     }
@@ -480,22 +473,11 @@ impl Store {
             }
         }
         // Ordered within the sequence per party, in subscription order.
-        let mut ord_by_party: HashMap<&str, u64> = HashMap::new();
-        let mut events = Vec::with_capacity(changed.len());
+        let mut events = history::Events::new(seq, now);
         for (sub, number) in changed.iter().zip(numbers) {
-            let ord = ord_by_party.entry(sub.party_id.as_str()).or_insert(0);
-            *ord += 1;
-            events.push(history::NewEvent {
-                party_id: &sub.party_id,
-                seq,
-                ord: *ord,
-                subscription_id: &sub.subscription_id,
-                event_number: number,
-                kind: &notice,
-                recorded_at: now,
-            });
+            events.add(&sub.party_id, &sub.subscription_id, number, notice.clone());
         }
-        history::insert_events(&mut conn, &events).await?;
+        events.write(&mut conn).await?;
         conn.commit().await?;
         Ok(changed)
     }
@@ -525,26 +507,17 @@ impl Store {
             only.iter().cloned().partition(|id| active.contains(id))
         };
         let seq = history::next_seq(&mut conn).await?;
-        let snapshot = EventKind::Snapshot(SnapshotReason::FullRefresh);
-        let mut numbers = Vec::with_capacity(refresh.len());
+        let mut events = history::Events::new(seq, now);
         for id in &refresh {
-            numbers.push(history::next_event_number(&mut conn, id).await?);
-        }
-        let events: Vec<history::NewEvent<'_>> = refresh
-            .iter()
-            .zip(numbers)
-            .enumerate()
-            .map(|(i, (id, number))| history::NewEvent {
+            let number = history::next_event_number(&mut conn, id).await?;
+            events.add(
                 party_id,
-                seq,
-                ord: i as u64 + 1,
-                subscription_id: id,
-                event_number: number,
-                kind: &snapshot,
-                recorded_at: now,
-            })
-            .collect();
-        history::insert_events(&mut conn, &events).await?;
+                id,
+                number,
+                EventKind::Snapshot(SnapshotReason::FullRefresh),
+            );
+        }
+        events.write(&mut conn).await?;
         conn.commit().await?;
         Ok((seq - 1, refresh, skipped))
     }

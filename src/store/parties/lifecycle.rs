@@ -15,7 +15,7 @@
 use serde_json::json;
 
 use super::rows;
-use super::steps::{self, Catalogue, lock, unique_or};
+use super::steps::{self, Catalogue, Ctx, lock, unique_or};
 use super::{
     Actor, AdminError, Idempotency, NewAgreement, NewApplication, NewCertificate, NewConnectedParty,
     NewSignature, PartyRecord,
@@ -65,6 +65,19 @@ pub enum PartyChange<'a> {
 }
 
 impl PartyChange<'_> {
+    /// The party a step on an existing party is about (empty for an application).
+    fn party_id(&self) -> &str {
+        match self {
+            Self::Apply(_) => "",
+            Self::SendAgreement { party_id, .. }
+            | Self::RecordSignature { party_id, .. }
+            | Self::AddCertificate { party_id, .. }
+            | Self::RevokeCertificate { party_id, .. }
+            | Self::ScheduleTermination { party_id, .. }
+            | Self::WithdrawTermination { party_id, .. } => party_id,
+        }
+    }
+
     fn action(&self) -> PartyAction {
         match self {
             Self::Apply(_) => PartyAction::Apply,
@@ -133,36 +146,37 @@ impl Store {
         let today = business_date_at(now);
         let done = match change {
             PartyChange::Apply(app) => steps::apply(&mut conn, app, catalogue, now).await?,
-            PartyChange::SendAgreement { party_id, agreement } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::send_agreement(&mut conn, &party, agreement, catalogue, today, now).await?
-            }
-            PartyChange::RecordSignature { party_id, signature } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::record_signature(&mut conn, &party, signature, actor, today, now).await?
-            }
-            PartyChange::AddCertificate {
-                party_id,
-                certificate,
-            } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::add_certificate(&mut conn, &party, certificate, actor, today, now).await?
-            }
-            PartyChange::RevokeCertificate {
-                party_id,
-                fingerprint,
-                reason,
-            } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::revoke_certificate(&mut conn, &party, fingerprint, reason, today, now).await?
-            }
-            PartyChange::ScheduleTermination { party_id, notice } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::schedule_termination(&mut conn, &party, notice, actor, today, now).await?
-            }
-            PartyChange::WithdrawTermination { party_id, reason } => {
-                let party = lock(&mut conn, party_id).await?;
-                steps::withdraw_termination(&mut conn, &party, reason, today, now).await?
+            other => {
+                let party = lock(&mut conn, other.party_id()).await?;
+                let step = Ctx {
+                    party: &party,
+                    current: party.state_on(today)?,
+                    actor,
+                    today,
+                    now,
+                };
+                let moved = match other {
+                    PartyChange::SendAgreement { agreement, .. } => {
+                        step.send_agreement(&mut conn, agreement, catalogue).await?
+                    }
+                    PartyChange::RecordSignature { signature, .. } => {
+                        step.record_signature(&mut conn, signature).await?
+                    }
+                    PartyChange::AddCertificate { certificate, .. } => {
+                        step.add_certificate(&mut conn, certificate).await?
+                    }
+                    PartyChange::RevokeCertificate {
+                        fingerprint, reason, ..
+                    } => step.revoke_certificate(&mut conn, fingerprint, reason).await?,
+                    PartyChange::ScheduleTermination { notice, .. } => {
+                        step.schedule_termination(&mut conn, notice).await?
+                    }
+                    PartyChange::WithdrawTermination { reason, .. } => {
+                        step.withdraw_termination(&mut conn, reason).await?
+                    }
+                    PartyChange::Apply(_) => return Err(AdminError::PartyNotFound),
+                };
+                step.finish(&mut conn, moved).await?
             }
         };
         let line = AuditLine {

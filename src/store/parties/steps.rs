@@ -74,23 +74,373 @@ pub(super) fn unique_or(result: Result<(), sqlx::Error>, taken: AdminError) -> R
     }
 }
 
-async fn set_state(
-    conn: &mut Conn,
-    party_id: &str,
-    state: PartyState,
-    now: Micros,
-) -> Result<(), StoreError> {
-    on_conn!(conn, |c| {
-        sqlx::query("UPDATE parties SET state = $1, updated_at = $2 WHERE party_id = $3")
-            .bind(state.as_str())
-            .bind(now)
-            .bind(party_id)
-            .execute(c)
-            .await?;
-    });
-    Ok(())
+/// What a step on an existing party decided: the state that follows, whether the party's row is
+/// touched (its state and `updated_at` written), and the audit entry's details.
+pub(super) struct Moved {
+    next: PartyState,
+    touched: bool,
+    details: serde_json::Value,
 }
 
+impl Moved {
+    fn to(next: PartyState, details: serde_json::Value) -> Self {
+        Self {
+            next,
+            touched: true,
+            details,
+        }
+    }
+}
+
+/// A step on an existing, locked party: who asks, the party, the state it is in today, and when.
+pub(super) struct Ctx<'a> {
+    pub party: &'a PartyRow,
+    pub current: PartyState,
+    pub actor: &'a Actor,
+    pub today: Date,
+    pub now: Micros,
+}
+
+impl Ctx<'_> {
+    /// Writes what a step decided and says what it did, for the audit entry.
+    pub async fn finish(&self, conn: &mut Conn, moved: Moved) -> Result<Done, StoreError> {
+        if moved.touched {
+            on_conn!(conn, |c| {
+                sqlx::query("UPDATE parties SET state = $1, updated_at = $2 WHERE party_id = $3")
+                    .bind(moved.next.as_str())
+                    .bind(self.now)
+                    .bind(&self.party.party_id)
+                    .execute(c)
+                    .await?;
+            });
+        }
+        Ok(Done {
+            party_id: self.party.party_id.clone(),
+            before: Some(self.current),
+            after: moved.next,
+            details: moved.details,
+        })
+    }
+
+    fn check(&self, step: Step) -> Result<PartyState, AdminError> {
+        Ok(check_transition(self.current, step)?)
+    }
+
+    pub async fn send_agreement(
+        &self,
+        conn: &mut Conn,
+        agreement: &NewAgreement,
+        catalogue: Option<&Catalogue>,
+    ) -> Result<Moved, AdminError> {
+        let next = self.check(Step::SendAgreement)?;
+        let kind = self.party.kind()?;
+        if let Some(catalogue) = catalogue {
+            catalogue.check(kind, &agreement.basis_codes, &agreement.benefit_codes, true)?;
+        }
+        lifecycle::check_notice_period_days(kind, agreement.notice_period_days)
+            .map_err(AdminError::NoticePeriodDays)?;
+        let agreement_type = kind.agreement_type();
+        let notice = agreement.notice_period_days;
+        let inserted = on_conn!(&mut *conn, |c| {
+            sqlx::query(
+                "INSERT INTO agreements (agreement_id, party_id, agreement_type, valid_from, notice_period_days, sent_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&agreement.agreement_id)
+            .bind(&self.party.party_id)
+            .bind(agreement_type.as_str())
+            .bind(format_date(agreement.valid_from))
+            .bind(i64::from(notice))
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|_| ())
+        });
+        unique_or(inserted, AdminError::AgreementIdTaken)?;
+        let bases: BTreeSet<&String> = agreement.basis_codes.iter().collect();
+        let benefits: BTreeSet<&String> = agreement.benefit_codes.iter().collect();
+        for (sql, codes) in [
+            (
+                "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
+                &bases,
+            ),
+            (
+                "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
+                &benefits,
+            ),
+        ] {
+            for code in codes {
+                on_conn!(&mut *conn, |c| {
+                    sqlx::query(sql)
+                        .bind(&agreement.agreement_id)
+                        .bind(*code)
+                        .execute(c)
+                        .await?;
+                });
+            }
+        }
+        Ok(Moved::to(
+            next,
+            json!({
+                "agreement_id": agreement.agreement_id,
+                "agreement_type": agreement_type.as_str(),
+                "granted_basis_codes": bases,
+                "granted_benefit_type_codes": benefits,
+                "valid_from": format_date(agreement.valid_from),
+                "notice_period_days": notice,
+            }),
+        ))
+    }
+
+    pub async fn record_signature(
+        &self,
+        conn: &mut Conn,
+        signature: &NewSignature,
+    ) -> Result<Moved, AdminError> {
+        let agreement = rows::agreement(conn, &self.party.party_id).await?;
+        let already = agreement
+            .as_ref()
+            .map(|(a, _)| a.signatures())
+            .unwrap_or_default();
+        let next = self.check(Step::RecordSignature {
+            signer: signature.signer,
+            already,
+        })?;
+        let Some((agreement, _)) = agreement else {
+            // check_transition only allows AGREEMENT_SENT, which always has an agreement.
+            return Err(StoreError::Corrupt("agreements (missing for AGREEMENT_SENT)").into());
+        };
+        let signed_on = format_date(signature.signed_on);
+        let sql = match signature.signer {
+            Signer::Party => {
+                "UPDATE agreements SET party_signed_by = $1, party_signed_on = $2, \
+                        party_signature_recorded_at = $3, party_signature_recorded_by = $4 \
+                 WHERE agreement_id = $5"
+            }
+            Signer::Agency => {
+                "UPDATE agreements SET agency_signed_by = $1, agency_signed_on = $2, \
+                        agency_signature_recorded_at = $3, agency_signature_recorded_by = $4 \
+                 WHERE agreement_id = $5"
+            }
+        };
+        on_conn!(&mut *conn, |c| {
+            sqlx::query(sql)
+                .bind(&signature.signed_by)
+                .bind(&signed_on)
+                .bind(self.now)
+                .bind(&self.actor.name)
+                .bind(&agreement.agreement_id)
+                .execute(c)
+                .await?;
+        });
+        Ok(Moved::to(
+            next,
+            json!({
+                "agreement_id": agreement.agreement_id,
+                "signer": signature.signer.as_str(),
+                "signed_by": signature.signed_by,
+                "signed_on": signed_on,
+            }),
+        ))
+    }
+
+    pub async fn add_certificate(&self, conn: &mut Conn, cert: &NewCertificate) -> Result<Moved, AdminError> {
+        let (owner, operator): (Option<(String,)>, Option<(String,)>) = on_conn!(&mut *conn, |c| {
+            let owner = sqlx::query_as("SELECT party_id FROM party_certificates WHERE fingerprint = $1")
+                .bind(&cert.fingerprint)
+                .fetch_optional(&mut *c)
+                .await?;
+            let operator = sqlx::query_as("SELECT name FROM operators WHERE fingerprint = $1")
+                .bind(&cert.fingerprint)
+                .fetch_optional(&mut *c)
+                .await?;
+            (owner, operator)
+        });
+        if operator.is_some() {
+            return Err(AdminError::CertificateAlreadyRegistered { to_operator: true });
+        }
+        let already_registered = match owner {
+            Some((owner,)) if owner == self.party.party_id => true,
+            Some(_) => return Err(AdminError::CertificateAlreadyRegistered { to_operator: false }),
+            None => false,
+        };
+        let next = if already_registered {
+            self.current
+        } else {
+            let scheduled_from = self.party.state_before_termination()?;
+            let next = self.check(Step::AddCertificate { scheduled_from })?;
+            let inserted = on_conn!(&mut *conn, |c| {
+                sqlx::query(
+                    "INSERT INTO party_certificates (fingerprint, party_id, subject, serial, not_before, not_after, \
+                                                     added_at, added_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&cert.fingerprint)
+                .bind(&self.party.party_id)
+                .bind(&cert.subject)
+                .bind(&cert.serial)
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(self.now)
+                .bind(&self.actor.name)
+                .execute(c)
+                .await
+                .map(|_| ())
+            });
+            unique_or(
+                inserted,
+                AdminError::CertificateAlreadyRegistered { to_operator: false },
+            )?;
+            next
+        };
+        let instant = |m: Micros| format_instant(from_micros(m));
+        Ok(Moved {
+            next,
+            touched: !already_registered,
+            details: json!({
+                "fingerprint": cert.fingerprint,
+                "subject": cert.subject,
+                "serial": cert.serial,
+                "not_before": instant(cert.not_before),
+                "not_after": instant(cert.not_after),
+                "already_registered": already_registered,
+            }),
+        })
+    }
+
+    pub async fn revoke_certificate(
+        &self,
+        conn: &mut Conn,
+        fingerprint: &str,
+        reason: &str,
+    ) -> Result<Moved, AdminError> {
+        let next = self.check(Step::RevokeCertificate)?;
+        let revoked_at: Option<(Option<i64>,)> = on_conn!(&mut *conn, |c| {
+            sqlx::query_as(
+                "SELECT revoked_at FROM party_certificates WHERE party_id = $1 AND fingerprint = $2",
+            )
+            .bind(&self.party.party_id)
+            .bind(fingerprint)
+            .fetch_optional(c)
+            .await?
+        });
+        let Some((revoked_at,)) = revoked_at else {
+            return Err(AdminError::CertificateNotFound);
+        };
+        let already_revoked = revoked_at.is_some();
+        if !already_revoked {
+            on_conn!(&mut *conn, |c| {
+                sqlx::query(
+                    "UPDATE party_certificates SET revoked_at = $1, revoke_reason = $2 \
+                     WHERE party_id = $3 AND fingerprint = $4",
+                )
+                .bind(self.now)
+                .bind(reason)
+                .bind(&self.party.party_id)
+                .bind(fingerprint)
+                .execute(c)
+                .await?;
+            });
+        }
+        Ok(Moved {
+            next,
+            touched: !already_revoked,
+            details: json!({
+                "fingerprint": fingerprint,
+                "reason": reason,
+                "already_revoked": already_revoked,
+            }),
+        })
+    }
+
+    pub async fn schedule_termination(
+        &self,
+        conn: &mut Conn,
+        notice: &TerminationNotice,
+    ) -> Result<Moved, AdminError> {
+        let next = self.check(Step::ScheduleTermination {
+            immediate: notice.effective_date <= self.today,
+        })?;
+        let agreement = rows::agreement(conn, &self.party.party_id).await?;
+        // The avtal's notice period binds once both sides have signed it.
+        let both = Signatures {
+            party: true,
+            agency: true,
+        };
+        let binding_notice = agreement
+            .as_ref()
+            .filter(|(a, _)| a.signatures() == both)
+            .map(|(a, _)| u32::try_from(a.notice_period_days.unwrap_or(0)).unwrap_or(u32::MAX));
+        let org_number = self.party.org_number()?;
+        let registered = Registered {
+            org_number: &org_number,
+            name: &self.party.name,
+            kind: self.party.kind()?,
+            notice_period_days: binding_notice,
+        };
+        let accepted = lifecycle::check_termination(registered, notice, self.today)?;
+        self.set_termination(conn, Some((notice, &self.current))).await?;
+        Ok(Moved::to(
+            next,
+            json!({
+                "is_termination": true,
+                "org_number": notice.org_number.to_string(),
+                "organisation_name": notice.organisation_name,
+                "effective_date": format_date(notice.effective_date),
+                "notice_received_on": format_date(notice.received_on),
+                "notice_period_days": binding_notice,
+                "override_reason": notice.override_reason,
+                "notice_period_overridden": accepted.overridden,
+                "immediate": accepted.immediate,
+            }),
+        ))
+    }
+
+    pub async fn withdraw_termination(&self, conn: &mut Conn, reason: &str) -> Result<Moved, AdminError> {
+        let resume = self
+            .party
+            .state_before_termination()?
+            .unwrap_or(PartyState::Connected);
+        let next = self.check(Step::WithdrawTermination { resume })?;
+        self.set_termination(conn, None).await?;
+        Ok(Moved::to(
+            next,
+            json!({
+                "reason": reason,
+                "withdrawn_effective_date": self.party.termination_effective,
+            }),
+        ))
+    }
+
+    /// Records a termination notice (with the state it was registered in), or clears it.
+    async fn set_termination(
+        &self,
+        conn: &mut Conn,
+        notice: Option<(&TerminationNotice, &PartyState)>,
+    ) -> Result<(), StoreError> {
+        let date = |f: fn(&TerminationNotice) -> Date| notice.map(|(n, _)| format_date(f(n)));
+        on_conn!(conn, |c| {
+            sqlx::query(
+                "UPDATE parties SET termination_effective = $1, termination_override = $2, \
+                        termination_notice_received_on = $3, termination_scheduled_at = $4, \
+                        termination_scheduled_by = $5, state_before_termination = $6 \
+                 WHERE party_id = $7",
+            )
+            .bind(date(|n| n.effective_date))
+            .bind(notice.and_then(|(n, _)| n.override_reason.as_deref()))
+            .bind(date(|n| n.received_on))
+            .bind(notice.map(|_| self.now))
+            .bind(notice.map(|_| self.actor.name.as_str()))
+            .bind(notice.map(|(_, before)| before.as_str()))
+            .bind(&self.party.party_id)
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
+/// Registers an application: a new party in state APPLIED.
 pub(super) async fn apply(
     conn: &mut Conn,
     app: &NewApplication,
@@ -138,365 +488,6 @@ pub(super) async fn apply(
             "contact_email": app.contact_email,
             "requested_basis_codes": app.basis_codes,
             "requested_benefit_type_codes": app.benefit_codes,
-        }),
-    })
-}
-
-pub(super) async fn send_agreement(
-    conn: &mut Conn,
-    party: &PartyRow,
-    agreement: &NewAgreement,
-    catalogue: Option<&Catalogue>,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let next = check_transition(current, Step::SendAgreement)?;
-    let kind = party.kind()?;
-    if let Some(catalogue) = catalogue {
-        catalogue.check(kind, &agreement.basis_codes, &agreement.benefit_codes, true)?;
-    }
-    lifecycle::check_notice_period_days(kind, agreement.notice_period_days)
-        .map_err(AdminError::NoticePeriodDays)?;
-    let agreement_type = kind.agreement_type();
-    let notice = agreement.notice_period_days;
-    let inserted = on_conn!(&mut *conn, |c| {
-        sqlx::query(
-            "INSERT INTO agreements (agreement_id, party_id, agreement_type, valid_from, notice_period_days, sent_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&agreement.agreement_id)
-        .bind(&party.party_id)
-        .bind(agreement_type.as_str())
-        .bind(format_date(agreement.valid_from))
-        .bind(i64::from(notice))
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|_| ())
-    });
-    unique_or(inserted, AdminError::AgreementIdTaken)?;
-    let bases: BTreeSet<&String> = agreement.basis_codes.iter().collect();
-    let benefits: BTreeSet<&String> = agreement.benefit_codes.iter().collect();
-    for (sql, codes) in [
-        (
-            "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
-            &bases,
-        ),
-        (
-            "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
-            &benefits,
-        ),
-    ] {
-        for code in codes {
-            on_conn!(&mut *conn, |c| {
-                sqlx::query(sql)
-                    .bind(&agreement.agreement_id)
-                    .bind(*code)
-                    .execute(c)
-                    .await?;
-            });
-        }
-    }
-    set_state(conn, &party.party_id, next, now).await?;
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "agreement_id": agreement.agreement_id,
-            "agreement_type": agreement_type.as_str(),
-            "granted_basis_codes": bases,
-            "granted_benefit_type_codes": benefits,
-            "valid_from": format_date(agreement.valid_from),
-            "notice_period_days": notice,
-        }),
-    })
-}
-
-pub(super) async fn record_signature(
-    conn: &mut Conn,
-    party: &PartyRow,
-    signature: &NewSignature,
-    actor: &Actor,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let agreement = rows::agreement(conn, &party.party_id).await?;
-    let already = agreement
-        .as_ref()
-        .map(|(a, _)| a.signatures())
-        .unwrap_or_default();
-    let next = check_transition(
-        current,
-        Step::RecordSignature {
-            signer: signature.signer,
-            already,
-        },
-    )?;
-    let Some((agreement, _)) = agreement else {
-        // check_transition only allows AGREEMENT_SENT, which always has an agreement.
-        return Err(StoreError::Corrupt("agreements (missing for AGREEMENT_SENT)").into());
-    };
-    let signed_on = format_date(signature.signed_on);
-    let sql = match signature.signer {
-        Signer::Party => {
-            "UPDATE agreements SET party_signed_by = $1, party_signed_on = $2, \
-                    party_signature_recorded_at = $3, party_signature_recorded_by = $4 \
-             WHERE agreement_id = $5"
-        }
-        Signer::Agency => {
-            "UPDATE agreements SET agency_signed_by = $1, agency_signed_on = $2, \
-                    agency_signature_recorded_at = $3, agency_signature_recorded_by = $4 \
-             WHERE agreement_id = $5"
-        }
-    };
-    on_conn!(&mut *conn, |c| {
-        sqlx::query(sql)
-            .bind(&signature.signed_by)
-            .bind(&signed_on)
-            .bind(now)
-            .bind(&actor.name)
-            .bind(&agreement.agreement_id)
-            .execute(c)
-            .await?;
-    });
-    set_state(conn, &party.party_id, next, now).await?;
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "agreement_id": agreement.agreement_id,
-            "signer": signature.signer.as_str(),
-            "signed_by": signature.signed_by,
-            "signed_on": signed_on,
-        }),
-    })
-}
-
-pub(super) async fn add_certificate(
-    conn: &mut Conn,
-    party: &PartyRow,
-    cert: &NewCertificate,
-    actor: &Actor,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let (owner, operator): (Option<(String,)>, Option<(String,)>) = on_conn!(&mut *conn, |c| {
-        let owner = sqlx::query_as("SELECT party_id FROM party_certificates WHERE fingerprint = $1")
-            .bind(&cert.fingerprint)
-            .fetch_optional(&mut *c)
-            .await?;
-        let operator = sqlx::query_as("SELECT name FROM operators WHERE fingerprint = $1")
-            .bind(&cert.fingerprint)
-            .fetch_optional(&mut *c)
-            .await?;
-        (owner, operator)
-    });
-    if operator.is_some() {
-        return Err(AdminError::CertificateAlreadyRegistered { to_operator: true });
-    }
-    let already_registered = match owner {
-        Some((owner,)) if owner == party.party_id => true,
-        Some(_) => return Err(AdminError::CertificateAlreadyRegistered { to_operator: false }),
-        None => false,
-    };
-    let next = if already_registered {
-        current
-    } else {
-        let scheduled_from = party.state_before_termination()?;
-        let next = check_transition(current, Step::AddCertificate { scheduled_from })?;
-        let inserted = on_conn!(&mut *conn, |c| {
-            sqlx::query(
-                "INSERT INTO party_certificates (fingerprint, party_id, subject, serial, not_before, not_after, \
-                                                 added_at, added_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&cert.fingerprint)
-            .bind(&party.party_id)
-            .bind(&cert.subject)
-            .bind(&cert.serial)
-            .bind(cert.not_before)
-            .bind(cert.not_after)
-            .bind(now)
-            .bind(&actor.name)
-            .execute(c)
-            .await
-            .map(|_| ())
-        });
-        unique_or(
-            inserted,
-            AdminError::CertificateAlreadyRegistered { to_operator: false },
-        )?;
-        set_state(conn, &party.party_id, next, now).await?;
-        next
-    };
-    let instant = |m: Micros| format_instant(from_micros(m));
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "fingerprint": cert.fingerprint,
-            "subject": cert.subject,
-            "serial": cert.serial,
-            "not_before": instant(cert.not_before),
-            "not_after": instant(cert.not_after),
-            "already_registered": already_registered,
-        }),
-    })
-}
-
-pub(super) async fn revoke_certificate(
-    conn: &mut Conn,
-    party: &PartyRow,
-    fingerprint: &str,
-    reason: &str,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let next = check_transition(current, Step::RevokeCertificate)?;
-    let revoked_at: Option<(Option<i64>,)> = on_conn!(&mut *conn, |c| {
-        sqlx::query_as("SELECT revoked_at FROM party_certificates WHERE party_id = $1 AND fingerprint = $2")
-            .bind(&party.party_id)
-            .bind(fingerprint)
-            .fetch_optional(c)
-            .await?
-    });
-    let Some((revoked_at,)) = revoked_at else {
-        return Err(AdminError::CertificateNotFound);
-    };
-    let already_revoked = revoked_at.is_some();
-    if !already_revoked {
-        on_conn!(&mut *conn, |c| {
-            sqlx::query(
-                "UPDATE party_certificates SET revoked_at = $1, revoke_reason = $2 \
-                 WHERE party_id = $3 AND fingerprint = $4",
-            )
-            .bind(now)
-            .bind(reason)
-            .bind(&party.party_id)
-            .bind(fingerprint)
-            .execute(c)
-            .await?;
-        });
-        set_state(conn, &party.party_id, next, now).await?;
-    }
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "fingerprint": fingerprint,
-            "reason": reason,
-            "already_revoked": already_revoked,
-        }),
-    })
-}
-
-pub(super) async fn schedule_termination(
-    conn: &mut Conn,
-    party: &PartyRow,
-    notice: &TerminationNotice,
-    actor: &Actor,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let immediate = notice.effective_date <= today;
-    let next = check_transition(current, Step::ScheduleTermination { immediate })?;
-    let agreement = rows::agreement(conn, &party.party_id).await?;
-    // The avtal's notice period binds once both sides have signed it.
-    let binding_notice = agreement
-        .as_ref()
-        .filter(|(a, _)| {
-            a.signatures()
-                == Signatures {
-                    party: true,
-                    agency: true,
-                }
-        })
-        .map(|(a, _)| u32::try_from(a.notice_period_days.unwrap_or(0)).unwrap_or(u32::MAX));
-    let org_number = party.org_number()?;
-    let registered = Registered {
-        org_number: &org_number,
-        name: &party.name,
-        kind: party.kind()?,
-        notice_period_days: binding_notice,
-    };
-    let accepted = lifecycle::check_termination(registered, notice, today)?;
-    on_conn!(&mut *conn, |c| {
-        sqlx::query(
-            "UPDATE parties SET state = $1, updated_at = $2, termination_effective = $3, \
-                    termination_override = $4, termination_notice_received_on = $5, \
-                    termination_scheduled_at = $2, termination_scheduled_by = $6, \
-                    state_before_termination = $7 \
-             WHERE party_id = $8",
-        )
-        .bind(next.as_str())
-        .bind(now)
-        .bind(format_date(notice.effective_date))
-        .bind(notice.override_reason.as_deref())
-        .bind(format_date(notice.received_on))
-        .bind(&actor.name)
-        .bind(current.as_str())
-        .bind(&party.party_id)
-        .execute(c)
-        .await?;
-    });
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "is_termination": true,
-            "org_number": notice.org_number.to_string(),
-            "organisation_name": notice.organisation_name,
-            "effective_date": format_date(notice.effective_date),
-            "notice_received_on": format_date(notice.received_on),
-            "notice_period_days": binding_notice,
-            "override_reason": notice.override_reason,
-            "notice_period_overridden": accepted.overridden,
-            "immediate": accepted.immediate,
-        }),
-    })
-}
-
-pub(super) async fn withdraw_termination(
-    conn: &mut Conn,
-    party: &PartyRow,
-    reason: &str,
-    today: Date,
-    now: Micros,
-) -> Result<Done, AdminError> {
-    let current = party.state_on(today)?;
-    let resume = party.state_before_termination()?.unwrap_or(PartyState::Connected);
-    let next = check_transition(current, Step::WithdrawTermination { resume })?;
-    on_conn!(&mut *conn, |c| {
-        sqlx::query(
-            "UPDATE parties SET state = $1, updated_at = $2, termination_effective = NULL, \
-                    termination_override = NULL, termination_notice_received_on = NULL, \
-                    termination_scheduled_at = NULL, termination_scheduled_by = NULL, \
-                    state_before_termination = NULL \
-             WHERE party_id = $3",
-        )
-        .bind(next.as_str())
-        .bind(now)
-        .bind(&party.party_id)
-        .execute(c)
-        .await?;
-    });
-    Ok(Done {
-        party_id: party.party_id.clone(),
-        before: Some(current),
-        after: next,
-        details: json!({
-            "reason": reason,
-            "withdrawn_effective_date": party.termination_effective,
         }),
     })
 }

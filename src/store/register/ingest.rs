@@ -60,7 +60,7 @@ pub(super) struct PersonRow {
 }
 
 /// The latest person-data version from one source system (`register_person_sources`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(super) struct PersonSourceRow {
     pub person: String,
     pub source_system: String,

@@ -70,7 +70,7 @@ pub(super) async fn find_person_sources(
     keys: &[(String, String)],
 ) -> Result<Vec<PersonSourceRow>, sqlx::Error> {
     let (p, ss): (Vec<&str>, Vec<&str>) = keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip();
-    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<PersonSourceRow> = sqlx::query_as(
         "SELECT s.person, s.source_system, s.latest_version, s.latest_seq, s.latest_source_version \
          FROM UNNEST($1::text[], $2::text[]) AS k (p, ss) \
          JOIN register_person_sources s ON s.person = k.p AND s.source_system = k.ss",
@@ -79,18 +79,7 @@ pub(super) async fn find_person_sources(
     .bind(ss)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(person, source_system, latest_version, latest_seq, latest_source_version)| PersonSourceRow {
-                person,
-                source_system,
-                latest_version,
-                latest_seq,
-                latest_source_version,
-            },
-        )
-        .collect())
+    Ok(rows)
 }
 
 pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {

@@ -99,19 +99,11 @@ pub(super) async fn find_person_sources(
              FROM k JOIN register_person_sources s ON s.person = k.p AND s.source_system = k.ss",
             Dialect::Sqlite.values_list(chunk.len(), 2)
         );
-        let mut q = sqlx::query_as::<_, (String, String, i64, i64, i64)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, PersonSourceRow>(sqlx::AssertSqlSafe(sql));
         for (p, ss) in chunk {
             q = q.bind(p).bind(ss);
         }
-        out.extend(q.fetch_all(&mut *conn).await?.into_iter().map(
-            |(person, source_system, latest_version, latest_seq, latest_source_version)| PersonSourceRow {
-                person,
-                source_system,
-                latest_version,
-                latest_seq,
-                latest_source_version,
-            },
-        ));
+        out.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(out)
 }

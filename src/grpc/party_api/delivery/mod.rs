@@ -26,6 +26,7 @@ use super::authorize::{Ask, CallContext, Gate, Refusal};
 use crate::domain::cursor::{CursorKey, Position};
 use crate::domain::disclosure::Channel;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status;
@@ -41,12 +42,6 @@ const STREAM_BUFFER: usize = 16;
 const DEFAULT_BATCH: usize = 500;
 /// The most records per RecordBatch.
 const MAX_BATCH: usize = 5_000;
-
-/// `lefi.v1.DeliveryService`.
-#[derive(Debug, Clone)]
-pub struct DeliveryApi {
-    pub state: AppState,
-}
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
 
@@ -119,7 +114,7 @@ async fn decide(
 }
 
 #[tonic::async_trait]
-impl pb::delivery_service_server::DeliveryService for DeliveryApi {
+impl pb::delivery_service_server::DeliveryService for PartyApi {
     #[tracing::instrument(skip_all)]
     async fn stream(&self, request: Request<pb::StreamRequest>) -> Result<Response<EventStream>, Status> {
         let party = party_of(&request)?;
