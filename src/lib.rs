@@ -9,10 +9,13 @@
 //! - [`tls`]: rustls server configurations (mTLS with WebPki client verification, CRLs) and the
 //!   accept loop that hands verified connections to tonic.
 //! - [`identity`]: turns the verified client certificate into a [`identity::Principal`] (a registered
-//!   party or operator) in one tower layer; services never parse certificates.
-//! - [`domain`]: identity numbers and other valid-only types; no tonic, no sqlx, no I/O.
+//!   party or operator), run once per request by the gRPC identity layer; services never parse
+//!   certificates.
+//! - [`policy`]: the pure disclosure policy (only it issues a [`policy::Permit`]) and the operator
+//!   rights table.
+//! - [`domain`]: identity numbers and other valid-only types and pure rules; no tonic, no sqlx, no I/O.
 //! - [`store`]: the storage interface over SQLite (embedded default) and PostgreSQL.
-//! - [`grpc`]: the generated protobuf code, service implementations and the error mapping.
+//! - [`grpc`]: the generated protobuf code, the party and admin APIs, and the error mapping.
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
 //! - [`ndjson`]: the register's feed file format (protobuf JSON of a fact, one a line).
 //! - [`dev`]: development and demo code: the development certificate authority (rcgen) for
