@@ -63,11 +63,17 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resolver = self.resolver.clone();
-        Box::pin(async move {
-            // Set by the request-id layer outside this one; quoted by clients and in our logs.
-            if let Some(id) = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
-                tracing::Span::current().record("request_id", id);
-            }
+        // Set by the request-id layer outside this one; quoted by clients, in our logs and in the
+        // ErrorInfo of every error the call ends with.
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(id) = &request_id {
+            tracing::Span::current().record("request_id", id.as_str());
+        }
+        Box::pin(crate::grpc::status::in_request(request_id, async move {
             if is_open_path(req.uri().path()) {
                 return inner.call(req).await;
             }
@@ -89,6 +95,6 @@ where
                 }
                 Err(e) => Ok(tonic::Status::from(e).into_http()),
             }
-        })
+        }))
     }
 }

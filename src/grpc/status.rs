@@ -26,6 +26,31 @@ use crate::store::parties::AdminError;
 /// The ErrorInfo domain of every lefi error.
 pub const ERROR_DOMAIN: &str = "lefi";
 
+tokio::task_local! {
+    /// The `x-request-id` of the call being served, for the ErrorInfo of every error it ends with.
+    static REQUEST_ID: String;
+}
+
+/// Runs `fut` as part of the call with this request id: every status built inside it (and inside
+/// tasks it starts with [`spawn`]) names the id in its ErrorInfo metadata `request_id`.
+pub async fn in_request<F: std::future::Future>(request_id: Option<String>, fut: F) -> F::Output {
+    match request_id {
+        Some(id) => REQUEST_ID.scope(id, fut).await,
+        None => fut.await,
+    }
+}
+
+/// Spawns a task of the current call (a stream's producer, an ingest writer): its statuses name
+/// the call's request id too.
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let request_id = REQUEST_ID.try_with(Clone::clone).ok();
+    tokio::spawn(in_request(request_id, fut))
+}
+
 /// How one problem is reported: the code, the reason, the message and the ErrorInfo metadata.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -55,6 +80,11 @@ impl Report {
         &self.message
     }
 
+    /// The name of the reason the caller is given (what the disclosure log records for a denial).
+    pub fn reason_name(&self) -> &'static str {
+        self.reason.as_str_name()
+    }
+
     /// The report as one item's error in a batch call's results.
     pub fn item_error(self) -> pb::ItemError {
         pb::ItemError {
@@ -71,8 +101,11 @@ impl Report {
 
 impl From<Report> for Status {
     fn from(r: Report) -> Self {
-        let metadata: std::collections::HashMap<String, String> =
+        let mut metadata: std::collections::HashMap<String, String> =
             r.metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if let Ok(id) = REQUEST_ID.try_with(Clone::clone) {
+            metadata.entry("request_id".to_string()).or_insert(id);
+        }
         Status::with_error_details(
             r.code,
             r.message,

@@ -197,13 +197,9 @@ impl Denial {
     }
 }
 
-/// Checks steps 1–3 (party, agreement, basis) and returns the basis. Used on its own where no
-/// person is involved yet, e.g. when a consent is registered.
-pub fn check_basis<'a>(
-    facts: &Facts<'a>,
-    basis_code: &str,
-    today: Date,
-) -> Result<(&'a LegalBasis, &'a Agreement), Denial> {
+/// Checks steps 1–2 (the party is active, its agreement in force) and returns the agreement: what
+/// a whole call is refused for before any item of it is looked at.
+pub fn check_party<'a>(facts: &Facts<'a>, today: Date) -> Result<&'a Agreement, Denial> {
     // 1. The party.
     let party = facts.party;
     if party.state == PartyState::Terminated || party.termination_effective.is_some_and(|d| d <= today) {
@@ -225,6 +221,18 @@ pub fn check_basis<'a>(
             valid_from: Some(agreement.valid_from),
         });
     }
+    Ok(agreement)
+}
+
+/// Checks steps 1–3 (party, agreement, basis) and returns the basis. Used on its own where no
+/// person is involved yet, e.g. when a consent is registered.
+pub fn check_basis<'a>(
+    facts: &Facts<'a>,
+    basis_code: &str,
+    today: Date,
+) -> Result<(&'a LegalBasis, &'a Agreement), Denial> {
+    let agreement = check_party(facts, today)?;
+    let party = facts.party;
 
     // 3. The basis.
     let Some(basis) = facts.basis.filter(|b| b.code == basis_code) else {

@@ -82,8 +82,8 @@ impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
         let inbound = request.into_inner();
         let (decoded_tx, decoded_rx) = mpsc::channel::<Decoded>(INGEST_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(INGEST_BUFFER);
-        tokio::spawn(read_facts(self.state.clone(), inbound, decoded_tx));
-        tokio::spawn(write_facts(self.state.clone(), decoded_rx, out_tx));
+        status::spawn(read_facts(self.state.clone(), inbound, decoded_tx));
+        status::spawn(write_facts(self.state.clone(), decoded_rx, out_tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 

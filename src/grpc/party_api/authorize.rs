@@ -16,7 +16,7 @@ use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::status::{self, Report};
 use crate::identity::PartyPrincipal;
 use crate::policy::{
-    Ask as PolicyAsk, CaseFacts, ConsentFacts, Denial, Facts, PartyFacts, Permit, check_basis, decide,
+    Ask as PolicyAsk, CaseFacts, ConsentFacts, Denial, Facts, PartyFacts, Permit, check_basis, check_party, decide,
 };
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -91,6 +91,19 @@ impl Gate {
         let agreement = state.store.agreement_for_party(&party.party_id).await?;
         let bases = state.store.legal_bases().await?;
         Ok(Gate { agreement, bases })
+    }
+
+    /// Whether the party may ask for anything at all today (active, agreement in force): what a
+    /// whole call is refused for before its items are looked at.
+    pub fn party_refusal(&self, state: &AppState, party: &PartyPrincipal) -> Option<Denial> {
+        let facts = Facts {
+            party: party_facts(party),
+            agreement: self.agreement.as_ref(),
+            basis: None,
+            consent: None,
+            case: None,
+        };
+        check_party(&facts, state.clock.today()).err()
     }
 
     /// Decides one request (loading its consent and case). Nothing is logged here: a refusal
@@ -200,6 +213,16 @@ pub async fn authorize_basis(
     match check_basis(&facts, basis_code, state.clock.today()) {
         Ok((basis, _)) => Ok(basis.clone()),
         Err(denial) => Err(status::denied(&denial, basis_code, None).into()),
+    }
+}
+
+/// The log entry for a request about a person that was refused before the policy could decide it
+/// (a malformed field, or the call refused as a whole): `reason` is the name of the reason the
+/// caller was given.
+pub fn refused_entry(party: &PartyPrincipal, call: &CallContext, ask: &Ask, reason: &str) -> NewDisclosure {
+    NewDisclosure {
+        denial_reason: Some(reason.to_string()),
+        ..base_entry(party, call, ask, Decision::Denied)
     }
 }
 

@@ -8,10 +8,9 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use time::Date;
 use tonic::{Request, Response, Status};
 
-use super::authorize::{Ask, CallContext, allowed_entry, authorize};
+use super::authorize::{Ask, CallContext, allowed_entry, authorize, refused_entry};
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::register::DateRange;
 use crate::grpc::convert::{self, Audience};
@@ -19,7 +18,8 @@ use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::grpc::status::{self, Missing};
+use crate::grpc::status::{self, Missing, Report};
+use crate::domain::Personnummer;
 
 /// Records per message after the header.
 pub const RECORDS_PER_MESSAGE: usize = 500;
@@ -44,7 +44,19 @@ impl pb::query_service_server::QueryService for PartyApi {
         let party = party_of(&request)?;
         let call = CallContext::new(&request, "/lefi.v1.QueryService/QueryPerson", Channel::Query);
         let state = &self.state;
-        let CheckedQuery { ask, period } = self.check(request.into_inner(), state.clock.today()).await?;
+        let req = request.into_inner();
+        // A request that names nobody is refused without a log entry; every other refusal is a
+        // decision about the person, logged before it is answered.
+        let person = fields::person("person_id", &req.person_id, state.clock.today())?;
+        let CheckedQuery { ask, period } = match self.check(&req, person).await? {
+            Ok(checked) => checked,
+            Err((ask, error)) => {
+                let report = Report::from(error);
+                let entry = refused_entry(&party, &call, &ask, report.reason_name());
+                state.store.append_disclosures(&[entry], state.clock.now_micros()).await?;
+                return Err(report.into());
+            }
+        };
         // The policy decides (and logs a denial) before the register is read.
         let permit = authorize(state, &party, &call, &ask).await?;
         let store = &state.store;
@@ -94,83 +106,80 @@ impl pb::query_service_server::QueryService for PartyApi {
 }
 
 impl PartyApi {
-    /// Checks the request's fields against the catalogue.
-    async fn check(&self, req: pb::QueryPersonRequest, today: Date) -> Result<CheckedQuery, Status> {
-        let person = fields::person("person_id", &req.person_id, today)?;
-        if req.benefit_type_codes.is_empty() {
-            return Err(FieldError::invalid(
-                "benefit_type_codes",
-                "give at least one benefit type code (PartyService.ListBenefitTypes)",
-            )
-            .into());
-        }
-        let period = req.period.unwrap_or_default();
-        if period.from.trim().is_empty() {
-            return Err(FieldError::invalid(
-                "period.from",
-                "period.from is required (YYYY-MM-DD); leave period.to empty for an open end",
-            )
-            .into());
-        }
-        let period =
-            convert::date_range("period", &period).map_err(|e| FieldError::date(e.field, e.message))?;
-        if req.legal_basis.trim().is_empty() {
-            return Err(FieldError::invalid(
-                "legal_basis",
-                "legal_basis is required: a code from PartyService.ListLegalBases",
-            )
-            .into());
-        }
-        fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
+    /// Checks the request's fields (other than the person) against the catalogue. A refusal comes
+    /// with what the request asked for, as given, for the log.
+    async fn check(
+        &self,
+        req: &pb::QueryPersonRequest,
+        person: Personnummer,
+    ) -> Result<Result<CheckedQuery, (Ask, FieldError)>, Status> {
+        let trimmed = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+        let mut ask = Ask {
+            basis_code: req.legal_basis.trim().to_string(),
+            person,
+            benefit_codes: req.benefit_type_codes.iter().map(|c| c.trim().to_string()).collect(),
+            case_reference: trimmed(&req.case_reference),
+            consent_id: trimmed(&req.consent_id),
+            period: (None, None),
+            subscription_id: None,
+        };
         let known = self.state.store.benefit_types().await?;
-        let mut benefit_codes: Vec<String> = Vec::with_capacity(req.benefit_type_codes.len());
-        for (i, code) in req.benefit_type_codes.iter().enumerate() {
-            let code = code.trim();
-            if !known.iter().any(|t| t.code == code) {
+        let bases = self.state.store.legal_bases().await?;
+        let checked = (|| {
+            if ask.benefit_codes.is_empty() {
+                return Err(FieldError::invalid(
+                    "benefit_type_codes",
+                    "give at least one benefit type code (PartyService.ListBenefitTypes)",
+                ));
+            }
+            let period = req.period.clone().unwrap_or_default();
+            if period.from.trim().is_empty() {
+                return Err(FieldError::invalid(
+                    "period.from",
+                    "period.from is required (YYYY-MM-DD); leave period.to empty for an open end",
+                ));
+            }
+            let period = convert::date_range("period", &period).map_err(|e| FieldError::date(e.field, e.message))?;
+            if ask.basis_code.is_empty() {
+                return Err(FieldError::invalid(
+                    "legal_basis",
+                    "legal_basis is required: a code from PartyService.ListLegalBases",
+                ));
+            }
+            fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
+            for (i, code) in ask.benefit_codes.iter().enumerate() {
+                if !known.iter().any(|t| &t.code == code) {
+                    return Err(FieldError::new(
+                        FieldProblem::UnknownBenefitType { code: code.clone() },
+                        format!("benefit_type_codes[{i}]"),
+                        "unknown benefit type; use codes from PartyService.ListBenefitTypes",
+                    ));
+                }
+            }
+            if !bases.iter().any(|b| b.code == ask.basis_code) {
                 return Err(FieldError::new(
-                    FieldProblem::UnknownBenefitType {
-                        code: code.to_string(),
+                    FieldProblem::UnknownBasis {
+                        code: ask.basis_code.clone(),
                     },
-                    format!("benefit_type_codes[{i}]"),
-                    "unknown benefit type; use codes from PartyService.ListBenefitTypes",
-                )
-                .into());
+                    "legal_basis",
+                    "unknown legal basis; use a code from PartyService.ListLegalBases",
+                ));
             }
-            if !benefit_codes.iter().any(|c| c == code) {
-                benefit_codes.push(code.to_string());
+            Ok(period)
+        })();
+        let mut benefit_codes: Vec<String> = Vec::with_capacity(ask.benefit_codes.len());
+        for code in &ask.benefit_codes {
+            if !benefit_codes.contains(code) {
+                benefit_codes.push(code.clone());
             }
         }
-        let code = req.legal_basis.trim();
-        if !self
-            .state
-            .store
-            .legal_bases()
-            .await?
-            .iter()
-            .any(|b| b.code == code)
-        {
-            return Err(FieldError::new(
-                FieldProblem::UnknownBasis {
-                    code: code.to_string(),
-                },
-                "legal_basis",
-                "unknown legal basis; use a code from PartyService.ListLegalBases",
-            )
-            .into());
-        }
-        let case_reference = req.case_reference.trim();
-        let consent_id = req.consent_id.trim();
-        Ok(CheckedQuery {
-            ask: Ask {
-                basis_code: code.to_string(),
-                person,
-                benefit_codes,
-                case_reference: (!case_reference.is_empty()).then(|| case_reference.to_string()),
-                consent_id: (!consent_id.is_empty()).then(|| consent_id.to_string()),
-                period: (Some(period.from), period.to),
-                subscription_id: None,
-            },
-            period,
+        ask.benefit_codes = benefit_codes;
+        Ok(match checked {
+            Ok(period) => {
+                ask.period = (Some(period.from), period.to);
+                Ok(CheckedQuery { ask, period })
+            }
+            Err(error) => Err((ask, error)),
         })
     }
 }

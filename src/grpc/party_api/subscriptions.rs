@@ -1,6 +1,5 @@
 //! `lefi.v1.SubscriptionService`: placing, cancelling and listing subscriptions (beställningar).
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -8,9 +7,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::authorize::{Ask, CallContext, Gate, allowed_entry};
+use super::authorize::{Ask, CallContext, Gate, allowed_entry, refused_entry};
 use crate::domain::delivery::EndReason;
-use crate::domain::disclosure::{Channel, NewDisclosure};
+use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::paging::{Pages, page_size};
 use crate::grpc::party_api::PartyApi;
@@ -32,48 +31,59 @@ fn valid_reference(r: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
+/// An item refused for its fields, before the policy: with what it asked for when it named a
+/// valid person (that refusal is logged), or without (a request that names nobody is not).
+struct ItemRefused {
+    ask: Option<Ask>,
+    error: FieldError,
+}
+
 /// Checks the shape of one item; the policy comes after.
-fn validate(
-    state: &AppState,
-    item: &pb::NewSubscription,
-    known_benefits: &[String],
-) -> Result<Ask, FieldError> {
+fn validate(state: &AppState, item: &pb::NewSubscription, known_benefits: &[String]) -> Result<Ask, ItemRefused> {
+    let person = fields::person("person_id", &item.person_id, state.clock.today())
+        .map_err(|error| ItemRefused { ask: None, error })?;
+    let mut benefits = item.benefit_type_codes.clone();
+    benefits.sort();
+    benefits.dedup();
+    let mut ask = Ask {
+        basis_code: item.legal_basis.clone(),
+        person,
+        benefit_codes: benefits,
+        case_reference: (!item.case_reference.is_empty()).then(|| item.case_reference.clone()),
+        consent_id: (!item.consent_id.is_empty()).then(|| item.consent_id.clone()),
+        period: (None, None),
+        subscription_id: None,
+    };
+    match check_fields(item, &ask.benefit_codes, known_benefits) {
+        Ok(from) => {
+            ask.period.0 = Some(from);
+            Ok(ask)
+        }
+        Err(error) => Err(ItemRefused { ask: Some(ask), error }),
+    }
+}
+
+/// The item's fields other than the person; returns its from-date.
+fn check_fields(item: &pb::NewSubscription, benefits: &[String], known_benefits: &[String]) -> Result<time::Date, FieldError> {
     if !valid_reference(&item.client_reference) {
         return Err(FieldError::invalid(
             "client_reference",
             "client_reference is required: at most 64 characters of letters, digits, '-', '_', '.', ':' (no personal data)",
         ));
     }
-    let person = fields::person("person_id", &item.person_id, state.clock.today())?;
     let from = fields::date("from_date", &item.from_date)?;
-    if item.benefit_type_codes.is_empty() {
-        return Err(FieldError::invalid(
-            "benefit_type_codes",
-            "name at least one benefit type",
-        ));
+    if benefits.is_empty() {
+        return Err(FieldError::invalid("benefit_type_codes", "name at least one benefit type"));
     }
-    let mut benefits = item.benefit_type_codes.clone();
-    benefits.sort();
-    benefits.dedup();
     if let Some(unknown) = benefits.iter().find(|b| !known_benefits.contains(b)) {
         return Err(FieldError::new(
-            FieldProblem::UnknownBenefitType {
-                code: unknown.clone(),
-            },
+            FieldProblem::UnknownBenefitType { code: unknown.clone() },
             "benefit_type_codes",
             format!("benefit type {unknown} does not exist; use codes from PartyService.ListBenefitTypes"),
         ));
     }
     fields::at_most("case_reference", &item.case_reference, MAX_REFERENCE)?;
-    Ok(Ask {
-        basis_code: item.legal_basis.clone(),
-        person,
-        benefit_codes: benefits,
-        case_reference: (!item.case_reference.is_empty()).then(|| item.case_reference.clone()),
-        consent_id: (!item.consent_id.is_empty()).then(|| item.consent_id.clone()),
-        period: (Some(from), None),
-        subscription_id: None,
-    })
+    Ok(from)
 }
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
@@ -102,19 +112,28 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             .into());
         }
         let state = &self.state;
-        let known: Vec<String> = state
-            .store
-            .benefit_types()
-            .await?
-            .into_iter()
-            .map(|b| b.code)
-            .collect();
+        let known: Vec<String> = state.store.benefit_types().await?.into_iter().map(|b| b.code).collect();
         let gate = Gate::load(state, &party).await?;
+        let now = state.clock.now_micros();
 
-        // Decide every item; remember the decision's log entry and what to store.
+        // A party that may ask for nothing today is refused as a whole (each item about a valid
+        // person is still a decision about that person, and logged).
+        if let Some(denial) = gate.party_refusal(state, &party) {
+            let report = status::denied(&denial, "", None);
+            let entries: Vec<NewDisclosure> = items
+                .iter()
+                .filter_map(|item| validate(state, item, &known).map_or_else(|r| r.ask, Some))
+                .map(|ask| refused_entry(&party, &call, &ask, report.reason_name()))
+                .collect();
+            state.store.append_disclosures(&entries, now).await?;
+            return Err(report.into());
+        }
+
+        // Decide every item: its result, its log entry (the allowed ones get theirs once their
+        // subscription exists, to name it), and what to store.
         let mut results: Vec<pb::CreateSubscriptionResult> = Vec::with_capacity(items.len());
-        let mut entries: Vec<NewDisclosure> = Vec::new();
-        let mut to_create: Vec<(usize, NewSubscription)> = Vec::new();
+        let mut entries: Vec<(usize, NewDisclosure)> = Vec::new();
+        let mut to_create: Vec<(usize, NewSubscription, NewDisclosure)> = Vec::new();
         let mut cases: Vec<String> = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let mut result = pb::CreateSubscriptionResult {
@@ -123,28 +142,31 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
                 ..Default::default()
             };
             let rejected = match validate(state, item, &known) {
-                Err(e) => Some(Report::from(e)),
+                Err(ItemRefused { ask, error }) => {
+                    let report = Report::from(error);
+                    if let Some(ask) = ask {
+                        entries.push((index, refused_entry(&party, &call, &ask, report.reason_name())));
+                    }
+                    Some(report)
+                }
                 Ok(ask) => match gate.check(state, &party, &call, &ask).await? {
                     Ok(permit) => {
-                        entries.push(allowed_entry(&party, &call, &ask, &permit, 0, (0, 0)));
                         cases.extend(permit.case_reference().map(str::to_string));
-                        to_create.push((
-                            index,
-                            NewSubscription {
-                                client_reference: item.client_reference.clone(),
-                                person: permit.person().clone(),
-                                benefit_types: permit.benefit_codes().to_vec(),
-                                from_date: ask.period.0.unwrap_or(state.clock.today()),
-                                legal_basis: permit.basis_code().to_string(),
-                                case_reference: permit.case_reference().map(str::to_string),
-                                consent_id: permit.consent_id().map(str::to_string),
-                            },
-                        ));
+                        let new = NewSubscription {
+                            client_reference: item.client_reference.clone(),
+                            person: permit.person().clone(),
+                            benefit_types: permit.benefit_codes().to_vec(),
+                            from_date: ask.period.0.unwrap_or(state.clock.today()),
+                            legal_basis: permit.basis_code().to_string(),
+                            case_reference: permit.case_reference().map(str::to_string),
+                            consent_id: permit.consent_id().map(str::to_string),
+                        };
+                        to_create.push((index, new, allowed_entry(&party, &call, &ask, &permit, 0, (0, 0))));
                         None
                     }
                     Err(refusal) => {
                         let report = refusal.report();
-                        entries.push(refusal.entry);
+                        entries.push((index, refusal.entry));
                         Some(report)
                     }
                 },
@@ -156,43 +178,51 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             results.push(result);
         }
 
-        // Every decision is logged before anything is stored or answered.
-        let now = state.clock.now_micros();
+        // Store, then log every decision (the allowed ones naming their subscription), and only
+        // then answer. Should the log fail, the call fails: a retry finds the subscriptions
+        // unchanged and logs them again.
+        let new: Vec<NewSubscription> = to_create.iter().map(|(_, n, _)| n.clone()).collect();
+        let outcomes = state.store.create_subscriptions(&party.party_id, &new, now).await?;
+        let (mut created_count, mut unchanged_count) = (0, 0);
+        for ((index, _, mut entry), outcome) in to_create.into_iter().zip(outcomes) {
+            let result = &mut results[index];
+            let stored = match outcome {
+                CreateOutcome::Created(s) => {
+                    created_count += 1;
+                    Some((pb::CreateSubscriptionOutcome::Created, s))
+                }
+                CreateOutcome::Unchanged(s) => {
+                    unchanged_count += 1;
+                    Some((pb::CreateSubscriptionOutcome::Unchanged, s))
+                }
+                CreateOutcome::Conflict => None,
+            };
+            match stored {
+                Some((outcome, s)) => {
+                    result.outcome = outcome as i32;
+                    entry.subscription_id = Some(s.subscription_id.clone());
+                    result.subscription = Some(convert::subscription(&s));
+                }
+                None => {
+                    let report = status::conflict(Conflict::ClientReference);
+                    entry.decision = Decision::Denied;
+                    entry.denial_reason = Some(report.reason_name().to_string());
+                    result.outcome = pb::CreateSubscriptionOutcome::Rejected as i32;
+                    result.error = Some(report.item_error());
+                }
+            }
+            entries.push((index, entry));
+        }
+        entries.sort_by_key(|(index, _)| *index);
+        let entries: Vec<NewDisclosure> = entries.into_iter().map(|(_, e)| e).collect();
         state.store.append_disclosures(&entries, now).await?;
         cases.sort();
         cases.dedup();
         state.store.touch_cases(&party.party_id, &cases, now).await?;
-        let new: Vec<NewSubscription> = to_create.iter().map(|(_, n)| n.clone()).collect();
-        let outcomes = state
-            .store
-            .create_subscriptions(&party.party_id, &new, now)
-            .await?;
-        let by_index: HashMap<usize, CreateOutcome> =
-            to_create.iter().map(|(i, _)| *i).zip(outcomes).collect();
-        let (mut created_count, mut unchanged_count, mut rejected_count) = (0, 0, 0);
-        for result in &mut results {
-            match by_index.get(&(result.index as usize)) {
-                Some(CreateOutcome::Created(s)) => {
-                    result.outcome = pb::CreateSubscriptionOutcome::Created as i32;
-                    result.subscription = Some(convert::subscription(s));
-                    created_count += 1;
-                }
-                Some(CreateOutcome::Unchanged(s)) => {
-                    result.outcome = pb::CreateSubscriptionOutcome::Unchanged as i32;
-                    result.subscription = Some(convert::subscription(s));
-                    unchanged_count += 1;
-                }
-                Some(CreateOutcome::Conflict) => {
-                    result.outcome = pb::CreateSubscriptionOutcome::Rejected as i32;
-                    result.error = Some(status::conflict(Conflict::ClientReference).item_error());
-                    rejected_count += 1;
-                }
-                None => rejected_count += 1,
-            }
-        }
         if created_count > 0 {
             state.notify_history();
         }
+        let rejected_count = results.len() as u32 - created_count - unchanged_count;
         Ok(Response::new(pb::CreateSubscriptionsResponse {
             results,
             created_count,
@@ -258,7 +288,7 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
         let mut after: Option<(i64, String)> = pages.position(&req.page_token)?;
         let size = page_size(req.page_size);
         let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(async move {
+        status::spawn(async move {
             loop {
                 let page = state
                     .store

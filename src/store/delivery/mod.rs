@@ -112,6 +112,34 @@ pub enum EndSelector<'a> {
     },
 }
 
+/// What a full refresh did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// The sequence just before the refresh: a cursor there streams the refresh, then what follows.
+    pub before: u64,
+    pub refreshed: Vec<String>,
+    /// Named subscriptions that are not active.
+    pub skipped: Vec<String>,
+}
+
+/// A full refresh as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// The sequence of its snapshots.
+    pub seq: u64,
+    pub requested_at: Micros,
+    pub reason: Option<String>,
+    pub subscription_count: u64,
+}
+
+/// The position a party's consumer last reported (DeliveryService.CommitCursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorCommit {
+    pub consumer: String,
+    pub register_sequence: u64,
+    pub committed_at: Micros,
+}
+
 /// One event of a party's delivery history, with its subscription.
 #[derive(Debug, Clone)]
 pub struct DeliveryEvent {
@@ -483,32 +511,45 @@ impl Store {
     }
 
     /// Puts a fresh snapshot of the party's active subscriptions (all, or those named) into its
-    /// history. Returns the sequence just before the refresh and the ids refreshed and skipped.
+    /// history at one new sequence, and records the request with its reason. A named subscription
+    /// that is not active is skipped; one the party does not have is [`StoreError::NotFound`] (and
+    /// nothing changes).
     pub async fn full_refresh(
         &self,
         party_id: &str,
         only: &[String],
+        reason: &str,
         now: Micros,
-    ) -> Result<(u64, Vec<String>, Vec<String>), StoreError> {
+    ) -> Result<Refresh, StoreError> {
         let mut conn = self.write().await?;
-        let active: Vec<(String,)> = on_conn!(&mut conn, |c| {
+        let all: Vec<(String, String)> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
-                "SELECT subscription_id FROM subscriptions WHERE party_id = $1 AND state = 'ACTIVE' \
-                 ORDER BY subscription_id",
+                "SELECT subscription_id, state FROM subscriptions WHERE party_id = $1 ORDER BY subscription_id",
             )
             .bind(party_id)
             .fetch_all(c)
             .await?
         });
-        let active: Vec<String> = active.into_iter().map(|(id,)| id).collect();
-        let (refresh, skipped): (Vec<String>, Vec<String>) = if only.is_empty() {
-            (active, Vec::new())
+        let active = |id: &str| {
+            all.iter()
+                .any(|(s, state)| s == id && state == SubscriptionState::Active.as_str())
+        };
+        let (refreshed, skipped): (Vec<String>, Vec<String>) = if only.is_empty() {
+            let ids = all
+                .iter()
+                .map(|(id, _)| id.clone())
+                .filter(|id| active(id))
+                .collect();
+            (ids, Vec::new())
         } else {
-            only.iter().cloned().partition(|id| active.contains(id))
+            if only.iter().any(|id| !all.iter().any(|(s, _)| s == id)) {
+                return Err(StoreError::NotFound);
+            }
+            only.iter().cloned().partition(|id| active(id))
         };
         let seq = history::next_seq(&mut conn).await?;
         let mut events = history::Events::new(seq, now);
-        for id in &refresh {
+        for id in &refreshed {
             let number = history::next_event_number(&mut conn, id).await?;
             events.add(
                 party_id,
@@ -518,8 +559,114 @@ impl Store {
             );
         }
         events.write(&mut conn).await?;
+        on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO full_refreshes (party_id, seq, requested_at, reason, subscription_count) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(party_id)
+            .bind(super::to_i64(seq))
+            .bind(now)
+            .bind(reason)
+            .bind(super::to_i64(refreshed.len() as u64))
+            .execute(c)
+            .await?;
+        });
         conn.commit().await?;
-        Ok((seq - 1, refresh, skipped))
+        Ok(Refresh {
+            before: seq - 1,
+            refreshed,
+            skipped,
+        })
+    }
+
+    /// Records the position a party's consumer reports it has applied (DeliveryService.CommitCursor;
+    /// the latest report per consumer is kept).
+    pub async fn commit_cursor(
+        &self,
+        party_id: &str,
+        consumer: &str,
+        seq: u64,
+        now: Micros,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write().await?;
+        on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "INSERT INTO cursor_commits (party_id, consumer, register_sequence, committed_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (party_id, consumer) DO UPDATE SET register_sequence = excluded.register_sequence, \
+                     committed_at = excluded.committed_at",
+            )
+            .bind(party_id)
+            .bind(consumer)
+            .bind(super::to_i64(seq))
+            .bind(now)
+            .execute(c)
+            .await?;
+        });
+        conn.commit().await
+    }
+
+    /// The positions a party's consumers reported last: consumer, register sequence and when.
+    pub async fn cursor_commits(&self, party_id: &str) -> Result<Vec<CursorCommit>, StoreError> {
+        let mut conn = self.read().await?;
+        let rows: Vec<(String, i64, i64)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT consumer, register_sequence, committed_at FROM cursor_commits WHERE party_id = $1 \
+                 ORDER BY consumer",
+            )
+            .bind(party_id)
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(consumer, seq, committed_at)| {
+                Ok(CursorCommit {
+                    consumer,
+                    register_sequence: to_u64(seq, "cursor_commits.register_sequence")?,
+                    committed_at,
+                })
+            })
+            .collect()
+    }
+
+    /// The full refreshes a party asked for, newest first.
+    pub async fn full_refreshes(&self, party_id: &str) -> Result<Vec<RefreshRecord>, StoreError> {
+        let mut conn = self.read().await?;
+        let rows: Vec<(i64, i64, String, i64)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT seq, requested_at, reason, subscription_count FROM full_refreshes WHERE party_id = $1 \
+                 ORDER BY seq DESC",
+            )
+            .bind(party_id)
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(seq, requested_at, reason, count)| {
+                Ok(RefreshRecord {
+                    seq: to_u64(seq, "full_refreshes.seq")?,
+                    requested_at,
+                    reason: non_empty(reason),
+                    subscription_count: to_u64(count, "full_refreshes.subscription_count")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the register recorded sequence `seq` (a fact, or a party event); `None` for a sequence
+    /// not in the register or the history kept.
+    pub async fn recorded_at(&self, seq: u64) -> Result<Option<Micros>, StoreError> {
+        let mut conn = self.read().await?;
+        Ok(on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(
+                "SELECT recorded_at FROM register_log WHERE seq = $1 \
+                 UNION ALL SELECT recorded_at FROM delivery_events WHERE seq = $1 LIMIT 1",
+            )
+            .bind(super::to_i64(seq))
+            .fetch_optional(c)
+            .await?
+        }))
     }
 }
 

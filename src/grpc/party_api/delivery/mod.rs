@@ -29,7 +29,7 @@ use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::grpc::status;
+use crate::grpc::status::{self, Missing};
 use crate::identity::PartyPrincipal;
 use crate::policy::Permit;
 use crate::state::AppState;
@@ -42,6 +42,12 @@ const STREAM_BUFFER: usize = 16;
 const DEFAULT_BATCH: usize = 500;
 /// The most records per RecordBatch.
 const MAX_BATCH: usize = 5_000;
+/// The longest reason a full refresh may give.
+const MAX_REFRESH_REASON: usize = 200;
+/// The longest consumer name of CommitCursor.
+const MAX_CONSUMER: usize = 64;
+/// The consumer a CommitCursor without one reports for.
+const DEFAULT_CONSUMER: &str = "default";
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
 
@@ -142,10 +148,10 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (outlet, outgoing) = mpsc::channel(outlet::OUTLET_BATCHES);
-        tokio::spawn(outlet::run(state.clone(), outgoing, tx));
+        status::spawn(outlet::run(state.clone(), outgoing, tx));
         let producer =
             producer::DeliveryStream::new(state, party, call, key, batch, interval, outlet, position);
-        tokio::spawn(producer.run_to_end());
+        status::spawn(producer.run_to_end());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -156,25 +162,32 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
     ) -> Result<Response<pb::FullRefreshResponse>, Status> {
         let party = party_of(&request)?;
         let req = request.into_inner();
+        let reason = fields::optional_text("reason", &req.reason, MAX_REFRESH_REASON)?;
         let state = &self.state;
         let key = CursorKey::new(state.store.cursor_key().await?);
-        let (before, refreshed, skipped) = state
+        let refresh = state
             .store
-            .full_refresh(&party.party_id, &req.subscription_ids, state.clock.now_micros())
-            .await?;
+            .full_refresh(
+                &party.party_id,
+                &req.subscription_ids,
+                reason.as_deref().unwrap_or(""),
+                state.clock.now_micros(),
+            )
+            .await
+            .map_err(|e| status::or_missing(e, Missing::Subscription))?;
         state.notify_history();
         Ok(Response::new(pb::FullRefreshResponse {
             cursor: key.encode(
                 &party.party_id,
                 Position::History {
-                    seq: before,
+                    seq: refresh.before,
                     ord: u64::MAX,
                     records_sent: 0,
                 },
             ),
-            as_of_sequence: before + 1,
-            subscription_count: u64::try_from(refreshed.len()).unwrap_or(u64::MAX),
-            skipped_subscription_ids: skipped,
+            as_of_sequence: refresh.before + 1,
+            subscription_count: refresh.refreshed.len() as u64,
+            skipped_subscription_ids: refresh.skipped,
         }))
     }
 
@@ -185,8 +198,29 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
     ) -> Result<Response<pb::CommitCursorResponse>, Status> {
         let party = party_of(&request)?;
         let req = request.into_inner();
-        let key = CursorKey::new(self.state.store.cursor_key().await?);
-        read_cursor(&self.state, &key, &party.party_id, &req.cursor).await?;
-        Ok(Response::new(pb::CommitCursorResponse::default()))
+        let consumer = fields::optional_text("consumer", &req.consumer, MAX_CONSUMER)?;
+        let state = &self.state;
+        let key = CursorKey::new(state.store.cursor_key().await?);
+        let reached = match read_cursor(state, &key, &party.party_id, &req.cursor).await? {
+            Position::History { seq, .. } => seq,
+            // Inside the start snapshots: no sequence is complete yet.
+            Position::Start { .. } => 0,
+        };
+        let store = &state.store;
+        let head = store.head_seq().await?;
+        let consumer = consumer.as_deref().unwrap_or(DEFAULT_CONSUMER);
+        store
+            .commit_cursor(&party.party_id, consumer, reached, state.clock.now_micros())
+            .await?;
+        let recorded_at = if reached < head {
+            store.recorded_at(reached).await?
+        } else {
+            None
+        };
+        Ok(Response::new(pb::CommitCursorResponse {
+            register_sequence: reached,
+            head_sequence: head,
+            cursor_recorded_at: recorded_at.map(crate::grpc::convert::timestamp),
+        }))
     }
 }

@@ -345,7 +345,7 @@ impl DeliveryStream {
             head,
         };
         let (chunks_tx, mut chunks) = mpsc::channel(READ_AHEAD);
-        tokio::spawn(reader.run(first, chunks_tx));
+        status::spawn(reader.run(first, chunks_tx));
         let mut index = first;
         loop {
             let chunk = match chunks.recv().await {
@@ -602,20 +602,21 @@ impl DeliveryStream {
         let record_count = records.len() as u64;
         records.drain(..already);
         let mut sent = already;
-        let mut batch_index = (already / self.batch.max(1)) as u32;
+        // Batches are numbered from 1; a resume inside the snapshot continues the numbering.
+        let mut batches = (already / self.batch.max(1)) as u32;
         for batch in convert::record_batches(records, self.batch) {
             sent += batch.len();
+            batches += 1;
             self.queue(
                 (place.at)(sent as u64 + 1),
                 pb::stream_event::Event::Records(pb::RecordBatch {
                     subscription_id: id.clone(),
                     event_number: place.event_number,
-                    batch_index,
+                    batch_index: batches,
                     person: Some(person.clone()),
                     records: batch,
                 }),
             );
-            batch_index += 1;
         }
         // The end marker carries the position after the whole event.
         self.queue(
@@ -625,7 +626,7 @@ impl DeliveryStream {
                 event_number: place.event_number,
                 as_of_sequence: place.as_of,
                 record_count,
-                batch_count: batch_index,
+                batch_count: batches,
             }),
         );
         self.maybe_flush().await
