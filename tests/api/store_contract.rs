@@ -1,0 +1,1596 @@
+//! The store's contract, room by room, on both backends: every public `Store` operation, the
+//! refusals it promises and the order it guarantees. The tests call the server's own store handle
+//! (`app.store`) with the server's clock; the other files reach the same code through the API.
+//!
+//! One module per room of `src/store/`: [`parties`], [`catalogue`], [`register`], [`delivery`],
+//! [`consents`] (consents and case references), [`disclosure_log`]; then [`errors`] (how a failed
+//! connection is reported) and [`migrations`] (what migration 0008 does to rows stored before it).
+//! Fixtures every room uses come first.
+
+use lefi::domain::Personnummer;
+use lefi::domain::register::versions::IngestResult;
+use lefi::domain::register::{
+    CompensationPeriod, Extent, FactBody, FactParts, NewFact, PersonData, RecordKind,
+};
+use time::Date;
+use time::macros::date;
+
+use crate::helpers::TestApp;
+
+/// Three persons (synthetic, test-range numbers), in their twelve-digit storage form.
+const P1: &str = "199007042386";
+const P2: &str = "199501132386";
+const P3: &str = "201701012393";
+
+const COORDINATION: &str = "INS_COORDINATION";
+const RISK_ASSESSMENT: &str = "INS_RISK_ASSESSMENT";
+
+const JANUARY: (Date, Date) = (date!(2024 - 01 - 01), date!(2024 - 01 - 31));
+const FEBRUARY: (Date, Date) = (date!(2024 - 02 - 01), date!(2024 - 02 - 29));
+
+fn pnr(storage: &str) -> Personnummer {
+    Personnummer::from_storage(storage).unwrap()
+}
+
+fn codes(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A fact from the source system MIDAS about `person`: fact `source_id` at `version`.
+fn parts(person: &str, source_id: &str, version: u64, benefit: &str, body: Option<FactBody>) -> FactParts {
+    FactParts {
+        source_system: "MIDAS".to_string(),
+        source_id: source_id.to_string(),
+        source_version: version,
+        person: pnr(person),
+        benefit_type: benefit.to_string(),
+        kind: RecordKind::New,
+        valid: None,
+        retroactive: false,
+        body,
+    }
+}
+
+/// A compensation period of `benefit` over `days`, before validation.
+fn period_parts(
+    person: &str,
+    source_id: &str,
+    version: u64,
+    benefit: &str,
+    (from, to): (Date, Date),
+) -> FactParts {
+    let body = FactBody::Period(CompensationPeriod {
+        case_id: "FALL-1".to_string(),
+        from,
+        to,
+        extent: Extent::Full,
+        daily_amount_ore: 90_000,
+    });
+    parts(person, source_id, version, benefit, Some(body))
+}
+
+/// A compensation period of `benefit` over `days`.
+fn period(person: &str, source_id: &str, version: u64, benefit: &str, days: (Date, Date)) -> NewFact {
+    NewFact::new(period_parts(person, source_id, version, benefit, days)).unwrap()
+}
+
+/// The retraction of fact `source_id`.
+fn retraction(person: &str, source_id: &str, version: u64, benefit: &str) -> NewFact {
+    NewFact::new(FactParts {
+        kind: RecordKind::Retraction,
+        ..parts(person, source_id, version, benefit, None)
+    })
+    .unwrap()
+}
+
+/// The person's own data from the population register.
+fn person_update(person: &str, version: u64, name: &str) -> NewFact {
+    let body = FactBody::Person(PersonData {
+        name: name.to_string(),
+        ..PersonData::default()
+    });
+    NewFact::new(FactParts {
+        source_system: "FOLKBOKF".to_string(),
+        ..parts(person, "", version, "", Some(body))
+    })
+    .unwrap()
+}
+
+/// Ingests `facts` as recorded at `now` and returns each one's sequence; all must be accepted.
+async fn accept_at(app: &TestApp, facts: Vec<NewFact>, now: i64) -> Vec<u64> {
+    let results = app.store.ingest(facts, now).await.unwrap();
+    results
+        .into_iter()
+        .map(|r| match r {
+            IngestResult::Accepted(v) => v.seq,
+            other => panic!("a fact was not accepted: {other:?}"),
+        })
+        .collect()
+}
+
+/// [`accept_at`] now.
+async fn accept(app: &TestApp, facts: Vec<NewFact>) -> Vec<u64> {
+    accept_at(app, facts, app.clock.now_micros()).await
+}
+
+/// Parties: every lifecycle step with its refusals, idempotency, the reads, termination settling,
+/// certificates and operators.
+mod parties {
+    use lefi::dev::certs::Issued;
+    use lefi::domain::clock::business_day_start;
+    use lefi::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
+    use lefi::domain::party::AgreementType;
+    use lefi::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
+    use lefi::identity::certificate_facts;
+    use lefi::store::parties::{
+        Actor, AdminError, AuditRecord, Idempotency, NewAgreement, NewApplication, NewCertificate,
+        NewConnectedParty, NewSignature, Operator, PartyChange, PartyFilter, PartyRecord,
+    };
+    use time::macros::date;
+
+    use super::{COORDINATION, RISK_ASSESSMENT, codes};
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp, connected_party, onboard};
+
+    backend_tests!(
+        every_change_moves_the_party_on_and_is_audited_in_order,
+        each_change_refuses_a_step_its_state_does_not_allow,
+        a_change_to_an_unknown_party_is_party_not_found,
+        a_replayed_change_answers_with_the_stored_bytes_and_acts_once,
+        a_key_is_bound_to_its_request_and_a_refused_change_leaves_it_free,
+        onboarding_a_connected_party_again_adds_nothing,
+        records_are_found_by_id_and_by_org_number_preferring_the_live_party,
+        listing_pages_by_name_and_filters_by_kind_and_state,
+        history_pages_oldest_first_and_is_none_for_an_unknown_party,
+        a_termination_whose_day_has_come_is_settled_once,
+        certificates_and_operators_are_found_by_fingerprint,
+        the_agreement_holds_what_was_granted,
+    );
+
+    /// The organisation the tests onboard step by step (the spawned app has two connected ones).
+    const ORG: &str = "556000-0019";
+    const NAME: &str = "Exempel Försäkring AB";
+    const MISSING: &str = "pty_missing";
+
+    fn actor() -> Actor {
+        Actor {
+            name: "Kontraktstest".to_string(),
+            fingerprint: "ab".repeat(32),
+        }
+    }
+
+    /// Makes `change` now under idempotency key `key` for a request hashed `hash`. The answer stored
+    /// with the key is the party's id and stored state ([`answer`] reads it back).
+    async fn change_keyed(
+        app: &TestApp,
+        key: &str,
+        hash: &str,
+        change: PartyChange<'_>,
+    ) -> Result<Vec<u8>, AdminError> {
+        let respond = |p: &PartyRecord| format!("{} {}", p.party_id, p.stored_state).into_bytes();
+        let idem = Idempotency {
+            key,
+            request_hash: hash,
+            respond: &respond,
+        };
+        app.store
+            .change_party(&actor(), &idem, change, app.clock.now_micros())
+            .await
+    }
+
+    /// [`change_keyed`] under a fresh key.
+    async fn change(app: &TestApp, change: PartyChange<'_>) -> Result<Vec<u8>, AdminError> {
+        let key = uuid::Uuid::now_v7().to_string();
+        change_keyed(app, &key, &key, change).await
+    }
+
+    /// The party id and state a change answered with.
+    fn answer(bytes: &[u8]) -> (String, PartyState) {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let (id, state) = text.split_once(' ').unwrap();
+        (id.to_string(), PartyState::parse(state).unwrap())
+    }
+
+    fn assert_illegal(result: Result<Vec<u8>, AdminError>, current: PartyState) {
+        match result {
+            Err(AdminError::IllegalTransition(t)) => assert_eq!(t.current, current, "{t}"),
+            other => panic!("expected an illegal transition from {current}, got {other:?}"),
+        }
+    }
+
+    fn application(org: &str, name: &str, kind: PartyKind, bases: &[&str]) -> NewApplication {
+        NewApplication {
+            org_number: OrgNumber::parse(org).unwrap(),
+            name: name.to_string(),
+            kind,
+            contact_name: "Anna Andersson".to_string(),
+            contact_email: "anna@example.invalid".to_string(),
+            basis_codes: codes(bases),
+            benefit_codes: codes(&["SJP"]),
+        }
+    }
+
+    /// An avtal granting coordination and sickness benefit, with a 90-day notice period.
+    fn agreement(agreement_id: &str) -> NewAgreement {
+        NewAgreement {
+            agreement_id: agreement_id.to_string(),
+            basis_codes: codes(&[COORDINATION]),
+            benefit_codes: codes(&["SJP"]),
+            valid_from: date!(2025 - 01 - 01),
+            notice_period_days: 90,
+        }
+    }
+
+    fn signature(signer: Signer) -> NewSignature {
+        NewSignature {
+            signer,
+            signed_by: "Anna Andersson".to_string(),
+            signed_on: date!(2025 - 01 - 02),
+        }
+    }
+
+    /// A new certificate for the example organisation, issued by the test CA.
+    fn certificate(app: &TestApp) -> NewCertificate {
+        certificate_facts(issue(app).cert_pem.as_bytes()).unwrap().0
+    }
+
+    fn issue(app: &TestApp) -> Issued {
+        app.certs.ca.issue_client(NAME, Some(ORG)).unwrap()
+    }
+
+    fn fingerprint(who: &Issued) -> String {
+        certificate_facts(who.cert_pem.as_bytes()).unwrap().0.fingerprint
+    }
+
+    /// The example organisation's notice, received today, taking effect in `days` days.
+    fn termination(app: &TestApp, days: i64) -> TerminationNotice {
+        let today = app.clock.today();
+        TerminationNotice {
+            org_number: OrgNumber::parse(ORG).unwrap(),
+            organisation_name: NAME.to_string(),
+            effective_date: today + time::Duration::days(days),
+            received_on: today,
+            override_reason: None,
+        }
+    }
+
+    /// Registers the example organisation's application; returns its party id.
+    async fn apply(app: &TestApp) -> String {
+        let application = application(ORG, NAME, PartyKind::Insurer, &[COORDINATION]);
+        answer(&change(app, PartyChange::Apply(&application)).await.unwrap()).0
+    }
+
+    async fn record(app: &TestApp, party_id: &str) -> PartyRecord {
+        app.store.party_record(party_id).await.unwrap().unwrap()
+    }
+
+    async fn history(app: &TestApp, party_id: &str) -> Vec<AuditRecord> {
+        app.store.party_history(party_id, 0, 1000).await.unwrap().unwrap()
+    }
+
+    fn actions(entries: &[AuditRecord]) -> Vec<PartyAction> {
+        entries.iter().map(|e| e.action).collect()
+    }
+
+    fn names(records: &[PartyRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    async fn every_change_moves_the_party_on_and_is_audited_in_order(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let party_id = apply(&app).await;
+        let party_id = party_id.as_str();
+        let (agreement, cert, notice) = (agreement("AVT-1"), certificate(&app), termination(&app, 100));
+        let (by_party, by_agency) = (signature(Signer::Party), signature(Signer::Agency));
+        let steps = [
+            (
+                PartyChange::SendAgreement {
+                    party_id,
+                    agreement: &agreement,
+                },
+                PartyState::AgreementSent,
+            ),
+            (
+                PartyChange::RecordSignature {
+                    party_id,
+                    signature: &by_party,
+                },
+                PartyState::AgreementSent,
+            ),
+            (
+                PartyChange::RecordSignature {
+                    party_id,
+                    signature: &by_agency,
+                },
+                PartyState::Signed,
+            ),
+            (
+                PartyChange::AddCertificate {
+                    party_id,
+                    certificate: &cert,
+                },
+                PartyState::Connected,
+            ),
+            (
+                PartyChange::RevokeCertificate {
+                    party_id,
+                    fingerprint: &cert.fingerprint,
+                    reason: "lost",
+                },
+                PartyState::Connected,
+            ),
+            (
+                PartyChange::ScheduleTermination {
+                    party_id,
+                    notice: &notice,
+                },
+                PartyState::TerminationScheduled,
+            ),
+            (
+                PartyChange::WithdrawTermination {
+                    party_id,
+                    reason: "changed their mind",
+                },
+                PartyState::Connected,
+            ),
+        ];
+        for (step, expected) in steps {
+            let answered = answer(&change(&app, step).await.unwrap());
+            assert_eq!(answered, (party_id.to_string(), expected), "{step:?}");
+            assert_eq!(record(&app, party_id).await.stored_state, expected, "{step:?}");
+        }
+
+        let stored = record(&app, party_id).await;
+        assert_eq!(stored.agreement.unwrap().agreement_id, "AVT-1");
+        let signers: Vec<Signer> = stored.signatures.iter().map(|s| s.signer).collect();
+        assert_eq!(signers, [Signer::Party, Signer::Agency]);
+        assert_eq!(stored.certificates.len(), 1);
+        assert!(stored.certificates[0].revoked_at.is_some());
+        assert_eq!(stored.certificates[0].revocation_reason.as_deref(), Some("lost"));
+        assert_eq!(stored.termination, None, "the withdrawn termination is gone");
+
+        use PartyState::*;
+        let entries = history(&app, party_id).await;
+        let moves: Vec<_> = entries
+            .iter()
+            .map(|e| (e.action, e.before_state, e.after_state))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (PartyAction::Apply, None, Applied),
+                (PartyAction::SendAgreement, Some(Applied), AgreementSent),
+                (PartyAction::RecordSignature, Some(AgreementSent), AgreementSent),
+                (PartyAction::RecordSignature, Some(AgreementSent), Signed),
+                (PartyAction::AddCertificate, Some(Signed), Connected),
+                (PartyAction::RevokeCertificate, Some(Connected), Connected),
+                (
+                    PartyAction::ScheduleTermination,
+                    Some(Connected),
+                    TerminationScheduled
+                ),
+                (
+                    PartyAction::WithdrawTermination,
+                    Some(TerminationScheduled),
+                    Connected
+                ),
+            ]
+        );
+        assert!(
+            entries
+                .windows(2)
+                .all(|w| w[0].entry_id < w[1].entry_id && w[0].at <= w[1].at)
+        );
+        for e in &entries {
+            assert_eq!(
+                (e.party_id.as_str(), e.operator.as_ref()),
+                (party_id, Some(&actor()))
+            );
+            assert!(e.idempotency_key.is_some());
+        }
+        app.stop().await;
+    }
+
+    async fn each_change_refuses_a_step_its_state_does_not_allow(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let party_id = apply(&app).await;
+        let party_id = party_id.as_str();
+        let (by_party, cert, notice) = (
+            signature(Signer::Party),
+            certificate(&app),
+            termination(&app, 100),
+        );
+        let sign = PartyChange::RecordSignature {
+            party_id,
+            signature: &by_party,
+        };
+        let schedule = PartyChange::ScheduleTermination {
+            party_id,
+            notice: &notice,
+        };
+        // An application can neither be signed, connected nor have a termination withdrawn.
+        for step in [
+            sign,
+            PartyChange::AddCertificate {
+                party_id,
+                certificate: &cert,
+            },
+            PartyChange::WithdrawTermination {
+                party_id,
+                reason: "-",
+            },
+        ] {
+            assert_illegal(change(&app, step).await, PartyState::Applied);
+        }
+        let first = agreement("AVT-1");
+        change(
+            &app,
+            PartyChange::SendAgreement {
+                party_id,
+                agreement: &first,
+            },
+        )
+        .await
+        .unwrap();
+        let second = agreement("AVT-2");
+        let send_again = PartyChange::SendAgreement {
+            party_id,
+            agreement: &second,
+        };
+        assert_illegal(change(&app, send_again).await, PartyState::AgreementSent);
+        change(&app, sign).await.unwrap();
+        assert_illegal(change(&app, sign).await, PartyState::AgreementSent);
+        let unknown_certificate = PartyChange::RevokeCertificate {
+            party_id,
+            fingerprint: &"00".repeat(32),
+            reason: "-",
+        };
+        assert!(matches!(
+            change(&app, unknown_certificate).await,
+            Err(AdminError::CertificateNotFound)
+        ));
+        change(&app, schedule).await.unwrap();
+        assert_illegal(change(&app, schedule).await, PartyState::TerminationScheduled);
+        // A party whose termination is pending is still live: its number cannot apply again.
+        let again = application(ORG, NAME, PartyKind::Insurer, &[COORDINATION]);
+        match change(&app, PartyChange::Apply(&again)).await {
+            Err(AdminError::PartyAlreadyExists { party_id: Some(live) }) => assert_eq!(live, party_id),
+            other => panic!("expected PartyAlreadyExists, got {other:?}"),
+        }
+
+        // Nothing refused was recorded.
+        assert_eq!(
+            actions(&history(&app, party_id).await),
+            [
+                PartyAction::Apply,
+                PartyAction::SendAgreement,
+                PartyAction::RecordSignature,
+                PartyAction::ScheduleTermination,
+            ]
+        );
+        assert_eq!(
+            record(&app, party_id).await.agreement.unwrap().agreement_id,
+            "AVT-1"
+        );
+        app.stop().await;
+    }
+
+    async fn a_change_to_an_unknown_party_is_party_not_found(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let party_id = MISSING;
+        let (agreement, by_party, cert, notice) = (
+            agreement("AVT-1"),
+            signature(Signer::Party),
+            certificate(&app),
+            termination(&app, 100),
+        );
+        for step in [
+            PartyChange::SendAgreement {
+                party_id,
+                agreement: &agreement,
+            },
+            PartyChange::RecordSignature {
+                party_id,
+                signature: &by_party,
+            },
+            PartyChange::AddCertificate {
+                party_id,
+                certificate: &cert,
+            },
+            PartyChange::RevokeCertificate {
+                party_id,
+                fingerprint: &cert.fingerprint,
+                reason: "-",
+            },
+            PartyChange::ScheduleTermination {
+                party_id,
+                notice: &notice,
+            },
+            PartyChange::WithdrawTermination {
+                party_id,
+                reason: "-",
+            },
+        ] {
+            let result = change(&app, step).await;
+            assert!(
+                matches!(result, Err(AdminError::PartyNotFound)),
+                "{step:?}: {result:?}"
+            );
+        }
+        assert!(app.store.party_record(MISSING).await.unwrap().is_none());
+        app.stop().await;
+    }
+
+    async fn a_replayed_change_answers_with_the_stored_bytes_and_acts_once(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let application = application(ORG, NAME, PartyKind::Insurer, &[COORDINATION]);
+        let apply = PartyChange::Apply(&application);
+        let applied = change_keyed(&app, "apply-1", "h-apply", apply).await.unwrap();
+        // A second application for the number would be refused; the replay is answered instead.
+        assert_eq!(
+            change_keyed(&app, "apply-1", "h-apply", apply).await.unwrap(),
+            applied
+        );
+        let (party_id, _) = answer(&applied);
+
+        let agreement = agreement("AVT-1");
+        let send = PartyChange::SendAgreement {
+            party_id: &party_id,
+            agreement: &agreement,
+        };
+        let sent = change_keyed(&app, "send-1", "h-send", send).await.unwrap();
+        assert_eq!(answer(&sent), (party_id.clone(), PartyState::AgreementSent));
+        for signer in [Signer::Party, Signer::Agency] {
+            let signature = signature(signer);
+            let sign = PartyChange::RecordSignature {
+                party_id: &party_id,
+                signature: &signature,
+            };
+            change(&app, sign).await.unwrap();
+        }
+        let entries = history(&app, &party_id).await;
+
+        // The party has moved on (SIGNED, where sending is illegal): the key still answers as then.
+        assert_eq!(change_keyed(&app, "send-1", "h-send", send).await.unwrap(), sent);
+        assert_eq!(
+            history(&app, &party_id).await,
+            entries,
+            "a replay records nothing"
+        );
+        assert_eq!(record(&app, &party_id).await.stored_state, PartyState::Signed);
+        app.stop().await;
+    }
+
+    async fn a_key_is_bound_to_its_request_and_a_refused_change_leaves_it_free(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let party_id = apply(&app).await;
+        let party_id = party_id.as_str();
+        let agreement = agreement("AVT-1");
+        let send = PartyChange::SendAgreement {
+            party_id,
+            agreement: &agreement,
+        };
+        change_keyed(&app, "key-1", "hash-1", send).await.unwrap();
+        let by_party = signature(Signer::Party);
+        let sign = PartyChange::RecordSignature {
+            party_id,
+            signature: &by_party,
+        };
+        for (hash, step) in [("hash-2", send), ("hash-3", sign)] {
+            let result = change_keyed(&app, "key-1", hash, step).await;
+            assert!(
+                matches!(result, Err(AdminError::IdempotencyKeyReused)),
+                "{result:?}"
+            );
+        }
+
+        // A refused change rolls its key claim back: the corrected request under the same key is
+        // judged afresh.
+        let withdraw = PartyChange::WithdrawTermination {
+            party_id,
+            reason: "-",
+        };
+        assert_illegal(
+            change_keyed(&app, "key-2", "hash-a", withdraw).await,
+            PartyState::AgreementSent,
+        );
+        let signed = change_keyed(&app, "key-2", "hash-b", sign).await.unwrap();
+        assert_eq!(answer(&signed).1, PartyState::AgreementSent);
+        assert_eq!(
+            actions(&history(&app, party_id).await),
+            [
+                PartyAction::Apply,
+                PartyAction::SendAgreement,
+                PartyAction::RecordSignature
+            ]
+        );
+        app.stop().await;
+    }
+
+    async fn onboarding_a_connected_party_again_adds_nothing(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let party = connected_party(&issue(&app), ORG, NAME, PartyKind::Insurer, &[COORDINATION]);
+        let party_id = onboard(&app.store, &party, app.clock.now_micros()).await;
+        let (stored, entries) = (record(&app, &party_id).await, history(&app, &party_id).await);
+        assert_eq!(stored.stored_state, PartyState::Connected);
+        assert_eq!(
+            actions(&entries),
+            [
+                PartyAction::Apply,
+                PartyAction::SendAgreement,
+                PartyAction::RecordSignature,
+                PartyAction::RecordSignature,
+                PartyAction::AddCertificate,
+            ]
+        );
+
+        app.clock.advance(time::Duration::minutes(5));
+        let again = onboard(&app.store, &party, app.clock.now_micros()).await;
+        assert_eq!(again, party_id);
+        assert_eq!(record(&app, &party_id).await, stored);
+        assert_eq!(history(&app, &party_id).await, entries);
+
+        // A certificate it does not have yet is all that is added.
+        let with_another = NewConnectedParty {
+            certificates: vec![party.certificates[0].clone(), certificate(&app)],
+            ..party.clone()
+        };
+        assert_eq!(
+            onboard(&app.store, &with_another, app.clock.now_micros()).await,
+            party_id
+        );
+        let after = history(&app, &party_id).await;
+        assert_eq!(after[..entries.len()], entries[..]);
+        assert_eq!(actions(&after[entries.len()..]), [PartyAction::AddCertificate]);
+        assert_eq!(record(&app, &party_id).await.certificates.len(), 2);
+        app.stop().await;
+    }
+
+    async fn records_are_found_by_id_and_by_org_number_preferring_the_live_party(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = record(&app, &app.insurer_id).await;
+        assert_eq!(
+            (insurer.org_number.as_str(), insurer.name.as_str(), insurer.kind),
+            ("5566778899", "Testförsäkring AB", PartyKind::Insurer)
+        );
+        assert_eq!(insurer.stored_state, PartyState::Connected);
+        assert_eq!(
+            insurer.requested_basis_codes,
+            codes(&[COORDINATION, RISK_ASSESSMENT])
+        );
+        assert_eq!(insurer.signatures.len(), 2);
+        assert_eq!(insurer.certificates.len(), 1);
+
+        let org = OrgNumber::parse("556677-8899").unwrap();
+        let by_org = || app.store.party_record_by_org_number(&org);
+        let live = || app.store.live_party_id_by_org_number(&org);
+        assert_eq!(by_org().await.unwrap(), Some(insurer.clone()));
+        assert_eq!(live().await.unwrap(), Some(app.insurer_id.clone()));
+
+        app.schedule_termination(&app.insurer_id, app.clock.today()).await;
+        let terminated = by_org().await.unwrap().unwrap();
+        assert_eq!(
+            (terminated.party_id.as_str(), terminated.stored_state),
+            (app.insurer_id.as_str(), PartyState::Terminated)
+        );
+        assert_eq!(live().await.unwrap(), None);
+
+        // The number is free again; the new party is found before the terminated one.
+        let cert = app
+            .certs
+            .ca
+            .issue_client("Testförsäkring AB", Some("556677-8899"))
+            .unwrap();
+        let successor = NewConnectedParty {
+            agreement_id: "T2-556677-8899".to_string(),
+            ..connected_party(
+                &cert,
+                "556677-8899",
+                "Testförsäkring AB",
+                PartyKind::Insurer,
+                &[COORDINATION],
+            )
+        };
+        let successor_id = onboard(&app.store, &successor, app.clock.now_micros()).await;
+        assert_ne!(successor_id, app.insurer_id);
+        assert_eq!(by_org().await.unwrap().unwrap().party_id, successor_id);
+        assert_eq!(live().await.unwrap(), Some(successor_id));
+
+        let nobody = OrgNumber::parse(ORG).unwrap();
+        assert_eq!(app.store.party_record_by_org_number(&nobody).await.unwrap(), None);
+        assert_eq!(
+            app.store.live_party_id_by_org_number(&nobody).await.unwrap(),
+            None
+        );
+        app.stop().await;
+    }
+
+    async fn listing_pages_by_name_and_filters_by_kind_and_state(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        // Two applications join the two connected parties the app starts with.
+        apply(&app).await;
+        let authority = application(
+            "202000-0010",
+            "Exempelmyndigheten",
+            PartyKind::StateAuthority,
+            &["AUTH_DUTY_1980_995"],
+        );
+        change(&app, PartyChange::Apply(&authority)).await.unwrap();
+        let list = async |filter: &PartyFilter, after: Option<&PartyRecord>, limit| {
+            let after = after.map(|r| (r.name.as_str(), r.party_id.as_str()));
+            app.store.list_party_records(filter, after, limit).await.unwrap()
+        };
+
+        let all = PartyFilter::default();
+        let first = list(&all, None, 3).await;
+        assert_eq!(names(&first), [NAME, "Exempelmyndigheten", "Testförsäkring AB"]);
+        let second = list(&all, first.last(), 3).await;
+        assert_eq!(names(&second), ["Testkommun"]);
+        assert!(list(&all, second.last(), 3).await.is_empty());
+
+        use PartyKind::*;
+        use PartyState::*;
+        let filters = [
+            (vec![Insurer], vec![], vec![NAME, "Testförsäkring AB"]),
+            (vec![], vec![Applied], vec![NAME, "Exempelmyndigheten"]),
+            (
+                vec![StateAuthority, MunicipalAuthority],
+                vec![],
+                vec!["Exempelmyndigheten", "Testkommun"],
+            ),
+            (vec![Insurer], vec![Connected], vec!["Testförsäkring AB"]),
+            (vec![], vec![Terminated], vec![]),
+        ];
+        for (kinds, states, expected) in filters {
+            let filter = PartyFilter { kinds, states };
+            assert_eq!(names(&list(&filter, None, 10).await), expected, "{filter:?}");
+        }
+        app.stop().await;
+    }
+
+    async fn history_pages_oldest_first_and_is_none_for_an_unknown_party(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let entries = history(&app, &app.insurer_id).await;
+        let states: Vec<_> = entries.iter().map(|e| e.after_state).collect();
+        assert_eq!(
+            states,
+            [
+                PartyState::Applied,
+                PartyState::AgreementSent,
+                PartyState::AgreementSent,
+                PartyState::Signed,
+                PartyState::Connected,
+            ]
+        );
+        assert!(entries.iter().all(|e| e.party_id == app.insurer_id));
+        let page = app
+            .store
+            .party_history(&app.insurer_id, entries[1].entry_id, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page, entries[2..4]);
+        let past_the_end = app
+            .store
+            .party_history(&app.insurer_id, entries[4].entry_id, 10)
+            .await
+            .unwrap();
+        assert_eq!(past_the_end, Some(Vec::new()));
+        assert_eq!(app.store.party_history(MISSING, 0, 10).await.unwrap(), None);
+        app.stop().await;
+    }
+
+    async fn a_termination_whose_day_has_come_is_settled_once(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let municipality = app.municipality_id.clone();
+        let effective = app.clock.today() + time::Duration::days(2);
+        app.schedule_termination(&municipality, effective).await;
+        app.store
+            .settle_terminations(app.clock.now_micros())
+            .await
+            .unwrap();
+        let scheduled = history(&app, &municipality).await;
+        assert_eq!(
+            record(&app, &municipality).await.stored_state,
+            PartyState::TerminationScheduled
+        );
+
+        app.clock.advance(time::Duration::days(3));
+        for _ in 0..2 {
+            app.store
+                .settle_terminations(app.clock.now_micros())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            record(&app, &municipality).await.stored_state,
+            PartyState::Terminated
+        );
+        let settled = history(&app, &municipality).await;
+        assert_eq!(settled.len(), scheduled.len() + 1, "settled once");
+        let took_effect = settled.last().unwrap();
+        assert_eq!(
+            (
+                took_effect.action,
+                took_effect.before_state,
+                took_effect.after_state
+            ),
+            (
+                PartyAction::TerminationTookEffect,
+                Some(PartyState::TerminationScheduled),
+                PartyState::Terminated
+            )
+        );
+        assert_eq!(took_effect.operator, None, "the server records it itself");
+        assert_eq!(took_effect.at, business_day_start(effective));
+        let certified = app
+            .store
+            .party_by_certificate(&fingerprint(&app.certs.municipality))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(certified.state, PartyState::Terminated);
+        assert_eq!(
+            record(&app, &app.insurer_id).await.stored_state,
+            PartyState::Connected
+        );
+        app.stop().await;
+    }
+
+    async fn certificates_and_operators_are_found_by_fingerprint(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer_fingerprint = fingerprint(&app.certs.insurer);
+        let certified = app
+            .store
+            .party_by_certificate(&insurer_fingerprint)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                certified.party_id.as_str(),
+                certified.org_number.as_str(),
+                certified.kind,
+                certified.state
+            ),
+            (
+                app.insurer_id.as_str(),
+                "5566778899",
+                PartyKind::Insurer,
+                PartyState::Connected
+            )
+        );
+        assert_eq!(
+            (certified.termination_effective, certified.certificate_revoked_at),
+            (None, None)
+        );
+        assert!(certified.certificate_not_before < certified.certificate_not_after);
+        for nobody in [&app.certs.operator, &app.certs.stranger] {
+            assert_eq!(
+                app.store
+                    .party_by_certificate(&fingerprint(nobody))
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        app.revoke_certificate(&app.insurer_id, &app.certs.insurer).await;
+        let revoked = app
+            .store
+            .party_by_certificate(&insurer_fingerprint)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(revoked.certificate_revoked_at.is_some());
+
+        let operator = Operator {
+            fingerprint: fingerprint(&app.certs.operator),
+            name: "Test Operatör".to_string(),
+            role: OperatorRole::Operator,
+            revoked_at: None,
+        };
+        let by_fingerprint = async |fp: String| app.store.operator_by_fingerprint(&fp).await.unwrap();
+        assert_eq!(
+            by_fingerprint(operator.fingerprint.clone()).await,
+            Some(operator.clone())
+        );
+        assert_eq!(by_fingerprint(insurer_fingerprint).await, None);
+        let roster = async || {
+            let operators = app.store.operators().await.unwrap();
+            operators
+                .into_iter()
+                .map(|o| (o.name, o.role))
+                .collect::<Vec<_>>()
+        };
+        let registered = vec![
+            ("Test Inläsning".to_string(), OperatorRole::Ingest),
+            ("Test Operatör".to_string(), OperatorRole::Operator),
+            ("Test Revisor".to_string(), OperatorRole::Auditor),
+        ];
+        assert_eq!(roster().await, registered);
+
+        // Registering a fingerprint adds an operator; registering it again renames it in place.
+        let newcomer = fingerprint(&app.certs.stranger);
+        let now = app.clock.now_micros();
+        for (name, role) in [
+            ("Ny Granskare", OperatorRole::Auditor),
+            ("Bytt Namn", OperatorRole::Ingest),
+        ] {
+            app.store
+                .upsert_operator(&newcomer, name, role, now)
+                .await
+                .unwrap();
+            let mut expected = vec![(name.to_string(), role)];
+            expected.extend(registered.iter().cloned());
+            assert_eq!(roster().await, expected);
+        }
+        assert_eq!(
+            by_fingerprint(newcomer).await.map(|o| o.role),
+            Some(OperatorRole::Ingest)
+        );
+        app.stop().await;
+    }
+
+    async fn the_agreement_holds_what_was_granted(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app
+            .store
+            .agreement_for_party(&app.insurer_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(insurer.agreement_id, "T-556677-8899");
+        assert_eq!(insurer.agreement_type, AgreementType::Avtal);
+        assert_eq!(
+            (insurer.valid_from, insurer.notice_period_days),
+            (date!(2024 - 01 - 01), Some(90))
+        );
+        assert_eq!(insurer.basis_codes, codes(&[COORDINATION, RISK_ASSESSMENT]));
+        assert_eq!(insurer.benefit_codes, codes(&["FP", "SJP"]));
+        assert!(insurer.fully_signed());
+        let municipality = app
+            .store
+            .agreement_for_party(&app.municipality_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(municipality.agreement_type, AgreementType::Overenskommelse);
+        assert_eq!(municipality.basis_codes, codes(&["AUTH_SOCIAL_SERVICES"]));
+
+        let party_id = apply(&app).await;
+        assert_eq!(app.store.agreement_for_party(&party_id).await.unwrap(), None);
+        let sent = agreement("AVT-1");
+        change(
+            &app,
+            PartyChange::SendAgreement {
+                party_id: &party_id,
+                agreement: &sent,
+            },
+        )
+        .await
+        .unwrap();
+        let unsigned = app.store.agreement_for_party(&party_id).await.unwrap().unwrap();
+        assert!(!unsigned.fully_signed());
+        assert_eq!(
+            (unsigned.basis_codes, unsigned.benefit_codes),
+            (sent.basis_codes, sent.benefit_codes)
+        );
+        assert_eq!(app.store.agreement_for_party(MISSING).await.unwrap(), None);
+        app.stop().await;
+    }
+}
+
+/// The catalogues: the legal bases and benefit types the migrations seed.
+mod catalogue {
+    use lefi::domain::PartyKind;
+    use time::macros::date;
+
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(the_seeded_catalogues_are_listed_by_code);
+
+    async fn the_seeded_catalogues_are_listed_by_code(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let bases = app.store.legal_bases().await.unwrap();
+        let listed: Vec<&str> = bases.iter().map(|b| b.code.as_str()).collect();
+        assert_eq!(
+            listed,
+            [
+                "AUTH_CHILD_CARE_ALLOWANCE",
+                "AUTH_DUTY_1980_995",
+                "AUTH_SOCIAL_SERVICES",
+                "INS_CLAIMS",
+                "INS_COORDINATION",
+                "INS_PENSION_FORECAST",
+                "INS_RISK_ASSESSMENT",
+            ]
+        );
+        let basis = |code: &str| bases.iter().find(|b| b.code == code).unwrap();
+        let abolished = basis("AUTH_CHILD_CARE_ALLOWANCE");
+        assert_eq!(abolished.valid_to, Some(date!(2015 - 12 - 31)));
+        assert!(!abolished.in_force_on(app.clock.today()));
+        assert!(abolished.in_force_on(date!(2012 - 06 - 01)));
+        assert_eq!(abolished.party_kinds, [PartyKind::MunicipalAuthority]);
+        let risk = basis("INS_RISK_ASSESSMENT");
+        assert_eq!(
+            (risk.requires_consent, risk.requires_open_case, risk.valid_to),
+            (true, false, None)
+        );
+        assert_eq!(risk.party_kinds, [PartyKind::Insurer]);
+        let duty = basis("AUTH_DUTY_1980_995");
+        assert_eq!(
+            duty.party_kinds,
+            [PartyKind::MunicipalAuthority, PartyKind::StateAuthority]
+        );
+        assert!(basis("AUTH_SOCIAL_SERVICES").requires_open_case);
+
+        let benefits = app.store.benefit_types().await.unwrap();
+        let listed: Vec<&str> = benefits.iter().map(|b| b.code.as_str()).collect();
+        let mut sorted = listed.clone();
+        sorted.sort_unstable();
+        assert_eq!(listed, sorted);
+        assert_eq!(listed.len(), 18);
+        let sickness = benefits.iter().find(|b| b.code == "SJP").unwrap();
+        assert_eq!((sickness.agency.as_str(), sickness.valid_to), ("FK", None));
+        assert!(sickness.name_sv.starts_with("Sjukpenning"));
+        let pension = benefits.iter().find(|b| b.code == "AP").unwrap();
+        assert_eq!(pension.agency, "PM");
+        // Every basis covers every benefit type; the agreement narrows what a party receives.
+        assert!(bases.iter().all(|b| b.benefit_codes.len() == benefits.len()));
+        app.stop().await;
+    }
+}
+
+/// The register: ingest and its answers, sequences, the bitemporal reads, and the reads that need
+/// a permit.
+mod register {
+    use lefi::domain::Personnummer;
+    use lefi::domain::register::versions::{IngestResult, IngestedVersion, StoredPerson, StoredRecord};
+    use lefi::domain::register::{DateRange, FactParts, NewFact, PersonData, RecordKind, RejectReason};
+    use lefi::policy::{Ask, Facts, PartyFacts, Permit, decide};
+    use lefi::store::register::{RegisterStats, SnapshotAsk};
+    use time::macros::date;
+
+    use super::{
+        COORDINATION, FEBRUARY, JANUARY, P1, P2, P3, accept, accept_at, codes, period, period_parts,
+        person_update, pnr, retraction,
+    };
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(
+        ingest_answers_each_fact_in_order_and_a_rejection_blocks_nothing,
+        concurrent_batches_take_contiguous_sequences_in_commit_order,
+        a_person_is_unknown_before_the_first_fact_and_read_as_of_a_sequence,
+        the_log_pages_in_commit_order_and_recording_times_never_go_back,
+        stats_count_what_was_stored_and_when,
+        demo_person_is_the_first_with_the_benefit_from_the_source,
+        permit_reads_return_exactly_what_the_permit_covers,
+        records_at_keeps_only_rows_the_permit_of_their_sequence_covers,
+    );
+
+    const MINUTE: i64 = 60_000_000;
+
+    fn accepted(result: &IngestResult) -> &IngestedVersion {
+        match result {
+            IngestResult::Accepted(v) => v,
+            other => panic!("expected Accepted, got {other:?}"),
+        }
+    }
+
+    fn unchanged(result: &IngestResult) -> &IngestedVersion {
+        match result {
+            IngestResult::Unchanged(v) => v,
+            other => panic!("expected Unchanged, got {other:?}"),
+        }
+    }
+
+    fn rejected(result: &IngestResult) -> RejectReason {
+        match result {
+            IngestResult::Rejected(e) => e.reason,
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+    }
+
+    fn seqs(records: &[StoredRecord]) -> Vec<u64> {
+        records.iter().map(|r| r.seq).collect()
+    }
+
+    /// From 2024 on, open-ended.
+    const SINCE_2024: DateRange = DateRange {
+        from: date!(2024 - 01 - 01),
+        to: None,
+    };
+
+    /// A permit for `party_id` to read `person`'s `benefits` (all it may, when empty) under
+    /// `basis`, decided by the policy from what the store holds, as the services decide it.
+    async fn permit(
+        app: &TestApp,
+        party_id: &str,
+        basis: &str,
+        person: &Personnummer,
+        benefits: &[&str],
+    ) -> Permit {
+        let party = app.store.party_record(party_id).await.unwrap().unwrap();
+        let agreement = app.store.agreement_for_party(party_id).await.unwrap();
+        let bases = app.store.legal_bases().await.unwrap();
+        let facts = Facts {
+            party: PartyFacts {
+                party_id,
+                kind: party.kind,
+                state: party.stored_state,
+                termination_effective: party.termination.map(|t| t.effective_date),
+            },
+            agreement: agreement.as_ref(),
+            basis: bases.iter().find(|b| b.code == basis),
+            consent: None,
+            case: None,
+        };
+        let benefit_codes = codes(benefits);
+        let ask = Ask {
+            basis_code: basis,
+            person,
+            benefit_codes: &benefit_codes,
+            case_reference: None,
+            consent_id: None,
+            today: app.clock.today(),
+        };
+        decide(&facts, &ask).unwrap()
+    }
+
+    /// The insurer's permit for `person`'s `benefits` under coordination (no consent or case needed).
+    async fn insurer_permit(app: &TestApp, person: &str, benefits: &[&str]) -> Permit {
+        permit(app, &app.insurer_id, COORDINATION, &pnr(person), benefits).await
+    }
+
+    async fn ingest_answers_each_fact_in_order_and_a_rejection_blocks_nothing(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let ingest = async |facts| app.store.ingest(facts, app.clock.now_micros()).await.unwrap();
+        let h = app.store.head_seq().await.unwrap();
+        assert!(ingest(Vec::new()).await.is_empty());
+        assert_eq!(
+            app.store.head_seq().await.unwrap(),
+            h,
+            "an empty batch takes no sequence"
+        );
+
+        let first = ingest(vec![
+            period(P1, "a", 1, "SJP", JANUARY),
+            person_update(P1, 1, "Anna"),
+            period(P1, "x", 1, "XX", JANUARY),
+            period(P2, "b", 1, "FP", JANUARY),
+        ])
+        .await;
+        assert_eq!(first.len(), 4);
+        let a = accepted(&first[0]).clone();
+        assert_eq!((a.seq, a.version, a.person_update), (h + 1, 1, false));
+        assert_eq!(
+            accepted(&first[1]),
+            &IngestedVersion {
+                seq: h + 2,
+                record_id: "person:FOLKBOKF".to_string(),
+                version: 1,
+                person_update: true,
+            }
+        );
+        assert_eq!(rejected(&first[2]), RejectReason::UnknownBenefitType);
+        assert_eq!(
+            accepted(&first[3]).seq,
+            h + 3,
+            "the rejected fact took no sequence"
+        );
+        assert_eq!(app.store.head_seq().await.unwrap(), h + 3);
+
+        let second = ingest(vec![
+            period(P1, "a", 1, "SJP", JANUARY),
+            period(P1, "a", 1, "SJP", FEBRUARY),
+            period(P1, "a", 2, "SJP", FEBRUARY),
+            retraction(P1, "never-sent", 1, "SJP"),
+            person_update(P1, 1, "Anna"),
+            period(P2, "b", 3, "FP", FEBRUARY),
+            period(P2, "b", 2, "FP", FEBRUARY),
+        ])
+        .await;
+        assert_eq!(unchanged(&second[0]), &a);
+        assert_eq!(rejected(&second[1]), RejectReason::SourceVersionConflict);
+        let corrected = accepted(&second[2]);
+        assert_eq!(
+            (corrected.seq, corrected.record_id.as_str(), corrected.version),
+            (h + 4, a.record_id.as_str(), 2)
+        );
+        assert_eq!(rejected(&second[3]), RejectReason::RecordNotFound);
+        assert_eq!(unchanged(&second[4]).seq, h + 2);
+        assert_eq!(accepted(&second[5]).seq, h + 5);
+        assert_eq!(rejected(&second[6]), RejectReason::SourceVersionOutOfOrder);
+
+        // A NEW for a known fact is stored as its correction.
+        let log = app.store.log_after(h + 3, 10).await.unwrap();
+        let stored: Vec<_> = log.iter().map(|r| (r.seq, r.version, r.kind)).collect();
+        assert_eq!(
+            stored,
+            [
+                (h + 4, 2, RecordKind::Correction),
+                (h + 5, 2, RecordKind::Correction)
+            ]
+        );
+        app.stop().await;
+    }
+
+    async fn concurrent_batches_take_contiguous_sequences_in_commit_order(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let h = app.store.head_seq().await.unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|batch| {
+                let facts: Vec<NewFact> = (0..5)
+                    .map(|i| period(P1, &format!("c{batch}-{i}"), 1, "SJP", JANUARY))
+                    .collect();
+                let (store, now) = (app.store.clone(), app.clock.now_micros());
+                tokio::spawn(async move { store.ingest(facts, now).await.unwrap() })
+            })
+            .collect();
+        let mut batches = Vec::new();
+        for writer in writers {
+            let results = writer.await.unwrap();
+            batches.push(results.iter().map(|r| accepted(r).seq).collect::<Vec<_>>());
+        }
+        // Each batch is one transaction: its facts stand at consecutive sequences, in item order.
+        for seqs in &batches {
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        }
+        batches.sort();
+        let all = batches.concat();
+        assert_eq!(all, (h + 1..=h + 20).collect::<Vec<_>>(), "no gaps, no repeats");
+        let log = app.store.log_after(h, 100).await.unwrap();
+        assert_eq!(seqs(&log), all);
+        assert!(log.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+        app.stop().await;
+    }
+
+    async fn a_person_is_unknown_before_the_first_fact_and_read_as_of_a_sequence(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let p3 = pnr(P3);
+        let person = async |as_of| app.store.person(&p3, as_of).await.unwrap();
+        assert_eq!(person(None).await, None);
+
+        let [s1] = accept(&app, vec![period(P3, "p", 1, "SJP", JANUARY)]).await[..] else {
+            unreachable!()
+        };
+        let stored = |data, latest_seq| StoredPerson {
+            person: p3.clone(),
+            data,
+            created_seq: s1,
+            latest_seq,
+        };
+        assert_eq!(person(None).await, Some(stored(PersonData::default(), 0)));
+        assert_eq!(person(Some(s1 - 1)).await, None, "unknown before its first fact");
+
+        accept(&app, vec![period(P2, "q", 1, "SJP", JANUARY)]).await;
+        let [s2] = accept(&app, vec![person_update(P3, 1, "Anna")]).await[..] else {
+            unreachable!()
+        };
+        let [s3] = accept(&app, vec![person_update(P3, 2, "Anna Berg")]).await[..] else {
+            unreachable!()
+        };
+        let named = |name: &str| PersonData {
+            name: name.to_string(),
+            ..PersonData::default()
+        };
+        assert_eq!(person(None).await, Some(stored(named("Anna Berg"), s3)));
+        assert_eq!(person(Some(s1)).await, Some(stored(PersonData::default(), 0)));
+        assert_eq!(person(Some(s2)).await, Some(stored(named("Anna"), s2)));
+        assert_eq!(person(Some(s3)).await, Some(stored(named("Anna Berg"), s3)));
+
+        let history = async |as_of| seqs(&app.store.person_history(&p3, as_of).await.unwrap());
+        assert_eq!(
+            history(None).await,
+            [s1, s2, s3],
+            "the other person's fact is not in it"
+        );
+        assert_eq!(history(Some(s2)).await, [s1, s2]);
+        assert!(app.store.person_history(&pnr(P1), None).await.unwrap().is_empty());
+        app.stop().await;
+    }
+
+    async fn the_log_pages_in_commit_order_and_recording_times_never_go_back(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let h = app.store.head_seq().await.unwrap();
+        let t = app.clock.now_micros();
+        let facts = |from: usize, to: usize| {
+            (from..to)
+                .map(|i| period(P1, &format!("f{i}"), 1, "SJP", JANUARY))
+                .collect()
+        };
+        accept_at(&app, facts(0, 3), t).await;
+        // The clock went back an hour: the log's recording times do not.
+        accept_at(&app, facts(3, 5), t - 60 * MINUTE).await;
+
+        let mut pages = Vec::new();
+        let mut after = h;
+        loop {
+            let page = app.store.log_after(after, 2).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            pages.push(seqs(&page));
+        }
+        assert_eq!(pages, [vec![h + 1, h + 2], vec![h + 3, h + 4], vec![h + 5]]);
+        let log = app.store.log_after(h, 10).await.unwrap();
+        let sources: Vec<_> = log.iter().map(|r| r.source_id.clone().unwrap()).collect();
+        assert_eq!(sources, ["f0", "f1", "f2", "f3", "f4"]);
+        assert!(log.iter().all(|r| r.recorded_at == t && r.person == pnr(P1)));
+        app.stop().await;
+    }
+
+    async fn stats_count_what_was_stored_and_when(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let now = app.clock.now_micros();
+        let h = app.store.head_seq().await.unwrap();
+        assert_eq!(app.store.stats(now).await.unwrap(), RegisterStats::default());
+        let results = app
+            .store
+            .ingest(
+                vec![
+                    period(P1, "a", 1, "SJP", JANUARY),
+                    period(P1, "a", 2, "SJP", FEBRUARY),
+                    period(P2, "b", 1, "FP", JANUARY),
+                    period(P2, "x", 1, "XX", JANUARY),
+                    person_update(P1, 1, "Anna"),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(rejected(&results[3]), RejectReason::UnknownBenefitType);
+        let stats = |at| app.store.stats(at);
+        let expected = RegisterStats {
+            person_count: 2,
+            fact_count: 2,
+            fact_version_count: 3,
+            latest_seq: h + 4,
+            latest_recorded_at: Some(now),
+            accepted_last_minute: 4,
+            accepted_last_hour: 4,
+        };
+        assert_eq!(stats(now).await.unwrap(), expected);
+        assert_eq!(
+            stats(now + 2 * MINUTE).await.unwrap(),
+            RegisterStats {
+                accepted_last_minute: 0,
+                ..expected
+            }
+        );
+        assert_eq!(
+            stats(now + 120 * MINUTE).await.unwrap(),
+            RegisterStats {
+                accepted_last_minute: 0,
+                accepted_last_hour: 0,
+                ..expected
+            }
+        );
+        app.stop().await;
+    }
+
+    async fn demo_person_is_the_first_with_the_benefit_from_the_source(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let elsewhere = NewFact::new(FactParts {
+            source_system: "OTHER".to_string(),
+            ..period_parts(P3, "o", 1, "FP", JANUARY)
+        })
+        .unwrap();
+        accept(
+            &app,
+            vec![
+                period(P2, "d1", 1, "SJP", JANUARY),
+                period(P1, "d2", 1, "SJP", JANUARY),
+                elsewhere,
+            ],
+        )
+        .await;
+        let demo = async |source, benefit| app.store.demo_person(source, benefit).await.unwrap();
+        assert_eq!(demo("MIDAS", "SJP").await, Some(pnr(P2)));
+        assert_eq!(demo("MIDAS", "FP").await, None);
+        assert_eq!(demo("OTHER", "FP").await, Some(pnr(P3)));
+        assert_eq!(demo("NOWHERE", "SJP").await, None);
+        app.stop().await;
+    }
+
+    async fn permit_reads_return_exactly_what_the_permit_covers(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let accepted = accept(
+            &app,
+            vec![
+                period(P1, "s", 1, "SJP", JANUARY),
+                period(P1, "f", 1, "FP", FEBRUARY),
+                period(
+                    P1,
+                    "old",
+                    1,
+                    "SJP",
+                    (date!(2023 - 01 - 01), date!(2023 - 01 - 31)),
+                ),
+                person_update(P1, 1, "Anna"),
+                period(P1, "r", 1, "SJP", FEBRUARY),
+                retraction(P1, "r", 2, "SJP"),
+                period(P2, "p2", 1, "SJP", JANUARY),
+                // The correction moves fact "s" to February.
+                period(P1, "s", 2, "SJP", FEBRUARY),
+            ],
+        )
+        .await;
+        let [s1, f1, old, named, _, _, p2, s2] = accepted[..] else {
+            unreachable!()
+        };
+        let head = app.store.head_seq().await.unwrap();
+        let sickness = insurer_permit(&app, P1, &["SJP"]).await;
+        let parental = insurer_permit(&app, P1, &["FP"]).await;
+        let everything = insurer_permit(&app, P1, &[]).await;
+        let other_person = insurer_permit(&app, P2, &["SJP"]).await;
+        assert_eq!(everything.benefit_codes(), codes(&["FP", "SJP"]));
+
+        let records = async |permit, period, as_of| {
+            let found = app.store.records_as_of(permit, period, as_of).await.unwrap();
+            assert!(found.iter().all(|r| r.person == *permit.person()));
+            seqs(&found)
+        };
+        // Out of the period ("old"), retracted ("r"), another benefit or person: never returned.
+        assert_eq!(records(&sickness, SINCE_2024, head).await, [s2]);
+        assert_eq!(
+            records(&sickness, SINCE_2024, s1).await,
+            [s1],
+            "as of before the correction"
+        );
+        let january = DateRange {
+            from: JANUARY.0,
+            to: Some(JANUARY.1),
+        };
+        assert!(records(&sickness, january, head).await.is_empty());
+        assert_eq!(records(&parental, SINCE_2024, head).await, [f1]);
+        assert_eq!(
+            records(&everything, SINCE_2024, head).await,
+            [f1, s2],
+            "by benefit type"
+        );
+        assert_eq!(records(&other_person, SINCE_2024, head).await, [p2]);
+
+        let anna = PersonData {
+            name: "Anna".to_string(),
+            ..PersonData::default()
+        };
+        let snapshot = async |permit, as_of| {
+            let (data, records) = app.store.snapshot_of(permit, SINCE_2024, as_of).await.unwrap();
+            (data, seqs(&records))
+        };
+        assert_eq!(snapshot(&sickness, head).await, (anna.clone(), vec![s2]));
+        assert_eq!(snapshot(&sickness, old).await, (PersonData::default(), vec![s1]));
+
+        let asks: Vec<SnapshotAsk<'_>> = [&sickness, &other_person, &sickness]
+            .into_iter()
+            .map(|permit| SnapshotAsk {
+                permit,
+                period: SINCE_2024,
+            })
+            .collect();
+        let many: Vec<_> = app
+            .store
+            .snapshots_of(&asks, head)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(data, records)| (data, seqs(&records)))
+            .collect();
+        assert_eq!(
+            many,
+            [
+                (anna.clone(), vec![s2]),
+                (PersonData::default(), vec![p2]),
+                (anna.clone(), vec![s2]),
+            ],
+            "in the order asked, a person asked twice answered twice"
+        );
+        assert!(app.store.snapshots_of(&[], head).await.unwrap().is_empty());
+
+        let versions = app
+            .store
+            .person_versions(&[&sickness, &other_person], head)
+            .await
+            .unwrap();
+        assert_eq!(versions.len(), 1, "P2 has no person data: {:?}", versions.keys());
+        assert_eq!(versions[P1], [(named, anna)]);
+        let before = app.store.person_versions(&[&sickness], named - 1).await.unwrap();
+        assert!(before.is_empty());
+        app.stop().await;
+    }
+
+    async fn records_at_keeps_only_rows_the_permit_of_their_sequence_covers(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let accepted = accept(
+            &app,
+            vec![
+                period(P1, "s", 1, "SJP", JANUARY),
+                period(P1, "f", 1, "FP", JANUARY),
+                person_update(P1, 1, "Anna"),
+                period(P2, "p2", 1, "SJP", JANUARY),
+            ],
+        )
+        .await;
+        let [sickness_seq, parental_seq, person_seq, other_seq] = accepted[..] else {
+            unreachable!()
+        };
+        let p1 = insurer_permit(&app, P1, &["SJP"]).await;
+        let p2 = insurer_permit(&app, P2, &["SJP"]).await;
+        let found = app
+            .store
+            .records_at(&[
+                (sickness_seq, &p1),
+                (parental_seq, &p1),
+                (person_seq, &p1),
+                (other_seq, &p1),
+                (other_seq, &p2),
+                (other_seq + 100, &p1),
+            ])
+            .await
+            .unwrap();
+        let mut at: Vec<_> = found.iter().map(|(seq, r)| (*seq, r.person.clone())).collect();
+        at.sort_by_key(|(seq, _)| *seq);
+        assert_eq!(
+            at,
+            [
+                (sickness_seq, pnr(P1)),
+                (person_seq, pnr(P1)),
+                (other_seq, pnr(P2)),
+            ]
+        );
+        // A sequence whose row is about another person than its permit's is dropped.
+        assert!(
+            app.store
+                .records_at(&[(other_seq, &p1)])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(app.store.records_at(&[]).await.unwrap().is_empty());
+        app.stop().await;
+    }
+}
