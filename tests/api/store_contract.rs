@@ -1594,3 +1594,873 @@ mod register {
         app.stop().await;
     }
 }
+
+/// Delivery: subscriptions, each party's history of events, fan-out, start snapshots, pruning and
+/// the cursor key.
+mod delivery {
+    use std::collections::BTreeSet;
+
+    use lefi::domain::delivery::{EndReason, EventKind, Notice, StateReason, SubscriptionState};
+    use lefi::store::Store;
+    use lefi::store::delivery::{
+        CreateOutcome, DeliveryEvent, EndSelector, NewSubscription, Subscription, SubscriptionFilter,
+    };
+    use time::macros::date;
+
+    use super::{
+        COORDINATION, JANUARY, P1, P2, P3, RISK_ASSESSMENT, accept, accept_at, codes, period, person_update,
+        pnr,
+    };
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(
+        creating_answers_by_client_reference_at_one_sequence,
+        subscriptions_are_found_per_party_paged_and_filtered,
+        withdrawing_suspends_on_an_ended_consent_and_ends_otherwise,
+        a_new_consent_resumes_what_an_ended_consent_suspended,
+        a_full_refresh_snapshots_the_active_and_names_the_skipped,
+        the_history_reads_in_seq_and_ord_order_up_to_a_bound,
+        start_snapshots_cover_the_subscriptions_active_at_the_head,
+        pruning_keeps_each_subscriptions_latest_event_and_moves_the_horizon,
+        the_cursor_key_is_made_once_and_shared,
+        an_ingest_reaches_only_active_subscriptions_of_its_person_and_benefit,
+    );
+
+    /// An order for `person`'s `benefits` under `basis` from 2024-01-01, naming no case or consent.
+    fn order(reference: &str, person: &str, benefits: &[&str], basis: &str) -> NewSubscription {
+        NewSubscription {
+            client_reference: reference.to_string(),
+            person: pnr(person),
+            benefit_types: codes(benefits),
+            from_date: date!(2024 - 01 - 01),
+            legal_basis: basis.to_string(),
+            case_reference: None,
+            consent_id: None,
+        }
+    }
+
+    /// An order for `person`'s sickness benefit under risk assessment, relying on `consent_id`.
+    fn consented(reference: &str, person: &str, consent_id: &str) -> NewSubscription {
+        NewSubscription {
+            consent_id: Some(consent_id.to_string()),
+            ..order(reference, person, &["SJP"], RISK_ASSESSMENT)
+        }
+    }
+
+    /// Creates `orders` for `party_id` now; every one must be new.
+    async fn subscribe(app: &TestApp, party_id: &str, orders: &[NewSubscription]) -> Vec<Subscription> {
+        let outcomes = app
+            .store
+            .create_subscriptions(party_id, orders, app.clock.now_micros())
+            .await
+            .unwrap();
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                CreateOutcome::Created(s) => s,
+                other => panic!("expected Created, got {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Withdraws the selected subscriptions now; returns the ids of those changed.
+    async fn withdraw(app: &TestApp, selector: EndSelector<'_>, reason: EndReason) -> Vec<String> {
+        let changed = app
+            .store
+            .withdraw_subscriptions(selector, reason, "withdrawn by the test", app.clock.now_micros())
+            .await
+            .unwrap();
+        ids(&changed)
+    }
+
+    /// Selects `subscription` as `party_id` names it.
+    fn one<'a>(party_id: &'a str, subscription: &'a Subscription) -> EndSelector<'a> {
+        EndSelector::One {
+            party_id,
+            subscription_id: &subscription.subscription_id,
+        }
+    }
+
+    /// Ends one subscription as cancelled by its party.
+    async fn cancel(app: &TestApp, subscription: &Subscription) {
+        let selector = one(&subscription.party_id, subscription);
+        assert_eq!(withdraw(app, selector, EndReason::Cancelled).await.len(), 1);
+    }
+
+    async fn stored(app: &TestApp, subscription: &Subscription) -> Subscription {
+        let found = app
+            .store
+            .subscription(&subscription.party_id, &subscription.subscription_id)
+            .await
+            .unwrap();
+        found.unwrap()
+    }
+
+    async fn head(app: &TestApp) -> u64 {
+        app.store.head_seq().await.unwrap()
+    }
+
+    /// A party's whole history, in order.
+    async fn history(app: &TestApp, party_id: &str) -> Vec<DeliveryEvent> {
+        app.store
+            .delivery_page(party_id, (0, 0), u64::MAX, 100_000)
+            .await
+            .unwrap()
+    }
+
+    fn ids(subscriptions: &[Subscription]) -> Vec<String> {
+        subscriptions.iter().map(|s| s.subscription_id.clone()).collect()
+    }
+
+    fn sorted(mut ids: Vec<String>) -> Vec<String> {
+        ids.sort_unstable();
+        ids
+    }
+
+    /// An event as (sequence, place at it, subscription, event number, what it is): enough to
+    /// compare histories at a glance (notices by state and reason; messages are checked apart).
+    type Summary = (u64, u64, String, u64, String);
+
+    fn summary(e: &DeliveryEvent) -> Summary {
+        let what = match &e.kind {
+            EventKind::Snapshot(reason) => format!("SNAPSHOT {}", reason.as_str()),
+            EventKind::Change => "CHANGE".to_string(),
+            EventKind::Notice(n) => format!("NOTICE {} {}", n.state, n.reason.as_str()),
+        };
+        (
+            e.seq,
+            e.ord,
+            e.subscription.subscription_id.clone(),
+            e.event_number,
+            what,
+        )
+    }
+
+    fn summaries(events: &[DeliveryEvent]) -> Vec<Summary> {
+        events.iter().map(summary).collect()
+    }
+
+    /// The summaries of a party's events at sequence `seq`.
+    async fn at(app: &TestApp, party_id: &str, seq: u64) -> Vec<Summary> {
+        let events = history(app, party_id).await;
+        summaries(&events).into_iter().filter(|e| e.0 == seq).collect()
+    }
+
+    fn event(seq: u64, ord: u64, subscription: &str, number: u64, what: &str) -> Summary {
+        (seq, ord, subscription.to_string(), number, what.to_string())
+    }
+
+    async fn creating_answers_by_client_reference_at_one_sequence(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let h = head(&app).await;
+        let now = app.clock.now_micros();
+        let a = order("ref-a", P1, &["SJP"], COORDINATION);
+        let b = order("ref-b", P2, &["FP", "SJP"], COORDINATION);
+        let outcomes = app
+            .store
+            .create_subscriptions(insurer, &[a.clone(), b.clone(), a.clone()], now)
+            .await
+            .unwrap();
+        let [
+            CreateOutcome::Created(first),
+            CreateOutcome::Created(second),
+            CreateOutcome::Unchanged(repeated),
+        ] = &outcomes[..]
+        else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(repeated, first, "a reference repeated within the batch");
+        assert_eq!(
+            first,
+            &Subscription {
+                subscription_id: first.subscription_id.clone(),
+                party_id: insurer.to_string(),
+                client_reference: "ref-a".to_string(),
+                person: pnr(P1),
+                benefit_types: codes(&["SJP"]),
+                from_date: date!(2024 - 01 - 01),
+                legal_basis: COORDINATION.to_string(),
+                case_reference: None,
+                consent_id: None,
+                state: SubscriptionState::Active,
+                state_reason: None,
+                created_at: now,
+                created_seq: h + 1,
+                ended_at: None,
+                ended_seq: None,
+            }
+        );
+        assert_eq!(second.created_seq, h + 1, "one sequence for the batch");
+        assert_eq!(head(&app).await, h + 1);
+        assert_eq!(&stored(&app, first).await, first);
+        let created = "SNAPSHOT SUBSCRIPTION_CREATED";
+        assert_eq!(
+            summaries(&history(&app, insurer).await),
+            [
+                event(h + 1, 1, &first.subscription_id, 1, created),
+                event(h + 1, 2, &second.subscription_id, 1, created),
+            ]
+        );
+
+        let moved = NewSubscription { person: pnr(P3), ..b };
+        let c = order("ref-c", P3, &["SJP"], COORDINATION);
+        let outcomes = app
+            .store
+            .create_subscriptions(insurer, &[a.clone(), moved, c], now)
+            .await
+            .unwrap();
+        let [
+            CreateOutcome::Unchanged(again),
+            CreateOutcome::Conflict,
+            CreateOutcome::Created(third),
+        ] = &outcomes[..]
+        else {
+            panic!("{outcomes:?}")
+        };
+        assert_eq!(again, first);
+        assert_eq!(third.created_seq, h + 2);
+        // A batch that creates nothing takes no sequence.
+        let outcomes = app.store.create_subscriptions(insurer, &[a], now).await.unwrap();
+        assert!(matches!(&outcomes[..], [CreateOutcome::Unchanged(_)]));
+        assert_eq!(head(&app).await, h + 2);
+
+        // References are the party's own; so are its subscriptions.
+        let [theirs] = &subscribe(
+            &app,
+            &app.municipality_id,
+            &[order("ref-a", P1, &["SJP"], "AUTH_SOCIAL_SERVICES")],
+        )
+        .await[..] else {
+            unreachable!()
+        };
+        assert_ne!(theirs.subscription_id, first.subscription_id);
+        let lookup = async |party_id: &str, id: &str| app.store.subscription(party_id, id).await.unwrap();
+        assert_eq!(lookup(&app.municipality_id, &first.subscription_id).await, None);
+        assert_eq!(lookup(insurer, "sub_missing").await, None);
+        app.stop().await;
+    }
+
+    async fn subscriptions_are_found_per_party_paged_and_filtered(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let mut made = subscribe(
+            &app,
+            insurer,
+            &[
+                order("r1", P1, &["SJP"], COORDINATION),
+                consented("r2", P2, "cns_1"),
+                NewSubscription {
+                    case_reference: Some("K-1".to_string()),
+                    ..order("r3", P1, &["SJP"], COORDINATION)
+                },
+            ],
+        )
+        .await;
+        made.sort_by(|x, y| (x.created_at, &x.subscription_id).cmp(&(y.created_at, &y.subscription_id)));
+        let page = async |party_id: &str, filter: &SubscriptionFilter, after: Option<&Subscription>| {
+            let after = after.map(|s| (s.created_at, s.subscription_id.as_str()));
+            app.store
+                .subscriptions_page(party_id, filter, after, 2)
+                .await
+                .unwrap()
+        };
+        let all = SubscriptionFilter::default();
+        let first = page(insurer, &all, None).await;
+        assert_eq!(first, made[..2]);
+        assert_eq!(page(insurer, &all, first.last()).await, made[2..]);
+        assert!(page(&app.municipality_id, &all, None).await.is_empty());
+
+        cancel(
+            &app,
+            &made.iter().find(|s| s.client_reference == "r1").unwrap().clone(),
+        )
+        .await;
+        let text = |v: &str| Some(v.to_string());
+        let filters = [
+            (
+                SubscriptionFilter {
+                    person: Some(pnr(P1)),
+                    ..all.clone()
+                },
+                vec!["r1", "r3"],
+            ),
+            (
+                SubscriptionFilter {
+                    legal_basis: text(RISK_ASSESSMENT),
+                    ..all.clone()
+                },
+                vec!["r2"],
+            ),
+            (
+                SubscriptionFilter {
+                    client_reference: text("r3"),
+                    ..all.clone()
+                },
+                vec!["r3"],
+            ),
+            (
+                SubscriptionFilter {
+                    case_reference: text("K-1"),
+                    ..all.clone()
+                },
+                vec!["r3"],
+            ),
+            (
+                SubscriptionFilter {
+                    consent_id: text("cns_1"),
+                    ..all.clone()
+                },
+                vec!["r2"],
+            ),
+            (
+                SubscriptionFilter {
+                    states: vec![SubscriptionState::Ended],
+                    ..all.clone()
+                },
+                vec!["r1"],
+            ),
+            (
+                SubscriptionFilter {
+                    states: vec![SubscriptionState::Active, SubscriptionState::Suspended],
+                    ..all.clone()
+                },
+                vec!["r2", "r3"],
+            ),
+        ];
+        for (filter, expected) in filters {
+            let found = app
+                .store
+                .subscriptions_page(insurer, &filter, None, 10)
+                .await
+                .unwrap();
+            let references: BTreeSet<&str> = found.iter().map(|s| s.client_reference.as_str()).collect();
+            assert_eq!(references, expected.into_iter().collect(), "{filter:?}");
+        }
+        app.stop().await;
+    }
+
+    async fn withdrawing_suspends_on_an_ended_consent_and_ends_otherwise(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let [by_consent, by_case, plain]: [Subscription; 3] = subscribe(
+            &app,
+            insurer,
+            &[
+                consented("c", P1, "cns_1"),
+                NewSubscription {
+                    case_reference: Some("K-1".to_string()),
+                    ..order("k", P2, &["SJP"], COORDINATION)
+                },
+                order("o", P3, &["SJP"], COORDINATION),
+            ],
+        )
+        .await
+        .try_into()
+        .unwrap();
+        let h = head(&app).await;
+        let now = app.clock.now_micros();
+        let withdraw_now = async |selector, reason, message| {
+            app.store
+                .withdraw_subscriptions(selector, reason, message, now)
+                .await
+                .unwrap()
+        };
+
+        let consent_ended = StateReason::Withdrawn(EndReason::ConsentEnded);
+        let suspended = withdraw_now(
+            EndSelector::ByConsent { consent_id: "cns_1" },
+            EndReason::ConsentEnded,
+            "the consent was revoked",
+        )
+        .await;
+        let expected = Subscription {
+            state: SubscriptionState::Suspended,
+            state_reason: Some(consent_ended),
+            ..by_consent.clone()
+        };
+        assert_eq!(suspended, vec![expected.clone()], "suspended, not ended");
+        assert_eq!(stored(&app, &by_consent).await, expected);
+        let events = history(&app, insurer).await;
+        let notice = events.last().unwrap();
+        assert_eq!((notice.seq, notice.ord, notice.event_number), (h + 1, 1, 2));
+        assert_eq!(
+            notice.kind,
+            EventKind::Notice(Notice {
+                state: SubscriptionState::Suspended,
+                reason: consent_ended,
+                message: "the consent was revoked".to_string(),
+            })
+        );
+        // Withdrawing again changes nothing and takes no sequence.
+        let again = withdraw_now(
+            EndSelector::ByConsent { consent_id: "cns_1" },
+            EndReason::ConsentEnded,
+            "-",
+        )
+        .await;
+        assert!(again.is_empty());
+        assert_eq!(head(&app).await, h + 1);
+
+        let by_case_selector = EndSelector::ByCase {
+            party_id: insurer,
+            case_reference: "K-1",
+        };
+        let ended = withdraw_now(by_case_selector, EndReason::CaseClosed, "the case was closed").await;
+        assert_eq!(
+            ended,
+            [Subscription {
+                state: SubscriptionState::Ended,
+                state_reason: Some(StateReason::Withdrawn(EndReason::CaseClosed)),
+                ended_at: Some(now),
+                ended_seq: Some(h + 2),
+                ..by_case.clone()
+            }]
+        );
+        // Another party cannot end the insurer's subscription.
+        let other_party = one(app.municipality_id.as_str(), &plain);
+        assert!(withdraw(&app, other_party, EndReason::Cancelled).await.is_empty());
+        assert_eq!(
+            withdraw(&app, one(insurer, &plain), EndReason::Cancelled).await,
+            [plain.subscription_id.as_str()]
+        );
+        // Ending all of a party's subscriptions ends the suspended one too; the ended stay as they are.
+        let all = EndSelector::AllOfParty { party_id: insurer };
+        assert_eq!(
+            withdraw(&app, all, EndReason::PartyTerminated).await,
+            [by_consent.subscription_id.as_str()]
+        );
+        let terminated = stored(&app, &by_consent).await;
+        assert_eq!(
+            (terminated.state, terminated.ended_seq),
+            (SubscriptionState::Ended, Some(h + 4))
+        );
+        assert!(withdraw(&app, all, EndReason::PartyTerminated).await.is_empty());
+        assert_eq!(head(&app).await, h + 4);
+        app.stop().await;
+    }
+
+    async fn a_new_consent_resumes_what_an_ended_consent_suspended(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let [first, second, ended, elsewhere]: [Subscription; 4] = subscribe(
+            &app,
+            insurer,
+            &[
+                consented("c1", P1, "cns_1"),
+                NewSubscription {
+                    benefit_types: codes(&["FP"]),
+                    ..consented("c2", P1, "cns_1")
+                },
+                consented("e", P1, "cns_9"),
+                consented("p2", P2, "cns_2"),
+            ],
+        )
+        .await
+        .try_into()
+        .unwrap();
+        for consent_id in ["cns_1", "cns_2"] {
+            withdraw(
+                &app,
+                EndSelector::ByConsent { consent_id },
+                EndReason::ConsentEnded,
+            )
+            .await;
+        }
+        cancel(&app, &ended).await;
+        let h = head(&app).await;
+        let resume = async |party_id: &str, person: &str, basis: &str| {
+            app.store
+                .resume_with_consent(party_id, &pnr(person), basis, "cns_new", app.clock.now_micros())
+                .await
+                .unwrap()
+        };
+
+        let resumed = resume(insurer, P1, RISK_ASSESSMENT).await;
+        let expected = sorted(ids(&[first.clone(), second.clone()]));
+        assert_eq!(ids(&resumed), expected);
+        for subscription in &resumed {
+            assert_eq!(
+                (
+                    subscription.state,
+                    subscription.state_reason,
+                    subscription.consent_id.as_deref()
+                ),
+                (
+                    SubscriptionState::Active,
+                    Some(StateReason::Resumed),
+                    Some("cns_new")
+                )
+            );
+            assert_eq!(&stored(&app, subscription).await, subscription);
+        }
+        assert_eq!(
+            head(&app).await,
+            h + 1,
+            "a notice and a snapshot each, at one sequence"
+        );
+        let mut events = Vec::new();
+        for (i, id) in (0..).zip(&expected) {
+            events.push(event(h + 1, 2 * i + 1, id, 3, "NOTICE ACTIVE RESUMED"));
+            events.push(event(h + 1, 2 * i + 2, id, 4, "SNAPSHOT RESUMED"));
+        }
+        assert_eq!(at(&app, insurer, h + 1).await, events);
+        // Another person's, and an ended one, stay as they were.
+        assert_eq!(stored(&app, &elsewhere).await.state, SubscriptionState::Suspended);
+        assert_eq!(stored(&app, &ended).await.state, SubscriptionState::Ended);
+
+        assert!(resume(insurer, P1, RISK_ASSESSMENT).await.is_empty());
+        assert!(resume(insurer, P2, COORDINATION).await.is_empty());
+        assert!(resume(&app.municipality_id, P2, RISK_ASSESSMENT).await.is_empty());
+        assert_eq!(head(&app).await, h + 1, "resuming nothing takes no sequence");
+        app.stop().await;
+    }
+
+    async fn a_full_refresh_snapshots_the_active_and_names_the_skipped(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let [a, b, c]: [Subscription; 3] = subscribe(
+            &app,
+            insurer,
+            &[
+                order("a", P1, &["SJP"], COORDINATION),
+                order("b", P2, &["SJP"], COORDINATION),
+                order("c", P3, &["SJP"], COORDINATION),
+            ],
+        )
+        .await
+        .try_into()
+        .unwrap();
+        cancel(&app, &c).await;
+        let h = head(&app).await;
+        let refresh = async |only: Vec<String>| {
+            app.store
+                .full_refresh(insurer, &only, app.clock.now_micros())
+                .await
+                .unwrap()
+        };
+        let named = vec![
+            a.subscription_id.clone(),
+            c.subscription_id.clone(),
+            "sub_missing".to_string(),
+        ];
+        assert_eq!(
+            refresh(named).await,
+            (
+                h,
+                vec![a.subscription_id.clone()],
+                vec![c.subscription_id.clone(), "sub_missing".to_string()]
+            )
+        );
+        let full = "SNAPSHOT FULL_REFRESH";
+        assert_eq!(
+            at(&app, insurer, h + 1).await,
+            [event(h + 1, 1, &a.subscription_id, 2, full)]
+        );
+
+        let every_active = sorted(ids(&[a.clone(), b.clone()]));
+        assert_eq!(
+            refresh(Vec::new()).await,
+            (h + 1, every_active.clone(), Vec::new())
+        );
+        let number = |id: &String| if *id == a.subscription_id { 3 } else { 2 };
+        let expected: Vec<Summary> = (1..)
+            .zip(&every_active)
+            .map(|(ord, id)| event(h + 2, ord, id, number(id), full))
+            .collect();
+        assert_eq!(at(&app, insurer, h + 2).await, expected);
+        app.stop().await;
+    }
+
+    async fn the_history_reads_in_seq_and_ord_order_up_to_a_bound(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let made = subscribe(
+            &app,
+            insurer,
+            &[
+                order("a", P1, &["SJP"], COORDINATION),
+                order("b", P1, &["SJP"], COORDINATION),
+            ],
+        )
+        .await;
+        let s1 = made[0].created_seq;
+        let [s2, s3] = accept(
+            &app,
+            vec![
+                period(P1, "x", 1, "SJP", JANUARY),
+                period(P1, "y", 1, "SJP", JANUARY),
+            ],
+        )
+        .await[..] else {
+            unreachable!()
+        };
+
+        let full = history(&app, insurer).await;
+        let keys: Vec<(u64, u64)> = full.iter().map(|e| (e.seq, e.ord)).collect();
+        assert_eq!(keys, [(s1, 1), (s1, 2), (s2, 1), (s2, 2), (s3, 1), (s3, 2)]);
+        // Changes at one sequence are ordered by subscription id; every subscription numbers its
+        // own events from 1.
+        let by_id = sorted(ids(&made));
+        let changes: Vec<&str> = full[2..]
+            .iter()
+            .map(|e| e.subscription.subscription_id.as_str())
+            .collect();
+        assert_eq!(changes, [&by_id[0], &by_id[1], &by_id[0], &by_id[1]]);
+        for id in &by_id {
+            let numbers: Vec<u64> = full
+                .iter()
+                .filter(|e| e.subscription.subscription_id == *id)
+                .map(|e| e.event_number)
+                .collect();
+            assert_eq!(numbers, [1, 2, 3]);
+        }
+
+        let page = async |after: (u64, u64), up_to: u64, limit: i64| {
+            let events = app
+                .store
+                .delivery_page(insurer, after, up_to, limit)
+                .await
+                .unwrap();
+            summaries(&events)
+        };
+        let everything = summaries(&full);
+        let first = page((0, 0), u64::MAX, 4).await;
+        assert_eq!(first, everything[..4]);
+        let last = first.last().unwrap();
+        assert_eq!(page((last.0, last.1), u64::MAX, 4).await, everything[4..]);
+        assert_eq!(page((0, 0), s2, 100).await, everything[..4], "nothing past up_to");
+        assert_eq!(page((0, 0), s1, 100).await, everything[..2]);
+        assert_eq!(page((s1, 1), s1, 100).await, everything[1..2]);
+        assert!(history(&app, &app.municipality_id).await.is_empty());
+        app.stop().await;
+    }
+
+    async fn start_snapshots_cover_the_subscriptions_active_at_the_head(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let mut made = Vec::new();
+        for (reference, person) in [("a", P1), ("b", P2)] {
+            made.extend(subscribe(&app, insurer, &[order(reference, person, &["SJP"], COORDINATION)]).await);
+        }
+        let [a, b]: [Subscription; 2] = made.try_into().unwrap();
+        cancel(&app, &a).await;
+        let a_ended = head(&app).await;
+        let [c]: [Subscription; 1] = subscribe(&app, insurer, &[order("c", P3, &["SJP"], COORDINATION)])
+            .await
+            .try_into()
+            .unwrap();
+        let refreshed = 1 + app
+            .store
+            .full_refresh(insurer, &[], app.clock.now_micros())
+            .await
+            .unwrap()
+            .0;
+
+        let start = async |party_id: &str, head: u64, after: Option<&str>, skip: u64, limit: usize| {
+            let page = app
+                .store
+                .start_subscriptions(party_id, head, after, skip, limit)
+                .await
+                .unwrap();
+            page.into_iter()
+                .map(|(s, number)| (s.subscription_id, number))
+                .collect::<Vec<_>>()
+        };
+        let active_at = async |head: u64| start(insurer, head, None, 0, 10).await;
+        let with = |subscriptions: &[&Subscription], number: u64| {
+            let mut expected: Vec<(String, u64)> = subscriptions
+                .iter()
+                .map(|s| (s.subscription_id.clone(), number))
+                .collect();
+            expected.sort_unstable();
+            expected
+        };
+        assert!(active_at(a.created_seq - 1).await.is_empty());
+        assert_eq!(active_at(a.created_seq).await, with(&[&a], 1));
+        assert_eq!(active_at(b.created_seq).await, with(&[&a, &b], 1));
+        assert_eq!(active_at(a_ended).await, with(&[&b], 1), "ended at that sequence");
+        assert_eq!(active_at(c.created_seq).await, with(&[&b, &c], 1));
+        assert_eq!(
+            active_at(refreshed).await,
+            with(&[&b, &c], 2),
+            "numbered as of the head"
+        );
+
+        let all = active_at(b.created_seq).await;
+        let at_b = b.created_seq;
+        assert_eq!(start(insurer, at_b, None, 0, 1).await, all[..1]);
+        assert_eq!(start(insurer, at_b, Some(&all[0].0), 0, 10).await, all[1..]);
+        assert_eq!(start(insurer, at_b, None, 1, 10).await, all[1..], "skip");
+        assert_eq!(
+            start(insurer, at_b, Some(&all[0].0), 1, 10).await,
+            all[1..],
+            "after wins over skip"
+        );
+        assert!(
+            start(&app.municipality_id, refreshed, None, 0, 10)
+                .await
+                .is_empty()
+        );
+        app.stop().await;
+    }
+
+    async fn pruning_keeps_each_subscriptions_latest_event_and_moves_the_horizon(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let horizon = async |party_id: &str| app.store.delivery_horizon(party_id).await.unwrap();
+        assert_eq!(horizon(insurer).await, 0);
+        let t = app.clock.now_micros();
+        let created = app
+            .store
+            .create_subscriptions(insurer, &[order("a", P1, &["SJP"], COORDINATION)], t)
+            .await
+            .unwrap();
+        let [CreateOutcome::Created(a)] = &created[..] else {
+            panic!("{created:?}")
+        };
+        let facts = vec![
+            period(P1, "x", 1, "SJP", JANUARY),
+            period(P1, "y", 1, "SJP", JANUARY),
+        ];
+        let [_, s3] = accept_at(&app, facts, t).await[..] else {
+            unreachable!()
+        };
+
+        assert_eq!(app.store.prune_delivery_history(t + 1).await.unwrap(), 2);
+        assert_eq!(horizon(insurer).await, s3);
+        let id = &a.subscription_id;
+        assert_eq!(
+            summaries(&history(&app, insurer).await),
+            [event(s3, 1, id, 3, "CHANGE")],
+            "the latest event stays"
+        );
+        let [s4] = accept_at(&app, vec![period(P1, "z", 1, "SJP", JANUARY)], t + 10).await[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            at(&app, insurer, s4).await,
+            [event(s4, 1, id, 4, "CHANGE")],
+            "numbers continue after pruning"
+        );
+        assert_eq!(app.store.prune_delivery_history(t - 1).await.unwrap(), 0);
+        assert_eq!(horizon(insurer).await, s3);
+        assert_eq!(horizon(&app.municipality_id).await, 0);
+        app.stop().await;
+    }
+
+    async fn the_cursor_key_is_made_once_and_shared(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let key = app.store.cursor_key().await.unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(app.store.cursor_key().await.unwrap(), key);
+        let replica = Store::connect(&app.db_url, 2).await.unwrap();
+        assert_eq!(
+            replica.cursor_key().await.unwrap(),
+            key,
+            "every replica signs alike"
+        );
+        replica.close().await;
+        app.stop().await;
+    }
+
+    async fn an_ingest_reaches_only_active_subscriptions_of_its_person_and_benefit(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let (insurer, municipality) = (app.insurer_id.as_str(), app.municipality_id.as_str());
+        let made = subscribe(
+            &app,
+            insurer,
+            &[
+                order("sickness", P1, &["SJP"], COORDINATION),
+                order("parental", P1, &["FP"], COORDINATION),
+                order("both", P1, &["FP", "SJP"], COORDINATION),
+                order("other-person", P2, &["SJP"], COORDINATION),
+                order("ended", P1, &["SJP"], COORDINATION),
+                consented("suspended", P1, "cns_1"),
+                NewSubscription {
+                    from_date: date!(2025 - 01 - 01),
+                    ..order("later", P1, &["SJP"], COORDINATION)
+                },
+            ],
+        )
+        .await;
+        let theirs = NewSubscription {
+            case_reference: Some("K-1".to_string()),
+            ..order("municipal", P1, &["SJP"], "AUTH_SOCIAL_SERVICES")
+        };
+        subscribe(&app, municipality, &[theirs]).await;
+        cancel(&app, made.iter().find(|s| s.client_reference == "ended").unwrap()).await;
+        withdraw(
+            &app,
+            EndSelector::ByConsent { consent_id: "cns_1" },
+            EndReason::ConsentEnded,
+        )
+        .await;
+
+        let [fact, update, correction] = accept(
+            &app,
+            vec![
+                period(P1, "f", 1, "SJP", JANUARY),
+                person_update(P1, 1, "Anna"),
+                // Corrections reach a subscription whatever their period: they may move a fact out.
+                period(P1, "f", 2, "SJP", JANUARY),
+            ],
+        )
+        .await[..] else {
+            unreachable!()
+        };
+        let reached = async |party_id: &str, seq: u64| {
+            let events = history(&app, party_id).await;
+            let at_seq: Vec<&DeliveryEvent> = events.iter().filter(|e| e.seq == seq).collect();
+            assert!(at_seq.iter().all(|e| e.kind == EventKind::Change));
+            // Ordered within the sequence by subscription id, from 1.
+            let order: Vec<(u64, &str)> = at_seq
+                .iter()
+                .map(|e| (e.ord, e.subscription.subscription_id.as_str()))
+                .collect();
+            let mut expected = order.clone();
+            expected.sort_by_key(|(_, id)| *id);
+            let expected: Vec<(u64, &str)> = (1..).zip(expected.into_iter().map(|(_, id)| id)).collect();
+            assert_eq!(order, expected);
+            at_seq
+                .iter()
+                .map(|e| e.subscription.client_reference.clone())
+                .collect::<BTreeSet<_>>()
+        };
+        let set = |references: &[&str]| references.iter().map(|r| r.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(reached(insurer, fact).await, set(&["sickness", "both"]));
+        assert_eq!(
+            reached(insurer, update).await,
+            set(&["sickness", "parental", "both", "later"])
+        );
+        assert_eq!(
+            reached(insurer, correction).await,
+            set(&["sickness", "both", "later"])
+        );
+        for seq in [fact, update, correction] {
+            assert_eq!(reached(municipality, seq).await, set(&["municipal"]));
+        }
+        app.stop().await;
+    }
+}
