@@ -2464,3 +2464,441 @@ mod delivery {
         app.stop().await;
     }
 }
+
+/// Consents parties register, and the case references they name.
+mod consents {
+    use lefi::store::StoreError;
+    use lefi::store::consents::{
+        CaseRecord, Consent, ConsentFilter, ConsentRegistration, NewConsent, Revocation, RevokedBy,
+    };
+    use time::macros::date;
+
+    use super::{P1, P2, RISK_ASSESSMENT, codes, pnr};
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(
+        registering_a_consent_is_idempotent_by_its_evidence,
+        consents_are_listed_newest_first_by_party_person_and_basis,
+        a_consent_is_revoked_by_its_party_or_by_the_agency,
+        cases_open_on_first_use_and_close_for_good,
+    );
+
+    /// A consent for risk assessment given on 2025-01-01, valid through 2027.
+    fn consent(party_id: &str, person: &str, evidence: &str) -> NewConsent {
+        NewConsent {
+            party_id: party_id.to_string(),
+            person: pnr(person),
+            basis_code: RISK_ASSESSMENT.to_string(),
+            given_on: date!(2025 - 01 - 01),
+            expires_on: date!(2027 - 12 - 31),
+            evidence_reference: evidence.to_string(),
+        }
+    }
+
+    /// Registers a new consent at `now` and returns it.
+    async fn register(app: &TestApp, new: &NewConsent, now: i64) -> Consent {
+        match app.store.register_consent(new, now).await.unwrap() {
+            ConsentRegistration::Created(c) => c,
+            other => panic!("expected Created, got {other:?}"),
+        }
+    }
+
+    fn consent_ids(consents: &[Consent]) -> Vec<&str> {
+        consents.iter().map(|c| c.consent_id.as_str()).collect()
+    }
+
+    async fn registering_a_consent_is_idempotent_by_its_evidence(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let now = app.clock.now_micros();
+        let new = consent(&app.insurer_id, P1, "EV-1");
+        let created = register(&app, &new, now).await;
+        assert_eq!(
+            created,
+            Consent {
+                consent_id: created.consent_id.clone(),
+                party_id: app.insurer_id.clone(),
+                person: pnr(P1),
+                basis_code: RISK_ASSESSMENT.to_string(),
+                given_on: new.given_on,
+                expires_on: new.expires_on,
+                evidence_reference: "EV-1".to_string(),
+                registered_at: now,
+                revocation: None,
+            }
+        );
+        assert_eq!(
+            app.store.consent(&created.consent_id).await.unwrap(),
+            Some(created.clone())
+        );
+
+        let later = now + 1_000;
+        let again = app.store.register_consent(&new, later).await.unwrap();
+        assert_eq!(again, ConsentRegistration::Existing(created.clone()));
+        let redated = NewConsent {
+            expires_on: date!(2026 - 06 - 30),
+            ..new.clone()
+        };
+        let conflict = app.store.register_consent(&redated, later).await.unwrap();
+        assert_eq!(conflict, ConsentRegistration::Conflict);
+        // Other evidence, or another party with the same evidence, is another consent.
+        let other_evidence = register(&app, &consent(&app.insurer_id, P1, "EV-2"), later).await;
+        let other_party = register(&app, &consent(&app.municipality_id, P1, "EV-1"), later).await;
+        assert_ne!(other_evidence.consent_id, created.consent_id);
+        assert_ne!(other_party.consent_id, created.consent_id);
+        assert_eq!(app.store.consent("cns_missing").await.unwrap(), None);
+        app.stop().await;
+    }
+
+    async fn consents_are_listed_newest_first_by_party_person_and_basis(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let t = app.clock.now_micros();
+        let first = register(&app, &consent(&app.insurer_id, P1, "EV-1"), t).await;
+        let second = register(&app, &consent(&app.insurer_id, P2, "EV-2"), t + 1).await;
+        let coordination = NewConsent {
+            basis_code: "INS_COORDINATION".to_string(),
+            ..consent(&app.municipality_id, P1, "EV-3")
+        };
+        let third = register(&app, &coordination, t + 2).await;
+        let all = ConsentFilter::default();
+        let filters = [
+            (all.clone(), vec![&third, &second, &first]),
+            (
+                ConsentFilter {
+                    party_id: Some(app.insurer_id.clone()),
+                    ..all.clone()
+                },
+                vec![&second, &first],
+            ),
+            (
+                ConsentFilter {
+                    person: Some(pnr(P1)),
+                    ..all.clone()
+                },
+                vec![&third, &first],
+            ),
+            (
+                ConsentFilter {
+                    basis_code: Some(RISK_ASSESSMENT.to_string()),
+                    person: Some(pnr(P1)),
+                    ..all.clone()
+                },
+                vec![&first],
+            ),
+        ];
+        for (filter, expected) in filters {
+            let found = app.store.consents(&filter).await.unwrap();
+            let expected: Vec<&str> = expected.iter().map(|c| c.consent_id.as_str()).collect();
+            assert_eq!(consent_ids(&found), expected, "{filter:?}");
+        }
+        app.stop().await;
+    }
+
+    async fn a_consent_is_revoked_by_its_party_or_by_the_agency(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let t = app.clock.now_micros();
+        let ours = register(&app, &consent(&app.insurer_id, P1, "EV-1"), t).await;
+        let other = register(&app, &consent(&app.insurer_id, P2, "EV-2"), t).await;
+        let revoke = async |consent_id: &str, by: RevokedBy<'_>, reason: &str, at: i64| {
+            app.store.revoke_consent(consent_id, by, reason, at).await
+        };
+
+        // Another party's consent is not found, exactly like an unknown one, and stays as it was.
+        let by_municipality = RevokedBy::Party(&app.municipality_id);
+        let refused = revoke(&ours.consent_id, by_municipality, "-", t + 1).await;
+        assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+        assert_eq!(
+            app.store.consent(&ours.consent_id).await.unwrap(),
+            Some(ours.clone())
+        );
+
+        let by_party = Revocation {
+            at: t + 2,
+            reason: Some("the person withdrew it".to_string()),
+            by_agency: false,
+        };
+        let revoked = revoke(
+            &ours.consent_id,
+            RevokedBy::Party(&app.insurer_id),
+            "the person withdrew it",
+            t + 2,
+        )
+        .await
+        .unwrap();
+        assert_eq!(revoked.revocation, Some(by_party.clone()));
+        // Revoking again, even by the agency, leaves the first revocation as it was.
+        let again = revoke(&ours.consent_id, RevokedBy::Agency, "later", t + 3)
+            .await
+            .unwrap();
+        assert_eq!(again, revoked);
+
+        let by_agency = revoke(&other.consent_id, RevokedBy::Agency, "", t + 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            by_agency.revocation,
+            Some(Revocation {
+                at: t + 4,
+                reason: None,
+                by_agency: true,
+            })
+        );
+        assert_eq!(
+            app.store.consent(&other.consent_id).await.unwrap(),
+            Some(by_agency)
+        );
+        let unknown = revoke("cns_missing", RevokedBy::Agency, "-", t + 5).await;
+        assert!(matches!(unknown, Err(StoreError::NotFound)), "{unknown:?}");
+        app.stop().await;
+    }
+
+    async fn cases_open_on_first_use_and_close_for_good(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let t = app.clock.now_micros();
+        let touch = async |references: &[&str], at: i64| {
+            app.store
+                .touch_cases(insurer, &codes(references), at)
+                .await
+                .unwrap()
+        };
+        let case = async |party_id: &str, reference: &str| app.store.case(party_id, reference).await.unwrap();
+        let open = |reference: &str, first_used_at, last_used_at| CaseRecord {
+            case_reference: reference.to_string(),
+            closed: false,
+            first_used_at,
+            last_used_at,
+            closed_at: None,
+        };
+
+        assert_eq!(case(insurer, "K-1").await, None);
+        touch(&["K-1", "K-2"], t).await;
+        assert_eq!(case(insurer, "K-1").await, Some(open("K-1", t, t)));
+        touch(&["K-1"], t + 10).await;
+        touch(&[], t + 20).await;
+        assert_eq!(case(insurer, "K-1").await, Some(open("K-1", t, t + 10)));
+        assert_eq!(
+            app.store.cases(insurer).await.unwrap(),
+            [open("K-1", t, t + 10), open("K-2", t, t)],
+            "most recently used first"
+        );
+        assert_eq!(
+            case(&app.municipality_id, "K-1").await,
+            None,
+            "cases are the party's own"
+        );
+        assert!(app.store.cases(&app.municipality_id).await.unwrap().is_empty());
+
+        let closed = CaseRecord {
+            closed: true,
+            closed_at: Some(t + 30),
+            ..open("K-1", t, t + 10)
+        };
+        let close = async |party_id: &str, reference: &str, at: i64| {
+            app.store.close_case(party_id, reference, "decided", at).await
+        };
+        assert_eq!(close(insurer, "K-1", t + 30).await.unwrap(), closed);
+        assert_eq!(
+            close(insurer, "K-1", t + 40).await.unwrap(),
+            closed,
+            "closing is final"
+        );
+        // Using a closed case again records the use; it stays closed.
+        touch(&["K-1"], t + 50).await;
+        assert_eq!(
+            case(insurer, "K-1").await,
+            Some(CaseRecord {
+                last_used_at: t + 50,
+                ..closed
+            })
+        );
+        for (party_id, reference) in [(insurer, "K-9"), (app.municipality_id.as_str(), "K-2")] {
+            let result = close(party_id, reference, t + 60).await;
+            assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
+        }
+        app.stop().await;
+    }
+}
+
+/// The disclosure log: appending, listing by person and by party, and verifying the chain.
+mod disclosure_log {
+    use lefi::domain::disclosure::{
+        ChainProblem, ChainVerdict, Channel, Decision, DisclosureEntry, GENESIS_HASH, NewDisclosure,
+    };
+    use lefi::store::disclosure_log::DisclosureQuery;
+
+    use super::{P1, P2, pnr};
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(
+        entries_are_listed_by_person_and_by_party_in_entry_order,
+        the_chain_verifies_and_names_the_entry_that_breaks_it,
+    );
+
+    /// An entry of `party_id`'s query about `person`, told apart by its record count `n`.
+    fn entry(party_id: &str, person: &str, decision: Decision, n: u64) -> NewDisclosure {
+        NewDisclosure {
+            party_id: Some(party_id.to_string()),
+            system_identity: "ab".repeat(32),
+            request_id: Some(format!("req-{n}")),
+            legal_basis: Some("INS_COORDINATION".to_string()),
+            purpose: Some("Samordning".to_string()),
+            person: Some(pnr(person)),
+            benefit_types: vec!["SJP".to_string()],
+            record_count: n,
+            from_sequence: 0,
+            to_sequence: n,
+            ..NewDisclosure::new(Channel::Query, decision, "/lefi.v1.QueryService/QueryPerson")
+        }
+    }
+
+    fn counts(entries: &[DisclosureEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.entry.record_count).collect()
+    }
+
+    async fn entries_are_listed_by_person_and_by_party_in_entry_order(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let (insurer, municipality) = (app.insurer_id.as_str(), app.municipality_id.as_str());
+        let t = app.clock.now_micros();
+        let (t1, t2, t3) = (t, t + 1_000, t + 2_000);
+        let first = entry(insurer, P1, Decision::Allowed, 1);
+        for (entries, at) in [
+            (vec![first.clone(), entry(insurer, P2, Decision::Denied, 2)], t1),
+            (vec![entry(municipality, P1, Decision::Allowed, 3)], t2),
+            (vec![entry(insurer, P1, Decision::Denied, 4)], t3),
+            (Vec::new(), t3),
+        ] {
+            app.store.append_disclosures(&entries, at).await.unwrap();
+        }
+        let p1 = pnr(P1);
+        let list = async |query, range, after, limit| {
+            app.store.disclosures(query, range, after, limit).await.unwrap()
+        };
+        let everything = (i64::MIN, i64::MAX);
+        let about = list(DisclosureQuery::Person(&p1), everything, 0, 100).await;
+        assert_eq!(counts(&about), [1, 3, 4]);
+        assert_eq!(about.iter().map(|e| e.at).collect::<Vec<_>>(), [t1, t2, t3]);
+        assert_eq!(about[0].entry, first, "an entry reads back as appended");
+        assert!(about.windows(2).all(|w| w[0].entry_id < w[1].entry_id));
+
+        let by = |decision| DisclosureQuery::Party {
+            party_id: insurer,
+            decision,
+        };
+        assert_eq!(counts(&list(by(None), everything, 0, 100).await), [1, 2, 4]);
+        assert_eq!(
+            counts(&list(by(Some(Decision::Denied)), everything, 0, 100).await),
+            [2, 4]
+        );
+        assert_eq!(
+            counts(&list(by(Some(Decision::Allowed)), everything, 0, 100).await),
+            [1]
+        );
+
+        // Recorded in [from, to).
+        for (range, expected) in [
+            ((t2, t3), vec![3]),
+            ((t1, t2), vec![1]),
+            ((t3, i64::MAX), vec![4]),
+        ] {
+            let found = list(DisclosureQuery::Person(&p1), range, 0, 100).await;
+            assert_eq!(counts(&found), expected, "{range:?}");
+        }
+
+        // Page by page after the last entry id seen.
+        let mut pages = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = list(DisclosureQuery::Person(&p1), everything, after, 1).await;
+            let Some(last) = page.last() else { break };
+            after = last.entry_id;
+            pages.push(counts(&page));
+        }
+        assert_eq!(pages, [vec![1], vec![3], vec![4]]);
+        app.stop().await;
+    }
+
+    async fn the_chain_verifies_and_names_the_entry_that_breaks_it(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        for n in 1..=4 {
+            let entries = [entry(insurer, P1, Decision::Allowed, n)];
+            app.store
+                .append_disclosures(&entries, app.clock.now_micros())
+                .await
+                .unwrap();
+        }
+        let log = app.disclosures_by(insurer).await;
+        assert_eq!(log.len(), 4);
+        assert_eq!(log[0].previous_hash, GENESIS_HASH);
+        assert!(log.windows(2).all(|w| w[1].previous_hash == w[0].hash));
+        let verify = async |from, to| app.store.verify_disclosure_chain(from, to).await.unwrap();
+        let intact = |checked, last: &DisclosureEntry| ChainVerdict::Intact {
+            checked,
+            last_hash: last.hash.clone(),
+        };
+        assert_eq!(verify(0, 0).await, intact(4, &log[3]));
+        assert_eq!(verify(log[1].entry_id, log[2].entry_id).await, intact(2, &log[2]));
+
+        let id = |i: usize| log[i].entry_id;
+        let tampering = [
+            (
+                format!(
+                    "UPDATE disclosure_log SET purpose = 'Riskbedömning' WHERE entry_id = {}",
+                    id(2)
+                ),
+                format!(
+                    "UPDATE disclosure_log SET purpose = 'Samordning' WHERE entry_id = {}",
+                    id(2)
+                ),
+                (2, id(2), ChainProblem::HashMismatch),
+            ),
+            (
+                format!(
+                    "UPDATE disclosure_log SET previous_hash = '{GENESIS_HASH}' WHERE entry_id = {}",
+                    id(3)
+                ),
+                format!(
+                    "UPDATE disclosure_log SET previous_hash = '{}' WHERE entry_id = {}",
+                    log[2].hash,
+                    id(3)
+                ),
+                (3, id(3), ChainProblem::PreviousHashMismatch),
+            ),
+            (
+                format!("DELETE FROM disclosure_log WHERE entry_id = {}", id(1)),
+                String::new(),
+                (1, id(1), ChainProblem::EntryMissing),
+            ),
+        ];
+        for (tamper, restore, (checked, entry_id, problem)) in tampering {
+            app.execute_sql(&tamper).await;
+            let broken = ChainVerdict::Broken {
+                checked,
+                entry_id,
+                problem,
+            };
+            assert_eq!(verify(0, 0).await, broken, "{tamper}");
+            // What comes before the broken entry still verifies.
+            assert_eq!(verify(0, id(0)).await, intact(1, &log[0]), "{tamper}");
+            if !restore.is_empty() {
+                app.execute_sql(&restore).await;
+                assert_eq!(verify(0, 0).await, intact(4, &log[3]), "{restore}");
+            }
+        }
+        app.stop().await;
+    }
+}
