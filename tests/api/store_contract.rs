@@ -2902,3 +2902,240 @@ mod disclosure_log {
         app.stop().await;
     }
 }
+
+/// How the store reports a database it cannot use: a URL of another kind, a server that cannot be
+/// connected to, and one that goes away under a statement.
+mod errors {
+    use std::time::Duration;
+
+    use lefi::store::{Store, StoreError};
+    use sqlx::Connection;
+    use sqlx::postgres::PgConnection;
+
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(connection_failures_are_reported_by_kind);
+
+    async fn connection_failures_are_reported_by_kind(backend: Backend) {
+        for url in ["mysql://lefi:secret@localhost/lefi", "lefi.db", ""] {
+            match Store::connect(url, 1).await {
+                Err(StoreError::UnsupportedUrl(shown)) => assert!(!shown.contains("secret"), "{shown}"),
+                other => panic!("{url:?}: expected UnsupportedUrl, got {other:?}"),
+            }
+        }
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let missing = dir.path().join("no such directory").join("lefi.db");
+                let result = Store::connect(&format!("sqlite://{}", missing.display()), 1).await;
+                assert!(matches!(result, Err(StoreError::Connect { .. })), "{result:?}");
+            }
+            Backend::Postgres => {
+                let Some(app) = TestApp::spawn(backend).await else {
+                    return;
+                };
+                a_server_that_hangs_up_cannot_be_connected_to().await;
+                a_statement_cut_off_by_the_server_is_unavailable(&app).await;
+                app.stop().await;
+            }
+        }
+    }
+
+    /// Something listens, but hangs up on every connection at once: connecting fails at once.
+    /// (A port nothing listens on would do too, but connecting retries a refused connection
+    /// until the pool's 30-second acquire timeout.)
+    async fn a_server_that_hangs_up_cannot_be_connected_to() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hang_up = tokio::spawn(async move {
+            while let Ok((connection, _)) = listener.accept().await {
+                drop(connection);
+            }
+        });
+        let url = format!("postgres://lefi:secret@127.0.0.1:{port}/lefi");
+        let result = Store::connect_without_migrating(&url, 1).await;
+        hang_up.abort();
+        match result {
+            Err(StoreError::Connect { url, .. }) => assert!(!url.contains("secret"), "{url}"),
+            other => panic!("expected Connect, got {other:?}"),
+        }
+    }
+
+    /// A read waits for a lock; the server ends its connection, as an administrator (or a
+    /// restart) would: the read fails as Unavailable, and the next one succeeds on a new connection.
+    async fn a_statement_cut_off_by_the_server_is_unavailable(app: &TestApp) {
+        let store = Store::connect_without_migrating(&app.db_url, 2).await.unwrap();
+        let mut holder = PgConnection::connect(&app.db_url).await.unwrap();
+        let mut watcher = PgConnection::connect(&app.db_url).await.unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE register_head IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let reader = tokio::spawn({
+            let store = store.clone();
+            async move { store.head_seq().await }
+        });
+        let waiting = async {
+            loop {
+                let pid: Option<i32> = sqlx::query_scalar(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock' AND query LIKE 'SELECT last_seq FROM register_head%'",
+                )
+                .fetch_optional(&mut watcher)
+                .await
+                .unwrap();
+                if let Some(pid) = pid {
+                    break pid;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let pid = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the read never waited for the lock");
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut watcher)
+            .await
+            .unwrap();
+        let cut_off = reader.await.unwrap();
+        assert!(matches!(cut_off, Err(StoreError::Unavailable(_))), "{cut_off:?}");
+
+        sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+        assert_eq!(
+            store.head_seq().await.unwrap(),
+            app.store.head_seq().await.unwrap()
+        );
+        store.close().await;
+    }
+}
+
+/// Migrations: rows written before a migration read back right after it.
+mod migrations {
+    use std::str::FromStr;
+
+    use lefi::domain::delivery::{
+        EndReason, EventKind, Notice, SnapshotReason, StateReason, SubscriptionState,
+    };
+    use lefi::store::Store;
+    use sqlx::Connection;
+    use sqlx::migrate::Migrator;
+    use sqlx::postgres::PgConnection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+    use crate::backend_tests;
+    use crate::helpers::{Backend, TestApp};
+
+    backend_tests!(migration_0008_splits_the_old_detail_into_state_reason_and_message);
+
+    static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+    static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+    /// A party, a subscription and its history as schema version 7 stored them: a notice's
+    /// state, reason and message in one `detail` text (`STATE:REASON:message`, the message free
+    /// to hold colons), a snapshot's reason as the detail, and a change with none.
+    const VERSION_7_ROWS: &str = "\
+INSERT INTO parties (party_id, org_number, name, kind, state, contact_name, contact_email, requested_bases,
+                     requested_benefits, applied_at, updated_at)
+VALUES ('pty_v7', '5566778899', 'Testförsäkring AB', 'INSURER', 'CONNECTED', 'Anna Andersson',
+        'anna@example.invalid', 'INS_COORDINATION', 'SJP', 1, 1);
+INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, from_date,
+                           legal_basis, case_reference, consent_id, state, state_reason, created_at,
+                           created_seq, ended_at, ended_seq)
+VALUES ('sub_v7', 'pty_v7', 'ref-1', '199007042386', 'SJP', '2024-01-01', 'INS_COORDINATION', 'K-1', '',
+        'ENDED', 'CASE_CLOSED', 1, 1, 6, 6);
+INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, detail, recorded_at)
+VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
+       ('pty_v7', 2, 1, 'sub_v7', 2, 'CHANGE', '', 2),
+       ('pty_v7', 3, 1, 'sub_v7', 3, 'NOTICE', 'SUSPENDED:CONSENT_ENDED:', 3),
+       ('pty_v7', 4, 1, 'sub_v7', 4, 'NOTICE', 'ACTIVE:RESUMED:a new consent was registered', 4),
+       ('pty_v7', 5, 1, 'sub_v7', 5, 'SNAPSHOT', 'FULL_REFRESH', 5),
+       ('pty_v7', 6, 1, 'sub_v7', 6, 'NOTICE', 'ENDED:CASE_CLOSED:the case was closed: see DNR 1', 6);";
+
+    /// `url` with `search_path` set to `schema` for every connection made with it.
+    fn with_search_path(url: &str, schema: &str) -> String {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}options=-c%20search_path%3D{schema}")
+    }
+
+    async fn migration_0008_splits_the_old_detail_into_state_reason_and_message(backend: Backend) {
+        // A database of its own: for SQLite a file; for PostgreSQL a schema in the fresh database
+        // of a TestApp (dropped with it), made the first of the search path of every connection.
+        let dir = tempfile::tempdir().unwrap();
+        let (url, app) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("v7.db").display()), None),
+            Backend::Postgres => {
+                let Some(app) = TestApp::spawn(backend).await else {
+                    return;
+                };
+                app.execute_sql("CREATE SCHEMA v7").await;
+                (with_search_path(&app.db_url, "v7"), Some(app))
+            }
+        };
+        // Migrations 1 to 7, and rows as they were written then.
+        match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&url)
+                    .unwrap()
+                    .create_if_missing(true);
+                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+                SQLITE_MIGRATIONS.run_to(7, &mut conn).await.unwrap();
+                sqlx::raw_sql(VERSION_7_ROWS).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                POSTGRES_MIGRATIONS.run_to(7, &mut conn).await.unwrap();
+                sqlx::raw_sql(VERSION_7_ROWS).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+
+        // The store applies the rest.
+        let store = Store::connect(&url, 2).await.unwrap();
+        let events = store
+            .delivery_page("pty_v7", (0, 0), u64::MAX, 100)
+            .await
+            .unwrap();
+        let notice = |state, reason, message: &str| {
+            EventKind::Notice(Notice {
+                state,
+                reason,
+                message: message.to_string(),
+            })
+        };
+        use SubscriptionState::{Active, Ended, Suspended};
+        let read: Vec<(u64, EventKind)> = events.iter().map(|e| (e.event_number, e.kind.clone())).collect();
+        assert_eq!(
+            read,
+            [
+                (1, EventKind::Snapshot(SnapshotReason::SubscriptionCreated)),
+                (2, EventKind::Change),
+                (
+                    3,
+                    notice(Suspended, StateReason::Withdrawn(EndReason::ConsentEnded), "")
+                ),
+                (
+                    4,
+                    notice(Active, StateReason::Resumed, "a new consent was registered")
+                ),
+                (5, EventKind::Snapshot(SnapshotReason::FullRefresh)),
+                (
+                    6,
+                    notice(
+                        Ended,
+                        StateReason::Withdrawn(EndReason::CaseClosed),
+                        "the case was closed: see DNR 1"
+                    )
+                ),
+            ]
+        );
+        let subscription = &events[0].subscription;
+        assert_eq!((subscription.state, subscription.ended_seq), (Ended, Some(6)));
+        store.close().await;
+        if let Some(app) = app {
+            app.stop().await;
+        }
+    }
+}
