@@ -15,7 +15,8 @@ use lefi::domain::register::{
 use time::Date;
 use time::macros::date;
 
-use crate::helpers::TestApp;
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
 
 /// Three persons (synthetic, test-range numbers), in their twelve-digit storage form.
 const P1: &str = "199007042386";
@@ -128,9 +129,8 @@ mod parties {
     };
     use time::macros::date;
 
-    use super::{COORDINATION, RISK_ASSESSMENT, codes};
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp, connected_party, onboard};
+    use super::{Backend, COORDINATION, RISK_ASSESSMENT, TestApp, backend_tests, codes};
+    use crate::helpers::{connected_party, onboard};
 
     backend_tests!(
         every_change_moves_the_party_on_and_is_audited_in_order,
@@ -1009,8 +1009,7 @@ mod catalogue {
     use lefi::domain::PartyKind;
     use time::macros::date;
 
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
+    use super::{Backend, TestApp, backend_tests};
 
     backend_tests!(the_seeded_catalogues_are_listed_by_code);
 
@@ -1079,11 +1078,9 @@ mod register {
     use time::macros::date;
 
     use super::{
-        COORDINATION, FEBRUARY, JANUARY, P1, P2, P3, accept, accept_at, codes, period, period_parts,
-        person_update, pnr, retraction,
+        Backend, COORDINATION, FEBRUARY, JANUARY, P1, P2, P3, TestApp, accept, accept_at, backend_tests,
+        codes, period, period_parts, person_update, pnr, retraction,
     };
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
 
     backend_tests!(
         ingest_answers_each_fact_in_order_and_a_rejection_blocks_nothing,
@@ -1608,11 +1605,9 @@ mod delivery {
     use time::macros::date;
 
     use super::{
-        COORDINATION, JANUARY, P1, P2, P3, RISK_ASSESSMENT, accept, accept_at, codes, period, person_update,
-        pnr,
+        Backend, COORDINATION, JANUARY, P1, P2, P3, RISK_ASSESSMENT, TestApp, accept, accept_at,
+        backend_tests, codes, period, person_update, pnr,
     };
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
 
     backend_tests!(
         creating_answers_by_client_reference_at_one_sequence,
@@ -2473,9 +2468,7 @@ mod consents {
     };
     use time::macros::date;
 
-    use super::{P1, P2, RISK_ASSESSMENT, codes, pnr};
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
+    use super::{Backend, P1, P2, RISK_ASSESSMENT, TestApp, backend_tests, codes, pnr};
 
     backend_tests!(
         registering_a_consent_is_idempotent_by_its_evidence,
@@ -2735,9 +2728,7 @@ mod disclosure_log {
     };
     use lefi::store::disclosure_log::DisclosureQuery;
 
-    use super::{P1, P2, pnr};
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
+    use super::{Backend, P1, P2, TestApp, backend_tests, pnr};
 
     backend_tests!(
         entries_are_listed_by_person_and_by_party_in_entry_order,
@@ -2912,8 +2903,7 @@ mod errors {
     use sqlx::Connection;
     use sqlx::postgres::PgConnection;
 
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
+    use super::{Backend, TestApp, backend_tests};
 
     backend_tests!(connection_failures_are_reported_by_kind);
 
@@ -3024,8 +3014,7 @@ mod migrations {
     use sqlx::postgres::PgConnection;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-    use crate::backend_tests;
-    use crate::helpers::{Backend, TestApp};
+    use super::{Backend, TestApp, backend_tests};
 
     backend_tests!(migration_0008_splits_the_old_detail_into_state_reason_and_message);
 
