@@ -3,8 +3,9 @@
 //! (`app.store`) with the server's clock; the other files reach the same code through the API.
 //!
 //! One module per room of `src/store/`: [`parties`], [`catalogue`], [`register`], [`delivery`],
-//! [`consents`] (consents and case references), [`disclosure_log`]; then [`errors`] (how a failed
-//! connection is reported) and [`migrations`] (what migration 0008 does to rows stored before it).
+//! [`consents`] (consents and case references), [`disclosure_log`]; then the handle itself
+//! ([`handle`]: migrating, housekeeping, closing, wake-ups), [`errors`] (how a database that cannot
+//! be used is reported) and [`migrations`] (what migration 0008 does to rows stored before it).
 //! Fixtures every room uses come first.
 
 use lefi::domain::Personnummer;
@@ -112,6 +113,42 @@ async fn accept_at(app: &TestApp, facts: Vec<NewFact>, now: i64) -> Vec<u64> {
 /// [`accept_at`] now.
 async fn accept(app: &TestApp, facts: Vec<NewFact>) -> Vec<u64> {
     accept_at(app, facts, app.clock.now_micros()).await
+}
+
+/// An empty database of the test's own, no table in it: for SQLite a file in a temporary
+/// directory; for PostgreSQL a schema in the fresh database of a [`TestApp`] (dropped with it),
+/// made the first of the search path of every connection opened with [`EmptyDatabase::url`].
+struct EmptyDatabase {
+    url: String,
+    app: Option<TestApp>,
+    _dir: tempfile::TempDir,
+}
+
+impl EmptyDatabase {
+    /// `None` when the backend is PostgreSQL and none is configured.
+    async fn create(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, app) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("empty.db").display()),
+                None,
+            ),
+            Backend::Postgres => {
+                let app = TestApp::spawn(backend).await?;
+                app.execute_sql("CREATE SCHEMA empty").await;
+                let separator = if app.db_url.contains('?') { '&' } else { '?' };
+                let url = format!("{}{separator}options=-c%20search_path%3Dempty", app.db_url);
+                (url, Some(app))
+            }
+        };
+        Some(Self { url, app, _dir: dir })
+    }
+
+    async fn remove(self) {
+        if let Some(app) = self.app {
+            app.stop().await;
+        }
+    }
 }
 
 /// Parties: every lifecycle step with its refusals, idempotency, the reads, termination settling,
@@ -2894,6 +2931,102 @@ mod disclosure_log {
     }
 }
 
+/// The handle itself: its backend, migrating, housekeeping, closing, and the wake-ups replicas
+/// send each other.
+mod handle {
+    use std::time::Duration;
+
+    use lefi::store::{BackendKind, Store, StoreError};
+
+    use super::{Backend, EmptyDatabase, JANUARY, P1, TestApp, accept, backend_tests, period};
+
+    backend_tests!(
+        migrating_is_separate_from_connecting_and_idempotent,
+        housekeeping_changes_nothing_and_a_closed_handle_is_unavailable,
+        a_change_announced_by_one_replica_wakes_the_others,
+    );
+
+    async fn migrating_is_separate_from_connecting_and_idempotent(backend: Backend) {
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
+        };
+        let store = Store::connect_without_migrating(&database.url, 2).await.unwrap();
+        let kind = match backend {
+            Backend::Sqlite => BackendKind::Sqlite,
+            Backend::Postgres => BackendKind::Postgres,
+        };
+        assert_eq!(store.kind(), kind);
+        store.ping().await.unwrap();
+        let before = store.head_seq().await;
+        assert!(
+            matches!(before, Err(StoreError::Database(_))),
+            "no tables yet: {before:?}"
+        );
+        for _ in 0..2 {
+            store.migrate().await.unwrap();
+            assert_eq!(store.head_seq().await.unwrap(), 0);
+            assert_eq!(store.legal_bases().await.unwrap().len(), 7, "seeded once");
+        }
+        store.close().await;
+        database.remove().await;
+    }
+
+    async fn housekeeping_changes_nothing_and_a_closed_handle_is_unavailable(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        accept(&app, vec![period(P1, "a", 1, "SJP", JANUARY)]).await;
+        let now = app.clock.now_micros();
+        let (stats, log) = (
+            app.store.stats(now).await.unwrap(),
+            app.store.log_after(0, 10).await.unwrap(),
+        );
+        let replica = Store::connect(&app.db_url, 2).await.unwrap();
+        for _ in 0..2 {
+            replica.settle().await.unwrap();
+        }
+        assert_eq!(replica.stats(now).await.unwrap(), stats);
+        assert_eq!(replica.log_after(0, 10).await.unwrap(), log);
+
+        replica.ping().await.unwrap();
+        replica.close().await;
+        let closed = replica.ping().await;
+        assert!(matches!(closed, Err(StoreError::Unavailable(_))), "{closed:?}");
+        let closed = replica.head_seq().await;
+        assert!(matches!(closed, Err(StoreError::Unavailable(_))), "{closed:?}");
+        app.store.ping().await.unwrap();
+        app.stop().await;
+    }
+
+    async fn a_change_announced_by_one_replica_wakes_the_others(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let (woken, mut wake_ups) = tokio::sync::mpsc::unbounded_channel();
+        let watching = app
+            .store
+            .watch_changes(move || {
+                let _ = woken.send(());
+            })
+            .await
+            .unwrap();
+        let replica = Store::connect(&app.db_url, 2).await.unwrap();
+        replica.announce_change().await.unwrap();
+        match (backend, watching) {
+            // One process: nothing to listen for, and the callback is dropped unused.
+            (Backend::Sqlite, None) => assert_eq!(wake_ups.recv().await, None),
+            (Backend::Postgres, Some(watching)) => {
+                let woke = tokio::time::timeout(Duration::from_secs(30), wake_ups.recv()).await;
+                assert_eq!(woke.expect("no wake-up within 30 s"), Some(()));
+                watching.abort();
+            }
+            (backend, watching) => panic!("{backend:?} watching: {:?}", watching.is_some()),
+        }
+        replica.close().await;
+        app.stop().await;
+    }
+}
+
 /// How the store reports a database it cannot use: a URL of another kind, a server that cannot be
 /// connected to, and one that goes away under a statement.
 mod errors {
@@ -3014,7 +3147,7 @@ mod migrations {
     use sqlx::postgres::PgConnection;
     use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-    use super::{Backend, TestApp, backend_tests};
+    use super::{Backend, EmptyDatabase, backend_tests};
 
     backend_tests!(migration_0008_splits_the_old_detail_into_state_reason_and_message);
 
@@ -3042,30 +3175,15 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
        ('pty_v7', 5, 1, 'sub_v7', 5, 'SNAPSHOT', 'FULL_REFRESH', 5),
        ('pty_v7', 6, 1, 'sub_v7', 6, 'NOTICE', 'ENDED:CASE_CLOSED:the case was closed: see DNR 1', 6);";
 
-    /// `url` with `search_path` set to `schema` for every connection made with it.
-    fn with_search_path(url: &str, schema: &str) -> String {
-        let separator = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{separator}options=-c%20search_path%3D{schema}")
-    }
-
     async fn migration_0008_splits_the_old_detail_into_state_reason_and_message(backend: Backend) {
-        // A database of its own: for SQLite a file; for PostgreSQL a schema in the fresh database
-        // of a TestApp (dropped with it), made the first of the search path of every connection.
-        let dir = tempfile::tempdir().unwrap();
-        let (url, app) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("v7.db").display()), None),
-            Backend::Postgres => {
-                let Some(app) = TestApp::spawn(backend).await else {
-                    return;
-                };
-                app.execute_sql("CREATE SCHEMA v7").await;
-                (with_search_path(&app.db_url, "v7"), Some(app))
-            }
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
         };
+        let url = database.url.as_str();
         // Migrations 1 to 7, and rows as they were written then.
         match backend {
             Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(&url)
+                let options = SqliteConnectOptions::from_str(url)
                     .unwrap()
                     .create_if_missing(true);
                 let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
@@ -3074,7 +3192,7 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
                 conn.close().await.unwrap();
             }
             Backend::Postgres => {
-                let mut conn = PgConnection::connect(&url).await.unwrap();
+                let mut conn = PgConnection::connect(url).await.unwrap();
                 POSTGRES_MIGRATIONS.run_to(7, &mut conn).await.unwrap();
                 sqlx::raw_sql(VERSION_7_ROWS).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
@@ -3082,7 +3200,7 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
         }
 
         // The store applies the rest.
-        let store = Store::connect(&url, 2).await.unwrap();
+        let store = Store::connect(url, 2).await.unwrap();
         let events = store
             .delivery_page("pty_v7", (0, 0), u64::MAX, 100)
             .await
@@ -3123,8 +3241,6 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
         let subscription = &events[0].subscription;
         assert_eq!((subscription.state, subscription.ended_seq), (Ended, Some(6)));
         store.close().await;
-        if let Some(app) = app {
-            app.stop().await;
-        }
+        database.remove().await;
     }
 }
