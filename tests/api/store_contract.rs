@@ -744,6 +744,14 @@ mod parties {
         };
         let successor_id = onboard(&app.store, &successor, app.clock.now_micros()).await;
         assert_ne!(successor_id, app.insurer_id);
+        // The terminated party is now the one changed last; the live one is still preferred.
+        app.clock.advance(time::Duration::seconds(1));
+        app.revoke_certificate(&app.insurer_id, &app.certs.insurer).await;
+        let (old, new) = (
+            record(&app, &app.insurer_id).await,
+            record(&app, &successor_id).await,
+        );
+        assert!(old.updated_at > new.updated_at);
         assert_eq!(by_org().await.unwrap().unwrap().party_id, successor_id);
         assert_eq!(live().await.unwrap(), Some(successor_id));
 
