@@ -115,6 +115,51 @@ async fn accept(app: &TestApp, facts: Vec<NewFact>) -> Vec<u64> {
     accept_at(app, facts, app.clock.now_micros()).await
 }
 
+/// PostgreSQL only: opens a transaction on the database at `url` that takes the register head's
+/// row lock, as every writer of the register and the delivery history does first; writers queue
+/// behind it until [`release`].
+async fn hold_register_head(url: &str) -> sqlx::PgConnection {
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT last_seq FROM register_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+async fn release(mut holder: sqlx::PgConnection) {
+    sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
+}
+
+/// PostgreSQL only: waits until `count` connections to the database at `url` wait for a lock in a
+/// statement that begins with `statement`, and returns their process ids.
+async fn lock_waiters(url: &str, statement: &str, count: usize) -> Vec<i32> {
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    let waiting = async {
+        loop {
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE $1 || '%'",
+            )
+            .bind(statement)
+            .fetch_all(&mut watcher)
+            .await
+            .unwrap();
+            if pids.len() >= count {
+                break pids;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {count} waiting in {statement:?} after 30 s"))
+}
+
 /// An empty database of the test's own, no table in it: for SQLite a file in a temporary
 /// directory; for PostgreSQL a schema in the fresh database of a [`TestApp`] (dropped with it),
 /// made the first of the search path of every connection opened with [`EmptyDatabase::url`].
@@ -3038,13 +3083,15 @@ mod handle {
 /// How the store reports a database it cannot use: a URL of another kind, a server that cannot be
 /// connected to, and one that goes away under a statement.
 mod errors {
-    use std::time::Duration;
-
     use lefi::store::{Store, StoreError};
     use sqlx::Connection;
     use sqlx::postgres::PgConnection;
 
-    use super::{Backend, TestApp, backend_tests};
+    use lefi::domain::register::versions::IngestResult;
+
+    use super::{
+        Backend, JANUARY, P1, TestApp, backend_tests, hold_register_head, lock_waiters, period, release,
+    };
 
     backend_tests!(connection_failures_are_reported_by_kind);
 
@@ -3093,50 +3140,37 @@ mod errors {
         }
     }
 
-    /// A read waits for a lock; the server ends its connection, as an administrator (or a
-    /// restart) would: the read fails as Unavailable, and the next one succeeds on a new connection.
+    /// An ingest waits for the register head; the server ends its connection, as an
+    /// administrator (or a restart) would: the ingest fails as Unavailable, having stored nothing,
+    /// and the next one succeeds on a new connection.
     async fn a_statement_cut_off_by_the_server_is_unavailable(app: &TestApp) {
         let store = Store::connect_without_migrating(&app.db_url, 2).await.unwrap();
-        let mut holder = PgConnection::connect(&app.db_url).await.unwrap();
-        let mut watcher = PgConnection::connect(&app.db_url).await.unwrap();
-        sqlx::raw_sql("BEGIN; LOCK TABLE register_head IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-        let reader = tokio::spawn({
-            let store = store.clone();
-            async move { store.head_seq().await }
+        let fact = || vec![period(P1, "a", 1, "SJP", JANUARY)];
+        let now = app.clock.now_micros();
+        let head = store.head_seq().await.unwrap();
+        let holder = hold_register_head(&app.db_url).await;
+        let writer = tokio::spawn({
+            let (store, facts) = (store.clone(), fact());
+            async move { store.ingest(facts, now).await }
         });
-        let waiting = async {
-            loop {
-                let pid: Option<i32> = sqlx::query_scalar(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                     AND wait_event_type = 'Lock' AND query LIKE 'SELECT last_seq FROM register_head%'",
-                )
-                .fetch_optional(&mut watcher)
-                .await
-                .unwrap();
-                if let Some(pid) = pid {
-                    break pid;
-                }
-                tokio::task::yield_now().await;
-            }
+        let [pid] = lock_waiters(&app.db_url, "UPDATE register_head", 1).await[..] else {
+            unreachable!()
         };
-        let pid = tokio::time::timeout(Duration::from_secs(30), waiting)
-            .await
-            .expect("the read never waited for the lock");
+        let mut admin = PgConnection::connect(&app.db_url).await.unwrap();
         sqlx::query("SELECT pg_terminate_backend($1)")
             .bind(pid)
-            .execute(&mut watcher)
+            .execute(&mut admin)
             .await
             .unwrap();
-        let cut_off = reader.await.unwrap();
+        let cut_off = writer.await.unwrap();
         assert!(matches!(cut_off, Err(StoreError::Unavailable(_))), "{cut_off:?}");
 
-        sqlx::raw_sql("ROLLBACK").execute(&mut holder).await.unwrap();
-        assert_eq!(
-            store.head_seq().await.unwrap(),
-            app.store.head_seq().await.unwrap()
+        release(holder).await;
+        assert_eq!(store.head_seq().await.unwrap(), head, "nothing was stored");
+        let results = store.ingest(fact(), now).await.unwrap();
+        assert!(
+            matches!(&results[..], [IngestResult::Accepted(v)] if v.seq == head + 1),
+            "{results:?}"
         );
         store.close().await;
     }
