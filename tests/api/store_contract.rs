@@ -134,7 +134,7 @@ async fn release(mut holder: sqlx::PgConnection) {
 }
 
 /// PostgreSQL only: waits until `count` connections to the database at `url` wait for a lock in a
-/// statement that begins with `statement`, and returns their process ids.
+/// statement that begins with `statement` (any statement: ""), and returns their process ids.
 async fn lock_waiters(url: &str, statement: &str, count: usize) -> Vec<i32> {
     let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(url)
         .await
@@ -1696,7 +1696,7 @@ mod delivery {
 
     use super::{
         Backend, COORDINATION, JANUARY, P1, P2, P3, RISK_ASSESSMENT, TestApp, accept, accept_at,
-        backend_tests, codes, period, person_update, pnr,
+        backend_tests, codes, hold_register_head, lock_waiters, period, person_update, pnr, release,
     };
 
     backend_tests!(
@@ -1710,6 +1710,8 @@ mod delivery {
         pruning_keeps_each_subscriptions_latest_event_and_moves_the_horizon,
         the_cursor_key_is_made_once_and_shared,
         an_ingest_reaches_only_active_subscriptions_of_its_person_and_benefit,
+        a_subscription_named_twice_in_a_refresh_still_numbers_its_events_one_by_one,
+        a_resumption_racing_a_cancellation_never_revives_the_ended_subscription,
     );
 
     /// An order for `person`'s `benefits` under `basis` from 2024-01-01, naming no case or consent.
@@ -2546,6 +2548,107 @@ mod delivery {
         for seq in [fact, update, correction] {
             assert_eq!(reached(municipality, seq).await, set(&["municipal"]));
         }
+        app.stop().await;
+    }
+
+    async fn a_subscription_named_twice_in_a_refresh_still_numbers_its_events_one_by_one(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.as_str();
+        let [a]: [Subscription; 1] = subscribe(&app, insurer, &[order("a", P1, &["SJP"], COORDINATION)])
+            .await
+            .try_into()
+            .unwrap();
+        let twice = vec![a.subscription_id.clone(), a.subscription_id.clone()];
+        app.store
+            .full_refresh(insurer, &twice, app.clock.now_micros())
+            .await
+            .unwrap();
+        accept(&app, vec![period(P1, "x", 1, "SJP", JANUARY)]).await;
+        // delivery.proto (6): a subscription's event numbers increase by exactly 1 from event to
+        // event; anything else tells the client it missed something.
+        let numbers: Vec<u64> = history(&app, insurer)
+            .await
+            .iter()
+            .map(|e| e.event_number)
+            .collect();
+        let one_by_one: Vec<u64> = (1..).take(numbers.len()).collect();
+        assert_eq!(numbers, one_by_one);
+        app.stop().await;
+    }
+
+    async fn a_resumption_racing_a_cancellation_never_revives_the_ended_subscription(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.clone();
+        let [suspended]: [Subscription; 1] = subscribe(&app, &insurer, &[consented("c", P1, "cns_1")])
+            .await
+            .try_into()
+            .unwrap();
+        withdraw(
+            &app,
+            EndSelector::ByConsent { consent_id: "cns_1" },
+            EndReason::ConsentEnded,
+        )
+        .await;
+        let now = app.clock.now_micros();
+        let cancel = {
+            let (store, party_id, id) = (
+                app.store.clone(),
+                insurer.clone(),
+                suspended.subscription_id.clone(),
+            );
+            async move {
+                let one = EndSelector::One {
+                    party_id: &party_id,
+                    subscription_id: &id,
+                };
+                store
+                    .withdraw_subscriptions(one, EndReason::Cancelled, "cancelled", now)
+                    .await
+                    .unwrap()
+            }
+        };
+        let resume = {
+            let (store, party_id) = (app.store.clone(), insurer.clone());
+            async move {
+                store
+                    .resume_with_consent(&party_id, &pnr(P1), RISK_ASSESSMENT, "cns_2", now)
+                    .await
+                    .unwrap()
+            }
+        };
+        // On PostgreSQL the register head is held until both have read the subscription (the
+        // cancellation first) and wait to write; on SQLite the one writer takes them in turn.
+        let holder = match backend {
+            Backend::Postgres => Some(hold_register_head(&app.db_url).await),
+            Backend::Sqlite => None,
+        };
+        // (Waiting for any lock, not only the head's: a fix may lock the subscription first.)
+        let cancelling = tokio::spawn(cancel);
+        if holder.is_some() {
+            lock_waiters(&app.db_url, "", 1).await;
+        }
+        let resuming = tokio::spawn(resume);
+        if let Some(holder) = holder {
+            lock_waiters(&app.db_url, "", 2).await;
+            release(holder).await;
+        }
+        let (cancelled, resumed) = (cancelling.await.unwrap(), resuming.await.unwrap());
+        assert_eq!(ids(&cancelled), [suspended.subscription_id.as_str()]);
+
+        // Whichever went first, a cancelled subscription ends for good.
+        let after = stored(&app, &suspended).await;
+        assert_eq!(
+            after.state,
+            SubscriptionState::Ended,
+            "{after:?} (resumed: {resumed:?})"
+        );
+        let events = history(&app, &insurer).await;
+        let last = summary(events.last().unwrap());
+        assert_eq!(last.4, "NOTICE ENDED CANCELLED", "{:?}", summaries(&events));
         app.stop().await;
     }
 }
