@@ -1688,10 +1688,10 @@ mod delivery {
     use std::collections::BTreeSet;
 
     use lefi::domain::delivery::{EndReason, EventKind, Notice, StateReason, SubscriptionState};
-    use lefi::store::Store;
     use lefi::store::delivery::{
-        CreateOutcome, DeliveryEvent, EndSelector, NewSubscription, Subscription, SubscriptionFilter,
+        CreateOutcome, DeliveryEvent, EndSelector, NewSubscription, Refresh, Subscription, SubscriptionFilter,
     };
+    use lefi::store::{Store, StoreError};
     use time::macros::date;
 
     use super::{
@@ -2233,22 +2233,31 @@ mod delivery {
         let h = head(&app).await;
         let refresh = async |only: Vec<String>| {
             app.store
-                .full_refresh(insurer, &only, app.clock.now_micros())
+                .full_refresh(insurer, &only, "copy damaged", app.clock.now_micros())
                 .await
-                .unwrap()
         };
-        let named = vec![
-            a.subscription_id.clone(),
-            c.subscription_id.clone(),
-            "sub_missing".to_string(),
-        ];
+        // A subscription the party does not have refuses the whole refresh; nothing changes.
+        let with_unknown = vec![a.subscription_id.clone(), "sub_missing".to_string()];
+        assert!(matches!(refresh(with_unknown).await, Err(StoreError::NotFound)));
+        assert_eq!(head(&app).await, h);
+        let named = vec![a.subscription_id.clone(), c.subscription_id.clone()];
         assert_eq!(
-            refresh(named).await,
+            refresh(named).await.unwrap(),
+            Refresh {
+                before: h,
+                refreshed: vec![a.subscription_id.clone()],
+                skipped: vec![c.subscription_id.clone()],
+            }
+        );
+        let recorded = app.store.full_refreshes(insurer).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(
             (
-                h,
-                vec![a.subscription_id.clone()],
-                vec![c.subscription_id.clone(), "sub_missing".to_string()]
-            )
+                recorded[0].seq,
+                recorded[0].reason.as_deref(),
+                recorded[0].subscription_count
+            ),
+            (h + 1, Some("copy damaged"), 1)
         );
         let full = "SNAPSHOT FULL_REFRESH";
         assert_eq!(
@@ -2258,8 +2267,12 @@ mod delivery {
 
         let every_active = sorted(ids(&[a.clone(), b.clone()]));
         assert_eq!(
-            refresh(Vec::new()).await,
-            (h + 1, every_active.clone(), Vec::new())
+            refresh(Vec::new()).await.unwrap(),
+            Refresh {
+                before: h + 1,
+                refreshed: every_active.clone(),
+                skipped: Vec::new(),
+            }
         );
         let number = |id: &String| if *id == a.subscription_id { 3 } else { 2 };
         let expected: Vec<Summary> = (1..)
@@ -2354,10 +2367,10 @@ mod delivery {
             .unwrap();
         let refreshed = 1 + app
             .store
-            .full_refresh(insurer, &[], app.clock.now_micros())
+            .full_refresh(insurer, &[], "", app.clock.now_micros())
             .await
             .unwrap()
-            .0;
+            .before;
 
         let start = async |party_id: &str, head: u64, after: Option<&str>, skip: u64, limit: usize| {
             let page = app
@@ -2562,7 +2575,7 @@ mod delivery {
             .unwrap();
         let twice = vec![a.subscription_id.clone(), a.subscription_id.clone()];
         app.store
-            .full_refresh(insurer, &twice, app.clock.now_micros())
+            .full_refresh(insurer, &twice, "", app.clock.now_micros())
             .await
             .unwrap();
         accept(&app, vec![period(P1, "x", 1, "SJP", JANUARY)]).await;

@@ -16,7 +16,8 @@ use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::status::{self, Report};
 use crate::identity::PartyPrincipal;
 use crate::policy::{
-    Ask as PolicyAsk, CaseFacts, ConsentFacts, Denial, Facts, PartyFacts, Permit, check_basis, check_party, decide,
+    Ask as PolicyAsk, CaseFacts, ConsentFacts, Denial, Facts, PartyFacts, Permit, check_basis, check_party,
+    decide,
 };
 use crate::state::AppState;
 use crate::store::StoreError;

@@ -11,6 +11,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::authorize::{Ask, CallContext, allowed_entry, authorize, refused_entry};
+use crate::domain::Personnummer;
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::register::DateRange;
 use crate::grpc::convert::{self, Audience};
@@ -19,7 +20,6 @@ use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing, Report};
-use crate::domain::Personnummer;
 
 /// Records per message after the header.
 pub const RECORDS_PER_MESSAGE: usize = 500;
@@ -53,7 +53,10 @@ impl pb::query_service_server::QueryService for PartyApi {
             Err((ask, error)) => {
                 let report = Report::from(error);
                 let entry = refused_entry(&party, &call, &ask, report.reason_name());
-                state.store.append_disclosures(&[entry], state.clock.now_micros()).await?;
+                state
+                    .store
+                    .append_disclosures(&[entry], state.clock.now_micros())
+                    .await?;
                 return Err(report.into());
             }
         };
@@ -117,7 +120,11 @@ impl PartyApi {
         let mut ask = Ask {
             basis_code: req.legal_basis.trim().to_string(),
             person,
-            benefit_codes: req.benefit_type_codes.iter().map(|c| c.trim().to_string()).collect(),
+            benefit_codes: req
+                .benefit_type_codes
+                .iter()
+                .map(|c| c.trim().to_string())
+                .collect(),
             case_reference: trimmed(&req.case_reference),
             consent_id: trimmed(&req.consent_id),
             period: (None, None),
@@ -139,7 +146,8 @@ impl PartyApi {
                     "period.from is required (YYYY-MM-DD); leave period.to empty for an open end",
                 ));
             }
-            let period = convert::date_range("period", &period).map_err(|e| FieldError::date(e.field, e.message))?;
+            let period =
+                convert::date_range("period", &period).map_err(|e| FieldError::date(e.field, e.message))?;
             if ask.basis_code.is_empty() {
                 return Err(FieldError::invalid(
                     "legal_basis",

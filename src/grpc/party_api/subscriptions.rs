@@ -39,7 +39,11 @@ struct ItemRefused {
 }
 
 /// Checks the shape of one item; the policy comes after.
-fn validate(state: &AppState, item: &pb::NewSubscription, known_benefits: &[String]) -> Result<Ask, ItemRefused> {
+fn validate(
+    state: &AppState,
+    item: &pb::NewSubscription,
+    known_benefits: &[String],
+) -> Result<Ask, ItemRefused> {
     let person = fields::person("person_id", &item.person_id, state.clock.today())
         .map_err(|error| ItemRefused { ask: None, error })?;
     let mut benefits = item.benefit_type_codes.clone();
@@ -59,12 +63,19 @@ fn validate(state: &AppState, item: &pb::NewSubscription, known_benefits: &[Stri
             ask.period.0 = Some(from);
             Ok(ask)
         }
-        Err(error) => Err(ItemRefused { ask: Some(ask), error }),
+        Err(error) => Err(ItemRefused {
+            ask: Some(ask),
+            error,
+        }),
     }
 }
 
 /// The item's fields other than the person; returns its from-date.
-fn check_fields(item: &pb::NewSubscription, benefits: &[String], known_benefits: &[String]) -> Result<time::Date, FieldError> {
+fn check_fields(
+    item: &pb::NewSubscription,
+    benefits: &[String],
+    known_benefits: &[String],
+) -> Result<time::Date, FieldError> {
     if !valid_reference(&item.client_reference) {
         return Err(FieldError::invalid(
             "client_reference",
@@ -73,11 +84,16 @@ fn check_fields(item: &pb::NewSubscription, benefits: &[String], known_benefits:
     }
     let from = fields::date("from_date", &item.from_date)?;
     if benefits.is_empty() {
-        return Err(FieldError::invalid("benefit_type_codes", "name at least one benefit type"));
+        return Err(FieldError::invalid(
+            "benefit_type_codes",
+            "name at least one benefit type",
+        ));
     }
     if let Some(unknown) = benefits.iter().find(|b| !known_benefits.contains(b)) {
         return Err(FieldError::new(
-            FieldProblem::UnknownBenefitType { code: unknown.clone() },
+            FieldProblem::UnknownBenefitType {
+                code: unknown.clone(),
+            },
             "benefit_type_codes",
             format!("benefit type {unknown} does not exist; use codes from PartyService.ListBenefitTypes"),
         ));
@@ -112,7 +128,13 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             .into());
         }
         let state = &self.state;
-        let known: Vec<String> = state.store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+        let known: Vec<String> = state
+            .store
+            .benefit_types()
+            .await?
+            .into_iter()
+            .map(|b| b.code)
+            .collect();
         let gate = Gate::load(state, &party).await?;
         let now = state.clock.now_micros();
 
@@ -182,7 +204,10 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
         // then answer. Should the log fail, the call fails: a retry finds the subscriptions
         // unchanged and logs them again.
         let new: Vec<NewSubscription> = to_create.iter().map(|(_, n, _)| n.clone()).collect();
-        let outcomes = state.store.create_subscriptions(&party.party_id, &new, now).await?;
+        let outcomes = state
+            .store
+            .create_subscriptions(&party.party_id, &new, now)
+            .await?;
         let (mut created_count, mut unchanged_count) = (0, 0);
         for ((index, _, mut entry), outcome) in to_create.into_iter().zip(outcomes) {
             let result = &mut results[index];

@@ -48,6 +48,19 @@ pub(crate) async fn fan_out(conn: &mut Conn, first: u64, last: u64) -> Result<()
     Ok(())
 }
 
+/// Takes the register head's row lock (until the transaction ends) without moving the head: a
+/// transaction that decides from what it reads (which subscriptions to withdraw or resume) takes it
+/// before reading, so that two such transactions, or one and an ingest, are ordered and the second
+/// sees what the first wrote (PostgreSQL; SQLite's one writer orders them anyway).
+pub(super) async fn lock_head(conn: &mut Conn) -> Result<(), StoreError> {
+    on_conn!(conn, |c| {
+        sqlx::query("UPDATE register_head SET last_seq = last_seq WHERE id = 1")
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
 /// Takes the next register sequence for a party event, inside the caller's transaction (the row
 /// lock orders it with ingest).
 pub(super) async fn next_seq(conn: &mut Conn) -> Result<u64, StoreError> {

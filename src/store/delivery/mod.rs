@@ -373,6 +373,7 @@ impl Store {
         now: Micros,
     ) -> Result<Vec<Subscription>, StoreError> {
         let mut conn = self.write().await?;
+        history::lock_head(&mut conn).await?;
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s \
              WHERE s.party_id = $1 AND s.person = $2 AND s.legal_basis = $3 AND s.state = 'SUSPENDED' \
@@ -462,6 +463,7 @@ impl Store {
             SubscriptionState::Active | SubscriptionState::Ended => "s.state <> 'ENDED'",
         };
         let mut conn = self.write().await?;
+        history::lock_head(&mut conn).await?;
         let sql = format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE {clause} AND {from} \
              ORDER BY s.party_id, s.subscription_id"
@@ -522,6 +524,7 @@ impl Store {
         now: Micros,
     ) -> Result<Refresh, StoreError> {
         let mut conn = self.write().await?;
+        history::lock_head(&mut conn).await?;
         let all: Vec<(String, String)> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
                 "SELECT subscription_id, state FROM subscriptions WHERE party_id = $1 ORDER BY subscription_id",
@@ -545,7 +548,14 @@ impl Store {
             if only.iter().any(|id| !all.iter().any(|(s, _)| s == id)) {
                 return Err(StoreError::NotFound);
             }
-            only.iter().cloned().partition(|id| active(id))
+            // A subscription named twice is refreshed once: its event numbers go up by one.
+            let mut named: Vec<String> = Vec::with_capacity(only.len());
+            for id in only {
+                if !named.contains(id) {
+                    named.push(id.clone());
+                }
+            }
+            named.into_iter().partition(|id| active(id))
         };
         let seq = history::next_seq(&mut conn).await?;
         let mut events = history::Events::new(seq, now);

@@ -24,7 +24,7 @@ use crate::domain::PartyState;
 use crate::domain::clock::{Micros, business_date_at, business_day_start, format_date};
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
 use crate::store::tx::{Conn, on_conn};
-use crate::store::{Store, StoreError, stored_date};
+use crate::store::{Store, StoreError, new_id, stored_date};
 
 /// One change to a party (or, for [`PartyChange::Apply`], the party's creation).
 #[derive(Debug, Clone, Copy)]
@@ -229,15 +229,7 @@ impl Store {
     ) -> Result<String, AdminError> {
         let today = business_date_at(now);
         let respond = |p: &PartyRecord| p.party_id.clone().into_bytes();
-        let key = |step: &str| {
-            format!(
-                "onboard:{}:{}:{step}",
-                party.org_number.as_str(),
-                party.agreement_id
-            )
-        };
-        let run = async |step: &str, change: PartyChange<'_>| -> Result<String, AdminError> {
-            let key = key(step);
+        let run = async |key: String, change: PartyChange<'_>| -> Result<String, AdminError> {
             let idem = Idempotency {
                 key: &key,
                 request_hash: &key,
@@ -247,24 +239,27 @@ impl Store {
             String::from_utf8(bytes)
                 .map_err(|_| AdminError::Store(StoreError::Corrupt("admin_idempotency.response")))
         };
+        let application = NewApplication {
+            org_number: party.org_number.clone(),
+            name: party.name.clone(),
+            kind: party.kind,
+            contact_name: party.contact_name.clone(),
+            contact_email: party.contact_email.clone(),
+            basis_codes: party.basis_codes.clone(),
+            benefit_codes: party.benefit_codes.clone(),
+        };
         let party_id = match self.live_party_id_by_org_number(&party.org_number).await? {
             Some(id) => id,
-            None => {
-                run(
-                    "apply",
-                    PartyChange::Apply(&NewApplication {
-                        org_number: party.org_number.clone(),
-                        name: party.name.clone(),
-                        kind: party.kind,
-                        contact_name: party.contact_name.clone(),
-                        contact_email: party.contact_email.clone(),
-                        basis_codes: party.basis_codes.clone(),
-                        benefit_codes: party.benefit_codes.clone(),
-                    }),
-                )
-                .await?
-            }
+            None => match run(new_id("onboard"), PartyChange::Apply(&application)).await {
+                Ok(id) => id,
+                // Another onboarding of the same organisation got there first.
+                Err(AdminError::PartyAlreadyExists { party_id: Some(id) }) => id,
+                Err(e) => return Err(e),
+            },
         };
+        // The later steps' keys name the party, so running this again finds them made (and a
+        // terminated party's steps are never replayed for a new party of the same organisation).
+        let key = |step: &str| format!("onboard:{party_id}:{step}");
         let stored = self
             .party_record(&party_id)
             .await?
@@ -277,14 +272,11 @@ impl Store {
                 valid_from: party.valid_from,
                 notice_period_days: party.notice_period_days,
             };
-            run(
-                "agreement",
-                PartyChange::SendAgreement {
-                    party_id: &party_id,
-                    agreement: &agreement,
-                },
-            )
-            .await?;
+            let step = PartyChange::SendAgreement {
+                party_id: &party_id,
+                agreement: &agreement,
+            };
+            run(key("agreement"), step).await?;
             for (signer, signed_by) in [
                 (Signer::Party, &party.contact_name),
                 (Signer::Agency, &actor.name),
@@ -294,14 +286,11 @@ impl Store {
                     signed_by: signed_by.clone(),
                     signed_on: today,
                 };
-                run(
-                    signer.as_str(),
-                    PartyChange::RecordSignature {
-                        party_id: &party_id,
-                        signature: &signature,
-                    },
-                )
-                .await?;
+                let step = PartyChange::RecordSignature {
+                    party_id: &party_id,
+                    signature: &signature,
+                };
+                run(key(signer.as_str()), step).await?;
             }
         }
         for certificate in &party.certificates {
@@ -310,14 +299,11 @@ impl Store {
                 .iter()
                 .any(|c| c.fingerprint == certificate.fingerprint)
             {
-                run(
-                    &format!("certificate:{}", certificate.fingerprint),
-                    PartyChange::AddCertificate {
-                        party_id: &party_id,
-                        certificate,
-                    },
-                )
-                .await?;
+                let step = PartyChange::AddCertificate {
+                    party_id: &party_id,
+                    certificate,
+                };
+                run(key(&format!("certificate:{}", certificate.fingerprint)), step).await?;
             }
         }
         Ok(party_id)
