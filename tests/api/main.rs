@@ -16,3 +16,4 @@ mod health;
 mod policy;
 mod register;
 mod shutdown;
+mod tls_abuse;
