@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -153,7 +153,8 @@ pub const MAX_HANDSHAKES_PER_SOURCE: usize = 32;
 /// At most this many handshakes run at once in all; a connection over the limit is closed as soon
 /// as it is accepted. It takes 32 sources flooding at once to reach it.
 pub const MAX_HANDSHAKES: usize = 1024;
-/// Refused connections are summarised in one warning per this period, not one line each.
+/// Refused connections are logged as they begin (the first after a quiet period) and then
+/// summarised once per this period, not one line each.
 const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
 /// Accepts TCP connections on `listener`, runs each TLS handshake in its own task and yields
@@ -173,7 +174,11 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let admission = Admission::new(MAX_HANDSHAKES_PER_SOURCE, MAX_HANDSHAKES);
+    let reporter = shutdown.child_token();
+    report_refusals(Arc::clone(&admission), reporter.clone());
     tokio::spawn(async move {
+        // The reporter stops with this loop, whichever way it ends.
+        let _reporter = reporter.drop_guard();
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -199,15 +204,16 @@ pub fn incoming(
                 Ok(slot) => slot,
                 Err(refused) => {
                     drop(tcp);
-                    tracing::debug!(%peer, why = refused.limit.describe(), "closed a TLS connection at once");
-                    if let Some(report) = refused.report {
+                    if refused.first {
                         tracing::warn!(
-                            source = %report.source,
-                            refused = report.refused,
-                            why = report.limit.describe(),
-                            "closed TLS connections at once instead of starting their handshakes; if a \
-                             legitimate client is refused, it opens too many connections at a time"
+                            %peer,
+                            why = refused.limit.describe(),
+                            advice = refused.limit.advice(),
+                            "closed a TLS connection at once instead of starting its handshake; further \
+                             ones are summarised every {REFUSAL_REPORT_PERIOD:?}"
                         );
+                    } else {
+                        tracing::debug!(%peer, why = refused.limit.describe(), "closed a TLS connection at once");
                     }
                     continue;
                 }
@@ -239,6 +245,37 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
+/// Logs, once per [`REFUSAL_REPORT_PERIOD`] and when `stop` fires, how many connections
+/// `admission` refused since the last time, if more than the one logged when the refusals began.
+fn report_refusals(admission: Arc<Admission>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REFUSAL_REPORT_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate.
+        tick.tick().await;
+        loop {
+            let stopping = tokio::select! {
+                () = stop.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            // One refusal alone was logged when it happened.
+            if let Some(summary) = admission.take_refusals().filter(|s| s.refused > 1) {
+                tracing::warn!(
+                    refused = summary.refused,
+                    last_peer = %summary.last_source,
+                    why = summary.last_limit.describe(),
+                    advice = summary.last_limit.advice(),
+                    "TLS connections closed at once instead of starting their handshakes, since the last \
+                     such report (at most {REFUSAL_REPORT_PERIOD:?} ago)"
+                );
+            }
+            if stopping {
+                break;
+            }
+        }
+    });
+}
+
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Limit {
@@ -253,24 +290,37 @@ impl Limit {
             Limit::Total => "too many handshakes at once in all",
         }
     }
+
+    fn advice(self) -> &'static str {
+        match self {
+            Limit::PerSource => {
+                "one address opens connections faster than it finishes their handshakes: a flood, or a \
+                 client that opens many connections at once (it should reuse one; refused ones may be \
+                 retried)"
+            }
+            Limit::Total => {
+                "handshakes from many addresses are stalled at once, probably a distributed flood; \
+                 clients that were refused may retry"
+            }
+        }
+    }
 }
 
 /// A connection [`Admission::admit`] turned away.
 #[derive(Debug)]
 struct Refused {
     limit: Limit,
-    /// Set on the first refusal of a reporting period: what to log.
-    report: Option<RefusalReport>,
+    /// The first refusal since the last summary: worth a line of its own.
+    first: bool,
 }
 
-/// A summary of the connections refused since the last report.
+/// The connections refused since the last summary.
 #[derive(Debug)]
-struct RefusalReport {
-    /// The source of the connection that triggered the report.
-    source: IpAddr,
-    /// Connections refused since the last report, this one included.
+struct RefusalSummary {
     refused: u64,
-    limit: Limit,
+    /// The source and the limit of the latest refusal.
+    last_source: IpAddr,
+    last_limit: Limit,
 }
 
 /// Counts of the handshakes running on one listener, per source and in all.
@@ -286,8 +336,9 @@ struct Counts {
     /// Sources with at least one handshake running (an entry is removed when its count reaches 0,
     /// so the map never holds more than `total_limit` entries).
     per_source: HashMap<IpAddr, usize>,
-    refused_since_report: u64,
-    last_report: Option<Instant>,
+    /// Connections refused since the last summary, and the latest of them.
+    refused: u64,
+    last_refusal: Option<(IpAddr, Limit)>,
 }
 
 impl Admission {
@@ -319,25 +370,30 @@ impl Admission {
             None
         };
         if let Some(limit) = limit {
-            counts.refused_since_report += 1;
-            let due = counts
-                .last_report
-                .is_none_or(|at| at.elapsed() >= REFUSAL_REPORT_PERIOD);
-            let report = due.then(|| {
-                counts.last_report = Some(Instant::now());
-                RefusalReport {
-                    source,
-                    refused: std::mem::take(&mut counts.refused_since_report),
-                    limit,
-                }
+            counts.refused += 1;
+            counts.last_refusal = Some((source, limit));
+            return Err(Refused {
+                limit,
+                first: counts.refused == 1,
             });
-            return Err(Refused { limit, report });
         }
         counts.total += 1;
         *counts.per_source.entry(source).or_insert(0) += 1;
         Ok(HandshakeSlot {
             admission: Arc::clone(self),
             source,
+        })
+    }
+
+    /// The refusals since the last call, if any; the next refusal counts as the first again.
+    fn take_refusals(&self) -> Option<RefusalSummary> {
+        let mut counts = self.counts();
+        let refused = std::mem::take(&mut counts.refused);
+        let (last_source, last_limit) = counts.last_refusal.take()?;
+        Some(RefusalSummary {
+            refused,
+            last_source,
+            last_limit,
         })
     }
 
@@ -416,16 +472,22 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_reported_once_per_period_with_their_count() {
+    fn refusals_are_counted_for_the_summary_and_the_first_stands_out() {
         let admission = Admission::new(1, 10);
+        assert!(admission.take_refusals().is_none());
         let _slot = admission.admit(ip("10.0.0.1")).unwrap();
-        let first = admission.admit(ip("10.0.0.1")).err().unwrap();
-        let report = first.report.unwrap();
-        assert_eq!((report.refused, report.source), (1, ip("10.0.0.1")));
+        assert!(admission.admit(ip("10.0.0.1")).err().unwrap().first);
         for _ in 0..5 {
-            assert!(admission.admit(ip("10.0.0.1")).err().unwrap().report.is_none());
+            assert!(!admission.admit(ip("10.0.0.1")).err().unwrap().first);
         }
-        assert_eq!(admission.counts().refused_since_report, 5);
+        let summary = admission.take_refusals().unwrap();
+        assert_eq!(summary.refused, 6);
+        assert_eq!(
+            (summary.last_source, summary.last_limit),
+            (ip("10.0.0.1"), Limit::PerSource)
+        );
+        assert!(admission.take_refusals().is_none());
+        assert!(admission.admit(ip("10.0.0.1")).err().unwrap().first);
     }
 
     #[test]
