@@ -17,3 +17,4 @@ mod policy;
 mod register;
 mod shutdown;
 mod store_contract;
+mod tls_abuse;
