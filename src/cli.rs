@@ -1,7 +1,6 @@
 //! The `lefi` command line: one binary for the server, its migrations, development certificates,
 //! the reference party client and the operator CLI.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -133,7 +132,8 @@ Mutating commands are idempotent: if one fails without a clear answer, rerun it 
 
 /// Arguments of `lefi serve`. Each flag can also be set by the environment variable shown, or by
 /// the key of the same name (with underscores) in the --config file; flags win over variables,
-/// variables over the file.
+/// variables over the file. Values are taken as text here and checked by `config`, so that every
+/// problem is reported at once, named by where it came from.
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
     /// Development mode: generate certificates into --certs-dir if missing, default the database to
@@ -151,11 +151,11 @@ pub struct ServeArgs {
 
     /// Address of the party API [default: 127.0.0.1:50051].
     #[arg(long, env = "LEFI_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
 
     /// Address of the admin API [default: 127.0.0.1:50052].
     #[arg(long, env = "LEFI_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Option<String>,
 
     /// Database: `sqlite://path/to/lefi.db` (created if missing) or `postgres://user@host/db`.
     #[arg(long, env = "LEFI_DATABASE_URL")]
@@ -163,7 +163,7 @@ pub struct ServeArgs {
 
     /// Maximum pooled database connections [default: 8].
     #[arg(long, env = "LEFI_MAX_DB_CONNECTIONS")]
-    pub max_db_connections: Option<u32>,
+    pub max_db_connections: Option<String>,
 
     /// The server's certificate chain (PEM).
     #[arg(long, env = "LEFI_TLS_CERT")]
@@ -195,7 +195,12 @@ pub struct ServeArgs {
 
     /// The longest period a party may register a consent for, in days [default: 1096].
     #[arg(long, env = "LEFI_MAX_CONSENT_DAYS")]
-    pub max_consent_days: Option<u32>,
+    pub max_consent_days: Option<String>,
+
+    /// The ids of the arguments above whose value came from their environment variable, so that a
+    /// problem names the variable instead of the flag (filled in from clap's matches by `main`).
+    #[arg(skip)]
+    pub from_env: Vec<String>,
 }
 
 /// Arguments of `lefi dev-certs`.
