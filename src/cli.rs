@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "lefi", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// Log format: `pretty` for people, `json` for log collectors.
+    /// Log format: `pretty` for people, `json` for log collectors. Logs go to stderr; with `json`,
+    /// `serve --dev` prints its summary as one JSON object on stdout, so nothing is plain text.
     #[arg(long, global = true, env = "LEFI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
@@ -31,7 +32,7 @@ pub struct Cli {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable, coloured when the output is a terminal.
+    /// Human-readable, coloured when stderr is a terminal.
     Pretty,
     /// One JSON object per line.
     Json,
