@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Log format: `pretty` for people, `json` for log collectors. Logs go to stderr; with `json`,
     /// `serve --dev` prints its summary as one JSON object on stdout, so nothing is plain text.
+    /// `--json` on a client command implies `json`.
     #[arg(long, global = true, env = "LEFI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
@@ -27,6 +28,25 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The log format to use: JSON when asked for, and for a client command run with `--json`, so
+    /// that everything it writes is JSON lines (output on stdout; failures and log records, such
+    /// as `stream --follow` reconnecting, on stderr).
+    pub fn effective_log_format(&self) -> LogFormat {
+        let json_output = match &self.command {
+            Command::Client(args) => args.connect.json,
+            Command::Admin(args) => args.connect.json,
+            Command::Ingest(args) => args.connect.json,
+            _ => false,
+        };
+        if json_output {
+            LogFormat::Json
+        } else {
+            self.log_format
+        }
+    }
 }
 
 /// How log lines are written.
@@ -334,7 +354,8 @@ pub enum OperatorRoleArg {
 /// How a client connects: address and mTLS files.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Server address [default: https://localhost:50051 for `client`, :50052 for `admin`].
+    /// Server address, `host:port` or `https://host:port` (TLS only) [default: localhost:50051
+    /// for `client`, localhost:50052 for `admin` and `ingest`].
     #[arg(long, env = "LEFI_ADDR", global = true)]
     pub addr: Option<String>,
     /// Client certificate (PEM) [default: certs-dev/insurer.pem for `client`, certs-dev/operator.pem for `admin`].
@@ -349,7 +370,8 @@ pub struct ConnectArgs {
     /// Name the server certificate must carry [default: the host in --addr].
     #[arg(long, global = true)]
     pub server_name: Option<String>,
-    /// Print JSON (one object per line) instead of tables.
+    /// Print JSON lines instead of tables: one object a line in the protobuf JSON mapping
+    /// (camelCase); a failure is one `{"error": {...}}` line on stderr.
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -384,9 +406,15 @@ pub enum ClientCommand {
         /// Stop after this many events.
         #[arg(long)]
         max_events: Option<u64>,
-        /// Heartbeat interval to ask for, e.g. 5s.
+        /// Heartbeat interval to ask for, e.g. 5s [default: the server's; 15s with --follow].
         #[arg(long)]
         heartbeat: Option<String>,
+        /// Keep going: when the stream ends (server restart, dropped connection, no message for
+        /// three heartbeat intervals), reconnect with backoff (0.5 s doubling to 30 s, ±20 %
+        /// jitter) and resume from the last cursor. Stops on what retrying cannot fix
+        /// (UNAUTHENTICATED, PERMISSION_DENIED, CURSOR_EXPIRED) and says what to do.
+        #[arg(long)]
+        follow: bool,
     },
     /// Ask a one-off question about one person (QueryService.QueryPerson).
     Query(QueryArgs),

@@ -3,10 +3,12 @@
 mod admin;
 mod bench;
 mod client;
+mod failure;
 mod ingest;
 mod orders;
 mod output;
 mod serve;
+mod stream;
 
 use std::process::ExitCode;
 
