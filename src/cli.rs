@@ -1,7 +1,6 @@
 //! The `lefi` command line: one binary for the server, its migrations, development certificates,
 //! the reference party client and the operator CLI.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,7 +16,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "lefi", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// Log format: `pretty` for people, `json` for log collectors.
+    /// Log format: `pretty` for people, `json` for log collectors. Logs go to stderr; with `json`,
+    /// `serve --dev` prints its summary as one JSON object on stdout, so nothing is plain text.
+    /// `--json` on a client command implies `json`.
     #[arg(long, global = true, env = "LEFI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
@@ -29,10 +30,29 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The log format to use: JSON when asked for, and for a client command run with `--json`, so
+    /// that everything it writes is JSON lines (output on stdout; failures and log records, such
+    /// as `stream --follow` reconnecting, on stderr).
+    pub fn effective_log_format(&self) -> LogFormat {
+        let json_output = match &self.command {
+            Command::Client(args) => args.connect.json,
+            Command::Admin(args) => args.connect.json,
+            Command::Ingest(args) => args.connect.json,
+            _ => false,
+        };
+        if json_output {
+            LogFormat::Json
+        } else {
+            self.log_format
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable, coloured when the output is a terminal.
+    /// Human-readable, coloured when stderr is a terminal.
     Pretty,
     /// One JSON object per line.
     Json,
@@ -133,7 +153,8 @@ Mutating commands are idempotent: if one fails without a clear answer, rerun it 
 
 /// Arguments of `lefi serve`. Each flag can also be set by the environment variable shown, or by
 /// the key of the same name (with underscores) in the --config file; flags win over variables,
-/// variables over the file.
+/// variables over the file. Values are taken as text here and checked by `config`, so that every
+/// problem is reported at once, named by where it came from.
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
     /// Development mode: generate certificates into --certs-dir if missing, default the database to
@@ -151,11 +172,11 @@ pub struct ServeArgs {
 
     /// Address of the party API [default: 127.0.0.1:50051].
     #[arg(long, env = "LEFI_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
 
     /// Address of the admin API [default: 127.0.0.1:50052].
     #[arg(long, env = "LEFI_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    pub admin_listen: Option<String>,
 
     /// Database: `sqlite://path/to/lefi.db` (created if missing) or `postgres://user@host/db`.
     #[arg(long, env = "LEFI_DATABASE_URL")]
@@ -163,7 +184,7 @@ pub struct ServeArgs {
 
     /// Maximum pooled database connections [default: 8].
     #[arg(long, env = "LEFI_MAX_DB_CONNECTIONS")]
-    pub max_db_connections: Option<u32>,
+    pub max_db_connections: Option<String>,
 
     /// The server's certificate chain (PEM).
     #[arg(long, env = "LEFI_TLS_CERT")]
@@ -195,7 +216,12 @@ pub struct ServeArgs {
 
     /// The longest period a party may register a consent for, in days [default: 1096].
     #[arg(long, env = "LEFI_MAX_CONSENT_DAYS")]
-    pub max_consent_days: Option<u32>,
+    pub max_consent_days: Option<String>,
+
+    /// The ids of the arguments above whose value came from their environment variable, so that a
+    /// problem names the variable instead of the flag (filled in from clap's matches by `main`).
+    #[arg(skip)]
+    pub from_env: Vec<String>,
 }
 
 /// Arguments of `lefi dev-certs`.
@@ -328,7 +354,8 @@ pub enum OperatorRoleArg {
 /// How a client connects: address and mTLS files.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// Server address [default: https://localhost:50051 for `client`, :50052 for `admin`].
+    /// Server address, `host:port` or `https://host:port` (TLS only) [default: localhost:50051
+    /// for `client`, localhost:50052 for `admin` and `ingest`].
     #[arg(long, env = "LEFI_ADDR", global = true)]
     pub addr: Option<String>,
     /// Client certificate (PEM) [default: certs-dev/insurer.pem for `client`, certs-dev/operator.pem for `admin`].
@@ -343,7 +370,8 @@ pub struct ConnectArgs {
     /// Name the server certificate must carry [default: the host in --addr].
     #[arg(long, global = true)]
     pub server_name: Option<String>,
-    /// Print JSON (one object per line) instead of tables.
+    /// Print JSON lines instead of tables: one object a line in the protobuf JSON mapping
+    /// (camelCase); a failure is one `{"error": {...}}` line on stderr.
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -378,9 +406,15 @@ pub enum ClientCommand {
         /// Stop after this many events.
         #[arg(long)]
         max_events: Option<u64>,
-        /// Heartbeat interval to ask for, e.g. 5s.
+        /// Heartbeat interval to ask for, e.g. 5s [default: the server's; 15s with --follow].
         #[arg(long)]
         heartbeat: Option<String>,
+        /// Keep going: when the stream ends (server restart, dropped connection, no message for
+        /// three heartbeat intervals), reconnect with backoff (0.5 s doubling to 30 s, ±20 %
+        /// jitter) and resume from the last cursor. Stops on what retrying cannot fix
+        /// (UNAUTHENTICATED, PERMISSION_DENIED, CURSOR_EXPIRED) and says what to do.
+        #[arg(long)]
+        follow: bool,
     },
     /// Ask a one-off question about one person (QueryService.QueryPerson).
     Query(QueryArgs),

@@ -1,14 +1,21 @@
 //! Settings for `lefi serve`: command-line flags, `LEFI_*` environment variables and an optional TOML
 //! file, merged in that order of precedence and validated before any port is bound.
 //!
-//! Every problem is collected and reported together, each naming the flag, variable or file it
-//! concerns, so an operator fixes a broken configuration in one round.
+//! Every problem is collected and reported together, each named by where the value came from (the
+//! flag `--x`, the variable `LEFI_X`, or `FILE:LINE key` in the config file), so an operator fixes a
+//! broken configuration in one round. Flags and variables arrive as text (clap only gathers them;
+//! [`ServeArgs::from_env`] says which came from the environment), and so do the file's values once
+//! their TOML type is checked: one parser per setting serves all three.
+//!
+//! [`plan`] checks every setting and, without `--dev`, reads the certificate files too (all
+//! problems at once); with `--dev` the files may not exist yet, and [`Plan::load`] reads them after
+//! `serve --dev` has checked its ports and generated them. [`resolve`] does both steps at once.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::cli::ServeArgs;
 
@@ -24,6 +31,8 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default longest consent period: three years.
 pub const DEFAULT_MAX_CONSENT_DAYS: u32 = 1096;
+/// Default upper bound on pooled database connections.
+pub const DEFAULT_MAX_DB_CONNECTIONS: u32 = 8;
 
 /// Fully resolved settings of a server.
 #[derive(Debug, Clone)]
@@ -101,28 +110,6 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-/// The optional TOML configuration file (`--config`). Every key is optional; flags and
-/// environment variables override it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub admin_listen: Option<SocketAddr>,
-    pub database_url: Option<String>,
-    pub max_db_connections: Option<u32>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub client_ca: Option<PathBuf>,
-    pub operator_ca: Option<PathBuf>,
-    #[serde(default)]
-    pub crl: Vec<PathBuf>,
-    /// For example `"15s"`.
-    pub heartbeat_interval: Option<String>,
-    /// For example `"10s"`.
-    pub shutdown_grace: Option<String>,
-    pub max_consent_days: Option<u32>,
-}
-
 /// Configuration problems, all of them at once.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
@@ -134,200 +121,601 @@ pub struct DevPaths {
     pub certs_dir: PathBuf,
 }
 
-/// Resolves `serve` arguments (already merged with the environment by clap) and the optional file
-/// into [`Settings`]. In `--dev` mode, missing TLS paths default to the files in `dev.certs_dir`.
-pub fn resolve(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Settings, ConfigError> {
-    let mut problems = Vec::new();
-    let file = match &args.config {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => match toml::from_str::<FileConfig>(&text) {
-                Ok(file) => file,
-                Err(e) => {
-                    problems.push(format!("config file '{}': {e}", path.display()));
-                    FileConfig::default()
-                }
-            },
-            Err(e) => {
-                problems.push(format!("cannot read config file '{}': {e}", path.display()));
-                FileConfig::default()
-            }
-        },
-        None => FileConfig::default(),
-    };
+/// Where a setting's value came from: a problem names it, so the operator fixes the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag, e.g. `--listen`.
+    Flag(&'static str),
+    /// An environment variable, e.g. `LEFI_LISTEN`.
+    Env(&'static str),
+    /// A key of the config file, at a line.
+    File {
+        path: PathBuf,
+        line: usize,
+        key: &'static str,
+    },
+    /// A file `--dev` provides in its certificate directory.
+    Dev(PathBuf),
+}
 
-    let party_addr = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| parse_default_addr(DEFAULT_PARTY_ADDR));
-    let admin_addr = args
-        .admin_listen
-        .or(file.admin_listen)
-        .unwrap_or_else(|| parse_default_addr(DEFAULT_ADMIN_ADDR));
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::Env(var) => f.write_str(var),
+            Origin::File { path, line, key } => write!(f, "{}:{line} {key}", path.display()),
+            Origin::Dev(path) => write!(f, "--dev ({})", path.display()),
+        }
+    }
+}
+
+/// The TOML type a key of the config file takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Toml {
+    String,
+    Integer,
+    StringArray,
+}
+
+/// One setting: its TOML key (also clap's id of the flag), flag, variable, the TOML type it takes,
+/// and where clap put the value of the flag or variable.
+struct Key {
+    toml: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    kind: Toml,
+    given: fn(&ServeArgs) -> Vec<String>,
+}
+
+fn text(value: &Option<String>) -> Vec<String> {
+    value.iter().cloned().collect()
+}
+
+fn path_text(path: &Option<PathBuf>) -> Vec<String> {
+    path.iter().map(|p| p.display().to_string()).collect()
+}
+
+const LISTEN: Key = Key {
+    toml: "listen",
+    flag: "--listen",
+    env: "LEFI_LISTEN",
+    kind: Toml::String,
+    given: |a| text(&a.listen),
+};
+const ADMIN_LISTEN: Key = Key {
+    toml: "admin_listen",
+    flag: "--admin-listen",
+    env: "LEFI_ADMIN_LISTEN",
+    kind: Toml::String,
+    given: |a| text(&a.admin_listen),
+};
+const DATABASE_URL: Key = Key {
+    toml: "database_url",
+    flag: "--database-url",
+    env: "LEFI_DATABASE_URL",
+    kind: Toml::String,
+    given: |a| text(&a.database_url),
+};
+const MAX_DB_CONNECTIONS: Key = Key {
+    toml: "max_db_connections",
+    flag: "--max-db-connections",
+    env: "LEFI_MAX_DB_CONNECTIONS",
+    kind: Toml::Integer,
+    given: |a| text(&a.max_db_connections),
+};
+const TLS_CERT: Key = Key {
+    toml: "tls_cert",
+    flag: "--tls-cert",
+    env: "LEFI_TLS_CERT",
+    kind: Toml::String,
+    given: |a| path_text(&a.tls_cert),
+};
+const TLS_KEY: Key = Key {
+    toml: "tls_key",
+    flag: "--tls-key",
+    env: "LEFI_TLS_KEY",
+    kind: Toml::String,
+    given: |a| path_text(&a.tls_key),
+};
+const CLIENT_CA: Key = Key {
+    toml: "client_ca",
+    flag: "--client-ca",
+    env: "LEFI_CLIENT_CA",
+    kind: Toml::String,
+    given: |a| path_text(&a.client_ca),
+};
+const OPERATOR_CA: Key = Key {
+    toml: "operator_ca",
+    flag: "--operator-ca",
+    env: "LEFI_OPERATOR_CA",
+    kind: Toml::String,
+    given: |a| path_text(&a.operator_ca),
+};
+const CRL: Key = Key {
+    toml: "crl",
+    flag: "--crl",
+    env: "LEFI_CRL",
+    kind: Toml::StringArray,
+    given: |a| a.crl.iter().map(|p| p.display().to_string()).collect(),
+};
+const HEARTBEAT_INTERVAL: Key = Key {
+    toml: "heartbeat_interval",
+    flag: "--heartbeat-interval",
+    env: "LEFI_HEARTBEAT_INTERVAL",
+    kind: Toml::String,
+    given: |a| text(&a.heartbeat_interval),
+};
+const SHUTDOWN_GRACE: Key = Key {
+    toml: "shutdown_grace",
+    flag: "--shutdown-grace",
+    env: "LEFI_SHUTDOWN_GRACE",
+    kind: Toml::String,
+    given: |a| text(&a.shutdown_grace),
+};
+const MAX_CONSENT_DAYS: Key = Key {
+    toml: "max_consent_days",
+    flag: "--max-consent-days",
+    env: "LEFI_MAX_CONSENT_DAYS",
+    kind: Toml::Integer,
+    given: |a| text(&a.max_consent_days),
+};
+
+/// Every key the config file may hold.
+const KEYS: [&Key; 12] = [
+    &LISTEN,
+    &ADMIN_LISTEN,
+    &DATABASE_URL,
+    &MAX_DB_CONNECTIONS,
+    &TLS_CERT,
+    &TLS_KEY,
+    &CLIENT_CA,
+    &OPERATOR_CA,
+    &CRL,
+    &HEARTBEAT_INTERVAL,
+    &SHUTDOWN_GRACE,
+    &MAX_CONSENT_DAYS,
+];
+
+/// A value as given (text; a list for `crl`), and where.
+#[derive(Debug, Clone)]
+struct Given {
+    values: Vec<String>,
+    origin: Origin,
+}
+
+impl Given {
+    fn text(&self) -> &str {
+        self.values.first().map_or("", String::as_str)
+    }
+}
+
+/// The problems found so far.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+}
+
+/// The config file's values that have the right TOML type, by key.
+#[derive(Debug, Default)]
+struct FileValues(BTreeMap<&'static str, Given>);
+
+impl FileValues {
+    /// Reads and checks the whole file: a syntax error (the file cannot be read further), every
+    /// unknown key and every value of the wrong type are each a problem, with its line.
+    fn read(path: &Path, origin: &Origin, problems: &mut Problems) -> FileValues {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!(
+                    "{origin} '{}': cannot read the config file: {e}",
+                    path.display()
+                ));
+                return FileValues::default();
+            }
+        };
+        let table = match toml::from_str::<BTreeMap<String, toml::Spanned<toml::Value>>>(&text) {
+            Ok(table) => table,
+            Err(e) => {
+                let line = e.span().map_or(1, |span| line_of(&text, span.start));
+                problems.push(format!(
+                    "{}:{line}: not valid TOML: {}",
+                    path.display(),
+                    e.message().trim()
+                ));
+                return FileValues::default();
+            }
+        };
+        let mut values = BTreeMap::new();
+        for (name, value) in table {
+            let line = line_of(&text, value.span().start);
+            let Some(key) = KEYS.iter().find(|k| k.toml == name) else {
+                let known: Vec<&str> = KEYS.iter().map(|k| k.toml).collect();
+                problems.push(format!(
+                    "{}:{line} {name}: unknown key (the keys are {})",
+                    path.display(),
+                    known.join(", ")
+                ));
+                continue;
+            };
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line,
+                key: key.toml,
+            };
+            match typed(value.into_inner(), key.kind) {
+                Ok(values_of_key) => {
+                    values.insert(
+                        key.toml,
+                        Given {
+                            values: values_of_key,
+                            origin,
+                        },
+                    );
+                }
+                Err(found) => {
+                    let expected = match key.kind {
+                        Toml::String => "a string",
+                        Toml::Integer => "an integer",
+                        Toml::StringArray => "an array of strings",
+                    };
+                    problems.push(format!("{origin}: expected {expected}, found {found}"));
+                }
+            }
+        }
+        FileValues(values)
+    }
+}
+
+/// A TOML value as text, if it has the type `kind`; else the type it has.
+fn typed(value: toml::Value, kind: Toml) -> Result<Vec<String>, &'static str> {
+    match (kind, value) {
+        (Toml::String, toml::Value::String(s)) => Ok(vec![s]),
+        (Toml::Integer, toml::Value::Integer(i)) => Ok(vec![i.to_string()]),
+        (Toml::StringArray, toml::Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Ok(s),
+                other => Err(other.type_str()),
+            })
+            .collect(),
+        (_, other) => Err(other.type_str()),
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+/// The flags and variables clap gathered, with where each came from, then the file.
+struct Sources<'a> {
+    args: &'a ServeArgs,
+    file: FileValues,
+}
+
+impl Sources<'_> {
+    /// The value of `key`: the flag or variable, else the file's.
+    fn get(&self, key: &Key) -> Option<Given> {
+        let args = self.args;
+        let given = (key.given)(args);
+        if given.is_empty() {
+            return self.file.0.get(key.toml).cloned();
+        }
+        let origin = if args.from_env.iter().any(|id| id == key.toml) {
+            Origin::Env(key.env)
+        } else {
+            Origin::Flag(key.flag)
+        };
+        Some(Given {
+            values: given,
+            origin,
+        })
+    }
+
+    /// The value of `key` parsed by `parse`; `None` (and a problem) when it does not parse.
+    fn parse<T>(
+        &self,
+        key: &Key,
+        expected: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        problems: &mut Problems,
+    ) -> Option<(T, Origin)> {
+        let given = self.get(key)?;
+        match parse(given.text().trim()) {
+            Ok(value) => Some((value, given.origin)),
+            Err(e) => {
+                problems.push(format!(
+                    "{} '{}' is not {expected}{}",
+                    given.origin,
+                    given.text(),
+                    if e.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {e}")
+                    }
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// A file the server reads, and where its path came from.
+#[derive(Debug, Clone)]
+struct FileSetting {
+    path: PathBuf,
+    origin: Origin,
+}
+
+/// Every setting resolved; the files' contents read (without `--dev`) or still to read.
+#[derive(Debug)]
+pub struct Plan {
+    pub party_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    database: DatabaseSettings,
+    tls_cert: Option<FileSetting>,
+    tls_key: Option<FileSetting>,
+    client_ca: Option<FileSetting>,
+    operator_ca: Option<FileSetting>,
+    crls: Vec<FileSetting>,
+    heartbeat_interval: Duration,
+    shutdown_grace: Duration,
+    max_consent_days: u32,
+    /// The files' contents, once read.
+    read: Option<TlsMaterial>,
+}
+
+/// Resolves `serve` arguments and the optional config file into [`Settings`], reading the
+/// certificate files: [`plan`] then [`Plan::load`].
+pub fn resolve(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Settings, ConfigError> {
+    plan(args, dev)?.load()
+}
+
+/// Resolves and checks every setting from the flags, the variables and the config file; without
+/// `--dev`, also reads the certificate files. In `--dev` mode, missing TLS paths default to the
+/// files in `dev.certs_dir`, read later by [`Plan::load`].
+pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigError> {
+    let mut problems = Problems::default();
+    let file = match &args.config {
+        Some(path) => {
+            let origin = if args.from_env.iter().any(|id| id == "config") {
+                Origin::Env("LEFI_CONFIG")
+            } else {
+                Origin::Flag("--config")
+            };
+            FileValues::read(path, &origin, &mut problems)
+        }
+        None => FileValues::default(),
+    };
+    let sources = Sources { args, file };
+    let problems = &mut problems;
+
+    let address = |t: &str| t.parse::<SocketAddr>().map_err(|_| String::new());
+    let party = sources.parse(&LISTEN, "an address such as 127.0.0.1:50051", address, problems);
+    let admin = sources.parse(
+        &ADMIN_LISTEN,
+        "an address such as 127.0.0.1:50052",
+        address,
+        problems,
+    );
+    let party_addr = party
+        .as_ref()
+        .map_or(default_addr(DEFAULT_PARTY_ADDR), |(a, _)| *a);
+    let admin_addr = admin
+        .as_ref()
+        .map_or(default_addr(DEFAULT_ADMIN_ADDR), |(a, _)| *a);
     if party_addr == admin_addr && party_addr.port() != 0 {
+        let named = |given: &Option<(SocketAddr, Origin)>, key: &Key| {
+            given
+                .as_ref()
+                .map_or(format!("{} (default)", key.flag), |(_, origin)| {
+                    origin.to_string()
+                })
+        };
         problems.push(format!(
-            "--listen and --admin-listen are both {party_addr}: the party and admin APIs need separate ports"
+            "{} and {} are both {party_addr}: the party and admin APIs need separate ports",
+            named(&party, &LISTEN),
+            named(&admin, &ADMIN_LISTEN)
         ));
     }
 
-    let database_url = args.database_url.clone().or(file.database_url.clone());
-    let database_url = match (database_url, dev) {
-        (Some(url), _) => url,
+    let database_url = sources.get(&DATABASE_URL);
+    let url = match (&database_url, dev) {
+        (Some(given), _) => given.text().to_string(),
         (None, Some(_)) => DEFAULT_DEV_DATABASE_URL.to_string(),
         (None, None) => {
-            problems.push(
-                "--database-url is required without --dev (or LEFI_DATABASE_URL, or database_url in the config file); \
-                 use sqlite://path/to/lefi.db or postgres://user@host/db"
-                    .to_string(),
-            );
+            problems.push(required(
+                &DATABASE_URL,
+                " (sqlite://path/to/lefi.db or postgres://user@host/db)",
+            ));
             String::new()
         }
     };
-    let known_scheme = ["sqlite:", "postgres:", "postgresql:"]
-        .iter()
-        .any(|scheme| database_url.starts_with(scheme));
-    if !database_url.is_empty() && !known_scheme {
-        problems.push(format!(
-            "--database-url '{}' is neither sqlite:// nor postgres://",
-            redact_url(&database_url)
-        ));
+    if let Some(given) = &database_url {
+        let known_scheme = ["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme));
+        if !known_scheme {
+            problems.push(format!(
+                "{} '{}' is neither sqlite:// nor postgres://",
+                given.origin,
+                redact_url(&url)
+            ));
+        }
     }
-
-    let mut read = |flag: &str, given: Option<&PathBuf>, dev_name: &str| -> Vec<u8> {
-        let path = match (given, dev) {
-            (Some(p), _) => p.clone(),
-            (None, Some(d)) => d.certs_dir.join(dev_name),
-            (None, None) => {
-                problems.push(format!(
-                    "{flag} is required without --dev (or {}, or {} in the config file)",
-                    env_name(flag),
-                    flag.trim_start_matches("--").replace('-', "_")
-                ));
-                return Vec::new();
-            }
-        };
-        read_file(flag, &path, &mut problems)
+    let whole = |t: &str| t.parse::<u32>().map_err(|e| e.to_string());
+    let max_connections = match sources.parse(&MAX_DB_CONNECTIONS, "a whole number", whole, problems) {
+        Some((0, origin)) => {
+            problems.push(format!("{origin} must be at least 1"));
+            DEFAULT_MAX_DB_CONNECTIONS
+        }
+        Some((n, _)) => n,
+        None => DEFAULT_MAX_DB_CONNECTIONS,
     };
-    let server_cert_pem = read(
-        "--tls-cert",
-        args.tls_cert.as_ref().or(file.tls_cert.as_ref()),
-        "server.pem",
-    );
-    let server_key_pem = read(
-        "--tls-key",
-        args.tls_key.as_ref().or(file.tls_key.as_ref()),
-        "server.key",
-    );
-    let party_ca_pem = read(
-        "--client-ca",
-        args.client_ca.as_ref().or(file.client_ca.as_ref()),
-        "ca.pem",
-    );
-    let operator_ca_pem = read(
-        "--operator-ca",
-        args.operator_ca.as_ref().or(file.operator_ca.as_ref()),
-        "ca.pem",
-    );
-    let crl_paths = if args.crl.is_empty() { &file.crl } else { &args.crl };
-    let crls = crl_paths
-        .iter()
-        .map(|p| read_file("--crl", p, &mut problems))
-        .collect();
 
-    let heartbeat_interval = duration_setting(
-        "--heartbeat-interval",
-        args.heartbeat_interval
-            .as_deref()
-            .or(file.heartbeat_interval.as_deref()),
-        DEFAULT_HEARTBEAT,
-        &mut problems,
-    );
-    if heartbeat_interval < Duration::from_millis(100) || heartbeat_interval > Duration::from_secs(3600) {
-        problems.push("--heartbeat-interval must be between 100ms and 1h".to_string());
-    }
-    let shutdown_grace = duration_setting(
-        "--shutdown-grace",
-        args.shutdown_grace.as_deref().or(file.shutdown_grace.as_deref()),
-        DEFAULT_SHUTDOWN_GRACE,
-        &mut problems,
-    );
-    let max_connections = args.max_db_connections.or(file.max_db_connections).unwrap_or(8);
-    if max_connections == 0 {
-        problems.push("--max-db-connections must be at least 1".to_string());
-    }
+    let file_setting = |key: &Key, dev_name: &str, problems: &mut Problems| -> Option<FileSetting> {
+        match (sources.get(key), dev) {
+            (Some(given), _) => Some(FileSetting {
+                path: PathBuf::from(given.text()),
+                origin: given.origin,
+            }),
+            (None, Some(d)) => {
+                let path = d.certs_dir.join(dev_name);
+                Some(FileSetting {
+                    origin: Origin::Dev(path.clone()),
+                    path,
+                })
+            }
+            (None, None) => {
+                problems.push(required(key, ""));
+                None
+            }
+        }
+    };
+    let tls_cert = file_setting(&TLS_CERT, "server.pem", problems);
+    let tls_key = file_setting(&TLS_KEY, "server.key", problems);
+    let client_ca = file_setting(&CLIENT_CA, "ca.pem", problems);
+    let operator_ca = file_setting(&OPERATOR_CA, "operator-ca.pem", problems);
+    let crls = sources
+        .get(&CRL)
+        .map(|given| {
+            given
+                .values
+                .iter()
+                .map(|p| FileSetting {
+                    path: PathBuf::from(p),
+                    origin: given.origin.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
 
-    let max_consent_days = args
-        .max_consent_days
-        .or(file.max_consent_days)
-        .unwrap_or(DEFAULT_MAX_CONSENT_DAYS);
-    if max_consent_days == 0 {
-        problems.push("--max-consent-days must be at least 1".to_string());
-    }
+    let duration = |t: &str| humantime::parse_duration(t).map_err(|e| e.to_string());
+    let heartbeat_interval = match sources.parse(
+        &HEARTBEAT_INTERVAL,
+        "a duration such as 15s or 2m",
+        duration,
+        problems,
+    ) {
+        Some((d, origin)) if d < Duration::from_millis(100) || d > Duration::from_secs(3600) => {
+            problems.push(format!("{origin} must be between 100ms and 1h"));
+            DEFAULT_HEARTBEAT
+        }
+        Some((d, _)) => d,
+        None => DEFAULT_HEARTBEAT,
+    };
+    let shutdown_grace = sources
+        .parse(&SHUTDOWN_GRACE, "a duration such as 10s", duration, problems)
+        .map_or(DEFAULT_SHUTDOWN_GRACE, |(d, _)| d);
+    let max_consent_days = match sources.parse(&MAX_CONSENT_DAYS, "a whole number of days", whole, problems) {
+        Some((0, origin)) => {
+            problems.push(format!("{origin} must be at least 1"));
+            DEFAULT_MAX_CONSENT_DAYS
+        }
+        Some((n, _)) => n,
+        None => DEFAULT_MAX_CONSENT_DAYS,
+    };
 
-    if !problems.is_empty() {
-        return Err(ConfigError(problems));
-    }
-    Ok(Settings {
+    let mut plan = Plan {
         party_addr,
         admin_addr,
-        database: DatabaseSettings {
-            url: database_url,
-            max_connections,
-        },
-        tls: TlsMaterial {
-            server_cert_pem,
-            server_key_pem,
-            party_ca_pem,
-            operator_ca_pem,
-            crls,
-        },
+        database: DatabaseSettings { url, max_connections },
+        tls_cert,
+        tls_key,
+        client_ca,
+        operator_ca,
+        crls,
         heartbeat_interval,
         shutdown_grace,
         max_consent_days,
-    })
+        read: None,
+    };
+    // Without --dev the files are already there: read them now, so that their problems come with
+    // the others. With --dev they may not exist yet; `load` reads them once generated.
+    if dev.is_none() {
+        plan.read = Some(plan.read_files(problems));
+    }
+    if !problems.0.is_empty() {
+        return Err(ConfigError(std::mem::take(&mut problems.0)));
+    }
+    Ok(plan)
 }
 
-fn parse_default_addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+impl Plan {
+    /// The settings, reading the certificate, key, CA and CRL files unless [`plan`] already did;
+    /// every file that cannot be read is a problem.
+    pub fn load(mut self) -> Result<Settings, ConfigError> {
+        let tls = match self.read.take() {
+            Some(tls) => tls,
+            None => {
+                let mut problems = Problems::default();
+                let tls = self.read_files(&mut problems);
+                if !problems.0.is_empty() {
+                    return Err(ConfigError(problems.0));
+                }
+                tls
+            }
+        };
+        Ok(Settings {
+            party_addr: self.party_addr,
+            admin_addr: self.admin_addr,
+            database: self.database,
+            tls,
+            heartbeat_interval: self.heartbeat_interval,
+            shutdown_grace: self.shutdown_grace,
+            max_consent_days: self.max_consent_days,
+        })
+    }
+
+    fn read_files(&self, problems: &mut Problems) -> TlsMaterial {
+        let mut read = |file: &Option<FileSetting>| -> Vec<u8> {
+            match file {
+                Some(file) => read_file(file, problems),
+                None => Vec::new(),
+            }
+        };
+        TlsMaterial {
+            server_cert_pem: read(&self.tls_cert),
+            server_key_pem: read(&self.tls_key),
+            party_ca_pem: read(&self.client_ca),
+            operator_ca_pem: read(&self.operator_ca),
+            crls: self.crls.iter().map(|f| read_file(f, problems)).collect(),
+        }
+    }
 }
 
-fn env_name(flag: &str) -> String {
+/// "--x is required without --dev: …", naming the three places to set it.
+fn required(key: &Key, example: &str) -> String {
     format!(
-        "LEFI_{}",
-        flag.trim_start_matches("--").replace('-', "_").to_uppercase()
+        "{} is required without --dev{example}: set the flag, {}, or {} in the config file",
+        key.flag, key.env, key.toml
     )
 }
 
-fn read_file(flag: &str, path: &Path, problems: &mut Vec<String>) -> Vec<u8> {
-    match std::fs::read(path) {
+fn default_addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn read_file(file: &FileSetting, problems: &mut Problems) -> Vec<u8> {
+    match std::fs::read(&file.path) {
         Ok(bytes) if bytes.is_empty() => {
-            problems.push(format!("{flag} file '{}' is empty", path.display()));
+            problems.push(format!("{} '{}' is empty", file.origin, file.path.display()));
             bytes
         }
         Ok(bytes) => bytes,
         Err(e) => {
-            problems.push(format!("cannot read {flag} file '{}': {e}", path.display()));
+            problems.push(format!(
+                "{} '{}' cannot be read: {e}",
+                file.origin,
+                file.path.display()
+            ));
             Vec::new()
         }
-    }
-}
-
-fn duration_setting(
-    flag: &str,
-    given: Option<&str>,
-    default: Duration,
-    problems: &mut Vec<String>,
-) -> Duration {
-    match given {
-        None => default,
-        Some(text) => match humantime::parse_duration(text) {
-            Ok(d) => d,
-            Err(e) => {
-                problems.push(format!(
-                    "{flag} '{text}' is not a duration such as 15s or 2m: {e}"
-                ));
-                default
-            }
-        },
     }
 }
 
@@ -343,7 +731,119 @@ mod tests {
     }
 
     #[test]
-    fn env_names_follow_flags() {
-        assert_eq!(env_name("--tls-cert"), "LEFI_TLS_CERT");
+    fn every_key_follows_its_flag() {
+        for key in KEYS {
+            assert_eq!(key.flag, format!("--{}", key.toml.replace('_', "-")));
+            assert_eq!(key.env, format!("LEFI_{}", key.toml.to_uppercase()));
+        }
+    }
+
+    fn problems_of(args: &ServeArgs) -> Vec<String> {
+        match plan(args, None) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError(problems)) => problems,
+        }
+    }
+
+    #[test]
+    fn every_file_problem_at_once_each_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.toml");
+        std::fs::write(
+            &path,
+            "listen = \"nowhere\"\nmax_db_connections = \"eight\"\ncolour = \"blue\"\n\
+             crl = [\"a.crl\", 7]\nheartbeat_interval = \"soon\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let problems = problems_of(&args);
+        let file = path.display().to_string();
+        for expected in [
+            format!("{file}:1 listen 'nowhere' is not an address"),
+            format!("{file}:2 max_db_connections: expected an integer, found string"),
+            format!("{file}:3 colour: unknown key"),
+            format!("{file}:4 crl: expected an array of strings, found integer"),
+            format!("{file}:5 heartbeat_interval 'soon' is not a duration"),
+            "--database-url is required".to_string(),
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(&expected)),
+                "{expected} not in {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_the_rest_is_still_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n\nadmin_listen = \n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            max_consent_days: Some("forever".to_string()),
+            ..ServeArgs::default()
+        };
+        let problems = problems_of(&args);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{}:3: not valid TOML", path.display()))),
+            "{problems:#?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("--max-consent-days 'forever' is not a whole number")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_named_by_their_variable() {
+        let args = ServeArgs {
+            listen: Some("nowhere".to_string()),
+            admin_listen: Some("also nowhere".to_string()),
+            from_env: vec!["listen".to_string()],
+            ..ServeArgs::default()
+        };
+        let problems = problems_of(&args);
+        assert!(
+            problems.iter().any(|p| p.starts_with("LEFI_LISTEN 'nowhere'")),
+            "{problems:#?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("--admin-listen 'also nowhere'")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7002\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:7003".to_string()),
+            ..ServeArgs::default()
+        };
+        let plan = plan(
+            &args,
+            Some(&DevPaths {
+                certs_dir: PathBuf::from("certs-dev"),
+            }),
+        )
+        .unwrap();
+        assert_eq!(plan.party_addr.port(), 7003);
+        assert_eq!(plan.admin_addr.port(), 7002);
     }
 }

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _};
+use lefi::cli::{Cli, Command};
 
 /// mimalloc instead of the system allocator: the delivery path allocates many small, short-lived
 /// values on several threads, where glibc's malloc took about a fifth of a snapshot's CPU
@@ -15,8 +17,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = lefi::cli::Cli::parse();
-    lefi::telemetry::init(cli.log_format, &cli.log);
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(exit) => return exit,
+    };
+    lefi::telemetry::init(cli.effective_log_format(), &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -25,6 +30,31 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(lefi::commands::run(cli))
+}
+
+/// Parses the command line. `--help` and `--version` print and exit 0; a usage error (an unknown
+/// flag, a value clap cannot take) prints clap's message and exits 64 (EX_USAGE), the code of every
+/// configuration error. For `serve`, records which values came from environment variables, so
+/// that `config` names the variable in a problem.
+fn parse() -> Result<Cli, ExitCode> {
+    let usage = |e: clap::Error| {
+        let _ = e.print();
+        if e.exit_code() == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(lefi::commands::EXIT_USAGE)
+        }
+    };
+    let matches = Cli::command().try_get_matches().map_err(usage)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(usage)?;
+    if let (Command::Serve(args), Some(serve)) = (&mut cli.command, matches.subcommand_matches("serve")) {
+        args.from_env = serve
+            .ids()
+            .filter(|id| serve.value_source(id.as_str()) == Some(ValueSource::EnvVariable))
+            .map(|id| id.as_str().to_string())
+            .collect();
+    }
+    Ok(cli)
 }
 
 /// `lefi client stream | head` closes stdout under us; the standard library then panics in

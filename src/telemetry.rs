@@ -1,7 +1,10 @@
-//! Logging set-up, done once at start.
+//! Logging set-up, done once at start. Logs go to stderr: coloured only when stderr is a terminal
+//! (a file or a pipe gets plain text, or JSON with `--log-format json`).
 //!
 //! Invariant: no personal identity number is ever logged. Domain types mask themselves in `Debug`
 //! and `Display`; request messages are never logged.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,8 +17,10 @@ pub fn init(format: LogFormat, filter: &str) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let colour = format == LogFormat::Pretty && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = match format {

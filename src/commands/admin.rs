@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-use super::client::{describe_status, health, open};
+use super::client::{health, target};
+use super::failure::{Failure, finish};
 use super::output::{print_each, print_json};
 use crate::cli::{
     AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, PartyStateArg,
@@ -24,35 +25,29 @@ type Client = pb::party_admin_service_client::PartyAdminServiceClient<Channel>;
 /// `lefi admin …`
 pub async fn run(args: AdminArgs) -> ExitCode {
     let key = idempotency_key(&args.command);
+    let json = args.connect.json;
+    let target = match target(&args.connect, "https://localhost:50052", "operator") {
+        Ok(target) => target,
+        Err(e) => return finish(Err(e.into()), None, json).await,
+    };
     let result = async {
-        let channel = open(&args.connect, "https://localhost:50052", "operator").await?;
-        command(
-            channel,
-            &args.command,
-            args.connect.json,
-            key.as_deref().unwrap_or_default(),
-        )
-        .await
+        let channel = target.connect().await?;
+        command(channel, &args.command, json, key.as_deref().unwrap_or_default()).await
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                Some(status) => {
-                    eprintln!("error: {}", describe_status(status));
-                    if let Some(key) = key.as_deref().filter(|_| outcome_unknown(status)) {
-                        eprintln!(
-                            "  the change may or may not have been made: run the same command again with \
-                             --idempotency-key {key} (it is applied at most once)"
-                        );
-                    }
-                }
-                None => eprintln!("error: {e:#}"),
-            }
-            ExitCode::FAILURE
-        }
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    let mut failure = Failure::explain(&e, Some(&target)).await;
+    let unknown = e.downcast_ref::<tonic::Status>().is_some_and(outcome_unknown);
+    if let Some(key) = key.as_deref().filter(|_| unknown) {
+        failure = failure.hint(format!(
+            "the change may or may not have been made: run the same command again with \
+             --idempotency-key {key} (it is applied at most once)"
+        ));
     }
+    failure.print(json);
+    ExitCode::FAILURE
 }
 
 /// The idempotency key of a mutating command: the one given, or a new UUID. `None` for reads.
@@ -104,7 +99,7 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         AdminCommand::Sign(args) => sign(&mut client, args, key).await?,
         AdminCommand::Terminate(args) => terminate(&mut client, args, key).await?,
         AdminCommand::WithdrawTermination(args) => withdraw_termination(&mut client, args, key).await?,
-        AdminCommand::Health => return health(channel).await,
+        AdminCommand::Health => return health(channel, json).await,
         AdminCommand::Whoami => return whoami(channel, json).await,
         AdminCommand::Register { command } => return super::client::register(channel, command, json).await,
         AdminCommand::Audit { command } => return super::orders::audit(channel, command, json).await,

@@ -1,80 +1,39 @@
 //! `lefi client …` (party API), and the connection helpers `lefi admin …` and `lefi ingest` share.
-//! Output goes through [`super::output`].
+//! Output goes through [`super::output`], failures through [`super::failure`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
+use super::failure::{finish, with_request_id};
 use super::output::{instant, print_each, print_json, truncate, yes_no};
+use super::stream::StreamOptions;
 use crate::cli::{ClientArgs, ClientCommand, ConnectArgs, QueryArgs, RegisterCommand};
-use crate::client::{ClientPem, connect};
+use crate::client::{ClientError, ClientPem};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
 /// `lefi client …`
 pub async fn run_client(args: ClientArgs) -> ExitCode {
     let stem = args.as_party.clone().unwrap_or_else(|| "insurer".to_string());
-    let result = async {
-        let channel = open(&args.connect, "https://localhost:50051", &stem).await?;
-        client_command(channel, &args.command, args.connect.json).await
-    }
-    .await;
-    report(result)
-}
-
-pub(super) fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            match e.downcast_ref::<tonic::Status>() {
-                Some(status) => eprintln!("error: {}", describe_status(status)),
-                None => eprintln!("error: {e:#}"),
-            }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// A status as a person reads it: code, reason, the server's advice and the error's details
-/// (e.g. `current_state`, `field`).
-pub fn describe_status(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt as _;
-    let reason = crate::grpc::status::reason_of(status).unwrap_or_else(|| "no reason given".to_string());
-    let mut details: Vec<String> = status
-        .get_details_error_info()
-        .map(|info| {
-            info.metadata
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    details.sort();
-    let details = if details.is_empty() {
-        String::new()
-    } else {
-        format!("\n  details: {}", details.join(", "))
+    let json = args.connect.json;
+    let target = match target(&args.connect, "https://localhost:50051", &stem) {
+        Ok(target) => target,
+        Err(e) => return finish(Err(e.into()), None, json).await,
     };
-    let hint = match status.code() {
-        tonic::Code::Unavailable if reason == "no reason given" => {
-            "\n  hint: is the server running, and is --addr right? Start one with `lefi serve --dev`."
-        }
-        tonic::Code::Unimplemented => "\n  hint: this server does not offer that call yet.",
-        _ => "",
-    };
-    format!(
-        "{:?} ({reason}): {}{details}{hint}",
-        status.code(),
-        status.message()
-    )
+    let result = client_command(&target, &args.command, json).await;
+    finish(result, Some(&target), json).await
 }
 
-pub(super) async fn open(
+/// The server, certificate, key and CA a command connects with: the flags, else the defaults
+/// (`certs-dev/STEM.pem`, the key next to the certificate, `certs-dev/ca.pem`). The files are
+/// read and checked here, before anything connects.
+pub(super) fn target(
     connect_args: &ConnectArgs,
     default_addr: &str,
     default_stem: &str,
-) -> anyhow::Result<Channel> {
+) -> Result<Target, ClientError> {
     let certs = Path::new("certs-dev");
     let cert = connect_args
         .cert
@@ -82,25 +41,59 @@ pub(super) async fn open(
         .unwrap_or_else(|| certs.join(format!("{default_stem}.pem")));
     let key = connect_args.key.clone().unwrap_or_else(|| key_next_to(&cert));
     let ca = connect_args.ca.clone().unwrap_or_else(|| certs.join("ca.pem"));
-    let pem = ClientPem::read(&cert, &key, &ca).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\n  hint: pass --cert/--key/--ca, or run `lefi serve --dev` once to create certs-dev/"
-        )
-    })?;
+    let pem = ClientPem::read(&cert, &key, &ca)?;
     let addr = connect_args
         .addr
         .clone()
         .unwrap_or_else(|| default_addr.to_string());
-    Ok(connect(&addr, &pem, connect_args.server_name.as_deref()).await?)
+    crate::client::server_uri(&addr)?;
+    Ok(Target {
+        addr,
+        pem,
+        server_name: connect_args.server_name.clone(),
+    })
+}
+
+/// Where a command connects: kept beside the channel so that a failure can be explained by a
+/// second look ([`crate::client::probe`]).
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub addr: String,
+    pub pem: ClientPem,
+    pub server_name: Option<String>,
+}
+
+impl Target {
+    /// Opens the channel (TCP and TLS).
+    pub(super) async fn connect(&self) -> Result<Channel, ClientError> {
+        crate::client::connect(&self.addr, &self.pem, self.server_name.as_deref()).await
+    }
+
+    /// A channel that connects at its first call (and again after the connection drops).
+    pub(super) fn lazy(&self) -> Result<Channel, ClientError> {
+        Ok(crate::client::endpoint(&self.addr, &self.pem, self.server_name.as_deref())?.connect_lazy())
+    }
 }
 
 fn key_next_to(cert: &Path) -> PathBuf {
     cert.with_extension("key")
 }
 
-async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -> anyhow::Result<()> {
+async fn client_command(target: &Target, command: &ClientCommand, json: bool) -> anyhow::Result<()> {
+    if let ClientCommand::Stream {
+        cursor_file,
+        max_events,
+        heartbeat,
+        follow,
+    } = command
+    {
+        let options =
+            StreamOptions::parse(cursor_file.as_deref(), *max_events, heartbeat.as_deref(), *follow)?;
+        return super::stream::run(target, &options).await;
+    }
+    let channel = target.connect().await?;
     match command {
-        ClientCommand::Health => health(channel).await,
+        ClientCommand::Health => health(channel, json).await,
         ClientCommand::Whoami => {
             let me = pb::party_service_client::PartyServiceClient::new(channel)
                 .who_am_i(pb::WhoAmIRequest {})
@@ -177,11 +170,8 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
                 );
             })
         }
-        ClientCommand::Stream {
-            cursor_file,
-            max_events,
-            heartbeat,
-        } => stream(channel, cursor_file.as_deref(), *max_events, heartbeat.as_deref()).await,
+        // Handled above: the stream connects (and reconnects) by itself.
+        ClientCommand::Stream { .. } => Ok(()),
         ClientCommand::Query(args) => query(channel, args, json).await,
         ClientCommand::Subscribe(args) => super::orders::subscribe(channel, args, json).await,
         ClientCommand::Subscriptions { person } => {
@@ -202,7 +192,7 @@ async fn client_command(channel: Channel, command: &ClientCommand, json: bool) -
 }
 
 async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result<()> {
-    let mut answer = pb::query_service_client::QueryServiceClient::new(channel)
+    let response = pb::query_service_client::QueryServiceClient::new(channel)
         .query_person(pb::QueryPersonRequest {
             person_id: args.target.person.clone(),
             benefit_type_codes: args.target.benefits.clone(),
@@ -214,11 +204,16 @@ async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result
             case_reference: args.ground.case_reference.clone().unwrap_or_default(),
             consent_id: args.ground.consent_id.clone().unwrap_or_default(),
         })
-        .await?
-        .into_inner();
+        .await?;
+    let headers = response.metadata().clone();
+    let mut answer = response.into_inner();
     let mut records = Vec::new();
     let mut header = None;
-    while let Some(message) = answer.message().await? {
+    while let Some(message) = answer
+        .message()
+        .await
+        .map_err(|status| with_request_id(status, &headers))?
+    {
         if json {
             print_json(&message, "lefi.v1.QueryPersonResponse")?;
         }
@@ -353,59 +348,6 @@ fn print_records<'a>(records: impl Iterator<Item = (&'a pb::BenefitRecord, &'a s
     }
 }
 
-async fn stream(
-    channel: Channel,
-    cursor_file: Option<&Path>,
-    max_events: Option<u64>,
-    heartbeat: Option<&str>,
-) -> anyhow::Result<()> {
-    let cursor = match cursor_file {
-        Some(path) if path.exists() => std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read --cursor-file '{}': {e}", path.display()))?
-            .trim()
-            .to_string(),
-        _ => String::new(),
-    };
-    let heartbeat_interval = match heartbeat {
-        Some(text) => {
-            let d =
-                humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("--heartbeat '{text}': {e}"))?;
-            Some(prost_types::Duration::try_from(d).map_err(|e| anyhow::anyhow!("--heartbeat: {e}"))?)
-        }
-        None => None,
-    };
-    let mut events = pb::delivery_service_client::DeliveryServiceClient::new(channel)
-        .stream(pb::StreamRequest {
-            cursor,
-            max_batch_records: 0,
-            heartbeat_interval,
-        })
-        .await?
-        .into_inner();
-    let mut seen = 0u64;
-    while let Some(event) = events.message().await? {
-        print_json(&event, "lefi.v1.StreamEvent")?;
-        if let Some(path) = cursor_file {
-            if !event.cursor.is_empty() {
-                write_atomically(path, &event.cursor)?;
-            }
-        }
-        seen += 1;
-        if max_events.is_some_and(|max| seen >= max) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces `path` with `contents` so that a crash leaves either the old or the new cursor.
-fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot replace '{}': {e}", path.display()))?;
-    Ok(())
-}
-
 pub(super) async fn register(channel: Channel, command: &RegisterCommand, json: bool) -> anyhow::Result<()> {
     let mut client = admin_pb::register_admin_service_client::RegisterAdminServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024);
@@ -478,13 +420,16 @@ pub(super) async fn register(channel: Channel, command: &RegisterCommand, json: 
     }
 }
 
-pub(super) async fn health(channel: Channel) -> anyhow::Result<()> {
+pub(super) async fn health(channel: Channel, json: bool) -> anyhow::Result<()> {
     let response = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
         })
         .await?
         .into_inner();
+    if json {
+        return print_json(&response, "grpc.health.v1.HealthCheckResponse");
+    }
     let status = tonic_health::pb::health_check_response::ServingStatus::try_from(response.status)
         .unwrap_or_default()
         .as_str_name();

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::client::{open, report};
+use super::client::target;
+use super::failure::{finish, with_request_id};
 use crate::cli::{IngestArgs, SynthArgs};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -47,15 +48,20 @@ struct Tally {
 
 /// `lefi ingest`.
 pub async fn run_ingest(args: IngestArgs) -> ExitCode {
+    let json = args.connect.json;
+    let target = match target(&args.connect, "https://localhost:50052", "ingest") {
+        Ok(target) => target,
+        Err(e) => return finish(Err(e.into()), None, json).await,
+    };
     let result = async {
-        let channel = open(&args.connect, "https://localhost:50052", "ingest").await?;
-        ingest_file(channel, &args.file, args.connect.json).await
+        let channel = target.connect().await?;
+        ingest_file(channel, &args.file, json).await
     }
     .await;
     match result {
         Ok(tally) if tally.rejected + tally.malformed > 0 => ExitCode::FAILURE,
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) => report(Err(e)),
+        Err(e) => finish(Err(e), Some(&target), json).await,
     }
 }
 
@@ -105,7 +111,9 @@ async fn ingest_file(channel: Channel, file: &Path, json: bool) -> anyhow::Resul
     let started = Instant::now();
     let mut client = admin_pb::register_admin_service_client::RegisterAdminServiceClient::new(channel)
         .max_decoding_message_size(16 * 1024 * 1024);
-    let mut responses = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
+    let response = client.ingest(ReceiverStream::new(rx)).await?;
+    let headers = response.metadata().clone();
+    let mut responses = response.into_inner();
     let rejected_file = rejected_path(file);
     let mut rejected_out: Option<BufWriter<File>> = None;
     let mut tally = Tally::default();
@@ -129,7 +137,11 @@ async fn ingest_file(channel: Channel, file: &Path, json: bool) -> anyhow::Resul
     };
 
     let stream_result: anyhow::Result<()> = async {
-        while let Some(response) = responses.message().await? {
+        while let Some(response) = responses
+            .message()
+            .await
+            .map_err(|status| with_request_id(status, &headers))?
+        {
             let Some(sent) = pending.lock().ok().and_then(|mut p| p.pop_front()) else {
                 anyhow::bail!("the server answered a fact that was never sent");
             };
@@ -183,20 +195,21 @@ async fn ingest_file(channel: Channel, file: &Path, json: bool) -> anyhow::Resul
     let unanswered = pending.lock().map(|p| p.len()).unwrap_or(0);
     read_result?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "file": file.display().to_string(),
-                "accepted": tally.accepted,
-                "unchanged": tally.unchanged,
-                "rejected": tally.rejected,
-                "malformed": tally.malformed,
-                "unanswered": unanswered,
-                "seconds": elapsed,
-                "facts_per_second": answered as f64 / elapsed,
-                "rejected_file": (tally.rejected + tally.malformed > 0).then(|| rejected_file.display().to_string()),
-            })
-        );
+        // The convention of every --json output: camelCase keys, empty fields left out.
+        let mut summary = serde_json::json!({
+            "file": file.display().to_string(),
+            "accepted": tally.accepted,
+            "unchanged": tally.unchanged,
+            "rejected": tally.rejected,
+            "malformed": tally.malformed,
+            "unanswered": unanswered,
+            "seconds": elapsed,
+            "factsPerSecond": answered as f64 / elapsed,
+        });
+        if tally.rejected + tally.malformed > 0 {
+            summary["rejectedFile"] = rejected_file.display().to_string().into();
+        }
+        println!("{summary}");
     } else {
         println!(
             "{}: {} accepted, {} unchanged, {} rejected, {} malformed lines in {:.1} s ({:.0} facts/s)",

@@ -3,10 +3,12 @@
 mod admin;
 mod bench;
 mod client;
+mod failure;
 mod ingest;
 mod orders;
 mod output;
 mod serve;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -21,7 +23,7 @@ pub const EXIT_USAGE: u8 = 64;
 /// Runs a parsed command line to completion.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => return serve::run(args).await,
+        Command::Serve(args) => return serve::run(args, cli.log_format).await,
         Command::Migrate(db) => migrate(&db.database_url).await,
         Command::Bench { command } => bench::run(command).await,
         Command::DevCerts(args) => dev_certs(args),
@@ -57,9 +59,15 @@ fn dev_certs(args: DevCertsArgs) -> anyhow::Result<()> {
             let outcome = crate::dev::certs::ensure_dev_dir(&args.out, args.force)?;
             match outcome {
                 crate::dev::certs::DevDirOutcome::Created => println!(
-                    "wrote a development CA and certificates to {}: ca.pem ca.key server.pem server.key \
-                     operator.pem operator.key insurer.pem insurer.key municipality.pem municipality.key",
-                    args.out.display()
+                    "wrote the development CAs (ca: parties and the server; operator-ca: operators) and \
+                     certificates to {}: {}",
+                    args.out.display(),
+                    crate::dev::certs::dev_files().join(" ")
+                ),
+                crate::dev::certs::DevDirOutcome::Completed(written) => println!(
+                    "completed {} (the other files were kept): {}",
+                    args.out.display(),
+                    written.join(" ")
                 ),
                 crate::dev::certs::DevDirOutcome::AlreadyPresent => println!(
                     "{} already holds every development certificate; use --force to regenerate them",

@@ -1,16 +1,23 @@
 //! How the client commands print: a readable table or text by default, one protobuf-JSON object a
-//! line with `--json` (the field names of the proto files, so scripts can rely on them).
+//! line with `--json` (the field names of the proto files in camelCase, enum values by name, so
+//! scripts can rely on them). Failures print through [`super::failure`] in the same convention.
 
 use std::sync::OnceLock;
 
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
+/// lefi's own messages and grpc.health.v1 (`health --json`).
 fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
     static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).ok())
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the embedded protobuf descriptors do not decode"))
+    POOL.get_or_init(|| {
+        let mut pool = DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).ok()?;
+        pool.decode_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .ok()?;
+        Some(pool)
+    })
+    .as_ref()
+    .ok_or_else(|| anyhow::anyhow!("the embedded protobuf descriptors do not decode"))
 }
 
 /// Prints `message` as one line of protobuf JSON.

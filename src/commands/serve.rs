@@ -1,40 +1,67 @@
 //! `lefi serve`.
+//!
+//! The order matters: the configuration is checked first (every problem at once, exit 64), then
+//! whether both ports are free, and only then does `--dev` generate or load anything, the database
+//! open and the listeners bind. A second `serve --dev` on busy ports therefore fails before it
+//! touches `certs-dev/` or `lefi.db`.
+//!
+//! The `--dev` summary (where it listens, the certificates, the commands to try) goes to stdout:
+//! text, or with `--log-format json` one JSON object, so that with JSON logs (on stderr) nothing
+//! the process writes is plain text.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use crate::app::App;
-use crate::cli::ServeArgs;
+use crate::cli::{LogFormat, ServeArgs};
 use crate::config::{DevPaths, redact_url};
+use crate::dev::certs::DevDirOutcome;
 use crate::domain::clock::Clock;
 use crate::store::Store;
 
 use super::EXIT_USAGE;
 
-pub async fn run(args: ServeArgs) -> ExitCode {
+pub async fn run(args: ServeArgs, log_format: LogFormat) -> ExitCode {
     let dev = args.dev.then(|| DevPaths {
         certs_dir: args.certs_dir.clone(),
     });
+    let usage = |e: crate::config::ConfigError| {
+        eprintln!("error: {e}");
+        eprintln!("see `lefi serve --help`; for a local trial run `lefi serve --dev`");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let plan = match crate::config::plan(&args, dev.as_ref()) {
+        Ok(plan) => plan,
+        Err(e) => return usage(e),
+    };
+    if let Err(e) = check_ports(&[(plan.party_addr, "--listen"), (plan.admin_addr, "--admin-listen")]) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(dev) = &dev {
         match crate::dev::certs::ensure_dev_dir(&dev.certs_dir, false) {
-            Ok(crate::dev::certs::DevDirOutcome::Created) => {
+            Ok(DevDirOutcome::Created) => {
                 tracing::info!(dir = %dev.certs_dir.display(), "generated development certificates");
             }
-            Ok(crate::dev::certs::DevDirOutcome::AlreadyPresent) => {}
+            Ok(DevDirOutcome::Completed(written)) => {
+                tracing::info!(
+                    dir = %dev.certs_dir.display(),
+                    written = %written.join(" "),
+                    "completed the development certificates (the other files were kept)"
+                );
+            }
+            Ok(DevDirOutcome::AlreadyPresent) => {}
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    let settings = match crate::config::resolve(&args, dev.as_ref()) {
+    let settings = match plan.load() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("see `lefi serve --help`; for a local trial run `lefi serve --dev`");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(e) => return usage(e),
     };
-    match serve(settings, dev).await {
+    match serve(settings, dev, log_format).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -43,7 +70,46 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyhow::Result<()> {
+/// Checks that every address can be listened on (port 0 always can), the way `App::build` will
+/// bind it (`SO_REUSEADDR`, as tokio's `TcpListener::bind` sets, so a port left in TIME_WAIT by a
+/// stopped server passes). The sockets close again at once.
+fn check_ports(addrs: &[(SocketAddr, &str)]) -> Result<(), String> {
+    for (addr, flag) in addrs {
+        if addr.port() == 0 {
+            continue;
+        }
+        let listen = || -> std::io::Result<()> {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(*addr)?;
+            socket.listen(1).map(drop)
+        };
+        match listen() {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(format!(
+                    "{addr} ({flag}) is already in use: is another `lefi serve` running? Stop it, or \
+                     choose free ports with --listen and --admin-listen (nothing was generated or \
+                     loaded)"
+                ));
+            }
+            Err(e) => return Err(format!("cannot listen on {addr} ({flag}): {e}")),
+        }
+    }
+    Ok(())
+}
+
+async fn serve(
+    settings: crate::config::Settings,
+    dev: Option<DevPaths>,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
+    // Listen for SIGINT/SIGTERM from the start, well before the summary says "Stop with Ctrl-C".
+    let shutdown = crate::shutdown::on_signal();
     let clock = Clock::system();
     let db_url = redact_url(&settings.database.url);
     let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
@@ -59,53 +125,133 @@ async fn serve(settings: crate::config::Settings, dev: Option<DevPaths>) -> anyh
     let party = app.party_addr()?;
     let admin = app.admin_addr()?;
     tracing::info!(%party, %admin, database = %db_url, "lefi is serving");
-    let sample = match &dev {
-        Some(_) => app
+    if let (Some(dev), Some((demo, register))) = (&dev, &demo) {
+        let sample = app
             .store()
             .demo_person(crate::dev::register::DEMO_SOURCE_SYSTEM, "SJP")
             .await
             .ok()
-            .flatten(),
-        None => None,
-    };
-    if let (Some(dev), Some((demo, register))) = (&dev, &demo) {
-        let certs = dev.certs_dir.display();
+            .flatten()
+            // A synthetic demo person (test-range number), shown so the demo can be followed.
+            .map(|person| person.to_display_unmasked());
+        let summary = DevSummary {
+            party,
+            admin,
+            db_url: &db_url,
+            certs: dev.certs_dir.display().to_string(),
+            parties: &demo.parties,
+            register: *register,
+            person: sample,
+        };
+        match log_format {
+            LogFormat::Pretty => summary.print_text(),
+            LogFormat::Json => println!("{}", summary.to_json()),
+        }
+    }
+    app.run_until(shutdown).await
+}
+
+/// What `serve --dev` tells the person who started it.
+struct DevSummary<'a> {
+    party: SocketAddr,
+    admin: SocketAddr,
+    db_url: &'a str,
+    certs: String,
+    parties: &'a [String],
+    register: crate::dev::register::DemoRegisterSummary,
+    person: Option<String>,
+}
+
+impl DevSummary<'_> {
+    /// The commands to try from another terminal.
+    fn commands(&self) -> Vec<String> {
+        let mut commands = vec!["cargo run --release -- client whoami".to_string()];
+        if let Some(person) = &self.person {
+            commands.push(format!(
+                "cargo run --release -- client subscribe --reference demo-1 --person {person} --benefits SJP --from 2020-01-01 --basis INS_COORDINATION"
+            ));
+            commands
+                .push("cargo run --release -- client stream --cursor-file demo.cursor --follow".to_string());
+        }
+        let certs = &self.certs;
+        commands.push(format!(
+            "grpcurl -cacert {certs}/ca.pem -cert {certs}/insurer.pem -key {certs}/insurer.key localhost:{} lefi.v1.PartyService/WhoAmI",
+            self.party.port()
+        ));
+        commands
+    }
+
+    fn print_text(&self) {
+        let certs = &self.certs;
+        let (party, admin) = (self.party, self.admin);
         println!();
         println!(
             "lefi {} — development mode (never use these certificates in production)",
             env!("CARGO_PKG_VERSION")
         );
         println!("  party API   https://{party}   mTLS, party certificates signed by {certs}/ca.pem");
-        println!("  admin API   https://{admin}   mTLS, operator certificate {certs}/operator.pem");
-        println!("  database    {db_url}");
-        println!("  certs       {certs}/  (ca, server, operator, insurer, municipality; .pem + .key)");
-        for p in &demo.parties {
+        println!(
+            "  admin API   https://{admin}   mTLS, operator certificates signed by {certs}/operator-ca.pem"
+        );
+        println!("  database    {}", self.db_url);
+        println!(
+            "  certs       {certs}/  (ca, operator-ca, server, operator, ingest, insurer, municipality; .pem + .key)"
+        );
+        for p in self.parties {
             println!("  demo party  {p}");
         }
-        if register.facts_loaded > 0 {
+        if self.register.facts_loaded > 0 {
             println!(
                 "  register    loaded {} synthetic persons ({} facts; test-range identity numbers)",
-                register.persons_loaded, register.facts_loaded
+                self.register.persons_loaded, self.register.facts_loaded
             );
-        }
-        println!("  ingest      lefi ingest FILE.ndjson   (operator certificate {certs}/ingest.pem)");
-        println!();
-        println!("Try it from another terminal:");
-        println!("  cargo run --release -- client whoami");
-        if let Some(person) = &sample {
-            // A synthetic demo person (test-range number), shown so the demo can be followed.
-            let person = person.to_display_unmasked();
-            println!(
-                "  cargo run --release -- client subscribe --reference demo-1 --person {person} --benefits SJP --from 2020-01-01 --basis INS_COORDINATION"
-            );
-            println!("  cargo run --release -- client stream --cursor-file demo.cursor");
         }
         println!(
-            "  grpcurl -cacert {certs}/ca.pem -cert {certs}/insurer.pem -key {certs}/insurer.key localhost:{} lefi.v1.PartyService/WhoAmI",
-            party.port()
+            "  operator    lefi admin …              ({certs}/operator.pem + operator.key, role operator)"
         );
+        println!("  ingest      lefi ingest FILE.ndjson   ({certs}/ingest.pem + ingest.key, role ingest)");
+        println!();
+        println!("Try it from another terminal:");
+        for command in self.commands() {
+            println!("  {command}");
+        }
         println!("Stop with Ctrl-C.");
         println!();
     }
-    app.run_until(crate::shutdown::on_signal()).await
+
+    /// The same as one JSON object (camelCase, like every JSON output of lefi).
+    fn to_json(&self) -> serde_json::Value {
+        let certs = &self.certs;
+        let file = |name: &str| format!("{certs}/{name}");
+        let mut summary = serde_json::json!({
+            "lefi": env!("CARGO_PKG_VERSION"),
+            "mode": "development",
+            "warning": "never use these certificates in production",
+            "partyApi": format!("https://{}", self.party),
+            "adminApi": format!("https://{}", self.admin),
+            "database": self.db_url,
+            "certsDir": certs,
+            "partyCa": file("ca.pem"),
+            "operatorCa": file("operator-ca.pem"),
+            "certificates": {
+                "server": [file("server.pem"), file("server.key")],
+                "operator": [file("operator.pem"), file("operator.key")],
+                "ingest": [file("ingest.pem"), file("ingest.key")],
+                "insurer": [file("insurer.pem"), file("insurer.key")],
+                "municipality": [file("municipality.pem"), file("municipality.key")],
+            },
+            "demoParties": self.parties,
+            "try": self.commands(),
+        });
+        if self.register.facts_loaded > 0 {
+            summary["register"] = serde_json::json!({
+                "personsLoaded": self.register.persons_loaded,
+                "factsLoaded": self.register.facts_loaded,
+            });
+        }
+        if let Some(person) = &self.person {
+            summary["demoPerson"] = person.clone().into();
+        }
+        summary
+    }
 }

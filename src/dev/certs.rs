@@ -202,6 +202,8 @@ pub const DEMO_INSURER: (&str, &str) = ("556677-8899", "Demoförsäkringar AB (d
 pub const DEMO_MUNICIPALITY: (&str, &str) = ("222000-0000", "Demo kommun, socialnämnden (demo)");
 /// The demo operator's name.
 pub const DEMO_OPERATOR: &str = "Demo Operatör";
+/// The demo ingest operator's name.
+pub const DEMO_INGEST_OPERATOR: &str = "Demo Inläsning";
 
 /// The files of a development certificate directory.
 #[derive(Debug, Clone)]
@@ -219,68 +221,149 @@ impl DevCertPaths {
 }
 
 /// What [`ensure_dev_dir`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DevDirOutcome {
+    /// Every file was (re)generated.
     Created,
+    /// Some files were missing (or issued by a CA that had to be made); these were written, the
+    /// rest kept.
+    Completed(Vec<String>),
+    /// Every file was there; nothing was written.
     AlreadyPresent,
 }
 
-const DEV_FILES: [&str; 10] = [
-    "ca.pem",
-    "ca.key",
-    "server.pem",
-    "server.key",
-    "operator.pem",
-    "operator.key",
-    "insurer.pem",
-    "insurer.key",
-    "municipality.pem",
-    "municipality.key",
+/// Which development CA issues a certificate. As in production, parties and operators have
+/// separate CAs, so that a party certificate fails the handshake on the admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DevIssuer {
+    /// `ca.pem`: the party CA (`--client-ca`); it also signs the server certificate, so clients
+    /// trust the server with `--ca ca.pem`.
+    Party,
+    /// `operator-ca.pem`: the operator CA (`--operator-ca`).
+    Operator,
+}
+
+/// The two CAs, by file stem, with their names.
+const DEV_CAS: [(DevIssuer, &str, &str); 2] = [
+    (DevIssuer::Party, "ca", "lefi development CA"),
+    (DevIssuer::Operator, "operator-ca", "lefi development operator CA"),
 ];
 
-/// Writes a complete development directory (CA, server, operator, insurer, municipality) unless all
-/// files already exist. With `force`, regenerates everything.
+/// One certificate of a development directory.
+struct DevLeaf {
+    /// Written as `STEM.pem` and `STEM.key`.
+    stem: &'static str,
+    issuer: DevIssuer,
+    /// Common name and organisation of a client certificate; `None` for the server certificate.
+    subject: Option<(&'static str, &'static str)>,
+}
+
+const DEV_LEAVES: [DevLeaf; 5] = [
+    DevLeaf {
+        stem: "server",
+        issuer: DevIssuer::Party,
+        subject: None,
+    },
+    DevLeaf {
+        stem: "operator",
+        issuer: DevIssuer::Operator,
+        subject: Some((DEMO_OPERATOR, "Försäkringskassan (demo operator)")),
+    },
+    DevLeaf {
+        stem: "ingest",
+        issuer: DevIssuer::Operator,
+        subject: Some((DEMO_INGEST_OPERATOR, "Försäkringskassan (demo ingest)")),
+    },
+    DevLeaf {
+        stem: "insurer",
+        issuer: DevIssuer::Party,
+        subject: Some((DEMO_INSURER.1, DEMO_INSURER.0)),
+    },
+    DevLeaf {
+        stem: "municipality",
+        issuer: DevIssuer::Party,
+        subject: Some((DEMO_MUNICIPALITY.1, DEMO_MUNICIPALITY.0)),
+    },
+];
+
+/// Every file of a complete development directory.
+pub fn dev_files() -> Vec<String> {
+    DEV_CAS
+        .iter()
+        .map(|(_, stem, _)| *stem)
+        .chain(DEV_LEAVES.iter().map(|leaf| leaf.stem))
+        .flat_map(|stem| [format!("{stem}.pem"), format!("{stem}.key")])
+        .collect()
+}
+
+/// Makes `dir` a complete development directory: the party CA (`ca`), the operator CA
+/// (`operator-ca`), and the server, operator, ingest, insurer and municipality certificates.
+/// Files already there are kept, so certificates issued earlier (`dev-certs issue-party`) keep
+/// working; a missing CA is created and everything it issues is issued anew (a directory from
+/// before the separate operator CA gets one, with new operator and ingest certificates). With
+/// `force`, everything is regenerated.
 pub fn ensure_dev_dir(dir: &Path, force: bool) -> Result<DevDirOutcome, DevCertError> {
-    if !force && DEV_FILES.iter().all(|f| dir.join(f).is_file()) {
+    let present = |file: &str| !force && dir.join(file).is_file();
+    if dev_files().iter().all(|f| present(f)) {
         return Ok(DevDirOutcome::AlreadyPresent);
     }
     std::fs::create_dir_all(dir).map_err(|source| DevCertError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
-    let ca = DevCa::generate("lefi development CA")?;
-    let server = ca.issue_server(&["localhost", "127.0.0.1", "::1"])?;
-    let operator = ca.issue_client(DEMO_OPERATOR, Some("Försäkringskassan (demo operator)"))?;
-    let insurer = ca.issue_client(DEMO_INSURER.1, Some(DEMO_INSURER.0))?;
-    let municipality = ca.issue_client(DEMO_MUNICIPALITY.1, Some(DEMO_MUNICIPALITY.0))?;
-    write(dir, "ca.pem", ca.cert_pem())?;
-    write_key(dir, "ca.key", ca.key_pem())?;
-    for (stem, issued) in [
-        ("server", &server),
-        ("operator", &operator),
-        ("insurer", &insurer),
-        ("municipality", &municipality),
-    ] {
-        write(dir, &format!("{stem}.pem"), &issued.cert_pem)?;
-        write_key(dir, &format!("{stem}.key"), &issued.key_pem)?;
+    let mut written = Vec::new();
+    let mut cas = Vec::new();
+    for (issuer, stem, common_name) in DEV_CAS {
+        let (pem, key) = (format!("{stem}.pem"), format!("{stem}.key"));
+        let (ca, new) = if present(&pem) && present(&key) {
+            (DevCa::from_pem(&read(dir, &pem)?, &read(dir, &key)?)?, false)
+        } else {
+            let ca = DevCa::generate(common_name)?;
+            write(dir, &pem, ca.cert_pem())?;
+            write_key(dir, &key, ca.key_pem())?;
+            written.extend([pem, key]);
+            (ca, true)
+        };
+        cas.push((issuer, ca, new));
     }
-    Ok(DevDirOutcome::Created)
+    for leaf in DEV_LEAVES {
+        let Some((_, ca, ca_is_new)) = cas.iter().find(|(i, _, _)| *i == leaf.issuer) else {
+            continue;
+        };
+        let (pem, key) = (format!("{}.pem", leaf.stem), format!("{}.key", leaf.stem));
+        if !ca_is_new && present(&pem) && present(&key) {
+            continue;
+        }
+        let issued = match leaf.subject {
+            None => ca.issue_server(&["localhost", "127.0.0.1", "::1"])?,
+            Some((common_name, organization)) => ca.issue_client(common_name, Some(organization))?,
+        };
+        write(dir, &pem, &issued.cert_pem)?;
+        write_key(dir, &key, &issued.key_pem)?;
+        written.extend([pem, key]);
+    }
+    if written.len() == dev_files().len() {
+        Ok(DevDirOutcome::Created)
+    } else {
+        Ok(DevDirOutcome::Completed(written))
+    }
 }
 
-/// Issues a party certificate from the CA in `dir` and writes `STEM.pem` and `STEM.key` there.
+fn read(dir: &Path, file: &str) -> Result<String, DevCertError> {
+    std::fs::read_to_string(dir.join(file)).map_err(|source| DevCertError::Read {
+        path: dir.join(file),
+        source,
+    })
+}
+
+/// Issues a party certificate from the party CA in `dir` (`ca.pem`) and writes `STEM.pem` and `STEM.key` there.
 pub fn issue_party_files(
     dir: &Path,
     org_number: &str,
     name: &str,
     stem: &str,
 ) -> Result<(PathBuf, PathBuf), DevCertError> {
-    let read = |f: &str| {
-        std::fs::read_to_string(dir.join(f)).map_err(|source| DevCertError::Read {
-            path: dir.join(f),
-            source,
-        })
-    };
-    let ca = DevCa::from_pem(&read("ca.pem")?, &read("ca.key")?)?;
+    let ca = DevCa::from_pem(&read(dir, "ca.pem")?, &read(dir, "ca.key")?)?;
     let issued = ca.issue_client(name, Some(org_number))?;
     let cert = write(dir, &format!("{stem}.pem"), &issued.cert_pem)?;
     let key = write_key(dir, &format!("{stem}.key"), &issued.key_pem)?;
@@ -309,4 +392,53 @@ fn write_key(dir: &Path, file: &str, contents: &str) -> Result<PathBuf, DevCertE
         })?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer_of(dir: &Path, stem: &str) -> String {
+        let pem = std::fs::read(dir.join(format!("{stem}.pem"))).unwrap();
+        let (_, der) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let cert = der.parse_x509().unwrap();
+        cert.issuer().to_string()
+    }
+
+    #[test]
+    fn parties_and_operators_have_separate_cas() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(ensure_dev_dir(dir.path(), false).unwrap(), DevDirOutcome::Created);
+        let party_ca = issuer_of(dir.path(), "insurer");
+        let operator_ca = issuer_of(dir.path(), "operator");
+        assert_ne!(party_ca, operator_ca);
+        assert_eq!(issuer_of(dir.path(), "ingest"), operator_ca);
+        assert_eq!(issuer_of(dir.path(), "server"), party_ca);
+        assert_eq!(
+            ensure_dev_dir(dir.path(), false).unwrap(),
+            DevDirOutcome::AlreadyPresent
+        );
+    }
+
+    #[test]
+    fn a_directory_without_the_operator_ca_gets_one_and_keeps_the_party_files() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_dev_dir(dir.path(), false).unwrap();
+        let insurer = std::fs::read(dir.path().join("insurer.pem")).unwrap();
+        let operator = std::fs::read(dir.path().join("operator.pem")).unwrap();
+        std::fs::remove_file(dir.path().join("operator-ca.pem")).unwrap();
+        std::fs::remove_file(dir.path().join("operator-ca.key")).unwrap();
+        let DevDirOutcome::Completed(written) = ensure_dev_dir(dir.path(), false).unwrap() else {
+            panic!("expected some files written");
+        };
+        for file in ["operator-ca.pem", "operator.pem", "ingest.key"] {
+            assert!(written.iter().any(|w| w == file), "{file} not in {written:?}");
+        }
+        assert_eq!(std::fs::read(dir.path().join("insurer.pem")).unwrap(), insurer);
+        assert_ne!(std::fs::read(dir.path().join("operator.pem")).unwrap(), operator);
+        assert_ne!(
+            issuer_of(dir.path(), "operator"),
+            issuer_of(dir.path(), "insurer")
+        );
+    }
 }

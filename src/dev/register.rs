@@ -1,6 +1,7 @@
-//! What `serve --dev` adds for the register: an operator certificate with the `ingest` role
-//! (`certs-dev/ingest.pem`, issued from the development CA on first start, used by `lefi ingest`)
-//! and, when the register is empty, a small synthetic register so the demo shows data.
+//! What `serve --dev` adds for the register: the operator with the `ingest` role whose certificate
+//! is `certs-dev/ingest.pem` (issued by the development operator CA with the rest of
+//! `certs-dev/`, used by `lefi ingest`) and, when the register is empty, a small synthetic
+//! register so the demo shows data.
 //!
 //! Nothing here runs without `--dev`. The synthetic identity numbers come from the test range
 //! (birth numbers 980–999, see [`crate::dev::synth`]).
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::dev::certs::DEMO_INGEST_OPERATOR;
 use crate::dev::synth::Synth;
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
@@ -23,8 +25,6 @@ pub const DEMO_SEED: u64 = 20_240_101;
 /// The source system of the demo register (apart from `SYNTH`, so a `lefi synth` file can be
 /// loaded beside it).
 pub const DEMO_SOURCE_SYSTEM: &str = "SYNTH-DEMO";
-/// The demo ingest operator's name.
-pub const DEMO_INGEST_OPERATOR: &str = "Demo Inläsning";
 
 /// What [`seed`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +35,10 @@ pub struct DemoRegisterSummary {
     pub persons_loaded: usize,
 }
 
-/// Issues and registers the demo ingest operator, then loads [`DEMO_PERSONS`] synthetic persons
+/// Registers the demo ingest operator, then loads [`DEMO_PERSONS`] synthetic persons
 /// (history up to today) if the register is empty. Idempotent.
 pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Result<DemoRegisterSummary> {
     let cert_path = certs_dir.join("ingest.pem");
-    if !cert_path.is_file() || !certs_dir.join("ingest.key").is_file() {
-        crate::dev::certs::issue_party_files(
-            certs_dir,
-            "Försäkringskassan (demo ingest)",
-            DEMO_INGEST_OPERATOR,
-            "ingest",
-        )
-        .context("issuing certs-dev/ingest.pem")?;
-    }
     let pem = std::fs::read(&cert_path).with_context(|| format!("reading {}", cert_path.display()))?;
     let (cert, _) = certificate_facts(&pem).context("certs-dev/ingest.pem")?;
     store

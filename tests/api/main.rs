@@ -8,6 +8,7 @@ mod admin_cli;
 mod authn;
 mod catalogue;
 mod cli;
+mod cli_first_hour;
 mod cli_register;
 mod consents;
 mod delivery;
