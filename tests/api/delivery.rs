@@ -12,7 +12,7 @@ use crate::helpers::{Backend, SpawnOptions, TestApp, reason};
 use crate::register::{P1, P2, accepted, case, ingest, payment};
 
 /// A payment whose gross (öre) is `extra` above the tax the fixture withholds.
-fn pay(
+pub(crate) fn pay(
     person: &str,
     id: &str,
     version: u64,
@@ -37,9 +37,9 @@ backend_tests!(
     slow_client_holds_the_server_back,
 );
 
-type Events = tonic::Streaming<pb::StreamEvent>;
+pub(crate) type Events = tonic::Streaming<pb::StreamEvent>;
 
-fn new_sub(reference: &str, person: &str, basis: &str) -> pb::NewSubscription {
+pub(crate) fn new_sub(reference: &str, person: &str, basis: &str) -> pb::NewSubscription {
     pb::NewSubscription {
         client_reference: reference.to_string(),
         person_id: person.to_string(),
@@ -50,7 +50,10 @@ fn new_sub(reference: &str, person: &str, basis: &str) -> pb::NewSubscription {
     }
 }
 
-async fn subscribe(channel: Channel, items: Vec<pb::NewSubscription>) -> pb::CreateSubscriptionsResponse {
+pub(crate) async fn subscribe(
+    channel: Channel,
+    items: Vec<pb::NewSubscription>,
+) -> pb::CreateSubscriptionsResponse {
     pb::subscription_service_client::SubscriptionServiceClient::new(channel)
         .create_subscriptions(pb::CreateSubscriptionsRequest { items })
         .await
@@ -58,7 +61,7 @@ async fn subscribe(channel: Channel, items: Vec<pb::NewSubscription>) -> pb::Cre
         .into_inner()
 }
 
-async fn open(channel: Channel, cursor: &str, batch: u32) -> Events {
+pub(crate) async fn open(channel: Channel, cursor: &str, batch: u32) -> Events {
     pb::delivery_service_client::DeliveryServiceClient::new(channel)
         .stream(pb::StreamRequest {
             cursor: cursor.to_string(),
@@ -75,7 +78,7 @@ fn is_heartbeat(e: &pb::StreamEvent) -> bool {
 }
 
 /// The next `n` messages that are not heartbeats.
-async fn take(stream: &mut Events, n: usize) -> Vec<pb::StreamEvent> {
+pub(crate) async fn take(stream: &mut Events, n: usize) -> Vec<pb::StreamEvent> {
     let mut out = Vec::new();
     while out.len() < n {
         let next = tokio::time::timeout(Duration::from_secs(15), stream.message())
@@ -92,7 +95,7 @@ async fn take(stream: &mut Events, n: usize) -> Vec<pb::StreamEvent> {
 
 /// Reads until the stream is idle (a heartbeat after at least one quiet interval): everything it
 /// had to say.
-async fn drain(stream: &mut Events) -> Vec<pb::StreamEvent> {
+pub(crate) async fn drain(stream: &mut Events) -> Vec<pb::StreamEvent> {
     let mut out = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(15), stream.message())
@@ -113,7 +116,7 @@ async fn drain(stream: &mut Events) -> Vec<pb::StreamEvent> {
 }
 
 /// Reads until the stream ends with a status.
-async fn end_status(stream: &mut Events) -> (Vec<pb::StreamEvent>, tonic::Status) {
+pub(crate) async fn end_status(stream: &mut Events) -> (Vec<pb::StreamEvent>, tonic::Status) {
     let mut seen = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(15), stream.message())
@@ -143,7 +146,7 @@ fn kind(e: &pb::StreamEvent) -> &'static str {
     }
 }
 
-fn records_of(events: &[pb::StreamEvent]) -> Vec<pb::BenefitRecord> {
+pub(crate) fn records_of(events: &[pb::StreamEvent]) -> Vec<pb::BenefitRecord> {
     events
         .iter()
         .flat_map(|e| match &e.event {
@@ -155,7 +158,7 @@ fn records_of(events: &[pb::StreamEvent]) -> Vec<pb::BenefitRecord> {
 }
 
 /// A cursor positioned at the current head, before any subscription exists.
-async fn head_cursor(app: &TestApp, who: &lefi::dev::certs::Issued) -> String {
+pub(crate) async fn head_cursor(app: &TestApp, who: &lefi::dev::certs::Issued) -> String {
     let mut stream = open(app.party_channel(who).await, "", 0).await;
     let first = stream.message().await.unwrap().unwrap();
     assert!(is_heartbeat(&first));

@@ -11,6 +11,7 @@ mod cli;
 mod cli_first_hour;
 mod cli_register;
 mod consents;
+mod contract;
 mod delivery;
 mod dev_server;
 mod health;

@@ -74,7 +74,7 @@ async fn run(channel: Channel, request: pb::QueryPersonRequest) -> Result<usize,
     Ok(records)
 }
 
-async fn extra_party(
+pub(crate) async fn extra_party(
     app: &TestApp,
     org: &str,
     name: &str,

@@ -34,7 +34,7 @@ fn valid_reference(r: &str) -> bool {
 /// An item refused for its fields, before the policy: with what it asked for when it named a
 /// valid person (that refusal is logged), or without (a request that names nobody is not).
 struct ItemRefused {
-    ask: Option<Ask>,
+    ask: Option<Box<Ask>>,
     error: FieldError,
 }
 
@@ -64,7 +64,7 @@ fn validate(
             Ok(ask)
         }
         Err(error) => Err(ItemRefused {
-            ask: Some(ask),
+            ask: Some(Box::new(ask)),
             error,
         }),
     }
@@ -144,7 +144,7 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             let report = status::denied(&denial, "", None);
             let entries: Vec<NewDisclosure> = items
                 .iter()
-                .filter_map(|item| validate(state, item, &known).map_or_else(|r| r.ask, Some))
+                .filter_map(|item| validate(state, item, &known).map_or_else(|r| r.ask.map(|a| *a), Some))
                 .map(|ask| refused_entry(&party, &call, &ask, report.reason_name()))
                 .collect();
             state.store.append_disclosures(&entries, now).await?;
