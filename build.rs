@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("lefi_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .generate_default_stubs(true)
+        // prost with lefi's decode errors: INVALID_ARGUMENT MESSAGE_MALFORMED (src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::LefiCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -101,6 +101,7 @@ impl App {
                 heartbeat_interval: settings.heartbeat_interval,
                 shutdown: CancellationToken::new(),
                 max_consent_days: settings.max_consent_days,
+                max_message_bytes: settings.max_message_bytes,
                 changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
             },
@@ -237,6 +238,7 @@ impl Listener {
             Audience::Admin => admin_api::add_services(&mut routes, state),
         }
         let resolver = Resolver::new(state.store.clone(), state.clock.clone(), audience);
+        let max_message_bytes = state.max_message_bytes;
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -259,6 +261,9 @@ impl Listener {
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(IdentityLayer::new(resolver))
+            .layer(tower::util::MapResponseLayer::new(move |response| {
+                crate::grpc::codec::oversize_refusal(response, max_message_bytes)
+            }))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
                 crate::tls::incoming(tcp, tls, shutdown.clone()),

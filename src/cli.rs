@@ -218,6 +218,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LEFI_MAX_CONSENT_DAYS")]
     pub max_consent_days: Option<String>,
 
+    /// The largest request message the APIs read, e.g. `4MiB` or `65536` (64KiB to 256MiB)
+    /// [default: 4MiB]. Larger messages are refused with RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE.
+    #[arg(long, env = "LEFI_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<String>,
+
     /// The ids of the arguments above whose value came from their environment variable, so that a
     /// problem names the variable instead of the flag (filled in from clap's matches by `main`).
     #[arg(skip)]

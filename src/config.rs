@@ -31,6 +31,10 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default longest consent period: three years.
 pub const DEFAULT_MAX_CONSENT_DAYS: u32 = 1096;
+/// Default largest request message the server reads: gRPC's customary 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Bounds of `--max-message-size`.
+const MESSAGE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=256 * 1024 * 1024;
 /// Default upper bound on pooled database connections.
 pub const DEFAULT_MAX_DB_CONNECTIONS: u32 = 8;
 
@@ -51,6 +55,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The longest a registered consent may run, from given_on to expires_on, in days.
     pub max_consent_days: u32,
+    /// The largest request message the APIs read, in bytes.
+    pub max_message_bytes: usize,
 }
 
 /// Database connection settings.
@@ -259,9 +265,16 @@ const MAX_CONSENT_DAYS: Key = Key {
     kind: Toml::Integer,
     given: |a| text(&a.max_consent_days),
 };
+const MAX_MESSAGE_SIZE: Key = Key {
+    toml: "max_message_size",
+    flag: "--max-message-size",
+    env: "LEFI_MAX_MESSAGE_SIZE",
+    kind: Toml::String,
+    given: |a| text(&a.max_message_size),
+};
 
 /// Every key the config file may hold.
-const KEYS: [&Key; 12] = [
+const KEYS: [&Key; 13] = [
     &LISTEN,
     &ADMIN_LISTEN,
     &DATABASE_URL,
@@ -274,6 +287,7 @@ const KEYS: [&Key; 12] = [
     &HEARTBEAT_INTERVAL,
     &SHUTDOWN_GRACE,
     &MAX_CONSENT_DAYS,
+    &MAX_MESSAGE_SIZE,
 ];
 
 /// A value as given (text; a list for `crl`), and where.
@@ -466,8 +480,27 @@ pub struct Plan {
     heartbeat_interval: Duration,
     shutdown_grace: Duration,
     max_consent_days: u32,
+    max_message_bytes: usize,
     /// The files' contents, once read.
     read: Option<TlsMaterial>,
+}
+
+/// A size in bytes: a whole number, optionally followed by KiB, MiB (or KB/MB, read as the binary
+/// units gRPC limits are usually given in).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| "not a whole number of bytes".to_string())?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "kb" | "k" => 1024,
+        "mib" | "mb" | "m" => 1024 * 1024,
+        other => return Err(format!("unknown unit '{other}' (use KiB or MiB)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| "too large".to_string())
 }
 
 /// Resolves `serve` arguments and the optional config file into [`Settings`], reading the
@@ -620,6 +653,19 @@ pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigErro
         Some((n, _)) => n,
         None => DEFAULT_MAX_CONSENT_DAYS,
     };
+    let max_message_bytes = match sources.parse(
+        &MAX_MESSAGE_SIZE,
+        "a size such as 4MiB or 65536",
+        parse_size,
+        problems,
+    ) {
+        Some((n, origin)) if !MESSAGE_BYTES_RANGE.contains(&n) => {
+            problems.push(format!("{origin} must be between 64KiB and 256MiB"));
+            DEFAULT_MAX_MESSAGE_BYTES
+        }
+        Some((n, _)) => n,
+        None => DEFAULT_MAX_MESSAGE_BYTES,
+    };
 
     let mut plan = Plan {
         party_addr,
@@ -633,6 +679,7 @@ pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigErro
         heartbeat_interval,
         shutdown_grace,
         max_consent_days,
+        max_message_bytes,
         read: None,
     };
     // Without --dev the files are already there: read them now, so that their problems come with
@@ -669,6 +716,7 @@ impl Plan {
             heartbeat_interval: self.heartbeat_interval,
             shutdown_grace: self.shutdown_grace,
             max_consent_days: self.max_consent_days,
+            max_message_bytes: self.max_message_bytes,
         })
     }
 
@@ -799,6 +847,40 @@ mod tests {
                 .any(|p| p.starts_with("--max-consent-days 'forever' is not a whole number")),
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn the_example_configuration_holds_only_keys_and_values_serve_accepts() {
+        let args = ServeArgs {
+            config: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lefi.example.toml")),
+            ..ServeArgs::default()
+        };
+        // Its certificate paths do not exist here; everything else must be accepted.
+        let problems: Vec<String> = problems_of(&args)
+            .into_iter()
+            .filter(|p| !p.contains("cannot be read"))
+            .collect();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn message_sizes_take_binary_units_and_stay_within_bounds() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("4MiB"), Ok(4 * 1024 * 1024));
+        assert_eq!(parse_size("512 KiB"), Ok(512 * 1024));
+        assert!(parse_size("4GB").is_err());
+        assert!(parse_size("lots").is_err());
+        for (given, problem) in [
+            ("1KiB", "--max-message-size must be between 64KiB and 256MiB"),
+            ("big", "--max-message-size 'big' is not a size"),
+        ] {
+            let args = ServeArgs {
+                max_message_size: Some(given.to_string()),
+                ..ServeArgs::default()
+            };
+            let problems = problems_of(&args);
+            assert!(problems.iter().any(|p| p.starts_with(problem)), "{problems:#?}");
+        }
     }
 
     #[test]

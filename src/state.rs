@@ -30,6 +30,8 @@ pub struct AppState {
     pub changes: tokio::sync::watch::Sender<u64>,
     /// The longest consent period, in days.
     pub max_consent_days: u32,
+    /// The largest request message the APIs read, in bytes (`serve --max-message-size`).
+    pub max_message_bytes: usize,
     /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
     /// certificate with it before registering it for a party.
     pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,

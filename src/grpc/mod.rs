@@ -11,6 +11,7 @@
 //! policy and the store, and convert the answer back. A service never imports another service.
 
 pub mod admin_api;
+pub mod codec;
 pub mod convert;
 pub mod fields;
 pub mod identity_layer;

@@ -444,6 +444,71 @@ pub fn shutting_down() -> Status {
     .into()
 }
 
+/// Why a request message could not be read, before any handler saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The bytes are not the method's request message (prost's description of why).
+    Malformed(String),
+    /// The message is longer than the server's limit, in bytes.
+    TooLarge { max_bytes: usize },
+}
+
+impl Unreadable {
+    /// What tonic reports when a message could not be read: our codec's MESSAGE_MALFORMED (see
+    /// [`crate::grpc::codec`]), or tonic's own OUT_OF_RANGE for a message over the limit (a
+    /// status without details: every status lefi builds has an ErrorInfo). Anything else, such
+    /// as a reset stream, is not about the message.
+    pub fn of(status: &Status, max_bytes: usize) -> Option<Self> {
+        if reason_of(status).as_deref() == Some(ErrorReason::MessageMalformed.as_str_name()) {
+            return Some(Self::Malformed(status.message().to_string()));
+        }
+        let untouched = status.details().is_empty();
+        (untouched && status.code() == Code::OutOfRange).then_some(Self::TooLarge { max_bytes })
+    }
+
+    fn report(&self) -> Report {
+        match self {
+            Self::Malformed(cause) => Report::new(Code::InvalidArgument, ErrorReason::MessageMalformed, cause.clone()),
+            Self::TooLarge { max_bytes } => Report::new(
+                Code::ResourceExhausted,
+                ErrorReason::MessageTooLarge,
+                format!(
+                    "the request message is larger than this server accepts ({max_bytes} bytes); send smaller \
+                     messages (split the batch into several calls)"
+                ),
+            )
+            .with("max_bytes", max_bytes.to_string()),
+        }
+    }
+
+    /// The status of a unary request that could not be read.
+    pub fn status(&self) -> Status {
+        self.report().into()
+    }
+
+    /// The status a client stream ends with when its message at `index` (0-based) could not be
+    /// read, after every message before it was answered.
+    pub fn status_at(&self, index: u64) -> Status {
+        let mut report = self.report();
+        report.message = format!(
+            "request {index} of this stream could not be read: {}. Every request before it was answered and \
+             nothing after it was read: fix it and resend from request {index}",
+            report.message
+        );
+        report.with("index", index.to_string()).into()
+    }
+}
+
+/// INVALID_ARGUMENT MESSAGE_MALFORMED, for the codec: bytes that do not decode as the expected
+/// message. prost's description names the wire problem, never a field's value.
+pub fn malformed_message(err: &prost::DecodeError) -> Status {
+    Unreadable::Malformed(format!(
+        "the message could not be decoded as this method's message type ({err}); generate your client \
+         from this server's proto/ (or fetch the schema by server reflection)"
+    ))
+    .status()
+}
+
 /// FAILED_PRECONDITION CURSOR_EXPIRED: the history behind the cursor was pruned.
 pub fn cursor_expired(horizon: u64) -> Status {
     Report::new(

@@ -124,6 +124,8 @@ pub struct SpawnOptions {
     pub crl_revokes: Vec<fn(&TestCerts) -> &Issued>,
     pub heartbeat_interval: Option<Duration>,
     pub shutdown_grace: Option<Duration>,
+    /// `serve --max-message-size`, in bytes.
+    pub max_message_bytes: Option<usize>,
 }
 
 static PG_SKIP_NOTICE: Once = Once::new();
@@ -187,6 +189,9 @@ impl TestApp {
             heartbeat_interval: options.heartbeat_interval.unwrap_or(Duration::from_secs(15)),
             shutdown_grace: options.shutdown_grace.unwrap_or(Duration::from_secs(10)),
             max_consent_days: 1096,
+            max_message_bytes: options
+                .max_message_bytes
+                .unwrap_or(lefi::config::DEFAULT_MAX_MESSAGE_BYTES),
         };
         let clock = Clock::system();
         let store = Store::connect(&url, 4).await.unwrap();

@@ -20,3 +20,4 @@ mod register;
 mod shutdown;
 mod store_contract;
 mod tls_abuse;
+mod wire;

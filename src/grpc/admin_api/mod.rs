@@ -33,13 +33,23 @@ pub struct AdminApi {
 /// Adds every operator-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
     let api = AdminApi { state: state.clone() };
+    // The request limit tonic enforces; its refusal is given lefi's form in `grpc::codec`.
+    let max = state.max_message_bytes;
     routes
-        .add_service(pb::operator_service_server::OperatorServiceServer::new(
-            api.clone(),
-        ))
-        .add_service(pb::party_admin_service_server::PartyAdminServiceServer::new(
-            api.clone(),
-        ))
-        .add_service(pb::register_admin_service_server::RegisterAdminServiceServer::new(api.clone()))
-        .add_service(pb::audit_admin_service_server::AuditAdminServiceServer::new(api));
+        .add_service(
+            pb::operator_service_server::OperatorServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::party_admin_service_server::PartyAdminServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::register_admin_service_server::RegisterAdminServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::audit_admin_service_server::AuditAdminServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        );
 }

@@ -22,7 +22,7 @@ use crate::grpc::convert::{self, Audience};
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::operator_with;
 use crate::grpc::pb::lefi::admin::v1 as pb;
-use crate::grpc::status::{self, Missing};
+use crate::grpc::status::{self, Missing, Unreadable};
 use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
 use crate::state::AppState;
@@ -71,6 +71,19 @@ async fn log_operator_view(
 /// One decoded request: its fact, or why it was refused before reaching the store.
 type Decoded = Result<NewFact, FactError>;
 
+/// What the reader hands the writer, in stream order.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every item is a Request; boxing it would allocate once per fact"
+)]
+enum Inbound {
+    /// A request that was read.
+    Request(Decoded),
+    /// A request that could not be read: the stream ends with it once everything before it is
+    /// answered.
+    Unreadable(Unreadable),
+}
+
 #[tonic::async_trait]
 impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
     #[tracing::instrument(skip_all)]
@@ -80,7 +93,7 @@ impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
     ) -> Result<Response<IngestStream>, Status> {
         operator_with(&request, AdminRight::FeedRegister)?;
         let inbound = request.into_inner();
-        let (decoded_tx, decoded_rx) = mpsc::channel::<Decoded>(INGEST_BUFFER);
+        let (decoded_tx, decoded_rx) = mpsc::channel::<Inbound>(INGEST_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(INGEST_BUFFER);
         status::spawn(read_facts(self.state.clone(), inbound, decoded_tx));
         status::spawn(write_facts(self.state.clone(), decoded_rx, out_tx));
@@ -174,7 +187,7 @@ fn person_version(r: &StoredRecord) -> pb::PersonVersion {
 
 /// Reads the client's facts, decodes and checks each one, and hands them to the writer in order.
 /// Ends when the client finishes or fails, when the writer is gone, or when the server drains.
-async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, tx: mpsc::Sender<Decoded>) {
+async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, tx: mpsc::Sender<Inbound>) {
     loop {
         let next = tokio::select! {
             biased;
@@ -185,8 +198,13 @@ async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, 
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(status) => {
-                // The facts before the failure are still answered; nothing after it can be.
-                tracing::debug!(code = ?status.code(), "ingest stream from the client failed");
+                // The facts before the failure are still answered; nothing after it is read.
+                match Unreadable::of(&status, state.max_message_bytes) {
+                    Some(unreadable) => {
+                        let _ = tx.send(Inbound::Unreadable(unreadable)).await;
+                    }
+                    None => tracing::debug!(code = ?status.code(), "ingest stream from the client failed"),
+                }
                 return;
             }
         };
@@ -198,7 +216,7 @@ async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, 
                 "the request holds no fact; set IngestRequest.fact",
             )),
         };
-        if tx.send(decoded).await.is_err() {
+        if tx.send(Inbound::Request(decoded)).await.is_err() {
             return;
         }
     }
@@ -208,11 +226,11 @@ async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, 
 /// committed.
 async fn write_facts(
     state: AppState,
-    mut rx: mpsc::Receiver<Decoded>,
+    mut rx: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Result<pb::IngestResponse, Status>>,
 ) {
     let mut index: u64 = 0;
-    let mut batch: Vec<Decoded> = Vec::with_capacity(INGEST_BATCH);
+    let mut batch: Vec<Inbound> = Vec::with_capacity(INGEST_BATCH);
     loop {
         batch.clear();
         let received = tokio::select! {
@@ -228,13 +246,16 @@ async fn write_facts(
         }
         let mut facts = Vec::with_capacity(batch.len());
         let mut refused: Vec<Option<FactError>> = Vec::with_capacity(batch.len());
+        let mut unreadable = None;
         for item in batch.drain(..) {
             match item {
-                Ok(fact) => {
+                Inbound::Request(Ok(fact)) => {
                     facts.push(fact);
                     refused.push(None);
                 }
-                Err(e) => refused.push(Some(e)),
+                Inbound::Request(Err(e)) => refused.push(Some(e)),
+                // The reader sends nothing after it.
+                Inbound::Unreadable(u) => unreadable = Some(u),
             }
         }
         let started = std::time::Instant::now();
@@ -285,6 +306,11 @@ async fn write_facts(
             store_ms = started.elapsed().as_millis() as u64,
             "ingest batch committed"
         );
+        if let Some(unreadable) = unreadable {
+            tracing::info!(index, reason = ?unreadable, "ingest stream ended at a request that could not be read");
+            let _ = out.send(Err(unreadable.status_at(index))).await;
+            return;
+        }
     }
 }
 

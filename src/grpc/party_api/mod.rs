@@ -35,15 +35,27 @@ pub struct PartyApi {
 /// Adds every party-facing service to `routes`.
 pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
     let api = PartyApi { state: state.clone() };
+    // The request limit tonic enforces; its refusal is given lefi's form in `grpc::codec`.
+    let max = state.max_message_bytes;
     routes
-        .add_service(pb::party_service_server::PartyServiceServer::new(api.clone()))
-        .add_service(pb::delivery_service_server::DeliveryServiceServer::new(
-            api.clone(),
-        ))
-        .add_service(pb::subscription_service_server::SubscriptionServiceServer::new(
-            api.clone(),
-        ))
-        .add_service(pb::query_service_server::QueryServiceServer::new(api.clone()))
-        .add_service(pb::consent_service_server::ConsentServiceServer::new(api.clone()))
-        .add_service(pb::case_service_server::CaseServiceServer::new(api));
+        .add_service(
+            pb::party_service_server::PartyServiceServer::new(api.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::delivery_service_server::DeliveryServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::subscription_service_server::SubscriptionServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::query_service_server::QueryServiceServer::new(api.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::consent_service_server::ConsentServiceServer::new(api.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::case_service_server::CaseServiceServer::new(api.clone()).max_decoding_message_size(max),
+        );
 }

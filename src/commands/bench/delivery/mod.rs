@@ -93,6 +93,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_secs(15),
         shutdown_grace: Duration::from_secs(5),
         max_consent_days: 1096,
+        max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
     };
     let app = App::build_with_store(settings, store.clone(), clock.clone()).await?;
     let addr = format!("https://localhost:{}", app.party_addr()?.port());
