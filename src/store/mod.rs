@@ -191,7 +191,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections.max(2))
-                .acquire_timeout(Duration::from_secs(30))
+                .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await
                 .map_err(connect_err)?;
@@ -280,10 +280,16 @@ impl Store {
     }
 
     /// Calls `on_change` for every change announced by any replica, until the returned task is
-    /// aborted. `None` on SQLite.
+    /// aborted. `None` on SQLite (one process: every change is made here).
+    ///
+    /// An announcement is lost when it is made while this replica's LISTEN connection is down
+    /// (PostgreSQL restarting, a network cut). So `on_change` is also called once LISTEN is back
+    /// after such a loss (whatever was committed meanwhile is then re-read), and, as the safety
+    /// net, whenever the register head (which every history event moves) is found to have moved
+    /// on a check every [`HEAD_CHECK_INTERVAL`].
     pub async fn watch_changes(
         &self,
-        on_change: impl Fn() + Send + 'static,
+        on_change: impl Fn() + Send + Sync + 'static,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
         // LISTEN needs a connection of its own that outlives this call: PgListener manages one.
         let Backend::Postgres(pool) = &self.backend else {
@@ -291,22 +297,62 @@ impl Store {
         };
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(CHANGES_CHANNEL).await?;
-        Ok(Some(tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(_) => on_change(),
-                    Err(e) => {
-                        // PgListener reconnects by itself on the next recv; wake streams meanwhile
-                        // so they re-read the tables rather than miss anything.
-                        tracing::warn!(error = %e, "listening for changes from other replicas failed; retrying");
-                        on_change();
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+        let on_change = std::sync::Arc::new(on_change);
+        let listen = {
+            let on_change = on_change.clone();
+            async move {
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => on_change(),
+                        // The connection was lost and is back, listening again: announcements
+                        // made meanwhile are gone, so re-read.
+                        Ok(None) => {
+                            tracing::warn!(
+                                "the connection listening for other replicas' changes was lost and is back; \
+                                 re-reading in case a change was missed"
+                            );
+                            on_change();
+                        }
+                        // Reconnecting failed (the database is down). The next try reconnects;
+                        // after it succeeds, the head check catches what was missed.
+                        Err(e) => {
+                            tracing::warn!(error = %DatabaseError(e), "listening for other replicas' changes failed; retrying in 1 s");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
             }
+        };
+        let store = self.clone();
+        let check_head = async move {
+            let mut seen = None;
+            let mut ticks = tokio::time::interval(HEAD_CHECK_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match store.head_seq().await {
+                    Ok(head) => {
+                        if seen.is_some_and(|s| s != head) {
+                            on_change();
+                        }
+                        seen = Some(head);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "checking the register head failed"),
+                }
+            }
+        };
+        Ok(Some(tokio::spawn(async move {
+            tokio::join!(listen, check_head);
         })))
     }
 }
+
+/// How long a PostgreSQL call waits for a pooled connection before it fails UNAVAILABLE: long
+/// enough to ride out a brief blip, short enough that a client learns of an outage promptly.
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often each replica checks the register head for changes whose announcement it missed.
+pub const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A new random, time-ordered identifier with a readable prefix, e.g. `pty_0190f3…`.
 pub fn new_id(prefix: &str) -> String {

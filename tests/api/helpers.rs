@@ -314,7 +314,20 @@ impl TestApp {
         CancellationToken,
         JoinHandle<anyhow::Result<()>>,
     ) {
-        let store = Store::connect(&self.db_url, 4).await.unwrap();
+        self.start_replica_on(&self.db_url).await
+    }
+
+    /// A replica reaching the same database at `db_url` (e.g. through a [`crate::db_proxy`]).
+    pub async fn start_replica_on(
+        &self,
+        db_url: &str,
+    ) -> (
+        SocketAddr,
+        SocketAddr,
+        CancellationToken,
+        JoinHandle<anyhow::Result<()>>,
+    ) {
+        let store = Store::connect(db_url, 4).await.unwrap();
         let app = App::build_with_store(self.settings.clone(), store, self.clock.clone())
             .await
             .unwrap();

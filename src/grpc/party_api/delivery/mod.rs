@@ -148,7 +148,12 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (outlet, outgoing) = mpsc::channel(outlet::OUTLET_BATCHES);
-        status::spawn(outlet::run(state.clone(), outgoing, tx));
+        let reached = match position {
+            Position::History { seq, .. } => seq,
+            Position::Start { .. } => 0,
+        };
+        let keepalive = outlet::Keepalive::new(interval, key.encode(&party.party_id, position), reached);
+        status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive));
         let producer =
             producer::DeliveryStream::new(state, party, call, key, batch, interval, outlet, position);
         status::spawn(producer.run_to_end());

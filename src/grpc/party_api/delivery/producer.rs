@@ -55,6 +55,14 @@ impl From<StoreError> for Flow {
     }
 }
 
+/// What becomes of a heartbeat the producer builds.
+enum Announce {
+    /// Sent at once (the first message of every stream).
+    Send,
+    /// Reported to the outlet, which sends the idle heartbeats.
+    Standing,
+}
+
 /// One open stream's producer.
 pub(super) struct DeliveryStream {
     state: AppState,
@@ -133,8 +141,8 @@ impl DeliveryStream {
         if let Err(e) = self.still_allowed().await {
             return Some(e.into());
         }
-        if !self.heartbeat().await {
-            return None;
+        if let Flow::Stop(status) = self.heartbeat(Announce::Send).await {
+            return status;
         }
         if let Position::Start { head, .. } = self.position {
             if let Flow::Stop(status) = self.deliver_start(head).await {
@@ -172,8 +180,8 @@ impl DeliveryStream {
                     }
                 }
                 () = tokio::time::sleep(self.interval) => {
-                    if !self.heartbeat().await {
-                        return None;
+                    if let Flow::Stop(status) = self.heartbeat(Announce::Standing).await {
+                        return status;
                     }
                 }
             }
@@ -269,9 +277,13 @@ impl DeliveryStream {
         self.person_cache.insert(person, data);
     }
 
-    /// Sends a heartbeat (it discloses nothing) after everything handed over.
-    async fn heartbeat(&mut self) -> bool {
-        let head = self.state.store.head_seq().await.unwrap_or_default();
+    /// Sends a heartbeat (it discloses nothing) after everything handed over, or reports where
+    /// the stream stands for the outlet's next heartbeat.
+    async fn heartbeat(&mut self, announce: Announce) -> Flow {
+        let head = match self.state.store.head_seq().await {
+            Ok(head) => head,
+            Err(e) => return e.into(),
+        };
         let reached = match self.position {
             Position::History { seq, .. } => seq,
             Position::Start { .. } => 0,
@@ -284,11 +296,17 @@ impl DeliveryStream {
                 server_time: Some(timestamp(self.state.clock.now_micros())),
             })),
         };
-        let batch = Outgoing::Batch {
-            log: Vec::new(),
-            messages: vec![message],
+        let outgoing = match announce {
+            Announce::Send => Outgoing::Batch {
+                log: Vec::new(),
+                messages: vec![message],
+            },
+            Announce::Standing => Outgoing::Standing(message),
         };
-        self.outlet.send(batch).await.is_ok()
+        match self.outlet.send(outgoing).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop(None),
+        }
     }
 
     /// A delivery the policy no longer allows: the denial is logged and the subscription is
