@@ -134,6 +134,11 @@ pub struct SynthArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also give this person (e.g. the demo person `serve --dev` printed; only numbers from the
+    /// test range, birth numbers 980–999) a new sick-pay case, so a stream subscribed to them shows
+    /// it arriving.
+    #[arg(long, value_name = "PERSON")]
+    pub sick_leave_for: Option<String>,
 }
 
 /// How to onboard a party, shown by `lefi admin --help`.

@@ -308,6 +308,21 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut generator = crate::dev::synth::Synth::new(args.seed, until);
+    let tour = match &args.sick_leave_for {
+        Some(given) => {
+            let person = crate::domain::Personnummer::parse(given, until).map_err(|e| {
+                anyhow::anyhow!("--sick-leave-for is not a valid identity number ({e}); give the demo person serve --dev printed")
+            })?;
+            let facts = generator.sick_leave_for(&person).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--sick-leave-for takes only identity numbers from the test range (birth numbers 980-999, \
+                     like the demo person serve --dev printed): synthetic facts are never made for a real person"
+                )
+            })?;
+            Some(facts)
+        }
+        None => None,
+    };
     let mut facts = 0u64;
     for _ in 0..args.persons {
         for fact in generator.next_person()? {
@@ -315,6 +330,11 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
             writeln!(out, "{line}")?;
             facts += 1;
         }
+    }
+    let tour_facts = tour.as_ref().map_or(0, Vec::len);
+    for fact in tour.into_iter().flatten() {
+        writeln!(out, "{}", crate::ndjson::fact_to_line(&fact)?)?;
+        facts += 1;
     }
     out.flush()?;
     let target = args
@@ -325,5 +345,8 @@ pub fn synth(args: SynthArgs) -> anyhow::Result<()> {
         "wrote {facts} synthetic facts for {} persons (seed {}, until {}) to {target}",
         args.persons, args.seed, args.until
     );
+    if tour_facts > 0 {
+        eprintln!("  including a new sick-pay case of {tour_facts} facts for the --sick-leave-for person");
+    }
     Ok(())
 }

@@ -172,6 +172,12 @@ impl DevSummary<'_> {
             ));
             commands
                 .push("cargo run --release -- client stream --cursor-file demo.cursor --follow".to_string());
+            // Feeds the register so the stream above shows a change: a new sick-pay case for the
+            // demo person among 1,000 other synthetic persons.
+            commands.push(format!(
+                "cargo run --release -- synth --persons 1000 --seed 7 --sick-leave-for {person} --out synth.ndjson"
+            ));
+            commands.push("cargo run --release -- ingest synth.ndjson".to_string());
         }
         let certs = &self.certs;
         commands.push(format!(

@@ -1,7 +1,9 @@
 //! The `lefi` binary as a person uses it: `serve --dev` from an empty directory, the reference
 //! client against it, configuration errors, and SIGTERM.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::dev_server::{DevServer, LEFI};
 
@@ -55,6 +57,117 @@ fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
 
     let status = server.terminate();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
+}
+
+/// The README tour's last step (issue 14, 17): the file `synth --sick-leave-for` writes, ingested
+/// while a stream follows the demo subscription, shows up on that stream as changes.
+#[test]
+fn the_tour_feeds_a_change_the_demo_stream_shows() {
+    let server = DevServer::start();
+    let person = server
+        .demo_person
+        .clone()
+        .expect("serve --dev suggests a demo person");
+    let run = |args: &[&str]| {
+        let out = server.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "client",
+        "--addr",
+        &server.party_addr,
+        "subscribe",
+        "--reference",
+        "demo-1",
+        "--person",
+        &person,
+        "--benefits",
+        "SJP",
+        "--from",
+        "2020-01-01",
+        "--basis",
+        "INS_COORDINATION",
+    ]);
+
+    let mut stream = Command::new(LEFI)
+        .args([
+            "client",
+            "--addr",
+            &server.party_addr,
+            "stream",
+            "--cursor-file",
+            "demo.cursor",
+            "--heartbeat",
+            "1s",
+        ])
+        .current_dir(server.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = stream.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let event = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the stream went quiet")
+    };
+    while next().get("snapshotEnd").is_none() {}
+
+    // The tour's feed: 50 persons here instead of 1,000, the same option.
+    let file = server.path().join("synth.ndjson");
+    let out = server.run(&[
+        "synth",
+        "--persons",
+        "50",
+        "--seed",
+        "7",
+        "--sick-leave-for",
+        &person,
+        "--out",
+        "synth.ndjson",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(file.is_file());
+    run(&["ingest", "--addr", &server.admin_addr, "synth.ndjson"]);
+
+    let change = loop {
+        let event = next();
+        if let Some(change) = event.get("change") {
+            break change.clone();
+        }
+        assert!(event.get("heartbeat").is_some(), "{event}");
+    };
+    assert!(
+        change["records"].as_array().is_some_and(|r| !r.is_empty()),
+        "{change}"
+    );
+    let _ = stream.kill();
+    let _ = stream.wait();
+
+    // A number that could be a real person's is refused: synthetic facts only for the test range.
+    let out = server.run(&["synth", "--persons", "1", "--sick-leave-for", "19900704-2386"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test range"));
+    server.terminate();
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub struct DevServer {
     pub party_addr: String,
     /// `https://localhost:PORT` of the admin API.
     pub admin_addr: String,
+    /// The demo person the summary suggests subscribing to.
+    pub demo_person: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -52,7 +54,7 @@ impl DevServer {
                 .and_then(|r| r.split_whitespace().next())
                 .map(str::to_string)
         };
-        let (mut party, mut admin) = (None, None);
+        let (mut party, mut admin, mut demo_person) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let line = rx
@@ -64,6 +66,9 @@ impl DevServer {
             if line.contains("admin API") {
                 admin = port_of(&line);
             }
+            if let Some(rest) = line.split(" --person ").nth(1) {
+                demo_person = rest.split_whitespace().next().map(str::to_string);
+            }
             if line.starts_with("Stop with Ctrl-C") {
                 break;
             }
@@ -72,6 +77,7 @@ impl DevServer {
             child,
             party_addr: format!("https://localhost:{}", party.expect("party port")),
             admin_addr: format!("https://localhost:{}", admin.expect("admin port")),
+            demo_person,
             dir,
         }
     }

@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use time::{Date, Duration, macros::date};
 
+use crate::domain::Personnummer;
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 use facts::{PersonFacts, event, person};
@@ -129,6 +130,29 @@ impl Synth {
             );
         }
         Ok(p.facts)
+    }
+}
+
+impl Synth {
+    /// A sickness case (opened, decided, compensated, paid) for `person`, a number from the test
+    /// range, for a tour or a demo: a subscription to the person sees it arrive. Its source ids
+    /// (`{prefix}TOUR-SJP0-…`) are apart from every synthetic person's. `None` when the number is
+    /// not from the test range (birth numbers 980–999): synthetic facts are never made for
+    /// anyone who could be real.
+    pub fn sick_leave_for(&mut self, person: &Personnummer) -> Option<Vec<admin_pb::Fact>> {
+        let digits = person.as_storage();
+        let birth_number: u16 = digits.get(8..11)?.parse().ok()?;
+        if !(FIRST_BIRTH_NUMBER..=LAST_BIRTH_NUMBER).contains(&birth_number) {
+            return None;
+        }
+        let mut p = PersonFacts {
+            source_system: self.source_system.clone(),
+            person_id: digits.to_string(),
+            prefix: format!("{}TOUR", self.id_prefix),
+            facts: Vec::new(),
+        };
+        self.sick_case(&mut p, 0, self.until);
+        Some(p.facts)
     }
 }
 
