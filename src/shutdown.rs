@@ -1,37 +1,53 @@
 //! Turning SIGINT and SIGTERM into a cancellation token.
 
+use std::future::Future;
+
 use tokio_util::sync::CancellationToken;
 
-/// A token that is cancelled on the first SIGINT (Ctrl-C) or SIGTERM.
+/// A token that is cancelled on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are installed
+/// before this returns, so a signal that arrives right after start-up is not missed (it would
+/// otherwise kill the process with the default action).
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
+    let signalled = listen();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signalled.await;
         tracing::info!("shutdown requested: draining open calls");
         trigger.cancel();
     });
     token
 }
 
+/// Installs the handlers now; the future completes at the first signal.
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn listen() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut only), Err(e)) | (Err(e), Ok(mut only)) => {
+                tracing::warn!(error = %e, "cannot listen for one of SIGTERM and SIGINT; only the other stops the server");
+                only.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM or SIGINT; stop the server by killing it");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn listen() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

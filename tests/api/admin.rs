@@ -870,7 +870,7 @@ async fn revoked_certificate_is_refused_and_its_open_stream_ends(backend: Backen
     assert_eq!(revoked.state, pb::CertificateState::Revoked as i32);
     assert_eq!(revoked.revocation_reason, "key compromised");
 
-    // The open stream ends with CERTIFICATE_REVOKED (at its next heartbeat tick).
+    // The open stream ends with CERTIFICATE_REVOKED at once.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match stream.message().await {
