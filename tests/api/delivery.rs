@@ -896,7 +896,10 @@ async fn subscriptions_are_idempotent_and_checked_item_by_item(backend: Backend)
 /// a stream held by the other, woken by LISTEN/NOTIFY (or at worst the replicas' 2 s head check;
 /// the stream's heartbeat is far longer than the wait, so its own wake-up cannot explain it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(lefi_no_test_postgres, ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)")]
+#[cfg_attr(
+    lefi_no_test_postgres,
+    ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)"
+)]
 async fn replicas_on_one_postgres_deliver_each_others_changes() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;

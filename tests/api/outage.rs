@@ -106,7 +106,10 @@ async fn ingest_through(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(lefi_no_test_postgres, ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)")]
+#[cfg_attr(
+    lefi_no_test_postgres,
+    ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)"
+)]
 async fn an_outage_ends_calls_unavailable_and_streams_hear_heartbeats_until_then() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
@@ -198,7 +201,10 @@ async fn an_outage_ends_calls_unavailable_and_streams_hear_heartbeats_until_then
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(lefi_no_test_postgres, ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)")]
+#[cfg_attr(
+    lefi_no_test_postgres,
+    ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)"
+)]
 async fn a_replica_catches_up_on_a_change_whose_announcement_it_missed() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
