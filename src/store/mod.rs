@@ -407,6 +407,30 @@ pub(crate) fn non_empty(v: String) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// What PRAGMA synchronous reads on a connection (0 OFF, 1 NORMAL, 2 FULL).
+    async fn synchronous_of(conn: &mut tx::Conn) -> i64 {
+        let tx::Conn::Sqlite(handle) = conn else {
+            panic!("a SQLite store")
+        };
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **handle)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_acknowledges_only_what_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lefi.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        // The writer syncs every commit; readers write nothing, so theirs does not matter.
+        assert_eq!(
+            synchronous_of(&mut store.write_unscoped().await.unwrap()).await,
+            2
+        );
+        store.close().await;
+    }
+
     #[test]
     fn code_lists_round_trip() {
         let codes = vec!["A".to_string(), "B_C".to_string()];
