@@ -107,6 +107,67 @@ pub enum Command {
     /// Identity numbers use only birth numbers 980–999, the range of Skatteverket's published test
     /// numbers; the source system is SYNTH. Never load synthetic data into a production register.
     Synth(SynthArgs),
+
+    /// Check the delivery contract under randomized faults (the robustness suite).
+    ///
+    /// Each run starts `lefi serve` as child processes on a fresh database (on PostgreSQL, two
+    /// replicas on a cluster of the run's own, made with initdb and pg_ctl), places
+    /// subscriptions, feeds facts at a steady rate while a consumer persists every event with its
+    /// cursor and resumes from it, and injects faults at random times drawn from the seed: kill -9
+    /// and SIGTERM of a server, kill of the reader, immediate restart of PostgreSQL. Then it checks
+    /// that per subscription the events are numbered without gap or repeat, each snapshot is the
+    /// register as of its sequence, and every acknowledged fact is delivered exactly once, in
+    /// commit order, with its body. Exits 1 if any run failed, printing its seed; failing runs keep
+    /// their files.
+    Chaos(ChaosArgs),
+}
+
+/// Arguments of `lefi chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// The database: an SQLite file, or a PostgreSQL cluster of the run's own.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: ChaosBackend,
+    /// How many runs; their seeds are --seed, --seed + 1, …
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// The first run's seed [default: the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run one seed again (what a failing run printed).
+    #[arg(long, conflicts_with_all = ["runs", "seed"])]
+    pub replay: Option<u64>,
+    /// How long each run injects faults, e.g. `15s`.
+    #[arg(long, default_value = "15s")]
+    pub duration: String,
+    /// Facts per second the feeder sends.
+    #[arg(long, default_value_t = 40)]
+    pub rate: u32,
+    /// Subscribed persons (as many others get facts that must not reach the party).
+    #[arg(long, default_value_t = 6)]
+    pub persons: usize,
+    /// Where the runs are made, one directory each [default: a new directory in the system's
+    /// temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep every run's files, not only failing runs'.
+    #[arg(long)]
+    pub keep: bool,
+    /// PostgreSQL's programs (initdb, pg_ctl) [default: `pg_config --bindir`, else the newest
+    /// /usr/lib/postgresql/*/bin].
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// After each passing run, damage its recording in every way the checker must catch and show
+    /// that it catches each.
+    #[arg(long)]
+    pub self_test: bool,
+}
+
+/// The database `lefi chaos` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChaosBackend {
+    Sqlite,
+    Postgres,
 }
 
 /// Arguments of `lefi ingest`.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod chaos;
 mod client;
 mod failure;
 mod ingest;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Admin(args) => return admin::run(args).await,
         Command::Ingest(args) => return ingest::run_ingest(args).await,
         Command::Synth(args) => ingest::synth(args),
+        Command::Chaos(args) => chaos::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
