@@ -161,6 +161,14 @@ pub struct ChaosArgs {
     /// that it catches each.
     #[arg(long)]
     pub self_test: bool,
+    /// Instead of fault runs, a soak of this length, e.g. `10m`: one server, --streams parties
+    /// with one subscription and one stream each, --rate facts a second, no faults; every stream
+    /// checked, no call may fail, the server's memory sampled every 10 s.
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["runs", "replay", "self_test"])]
+    pub soak: Option<String>,
+    /// Streams (and parties) in a soak.
+    #[arg(long, default_value_t = 1000, requires = "soak")]
+    pub streams: usize,
 }
 
 /// The database `lefi chaos` runs on.

@@ -7,7 +7,7 @@ pub(super) fn rss_kib() -> Option<u64> {
 }
 
 /// A memory field (`VmRSS:`, `VmHWM:`) of `/proc/<process>/status`, in KiB (Linux).
-pub(super) fn status_kib(process: &str, field: &str) -> Option<u64> {
+pub(crate) fn status_kib(process: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()

@@ -9,6 +9,8 @@ mod delivery;
 mod ingest;
 mod measure;
 
+pub(crate) use measure::status_kib;
+
 use crate::cli::BenchCommand;
 use crate::dev::synth::{DEFAULT_UNTIL, Synth};
 use crate::domain::register::NewFact;

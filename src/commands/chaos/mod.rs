@@ -14,6 +14,7 @@ mod check;
 mod feeder;
 mod reader;
 mod record;
+mod soak;
 mod world;
 
 use std::path::Path;
@@ -51,6 +52,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&base)?;
     // A PostgreSQL cluster run as the postgres user must reach its directory below this one.
     set_mode(&base, 0o755)?;
+    if let Some(length) = &args.soak {
+        let length = humantime::parse_duration(length)
+            .map_err(|e| anyhow::anyhow!("--soak '{length}' is not a duration: {e}"))?;
+        let dir = base.join("soak");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        return soak::soak(&args, args.streams, length, &dir).await;
+    }
     let seeds: Vec<u64> = match args.replay {
         Some(seed) => vec![seed],
         None => {

@@ -209,6 +209,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// The run's certificates, written to `dir/certs`.
 pub struct Certs {
     pub dir: PathBuf,
+    ca: DevCa,
     pub party: ClientPem,
     pub ingest: ClientPem,
     party_issued: Issued,
@@ -226,18 +227,44 @@ impl Certs {
         std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
         std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
         std::fs::write(dir.join("server.key"), &server.key_pem)?;
-        let pem = |issued: &Issued| ClientPem {
-            cert: issued.cert_pem.clone().into_bytes(),
-            key: issued.key_pem.clone().into_bytes(),
-            ca: ca.cert_pem().as_bytes().to_vec(),
-        };
+        let pem = |issued: &Issued| client_pem(&ca, issued);
         Ok(Certs {
             party: pem(&party_issued),
             ingest: pem(&ingest_issued),
             dir,
+            ca,
             party_issued,
             ingest_issued,
         })
+    }
+
+    /// Registers `count` more connected insurers (`Soak 0 AB`, …), each with a certificate of its
+    /// own; returns their client PEM files in that order.
+    pub async fn seed_parties(&self, url: &str, count: usize) -> anyhow::Result<Vec<ClientPem>> {
+        let store = Store::connect(url, 2).await?;
+        let clock = Clock::system();
+        let mut pems = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = format!("Soak {i} AB");
+            let issued = self.ca.issue_client(&name, None)?;
+            let (facts, _) = crate::identity::certificate_facts(issued.cert_pem.as_bytes())?;
+            // 5566NNNNN and its check digit: a valid organisationsnummer per party.
+            let nine = format!("5566{i:05}");
+            let digits: Vec<u8> = nine.bytes().map(|b| b - b'0').collect();
+            let org = format!(
+                "{}-{}{}",
+                &nine[..6],
+                &nine[6..],
+                crate::domain::personnummer::luhn_check_digit(&digits)
+            );
+            let party = insurer(&org, &name, format!("SOAK-{i}"), facts)?;
+            store
+                .onboard_connected(&Actor::system("lefi chaos"), &party, clock.now_micros())
+                .await?;
+            pems.push(client_pem(&self.ca, &issued));
+        }
+        store.close().await;
+        Ok(pems)
     }
 
     /// Registers the ingest operator and the party (connected, basis INS_COORDINATION, SJP) in a
@@ -255,25 +282,43 @@ impl Certs {
             )
             .await?;
         let (party, _) = crate::identity::certificate_facts(self.party_issued.cert_pem.as_bytes())?;
-        let party = NewConnectedParty {
-            org_number: OrgNumber::parse("556677-8899").map_err(|e| anyhow::anyhow!("{e}"))?,
-            name: "Chaos Försäkring AB".to_string(),
-            kind: PartyKind::Insurer,
-            contact_name: "Chaos".to_string(),
-            contact_email: "chaos@example.invalid".to_string(),
-            agreement_id: "CHAOS".to_string(),
-            valid_from: time::macros::date!(2024 - 01 - 01),
-            notice_period_days: 90,
-            basis_codes: vec!["INS_COORDINATION".to_string()],
-            benefit_codes: vec!["SJP".to_string()],
-            certificates: vec![party],
-        };
+        let party = insurer("556677-8899", "Chaos Försäkring AB", "CHAOS".to_string(), party)?;
         store
             .onboard_connected(&Actor::system("lefi chaos"), &party, clock.now_micros())
             .await?;
         store.close().await;
         Ok(())
     }
+}
+
+fn client_pem(ca: &DevCa, issued: &Issued) -> ClientPem {
+    ClientPem {
+        cert: issued.cert_pem.clone().into_bytes(),
+        key: issued.key_pem.clone().into_bytes(),
+        ca: ca.cert_pem().as_bytes().to_vec(),
+    }
+}
+
+/// A connected insurer with the basis INS_COORDINATION for SJP, holding `certificate`.
+fn insurer(
+    org: &str,
+    name: &str,
+    agreement_id: String,
+    certificate: crate::store::parties::NewCertificate,
+) -> anyhow::Result<NewConnectedParty> {
+    Ok(NewConnectedParty {
+        org_number: OrgNumber::parse(org).map_err(|e| anyhow::anyhow!("{e}"))?,
+        name: name.to_string(),
+        kind: PartyKind::Insurer,
+        contact_name: "Chaos".to_string(),
+        contact_email: "chaos@example.invalid".to_string(),
+        agreement_id,
+        valid_from: time::macros::date!(2024 - 01 - 01),
+        notice_period_days: 90,
+        basis_codes: vec!["INS_COORDINATION".to_string()],
+        benefit_codes: vec!["SJP".to_string()],
+        certificates: vec![certificate],
+    })
 }
 
 /// One `lefi serve` child process, on ports it keeps across restarts.
@@ -304,6 +349,11 @@ impl Server {
 
     pub fn admin_addr(&self) -> String {
         format!("https://localhost:{}", self.admin_port)
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Starts the process and waits until its party listener accepts connections.
