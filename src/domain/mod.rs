@@ -14,6 +14,7 @@ pub mod org_number;
 pub mod party;
 pub mod personnummer;
 pub mod register;
+pub mod statistics;
 
 pub use org_number::OrgNumber;
 pub use party::{OperatorRole, PartyKind, PartyState};

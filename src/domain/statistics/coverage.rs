@@ -1,0 +1,218 @@
+//! Coverage: how complete the register is for a month of a benefit, and so whether that month may
+//! be ordered.
+//!
+//! Compensation days reach the register long after the month they concern (payments are made
+//! afterwards, decisions are retroactive). The register keeps both time axes: the month a day
+//! concerns (valid) and the month it was recorded. For months old enough to be complete ("mature"),
+//! the **completion curve** says what share of their days had been recorded k months after the
+//! month; a recent month of age k is then expected to be `curve[k]` complete today. A month may be
+//! ordered from when that reaches [`ORDERABLE_FROM`] (95 %), as the agency publishes.
+
+/// The share of a month's days that must be recorded before the month may be ordered.
+pub const ORDERABLE_FROM: f64 = 0.95;
+
+/// A calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct YearMonth {
+    pub year: i32,
+    /// 1 to 12.
+    pub month: u8,
+}
+
+impl YearMonth {
+    pub fn new(year: i32, month: u8) -> Self {
+        Self { year, month }
+    }
+
+    /// The month of a date.
+    pub fn of(date: time::Date) -> Self {
+        Self::new(date.year(), u8::from(date.month()))
+    }
+
+    fn index(self) -> i64 {
+        i64::from(self.year) * 12 + i64::from(self.month) - 1
+    }
+
+    /// Whole months from `self` to `later` (0 for the same month, negative when `later` is
+    /// earlier).
+    pub fn months_until(self, later: YearMonth) -> i64 {
+        later.index() - self.index()
+    }
+}
+
+impl std::fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// Compensation days of a benefit: `days` of month `valid` were recorded in month `recorded`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordedDays {
+    pub valid: YearMonth,
+    pub recorded: YearMonth,
+    pub days: f64,
+}
+
+/// One month's coverage today.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonthCoverage {
+    pub month: YearMonth,
+    /// Its age in months today (0 = the current month).
+    pub age: u32,
+    /// The expected share of its days recorded by now (1.0 for a mature month).
+    pub coverage: f64,
+    pub orderable: bool,
+}
+
+/// A benefit's completion curve and its recent months' coverage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// `curve[k]`: the share of a mature month's days recorded within k months after it.
+    pub curve: Vec<f64>,
+    /// How many mature months the curve was drawn from (none: nothing recent is orderable).
+    pub mature_months: usize,
+    /// The months younger than `mature_after`, oldest first.
+    pub recent: Vec<MonthCoverage>,
+}
+
+/// The completion curve from the months at least `mature_after` months old on `today`'s month,
+/// and the coverage of the younger months.
+pub fn coverage(days: &[RecordedDays], today: YearMonth, mature_after: u32) -> Coverage {
+    let horizon = mature_after as usize;
+    let mut within = vec![0.0; horizon + 1];
+    let mut total = 0.0;
+    let mut mature = std::collections::BTreeSet::new();
+    for d in days {
+        let age = d.valid.months_until(today);
+        if age < i64::from(mature_after) || d.days <= 0.0 {
+            continue;
+        }
+        mature.insert(d.valid);
+        total += d.days;
+        let lag = d.valid.months_until(d.recorded).max(0) as usize;
+        for slot in within.iter_mut().skip(lag.min(horizon + 1)) {
+            *slot += d.days;
+        }
+    }
+    let curve: Vec<f64> = if total > 0.0 {
+        within.iter().map(|w| w / total).collect()
+    } else {
+        vec![0.0; horizon + 1]
+    };
+    let recent = (0..mature_after)
+        .rev()
+        .map(|age| {
+            let month_index = today.index() - i64::from(age);
+            let month = YearMonth::new(
+                month_index.div_euclid(12) as i32,
+                (month_index.rem_euclid(12) + 1) as u8,
+            );
+            let coverage = curve[age as usize];
+            MonthCoverage {
+                month,
+                age,
+                coverage,
+                orderable: !mature.is_empty() && coverage >= ORDERABLE_FROM,
+            }
+        })
+        .collect();
+    Coverage {
+        curve,
+        mature_months: mature.len(),
+        recent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A benefit whose days arrive 60 % in the month after, 30 % two months after, 6 % three and
+    /// 4 % four months after: 96 % after three months, complete after four.
+    fn three_month_lag(today: YearMonth, months: i64) -> Vec<RecordedDays> {
+        let shares = [(1, 0.60), (2, 0.30), (3, 0.06), (4, 0.04)];
+        let mut out = Vec::new();
+        for back in 1..=months {
+            let i = today.index() - back;
+            let valid = YearMonth::new(i.div_euclid(12) as i32, (i.rem_euclid(12) + 1) as u8);
+            for (lag, share) in shares {
+                if back >= lag {
+                    let j = i + lag;
+                    out.push(RecordedDays {
+                        valid,
+                        recorded: YearMonth::new(j.div_euclid(12) as i32, (j.rem_euclid(12) + 1) as u8),
+                        days: 1_000.0 * share,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_curve_is_drawn_from_mature_months_and_recent_ones_follow_it() {
+        let today = YearMonth::new(2026, 12);
+        let c = coverage(&three_month_lag(today, 36), today, 12);
+        assert_eq!(c.mature_months, 25);
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(near(c.curve[0], 0.0) && near(c.curve[1], 0.60) && near(c.curve[2], 0.90));
+        assert!(near(c.curve[3], 0.96) && near(c.curve[4], 1.0) && near(c.curve[12], 1.0));
+        let by_age = |age: u32| {
+            c.recent
+                .iter()
+                .find(|m| m.age == age)
+                .copied()
+                .unwrap_or_else(|| panic!("{age}"))
+        };
+        // Two months old: 90 %, not orderable; three months old: 96 %, orderable.
+        assert_eq!(by_age(2).month, YearMonth::new(2026, 10));
+        assert!(!by_age(2).orderable);
+        assert_eq!(by_age(3).month, YearMonth::new(2026, 9));
+        assert!(by_age(3).orderable);
+        assert_eq!(c.recent.first().map(|m| m.age), Some(11));
+        assert_eq!(c.recent.last().map(|m| m.month), Some(today));
+    }
+
+    #[test]
+    fn exactly_95_percent_is_orderable_and_just_under_is_not() {
+        let today = YearMonth::new(2026, 6);
+        let mut days = Vec::new();
+        for back in 13..=24 {
+            let i = today.index() - back;
+            let valid = YearMonth::new(i.div_euclid(12) as i32, (i.rem_euclid(12) + 1) as u8);
+            let at = |lag: i64| {
+                let j = i + lag;
+                YearMonth::new(j.div_euclid(12) as i32, (j.rem_euclid(12) + 1) as u8)
+            };
+            days.push(RecordedDays {
+                valid,
+                recorded: at(1),
+                days: 940.0,
+            });
+            days.push(RecordedDays {
+                valid,
+                recorded: at(2),
+                days: 10.0,
+            });
+            days.push(RecordedDays {
+                valid,
+                recorded: at(5),
+                days: 50.0,
+            });
+        }
+        let c = coverage(&days, today, 12);
+        assert!((c.curve[1] - 0.94).abs() < 1e-9 && (c.curve[2] - 0.95).abs() < 1e-9);
+        let age = |a: u32| c.recent.iter().find(|m| m.age == a).map(|m| m.orderable);
+        assert_eq!(age(1), Some(false));
+        assert_eq!(age(2), Some(true));
+    }
+
+    #[test]
+    fn without_mature_months_nothing_recent_is_orderable() {
+        let today = YearMonth::new(2026, 12);
+        let c = coverage(&three_month_lag(today, 6), today, 12);
+        assert_eq!(c.mature_months, 0);
+        assert!(c.recent.iter().all(|m| !m.orderable));
+    }
+}
