@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod disclosure_log;
 pub mod parties;
 pub mod register;
+pub mod statistics;
 pub(crate) mod tx;
 
 use std::str::FromStr;

@@ -20,6 +20,7 @@ mod outage;
 mod policy;
 mod register;
 mod shutdown;
+mod statistics;
 mod store_contract;
 mod tls_abuse;
 mod wire;

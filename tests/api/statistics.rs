@@ -1,0 +1,396 @@
+//! Statistics orders in the store (issue 13), on both backends: every step is checked by the
+//! order's rules in the transaction that makes it, audited, and idempotent by key; the population
+//! file arrives only after the release and leaves with the deletion.
+
+use lefi::domain::statistics::order::{OrderState, OrderStep, Side, StepRefused};
+use lefi::domain::statistics::population;
+use lefi::store::statistics::{NewOrder, OrderError, OrderFilter, Quote, StepDetail};
+use time::macros::date;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(
+    an_order_runs_from_submission_to_deletion_with_every_step_audited,
+    steps_out_of_turn_are_refused_and_change_nothing,
+    a_step_replayed_with_its_key_acts_once,
+    overdue_orders_are_found_by_their_receipt_deadline,
+);
+
+fn new_order(reference: &str) -> NewOrder {
+    NewOrder {
+        order_reference: reference.to_string(),
+        project: "Sjukfrånvaro och arbetsmarknad 2020–2025".to_string(),
+        purpose: "Forskning om sjukfrånvaro".to_string(),
+        legal_ground: "24 kap. 8 § OSL".to_string(),
+        population_description: "Personer födda 1960–1990 med sjukpenning".to_string(),
+        benefit_types: vec!["SJP".to_string(), "FP".to_string()],
+        variables: "episoder och paneler".to_string(),
+        period_from: date!(2020 - 01 - 01),
+        period_to: date!(2025 - 12 - 31),
+        wished_delivery: Some(date!(2027 - 03 - 01)),
+        contact_name: "Eva Forskare".to_string(),
+        contact_email: "eva@universitet.example".to_string(),
+        special_duty: false,
+    }
+}
+
+fn quote(by: &str) -> StepDetail {
+    StepDetail::Quote(Quote {
+        drafted_by: by.to_string(),
+        specification: "episoder SJP 2020–2025".to_string(),
+        centihours: 1250,
+        net_ore: 1_062_500,
+        vat_ore: 265_625,
+    })
+}
+
+fn members(text: &str) -> StepDetail {
+    StepDetail::Population(
+        population::parse(text.as_bytes(), date!(2026 - 12 - 01))
+            .unwrap()
+            .members,
+    )
+}
+
+async fn an_order_runs_from_submission_to_deletion_with_every_step_audited(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let store = &app.store;
+    let party = app.insurer_id.as_str();
+    let (order, created) = store
+        .submit_order(party, &new_order("ref-1"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(order.state, OrderState::Submitted);
+    let (again, created) = store
+        .submit_order(party, &new_order("ref-1"), date!(2026 - 12 - 03), 2)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.order_id, order.order_id);
+
+    let id = order.order_id.as_str();
+    let step = |step, side, actor: &'static str, detail: StepDetail, at: i64| {
+        let store = store.clone();
+        let id = id.to_string();
+        async move {
+            store
+                .order_step(&id, None, step, side, actor, &detail, None, at)
+                .await
+        }
+    };
+    use OrderStep as T;
+    step(T::ConfirmReceipt, Side::Agency, "Anna", StepDetail::None, 10)
+        .await
+        .unwrap();
+    step(T::DraftQuote, Side::Agency, "Anna", quote("Anna"), 11)
+        .await
+        .unwrap();
+    step(T::AgreeContent, Side::Orderer, "party", StepDetail::None, 12)
+        .await
+        .unwrap();
+    // Four eyes: Anna drafted the quote.
+    let refused = step(
+        T::Release,
+        Side::Agency,
+        "Anna",
+        StepDetail::Decision("ok".into()),
+        13,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(OrderError::Refused(StepRefused::SameReviewer))),
+        "{refused:?}"
+    );
+    step(
+        T::Release,
+        Side::Agency,
+        "Bo",
+        StepDetail::Decision("aggregera inte under 5".into()),
+        14,
+    )
+    .await
+    .unwrap();
+    let population = "personnummer;lopnr\n19900704-2386;L1\n19950113-2386;L2\n";
+    let order = step(T::ReceivePopulation, Side::Agency, "Bo", members(population), 15)
+        .await
+        .unwrap();
+    assert_eq!(order.population_count, 2);
+    step(T::AcceptQuote, Side::Orderer, "party", StepDetail::None, 16)
+        .await
+        .unwrap();
+    step(
+        T::Extract,
+        Side::Agency,
+        "Anna",
+        StepDetail::Extracted { sequence: 7 },
+        17,
+    )
+    .await
+    .unwrap();
+    let delivered = StepDetail::Delivered {
+        on: date!(2027 - 01 - 10),
+        retain_until: date!(2027 - 07 - 10),
+    };
+    let order = step(T::Deliver, Side::Agency, "Anna", delivered, 18)
+        .await
+        .unwrap();
+    assert_eq!(order.state, OrderState::Delivered);
+    assert_eq!(order.retain_until, Some(date!(2027 - 07 - 10)));
+    assert_eq!(order.extracted_sequence, Some(7));
+    assert_eq!(
+        order.decision,
+        Some(("Bo".to_string(), "aggregera inte under 5".to_string()))
+    );
+    assert_eq!(store.order_population(id).await.unwrap().len(), 2);
+    let order = step(T::Delete, Side::Server, "lefi", StepDetail::None, 19)
+        .await
+        .unwrap();
+    assert_eq!(order.state, OrderState::Deleted);
+    assert!(order.deleted_at.is_some());
+    assert!(
+        store.order_population(id).await.unwrap().is_empty(),
+        "the population goes with the files"
+    );
+
+    let history = store.order_history(id).await.unwrap();
+    let steps: Vec<OrderStep> = history.iter().map(|h| h.step).collect();
+    assert_eq!(
+        steps,
+        vec![
+            T::Submit,
+            T::ConfirmReceipt,
+            T::DraftQuote,
+            T::AgreeContent,
+            T::Release,
+            T::ReceivePopulation,
+            T::AcceptQuote,
+            T::Extract,
+            T::Deliver,
+            T::Delete
+        ]
+    );
+    let population_entry = &history[5];
+    assert_eq!(population_entry.detail, "2 persons");
+    for h in &history {
+        assert!(
+            !h.detail.contains("2386"),
+            "no identity number in the audit: {}",
+            h.detail
+        );
+    }
+    assert_eq!(history[4].actor, "Bo");
+    app.stop().await;
+}
+
+async fn steps_out_of_turn_are_refused_and_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let store = &app.store;
+    let (order, _) = store
+        .submit_order(&app.insurer_id, &new_order("ref-2"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    let id = order.order_id.as_str();
+    let population = members("19900704-2386;L1\n");
+    let before_release = store
+        .order_step(
+            id,
+            None,
+            OrderStep::ReceivePopulation,
+            Side::Orderer,
+            "p",
+            &population,
+            None,
+            2,
+        )
+        .await;
+    assert!(
+        matches!(
+            before_release,
+            Err(OrderError::Refused(StepRefused::PopulationBeforeRelease))
+        ),
+        "{before_release:?}"
+    );
+    let extract = store
+        .order_step(
+            id,
+            None,
+            OrderStep::Extract,
+            Side::Agency,
+            "a",
+            &StepDetail::None,
+            None,
+            3,
+        )
+        .await;
+    assert!(matches!(extract, Err(OrderError::Refused(_))), "{extract:?}");
+    // Another party's order is not found for it.
+    let foreign = store
+        .order_step(
+            id,
+            Some(&app.municipality_id),
+            OrderStep::Withdraw,
+            Side::Orderer,
+            "m",
+            &StepDetail::None,
+            None,
+            4,
+        )
+        .await;
+    assert!(matches!(foreign, Err(OrderError::NotFound)), "{foreign:?}");
+    assert!(
+        store
+            .order(id, Some(&app.municipality_id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let order = store.order(id, None).await.unwrap().unwrap();
+    assert_eq!(order.state, OrderState::Submitted);
+    assert_eq!(order.population_count, 0);
+    assert!(store.order_population(id).await.unwrap().is_empty());
+    assert_eq!(
+        store.order_history(id).await.unwrap().len(),
+        1,
+        "only the submission"
+    );
+    app.stop().await;
+}
+
+async fn a_step_replayed_with_its_key_acts_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let store = &app.store;
+    let (order, _) = store
+        .submit_order(&app.insurer_id, &new_order("ref-3"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    let id = order.order_id.as_str();
+    let ask = StepDetail::Text("Vilka variabler?".to_string());
+    for at in [2, 3] {
+        store
+            .order_step(
+                id,
+                None,
+                OrderStep::ConfirmReceipt,
+                Side::Agency,
+                "a",
+                &StepDetail::None,
+                Some("k1"),
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .order_step(
+            id,
+            None,
+            OrderStep::RequestCompletion,
+            Side::Agency,
+            "a",
+            &ask,
+            Some("k2"),
+            4,
+        )
+        .await
+        .unwrap();
+    let replay = store
+        .order_step(
+            id,
+            None,
+            OrderStep::RequestCompletion,
+            Side::Agency,
+            "a",
+            &ask,
+            Some("k2"),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay.state, OrderState::AwaitingCompletion);
+    let reused = store
+        .order_step(
+            id,
+            None,
+            OrderStep::DraftQuote,
+            Side::Agency,
+            "a",
+            &quote("a"),
+            Some("k1"),
+            6,
+        )
+        .await;
+    assert!(matches!(reused, Err(OrderError::KeyReused)), "{reused:?}");
+    let steps: Vec<OrderStep> = store
+        .order_history(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.step)
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            OrderStep::Submit,
+            OrderStep::ConfirmReceipt,
+            OrderStep::RequestCompletion
+        ]
+    );
+    app.stop().await;
+}
+
+async fn overdue_orders_are_found_by_their_receipt_deadline(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let store = &app.store;
+    let (late, _) = store
+        .submit_order(&app.insurer_id, &new_order("late"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    let (confirmed, _) = store
+        .submit_order(&app.insurer_id, &new_order("confirmed"), date!(2026 - 12 - 03), 2)
+        .await
+        .unwrap();
+    store
+        .order_step(
+            &confirmed.order_id,
+            None,
+            OrderStep::ConfirmReceipt,
+            Side::Agency,
+            "a",
+            &StepDetail::None,
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+    let overdue = |day| OrderFilter {
+        overdue_on: Some(day),
+        ..OrderFilter::default()
+    };
+    let on_due_day = store.orders(&overdue(date!(2026 - 12 - 03))).await.unwrap();
+    assert!(on_due_day.is_empty(), "due that day is not yet overdue");
+    let after = store.orders(&overdue(date!(2026 - 12 - 04))).await.unwrap();
+    assert_eq!(
+        after.iter().map(|o| o.order_id.clone()).collect::<Vec<_>>(),
+        vec![late.order_id]
+    );
+    let in_review = store
+        .orders(&OrderFilter {
+            states: vec![OrderState::InReview],
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(in_review.len(), 1);
+    app.stop().await;
+}
