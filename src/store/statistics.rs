@@ -268,6 +268,9 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
+/// A row of `statistics_order_steps`: n, step, side, actor, state before, state after, detail, at.
+type HistoryRow = (i64, String, String, String, String, String, String, i64);
+
 impl Store {
     /// Registers a submitted order (state SUBMITTED, receipt due `receipt_due`); submitting the same
     /// `order_reference` again returns the stored order and `false`.
@@ -567,18 +570,15 @@ impl Store {
     /// An order's history, oldest first.
     pub async fn order_history(&self, order_id: &str) -> Result<Vec<OrderHistoryEntry>, StoreError> {
         let mut conn = self.read().await?;
-        let rows: Vec<(i64, String, String, String, String, String, String, i64)> = on_conn!(
-            &mut conn,
-            |c| {
-                sqlx::query_as(
+        let rows: Vec<HistoryRow> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
                 "SELECT n, step, side, actor, state_before, state_after, detail, at FROM statistics_order_steps \
                  WHERE order_id = $1 ORDER BY n",
             )
             .bind(order_id)
             .fetch_all(c)
             .await?
-            }
-        );
+        });
         rows.into_iter()
             .map(|(n, step, side, actor, before, after, detail, at)| {
                 let corrupt = StoreError::Corrupt("statistics_order_steps");
