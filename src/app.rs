@@ -150,6 +150,12 @@ impl App {
             .await
             .context("listening for changes from other replicas")?;
 
+        // Statistics extracts past their retention are deleted on a schedule.
+        let retention = tokio::spawn(crate::extract::delete_expired_on_schedule(
+            state.clone(),
+            shutdown.clone(),
+        ));
+
         let (party_health, mut party_task) = party.serve(&state, &shutdown).await?;
         let (admin_health, mut admin_task) = admin.serve(&state, &shutdown).await?;
 
@@ -190,6 +196,7 @@ impl App {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
+        retention.abort();
         state.store.close().await;
         tracing::info!("server stopped");
         result

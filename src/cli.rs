@@ -428,6 +428,8 @@ pub enum OperatorRoleArg {
     Auditor,
     /// Feeds the benefit register.
     Ingest,
+    /// The statistics unit: statistics orders and their confidentiality review.
+    Statistician,
 }
 
 /// How a client connects: address and mTLS files.

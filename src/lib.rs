@@ -16,6 +16,8 @@
 //! - [`domain`]: identity numbers and other valid-only types and pure rules; no tonic, no sqlx, no I/O.
 //! - [`store`]: the storage interface over SQLite (embedded default) and PostgreSQL.
 //! - [`grpc`]: the generated protobuf code, the party and admin APIs, and the error mapping.
+//! - [`extract`]: producing a statistics order's extract from the register (CSV files, their
+//!   SHA-256 and the manifest), in bounded memory.
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
 //! - [`ndjson`]: the register's feed file format (protobuf JSON of a fact, one a line).
 //! - [`dev`]: development and demo code: the development certificate authority (rcgen) for
@@ -32,6 +34,7 @@ pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod domain;
+pub mod extract;
 pub mod grpc;
 pub mod identity;
 pub mod ndjson;

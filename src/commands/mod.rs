@@ -117,6 +117,7 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
                 OperatorRoleArg::Operator => OperatorRole::Operator,
                 OperatorRoleArg::Auditor => OperatorRole::Auditor,
                 OperatorRoleArg::Ingest => OperatorRole::Ingest,
+                OperatorRoleArg::Statistician => OperatorRole::Statistician,
             };
             store
                 .upsert_operator(&facts.fingerprint, &name, role, Clock::system().now_micros())

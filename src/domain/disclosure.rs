@@ -27,6 +27,8 @@ named_enum! {
         StreamDelivery = "STREAM_DELIVERY",
         Query = "QUERY",
         OperatorView = "OPERATOR_VIEW",
+        /// A statistics order's extract was delivered: one entry per person of its population.
+        StatisticsRelease = "STATISTICS_RELEASE",
     }
 }
 

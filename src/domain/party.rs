@@ -62,6 +62,8 @@ named_enum! {
         Auditor = "auditor",
         /// Feeds the benefit register.
         Ingest = "ingest",
+        /// The statistics unit: statistics orders, including the confidentiality review.
+        Statistician = "statistician",
     }
 }
 

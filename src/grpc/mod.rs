@@ -4,7 +4,7 @@
 //! - [`admin_api`]: `lefi.admin.v1`, for the agency's operators (admin listener).
 //! - Shared floor below both: [`status`] (every `Status` is built there), [`fields`] (request
 //!   field checks), [`paging`] (page tokens), [`convert`] (domain ↔ proto), [`identity_layer`]
-//!   (who is calling).
+//!   (who is calling), [`statistics`] (statistics orders on the wire, for both APIs).
 //!
 //! Invariant: protobuf types stop here. Services convert requests into domain values, read the
 //! caller's principal from the request extensions (put there by [`identity_layer`]), call the
@@ -17,6 +17,7 @@ pub mod fields;
 pub mod identity_layer;
 pub mod paging;
 pub mod party_api;
+pub mod statistics;
 pub mod status;
 
 use crate::identity::{OperatorPrincipal, PartyPrincipal};

@@ -22,10 +22,17 @@ pub enum AdminRight {
     ReadAudit,
     /// Revoking a party's consent on the agency's behalf.
     ManageConsents,
+    /// Reading statistics orders and their manifests.
+    ReadStatisticsOrders,
+    /// Taking the statistics unit's steps of an order (receipt, quote, population, extract,
+    /// delivery, retention, invoice, purge).
+    ManageStatisticsOrders,
+    /// The confidentiality review of a statistics order (release or refusal).
+    ReviewStatisticsOrders,
 }
 
 impl AdminRight {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::ManageParties,
         Self::ReadParties,
         Self::FeedRegister,
@@ -33,11 +40,15 @@ impl AdminRight {
         Self::ReadRegisterStats,
         Self::ReadAudit,
         Self::ManageConsents,
+        Self::ReadStatisticsOrders,
+        Self::ManageStatisticsOrders,
+        Self::ReviewStatisticsOrders,
     ];
 }
 
 /// Whether `role` holds `right`: `operator` runs parties, consents and looks at the register;
-/// `auditor` reads; `ingest` only feeds the register (and sees its statistics).
+/// `auditor` reads; `ingest` only feeds the register (and sees its statistics); `statistician` runs
+/// statistics orders and makes their confidentiality review.
 pub fn permits(role: OperatorRole, right: AdminRight) -> bool {
     use AdminRight as R;
     use OperatorRole as O;
@@ -46,6 +57,8 @@ pub fn permits(role: OperatorRole, right: AdminRight) -> bool {
         R::ReadParties | R::ViewPerson | R::ReadAudit => matches!(role, O::Operator | O::Auditor),
         R::FeedRegister => role == O::Ingest,
         R::ReadRegisterStats => true,
+        R::ReadStatisticsOrders => matches!(role, O::Statistician | O::Operator | O::Auditor),
+        R::ManageStatisticsOrders | R::ReviewStatisticsOrders => role == O::Statistician,
     }
 }
 
@@ -87,9 +100,12 @@ mod tests {
             (ReadParties, vec![Operator, Auditor]),
             (FeedRegister, vec![Ingest]),
             (ViewPerson, vec![Operator, Auditor]),
-            (ReadRegisterStats, vec![Operator, Auditor, Ingest]),
+            (ReadRegisterStats, vec![Operator, Auditor, Ingest, Statistician]),
             (ReadAudit, vec![Operator, Auditor]),
             (ManageConsents, vec![Operator]),
+            (ReadStatisticsOrders, vec![Operator, Auditor, Statistician]),
+            (ManageStatisticsOrders, vec![Statistician]),
+            (ReviewStatisticsOrders, vec![Statistician]),
         ];
         assert_eq!(rows.len(), AdminRight::ALL.len());
         for (right, holders) in rows {

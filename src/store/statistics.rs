@@ -76,8 +76,12 @@ pub enum StepDetail {
     /// The review's conditions (release) or reasons (refusal).
     Decision(String),
     Population(Vec<Member>),
+    /// The extract was produced: its files (written to local files by the producer, stored here in
+    /// chunks) and its manifest (JSON, kept after the files are deleted).
     Extracted {
         sequence: u64,
+        files: Vec<ExtractFile>,
+        manifest: String,
     },
     Delivered {
         on: Date,
@@ -89,6 +93,23 @@ pub enum StepDetail {
     },
     None,
 }
+
+/// One file of an extract, as the producer wrote it to local disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractFile {
+    pub name: String,
+    pub media_type: String,
+    pub size_bytes: u64,
+    /// Data rows (CSV files).
+    pub rows: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Where the producer wrote it (read once, into the database).
+    pub path: std::path::PathBuf,
+}
+
+/// The bytes of one stored chunk of an extract file (the last chunk may be shorter).
+pub const FILE_CHUNK_BYTES: usize = 1 << 20;
 
 /// One step in an order's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +135,22 @@ pub enum OrderError {
     KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A file the producer wrote could not be read back (local disk).
+    #[error("cannot read a produced extract file: {0}")]
+    File(std::io::Error),
+}
+
+/// Reads until `buffer` is full or the file ends; how many bytes were read.
+fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 impl From<sqlx::Error> for OrderError {
@@ -449,13 +486,72 @@ impl Store {
                     // The audit names the count, never a person.
                     format!("{} persons", members.len())
                 }
-                StepDetail::Extracted { sequence } => {
+                StepDetail::Extracted {
+                    sequence,
+                    files,
+                    manifest,
+                } => {
                     sqlx::query("UPDATE statistics_orders SET extracted_sequence = $2 WHERE order_id = $1")
                         .bind(order_id)
                         .bind(super::to_i64(*sequence))
                         .execute(&mut *c)
                         .await?;
-                    format!("as of register sequence {sequence}")
+                    // Producing again (before delivery) replaces the files.
+                    sqlx::query("DELETE FROM statistics_file_chunks WHERE order_id = $1")
+                        .bind(order_id)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query("DELETE FROM statistics_files WHERE order_id = $1")
+                        .bind(order_id)
+                        .execute(&mut *c)
+                        .await?;
+                    for f in files {
+                        sqlx::query(
+                            "INSERT INTO statistics_files (order_id, name, media_type, size_bytes, row_count, sha256) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(order_id)
+                        .bind(&f.name)
+                        .bind(&f.media_type)
+                        .bind(super::to_i64(f.size_bytes))
+                        .bind(super::to_i64(f.rows))
+                        .bind(&f.sha256)
+                        .execute(&mut *c)
+                        .await?;
+                        let mut file = std::fs::File::open(&f.path).map_err(OrderError::File)?;
+                        let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
+                        let mut n: i64 = 0;
+                        loop {
+                            let filled = read_full(&mut file, &mut buffer).map_err(OrderError::File)?;
+                            if filled == 0 {
+                                break;
+                            }
+                            sqlx::query(
+                                "INSERT INTO statistics_file_chunks (order_id, name, n, data) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(order_id)
+                            .bind(&f.name)
+                            .bind(n)
+                            .bind(&buffer[..filled])
+                            .execute(&mut *c)
+                            .await?;
+                            n += 1;
+                        }
+                    }
+                    sqlx::query("DELETE FROM statistics_extracts WHERE order_id = $1")
+                        .bind(order_id)
+                        .execute(&mut *c)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO statistics_extracts (order_id, sequence, manifest, produced_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(order_id)
+                    .bind(super::to_i64(*sequence))
+                    .bind(manifest)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    format!("as of register sequence {sequence}; {} files", files.len())
                 }
                 StepDetail::Delivered { on, retain_until } => {
                     sqlx::query("UPDATE statistics_orders SET delivered_on = $2, retain_until = $3 WHERE order_id = $1")
@@ -505,10 +601,19 @@ impl Store {
                     .await?;
             }
             if step == OrderStep::Delete {
-                sqlx::query("DELETE FROM statistics_population WHERE order_id = $1")
+                // The files and the population go; the manifest (metadata) remains.
+                for table in [
+                    "statistics_file_chunks",
+                    "statistics_files",
+                    "statistics_population",
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE order_id = $1"
+                    )))
                     .bind(order_id)
                     .execute(&mut *c)
                     .await?;
+                }
                 sqlx::query("UPDATE statistics_orders SET deleted_at = $2 WHERE order_id = $1")
                     .bind(order_id)
                     .bind(now)
@@ -609,6 +714,113 @@ impl Store {
             .fetch_all(c)
             .await?
         }))
+    }
+
+    /// The manifest (JSON) of the order's extract, if one was produced (kept after deletion).
+    pub async fn extract_manifest(&self, order_id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.read().await?;
+        let row: Option<(String,)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as("SELECT manifest FROM statistics_extracts WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(c)
+                .await?
+        });
+        Ok(row.map(|(m,)| m))
+    }
+
+    /// A stored file of the order's extract: its size and SHA-256, if it exists.
+    pub async fn extract_file(
+        &self,
+        order_id: &str,
+        name: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let mut conn = self.read().await?;
+        let row: Option<(i64, String)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT size_bytes, sha256 FROM statistics_files WHERE order_id = $1 AND name = $2",
+            )
+            .bind(order_id)
+            .bind(name)
+            .fetch_optional(c)
+            .await?
+        });
+        row.map(|(size, sha)| Ok((super::to_u64(size, "statistics_files.size_bytes")?, sha)))
+            .transpose()
+    }
+
+    /// Chunk `n` (0-based, [`FILE_CHUNK_BYTES`] each) of a stored extract file; `None` past its end.
+    pub async fn extract_chunk(
+        &self,
+        order_id: &str,
+        name: &str,
+        n: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.read().await?;
+        let row: Option<(Vec<u8>,)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT data FROM statistics_file_chunks WHERE order_id = $1 AND name = $2 AND n = $3",
+            )
+            .bind(order_id)
+            .bind(name)
+            .bind(super::to_i64(n))
+            .fetch_optional(c)
+            .await?
+        });
+        Ok(row.map(|(d,)| d))
+    }
+
+    /// Deletes the files and population of every order past its retention (as of `today`), each
+    /// as a DELETE step of its history; the orders deleted. Safe to run on several replicas at
+    /// once: the step's key makes a second deletion of the same order a no-op.
+    pub async fn purge_expired_orders(
+        &self,
+        today: Date,
+        side: Side,
+        actor: &str,
+        now: Micros,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut deleted = Vec::new();
+        for order in self.orders_past_retention(today).await? {
+            let detail = StepDetail::Text(format!(
+                "retention ended {}",
+                order.retain_until.map(format_date).unwrap_or_default()
+            ));
+            match self
+                .order_step(
+                    &order.order_id,
+                    None,
+                    OrderStep::Delete,
+                    side,
+                    actor,
+                    &detail,
+                    Some("retention-deletion"),
+                    now,
+                )
+                .await
+            {
+                Ok(_) => deleted.push(order),
+                // Deleted meanwhile (another replica, an operator): nothing to do.
+                Err(OrderError::Refused(_) | OrderError::NotFound) => {}
+                Err(OrderError::Store(e)) => return Err(e),
+                Err(OrderError::KeyReused) => {}
+                Err(OrderError::File(e)) => return Err(StoreError::Conflict(e.to_string())),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Delivered orders whose retention ended before `today`: their files are due for deletion.
+    pub async fn orders_past_retention(&self, today: Date) -> Result<Vec<Order>, StoreError> {
+        let delivered = self
+            .orders(&OrderFilter {
+                states: vec![OrderState::Delivered],
+                ..OrderFilter::default()
+            })
+            .await?;
+        Ok(delivered
+            .into_iter()
+            .filter(|o| o.retain_until.is_some_and(|until| until < today))
+            .collect())
     }
 }
 

@@ -21,6 +21,7 @@ mod policy;
 mod register;
 mod shutdown;
 mod statistics;
+mod statistics_api;
 mod store_contract;
 mod tls_abuse;
 mod wire;

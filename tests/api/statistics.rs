@@ -126,7 +126,11 @@ async fn an_order_runs_from_submission_to_deletion_with_every_step_audited(backe
         T::Extract,
         Side::Agency,
         "Anna",
-        StepDetail::Extracted { sequence: 7 },
+        StepDetail::Extracted {
+            sequence: 7,
+            files: vec![],
+            manifest: "{}".to_string(),
+        },
         17,
     )
     .await

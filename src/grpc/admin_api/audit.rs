@@ -69,6 +69,7 @@ fn entry_message(e: &DisclosureEntry) -> pb::DisclosureEntry {
         Channel::StreamDelivery => pb::DisclosureChannel::StreamDelivery,
         Channel::Query => pb::DisclosureChannel::Query,
         Channel::OperatorView => pb::DisclosureChannel::OperatorView,
+        Channel::StatisticsRelease => pb::DisclosureChannel::StatisticsRelease,
     };
     let decision = match d.decision {
         Decision::Allowed => pb::DisclosureDecision::Allowed,

@@ -292,7 +292,7 @@ wire_enum!(
         TerminationTookEffect,
     } as action
 );
-wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest } as operator_role);
+wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest, Statistician } as operator_role);
 
 /// A party as the admin API shows it, in the state that holds on `today`.
 pub fn party(p: &PartyRecord, today: Date) -> pb::Party {

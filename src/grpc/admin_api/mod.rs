@@ -2,7 +2,8 @@
 //!
 //! One module per service: [`operator`] (who am I), [`parties`] (onboarding and termination, every
 //! change through one idempotent helper), [`register`] (the feed and the operator's view of a
-//! person), [`audit`] (the disclosure log and consent oversight); [`convert`] holds their request
+//! person), [`audit`] (the disclosure log and consent oversight), [`statistics`] (the statistics
+//! unit's side of statistics orders); [`convert`] holds their request
 //! checks and answers. Every call names the operator right it needs (`policy::operator`). No
 //! service imports another.
 
@@ -11,6 +12,7 @@ pub mod convert;
 pub mod operator;
 pub mod parties;
 pub mod register;
+pub mod statistics;
 
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::state::AppState;
@@ -21,6 +23,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "lefi.admin.v1.PartyAdminService",
     "lefi.admin.v1.RegisterAdminService",
     "lefi.admin.v1.AuditAdminService",
+    "lefi.admin.v1.StatisticsAdminService",
     "grpc.health.v1.Health",
 ];
 
@@ -50,6 +53,10 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         )
         .add_service(
             pb::audit_admin_service_server::AuditAdminServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::statistics_admin_service_server::StatisticsAdminServiceServer::new(api.clone())
                 .max_decoding_message_size(max),
         );
 }

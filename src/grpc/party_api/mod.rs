@@ -1,7 +1,7 @@
 //! The party API (`lefi.v1`), served on the party listener to insurers and authorities.
 //!
 //! One module per service: [`party`] (who am I, catalogues), [`subscriptions`], [`consents`],
-//! [`cases`], [`query`], [`delivery`] (the stream). [`authorize`] is their shared helper for the
+//! [`cases`], [`query`], [`delivery`] (the stream), [`statistics`] (statistics orders). [`authorize`] is their shared helper for the
 //! disclosure policy, not a service. No service imports another.
 
 pub mod authorize;
@@ -10,6 +10,7 @@ pub mod consents;
 pub mod delivery;
 pub mod party;
 pub mod query;
+pub mod statistics;
 pub mod subscriptions;
 
 use crate::grpc::pb::lefi::v1 as pb;
@@ -23,6 +24,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "lefi.v1.QueryService",
     "lefi.v1.ConsentService",
     "lefi.v1.CaseService",
+    "lefi.v1.StatisticsOrderService",
     "grpc.health.v1.Health",
 ];
 
@@ -57,5 +59,9 @@ pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState
         )
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone()).max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::statistics_order_service_server::StatisticsOrderServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
         );
 }

@@ -33,6 +33,9 @@ const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, r
 /// A person's own data and the records a snapshot of them holds.
 pub type Snapshot = (PersonData, Vec<StoredRecord>);
 
+/// A person, the benefit types and the period a snapshot covers.
+type PersonAsk<'a> = (&'a Personnummer, &'a [String], DateRange);
+
 /// One snapshot to read: the permit it discloses under and the business period it covers (the
 /// benefit types are the permit's).
 #[derive(Debug, Clone, Copy)]
@@ -241,10 +244,32 @@ impl Store {
         asks: &[SnapshotAsk<'_>],
         as_of: u64,
     ) -> Result<Vec<Snapshot>, StoreError> {
+        let asks: Vec<PersonAsk<'_>> = asks
+            .iter()
+            .map(|a| (a.permit.person(), a.permit.benefit_codes(), a.period))
+            .collect();
+        self.snapshots_for(&asks, as_of).await
+    }
+
+    /// The records of a statistics release: for each person of `persons`, what
+    /// [`Store::snapshot_of`] would give a permit for `benefit_codes` and `period` as of `as_of`.
+    /// Only for producing an extract whose release the confidentiality review decided.
+    pub async fn released_snapshots(
+        &self,
+        persons: &[Personnummer],
+        benefit_codes: &[String],
+        period: DateRange,
+        as_of: u64,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        let asks: Vec<PersonAsk<'_>> = persons.iter().map(|p| (p, benefit_codes, period)).collect();
+        self.snapshots_for(&asks, as_of).await
+    }
+
+    async fn snapshots_for(&self, asks: &[PersonAsk<'_>], as_of: u64) -> Result<Vec<Snapshot>, StoreError> {
         if asks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut persons: Vec<&str> = asks.iter().map(|a| a.permit.person().as_storage()).collect();
+        let mut persons: Vec<&str> = asks.iter().map(|a| a.0.as_storage()).collect();
         persons.sort_unstable();
         persons.dedup();
         let mut conn = self.read().await?;
@@ -256,10 +281,7 @@ impl Store {
             dialect.in_list(persons.len()),
             dialect.placeholder(persons.len() + 1)
         );
-        let wanted: HashMap<&str, &Personnummer> = asks
-            .iter()
-            .map(|a| (a.permit.person().as_storage(), a.permit.person()))
-            .collect();
+        let wanted: HashMap<&str, &Personnummer> = asks.iter().map(|a| (a.0.as_storage(), a.0)).collect();
         // Each row goes straight to its person's list as it arrives.
         let mut by_person: HashMap<&str, Vec<StoredRecord>> = HashMap::with_capacity(persons.len());
         each_log_row!(
@@ -284,12 +306,12 @@ impl Store {
         // but the last ask; the last one takes them.
         let mut left: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
         for ask in asks {
-            *left.entry(ask.permit.person().as_storage()).or_default() += 1;
+            *left.entry(ask.0.as_storage()).or_default() += 1;
         }
         Ok(asks
             .iter()
             .map(|ask| {
-                let key = ask.permit.person().as_storage();
+                let key = ask.0.as_storage();
                 let remaining = left.get_mut(key).map_or(0, |n| {
                     *n -= 1;
                     *n
@@ -299,7 +321,7 @@ impl Store {
                     Some(records) => records.clone(),
                     None => Vec::new(),
                 };
-                person_snapshot(records, ask.permit.benefit_codes(), ask.period)
+                person_snapshot(records, ask.1, ask.2)
             })
             .collect())
     }

@@ -1,0 +1,278 @@
+//! Producing a statistics extract: the population read in batches, each batch's register records
+//! as of one sequence turned into rows ([`crate::domain::statistics::extract`]) and written as CSV
+//! to local files while their SHA-256 is computed; the store then takes the files in, with the
+//! order's EXTRACT step, in one transaction.
+//!
+//! Memory stays bounded by the batch: the population's serial numbers and one batch of records are
+//! held, never the whole extract. The same order at the same sequence gives the same bytes (rows are
+//! ordered by serial number, then benefit, case, dates).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::Personnummer;
+use crate::domain::clock::{Micros, format_date};
+use crate::domain::statistics::extract::{
+    EPISODE_VARIABLES, PANEL_VARIABLES, PERIOD_BENEFITS, episode_fields, has_periods, order_range,
+    panel_fields, person_rows,
+};
+use crate::store::statistics::{ExtractFile, Order};
+use crate::store::{Store, StoreError};
+
+/// Persons read from the register per query.
+pub const BATCH: usize = 1_000;
+
+/// The manifest: what an extract holds (metadata only; it outlives the files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub order_id: String,
+    pub register_sequence: u64,
+    pub period_from: String,
+    pub period_to: String,
+    pub benefit_types: Vec<String>,
+    pub population: u64,
+    pub persons_with_data: u64,
+    pub files: Vec<ManifestFile>,
+    pub produced_at: Micros,
+    /// Per benefit: "periods" (episodes from quality-assured compensation periods) or
+    /// "payments only".
+    pub benefit_sources: Vec<(String, String)>,
+}
+
+/// One file in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub media_type: String,
+    pub size_bytes: u64,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// Why an extract could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the extract's files: {0}")]
+    File(#[from] std::io::Error),
+    #[error("cannot write the extract's CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// A writer that counts and hashes what passes through it.
+struct Hashed<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One CSV file being written.
+struct CsvFile {
+    name: &'static str,
+    path: std::path::PathBuf,
+    writer: csv::Writer<Hashed<std::io::BufWriter<std::fs::File>>>,
+    rows: u64,
+}
+
+impl CsvFile {
+    fn create(dir: &Path, name: &'static str, header: &[&str]) -> Result<Self, ExtractError> {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path)?;
+        let hashed = Hashed {
+            inner: std::io::BufWriter::with_capacity(1 << 16, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(hashed);
+        writer.write_record(header)?;
+        Ok(Self {
+            name,
+            path,
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn row<I, T>(&mut self, fields: I) -> Result<(), ExtractError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        self.writer.write_record(fields)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ExtractFile, ExtractError> {
+        let mut hashed = self.writer.into_inner().map_err(|e| e.into_error())?;
+        hashed.flush()?;
+        Ok(ExtractFile {
+            name: self.name.to_string(),
+            media_type: "text/csv".to_string(),
+            size_bytes: hashed.bytes,
+            rows: self.rows,
+            sha256: hex::encode(hashed.hash.finalize()),
+            path: self.path,
+        })
+    }
+}
+
+/// Produces the extract of `order` as of register sequence `sequence` into files under `dir`;
+/// `progress(done, total)` is called after each batch of persons.
+pub async fn produce(
+    store: &Store,
+    order: &Order,
+    sequence: u64,
+    dir: &Path,
+    produced_at: Micros,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<(Vec<ExtractFile>, Manifest), ExtractError> {
+    let population = store.order_population(&order.order_id).await?;
+    let benefits = order.order.benefit_types.clone();
+    let period = (order.order.period_from, order.order.period_to);
+    let names = |vars: &[crate::domain::statistics::extract::Variable]| -> Vec<&str> {
+        vars.iter().map(|v| v.name).collect()
+    };
+    let mut episodes = CsvFile::create(dir, "episodes.csv", &names(EPISODE_VARIABLES))?;
+    let mut panels = CsvFile::create(dir, "panels.csv", &names(PANEL_VARIABLES))?;
+    let total = population.len() as u64;
+    let mut with_data = 0u64;
+    let mut done = 0u64;
+    for batch in population.chunks(BATCH) {
+        let persons = batch
+            .iter()
+            .map(|(_, stored)| crate::store::stored_person(stored, "statistics_population.person"))
+            .collect::<Result<Vec<Personnummer>, StoreError>>()?;
+        let snapshots = store
+            .released_snapshots(&persons, &benefits, order_range(period), sequence)
+            .await?;
+        for ((serial, _), (_, records)) in batch.iter().zip(snapshots) {
+            let rows = person_rows(&records, &benefits, period);
+            if !rows.episodes.is_empty() || !rows.panels.is_empty() {
+                with_data += 1;
+            }
+            for e in &rows.episodes {
+                episodes.row(episode_fields(serial, e))?;
+            }
+            for p in &rows.panels {
+                panels.row(panel_fields(serial, p))?;
+            }
+        }
+        done += batch.len() as u64;
+        progress(done, total);
+    }
+    let mut dictionary = CsvFile::create(
+        dir,
+        "dictionary.csv",
+        &["file", "variable", "type", "meaning", "source"],
+    )?;
+    for v in EPISODE_VARIABLES.iter().chain(PANEL_VARIABLES) {
+        dictionary.row([v.file, v.name, v.kind, v.meaning, v.source])?;
+    }
+    let benefit_sources: Vec<(String, String)> = benefits
+        .iter()
+        .map(|b| (b.clone(), benefit_source(b).to_string()))
+        .collect();
+    for (benefit, source) in &benefit_sources {
+        let meaning = if has_periods(benefit) {
+            "Episodes and panel days from quality-assured compensation periods; panel amounts from payments"
+                .to_string()
+        } else {
+            format!(
+                "No quality-assured compensation periods: payments only (no episodes; panel days empty). Benefits with periods: {}",
+                PERIOD_BENEFITS.join(", ")
+            )
+        };
+        dictionary.row([
+            "benefits",
+            benefit.as_str(),
+            source.as_str(),
+            meaning.as_str(),
+            "register",
+        ])?;
+    }
+    let files = vec![episodes.finish()?, panels.finish()?, dictionary.finish()?];
+    let manifest = Manifest {
+        order_id: order.order_id.clone(),
+        register_sequence: sequence,
+        period_from: format_date(period.0),
+        period_to: format_date(period.1),
+        benefit_types: benefits,
+        population: total,
+        persons_with_data: with_data,
+        files: files
+            .iter()
+            .map(|f| ManifestFile {
+                name: f.name.clone(),
+                media_type: f.media_type.clone(),
+                size_bytes: f.size_bytes,
+                rows: f.rows,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+        produced_at,
+        benefit_sources,
+    };
+    Ok((files, manifest))
+}
+
+/// How often the server looks for extracts past their retention.
+pub const RETENTION_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the files of statistics orders past their retention, at start and then every
+/// [`RETENTION_CHECK_EVERY`], until `shutdown`. Each deletion is a step of the order's history by
+/// the server; failures are logged and retried at the next round.
+pub async fn delete_expired_on_schedule(
+    state: crate::state::AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(RETENTION_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let today = state.clock.today();
+        let now = state.clock.now_micros();
+        let side = crate::domain::statistics::order::Side::Server;
+        match state.store.purge_expired_orders(today, side, "lefi", now).await {
+            Ok(deleted) if !deleted.is_empty() => {
+                let ids: Vec<&str> = deleted.iter().map(|o| o.order_id.as_str()).collect();
+                tracing::info!(orders = ?ids, "deleted statistics extracts past their retention");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting statistics extracts past their retention failed; retrying later")
+            }
+        }
+    }
+}
+
+/// How a benefit's data is delivered.
+pub fn benefit_source(benefit: &str) -> &'static str {
+    if has_periods(benefit) {
+        "periods"
+    } else {
+        "payments only"
+    }
+}

@@ -1,0 +1,413 @@
+//! `lefi.admin.v1.StatisticsAdminService`: the statistics unit's side of statistics orders —
+//! every agency step, the population received by post, the extract, the deletion after the
+//! retention period. The confidentiality review is its own right, and never the quote's author's.
+
+use time::Date;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
+use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, check_step};
+use crate::domain::statistics::quote::price;
+use crate::grpc::admin_api::AdminApi;
+use crate::grpc::fields::{self, FieldError};
+use crate::grpc::operator_with;
+use crate::grpc::pb::lefi::admin::v1 as pb;
+use crate::grpc::pb::lefi::v1 as lefi_pb;
+use crate::grpc::statistics::{self as wire, ChunkStream};
+use crate::grpc::status::{self, OrderUnavailable};
+use crate::identity::OperatorPrincipal;
+use crate::policy::operator::AdminRight;
+use crate::store::statistics::{Order, OrderError, OrderFilter, Quote, StepDetail};
+
+/// Free text fields: at most this many characters.
+const MAX_TEXT: usize = 4_000;
+
+/// The files are kept this many months after delivery.
+pub const RETENTION_MONTHS: u8 = 6;
+
+/// The legal basis recorded for a statistics release (catalogue data; see migration 0011).
+const STATISTICS_BASIS: &str = "STAT_INDIVIDUAL_DATA";
+
+const DELIVER_RPC: &str = "/lefi.admin.v1.StatisticsAdminService/AdvanceOrder";
+
+/// `day` plus `months` calendar months (the last day of a shorter month when the day is missing).
+pub fn months_after(day: Date, months: u8) -> Date {
+    let total = day.year() * 12 + i32::from(u8::from(day.month())) - 1 + i32::from(months);
+    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
+    let month = time::Month::try_from(u8::try_from(month0 + 1).unwrap_or(1)).unwrap_or(time::Month::January);
+    let last = month.length(year);
+    Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+}
+
+/// An agency step of an AdvanceOrder request, with the right it needs.
+fn agency_step(
+    step: Option<pb::advance_order_request::Step>,
+    order: &Order,
+    operator: &OperatorPrincipal,
+    today: Date,
+) -> Result<(OrderStep, StepDetail, AdminRight), FieldError> {
+    use pb::advance_order_request::Step;
+    let text = |field: &str, value: &str, what: &str| fields::required_text(field, value, MAX_TEXT, what);
+    let manage = AdminRight::ManageStatisticsOrders;
+    let review = AdminRight::ReviewStatisticsOrders;
+    Ok(match step {
+        Some(Step::ConfirmReceipt(_)) => (OrderStep::ConfirmReceipt, StepDetail::None, manage),
+        Some(Step::RequestCompletion(r)) => (
+            OrderStep::RequestCompletion,
+            StepDetail::Text(text(
+                "request_completion.question",
+                &r.question,
+                "what is to be completed",
+            )?),
+            manage,
+        ),
+        Some(Step::DraftQuote(q)) => {
+            if !(1..=10_000_000).contains(&q.centihours) {
+                return Err(FieldError::invalid(
+                    "draft_quote.centihours",
+                    "draft_quote.centihours must be 1 to 10,000,000 (hundredths of an hour)",
+                ));
+            }
+            let p = price(q.centihours, today, order.order.special_duty).ok_or_else(|| {
+                FieldError::invalid(
+                    "draft_quote",
+                    "no hourly rate is in force today; the rate table needs a row",
+                )
+            })?;
+            (
+                OrderStep::DraftQuote,
+                StepDetail::Quote(Quote {
+                    drafted_by: operator.name.clone(),
+                    specification: text(
+                        "draft_quote.specification",
+                        &q.specification,
+                        "tables and variables, population, periods",
+                    )?,
+                    centihours: q.centihours,
+                    net_ore: p.net_ore,
+                    vat_ore: p.vat_ore,
+                }),
+                manage,
+            )
+        }
+        Some(Step::Release(r)) => (
+            OrderStep::Release,
+            StepDetail::Decision(text(
+                "release.conditions",
+                &r.conditions,
+                "the release's conditions",
+            )?),
+            review,
+        ),
+        Some(Step::Refuse(r)) => (
+            OrderStep::Refuse,
+            StepDetail::Decision(text("refuse.reasons", &r.reasons, "the refusal's reasons")?),
+            review,
+        ),
+        Some(Step::Deliver(_)) => (
+            OrderStep::Deliver,
+            StepDetail::Delivered {
+                on: today,
+                retain_until: months_after(today, RETENTION_MONTHS),
+            },
+            manage,
+        ),
+        Some(Step::ExtendRetention(e)) => {
+            let until = fields::date("extend_retention.retain_until", &e.retain_until)?;
+            if order.retain_until.is_some_and(|current| until <= current) {
+                return Err(FieldError::invalid(
+                    "extend_retention.retain_until",
+                    "extend_retention.retain_until must be after the current retention date",
+                ));
+            }
+            (OrderStep::ExtendRetention, StepDetail::RetainUntil(until), manage)
+        }
+        Some(Step::RecordInvoice(i)) => {
+            if !(0..=10_000_000).contains(&i.centihours) {
+                return Err(FieldError::invalid(
+                    "record_invoice.centihours",
+                    "record_invoice.centihours must be 0 to 10,000,000 (hundredths of an hour)",
+                ));
+            }
+            let p = price(i.centihours, today, order.order.special_duty).ok_or_else(|| {
+                FieldError::invalid(
+                    "record_invoice",
+                    "no hourly rate is in force today; the rate table needs a row",
+                )
+            })?;
+            (
+                OrderStep::Invoice,
+                StepDetail::Invoice { net_ore: p.net_ore },
+                manage,
+            )
+        }
+        None => {
+            return Err(FieldError::invalid(
+                "step",
+                "step is required: confirm_receipt, request_completion, draft_quote, release, refuse, deliver, \
+                 extend_retention or record_invoice",
+            ));
+        }
+    })
+}
+
+impl AdminApi {
+    async fn order_or_missing(&self, order_id: &str) -> Result<Order, Status> {
+        self.state
+            .store
+            .order(order_id, None)
+            .await?
+            .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))
+    }
+
+    /// Writes the release to the disclosure log: one entry per person of the population, before
+    /// the files are made available (if the log cannot be written, nothing is delivered).
+    async fn log_release(&self, order: &Order, operator: &OperatorPrincipal) -> Result<(), Status> {
+        let store = &self.state.store;
+        let org_number = store
+            .party_record(&order.party_id)
+            .await?
+            .map(|p| p.org_number.to_string());
+        let population = store.order_population(&order.order_id).await?;
+        let purpose = format!("{} (variables: {})", order.order.purpose, order.order.variables);
+        let sequence = order.extracted_sequence.unwrap_or(0);
+        let mut entries = Vec::with_capacity(population.len());
+        for (_, stored) in &population {
+            let person = crate::domain::Personnummer::from_storage(stored).map_err(|_| {
+                Status::from(crate::store::StoreError::Corrupt("statistics_population.person"))
+            })?;
+            entries.push(NewDisclosure {
+                party_id: Some(order.party_id.clone()),
+                party_org_number: org_number.clone(),
+                system_identity: operator.fingerprint.clone(),
+                operator_name: Some(operator.name.clone()),
+                legal_basis: Some(STATISTICS_BASIS.to_string()),
+                purpose: Some(purpose.clone()),
+                case_reference: Some(order.order_id.clone()),
+                person: Some(person),
+                benefit_types: order.order.benefit_types.clone(),
+                period_from: Some(order.order.period_from),
+                period_to: Some(order.order.period_to),
+                to_sequence: sequence,
+                ..NewDisclosure::new(Channel::StatisticsRelease, Decision::Allowed, DELIVER_RPC)
+            });
+        }
+        for chunk in entries.chunks(10_000) {
+            store
+                .append_disclosures(chunk, self.state.clock.now_micros())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<lefi_pb::ListOrdersResponse>, Status> {
+        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
+        let r = request.into_inner();
+        let today = self.state.clock.today();
+        let filter = OrderFilter {
+            party_id: fields::optional_text("party_id", &r.party_id, 64)?,
+            states: wire::state_filter(&r.states)?,
+            overdue_on: r.overdue_only.then_some(today),
+        };
+        let orders = self.state.store.orders(&filter).await?;
+        Ok(Response::new(lefi_pb::ListOrdersResponse {
+            orders: orders.iter().map(|o| wire::order_message(o, today)).collect(),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<lefi_pb::GetOrderRequest>,
+    ) -> Result<Response<lefi_pb::GetOrderResponse>, Status> {
+        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
+        let answer = wire::get_order(&self.state, &request.get_ref().order_id, None).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn advance_order(
+        &self,
+        request: Request<pb::AdvanceOrderRequest>,
+    ) -> Result<Response<lefi_pb::StatisticsOrder>, Status> {
+        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        let r = request.into_inner();
+        let key = wire::idempotency_key(&r.idempotency_key)?;
+        let order = self.order_or_missing(&r.order_id).await?;
+        let today = self.state.clock.today();
+        let (step, detail, right) = agency_step(r.step, &order, &operator, today)?;
+        crate::policy::operator::require(operator.role, right)?;
+        if step == OrderStep::Deliver && order.state == OrderState::Extracted {
+            self.log_release(&order, &operator).await?;
+        }
+        let order = self
+            .state
+            .store
+            .order_step(
+                &order.order_id,
+                None,
+                step,
+                Side::Agency,
+                &operator.name,
+                &detail,
+                Some(&key),
+                self.state.clock.now_micros(),
+            )
+            .await?;
+        Ok(Response::new(wire::order_message(&order, today)))
+    }
+
+    async fn upload_population(
+        &self,
+        request: Request<Streaming<lefi_pb::UploadPopulationRequest>>,
+    ) -> Result<Response<lefi_pb::UploadPopulationResponse>, Status> {
+        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        let upload = wire::read_upload(request.into_inner()).await?;
+        let answer =
+            wire::receive_population(&self.state, upload, None, (Side::Agency, &operator.name)).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn produce_extract(
+        &self,
+        request: Request<pb::ProduceExtractRequest>,
+    ) -> Result<Response<lefi_pb::ExtractManifest>, Status> {
+        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        let r = request.into_inner();
+        let key = wire::idempotency_key(&r.idempotency_key)?;
+        let order = self.order_or_missing(&r.order_id).await?;
+        // Refused early (before the work) when the order is not ready; the store checks again.
+        let facts = OrderFacts {
+            quote_drafted_by: None,
+            has_population: order.population_count > 0,
+        };
+        check_step(
+            order.state,
+            &facts,
+            OrderStep::Extract,
+            Side::Agency,
+            &operator.name,
+        )
+        .map_err(|e| Status::from(OrderError::Refused(e)))?;
+        let head = self.state.store.head_seq().await?;
+        let sequence = match r.register_sequence {
+            0 => head,
+            s if s > head => {
+                return Err(FieldError::invalid(
+                    "register_sequence",
+                    format!("register_sequence is above the register's head ({head}); use 0 for the head"),
+                )
+                .into());
+            }
+            s => s,
+        };
+        let dir =
+            tempfile::tempdir().map_err(|e| status::internal("creating the extract's directory", &e))?;
+        let now = self.state.clock.now_micros();
+        let (files, manifest) =
+            crate::extract::produce(&self.state.store, &order, sequence, dir.path(), now, &|_, _| {})
+                .await
+                .map_err(|e| match e {
+                    crate::extract::ExtractError::Store(e) => Status::from(e),
+                    other => status::internal("producing an extract", &other),
+                })?;
+        let json =
+            serde_json::to_string(&manifest).map_err(|e| status::internal("writing a manifest", &e))?;
+        self.state
+            .store
+            .order_step(
+                &order.order_id,
+                None,
+                OrderStep::Extract,
+                Side::Agency,
+                &operator.name,
+                &StepDetail::Extracted {
+                    sequence,
+                    files,
+                    manifest: json,
+                },
+                Some(&key),
+                now,
+            )
+            .await?;
+        // The stored manifest (an idempotent retry returns the first one).
+        let stored = wire::get_manifest(&self.state, &order.order_id, None).await?;
+        Ok(Response::new(stored))
+    }
+
+    async fn get_manifest(
+        &self,
+        request: Request<lefi_pb::GetManifestRequest>,
+    ) -> Result<Response<lefi_pb::ExtractManifest>, Status> {
+        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
+        let manifest = wire::get_manifest(&self.state, &request.get_ref().order_id, None).await?;
+        Ok(Response::new(manifest))
+    }
+
+    async fn download_extract(
+        &self,
+        request: Request<lefi_pb::DownloadExtractRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        // The unit checks the extract before delivery and hands it over after.
+        let stream = wire::download(
+            &self.state,
+            request.get_ref(),
+            None,
+            &[OrderState::Extracted, OrderState::Delivered],
+        )
+        .await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn purge_expired(
+        &self,
+        request: Request<pb::PurgeExpiredRequest>,
+    ) -> Result<Response<pb::PurgeExpiredResponse>, Status> {
+        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        let store = &self.state.store;
+        let orders = if request.get_ref().dry_run {
+            store.orders_past_retention(self.state.clock.today()).await?
+        } else {
+            store
+                .purge_expired_orders(
+                    self.state.clock.today(),
+                    Side::Agency,
+                    &operator.name,
+                    self.state.clock.now_micros(),
+                )
+                .await?
+        };
+        Ok(Response::new(pb::PurgeExpiredResponse {
+            orders: orders
+                .iter()
+                .map(|o| pb::PurgedOrder {
+                    order_id: o.order_id.clone(),
+                    party_id: o.party_id.clone(),
+                    retain_until: o
+                        .retain_until
+                        .map(crate::domain::clock::format_date)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn six_months_after_lands_on_the_same_day_or_the_months_last() {
+        assert_eq!(months_after(date!(2026 - 12 - 01), 6), date!(2027 - 06 - 01));
+        assert_eq!(months_after(date!(2026 - 08 - 31), 6), date!(2027 - 02 - 28));
+        assert_eq!(months_after(date!(2027 - 08 - 31), 6), date!(2028 - 02 - 29));
+        assert_eq!(months_after(date!(2026 - 01 - 15), 0), date!(2026 - 01 - 15));
+    }
+}

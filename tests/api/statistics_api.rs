@@ -1,0 +1,1054 @@
+//! Statistics orders through both APIs (issue 13), on both backends: the orderer (a state
+//! authority holding the statistics basis) and two statisticians take an order from submission to
+//! deletion; the rules of each step, the extract's content and reproducibility, the population
+//! file's line-level answers and the disclosure log are checked on the real server.
+
+use lefi::dev::certs::Issued;
+use lefi::domain::{OperatorRole, PartyKind};
+use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
+use lefi::grpc::pb::lefi::v1 as pb;
+use lefi::identity::certificate_facts;
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, connected_party, idempotency_key, onboard, reason};
+use crate::register::{P1, P2, P3, fact, ingest};
+
+backend_tests!(
+    an_order_goes_from_submission_to_deletion_through_both_apis,
+    the_extract_is_reproducible_at_its_sequence_and_reflects_later_corrections,
+    bad_population_files_get_line_answers_and_change_nothing,
+    only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
+    retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
+);
+
+type PartyClient = pb::statistics_order_service_client::StatisticsOrderServiceClient<Channel>;
+type AdminClient = admin_pb::statistics_admin_service_client::StatisticsAdminServiceClient<Channel>;
+
+const SCB_ORG: &str = "202100-0837";
+
+/// The orderer and the statistics unit's two statisticians (Anna drafts, Bo reviews).
+struct Desk {
+    orderer: PartyClient,
+    anna: AdminClient,
+    bo: AdminClient,
+    orderer_id: String,
+}
+
+async fn statistician(app: &TestApp, name: &str) -> AdminClient {
+    let cert = app.certs.ca.issue_client(name, None).unwrap();
+    let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
+    app.store
+        .upsert_operator(
+            &facts.fingerprint,
+            name,
+            OperatorRole::Statistician,
+            app.clock.now_micros(),
+        )
+        .await
+        .unwrap();
+    AdminClient::new(app.admin_channel(&cert).await)
+}
+
+async fn authority(app: &TestApp, org: &str, name: &str, bases: &[&str]) -> (Issued, String) {
+    let cert = app.certs.ca.issue_client(name, Some(org)).unwrap();
+    let party = connected_party(&cert, org, name, PartyKind::StateAuthority, bases);
+    let id = onboard(&app.store, &party, app.clock.now_micros()).await;
+    (cert, id)
+}
+
+async fn desk(app: &TestApp) -> Desk {
+    let (cert, orderer_id) = authority(app, SCB_ORG, "Statistikmyndigheten", &["STAT_INDIVIDUAL_DATA"]).await;
+    Desk {
+        orderer: PartyClient::new(app.party_channel(&cert).await),
+        anna: statistician(app, "Anna Statistiker").await,
+        bo: statistician(app, "Bo Granskare").await,
+        orderer_id,
+    }
+}
+
+fn submission(reference: &str) -> pb::SubmitOrderRequest {
+    pb::SubmitOrderRequest {
+        order_reference: reference.to_string(),
+        project: "Sjukfrånvaro och föräldraskap".to_string(),
+        purpose: "Officiell statistik om sjukfrånvaro".to_string(),
+        legal_ground: "OSL 24 kap. 8 §".to_string(),
+        population_description: "Personer i urvalet".to_string(),
+        benefit_type_codes: vec!["SJP".into(), "FP".into(), "BB".into()],
+        variables: "episoder och paneler".to_string(),
+        period: Some(pb::DateRange {
+            from: "2024-01-01".into(),
+            to: "2024-12-31".into(),
+        }),
+        wished_delivery: "2027-03-01".to_string(),
+        contact_name: "Eva Statistiker".to_string(),
+        contact_email: "eva@scb.example".to_string(),
+        special_duty: false,
+    }
+}
+
+fn party_step(order_id: &str, step: pb::advance_order_request::Step) -> pb::AdvanceOrderRequest {
+    pb::AdvanceOrderRequest {
+        order_id: order_id.to_string(),
+        idempotency_key: idempotency_key(),
+        step: Some(step),
+    }
+}
+
+fn agency_step(order_id: &str, step: admin_pb::advance_order_request::Step) -> admin_pb::AdvanceOrderRequest {
+    admin_pb::AdvanceOrderRequest {
+        order_id: order_id.to_string(),
+        idempotency_key: idempotency_key(),
+        step: Some(step),
+    }
+}
+
+async fn agency(
+    client: &AdminClient,
+    order_id: &str,
+    step: admin_pb::advance_order_request::Step,
+) -> Result<pb::StatisticsOrder, Status> {
+    Ok(client
+        .clone()
+        .advance_order(agency_step(order_id, step))
+        .await?
+        .into_inner())
+}
+
+async fn orderer(
+    client: &PartyClient,
+    order_id: &str,
+    step: pb::advance_order_request::Step,
+) -> Result<pb::StatisticsOrder, Status> {
+    Ok(client
+        .clone()
+        .advance_order(party_step(order_id, step))
+        .await?
+        .into_inner())
+}
+
+fn upload_chunks(order_id: &str, bytes: &[u8]) -> Vec<pb::UploadPopulationRequest> {
+    let key = idempotency_key();
+    let mut chunks: Vec<pb::UploadPopulationRequest> = bytes
+        .chunks(64 * 1024)
+        .map(|data| pb::UploadPopulationRequest {
+            order_id: String::new(),
+            data: data.to_vec(),
+            idempotency_key: String::new(),
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::UploadPopulationRequest::default());
+    }
+    chunks[0].order_id = order_id.to_string();
+    chunks[0].idempotency_key = key;
+    chunks
+}
+
+async fn upload(
+    client: &PartyClient,
+    order_id: &str,
+    bytes: &[u8],
+) -> Result<pb::UploadPopulationResponse, Status> {
+    let chunks = upload_chunks(order_id, bytes);
+    Ok(client
+        .clone()
+        .upload_population(tokio_stream::iter(chunks))
+        .await?
+        .into_inner())
+}
+
+/// The whole file, downloaded from `offset`.
+async fn download_party(
+    client: &PartyClient,
+    order_id: &str,
+    name: &str,
+    offset: u64,
+) -> Result<Vec<u8>, Status> {
+    let mut stream = client
+        .clone()
+        .download_extract(pb::DownloadExtractRequest {
+            order_id: order_id.to_string(),
+            file_name: name.to_string(),
+            offset,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        assert_eq!(chunk.offset, offset + out.len() as u64, "chunks come in order");
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+async fn download_admin(client: &AdminClient, order_id: &str, name: &str) -> Vec<u8> {
+    let mut stream = client
+        .clone()
+        .download_extract(pb::DownloadExtractRequest {
+            order_id: order_id.to_string(),
+            file_name: name.to_string(),
+            offset: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        out.extend_from_slice(&chunk.data);
+    }
+    out
+}
+
+const POPULATION: &str = "personnummer;lopnr;indexdatum\n19900704-2386;1;2024-01-01\n19950113-2386;2;2024-01-01\n20170101-2393;3;2024-01-01\n";
+
+/// The register the orders read: P1 has a sickness case with a sub-case, two compensation periods
+/// and a payment; P2 a parental-benefit period; P3 nothing.
+async fn feed_register(app: &TestApp) {
+    let case = |person: &str, id: &str, case_id: &str, parent: &str, benefit: &str| admin_pb::Fact {
+        benefit_type: benefit.into(),
+        body: Some(admin_pb::fact::Body::Case(pb::BenefitCase {
+            case_id: case_id.into(),
+            parent_case_id: parent.into(),
+            opened: "2024-01-08".into(),
+            closed: String::new(),
+            status: pb::BenefitCaseStatus::Open as i32,
+        })),
+        ..fact(person, id, 1, pb::RecordKind::New)
+    };
+    let facts = vec![
+        case(P1, "C1", "FALL-1", "", "SJP"),
+        case(P1, "C2", "FALL-1-D1", "FALL-1", "SJP"),
+        period(
+            P1,
+            "S1",
+            1,
+            "FALL-1",
+            "SJP",
+            ("2024-01-09", "2024-02-15"),
+            pb::CompensationExtent::ThreeQuarters,
+        ),
+        period(
+            P1,
+            "S2",
+            1,
+            "FALL-1-D1",
+            "SJP",
+            ("2024-03-01", "2024-03-10"),
+            pb::CompensationExtent::Full,
+        ),
+        admin_pb::Fact {
+            body: Some(admin_pb::fact::Body::Payment(pb::Payment {
+                case_id: "FALL-1".into(),
+                payment_date: "2024-02-25".into(),
+                covered: Some(pb::DateRange {
+                    from: "2024-01-09".into(),
+                    to: "2024-01-31".into(),
+                }),
+                gross_ore: 1_500_000,
+                tax_ore: 450_000,
+                preliminary: true,
+                lines: vec![pb::AmountLine {
+                    amount_type: "GRUND".into(),
+                    amount_ore: 1_500_000,
+                }],
+                payer: "FK".into(),
+            })),
+            ..fact(P1, "U1", 1, pb::RecordKind::New)
+        },
+        period(
+            P2,
+            "F1",
+            1,
+            "FP-1",
+            "FP",
+            ("2024-05-01", "2024-05-31"),
+            pb::CompensationExtent::Half,
+        ),
+    ];
+    for r in ingest(app, facts).await {
+        assert!(r.message.is_empty() && r.register_sequence > 0, "{r:?}");
+    }
+}
+
+fn period(
+    person: &str,
+    id: &str,
+    version: u64,
+    case_id: &str,
+    benefit: &str,
+    (from, to): (&str, &str),
+    extent: pb::CompensationExtent,
+) -> admin_pb::Fact {
+    admin_pb::Fact {
+        benefit_type: benefit.into(),
+        body: Some(admin_pb::fact::Body::CompensationPeriod(pb::CompensationPeriod {
+            case_id: case_id.into(),
+            from: from.into(),
+            to: to.into(),
+            extent: extent as i32,
+            daily_amount_ore: 80_000,
+        })),
+        ..fact(
+            person,
+            id,
+            version,
+            if version == 1 {
+                pb::RecordKind::New
+            } else {
+                pb::RecordKind::Correction
+            },
+        )
+    }
+}
+
+/// Submits an order and takes it to RELEASED (receipt, quote by Anna, agreement, review by Bo).
+async fn released_order(d: &Desk, reference: &str) -> String {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let order = d
+        .orderer
+        .clone()
+        .submit_order(submission(reference))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = order.order_id.clone();
+    agency(&d.anna, &id, A::ConfirmReceipt(a::ConfirmReceipt {}))
+        .await
+        .unwrap();
+    agency(
+        &d.anna,
+        &id,
+        A::DraftQuote(a::DraftQuote {
+            specification: "Episoder och paneler, SJP FP BB, 2024".into(),
+            centihours: 1_250,
+        }),
+    )
+    .await
+    .unwrap();
+    orderer(&d.orderer, &id, P::AgreeContent(p::AgreeContent {}))
+        .await
+        .unwrap();
+    agency(
+        &d.bo,
+        &id,
+        A::Release(a::Release {
+            conditions: "Inga tabeller med färre än fem personer".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn produce(client: &AdminClient, order_id: &str, sequence: u64) -> Result<pb::ExtractManifest, Status> {
+    Ok(client
+        .clone()
+        .produce_extract(admin_pb::ProduceExtractRequest {
+            order_id: order_id.to_string(),
+            idempotency_key: idempotency_key(),
+            register_sequence: sequence,
+        })
+        .await?
+        .into_inner())
+}
+
+fn state(order: &pb::StatisticsOrder) -> pb::StatisticsOrderState {
+    pb::StatisticsOrderState::try_from(order.state).unwrap()
+}
+
+/// Every written form of a population person's identity number.
+fn identity_forms() -> Vec<String> {
+    let mut forms = Vec::new();
+    for p in [P1, P2, P3] {
+        let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+        forms.push(digits.clone());
+        forms.push(digits[2..].to_string());
+        forms.push(format!("{}-{}", &digits[..8], &digits[8..]));
+        forms.push(format!("{}-{}", &digits[2..8], &digits[8..]));
+    }
+    forms
+}
+
+fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    feed_register(&app).await;
+    let d = desk(&app).await;
+
+    // Submitted: receipt is due within two working days, and resubmitting is retry-safe.
+    let order = d
+        .orderer
+        .clone()
+        .submit_order(submission("SCB-2026-17"))
+        .await
+        .unwrap()
+        .into_inner();
+    let id = order.order_id.clone();
+    assert_eq!(state(&order), pb::StatisticsOrderState::OrderSubmitted);
+    assert!(!order.receipt_due.is_empty() && !order.overdue);
+    let again = d
+        .orderer
+        .clone()
+        .submit_order(submission("SCB-2026-17"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.order_id, id);
+    let mut changed = submission("SCB-2026-17");
+    changed.project = "Ett annat projekt".into();
+    let err = d.orderer.clone().submit_order(changed).await.unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED")
+    );
+
+    // No population before the release decision; nothing is stored.
+    let err = upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "POPULATION_BEFORE_RELEASE")
+    );
+
+    agency(&d.anna, &id, A::ConfirmReceipt(a::ConfirmReceipt {}))
+        .await
+        .unwrap();
+    let asked = agency(
+        &d.anna,
+        &id,
+        A::RequestCompletion(a::RequestCompletion {
+            question: "Vilka år avses?".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&asked), pb::StatisticsOrderState::OrderAwaitingCompletion);
+    orderer(
+        &d.orderer,
+        &id,
+        P::Supplement(p::Supplement { text: "2024".into() }),
+    )
+    .await
+    .unwrap();
+    let quoted = agency(
+        &d.anna,
+        &id,
+        A::DraftQuote(a::DraftQuote {
+            specification: "Episoder och paneler 2024".into(),
+            centihours: 1_250,
+        }),
+    )
+    .await
+    .unwrap();
+    let quote = quoted.quote.unwrap();
+    assert_eq!(
+        (quote.net_ore, quote.vat_ore, quote.ore_per_hour),
+        (1_062_500, 265_625, 85_000)
+    );
+    orderer(&d.orderer, &id, P::AgreeContent(p::AgreeContent {}))
+        .await
+        .unwrap();
+
+    // Four eyes: the quote's author cannot make the review.
+    let err = agency(
+        &d.anna,
+        &id,
+        A::Release(a::Release {
+            conditions: "ok".into(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "FOUR_EYES_REQUIRED")
+    );
+    let released = agency(
+        &d.bo,
+        &id,
+        A::Release(a::Release {
+            conditions: "Minst fem per cell".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&released), pb::StatisticsOrderState::OrderReleased);
+    assert_eq!(released.decision.as_ref().unwrap().reviewer, "Bo Granskare");
+
+    // No extraction before an accepted quote.
+    let accepted = upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    assert_eq!(accepted.persons, 3);
+    assert_eq!(accepted.extra_columns, vec!["indexdatum".to_string()]);
+    let err = produce(&d.anna, &id, 0).await.unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "NOT_READY_TO_EXTRACT")
+    );
+    orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+        .await
+        .unwrap();
+
+    let manifest = produce(&d.anna, &id, 0).await.unwrap();
+    assert_eq!((manifest.population, manifest.persons_with_data), (3, 2));
+    assert_eq!(
+        manifest.benefit_sources.get("BB").map(String::as_str),
+        Some("payments only")
+    );
+    let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["episodes.csv", "panels.csv", "dictionary.csv"]);
+
+    // Not the orderer's to download before delivery; the unit checks it first.
+    let err = download_party(&d.orderer, &id, "episodes.csv", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "EXTRACT_NOT_AVAILABLE")
+    );
+    let checked = download_admin(&d.anna, &id, "episodes.csv").await;
+
+    let delivered = agency(&d.anna, &id, A::Deliver(a::Deliver {})).await.unwrap();
+    assert_eq!(state(&delivered), pb::StatisticsOrderState::OrderDelivered);
+    assert!(!delivered.retain_until.is_empty());
+
+    // Every file matches the manifest, holds no identity number, and serials map to the persons.
+    let forms = identity_forms();
+    for f in &manifest.files {
+        let bytes = download_party(&d.orderer, &id, &f.name, 0).await.unwrap();
+        assert_eq!(bytes.len() as u64, f.size_bytes, "{}", f.name);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.name);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for form in &forms {
+            assert!(
+                !text.contains(form.as_str()),
+                "{} holds an identity number",
+                f.name
+            );
+        }
+        // A resumed download gives the rest of the same bytes.
+        let tail = download_party(&d.orderer, &id, &f.name, 10).await.unwrap();
+        assert_eq!(tail, bytes[10..]);
+    }
+    let episodes_bytes = download_party(&d.orderer, &id, "episodes.csv", 0).await.unwrap();
+    assert_eq!(episodes_bytes, checked);
+    let episodes = csv_rows(&episodes_bytes);
+    assert_eq!(
+        episodes,
+        vec![
+            // serial 1 = P1: the case and its sub-case; serial 2 = P2; serial 3 (P3) has no data.
+            vec![
+                "1",
+                "SJP",
+                "1",
+                "0",
+                "2024-01-09",
+                "2024-02-15",
+                "3/4",
+                "38",
+                "28.5"
+            ],
+            vec![
+                "1",
+                "SJP",
+                "1",
+                "1",
+                "2024-03-01",
+                "2024-03-10",
+                "1/1",
+                "10",
+                "10"
+            ],
+            vec![
+                "2",
+                "FP",
+                "1",
+                "0",
+                "2024-05-01",
+                "2024-05-31",
+                "1/2",
+                "31",
+                "15.5"
+            ],
+        ]
+    );
+    let panels = csv_rows(&download_party(&d.orderer, &id, "panels.csv", 0).await.unwrap());
+    assert!(panels.contains(&vec![
+        "1".to_string(),
+        "2024-02".into(),
+        "SJP".into(),
+        "15".into(),
+        "11.25".into(),
+        "1500000".into(),
+        "450000".into()
+    ]));
+    let dictionary = String::from_utf8(
+        download_party(&d.orderer, &id, "dictionary.csv", 0)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(dictionary.contains("payments only"));
+
+    // Every person of the population is in the disclosure log, naming the order and sequence.
+    for person in [P1, P2, P3] {
+        let digits: String = person.chars().filter(char::is_ascii_digit).collect();
+        let entries = app.disclosures_about(&digits).await;
+        let release: Vec<_> = entries
+            .iter()
+            .filter(|e| e.entry.channel == lefi::domain::disclosure::Channel::StatisticsRelease)
+            .collect();
+        assert_eq!(release.len(), 1, "one release entry per person");
+        assert_eq!(release[0].entry.case_reference.as_deref(), Some(id.as_str()));
+        assert_eq!(release[0].entry.party_id.as_deref(), Some(d.orderer_id.as_str()));
+        assert_eq!(release[0].entry.to_sequence, manifest.register_sequence);
+    }
+
+    // The history holds every step, with who took it.
+    let history = d
+        .orderer
+        .clone()
+        .get_order(pb::GetOrderRequest { order_id: id.clone() })
+        .await
+        .unwrap();
+    let steps: Vec<String> = history
+        .into_inner()
+        .history
+        .iter()
+        .map(|e| format!("{}:{}", e.step, e.actor))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            format!("SUBMIT:{}", d.orderer_id),
+            "CONFIRM_RECEIPT:Anna Statistiker".to_string(),
+            "REQUEST_COMPLETION:Anna Statistiker".to_string(),
+            format!("SUPPLEMENT:{}", d.orderer_id),
+            "DRAFT_QUOTE:Anna Statistiker".to_string(),
+            format!("AGREE_CONTENT:{}", d.orderer_id),
+            "RELEASE:Bo Granskare".to_string(),
+            format!("RECEIVE_POPULATION:{}", d.orderer_id),
+            format!("ACCEPT_QUOTE:{}", d.orderer_id),
+            "EXTRACT:Anna Statistiker".to_string(),
+            "DELIVER:Anna Statistiker".to_string(),
+        ]
+    );
+    app.stop().await;
+}
+
+async fn the_extract_is_reproducible_at_its_sequence_and_reflects_later_corrections(backend: Backend) {
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    feed_register(&app).await;
+    let d = desk(&app).await;
+    let id = released_order(&d, "SCB-REPRO").await;
+    upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+        .await
+        .unwrap();
+    let first = produce(&d.anna, &id, 0).await.unwrap();
+    let first_episodes = download_admin(&d.anna, &id, "episodes.csv").await;
+
+    // A correction: P1's first period was at full extent.
+    ingest(
+        &app,
+        vec![period(
+            P1,
+            "S1",
+            2,
+            "FALL-1",
+            "SJP",
+            ("2024-01-09", "2024-02-15"),
+            pb::CompensationExtent::Full,
+        )],
+    )
+    .await;
+
+    // Produced again at the first sequence: the same bytes.
+    let again = produce(&d.anna, &id, first.register_sequence).await.unwrap();
+    assert_eq!(again.register_sequence, first.register_sequence);
+    let hashes = |m: &pb::ExtractManifest| m.files.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
+    assert_eq!(hashes(&again), hashes(&first));
+    assert_eq!(download_admin(&d.anna, &id, "episodes.csv").await, first_episodes);
+
+    // At the head: the correction shows.
+    let later = produce(&d.anna, &id, 0).await.unwrap();
+    assert!(later.register_sequence > first.register_sequence);
+    assert_ne!(hashes(&later)[0], hashes(&first)[0]);
+    let episodes = csv_rows(&download_admin(&d.anna, &id, "episodes.csv").await);
+    assert_eq!(episodes[0][6..], ["1/1", "38", "38"]);
+
+    // A sequence above the head is refused.
+    let err = produce(&d.anna, &id, later.register_sequence + 1000)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    app.stop().await;
+}
+
+async fn bad_population_files_get_line_answers_and_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let d = desk(&app).await;
+    let id = released_order(&d, "SCB-POP").await;
+    let bad_lines = |status: &Status| -> Vec<(String, String)> {
+        status
+            .get_details_bad_request()
+            .map(|b| {
+                b.field_violations
+                    .into_iter()
+                    .map(|v| (v.field, v.description))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "wrong check digit",
+            "19900704-2387;1\n19950113-2386;2\n".to_string(),
+            vec!["line 1"],
+        ),
+        (
+            "duplicate person and serial",
+            "19900704-2386;1\n19950113-2386;2\n19900704-2386;3\n20170101-2393;2\n".to_string(),
+            vec!["line 3", "line 4"],
+        ),
+        (
+            "wrong columns",
+            "19900704-2386\n19950113-2386;2\n".to_string(),
+            vec!["line 1"],
+        ),
+        ("empty", String::new(), vec![]),
+        (
+            "huge, one bad line at the end",
+            {
+                let mut text = String::new();
+                for i in 0..100_000u32 {
+                    text.push_str(&format!("19900704-2386;{i}\n"));
+                }
+                text
+            },
+            vec![],
+        ),
+    ];
+    for (what, text, expected_lines) in cases {
+        let err = upload(&d.orderer, &id, text.as_bytes()).await.unwrap_err();
+        assert_eq!(
+            (err.code(), reason(&err).as_str()),
+            (Code::InvalidArgument, "POPULATION_FILE_INVALID"),
+            "{what}"
+        );
+        let lines = bad_lines(&err);
+        for expected in &expected_lines {
+            assert!(
+                lines.iter().any(|(field, _)| field == expected),
+                "{what}: {lines:?}"
+            );
+        }
+        for form in identity_forms() {
+            assert!(
+                !err.message().contains(&form),
+                "{what}: the message echoes an identity number"
+            );
+            assert!(
+                lines.iter().all(|(_, reason)| !reason.contains(&form)),
+                "{what}: a line reason echoes an identity number"
+            );
+        }
+        if what.starts_with("huge") {
+            // The same person 100,000 times: every repeat is reported, capped.
+            assert_eq!(lines.len(), 100, "{what}");
+            assert_eq!(
+                err.get_details_error_info().unwrap().metadata["bad_lines"],
+                "99999"
+            );
+        }
+        let order = d
+            .orderer
+            .clone()
+            .get_order(pb::GetOrderRequest { order_id: id.clone() })
+            .await
+            .unwrap();
+        assert_eq!(
+            order.into_inner().order.unwrap().population_count,
+            0,
+            "{what}: nothing stored"
+        );
+    }
+    // A good file after the bad ones is taken.
+    let ok = upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    assert_eq!(ok.persons, 3);
+    app.stop().await;
+}
+
+async fn only_an_authority_with_the_statistics_basis_orders_and_only_its_own(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let d = desk(&app).await;
+    let order = d
+        .orderer
+        .clone()
+        .submit_order(submission("SCB-OWN"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // An insurer cannot hold the basis; an authority without it in its agreement is refused.
+    let insurer = PartyClient::new(app.party_channel(&app.certs.insurer).await);
+    let err = insurer.clone().submit_order(submission("X")).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let (cert, _) = authority(&app, "202100-0001", "Annan myndighet", &["AUTH_DUTY_1980_995"]).await;
+    let other = PartyClient::new(app.party_channel(&cert).await);
+    let err = other
+        .clone()
+        .list_orders(pb::ListOrdersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::PermissionDenied, "BASIS_NOT_IN_AGREEMENT")
+    );
+
+    // Another orderer with the basis does not see the first one's order.
+    let (cert, _) = authority(
+        &app,
+        "202100-5521",
+        "Forskningsmyndigheten",
+        &["STAT_INDIVIDUAL_DATA"],
+    )
+    .await;
+    let second = PartyClient::new(app.party_channel(&cert).await);
+    let err = second
+        .clone()
+        .get_order(pb::GetOrderRequest {
+            order_id: order.order_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::NotFound, "ORDER_NOT_FOUND")
+    );
+    assert!(
+        second
+            .clone()
+            .list_orders(pb::ListOrdersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .orders
+            .is_empty()
+    );
+
+    // Roles: an operator reads but takes no step; an auditor reads; statisticians act.
+    let operator = AdminClient::new(app.admin_channel(&app.certs.operator).await);
+    let err = agency(
+        &operator,
+        &order.order_id,
+        A::ConfirmReceipt(a::ConfirmReceipt {}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::PermissionDenied, "ROLE_NOT_PERMITTED")
+    );
+    let auditor = AdminClient::new(app.admin_channel(&app.certs.auditor).await);
+    let listed = auditor
+        .clone()
+        .list_orders(admin_pb::ListOrdersRequest {
+            party_id: d.orderer_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.orders.len(), 1);
+    let ingest = AdminClient::new(app.admin_channel(&app.certs.ingest).await);
+    let err = ingest
+        .clone()
+        .list_orders(admin_pb::ListOrdersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ROLE_NOT_PERMITTED");
+
+    // Overdue: a receipt due yesterday and not confirmed.
+    app.execute_sql(&format!(
+        "UPDATE statistics_orders SET receipt_due = '2020-01-01' WHERE order_id = '{}'",
+        order.order_id
+    ))
+    .await;
+    let overdue = d
+        .anna
+        .clone()
+        .list_orders(admin_pb::ListOrdersRequest {
+            overdue_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(overdue.orders.len(), 1);
+    assert!(overdue.orders[0].overdue);
+    agency(&d.anna, &order.order_id, A::ConfirmReceipt(a::ConfirmReceipt {}))
+        .await
+        .unwrap();
+    let overdue = d
+        .anna
+        .clone()
+        .list_orders(admin_pb::ListOrdersRequest {
+            overdue_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(overdue.orders.is_empty());
+
+    // A step out of turn is refused with the state it met, and changes nothing.
+    let err = agency(&d.anna, &order.order_id, A::Deliver(a::Deliver {}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "ILLEGAL_STATE_TRANSITION")
+    );
+    assert_eq!(
+        err.get_details_error_info().unwrap().metadata["current_state"],
+        "IN_REVIEW"
+    );
+    app.stop().await;
+}
+
+async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    feed_register(&app).await;
+    let d = desk(&app).await;
+    let mut ids = Vec::new();
+    for reference in ["SCB-KEEP", "SCB-EXTEND"] {
+        let id = released_order(&d, reference).await;
+        upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+        orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+            .await
+            .unwrap();
+        produce(&d.anna, &id, 0).await.unwrap();
+        let delivered = agency(&d.anna, &id, A::Deliver(a::Deliver {})).await.unwrap();
+        // Six months after delivery.
+        let today = app.clock.today();
+        let expected = lefi::grpc::admin_api::statistics::months_after(today, 6);
+        assert_eq!(delivered.retain_until, lefi::domain::clock::format_date(expected));
+        ids.push(id);
+    }
+    let (keep, extend) = (&ids[0], &ids[1]);
+    // The orderer asked for longer and the agency approved for the second order.
+    let err = agency(
+        &d.anna,
+        extend,
+        A::ExtendRetention(a::ExtendRetention {
+            retain_until: "2020-01-01".into(),
+        }),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    agency(
+        &d.anna,
+        extend,
+        A::ExtendRetention(a::ExtendRetention {
+            retain_until: "2099-12-31".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    // Six months pass for the first order (its delivery moved back in the database).
+    app.execute_sql(&format!(
+        "UPDATE statistics_orders SET retain_until = '2026-01-01' WHERE order_id = '{keep}'"
+    ))
+    .await;
+
+    let dry = d
+        .anna
+        .clone()
+        .purge_expired(admin_pb::PurgeExpiredRequest { dry_run: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        dry.orders.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(),
+        vec![keep.as_str()]
+    );
+    // The dry run deleted nothing.
+    assert!(download_party(&d.orderer, keep, "episodes.csv", 0).await.is_ok());
+
+    let purged = d
+        .anna
+        .clone()
+        .purge_expired(admin_pb::PurgeExpiredRequest { dry_run: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(purged.orders.len(), 1);
+    let order = d
+        .orderer
+        .clone()
+        .get_order(pb::GetOrderRequest {
+            order_id: keep.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        state(order.order.as_ref().unwrap()),
+        pb::StatisticsOrderState::OrderDeleted
+    );
+    assert_eq!(order.history.last().unwrap().step, "DELETE");
+    let err = download_party(&d.orderer, keep, "episodes.csv", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "EXTRACT_NOT_AVAILABLE");
+    let manifest = d
+        .orderer
+        .clone()
+        .get_manifest(pb::GetManifestRequest {
+            order_id: keep.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!manifest.files_available);
+    assert_eq!(manifest.files.len(), 3, "the manifest outlives the files");
+    // Nothing of the order's files or population remains in the database.
+    let left: i64 = app.store.order_population(keep).await.unwrap().len() as i64;
+    assert_eq!(left, 0);
+
+    // The extended order is untouched.
+    assert!(
+        download_party(&d.orderer, extend, "episodes.csv", 0)
+            .await
+            .is_ok()
+    );
+    app.stop().await;
+}
