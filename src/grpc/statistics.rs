@@ -223,6 +223,37 @@ pub fn manifest_message(m: &Manifest, files_available: bool) -> pb::ExtractManif
     }
 }
 
+/// A benefit's coverage today, from the register's payments.
+pub async fn benefit_coverage(
+    state: &AppState,
+    benefit: &str,
+) -> Result<crate::domain::statistics::coverage::Coverage, Status> {
+    use crate::domain::statistics::coverage::{self, MATURE_AFTER_MONTHS, YearMonth};
+    let payments = state.store.benefit_payments(benefit).await?;
+    let days = coverage::recorded_days_from_payments(&payments);
+    Ok(coverage::coverage(
+        &days,
+        YearMonth::of(state.clock.today()),
+        MATURE_AFTER_MONTHS,
+    ))
+}
+
+/// Refuses an order whose period ends in a month not yet orderable for one of its benefits.
+pub async fn check_coverage(state: &AppState, benefits: &[String], period_to: Date) -> Result<(), Status> {
+    use crate::domain::statistics::coverage::{YearMonth, check_period_end, latest_orderable};
+    for benefit in benefits {
+        let coverage = benefit_coverage(state, benefit).await?;
+        if let Err(month) = check_period_end(&coverage, YearMonth::of(period_to)) {
+            return Err(status::period_not_covered(
+                benefit,
+                &month,
+                latest_orderable(&coverage),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads a population upload: the first chunk names the order and the key; the bytes are joined
 /// (at most [`MAX_POPULATION_BYTES`]).
 pub async fn read_upload(

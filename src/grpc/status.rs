@@ -785,3 +785,32 @@ pub fn order_reference_reused() -> Status {
     .with("field", "order_reference")
     .into()
 }
+
+/// FAILED_PRECONDITION PERIOD_NOT_COVERED: an order's period ends in a month not yet complete.
+pub fn period_not_covered(
+    benefit: &str,
+    month: &crate::domain::statistics::coverage::MonthCoverage,
+    latest_orderable: Option<crate::domain::statistics::coverage::YearMonth>,
+) -> Status {
+    let latest = latest_orderable.map(|m| m.to_string()).unwrap_or_default();
+    Report::new(
+        Code::FailedPrecondition,
+        ErrorReason::PeriodNotCovered,
+        format!(
+            "{benefit} data for {} is about {:.0} % complete; a month may be ordered from 95 %. End the \
+             period in {} or earlier, or order later",
+            month.month,
+            month.coverage * 100.0,
+            if latest.is_empty() {
+                "an earlier month"
+            } else {
+                latest.as_str()
+            }
+        ),
+    )
+    .with("benefit_type", benefit)
+    .with("month", month.month.to_string())
+    .with("coverage", format!("{:.3}", month.coverage))
+    .with("first_orderable_month", latest)
+    .into()
+}

@@ -23,6 +23,7 @@ backend_tests!(
     bad_population_files_get_line_answers_and_change_nothing,
     only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
     retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
+    coverage_from_known_lags_decides_which_months_may_be_ordered,
 );
 
 type PartyClient = pb::statistics_order_service_client::StatisticsOrderServiceClient<Channel>;
@@ -1050,5 +1051,108 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
             .await
             .is_ok()
     );
+    app.stop().await;
+}
+
+/// The first day of the month `back` months before `today`'s.
+fn month_start(today: time::Date, back: i32) -> time::Date {
+    let index = today.year() * 12 + i32::from(u8::from(today.month())) - 1 - back;
+    let month = time::Month::try_from(u8::try_from(index.rem_euclid(12) + 1).unwrap()).unwrap();
+    time::Date::from_calendar_date(index.div_euclid(12), month, 1).unwrap()
+}
+
+async fn coverage_from_known_lags_decides_which_months_may_be_ordered(backend: Backend) {
+    use lefi::domain::clock::format_date;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let d = desk(&app).await;
+    // Rehabilitation benefit paid with a known lag: of each month's 20 covered days, 12 are paid
+    // the month after, 6 two months after, 1 three and 1 four months after. So a month is 60 %
+    // complete after one month, 90 % after two, 95 % after three, whole after four.
+    let today = app.clock.today();
+    let mut facts = Vec::new();
+    for back in 1..=36 {
+        let start = month_start(today, back);
+        for (i, (first, last, lag)) in [(1u8, 12u8, 1), (13, 18, 2), (19, 19, 3), (20, 20, 4)]
+            .into_iter()
+            .enumerate()
+        {
+            if lag > back {
+                continue; // not paid yet
+            }
+            let day = |d: u8| format_date(start.replace_day(d).unwrap());
+            let gross = 10_000 * i64::from(last - first + 1);
+            facts.push(admin_pb::Fact {
+                benefit_type: "RP".into(),
+                body: Some(admin_pb::fact::Body::Payment(pb::Payment {
+                    case_id: "RP-1".into(),
+                    payment_date: format_date(month_start(today, back - lag).replace_day(25).unwrap()),
+                    covered: Some(pb::DateRange {
+                        from: day(first),
+                        to: day(last),
+                    }),
+                    gross_ore: gross,
+                    tax_ore: 0,
+                    preliminary: false,
+                    lines: vec![pb::AmountLine {
+                        amount_type: "GRUND".into(),
+                        amount_ore: gross,
+                    }],
+                    payer: "FK".into(),
+                })),
+                ..fact(P1, &format!("RP-{back}-{i}"), 1, pb::RecordKind::New)
+            });
+        }
+    }
+    for r in ingest(&app, facts).await {
+        assert!(r.message.is_empty(), "{r:?}");
+    }
+
+    let coverage = d
+        .anna
+        .clone()
+        .get_coverage(admin_pb::GetCoverageRequest {
+            benefit_type: "RP".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(coverage.mature_months, 13, "months 24 to 36 back are complete");
+    let at = |k: usize| coverage.curve[k];
+    assert!((at(1) - 0.60).abs() < 1e-9 && (at(2) - 0.90).abs() < 1e-9 && (at(3) - 0.95).abs() < 1e-9);
+    let by_age = |age: u32| {
+        coverage
+            .months
+            .iter()
+            .find(|m| m.age_months == age)
+            .unwrap()
+            .clone()
+    };
+    assert!(!by_age(2).orderable && by_age(3).orderable && by_age(10).orderable);
+
+    let ending = |back: i32| {
+        let mut request = submission(&format!("SCB-COV-{back}"));
+        request.benefit_type_codes = vec!["RP".into()];
+        let next = month_start(today, back - 1);
+        request.period = Some(pb::DateRange {
+            from: format_date(month_start(today, 30)),
+            to: format_date(next.previous_day().unwrap()),
+        });
+        request
+    };
+    // A period ending two months back (90 %) is refused, three months back (95 %) taken.
+    let err = d.orderer.clone().submit_order(ending(2)).await.unwrap_err();
+    assert_eq!(
+        (err.code(), reason(&err).as_str()),
+        (Code::FailedPrecondition, "PERIOD_NOT_COVERED")
+    );
+    let info = err.get_details_error_info().unwrap();
+    assert_eq!(info.metadata["month"], by_age(2).month);
+    assert_eq!(info.metadata["first_orderable_month"], by_age(3).month);
+    d.orderer.clone().submit_order(ending(3)).await.unwrap();
+    // A period ending in the future is never complete.
+    let err = d.orderer.clone().submit_order(ending(-2)).await.unwrap_err();
+    assert_eq!(reason(&err), "PERIOD_NOT_COVERED");
     app.stop().await;
 }

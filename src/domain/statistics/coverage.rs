@@ -76,6 +76,65 @@ pub struct Coverage {
     pub recent: Vec<MonthCoverage>,
 }
 
+/// How many months a month needs to be complete for the curve (sickness and activity compensation
+/// granted for the first time lags about nine months; this leaves room beyond that).
+pub const MATURE_AFTER_MONTHS: u32 = 24;
+
+/// The days each payment covers, by the month they concern (valid) and the month the payment was
+/// made (recorded). Payments without an end to their covered period are left out.
+pub fn recorded_days_from_payments(
+    payments: &[(crate::domain::register::DateRange, time::Date)],
+) -> Vec<RecordedDays> {
+    let mut out = Vec::new();
+    for (covered, paid) in payments {
+        let Some(to) = covered.to else {
+            continue;
+        };
+        for (valid, days) in super::extract::days_by_month(covered.from, to) {
+            out.push(RecordedDays {
+                valid,
+                recorded: YearMonth::of(*paid),
+                days: days as f64,
+            });
+        }
+    }
+    out
+}
+
+/// Whether a period ending in `last` may be ordered: `Err` with the month's coverage when `last`
+/// is a recent month that is not orderable. Months older than the recent window are complete.
+pub fn check_period_end(coverage: &Coverage, last: YearMonth) -> Result<(), MonthCoverage> {
+    match coverage.recent.iter().find(|m| m.month == last) {
+        Some(m) if !m.orderable => Err(*m),
+        _ => {
+            // A period ending after today's month is never complete.
+            match coverage.recent.last() {
+                Some(newest) if last > newest.month => Err(MonthCoverage {
+                    month: last,
+                    age: 0,
+                    coverage: 0.0,
+                    orderable: false,
+                }),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// The latest month that may be ordered today (the newest orderable recent month, or the month
+/// before the recent window).
+pub fn latest_orderable(coverage: &Coverage) -> Option<YearMonth> {
+    if let Some(m) = coverage.recent.iter().rev().find(|m| m.orderable) {
+        return Some(m.month);
+    }
+    let oldest = coverage.recent.first()?;
+    let i = oldest.month.index() - 1;
+    Some(YearMonth::new(
+        i.div_euclid(12) as i32,
+        (i.rem_euclid(12) + 1) as u8,
+    ))
+}
+
 /// The completion curve from the months at least `mature_after` months old on `today`'s month,
 /// and the coverage of the younger months.
 pub fn coverage(days: &[RecordedDays], today: YearMonth, mature_after: u32) -> Coverage {

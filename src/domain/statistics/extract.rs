@@ -207,7 +207,7 @@ fn days(from: Date, to: Date) -> i64 {
 }
 
 /// The days of `from..=to` in each month it touches.
-fn days_by_month(from: Date, to: Date) -> Vec<(YearMonth, i64)> {
+pub fn days_by_month(from: Date, to: Date) -> Vec<(YearMonth, i64)> {
     let mut out = Vec::new();
     let mut start = from;
     while start <= to {

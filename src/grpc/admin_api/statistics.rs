@@ -364,6 +364,43 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
         Ok(Response::new(stream))
     }
 
+    async fn get_coverage(
+        &self,
+        request: Request<pb::GetCoverageRequest>,
+    ) -> Result<Response<pb::GetCoverageResponse>, Status> {
+        use crate::domain::statistics::coverage::MATURE_AFTER_MONTHS;
+        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
+        let benefit = request.into_inner().benefit_type;
+        let known = self.state.store.benefit_types().await?;
+        if !known.iter().any(|b| b.code == benefit) {
+            return Err(FieldError::new(
+                crate::grpc::fields::FieldProblem::UnknownBenefitType {
+                    code: benefit.clone(),
+                },
+                "benefit_type",
+                "unknown benefit type code; see ListBenefitTypes",
+            )
+            .into());
+        }
+        let coverage = wire::benefit_coverage(&self.state, &benefit).await?;
+        Ok(Response::new(pb::GetCoverageResponse {
+            benefit_type: benefit,
+            curve: coverage.curve.clone(),
+            mature_months: u32::try_from(coverage.mature_months).unwrap_or(u32::MAX),
+            months: coverage
+                .recent
+                .iter()
+                .map(|m| pb::MonthCoverage {
+                    month: m.month.to_string(),
+                    age_months: m.age,
+                    coverage: m.coverage,
+                    orderable: m.orderable,
+                })
+                .collect(),
+            mature_after_months: MATURE_AFTER_MONTHS,
+        }))
+    }
+
     async fn purge_expired(
         &self,
         request: Request<pb::PurgeExpiredRequest>,

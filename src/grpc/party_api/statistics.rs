@@ -132,6 +132,7 @@ impl pb::statistics_order_service_server::StatisticsOrderService for PartyApi {
         let party = self.orderer(&request).await?;
         let order = self.new_order(request.into_inner()).await?;
         let today = self.state.clock.today();
+        wire::check_coverage(&self.state, &order.benefit_types, order.period_to).await?;
         let (stored, _new) = self
             .state
             .store

@@ -25,6 +25,7 @@ use crate::domain::clock::Micros;
 use crate::domain::register::versions::{StoredPerson, StoredRecord, person_snapshot};
 use crate::domain::register::{DateRange, FactBody, FactType, PersonData, RecordKind};
 use crate::policy::Permit;
+use time::Date;
 
 /// The columns of a `register_log` row, in [`LogView`]'s order.
 const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
@@ -263,6 +264,37 @@ impl Store {
     ) -> Result<Vec<Snapshot>, StoreError> {
         let asks: Vec<PersonAsk<'_>> = persons.iter().map(|p| (p, benefit_codes, period)).collect();
         self.snapshots_for(&asks, as_of).await
+    }
+
+    /// The latest version of every payment of `benefit` (retracted ones left out): what it covers
+    /// and when it was paid, for the coverage of statistics orders.
+    pub async fn benefit_payments(&self, benefit: &str) -> Result<Vec<(DateRange, Date)>, StoreError> {
+        let mut conn = self.read().await?;
+        let sql =
+            format!("SELECT {LOG_COLUMNS} FROM register_log WHERE benefit_type = $1 AND fact_type = $2");
+        let mut latest: HashMap<String, StoredRecord> = HashMap::new();
+        each_log_row!(
+            &mut conn,
+            sql.as_str(),
+            |q| q.bind(benefit).bind(FactType::Payment.as_str()),
+            |row| {
+                let record = stored_record(&row)?;
+                match latest.get(&record.record_id) {
+                    Some(seen) if seen.seq > record.seq => {}
+                    _ => {
+                        latest.insert(record.record_id.clone(), record);
+                    }
+                }
+            }
+        );
+        Ok(latest
+            .into_values()
+            .filter(|r| r.kind != RecordKind::Retraction)
+            .filter_map(|r| match r.body {
+                FactBody::Payment(p) => Some((p.covered, p.payment_date)),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn snapshots_for(&self, asks: &[PersonAsk<'_>], as_of: u64) -> Result<Vec<Snapshot>, StoreError> {
