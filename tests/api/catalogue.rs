@@ -36,7 +36,8 @@ async fn catalogue_is_seeded_and_listed(backend: Backend) {
             "INS_CLAIMS",
             "INS_COORDINATION",
             "INS_PENSION_FORECAST",
-            "INS_RISK_ASSESSMENT"
+            "INS_RISK_ASSESSMENT",
+            "STAT_INDIVIDUAL_DATA"
         ]
     );
     let risk = all.iter().find(|b| b.code == "INS_RISK_ASSESSMENT").unwrap();
@@ -121,13 +122,13 @@ async fn operators_list_the_catalogue_too(backend: Backend) {
         .unwrap()
         .into_inner()
         .legal_bases;
-    assert_eq!(all.len(), 7);
+    assert_eq!(all.len(), 8);
     let in_force = operator
         .list_legal_bases(pb::ListLegalBasesRequest::default())
         .await
         .unwrap()
         .into_inner()
         .legal_bases;
-    assert_eq!(in_force.len(), 6);
+    assert_eq!(in_force.len(), 7);
     app.stop().await;
 }

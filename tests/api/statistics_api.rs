@@ -1118,7 +1118,7 @@ async fn coverage_from_known_lags_decides_which_months_may_be_ordered(backend: B
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(coverage.mature_months, 13, "months 24 to 36 back are complete");
+    assert_eq!(coverage.mature_months, 22, "months 15 to 36 back are complete");
     let at = |k: usize| coverage.curve[k];
     assert!((at(1) - 0.60).abs() < 1e-9 && (at(2) - 0.90).abs() < 1e-9 && (at(3) - 0.95).abs() < 1e-9);
     let by_age = |age: u32| {

@@ -1119,6 +1119,7 @@ mod catalogue {
                 "INS_COORDINATION",
                 "INS_PENSION_FORECAST",
                 "INS_RISK_ASSESSMENT",
+                "STAT_INDIVIDUAL_DATA",
             ]
         );
         let basis = |code: &str| bases.iter().find(|b| b.code == code).unwrap();
@@ -3134,7 +3135,7 @@ mod handle {
         for _ in 0..2 {
             store.migrate().await.unwrap();
             assert_eq!(store.head_seq().await.unwrap(), 0);
-            assert_eq!(store.legal_bases().await.unwrap().len(), 7, "seeded once");
+            assert_eq!(store.legal_bases().await.unwrap().len(), 8, "seeded once");
         }
         store.close().await;
         database.remove().await;

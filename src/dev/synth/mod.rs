@@ -206,4 +206,45 @@ mod tests {
                 .any(|f| matches!(&f.body, Some(Body::Person(p)) if !p.date_of_death.is_empty()))
         );
     }
+
+    #[test]
+    fn payments_lag_as_the_agency_publishes() {
+        use crate::domain::clock::parse_date;
+        use crate::domain::register::DateRange;
+        use crate::domain::statistics::coverage::{YearMonth, coverage, recorded_days_from_payments};
+        let all = facts(42, 1_500);
+        let curve = |benefit: &str| {
+            let payments: Vec<(DateRange, Date)> = all
+                .iter()
+                .filter(|f| f.benefit_type == benefit && f.kind == pb::RecordKind::New as i32)
+                .filter_map(|f| match &f.body {
+                    Some(Body::Payment(p)) => {
+                        let covered = p.covered.as_ref()?;
+                        Some((
+                            DateRange {
+                                from: parse_date(&covered.from)?,
+                                to: parse_date(&covered.to),
+                            },
+                            parse_date(&p.payment_date)?,
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect();
+            coverage(
+                &recorded_days_from_payments(&payments),
+                YearMonth::of(DEFAULT_UNTIL),
+                15,
+            )
+            .curve
+        };
+        // About three months for sickness benefit, about nine for sickness compensation.
+        let sickness = curve("SJP");
+        assert!(sickness[1] < 0.95 && sickness[4] >= 0.95, "{sickness:?}");
+        let compensation = curve("SA");
+        assert!(
+            compensation[4] < 0.95 && compensation[10] >= 0.95,
+            "{compensation:?}"
+        );
+    }
 }

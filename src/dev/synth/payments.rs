@@ -13,10 +13,23 @@ use crate::domain::clock::format_date;
 /// Tax withheld from a synthetic benefit payment, in percent of the gross amount.
 const TAX_PERCENT: i64 = 30;
 
+/// How many months late a month's payment comes, beyond the usual payday, by weight: the register
+/// fills backwards in time as the agency publishes (about three months for sickness,
+/// rehabilitation and parental benefit; about nine for sickness and activity compensation, granted
+/// late and back-paid). Other benefits are paid on time. Statistics orders' coverage reads this.
+fn lag_weights(benefit: &str) -> &'static [u32] {
+    match benefit {
+        "SJP" | "RP" | "FP" => &[60, 25, 10, 5],
+        "SA" => &[30, 10, 10, 10, 8, 8, 8, 6, 5, 5],
+        _ => &[1],
+    }
+}
+
 impl Synth {
     /// Monthly payments for `stretches` (one per calendar month they touch, paid on the 25th of
-    /// the next month, up to `until`), some preliminary then corrected, some back-paid, a few
-    /// retracted. `karens_ore` is deducted from the first payment.
+    /// the next month or some months later by the benefit's [`lag_weights`], up to `until`), some
+    /// preliminary then corrected, some back-paid, a few retracted. `karens_ore` is deducted from
+    /// the first payment.
     pub(super) fn monthly_payments(
         &mut self,
         p: &mut PersonFacts,
@@ -49,9 +62,10 @@ impl Synth {
             let (Some(cov_from), Some(cov_to)) = (cov_from, cov_to) else {
                 continue;
             };
-            let payday = payday_after(cov_to);
+            let payday = self.late(payday_after(cov_to), case.benefit);
             if payday > until {
-                break;
+                // Not paid yet as of `until`.
+                continue;
             }
             let mut lines = vec![line("GRUND", base)];
             if first_payment && karens_ore > 0 {
@@ -106,5 +120,25 @@ impl Synth {
                 }
             }
         }
+    }
+
+    /// `payday` moved by a lag drawn from the benefit's [`lag_weights`] (whole months).
+    fn late(&mut self, payday: Date, benefit: &str) -> Date {
+        let weights = lag_weights(benefit);
+        let total: u32 = weights.iter().sum();
+        let mut draw = self.rng.random_range(0..total);
+        let mut months = 0;
+        for (lag, w) in weights.iter().enumerate() {
+            if draw < *w {
+                months = lag;
+                break;
+            }
+            draw -= w;
+        }
+        let mut day = payday;
+        for _ in 0..months {
+            day = next_month(day).replace_day(25).unwrap_or(day);
+        }
+        day
     }
 }

@@ -78,7 +78,7 @@ pub struct Coverage {
 
 /// How many months a month needs to be complete for the curve (sickness and activity compensation
 /// granted for the first time lags about nine months; this leaves room beyond that).
-pub const MATURE_AFTER_MONTHS: u32 = 24;
+pub const MATURE_AFTER_MONTHS: u32 = 15;
 
 /// The days each payment covers, by the month they concern (valid) and the month the payment was
 /// made (recorded). Payments without an end to their covered period are left out.
