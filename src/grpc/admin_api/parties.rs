@@ -1,25 +1,24 @@
 //! `lefi.admin.v1.PartyAdminService`: onboarding, certificates, termination and history.
 //!
-//! Every change goes through [`PartyAdminApi::change`]: the operator must hold the right to manage
-//! parties, the idempotency key is taken out of the request and checked, the rest of the request
-//! is hashed with the method (what a retry under the same key must repeat), the store makes the
-//! change in one transaction and keeps the encoded answer with the key, and every retry gets those
-//! same bytes back.
+//! Every change passes the guard `change` (see [`crate::grpc::service!`]): the operator must hold
+//! the right to manage parties, the idempotency key is taken out of the request and checked, and the
+//! rest of the request is hashed with the method (what a retry under the same key must repeat).
+//! Then [`AdminApi::commit`] has the store make the change in one transaction and keep the encoded
+//! answer with the key, and every retry gets those same bytes back.
 
 use prost::Message;
 use time::Date;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use super::convert;
 use crate::domain::clock::{Micros, business_date_at};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::party_state;
 use crate::grpc::fields;
-use crate::grpc::operator_with;
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::{Page, Pages};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::status::{self, CodeFields, Missing};
-use crate::identity::verify_party_certificate;
+use crate::identity::{OperatorPrincipal, verify_party_certificate};
 use crate::policy::operator::AdminRight;
 use crate::store::parties::{Actor, Idempotency, PartyChange, PartyRecord};
 
@@ -34,6 +33,35 @@ const GRANTED: CodeFields = CodeFields {
     benefits: "granted_benefit_type_codes",
 };
 
+/// A change request: it carries the idempotency key its retries repeat.
+trait ChangeRequest: Message {
+    /// The request's idempotency key.
+    fn key(&mut self) -> &mut String;
+}
+
+/// Every change request holds its key in `idempotency_key`.
+macro_rules! change_requests {
+    ($($request:ty),+ $(,)?) => {
+        $(
+            impl ChangeRequest for $request {
+                fn key(&mut self) -> &mut String {
+                    &mut self.idempotency_key
+                }
+            }
+        )+
+    };
+}
+
+change_requests!(
+    pb::ApplyRequest,
+    pb::SendAgreementRequest,
+    pb::RecordSignatureRequest,
+    pb::AddCertificateRequest,
+    pb::RevokeCertificateRequest,
+    pb::ScheduleTerminationRequest,
+    pb::WithdrawTerminationRequest,
+);
+
 /// A change request, checked as far as the request alone allows: who asks, the request without its
 /// key, the key and the hash a retry must repeat, and the time the change is judged at.
 struct Change<T> {
@@ -46,16 +74,11 @@ struct Change<T> {
 }
 
 impl AdminApi {
-    /// The common start of every change (see the module docs).
-    fn begin<T: Message>(
-        &self,
-        request: Request<T>,
-        method: &str,
-        key_of: fn(&mut T) -> &mut String,
-    ) -> Result<Change<T>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(key_of(&mut req));
+    /// The guard of every change (see the module docs): the operator must hold the right to
+    /// manage parties; `method` names the RPC in the request's hash.
+    fn change<T: ChangeRequest>(&self, request: Request<T>, method: &str) -> Result<Change<T>, Status> {
+        let (operator, mut req) = self.needs(request, AdminRight::ManageParties)?;
+        let key = std::mem::take(req.key());
         let key = convert::idempotency_key(&key)?.to_string();
         let hash = convert::request_hash(method, &req.encode_to_vec());
         let now = self.state.clock.now_micros();
@@ -74,13 +97,13 @@ impl AdminApi {
 
     /// Makes the change and answers with `respond` of the party as it is afterwards (or, for a
     /// retry, with the answer the first call got). Open streams re-check their right at once.
-    async fn change<T, M: Message + Default>(
+    async fn commit<T, M: Message + Default>(
         &self,
         change: &Change<T>,
         step: PartyChange<'_>,
         fields: CodeFields,
         respond: impl Fn(&PartyRecord) -> M + Sync,
-    ) -> Result<Response<M>, Status> {
+    ) -> Result<M, Status> {
         let respond = |p: &PartyRecord| respond(p).encode_to_vec();
         let idem = Idempotency {
             key: &change.key,
@@ -95,7 +118,6 @@ impl AdminApi {
             .map_err(|e| status::admin(e, fields))?;
         self.state.notify_history();
         M::decode(bytes.as_slice())
-            .map(Response::new)
             .map_err(|e| status::internal("a stored admin response does not decode", &e))
     }
 
@@ -103,27 +125,22 @@ impl AdminApi {
     fn party_at(today: Date) -> impl Fn(&PartyRecord) -> Option<pb::Party> + Sync {
         move |p| Some(convert::party(p, today))
     }
-}
 
-#[tonic::async_trait]
-impl pb::party_admin_service_server::PartyAdminService for AdminApi {
-    #[tracing::instrument(skip_all)]
-    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
-        let change = self.begin(request, "Apply", |r| &mut r.idempotency_key)?;
+    /// Registers an application (anmälan): a new party in state APPLIED.
+    async fn apply(&self, change: Change<pb::ApplyRequest>) -> Result<pb::ApplyResponse, Status> {
         let application = convert::application(&change.req)?;
         let party = Self::party_at(change.today);
-        self.change(&change, PartyChange::Apply(&application), REQUESTED, |p| {
+        self.commit(&change, PartyChange::Apply(&application), REQUESTED, |p| {
             pb::ApplyResponse { party: party(p) }
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Records that the agreement was sent: APPLIED → AGREEMENT_SENT.
     async fn send_agreement(
         &self,
-        request: Request<pb::SendAgreementRequest>,
-    ) -> Result<Response<pb::SendAgreementResponse>, Status> {
-        let change = self.begin(request, "SendAgreement", |r| &mut r.idempotency_key)?;
+        change: Change<pb::SendAgreementRequest>,
+    ) -> Result<pb::SendAgreementResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let agreement = convert::agreement(&change.req)?;
         let step = PartyChange::SendAgreement {
@@ -131,18 +148,17 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             agreement: &agreement,
         };
         let party = Self::party_at(change.today);
-        self.change(&change, step, GRANTED, |p| pb::SendAgreementResponse {
+        self.commit(&change, step, GRANTED, |p| pb::SendAgreementResponse {
             party: party(p),
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Records one signature; AGREEMENT_SENT → SIGNED once both sides have signed.
     async fn record_signature(
         &self,
-        request: Request<pb::RecordSignatureRequest>,
-    ) -> Result<Response<pb::RecordSignatureResponse>, Status> {
-        let change = self.begin(request, "RecordSignature", |r| &mut r.idempotency_key)?;
+        change: Change<pb::RecordSignatureRequest>,
+    ) -> Result<pb::RecordSignatureResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let signature = convert::signature(&change.req, change.today)?;
         let step = PartyChange::RecordSignature {
@@ -150,18 +166,17 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             signature: &signature,
         };
         let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| pb::RecordSignatureResponse {
+        self.commit(&change, step, CodeFields::NONE, |p| pb::RecordSignatureResponse {
             party: party(p),
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Registers a verified client certificate; the first one connects the party.
     async fn add_certificate(
         &self,
-        request: Request<pb::AddCertificateRequest>,
-    ) -> Result<Response<pb::AddCertificateResponse>, Status> {
-        let change = self.begin(request, "AddCertificate", |r| &mut r.idempotency_key)?;
+        change: Change<pb::AddCertificateRequest>,
+    ) -> Result<pb::AddCertificateResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let certificate = verify_party_certificate(
             self.state.party_certificates.as_ref(),
@@ -173,7 +188,7 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             certificate: &certificate,
         };
         let today = change.today;
-        self.change(&change, step, CodeFields::NONE, |p| pb::AddCertificateResponse {
+        self.commit(&change, step, CodeFields::NONE, |p| pb::AddCertificateResponse {
             certificate: p
                 .certificates
                 .iter()
@@ -184,12 +199,11 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Revokes one of the party's certificates from now on.
     async fn revoke_certificate(
         &self,
-        request: Request<pb::RevokeCertificateRequest>,
-    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
-        let change = self.begin(request, "RevokeCertificate", |r| &mut r.idempotency_key)?;
+        change: Change<pb::RevokeCertificateRequest>,
+    ) -> Result<pb::RevokeCertificateResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let fingerprint = convert::fingerprint(&change.req.fingerprint)?;
         let reason = convert::reason(&change.req.reason)?;
@@ -198,7 +212,7 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             fingerprint: &fingerprint,
             reason: &reason,
         };
-        self.change(&change, step, CodeFields::NONE, |p| {
+        self.commit(&change, step, CodeFields::NONE, |p| {
             pb::RevokeCertificateResponse {
                 certificate: p
                     .certificates
@@ -210,12 +224,11 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Registers a termination (uppsägning).
     async fn schedule_termination(
         &self,
-        request: Request<pb::ScheduleTerminationRequest>,
-    ) -> Result<Response<pb::ScheduleTerminationResponse>, Status> {
-        let change = self.begin(request, "ScheduleTermination", |r| &mut r.idempotency_key)?;
+        change: Change<pb::ScheduleTerminationRequest>,
+    ) -> Result<pb::ScheduleTerminationResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let notice = convert::termination_notice(&change.req, change.today)?;
         let step = PartyChange::ScheduleTermination {
@@ -223,18 +236,17 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             notice: &notice,
         };
         let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| {
+        self.commit(&change, step, CodeFields::NONE, |p| {
             pb::ScheduleTerminationResponse { party: party(p) }
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Withdraws a scheduled termination before it takes effect.
     async fn withdraw_termination(
         &self,
-        request: Request<pb::WithdrawTerminationRequest>,
-    ) -> Result<Response<pb::WithdrawTerminationResponse>, Status> {
-        let change = self.begin(request, "WithdrawTermination", |r| &mut r.idempotency_key)?;
+        change: Change<pb::WithdrawTerminationRequest>,
+    ) -> Result<pb::WithdrawTerminationResponse, Status> {
         let party_id = convert::party_id(&change.req.party_id)?;
         let reason = convert::reason(&change.req.reason)?;
         let step = PartyChange::WithdrawTermination {
@@ -242,18 +254,20 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             reason: &reason,
         };
         let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| {
+        self.commit(&change, step, CodeFields::NONE, |p| {
             pb::WithdrawTerminationResponse { party: party(p) }
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn get_party(&self, request: Request<pb::GetPartyRequest>) -> Result<Response<pb::Party>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
+    /// One party, by id or by organisation number, in the state that holds today.
+    async fn get_party(
+        &self,
+        (_, req): (OperatorPrincipal, pb::GetPartyRequest),
+    ) -> Result<pb::Party, Status> {
         let now = self.state.clock.now_micros();
         let store = &self.state.store;
-        let record = match request.into_inner().key {
+        let record = match req.key {
             Some(pb::get_party_request::Key::PartyId(id)) => {
                 let id = convert::party_id(&id)?;
                 store.settle_terminations(now).await?;
@@ -269,54 +283,60 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             }
         };
         let record = record.ok_or_else(|| status::not_found(Missing::Party))?;
-        Ok(Response::new(convert::party(&record, business_date_at(now))))
+        Ok(convert::party(&record, business_date_at(now)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the parties matching the filters, by name.
     async fn list_parties(
         &self,
-        request: Request<pb::ListPartiesRequest>,
-    ) -> Result<Response<pb::ListPartiesResponse>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListPartiesRequest),
+    ) -> Result<pb::ListPartiesResponse, Status> {
         let filter = convert::party_filter(&req)?;
         let pages = Pages::new("ListParties", convert::filter_key(&filter));
-        let after: Option<(String, String)> = pages.position(&req.page_token)?;
-        let size = page_size(req.page_size);
+        let page: Page<(String, String)> = pages.page(&req.page_token, req.page_size)?;
         let now = self.state.clock.now_micros();
         let store = &self.state.store;
         store.settle_terminations(now).await?;
-        let after = after.as_ref().map(|(name, id)| (name.as_str(), id.as_str()));
-        let mut records = store.list_party_records(&filter, after, size + 1).await?;
-        let next_page_token = pages.trim(&mut records, size, |r| (r.name.clone(), r.party_id.clone()));
+        let after = page.after.as_ref().map(|(name, id)| (name.as_str(), id.as_str()));
+        let records = store.list_party_records(&filter, after, page.limit()).await?;
         let today = business_date_at(now);
-        Ok(Response::new(pb::ListPartiesResponse {
-            parties: records.iter().map(|r| convert::party(r, today)).collect(),
-            next_page_token,
-        }))
+        let position = |r: &PartyRecord| (r.name.clone(), r.party_id.clone());
+        Ok(pages.trim_into(records, page.size, position, |r| convert::party(r, today)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of a party's audit history, oldest first.
     async fn list_party_history(
         &self,
-        request: Request<pb::ListPartyHistoryRequest>,
-    ) -> Result<Response<pb::ListPartyHistoryResponse>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListPartyHistoryRequest),
+    ) -> Result<pb::ListPartyHistoryResponse, Status> {
         let party_id = convert::party_id(&req.party_id)?;
         let pages = Pages::new("ListPartyHistory", &party_id);
-        let after_entry: i64 = pages.position(&req.page_token)?.unwrap_or(0);
-        let size = page_size(req.page_size);
+        let page: Page<i64> = pages.page(&req.page_token, req.page_size)?;
         let store = &self.state.store;
         store.settle_terminations(self.state.clock.now_micros()).await?;
-        let mut entries = store
-            .party_history(&party_id, after_entry, size + 1)
+        let entries = store
+            .party_history(&party_id, page.after.unwrap_or(0), page.limit())
             .await?
             .ok_or_else(|| status::not_found(Missing::Party))?;
-        let next_page_token = pages.trim(&mut entries, size, |e| e.entry_id);
-        Ok(Response::new(pb::ListPartyHistoryResponse {
-            entries: entries.iter().map(convert::audit_entry).collect(),
-            next_page_token,
-        }))
+        Ok(pages.trim_into(entries, page.size, |e| e.entry_id, convert::audit_entry))
+    }
+}
+
+crate::grpc::service! {
+    impl pb::party_admin_service_server::PartyAdminService for AdminApi {
+        apply(pb::ApplyRequest) -> pb::ApplyResponse: change("Apply");
+        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse: change("SendAgreement");
+        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse: change("RecordSignature");
+        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse: change("AddCertificate");
+        revoke_certificate(pb::RevokeCertificateRequest) -> pb::RevokeCertificateResponse:
+            change("RevokeCertificate");
+        schedule_termination(pb::ScheduleTerminationRequest) -> pb::ScheduleTerminationResponse:
+            change("ScheduleTermination");
+        withdraw_termination(pb::WithdrawTerminationRequest) -> pb::WithdrawTerminationResponse:
+            change("WithdrawTermination");
+        get_party(pb::GetPartyRequest) -> pb::Party: needs(AdminRight::ReadParties);
+        list_parties(pb::ListPartiesRequest) -> pb::ListPartiesResponse: needs(AdminRight::ReadParties);
+        list_party_history(pb::ListPartyHistoryRequest) -> pb::ListPartyHistoryResponse:
+            needs(AdminRight::ReadParties);
     }
 }
