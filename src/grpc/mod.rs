@@ -104,7 +104,9 @@ macro_rules! services {
         pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &$crate::state::AppState) {
             let api = $api { state: state.clone() };
             $(
-                routes.add_service($server::new(api.clone()).max_decoding_message_size(state.max_message_bytes));
+                routes.add_service(
+                    $server::new(api.clone()).max_decoding_message_size(state.max_message_bytes),
+                );
             )+
         }
     };

@@ -274,6 +274,7 @@ crate::grpc::service! {
         verify_disclosure_log(pb::VerifyDisclosureLogRequest) -> pb::VerifyDisclosureLogResponse:
             needs(AdminRight::ReadAudit);
         list_consents(pb::ListConsentsRequest) -> pb::ListConsentsResponse: needs(AdminRight::ReadAudit);
-        revoke_consent(pb::RevokeConsentRequest) -> pb::RevokeConsentResponse: needs(AdminRight::ManageConsents);
+        revoke_consent(pb::RevokeConsentRequest) -> pb::RevokeConsentResponse:
+            needs(AdminRight::ManageConsents);
     }
 }

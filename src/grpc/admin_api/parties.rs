@@ -2,7 +2,8 @@
 //!
 //! Every change passes the guard `change` (see [`crate::grpc::service!`]): the operator must hold
 //! the right to manage parties, the idempotency key is taken out of the request and checked, and the
-//! rest of the request is hashed with the method (what a retry under the same key must repeat).
+//! rest of the request is hashed with the method (what a retry under the same key must repeat). A
+//! change to an existing party passes `change_of_party`, which then checks the party id it names.
 //! Then [`AdminApi::commit`] has the store make the change in one transaction and keep the encoded
 //! answer with the key, and every retry gets those same bytes back.
 
@@ -33,33 +34,56 @@ const GRANTED: CodeFields = CodeFields {
     benefits: "granted_benefit_type_codes",
 };
 
+/// The party's certificate with this fingerprint, as the answers about a certificate show it.
+fn certificate_of(party: &PartyRecord, fingerprint: &str) -> Option<pb::Certificate> {
+    party
+        .certificates
+        .iter()
+        .find(|c| c.fingerprint == fingerprint)
+        .map(convert::certificate)
+}
+
 /// A change request: it carries the idempotency key its retries repeat.
 trait ChangeRequest: Message {
     /// The request's idempotency key.
     fn key(&mut self) -> &mut String;
 }
 
-/// Every change request holds its key in `idempotency_key`.
+/// A request to change an existing party: it names the party.
+trait PartyRequest: ChangeRequest {
+    /// The party's id, as the request gives it (unchecked).
+    fn party_id(&self) -> &str;
+}
+
+/// Declares the change requests: each holds its idempotency key in `idempotency_key`, and one
+/// marked `{ party_id }` changes an existing party, named in that field.
 macro_rules! change_requests {
-    ($($request:ty),+ $(,)?) => {
+    ($($request:ty $({ $party:ident })?),+ $(,)?) => {
         $(
             impl ChangeRequest for $request {
                 fn key(&mut self) -> &mut String {
                     &mut self.idempotency_key
                 }
             }
+            $(
+                impl PartyRequest for $request {
+                    fn party_id(&self) -> &str {
+                        &self.$party
+                    }
+                }
+            )?
         )+
     };
 }
 
 change_requests!(
     pb::ApplyRequest,
-    pb::SendAgreementRequest,
-    pb::RecordSignatureRequest,
-    pb::AddCertificateRequest,
-    pb::RevokeCertificateRequest,
-    pb::ScheduleTerminationRequest,
-    pb::WithdrawTerminationRequest,
+    pb::SendAgreementRequest { party_id },
+    pb::RecordSignatureRequest { party_id },
+    pb::AddCertificateRequest { party_id },
+    pb::RevokeCertificateRequest { party_id },
+    pb::ScheduleTerminationRequest { party_id },
+    pb::WithdrawTerminationRequest { party_id },
 );
 
 /// A change request, checked as far as the request alone allows: who asks, the request without its
@@ -93,6 +117,18 @@ impl AdminApi {
             now,
             today: business_date_at(now),
         })
+    }
+
+    /// The guard of the changes to an existing party: [`AdminApi::change`], then the id of the
+    /// party the request names, checked.
+    fn change_of_party<T: PartyRequest>(
+        &self,
+        request: Request<T>,
+        method: &str,
+    ) -> Result<(Change<T>, String), Status> {
+        let change = self.change(request, method)?;
+        let party_id = convert::party_id(change.req.party_id())?;
+        Ok((change, party_id))
     }
 
     /// Makes the change and answers with `respond` of the party as it is afterwards (or, for a
@@ -136,48 +172,11 @@ impl AdminApi {
         .await
     }
 
-    /// Records that the agreement was sent: APPLIED → AGREEMENT_SENT.
-    async fn send_agreement(
-        &self,
-        change: Change<pb::SendAgreementRequest>,
-    ) -> Result<pb::SendAgreementResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let agreement = convert::agreement(&change.req)?;
-        let step = PartyChange::SendAgreement {
-            party_id: &party_id,
-            agreement: &agreement,
-        };
-        let party = Self::party_at(change.today);
-        self.commit(&change, step, GRANTED, |p| pb::SendAgreementResponse {
-            party: party(p),
-        })
-        .await
-    }
-
-    /// Records one signature; AGREEMENT_SENT → SIGNED once both sides have signed.
-    async fn record_signature(
-        &self,
-        change: Change<pb::RecordSignatureRequest>,
-    ) -> Result<pb::RecordSignatureResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let signature = convert::signature(&change.req, change.today)?;
-        let step = PartyChange::RecordSignature {
-            party_id: &party_id,
-            signature: &signature,
-        };
-        let party = Self::party_at(change.today);
-        self.commit(&change, step, CodeFields::NONE, |p| pb::RecordSignatureResponse {
-            party: party(p),
-        })
-        .await
-    }
-
     /// Registers a verified client certificate; the first one connects the party.
     async fn add_certificate(
         &self,
-        change: Change<pb::AddCertificateRequest>,
+        (change, party_id): (Change<pb::AddCertificateRequest>, String),
     ) -> Result<pb::AddCertificateResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
         let certificate = verify_party_certificate(
             self.state.party_certificates.as_ref(),
             change.req.certificate_pem.as_bytes(),
@@ -189,11 +188,7 @@ impl AdminApi {
         };
         let today = change.today;
         self.commit(&change, step, CodeFields::NONE, |p| pb::AddCertificateResponse {
-            certificate: p
-                .certificates
-                .iter()
-                .find(|c| c.fingerprint == certificate.fingerprint)
-                .map(convert::certificate),
+            certificate: certificate_of(p, &certificate.fingerprint),
             party_state: party_state(p.state_on(today)) as i32,
         })
         .await
@@ -202,9 +197,8 @@ impl AdminApi {
     /// Revokes one of the party's certificates from now on.
     async fn revoke_certificate(
         &self,
-        change: Change<pb::RevokeCertificateRequest>,
+        (change, party_id): (Change<pb::RevokeCertificateRequest>, String),
     ) -> Result<pb::RevokeCertificateResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
         let fingerprint = convert::fingerprint(&change.req.fingerprint)?;
         let reason = convert::reason(&change.req.reason)?;
         let step = PartyChange::RevokeCertificate {
@@ -214,48 +208,8 @@ impl AdminApi {
         };
         self.commit(&change, step, CodeFields::NONE, |p| {
             pb::RevokeCertificateResponse {
-                certificate: p
-                    .certificates
-                    .iter()
-                    .find(|c| c.fingerprint == fingerprint)
-                    .map(convert::certificate),
+                certificate: certificate_of(p, &fingerprint),
             }
-        })
-        .await
-    }
-
-    /// Registers a termination (uppsägning).
-    async fn schedule_termination(
-        &self,
-        change: Change<pb::ScheduleTerminationRequest>,
-    ) -> Result<pb::ScheduleTerminationResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let notice = convert::termination_notice(&change.req, change.today)?;
-        let step = PartyChange::ScheduleTermination {
-            party_id: &party_id,
-            notice: &notice,
-        };
-        let party = Self::party_at(change.today);
-        self.commit(&change, step, CodeFields::NONE, |p| {
-            pb::ScheduleTerminationResponse { party: party(p) }
-        })
-        .await
-    }
-
-    /// Withdraws a scheduled termination before it takes effect.
-    async fn withdraw_termination(
-        &self,
-        change: Change<pb::WithdrawTerminationRequest>,
-    ) -> Result<pb::WithdrawTerminationResponse, Status> {
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let reason = convert::reason(&change.req.reason)?;
-        let step = PartyChange::WithdrawTermination {
-            party_id: &party_id,
-            reason: &reason,
-        };
-        let party = Self::party_at(change.today);
-        self.commit(&change, step, CodeFields::NONE, |p| {
-            pb::WithdrawTerminationResponse { party: party(p) }
         })
         .await
     }
@@ -322,18 +276,68 @@ impl AdminApi {
     }
 }
 
+/// Declares the changes to an existing party whose answer is the party as it is afterwards, one
+/// entry each: the RPC with its request and answer (messages of `lefi.admin.v1`), the code lists
+/// its errors may name, how its input is checked (a function of the request and the business
+/// date), and the step it asks the store for, with the checked input as the step's field of that
+/// name. The method each entry declares takes the change with its party id checked (the guard
+/// `change_of_party`), checks the input, then makes the change (see [`AdminApi::commit`]).
+macro_rules! changes_answering_party {
+    ($(
+        $(#[doc = $doc:literal])*
+        $rpc:ident($request:ident) -> $answer:ident, $fields:expr,
+            $check:expr => $step:ident { $input:ident };
+    )+) => {
+        impl AdminApi {$(
+            $(#[doc = $doc])*
+            async fn $rpc(
+                &self,
+                (change, party_id): (Change<pb::$request>, String),
+            ) -> Result<pb::$answer, Status> {
+                let $input = ($check)(&change.req, change.today)?;
+                let step = PartyChange::$step {
+                    party_id: &party_id,
+                    $input: &$input,
+                };
+                let party = Self::party_at(change.today);
+                self.commit(&change, step, $fields, |p| pb::$answer { party: party(p) })
+                    .await
+            }
+        )+}
+    };
+}
+
+changes_answering_party! {
+    /// Records that the agreement was sent: APPLIED → AGREEMENT_SENT.
+    send_agreement(SendAgreementRequest) -> SendAgreementResponse, GRANTED,
+        |req, _| convert::agreement(req) => SendAgreement { agreement };
+    /// Records one signature; AGREEMENT_SENT → SIGNED once both sides have signed.
+    record_signature(RecordSignatureRequest) -> RecordSignatureResponse, CodeFields::NONE,
+        convert::signature => RecordSignature { signature };
+    /// Registers a termination (uppsägning).
+    schedule_termination(ScheduleTerminationRequest) -> ScheduleTerminationResponse, CodeFields::NONE,
+        convert::termination_notice => ScheduleTermination { notice };
+    /// Withdraws a scheduled termination before it takes effect.
+    withdraw_termination(WithdrawTerminationRequest) -> WithdrawTerminationResponse, CodeFields::NONE,
+        |req: &pb::WithdrawTerminationRequest, _| convert::reason(&req.reason)
+            => WithdrawTermination { reason };
+}
+
 crate::grpc::service! {
     impl pb::party_admin_service_server::PartyAdminService for AdminApi {
         apply(pb::ApplyRequest) -> pb::ApplyResponse: change("Apply");
-        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse: change("SendAgreement");
-        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse: change("RecordSignature");
-        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse: change("AddCertificate");
+        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse:
+            change_of_party("SendAgreement");
+        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse:
+            change_of_party("RecordSignature");
+        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse:
+            change_of_party("AddCertificate");
         revoke_certificate(pb::RevokeCertificateRequest) -> pb::RevokeCertificateResponse:
-            change("RevokeCertificate");
+            change_of_party("RevokeCertificate");
         schedule_termination(pb::ScheduleTerminationRequest) -> pb::ScheduleTerminationResponse:
-            change("ScheduleTermination");
+            change_of_party("ScheduleTermination");
         withdraw_termination(pb::WithdrawTerminationRequest) -> pb::WithdrawTerminationResponse:
-            change("WithdrawTermination");
+            change_of_party("WithdrawTermination");
         get_party(pb::GetPartyRequest) -> pb::Party: needs(AdminRight::ReadParties);
         list_parties(pb::ListPartiesRequest) -> pb::ListPartiesResponse: needs(AdminRight::ReadParties);
         list_party_history(pb::ListPartyHistoryRequest) -> pb::ListPartyHistoryResponse:
