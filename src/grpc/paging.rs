@@ -249,6 +249,51 @@ mod tests {
     }
 
     #[test]
+    fn a_page_holds_the_size_asked_for_within_bounds_and_reads_one_row_more() {
+        let pages = Pages::new("L", "");
+        let first: Page<i64> = pages.page("", 0).unwrap();
+        assert_eq!(
+            first,
+            Page {
+                after: None,
+                size: DEFAULT_PAGE_SIZE
+            }
+        );
+        assert_eq!(first.limit(), DEFAULT_PAGE_SIZE + 1);
+        let later: Page<i64> = pages.page(&pages.token(7_i64), u32::MAX).unwrap();
+        assert_eq!(
+            later,
+            Page {
+                after: Some(7),
+                size: MAX_PAGE_SIZE
+            }
+        );
+        assert!(pages.page::<i64>("garbage", 10).is_err());
+    }
+
+    #[test]
+    fn answers_carry_their_page_and_the_next_token() {
+        let pages = Pages::new("ListCases", "");
+        let case = |reference: &str| pb::Case {
+            case_reference: reference.to_string(),
+            ..Default::default()
+        };
+        let first: pb::ListCasesResponse = pages.trim_into(vec!["a", "b", "c"], 2, |r| *r, |r| case(r));
+        assert_eq!(first.cases, vec![case("a"), case("b")]);
+        assert_eq!(
+            pages
+                .position::<String>(&first.next_page_token)
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
+        let items = vec![case("a"), case("b"), case("c")];
+        let last: pb::ListCasesResponse = pages.slice_into(items, &pages.token(2_usize), 2).unwrap();
+        assert_eq!(last.cases, vec![case("c")]);
+        assert!(last.next_page_token.is_empty());
+    }
+
+    #[test]
     fn trim_keeps_a_page_and_names_its_last_row() {
         let pages = Pages::new("L", "");
         let mut rows = vec![1, 2, 3];

@@ -725,3 +725,31 @@ fn snapshot_reason(reason: SnapshotReason) -> pb::SnapshotReason {
         SnapshotReason::Resumed => pb::SnapshotReason::SubscriptionResumed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> PersonData {
+        PersonData {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_person_cache_is_emptied_before_it_grows_past_its_bound() {
+        let mut cache = PersonCache::default();
+        for i in 0..PERSON_CACHE {
+            cache.remember(format!("p{i}"), named("a"));
+        }
+        // Updating a person it holds keeps the others.
+        cache.remember("p0".to_string(), named("b"));
+        assert_eq!(cache.get("p0"), Some(&named("b")));
+        assert!(cache.contains(&format!("p{}", PERSON_CACHE - 1)));
+        // One more person empties it first.
+        cache.remember("new".to_string(), named("c"));
+        assert!(!cache.contains("p0"));
+        assert_eq!(cache.get("new"), Some(&named("c")));
+    }
+}
