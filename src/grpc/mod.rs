@@ -10,7 +10,7 @@
 //! caller's principal from the request extensions (put there by [`identity_layer`]), call the
 //! policy and the store, and convert the answer back. A service never imports another service.
 //!
-//! Every service is declared with [`service!`]: one line per RPC naming the guard that checks
+//! Every service is declared with `service!`: one line per RPC naming the guard that checks
 //! who calls, and an inherent method of the API, of the RPC's own name, that answers it.
 
 pub mod admin_api;

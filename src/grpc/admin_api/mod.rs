@@ -5,10 +5,10 @@
 //! person), [`audit`] (the disclosure log and consent oversight); [`convert`] holds their request
 //! checks and answers. No service imports another.
 //!
-//! Every RPC names the operator right it needs in its service's [`crate::grpc::service!`] table:
-//! its guard is [`AdminApi::needs`] (the one role check, `policy::operator`), the changes'
-//! `change` (the right to manage parties, and the idempotency key), or [`AdminApi::any_operator`]
-//! for what every operator may ask.
+//! Every RPC names the operator right it needs in its service's `grpc::service!` table: its
+//! guard is `AdminApi::needs` (the one role check, `policy::operator`), the changes' `change` or
+//! `change_of_party` (the right to manage parties, the idempotency key, and the party changed), or
+//! `AdminApi::any_operator` for what every operator may ask.
 
 pub mod audit;
 pub mod convert;

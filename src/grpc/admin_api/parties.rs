@@ -1,10 +1,11 @@
 //! `lefi.admin.v1.PartyAdminService`: onboarding, certificates, termination and history.
 //!
-//! Every change passes the guard `change` (see [`crate::grpc::service!`]): the operator must hold
-//! the right to manage parties, the idempotency key is taken out of the request and checked, and the
-//! rest of the request is hashed with the method (what a retry under the same key must repeat). A
-//! change to an existing party passes `change_of_party`, which then checks the party id it names.
-//! Then [`AdminApi::commit`] has the store make the change in one transaction and keep the encoded
+//! Every change passes the guard `change` (see `grpc::service!`): the operator must hold
+//! the right to manage parties, the idempotency key is taken out of the request and checked, and
+//! the rest of the request is hashed with the RPC's name (what a retry under the same key must
+//! repeat; `change_requests!` gives each request its name). A change to an existing party passes
+//! `change_of_party`, which then checks the party id the request names.
+//! Then `AdminApi::commit` has the store make the change in one transaction and keep the encoded
 //! answer with the key, and every retry gets those same bytes back.
 
 use prost::Message;
@@ -45,6 +46,9 @@ fn certificate_of(party: &PartyRecord, fingerprint: &str) -> Option<pb::Certific
 
 /// A change request: it carries the idempotency key its retries repeat.
 trait ChangeRequest: Message {
+    /// The RPC's name, which the request's hash includes.
+    const METHOD: &'static str;
+
     /// The request's idempotency key.
     fn key(&mut self) -> &mut String;
 }
@@ -55,12 +59,15 @@ trait PartyRequest: ChangeRequest {
     fn party_id(&self) -> &str;
 }
 
-/// Declares the change requests: each holds its idempotency key in `idempotency_key`, and one
-/// marked `{ party_id }` changes an existing party, named in that field.
+/// Declares the change requests, each after the name of its RPC: each holds its idempotency key
+/// in `idempotency_key`, and one marked `{ party_id }` changes an existing party, named in that
+/// field.
 macro_rules! change_requests {
-    ($($request:ty $({ $party:ident })?),+ $(,)?) => {
+    ($($method:literal => $request:ty $({ $party:ident })?),+ $(,)?) => {
         $(
             impl ChangeRequest for $request {
+                const METHOD: &'static str = $method;
+
                 fn key(&mut self) -> &mut String {
                     &mut self.idempotency_key
                 }
@@ -77,13 +84,13 @@ macro_rules! change_requests {
 }
 
 change_requests!(
-    pb::ApplyRequest,
-    pb::SendAgreementRequest { party_id },
-    pb::RecordSignatureRequest { party_id },
-    pb::AddCertificateRequest { party_id },
-    pb::RevokeCertificateRequest { party_id },
-    pb::ScheduleTerminationRequest { party_id },
-    pb::WithdrawTerminationRequest { party_id },
+    "Apply" => pb::ApplyRequest,
+    "SendAgreement" => pb::SendAgreementRequest { party_id },
+    "RecordSignature" => pb::RecordSignatureRequest { party_id },
+    "AddCertificate" => pb::AddCertificateRequest { party_id },
+    "RevokeCertificate" => pb::RevokeCertificateRequest { party_id },
+    "ScheduleTermination" => pb::ScheduleTerminationRequest { party_id },
+    "WithdrawTermination" => pb::WithdrawTerminationRequest { party_id },
 );
 
 /// A change request, checked as far as the request alone allows: who asks, the request without its
@@ -99,12 +106,12 @@ struct Change<T> {
 
 impl AdminApi {
     /// The guard of every change (see the module docs): the operator must hold the right to
-    /// manage parties; `method` names the RPC in the request's hash.
-    fn change<T: ChangeRequest>(&self, request: Request<T>, method: &str) -> Result<Change<T>, Status> {
+    /// manage parties.
+    fn change<T: ChangeRequest>(&self, request: Request<T>) -> Result<Change<T>, Status> {
         let (operator, mut req) = self.needs(request, AdminRight::ManageParties)?;
         let key = std::mem::take(req.key());
         let key = convert::idempotency_key(&key)?.to_string();
-        let hash = convert::request_hash(method, &req.encode_to_vec());
+        let hash = convert::request_hash(T::METHOD, &req.encode_to_vec());
         let now = self.state.clock.now_micros();
         Ok(Change {
             actor: Actor {
@@ -121,12 +128,8 @@ impl AdminApi {
 
     /// The guard of the changes to an existing party: [`AdminApi::change`], then the id of the
     /// party the request names, checked.
-    fn change_of_party<T: PartyRequest>(
-        &self,
-        request: Request<T>,
-        method: &str,
-    ) -> Result<(Change<T>, String), Status> {
-        let change = self.change(request, method)?;
+    fn change_of_party<T: PartyRequest>(&self, request: Request<T>) -> Result<(Change<T>, String), Status> {
+        let change = self.change(request)?;
         let party_id = convert::party_id(change.req.party_id())?;
         Ok((change, party_id))
     }
@@ -325,19 +328,15 @@ changes_answering_party! {
 
 crate::grpc::service! {
     impl pb::party_admin_service_server::PartyAdminService for AdminApi {
-        apply(pb::ApplyRequest) -> pb::ApplyResponse: change("Apply");
-        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse:
-            change_of_party("SendAgreement");
-        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse:
-            change_of_party("RecordSignature");
-        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse:
-            change_of_party("AddCertificate");
-        revoke_certificate(pb::RevokeCertificateRequest) -> pb::RevokeCertificateResponse:
-            change_of_party("RevokeCertificate");
+        apply(pb::ApplyRequest) -> pb::ApplyResponse: change;
+        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse: change_of_party;
+        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse: change_of_party;
+        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse: change_of_party;
+        revoke_certificate(pb::RevokeCertificateRequest) -> pb::RevokeCertificateResponse: change_of_party;
         schedule_termination(pb::ScheduleTerminationRequest) -> pb::ScheduleTerminationResponse:
-            change_of_party("ScheduleTermination");
+            change_of_party;
         withdraw_termination(pb::WithdrawTerminationRequest) -> pb::WithdrawTerminationResponse:
-            change_of_party("WithdrawTermination");
+            change_of_party;
         get_party(pb::GetPartyRequest) -> pb::Party: needs(AdminRight::ReadParties);
         list_parties(pb::ListPartiesRequest) -> pb::ListPartiesResponse: needs(AdminRight::ReadParties);
         list_party_history(pb::ListPartyHistoryRequest) -> pb::ListPartyHistoryResponse:

@@ -4,9 +4,8 @@
 //! [`cases`], [`query`], [`delivery`] (the stream). [`authorize`] is their shared helper for the
 //! disclosure policy, not a service. No service imports another.
 //!
-//! Every RPC names its guard in its service's [`crate::grpc::service!`] table: [`PartyApi::party`]
-//! (the calling party), or [`PartyApi::logged`] for the RPCs whose decisions go to the disclosure
-//! log.
+//! Every RPC names its guard in its service's `grpc::service!` table: `PartyApi::party` (the
+//! calling party), or `PartyApi::logged` for the RPCs whose decisions go to the disclosure log.
 
 pub mod authorize;
 pub mod cases;
