@@ -16,7 +16,7 @@ use crate::domain::register::{
 use crate::domain::{PartyKind, PartyState, Personnummer};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::store::consents::Consent;
+use crate::store::consents::{Consent, ConsentFilter};
 use crate::store::delivery::Subscription;
 
 /// Declares the conversions between a domain enum and the proto enum with the same variant
@@ -228,14 +228,7 @@ fn fact_body(body: admin_pb::fact::Body) -> Result<FactBody, FactError> {
                 gross_ore: p.gross_ore,
                 tax_ore: p.tax_ore,
                 preliminary: p.preliminary,
-                lines: p
-                    .lines
-                    .into_iter()
-                    .map(|l| AmountLine {
-                        amount_type: l.amount_type,
-                        amount_ore: l.amount_ore,
-                    })
-                    .collect(),
+                lines: p.lines.into_iter().map(AmountLine::from).collect(),
                 payer: p.payer,
             })
         }
@@ -249,6 +242,24 @@ fn fact_body(body: admin_pb::fact::Body) -> Result<FactBody, FactError> {
             date_of_death: fact_date_opt("person.date_of_death", &p.date_of_death)?,
         }),
     })
+}
+
+impl From<pb::AmountLine> for AmountLine {
+    fn from(l: pb::AmountLine) -> Self {
+        AmountLine {
+            amount_type: l.amount_type,
+            amount_ore: l.amount_ore,
+        }
+    }
+}
+
+impl From<AmountLine> for pb::AmountLine {
+    fn from(l: AmountLine) -> Self {
+        pb::AmountLine {
+            amount_type: l.amount_type,
+            amount_ore: l.amount_ore,
+        }
+    }
 }
 
 fn wire_range(r: &DateRange) -> pb::DateRange {
@@ -289,14 +300,7 @@ fn record_fact(body: FactBody) -> Option<pb::benefit_record::Fact> {
             gross_ore: p.gross_ore,
             tax_ore: p.tax_ore,
             preliminary: p.preliminary,
-            lines: p
-                .lines
-                .into_iter()
-                .map(|l| pb::AmountLine {
-                    amount_type: l.amount_type,
-                    amount_ore: l.amount_ore,
-                })
-                .collect(),
+            lines: p.lines.into_iter().map(pb::AmountLine::from).collect(),
             payer: p.payer,
         }),
         FactBody::Event(e) => Fact::PersonEvent(pb::PersonEvent {
@@ -413,6 +417,21 @@ pub fn consent_state_from(n: i32) -> Option<pb::ConsentState> {
     pb::ConsentState::try_from(n)
         .ok()
         .filter(|s| *s != pb::ConsentState::Unspecified)
+}
+
+/// What a listing of consents asks for: those of one party (or every party), of the person named
+/// (or anyone) and under the legal basis named (or any).
+pub fn consent_filter(
+    party_id: Option<String>,
+    person_id: &str,
+    legal_basis: &str,
+    today: Date,
+) -> Result<ConsentFilter, crate::grpc::fields::FieldError> {
+    Ok(ConsentFilter {
+        party_id,
+        person: crate::grpc::fields::optional_person("person_id", person_id, today)?,
+        basis_code: (!legal_basis.is_empty()).then(|| legal_basis.to_string()),
+    })
 }
 
 /// The consents a listing shows, each with its message in its state on `today`: those whose state

@@ -9,6 +9,9 @@
 //! Invariant: protobuf types stop here. Services convert requests into domain values, read the
 //! caller's principal from the request extensions (put there by [`identity_layer`]), call the
 //! policy and the store, and convert the answer back. A service never imports another service.
+//!
+//! Every service is declared with `service!`: one line per RPC naming the guard that checks
+//! who calls, and an inherent method of the API, of the RPC's own name, that answers it.
 
 pub mod admin_api;
 pub mod codec;
@@ -42,6 +45,75 @@ pub mod pb {
     /// The encoded descriptors of every lefi proto file, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("lefi_descriptor");
 }
+
+/// Implements one tonic service for an API value, one line per RPC:
+///
+/// ```text
+/// service! {
+///     impl pb::case_service_server::CaseService for PartyApi {
+///         close_case(pb::CloseCaseRequest) -> pb::CloseCaseResponse: party;
+///     }
+/// }
+/// ```
+///
+/// Each RPC runs in its own span (`tracing::instrument(skip_all)`, with the fields a leading
+/// `#[fields(..)]` declares). Its request goes first to the named guard, a method of the API with
+/// the guard's arguments after the request: the guard checks who calls and returns the call as
+/// the RPC's method takes it (for example `PartyApi::party`). The answer comes from the API's
+/// inherent method of the RPC's own name (inherent methods take precedence over the trait's), so
+/// nothing reaches a method without the check its line names.
+macro_rules! service {
+    (
+        impl $($service:ident)::+ for $api:ty {
+            $(
+                $(#[fields($($field:ident),+)])?
+                $rpc:ident($request:ty) -> $response:ty: $guard:ident $(($($arg:expr),+))?;
+            )+
+        }
+    ) => {
+        #[tonic::async_trait]
+        impl $($service)::+ for $api {
+            $(
+                #[tracing::instrument(skip_all $(, fields($($field),+))?)]
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    let call = self.$guard(request $($(, $arg)+)?)?;
+                    self.$rpc(call).await.map(tonic::Response::new)
+                }
+            )+
+        }
+    };
+}
+
+pub(crate) use service;
+
+/// Declares an API's list of services, for `app`: `SERVICE_NAMES`, what health and reflection
+/// advertise on its listener (these and the health service), and `add_services`, which adds each
+/// to the routes around one value of the API, `$api { state }`, with the request limit tonic
+/// enforces (its refusal is given lefi's form in [`codec`]).
+macro_rules! services {
+    ($api:ident, [$($server:ident),+ $(,)?]) => {
+        /// The services reflection advertises on this API's listener.
+        pub const SERVICE_NAMES: &[&str] = &[
+            $(<$server<$api> as tonic::server::NamedService>::NAME,)+
+            "grpc.health.v1.Health",
+        ];
+
+        /// Adds every service of this API to `routes`.
+        pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &$crate::state::AppState) {
+            let api = $api { state: state.clone() };
+            $(
+                routes.add_service(
+                    $server::new(api.clone()).max_decoding_message_size(state.max_message_bytes),
+                );
+            )+
+        }
+    };
+}
+
+pub(crate) use services;
 
 /// The party that made this call. The identity layer guarantees it is there on the party listener;
 /// its absence means the service was mounted without that layer, a bug reported as INTERNAL.

@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::grpc::fields::{FieldError, FieldProblem};
+use crate::grpc::pb::lefi::admin::v1 as admin_pb;
+use crate::grpc::pb::lefi::v1 as pb;
 
 /// Page size when the request gives none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -33,6 +35,54 @@ struct Token<P> {
     s: String,
     /// Where the previous page ended.
     p: P,
+}
+
+/// A listing's answer: one page of its items and the token of the next page (empty after the
+/// last).
+pub trait Paged {
+    type Item;
+
+    fn of(items: Vec<Self::Item>, next_page_token: String) -> Self;
+}
+
+/// Declares the answers of the paged listings, each by the field that holds its items.
+macro_rules! paged {
+    ($($answer:ty { $items:ident: $item:ty }),+ $(,)?) => {
+        $(
+            impl Paged for $answer {
+                type Item = $item;
+
+                fn of(items: Vec<$item>, next_page_token: String) -> Self {
+                    Self { $items: items, next_page_token }
+                }
+            }
+        )+
+    };
+}
+
+paged! {
+    pb::ListCasesResponse { cases: pb::Case },
+    pb::ListConsentsResponse { consents: pb::Consent },
+    admin_pb::ListConsentsResponse { consents: admin_pb::PartyConsent },
+    admin_pb::ListPartiesResponse { parties: admin_pb::Party },
+    admin_pb::ListPartyHistoryResponse { entries: admin_pb::AuditEntry },
+    admin_pb::ListDisclosuresResponse { entries: admin_pb::DisclosureEntry },
+}
+
+/// The page a request asks for: after which position it starts (`None`: the first page), and how
+/// many rows it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page<P> {
+    pub after: Option<P>,
+    pub size: u32,
+}
+
+impl<P> Page<P> {
+    /// The rows to read for the page: one more than it holds, to learn whether another follows
+    /// (see [`Pages::trim`]).
+    pub fn limit(&self) -> u32 {
+        self.size + 1
+    }
 }
 
 /// A listing's tokens, for one caller and one set of filters.
@@ -75,6 +125,14 @@ impl Pages {
             })
     }
 
+    /// The page a request asks for with its `page_token` and `page_size`.
+    pub fn page<P: DeserializeOwned>(&self, token: &str, requested_size: u32) -> Result<Page<P>, FieldError> {
+        Ok(Page {
+            after: self.position(token)?,
+            size: page_size(requested_size),
+        })
+    }
+
     /// The token for the page after `position`.
     pub fn token<P: Serialize>(&self, position: P) -> String {
         let token = Token {
@@ -87,16 +145,16 @@ impl Pages {
             .unwrap_or_default()
     }
 
-    /// One page of a listing held in memory: the items after the token's offset and the token for
-    /// the next page (empty after the last).
+    /// One page of a listing held in memory, for a request's `page_token` and `page_size`: the
+    /// items after the token's offset and the token for the next page (empty after the last).
     pub fn slice<T>(
         &self,
         items: Vec<T>,
         token: &str,
-        page_size: u32,
+        requested_size: u32,
     ) -> Result<(Vec<T>, String), FieldError> {
         let offset: usize = self.position(token)?.unwrap_or(0);
-        let size = page_size as usize;
+        let size = page_size(requested_size) as usize;
         let total = items.len();
         let page: Vec<T> = items.into_iter().skip(offset).take(size).collect();
         let next = if offset + size < total {
@@ -105,6 +163,30 @@ impl Pages {
             String::new()
         };
         Ok((page, next))
+    }
+
+    /// [`Pages::slice`] as the listing's answer.
+    pub fn slice_into<R: Paged>(
+        &self,
+        items: Vec<R::Item>,
+        token: &str,
+        requested_size: u32,
+    ) -> Result<R, FieldError> {
+        let (page, next_page_token) = self.slice(items, token, requested_size)?;
+        Ok(R::of(page, next_page_token))
+    }
+
+    /// The answer for a page read from the database with [`Page::limit`] rows asked for: the
+    /// page's rows as `item`s, and the token that [`Pages::trim`] gives.
+    pub fn trim_into<R: Paged, T, P: Serialize>(
+        &self,
+        mut rows: Vec<T>,
+        page_size: u32,
+        position: impl Fn(&T) -> P,
+        item: impl Fn(&T) -> R::Item,
+    ) -> R {
+        let next_page_token = self.trim(&mut rows, page_size, position);
+        R::of(rows.iter().map(item).collect(), next_page_token)
     }
 
     /// The token after a page read from the database with `page_size` + 1 rows asked for: when
@@ -164,6 +246,51 @@ mod tests {
             token = next;
         }
         assert_eq!(seen, (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_page_holds_the_size_asked_for_within_bounds_and_reads_one_row_more() {
+        let pages = Pages::new("L", "");
+        let first: Page<i64> = pages.page("", 0).unwrap();
+        assert_eq!(
+            first,
+            Page {
+                after: None,
+                size: DEFAULT_PAGE_SIZE
+            }
+        );
+        assert_eq!(first.limit(), DEFAULT_PAGE_SIZE + 1);
+        let later: Page<i64> = pages.page(&pages.token(7_i64), u32::MAX).unwrap();
+        assert_eq!(
+            later,
+            Page {
+                after: Some(7),
+                size: MAX_PAGE_SIZE
+            }
+        );
+        assert!(pages.page::<i64>("garbage", 10).is_err());
+    }
+
+    #[test]
+    fn answers_carry_their_page_and_the_next_token() {
+        let pages = Pages::new("ListCases", "");
+        let case = |reference: &str| pb::Case {
+            case_reference: reference.to_string(),
+            ..Default::default()
+        };
+        let first: pb::ListCasesResponse = pages.trim_into(vec!["a", "b", "c"], 2, |r| *r, |r| case(r));
+        assert_eq!(first.cases, vec![case("a"), case("b")]);
+        assert_eq!(
+            pages
+                .position::<String>(&first.next_page_token)
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
+        let items = vec![case("a"), case("b"), case("c")];
+        let last: pb::ListCasesResponse = pages.slice_into(items, &pages.token(2_usize), 2).unwrap();
+        assert_eq!(last.cases, vec![case("c")]);
+        assert!(last.next_page_token.is_empty());
     }
 
     #[test]

@@ -195,44 +195,40 @@ impl From<StoreError> for Status {
 
 impl From<IdentityError> for Status {
     fn from(e: IdentityError) -> Self {
+        // UNAUTHENTICATED: no usable certificate; PERMISSION_DENIED: a known caller that may not call.
+        let unauthenticated = |reason, message: &str| Report::new(Code::Unauthenticated, reason, message);
+        let refused = |reason, message: &str| Report::new(Code::PermissionDenied, reason, message);
         match e {
-            IdentityError::CertificateRequired => Report::new(
-                Code::Unauthenticated,
+            IdentityError::CertificateRequired => unauthenticated(
                 ErrorReason::CertificateRequired,
                 "a client certificate is required; connect with mTLS using the certificate the agency registered for you",
             ),
-            IdentityError::CertificateNotRegistered { fingerprint } => Report::new(
-                Code::Unauthenticated,
+            IdentityError::CertificateNotRegistered { fingerprint } => unauthenticated(
                 ErrorReason::CertificateNotRegistered,
-                format!(
+                &format!(
                     "the client certificate (SHA-256 {fingerprint}) chains to the party CA but is not registered for any party; \
                      ask the agency to register it (technical connection)"
                 ),
             ),
-            IdentityError::CertificateRevoked { operator: false } => Report::new(
-                Code::Unauthenticated,
+            IdentityError::CertificateRevoked { operator: false } => unauthenticated(
                 ErrorReason::CertificateRevoked,
                 "this client certificate has been revoked; connect with another registered certificate",
             ),
-            IdentityError::CertificateRevoked { operator: true } => Report::new(
-                Code::Unauthenticated,
+            IdentityError::CertificateRevoked { operator: true } => unauthenticated(
                 ErrorReason::CertificateRevoked,
                 "this operator certificate has been revoked; ask for a new one",
             ),
-            IdentityError::PartyTerminated => Report::new(
-                Code::PermissionDenied,
+            IdentityError::PartyTerminated => refused(
                 ErrorReason::PartyTerminated,
                 "the party's agreement has been terminated; no further calls are accepted",
             ),
-            IdentityError::PartyNotActive { state } => Report::new(
-                Code::PermissionDenied,
+            IdentityError::PartyNotActive { state } => refused(
                 ErrorReason::PartyNotActive,
-                format!("the party is in state {state} and not yet connected; onboarding must be completed first"),
+                &format!("the party is in state {state} and not yet connected; onboarding must be completed first"),
             ),
-            IdentityError::NotAnOperator { fingerprint } => Report::new(
-                Code::PermissionDenied,
+            IdentityError::NotAnOperator { fingerprint } => refused(
                 ErrorReason::NotAnOperator,
-                format!(
+                &format!(
                     "the client certificate (SHA-256 {fingerprint}) is not registered as an operator; the admin API accepts only operator certificates (register one with `lefi operator add`)"
                 ),
             ),
@@ -282,7 +278,16 @@ impl From<CertificateRejected> for Status {
 /// allow, INVALID_ARGUMENT for what the request lacks or names wrongly. `basis_code` and
 /// `consent_id` are what the request invoked.
 pub fn denied(denial: &Denial, basis_code: &str, consent_id: Option<&str>) -> Report {
-    let basis = || basis_code.to_string();
+    // What the law or the agreement does not allow under the basis the request invoked.
+    let not_allowed = |reason, message: &str| {
+        Report::new(Code::PermissionDenied, reason, message).with("legal_basis", basis_code)
+    };
+    // What the request lacks or names wrongly for the basis: the field to fix.
+    let lacking = |reason, field: &'static str, message: &str| {
+        Report::new(Code::InvalidArgument, reason, message)
+            .with("legal_basis", basis_code)
+            .with("field", field)
+    };
     match denial {
         Denial::PartyNotActive { state } => Report::new(
             Code::PermissionDenied,
@@ -300,47 +305,34 @@ pub fn denied(denial: &Denial, basis_code: &str, consent_id: Option<&str>) -> Re
             "the party's agreement is not in force today (not signed by both sides, or not yet valid)",
         )
         .with("valid_from", valid_from.map(format_date).unwrap_or_default()),
-        Denial::UnknownBasis => Report::new(
-            Code::InvalidArgument,
+        Denial::UnknownBasis => lacking(
             ErrorReason::UnknownBasis,
+            "legal_basis",
             "no legal basis with this code exists; use a code from PartyService.ListLegalBases",
-        )
-        .with("legal_basis", basis())
-        .with("field", "legal_basis"),
-        Denial::BasisNotForPartyKind => Report::new(
-            Code::PermissionDenied,
+        ),
+        Denial::BasisNotForPartyKind => not_allowed(
             ErrorReason::BasisNotForPartyKind,
             "this legal basis does not allow disclosure to your kind of party",
-        )
-        .with("legal_basis", basis()),
-        Denial::BasisNotInAgreement => Report::new(
-            Code::PermissionDenied,
+        ),
+        Denial::BasisNotInAgreement => not_allowed(
             ErrorReason::BasisNotInAgreement,
             "your agreement does not grant this legal basis; use a granted one (WhoAmI) or ask the agency",
-        )
-        .with("legal_basis", basis()),
-        Denial::BasisNotInForce => Report::new(
-            Code::PermissionDenied,
-            ErrorReason::BasisNotInForce,
-            "this legal basis is not in force today",
-        )
-        .with("legal_basis", basis()),
-        Denial::BenefitNotCovered { benefit_code } => Report::new(
-            Code::PermissionDenied,
+        ),
+        Denial::BasisNotInForce => {
+            not_allowed(ErrorReason::BasisNotInForce, "this legal basis is not in force today")
+        }
+        Denial::BenefitNotCovered { benefit_code } => not_allowed(
             ErrorReason::BenefitNotCovered,
-            format!(
+            &format!(
                 "benefit type {benefit_code} is not covered by the legal basis and your agreement; nothing was released"
             ),
         )
-        .with("legal_basis", basis())
         .with("benefit_type", benefit_code.clone()),
-        Denial::ConsentRequired => Report::new(
-            Code::InvalidArgument,
+        Denial::ConsentRequired => lacking(
             ErrorReason::ConsentRequired,
+            "consent_id",
             "this legal basis requires the individual's consent: register it with ConsentService.RegisterConsent and pass its consent_id",
-        )
-        .with("legal_basis", basis())
-        .with("field", "consent_id"),
+        ),
         Denial::ConsentNotValid { problem } => Report::new(
             Code::PermissionDenied,
             ErrorReason::ConsentNotValid,
@@ -351,13 +343,11 @@ pub fn denied(denial: &Denial, basis_code: &str, consent_id: Option<&str>) -> Re
         )
         .with("consent_id", consent_id.unwrap_or_default())
         .with("consent_problem", problem.as_str()),
-        Denial::CaseReferenceRequired => Report::new(
-            Code::InvalidArgument,
+        Denial::CaseReferenceRequired => lacking(
             ErrorReason::CaseReferenceRequired,
+            "case_reference",
             "this legal basis requires an open case: pass your case reference (e.g. diarienummer) as case_reference",
-        )
-        .with("legal_basis", basis())
-        .with("field", "case_reference"),
+        ),
         Denial::CaseClosed => Report::new(
             Code::PermissionDenied,
             ErrorReason::CaseClosed,

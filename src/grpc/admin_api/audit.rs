@@ -1,20 +1,20 @@
 //! `lefi.admin.v1.AuditAdminService`: reading and verifying the disclosure log, and consent
 //! oversight across parties.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::disclosure::{ChainProblem, ChainVerdict, Channel, Decision, DisclosureEntry};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::{self, timestamp};
 use crate::grpc::fields::{self, FieldError};
-use crate::grpc::operator_with;
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::{Page, Pages};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as party_pb;
 use crate::grpc::status::{self, Missing};
+use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
-use crate::store::consents::{ConsentFilter, RevokedBy};
+use crate::store::consents::RevokedBy;
 use crate::store::disclosure_log::DisclosureQuery;
 
 fn time_range(
@@ -44,21 +44,16 @@ impl AdminApi {
         range: (Option<&prost_types::Timestamp>, Option<&prost_types::Timestamp>),
         page_token: &str,
         requested_size: u32,
-    ) -> Result<Response<pb::ListDisclosuresResponse>, Status> {
+    ) -> Result<pb::ListDisclosuresResponse, Status> {
         let range = time_range(range.0, range.1, self.state.clock.now_micros())?;
         let pages = Pages::new("ListDisclosures", scope);
-        let after: i64 = pages.position(page_token)?.unwrap_or(0);
-        let size = page_size(requested_size);
-        let mut entries = self
+        let page: Page<i64> = pages.page(page_token, requested_size)?;
+        let entries = self
             .state
             .store
-            .disclosures(query, range, after, i64::from(size) + 1)
+            .disclosures(query, range, page.after.unwrap_or(0), i64::from(page.limit()))
             .await?;
-        let next_page_token = pages.trim(&mut entries, size, |e| e.entry_id);
-        Ok(Response::new(pb::ListDisclosuresResponse {
-            entries: entries.iter().map(entry_message).collect(),
-            next_page_token,
-        }))
+        Ok(pages.trim_into(entries, page.size, |e| e.entry_id, entry_message))
     }
 }
 
@@ -115,15 +110,12 @@ fn entry_message(e: &DisclosureEntry) -> pb::DisclosureEntry {
     }
 }
 
-#[tonic::async_trait]
-impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
-    #[tracing::instrument(skip_all)]
+impl AdminApi {
+    /// One page of the disclosure log's entries about a person.
     async fn list_disclosures_for_person(
         &self,
-        request: Request<pb::ListDisclosuresForPersonRequest>,
-    ) -> Result<Response<pb::ListDisclosuresResponse>, Status> {
-        operator_with(&request, AdminRight::ReadAudit)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListDisclosuresForPersonRequest),
+    ) -> Result<pb::ListDisclosuresResponse, Status> {
         let person = fields::person("person_id", &req.person_id, self.state.clock.today())?;
         let scope = format!("person|{}|{:?}|{:?}", req.person_id, req.from_time, req.to_time);
         let range = (req.from_time.as_ref(), req.to_time.as_ref());
@@ -137,13 +129,11 @@ impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the disclosure log's entries about a party's calls.
     async fn list_disclosures_for_party(
         &self,
-        request: Request<pb::ListDisclosuresForPartyRequest>,
-    ) -> Result<Response<pb::ListDisclosuresResponse>, Status> {
-        operator_with(&request, AdminRight::ReadAudit)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListDisclosuresForPartyRequest),
+    ) -> Result<pb::ListDisclosuresResponse, Status> {
         let decision = match pb::DisclosureDecision::try_from(req.decision) {
             Ok(pb::DisclosureDecision::Allowed) => Some(Decision::Allowed),
             Ok(pb::DisclosureDecision::Denied) => Some(Decision::Denied),
@@ -162,13 +152,11 @@ impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
             .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Checks the disclosure log's hash chain over a range of entries.
     async fn verify_disclosure_log(
         &self,
-        request: Request<pb::VerifyDisclosureLogRequest>,
-    ) -> Result<Response<pb::VerifyDisclosureLogResponse>, Status> {
-        operator_with(&request, AdminRight::ReadAudit)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::VerifyDisclosureLogRequest),
+    ) -> Result<pb::VerifyDisclosureLogResponse, Status> {
         if req.to_entry_id != 0 && req.to_entry_id < req.from_entry_id {
             return Err(FieldError::invalid("to_entry_id", "to_entry_id is before from_entry_id").into());
         }
@@ -216,22 +204,17 @@ impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
                 }
             }
         };
-        Ok(Response::new(response))
+        Ok(response)
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the consents of every party (or one), matching the request's filters.
     async fn list_consents(
         &self,
-        request: Request<pb::ListConsentsRequest>,
-    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
-        operator_with(&request, AdminRight::ReadAudit)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListConsentsRequest),
+    ) -> Result<pb::ListConsentsResponse, Status> {
         let today = self.state.clock.today();
-        let filter = ConsentFilter {
-            party_id: (!req.party_id.is_empty()).then(|| req.party_id.clone()),
-            person: fields::optional_person("person_id", &req.person_id, today)?,
-            basis_code: None,
-        };
+        let party_id = (!req.party_id.is_empty()).then(|| req.party_id.clone());
+        let filter = convert::consent_filter(party_id, &req.person_id, "", today)?;
         let consents = self.state.store.consents(&filter).await?;
         let consents: Vec<pb::PartyConsent> = convert::consent_listing(&consents, &req.states, today)?
             .into_iter()
@@ -245,20 +228,15 @@ impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
             "AdminListConsents",
             format!("{}|{}|{:?}", req.party_id, req.person_id, req.states),
         );
-        let (consents, next_page_token) = pages.slice(consents, &req.page_token, page_size(req.page_size))?;
-        Ok(Response::new(pb::ListConsentsResponse {
-            consents,
-            next_page_token,
-        }))
+        Ok(pages.slice_into(consents, &req.page_token, req.page_size)?)
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Revokes a party's consent on the agency's behalf, suspending the subscriptions that rest on
+    /// it.
     async fn revoke_consent(
         &self,
-        request: Request<pb::RevokeConsentRequest>,
-    ) -> Result<Response<pb::RevokeConsentResponse>, Status> {
-        operator_with(&request, AdminRight::ManageConsents)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::RevokeConsentRequest),
+    ) -> Result<pb::RevokeConsentResponse, Status> {
         if req.idempotency_key.trim().is_empty() {
             return Err(FieldError::invalid(
                 "idempotency_key",
@@ -277,13 +255,27 @@ impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
             .revoke_consent(&req.consent_id, RevokedBy::Agency, &reason)
             .await
             .map_err(|e| status::or_missing(e, Missing::Consent))?;
-        Ok(Response::new(pb::RevokeConsentResponse {
+        Ok(pb::RevokeConsentResponse {
             consent: Some(pb::PartyConsent {
                 party_id: consent.party_id.clone(),
                 party_name: String::new(),
                 consent: Some(convert::consent(&consent, self.state.clock.today())),
             }),
             suspended_subscription_count: suspended,
-        }))
+        })
+    }
+}
+
+crate::grpc::service! {
+    impl pb::audit_admin_service_server::AuditAdminService for AdminApi {
+        list_disclosures_for_person(pb::ListDisclosuresForPersonRequest) -> pb::ListDisclosuresResponse:
+            needs(AdminRight::ReadAudit);
+        list_disclosures_for_party(pb::ListDisclosuresForPartyRequest) -> pb::ListDisclosuresResponse:
+            needs(AdminRight::ReadAudit);
+        verify_disclosure_log(pb::VerifyDisclosureLogRequest) -> pb::VerifyDisclosureLogResponse:
+            needs(AdminRight::ReadAudit);
+        list_consents(pb::ListConsentsRequest) -> pb::ListConsentsResponse: needs(AdminRight::ReadAudit);
+        revoke_consent(pb::RevokeConsentRequest) -> pb::RevokeConsentResponse:
+            needs(AdminRight::ManageConsents);
     }
 }

@@ -81,6 +81,17 @@ fn codes(values: &[String]) -> Vec<String> {
     values.iter().map(|c| c.trim().to_string()).collect()
 }
 
+/// The codes of a list an agreement grants: it must name at least one `what`.
+fn granted_codes(field: &str, values: &[String], what: &str) -> Result<Vec<String>, FieldError> {
+    if values.is_empty() {
+        return Err(FieldError::invalid(
+            field,
+            format!("{field} needs at least one {what} the agreement grants"),
+        ));
+    }
+    Ok(codes(values))
+}
+
 /// A plausible e-mail address: one `@`, a local part, a domain with a dot, no spaces.
 fn email(value: &str) -> Result<String, FieldError> {
     let value = required_text(
@@ -144,22 +155,14 @@ pub fn agreement(req: &pb::SendAgreementRequest) -> Result<NewAgreement, FieldEr
         MAX_AGREEMENT_ID_CHARS,
         "the agency's id of the agreement document, e.g. its diarienummer",
     )?;
-    if req.granted_basis_codes.is_empty() {
-        return Err(FieldError::invalid(
-            "granted_basis_codes",
-            "granted_basis_codes needs at least one legal basis the agreement grants",
-        ));
-    }
-    if req.granted_benefit_type_codes.is_empty() {
-        return Err(FieldError::invalid(
-            "granted_benefit_type_codes",
-            "granted_benefit_type_codes needs at least one benefit type the agreement grants",
-        ));
-    }
     Ok(NewAgreement {
         agreement_id,
-        basis_codes: codes(&req.granted_basis_codes),
-        benefit_codes: codes(&req.granted_benefit_type_codes),
+        basis_codes: granted_codes("granted_basis_codes", &req.granted_basis_codes, "legal basis")?,
+        benefit_codes: granted_codes(
+            "granted_benefit_type_codes",
+            &req.granted_benefit_type_codes,
+            "benefit type",
+        )?,
         valid_from: date("valid_from", &req.valid_from)?,
         notice_period_days: req.notice_period_days,
     })

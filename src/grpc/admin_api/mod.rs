@@ -4,8 +4,12 @@
 //! change through one idempotent helper), [`register`] (the feed and the operator's view of a
 //! person), [`audit`] (the disclosure log and consent oversight), [`statistics`] (the statistics
 //! unit's side of statistics orders); [`convert`] holds their request
-//! checks and answers. Every call names the operator right it needs (`policy::operator`). No
-//! service imports another.
+//! checks and answers. No service imports another.
+//!
+//! Every RPC names the operator right it needs in its service's `grpc::service!` table: its
+//! guard is `AdminApi::needs` (the one role check, `policy::operator`), the changes' `change` or
+//! `change_of_party` (the right to manage parties, the idempotency key, and the party changed), or
+//! `AdminApi::any_operator` for what every operator may ask.
 
 pub mod audit;
 pub mod convert;
@@ -14,18 +18,17 @@ pub mod parties;
 pub mod register;
 pub mod statistics;
 
-use crate::grpc::pb::lefi::admin::v1 as pb;
-use crate::state::AppState;
+use tonic::{Request, Status};
 
-/// The services reflection advertises on the admin listener.
-pub const SERVICE_NAMES: &[&str] = &[
-    "lefi.admin.v1.OperatorService",
-    "lefi.admin.v1.PartyAdminService",
-    "lefi.admin.v1.RegisterAdminService",
-    "lefi.admin.v1.AuditAdminService",
-    "lefi.admin.v1.StatisticsAdminService",
-    "grpc.health.v1.Health",
-];
+use crate::grpc::pb::lefi::admin::v1::audit_admin_service_server::AuditAdminServiceServer;
+use crate::grpc::pb::lefi::admin::v1::operator_service_server::OperatorServiceServer;
+use crate::grpc::pb::lefi::admin::v1::party_admin_service_server::PartyAdminServiceServer;
+use crate::grpc::pb::lefi::admin::v1::register_admin_service_server::RegisterAdminServiceServer;
+use crate::grpc::pb::lefi::admin::v1::statistics_admin_service_server::StatisticsAdminServiceServer;
+use crate::grpc::{operator_of, operator_with};
+use crate::identity::OperatorPrincipal;
+use crate::policy::operator::AdminRight;
+use crate::state::AppState;
 
 /// The admin API's services: one value, shared by every service of the API.
 #[derive(Debug, Clone)]
@@ -33,30 +36,26 @@ pub struct AdminApi {
     pub state: AppState,
 }
 
-/// Adds every operator-facing service to `routes`.
-pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
-    let api = AdminApi { state: state.clone() };
-    // The request limit tonic enforces; its refusal is given lefi's form in `grpc::codec`.
-    let max = state.max_message_bytes;
-    routes
-        .add_service(
-            pb::operator_service_server::OperatorServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::party_admin_service_server::PartyAdminServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::register_admin_service_server::RegisterAdminServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::audit_admin_service_server::AuditAdminServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::statistics_admin_service_server::StatisticsAdminServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        );
+crate::grpc::services!(
+    AdminApi,
+    [
+        OperatorServiceServer,
+        PartyAdminServiceServer,
+        RegisterAdminServiceServer,
+        AuditAdminServiceServer,
+        StatisticsAdminServiceServer,
+    ]
+);
+
+impl AdminApi {
+    /// The guard of the admin RPCs that need `right`: the operator, if its role holds the right,
+    /// and the request message.
+    fn needs<T>(&self, request: Request<T>, right: AdminRight) -> Result<(OperatorPrincipal, T), Status> {
+        Ok((operator_with(&request, right)?, request.into_inner()))
+    }
+
+    /// The guard of the admin RPCs every operator may make, whatever its role.
+    fn any_operator<T>(&self, request: Request<T>) -> Result<(OperatorPrincipal, T), Status> {
+        Ok((operator_of(&request)?, request.into_inner()))
+    }
 }

@@ -1,25 +1,26 @@
 //! `lefi.admin.v1.PartyAdminService`: onboarding, certificates, termination and history.
 //!
-//! Every change goes through [`PartyAdminApi::change`]: the operator must hold the right to manage
-//! parties, the idempotency key is taken out of the request and checked, the rest of the request
-//! is hashed with the method (what a retry under the same key must repeat), the store makes the
-//! change in one transaction and keeps the encoded answer with the key, and every retry gets those
-//! same bytes back.
+//! Every change passes the guard `change` (see `grpc::service!`): the operator must hold
+//! the right to manage parties, the idempotency key is taken out of the request and checked, and
+//! the rest of the request is hashed with the RPC's name (what a retry under the same key must
+//! repeat; `change_requests!` gives each request its name). A change to an existing party passes
+//! `change_of_party`, which then checks the party id the request names.
+//! Then `AdminApi::commit` has the store make the change in one transaction and keep the encoded
+//! answer with the key, and every retry gets those same bytes back.
 
 use prost::Message;
 use time::Date;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 
 use super::convert;
 use crate::domain::clock::{Micros, business_date_at};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::party_state;
 use crate::grpc::fields;
-use crate::grpc::operator_with;
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::{Page, Pages};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::status::{self, CodeFields, Missing};
-use crate::identity::verify_party_certificate;
+use crate::identity::{OperatorPrincipal, verify_party_certificate};
 use crate::policy::operator::AdminRight;
 use crate::store::parties::{Actor, Idempotency, PartyChange, PartyRecord};
 
@@ -34,6 +35,64 @@ const GRANTED: CodeFields = CodeFields {
     benefits: "granted_benefit_type_codes",
 };
 
+/// The party's certificate with this fingerprint, as the answers about a certificate show it.
+fn certificate_of(party: &PartyRecord, fingerprint: &str) -> Option<pb::Certificate> {
+    party
+        .certificates
+        .iter()
+        .find(|c| c.fingerprint == fingerprint)
+        .map(convert::certificate)
+}
+
+/// A change request: it carries the idempotency key its retries repeat.
+trait ChangeRequest: Message {
+    /// The RPC's name, which the request's hash includes.
+    const METHOD: &'static str;
+
+    /// The request's idempotency key.
+    fn key(&mut self) -> &mut String;
+}
+
+/// A request to change an existing party: it names the party.
+trait PartyRequest: ChangeRequest {
+    /// The party's id, as the request gives it (unchecked).
+    fn party_id(&self) -> &str;
+}
+
+/// Declares the change requests, each after the name of its RPC: each holds its idempotency key
+/// in `idempotency_key`, and one marked `{ party_id }` changes an existing party, named in that
+/// field.
+macro_rules! change_requests {
+    ($($method:literal => $request:ty $({ $party:ident })?),+ $(,)?) => {
+        $(
+            impl ChangeRequest for $request {
+                const METHOD: &'static str = $method;
+
+                fn key(&mut self) -> &mut String {
+                    &mut self.idempotency_key
+                }
+            }
+            $(
+                impl PartyRequest for $request {
+                    fn party_id(&self) -> &str {
+                        &self.$party
+                    }
+                }
+            )?
+        )+
+    };
+}
+
+change_requests!(
+    "Apply" => pb::ApplyRequest,
+    "SendAgreement" => pb::SendAgreementRequest { party_id },
+    "RecordSignature" => pb::RecordSignatureRequest { party_id },
+    "AddCertificate" => pb::AddCertificateRequest { party_id },
+    "RevokeCertificate" => pb::RevokeCertificateRequest { party_id },
+    "ScheduleTermination" => pb::ScheduleTerminationRequest { party_id },
+    "WithdrawTermination" => pb::WithdrawTerminationRequest { party_id },
+);
+
 /// A change request, checked as far as the request alone allows: who asks, the request without its
 /// key, the key and the hash a retry must repeat, and the time the change is judged at.
 struct Change<T> {
@@ -46,18 +105,13 @@ struct Change<T> {
 }
 
 impl AdminApi {
-    /// The common start of every change (see the module docs).
-    fn begin<T: Message>(
-        &self,
-        request: Request<T>,
-        method: &str,
-        key_of: fn(&mut T) -> &mut String,
-    ) -> Result<Change<T>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageParties)?;
-        let mut req = request.into_inner();
-        let key = std::mem::take(key_of(&mut req));
+    /// The guard of every change (see the module docs): the operator must hold the right to
+    /// manage parties.
+    fn change<T: ChangeRequest>(&self, request: Request<T>) -> Result<Change<T>, Status> {
+        let (operator, mut req) = self.needs(request, AdminRight::ManageParties)?;
+        let key = std::mem::take(req.key());
         let key = convert::idempotency_key(&key)?.to_string();
-        let hash = convert::request_hash(method, &req.encode_to_vec());
+        let hash = convert::request_hash(T::METHOD, &req.encode_to_vec());
         let now = self.state.clock.now_micros();
         Ok(Change {
             actor: Actor {
@@ -72,15 +126,23 @@ impl AdminApi {
         })
     }
 
+    /// The guard of the changes to an existing party: [`AdminApi::change`], then the id of the
+    /// party the request names, checked.
+    fn change_of_party<T: PartyRequest>(&self, request: Request<T>) -> Result<(Change<T>, String), Status> {
+        let change = self.change(request)?;
+        let party_id = convert::party_id(change.req.party_id())?;
+        Ok((change, party_id))
+    }
+
     /// Makes the change and answers with `respond` of the party as it is afterwards (or, for a
     /// retry, with the answer the first call got). Open streams re-check their right at once.
-    async fn change<T, M: Message + Default>(
+    async fn commit<T, M: Message + Default>(
         &self,
         change: &Change<T>,
         step: PartyChange<'_>,
         fields: CodeFields,
         respond: impl Fn(&PartyRecord) -> M + Sync,
-    ) -> Result<Response<M>, Status> {
+    ) -> Result<M, Status> {
         let respond = |p: &PartyRecord| respond(p).encode_to_vec();
         let idem = Idempotency {
             key: &change.key,
@@ -95,7 +157,6 @@ impl AdminApi {
             .map_err(|e| status::admin(e, fields))?;
         self.state.notify_history();
         M::decode(bytes.as_slice())
-            .map(Response::new)
             .map_err(|e| status::internal("a stored admin response does not decode", &e))
     }
 
@@ -103,66 +164,22 @@ impl AdminApi {
     fn party_at(today: Date) -> impl Fn(&PartyRecord) -> Option<pb::Party> + Sync {
         move |p| Some(convert::party(p, today))
     }
-}
 
-#[tonic::async_trait]
-impl pb::party_admin_service_server::PartyAdminService for AdminApi {
-    #[tracing::instrument(skip_all)]
-    async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
-        let change = self.begin(request, "Apply", |r| &mut r.idempotency_key)?;
+    /// Registers an application (anmälan): a new party in state APPLIED.
+    async fn apply(&self, change: Change<pb::ApplyRequest>) -> Result<pb::ApplyResponse, Status> {
         let application = convert::application(&change.req)?;
         let party = Self::party_at(change.today);
-        self.change(&change, PartyChange::Apply(&application), REQUESTED, |p| {
+        self.commit(&change, PartyChange::Apply(&application), REQUESTED, |p| {
             pb::ApplyResponse { party: party(p) }
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn send_agreement(
-        &self,
-        request: Request<pb::SendAgreementRequest>,
-    ) -> Result<Response<pb::SendAgreementResponse>, Status> {
-        let change = self.begin(request, "SendAgreement", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let agreement = convert::agreement(&change.req)?;
-        let step = PartyChange::SendAgreement {
-            party_id: &party_id,
-            agreement: &agreement,
-        };
-        let party = Self::party_at(change.today);
-        self.change(&change, step, GRANTED, |p| pb::SendAgreementResponse {
-            party: party(p),
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn record_signature(
-        &self,
-        request: Request<pb::RecordSignatureRequest>,
-    ) -> Result<Response<pb::RecordSignatureResponse>, Status> {
-        let change = self.begin(request, "RecordSignature", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let signature = convert::signature(&change.req, change.today)?;
-        let step = PartyChange::RecordSignature {
-            party_id: &party_id,
-            signature: &signature,
-        };
-        let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| pb::RecordSignatureResponse {
-            party: party(p),
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all)]
+    /// Registers a verified client certificate; the first one connects the party.
     async fn add_certificate(
         &self,
-        request: Request<pb::AddCertificateRequest>,
-    ) -> Result<Response<pb::AddCertificateResponse>, Status> {
-        let change = self.begin(request, "AddCertificate", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
+        (change, party_id): (Change<pb::AddCertificateRequest>, String),
+    ) -> Result<pb::AddCertificateResponse, Status> {
         let certificate = verify_party_certificate(
             self.state.party_certificates.as_ref(),
             change.req.certificate_pem.as_bytes(),
@@ -173,24 +190,18 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             certificate: &certificate,
         };
         let today = change.today;
-        self.change(&change, step, CodeFields::NONE, |p| pb::AddCertificateResponse {
-            certificate: p
-                .certificates
-                .iter()
-                .find(|c| c.fingerprint == certificate.fingerprint)
-                .map(convert::certificate),
+        self.commit(&change, step, CodeFields::NONE, |p| pb::AddCertificateResponse {
+            certificate: certificate_of(p, &certificate.fingerprint),
             party_state: party_state(p.state_on(today)) as i32,
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Revokes one of the party's certificates from now on.
     async fn revoke_certificate(
         &self,
-        request: Request<pb::RevokeCertificateRequest>,
-    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
-        let change = self.begin(request, "RevokeCertificate", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
+        (change, party_id): (Change<pb::RevokeCertificateRequest>, String),
+    ) -> Result<pb::RevokeCertificateResponse, Status> {
         let fingerprint = convert::fingerprint(&change.req.fingerprint)?;
         let reason = convert::reason(&change.req.reason)?;
         let step = PartyChange::RevokeCertificate {
@@ -198,62 +209,22 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             fingerprint: &fingerprint,
             reason: &reason,
         };
-        self.change(&change, step, CodeFields::NONE, |p| {
+        self.commit(&change, step, CodeFields::NONE, |p| {
             pb::RevokeCertificateResponse {
-                certificate: p
-                    .certificates
-                    .iter()
-                    .find(|c| c.fingerprint == fingerprint)
-                    .map(convert::certificate),
+                certificate: certificate_of(p, &fingerprint),
             }
         })
         .await
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn schedule_termination(
+    /// One party, by id or by organisation number, in the state that holds today.
+    async fn get_party(
         &self,
-        request: Request<pb::ScheduleTerminationRequest>,
-    ) -> Result<Response<pb::ScheduleTerminationResponse>, Status> {
-        let change = self.begin(request, "ScheduleTermination", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let notice = convert::termination_notice(&change.req, change.today)?;
-        let step = PartyChange::ScheduleTermination {
-            party_id: &party_id,
-            notice: &notice,
-        };
-        let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| {
-            pb::ScheduleTerminationResponse { party: party(p) }
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn withdraw_termination(
-        &self,
-        request: Request<pb::WithdrawTerminationRequest>,
-    ) -> Result<Response<pb::WithdrawTerminationResponse>, Status> {
-        let change = self.begin(request, "WithdrawTermination", |r| &mut r.idempotency_key)?;
-        let party_id = convert::party_id(&change.req.party_id)?;
-        let reason = convert::reason(&change.req.reason)?;
-        let step = PartyChange::WithdrawTermination {
-            party_id: &party_id,
-            reason: &reason,
-        };
-        let party = Self::party_at(change.today);
-        self.change(&change, step, CodeFields::NONE, |p| {
-            pb::WithdrawTerminationResponse { party: party(p) }
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn get_party(&self, request: Request<pb::GetPartyRequest>) -> Result<Response<pb::Party>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
+        (_, req): (OperatorPrincipal, pb::GetPartyRequest),
+    ) -> Result<pb::Party, Status> {
         let now = self.state.clock.now_micros();
         let store = &self.state.store;
-        let record = match request.into_inner().key {
+        let record = match req.key {
             Some(pb::get_party_request::Key::PartyId(id)) => {
                 let id = convert::party_id(&id)?;
                 store.settle_terminations(now).await?;
@@ -269,54 +240,106 @@ impl pb::party_admin_service_server::PartyAdminService for AdminApi {
             }
         };
         let record = record.ok_or_else(|| status::not_found(Missing::Party))?;
-        Ok(Response::new(convert::party(&record, business_date_at(now))))
+        Ok(convert::party(&record, business_date_at(now)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the parties matching the filters, by name.
     async fn list_parties(
         &self,
-        request: Request<pb::ListPartiesRequest>,
-    ) -> Result<Response<pb::ListPartiesResponse>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListPartiesRequest),
+    ) -> Result<pb::ListPartiesResponse, Status> {
         let filter = convert::party_filter(&req)?;
         let pages = Pages::new("ListParties", convert::filter_key(&filter));
-        let after: Option<(String, String)> = pages.position(&req.page_token)?;
-        let size = page_size(req.page_size);
+        let page: Page<(String, String)> = pages.page(&req.page_token, req.page_size)?;
         let now = self.state.clock.now_micros();
         let store = &self.state.store;
         store.settle_terminations(now).await?;
-        let after = after.as_ref().map(|(name, id)| (name.as_str(), id.as_str()));
-        let mut records = store.list_party_records(&filter, after, size + 1).await?;
-        let next_page_token = pages.trim(&mut records, size, |r| (r.name.clone(), r.party_id.clone()));
+        let after = page.after.as_ref().map(|(name, id)| (name.as_str(), id.as_str()));
+        let records = store.list_party_records(&filter, after, page.limit()).await?;
         let today = business_date_at(now);
-        Ok(Response::new(pb::ListPartiesResponse {
-            parties: records.iter().map(|r| convert::party(r, today)).collect(),
-            next_page_token,
-        }))
+        let position = |r: &PartyRecord| (r.name.clone(), r.party_id.clone());
+        Ok(pages.trim_into(records, page.size, position, |r| convert::party(r, today)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of a party's audit history, oldest first.
     async fn list_party_history(
         &self,
-        request: Request<pb::ListPartyHistoryRequest>,
-    ) -> Result<Response<pb::ListPartyHistoryResponse>, Status> {
-        operator_with(&request, AdminRight::ReadParties)?;
-        let req = request.into_inner();
+        (_, req): (OperatorPrincipal, pb::ListPartyHistoryRequest),
+    ) -> Result<pb::ListPartyHistoryResponse, Status> {
         let party_id = convert::party_id(&req.party_id)?;
         let pages = Pages::new("ListPartyHistory", &party_id);
-        let after_entry: i64 = pages.position(&req.page_token)?.unwrap_or(0);
-        let size = page_size(req.page_size);
+        let page: Page<i64> = pages.page(&req.page_token, req.page_size)?;
         let store = &self.state.store;
         store.settle_terminations(self.state.clock.now_micros()).await?;
-        let mut entries = store
-            .party_history(&party_id, after_entry, size + 1)
+        let entries = store
+            .party_history(&party_id, page.after.unwrap_or(0), page.limit())
             .await?
             .ok_or_else(|| status::not_found(Missing::Party))?;
-        let next_page_token = pages.trim(&mut entries, size, |e| e.entry_id);
-        Ok(Response::new(pb::ListPartyHistoryResponse {
-            entries: entries.iter().map(convert::audit_entry).collect(),
-            next_page_token,
-        }))
+        Ok(pages.trim_into(entries, page.size, |e| e.entry_id, convert::audit_entry))
+    }
+}
+
+/// Declares the changes to an existing party whose answer is the party as it is afterwards, one
+/// entry each: the RPC with its request and answer (messages of `lefi.admin.v1`), the code lists
+/// its errors may name, how its input is checked (a function of the request and the business
+/// date), and the step it asks the store for, with the checked input as the step's field of that
+/// name. The method each entry declares takes the change with its party id checked (the guard
+/// `change_of_party`), checks the input, then makes the change (see [`AdminApi::commit`]).
+macro_rules! changes_answering_party {
+    ($(
+        $(#[doc = $doc:literal])*
+        $rpc:ident($request:ident) -> $answer:ident, $fields:expr,
+            $check:expr => $step:ident { $input:ident };
+    )+) => {
+        impl AdminApi {$(
+            $(#[doc = $doc])*
+            async fn $rpc(
+                &self,
+                (change, party_id): (Change<pb::$request>, String),
+            ) -> Result<pb::$answer, Status> {
+                let $input = ($check)(&change.req, change.today)?;
+                let step = PartyChange::$step {
+                    party_id: &party_id,
+                    $input: &$input,
+                };
+                let party = Self::party_at(change.today);
+                self.commit(&change, step, $fields, |p| pb::$answer { party: party(p) })
+                    .await
+            }
+        )+}
+    };
+}
+
+changes_answering_party! {
+    /// Records that the agreement was sent: APPLIED → AGREEMENT_SENT.
+    send_agreement(SendAgreementRequest) -> SendAgreementResponse, GRANTED,
+        |req, _| convert::agreement(req) => SendAgreement { agreement };
+    /// Records one signature; AGREEMENT_SENT → SIGNED once both sides have signed.
+    record_signature(RecordSignatureRequest) -> RecordSignatureResponse, CodeFields::NONE,
+        convert::signature => RecordSignature { signature };
+    /// Registers a termination (uppsägning).
+    schedule_termination(ScheduleTerminationRequest) -> ScheduleTerminationResponse, CodeFields::NONE,
+        convert::termination_notice => ScheduleTermination { notice };
+    /// Withdraws a scheduled termination before it takes effect.
+    withdraw_termination(WithdrawTerminationRequest) -> WithdrawTerminationResponse, CodeFields::NONE,
+        |req: &pb::WithdrawTerminationRequest, _| convert::reason(&req.reason)
+            => WithdrawTermination { reason };
+}
+
+crate::grpc::service! {
+    impl pb::party_admin_service_server::PartyAdminService for AdminApi {
+        apply(pb::ApplyRequest) -> pb::ApplyResponse: change;
+        send_agreement(pb::SendAgreementRequest) -> pb::SendAgreementResponse: change_of_party;
+        record_signature(pb::RecordSignatureRequest) -> pb::RecordSignatureResponse: change_of_party;
+        add_certificate(pb::AddCertificateRequest) -> pb::AddCertificateResponse: change_of_party;
+        revoke_certificate(pb::RevokeCertificateRequest) -> pb::RevokeCertificateResponse: change_of_party;
+        schedule_termination(pb::ScheduleTerminationRequest) -> pb::ScheduleTerminationResponse:
+            change_of_party;
+        withdraw_termination(pb::WithdrawTerminationRequest) -> pb::WithdrawTerminationResponse:
+            change_of_party;
+        get_party(pb::GetPartyRequest) -> pb::Party: needs(AdminRight::ReadParties);
+        list_parties(pb::ListPartiesRequest) -> pb::ListPartiesResponse: needs(AdminRight::ReadParties);
+        list_party_history(pb::ListPartyHistoryRequest) -> pb::ListPartyHistoryResponse:
+            needs(AdminRight::ReadParties);
     }
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::domain::Personnummer;
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
@@ -20,7 +20,6 @@ use crate::domain::register::{FactBody, FactError, NewFact, RejectReason};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::{self, Audience};
 use crate::grpc::fields::{self, FieldError};
-use crate::grpc::operator_with;
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::status::{self, Missing, Unreadable};
 use crate::identity::OperatorPrincipal;
@@ -84,29 +83,26 @@ enum Inbound {
     Unreadable(Unreadable),
 }
 
-#[tonic::async_trait]
-impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
-    #[tracing::instrument(skip_all)]
+impl AdminApi {
+    /// Takes the client's facts as they come and answers each once it is stored (see the module
+    /// docs).
     async fn ingest(
         &self,
-        request: Request<Streaming<pb::IngestRequest>>,
-    ) -> Result<Response<IngestStream>, Status> {
-        operator_with(&request, AdminRight::FeedRegister)?;
-        let inbound = request.into_inner();
+        (_, inbound): (OperatorPrincipal, Streaming<pb::IngestRequest>),
+    ) -> Result<IngestStream, Status> {
         let (decoded_tx, decoded_rx) = mpsc::channel::<Inbound>(INGEST_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(INGEST_BUFFER);
         status::spawn(read_facts(self.state.clone(), inbound, decoded_tx));
         status::spawn(write_facts(self.state.clone(), decoded_rx, out_tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Box::pin(ReceiverStream::new(out_rx)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// The operator's view of one person as of a sequence: the person, every stored fact and
+    /// every version of the person's own data; logged as an operator view before it is shown.
     async fn show_person(
         &self,
-        request: Request<pb::ShowPersonRequest>,
-    ) -> Result<Response<pb::ShowPersonResponse>, Status> {
-        let operator = operator_with(&request, AdminRight::ViewPerson)?;
-        let req = request.into_inner();
+        (operator, req): (OperatorPrincipal, pb::ShowPersonRequest),
+    ) -> Result<pb::ShowPersonResponse, Status> {
         let person = fields::person("person_id", &req.person_id, self.state.clock.today())?;
         let store = &self.state.store;
         let head = store.head_seq().await?;
@@ -144,22 +140,21 @@ impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
                 });
             }
         }
-        Ok(Response::new(pb::ShowPersonResponse {
+        Ok(pb::ShowPersonResponse {
             person: Some(convert::person(&found.person, &found.data, Audience::Operator)),
             as_of_sequence: as_of,
             facts,
             person_versions,
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// The register's statistics (no personal data).
     async fn get_stats(
         &self,
-        request: Request<pb::GetStatsRequest>,
-    ) -> Result<Response<pb::GetStatsResponse>, Status> {
-        operator_with(&request, AdminRight::ReadRegisterStats)?;
+        _: (OperatorPrincipal, pb::GetStatsRequest),
+    ) -> Result<pb::GetStatsResponse, Status> {
         let stats = self.state.store.stats(self.state.clock.now_micros()).await?;
-        Ok(Response::new(pb::GetStatsResponse {
+        Ok(pb::GetStatsResponse {
             person_count: stats.person_count,
             fact_count: stats.fact_count,
             fact_version_count: stats.fact_version_count,
@@ -167,7 +162,7 @@ impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
             latest_recorded_at: stats.latest_recorded_at.map(convert::timestamp),
             accepted_last_minute: stats.accepted_last_minute,
             accepted_last_hour: stats.accepted_last_hour,
-        }))
+        })
     }
 }
 
@@ -346,5 +341,13 @@ fn outcome_of(result: &IngestResult) -> pb::IngestOutcome {
         IngestResult::Accepted(_) => pb::IngestOutcome::Accepted,
         IngestResult::Unchanged(_) => pb::IngestOutcome::Unchanged,
         IngestResult::Rejected(_) => pb::IngestOutcome::Rejected,
+    }
+}
+
+crate::grpc::service! {
+    impl pb::register_admin_service_server::RegisterAdminService for AdminApi {
+        ingest(Streaming<pb::IngestRequest>) -> IngestStream: needs(AdminRight::FeedRegister);
+        show_person(pb::ShowPersonRequest) -> pb::ShowPersonResponse: needs(AdminRight::ViewPerson);
+        get_stats(pb::GetStatsRequest) -> pb::GetStatsResponse: needs(AdminRight::ReadRegisterStats);
     }
 }

@@ -1,14 +1,15 @@
 //! `lefi.v1.CaseService`: the case references (ärenden) an authority attests, and closing them.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::domain::delivery::EndReason;
+use crate::grpc::convert;
 use crate::grpc::fields::{self, FieldError};
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::Pages;
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing};
-use crate::grpc::{convert, party_of};
+use crate::identity::PartyPrincipal;
 use crate::store::consents::CaseRecord;
 use crate::store::delivery::EndSelector;
 
@@ -30,15 +31,12 @@ fn case_message(c: &CaseRecord) -> pb::Case {
     }
 }
 
-#[tonic::async_trait]
-impl pb::case_service_server::CaseService for PartyApi {
-    #[tracing::instrument(skip_all)]
+impl PartyApi {
+    /// Closes one of the party's cases and ends the subscriptions that rest on it.
     async fn close_case(
         &self,
-        request: Request<pb::CloseCaseRequest>,
-    ) -> Result<Response<pb::CloseCaseResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::CloseCaseRequest),
+    ) -> Result<pb::CloseCaseResponse, Status> {
         if req.case_reference.trim().is_empty() {
             return Err(FieldError::invalid("case_reference", "case_reference is required").into());
         }
@@ -61,19 +59,17 @@ impl pb::case_service_server::CaseService for PartyApi {
         let ended = state
             .withdraw_subscriptions(selector, EndReason::CaseClosed, "the case was closed")
             .await?;
-        Ok(Response::new(pb::CloseCaseResponse {
+        Ok(pb::CloseCaseResponse {
             case: Some(case_message(&closed)),
             ended_subscription_count: u32::try_from(ended.len()).unwrap_or(u32::MAX),
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the party's cases, in the states asked for (all when none).
     async fn list_cases(
         &self,
-        request: Request<pb::ListCasesRequest>,
-    ) -> Result<Response<pb::ListCasesResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::ListCasesRequest),
+    ) -> Result<pb::ListCasesResponse, Status> {
         let states = fields::enum_list(
             "states",
             &req.states,
@@ -94,10 +90,13 @@ impl pb::case_service_server::CaseService for PartyApi {
             .filter(|c| states.is_empty() || states.iter().any(|s| *s as i32 == c.state))
             .collect();
         let pages = Pages::new("ListCases", format!("{}|{:?}", party.party_id, req.states));
-        let (cases, next_page_token) = pages.slice(cases, &req.page_token, page_size(req.page_size))?;
-        Ok(Response::new(pb::ListCasesResponse {
-            cases,
-            next_page_token,
-        }))
+        Ok(pages.slice_into(cases, &req.page_token, req.page_size)?)
+    }
+}
+
+crate::grpc::service! {
+    impl pb::case_service_server::CaseService for PartyApi {
+        close_case(pb::CloseCaseRequest) -> pb::CloseCaseResponse: party;
+        list_cases(pb::ListCasesRequest) -> pb::ListCasesResponse: party;
     }
 }

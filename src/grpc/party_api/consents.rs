@@ -1,28 +1,27 @@
 //! `lefi.v1.ConsentService`: the consents a party registers for the bases that require one.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::authorize::authorize_basis;
+use crate::grpc::convert;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::Pages;
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Conflict, Missing};
-use crate::grpc::{convert, party_of};
-use crate::store::consents::{ConsentFilter, ConsentRegistration, NewConsent, RevokedBy};
+use crate::identity::PartyPrincipal;
+use crate::store::consents::{ConsentRegistration, NewConsent, RevokedBy};
 
 /// The longest free-text field (evidence references, reasons).
 pub const MAX_TEXT: usize = 200;
 
-#[tonic::async_trait]
-impl pb::consent_service_server::ConsentService for PartyApi {
-    #[tracing::instrument(skip_all)]
+impl PartyApi {
+    /// Registers a consent (or finds the same one registered), and resumes the subscriptions that
+    /// waited for it.
     async fn register_consent(
         &self,
-        request: Request<pb::RegisterConsentRequest>,
-    ) -> Result<Response<pb::RegisterConsentResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::RegisterConsentRequest),
+    ) -> Result<pb::RegisterConsentResponse, Status> {
         let state = &self.state;
         let today = state.clock.today();
         let person = fields::person("person_id", &req.person_id, today)?;
@@ -94,45 +93,42 @@ impl pb::consent_service_server::ConsentService for PartyApi {
         if !resumed.is_empty() {
             state.notify_history();
         }
-        Ok(Response::new(pb::RegisterConsentResponse {
+        Ok(pb::RegisterConsentResponse {
             consent: Some(convert::consent(&consent, today)),
             created,
             resumed_subscription_count: u32::try_from(resumed.len()).unwrap_or(u32::MAX),
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Revokes one of the party's consents and suspends the subscriptions that rest on it.
     async fn revoke_consent(
         &self,
-        request: Request<pb::RevokeConsentRequest>,
-    ) -> Result<Response<pb::RevokeConsentResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::RevokeConsentRequest),
+    ) -> Result<pb::RevokeConsentResponse, Status> {
         fields::at_most("reason", &req.reason, MAX_TEXT)?;
         let (consent, suspended) = self
             .state
             .revoke_consent(&req.consent_id, RevokedBy::Party(&party.party_id), &req.reason)
             .await
             .map_err(|e| status::or_missing(e, Missing::Consent))?;
-        Ok(Response::new(pb::RevokeConsentResponse {
+        Ok(pb::RevokeConsentResponse {
             consent: Some(convert::consent(&consent, self.state.clock.today())),
             suspended_subscription_count: suspended,
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One page of the party's consents matching the request's filters.
     async fn list_consents(
         &self,
-        request: Request<pb::ListConsentsRequest>,
-    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::ListConsentsRequest),
+    ) -> Result<pb::ListConsentsResponse, Status> {
         let today = self.state.clock.today();
-        let filter = ConsentFilter {
-            party_id: Some(party.party_id.clone()),
-            person: fields::optional_person("person_id", &req.person_id, today)?,
-            basis_code: (!req.legal_basis.is_empty()).then(|| req.legal_basis.clone()),
-        };
+        let filter = convert::consent_filter(
+            Some(party.party_id.clone()),
+            &req.person_id,
+            &req.legal_basis,
+            today,
+        )?;
         let consents = self.state.store.consents(&filter).await?;
         let consents: Vec<pb::Consent> = convert::consent_listing(&consents, &req.states, today)?
             .into_iter()
@@ -145,10 +141,14 @@ impl pb::consent_service_server::ConsentService for PartyApi {
                 party.party_id, req.person_id, req.legal_basis, req.states
             ),
         );
-        let (consents, next_page_token) = pages.slice(consents, &req.page_token, page_size(req.page_size))?;
-        Ok(Response::new(pb::ListConsentsResponse {
-            consents,
-            next_page_token,
-        }))
+        Ok(pages.slice_into(consents, &req.page_token, req.page_size)?)
+    }
+}
+
+crate::grpc::service! {
+    impl pb::consent_service_server::ConsentService for PartyApi {
+        register_consent(pb::RegisterConsentRequest) -> pb::RegisterConsentResponse: party;
+        revoke_consent(pb::RevokeConsentRequest) -> pb::RevokeConsentResponse: party;
+        list_consents(pb::ListConsentsRequest) -> pb::ListConsentsResponse: party;
     }
 }

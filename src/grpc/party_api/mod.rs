@@ -3,6 +3,9 @@
 //! One module per service: [`party`] (who am I, catalogues), [`subscriptions`], [`consents`],
 //! [`cases`], [`query`], [`delivery`] (the stream), [`statistics`] (statistics orders). [`authorize`] is their shared helper for the
 //! disclosure policy, not a service. No service imports another.
+//!
+//! Every RPC names its guard in its service's `grpc::service!` table: `PartyApi::party` (the
+//! calling party), or `PartyApi::logged` for the RPCs whose decisions go to the disclosure log.
 
 pub mod authorize;
 pub mod cases;
@@ -13,20 +16,20 @@ pub mod query;
 pub mod statistics;
 pub mod subscriptions;
 
-use crate::grpc::pb::lefi::v1 as pb;
-use crate::state::AppState;
+use tonic::{Request, Status};
 
-/// The services reflection advertises on the party listener.
-pub const SERVICE_NAMES: &[&str] = &[
-    "lefi.v1.PartyService",
-    "lefi.v1.SubscriptionService",
-    "lefi.v1.DeliveryService",
-    "lefi.v1.QueryService",
-    "lefi.v1.ConsentService",
-    "lefi.v1.CaseService",
-    "lefi.v1.StatisticsOrderService",
-    "grpc.health.v1.Health",
-];
+use self::authorize::CallContext;
+use crate::domain::disclosure::Channel;
+use crate::grpc::party_of;
+use crate::grpc::pb::lefi::v1::case_service_server::CaseServiceServer;
+use crate::grpc::pb::lefi::v1::consent_service_server::ConsentServiceServer;
+use crate::grpc::pb::lefi::v1::delivery_service_server::DeliveryServiceServer;
+use crate::grpc::pb::lefi::v1::party_service_server::PartyServiceServer;
+use crate::grpc::pb::lefi::v1::query_service_server::QueryServiceServer;
+use crate::grpc::pb::lefi::v1::statistics_order_service_server::StatisticsOrderServiceServer;
+use crate::grpc::pb::lefi::v1::subscription_service_server::SubscriptionServiceServer;
+use crate::identity::PartyPrincipal;
+use crate::state::AppState;
 
 /// The party API's services: one value, shared by every service of the API.
 #[derive(Debug, Clone)]
@@ -34,34 +37,36 @@ pub struct PartyApi {
     pub state: AppState,
 }
 
-/// Adds every party-facing service to `routes`.
-pub fn add_services(routes: &mut tonic::service::RoutesBuilder, state: &AppState) {
-    let api = PartyApi { state: state.clone() };
-    // The request limit tonic enforces; its refusal is given lefi's form in `grpc::codec`.
-    let max = state.max_message_bytes;
-    routes
-        .add_service(
-            pb::party_service_server::PartyServiceServer::new(api.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::delivery_service_server::DeliveryServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::subscription_service_server::SubscriptionServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::query_service_server::QueryServiceServer::new(api.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::consent_service_server::ConsentServiceServer::new(api.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::case_service_server::CaseServiceServer::new(api.clone()).max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::statistics_order_service_server::StatisticsOrderServiceServer::new(api.clone())
-                .max_decoding_message_size(max),
-        );
+crate::grpc::services!(
+    PartyApi,
+    [
+        PartyServiceServer,
+        SubscriptionServiceServer,
+        DeliveryServiceServer,
+        QueryServiceServer,
+        ConsentServiceServer,
+        CaseServiceServer,
+        StatisticsOrderServiceServer,
+    ]
+);
+
+impl PartyApi {
+    /// The guard of the party RPCs: the calling party ([`party_of`]) and the request message.
+    fn party<T>(&self, request: Request<T>) -> Result<(PartyPrincipal, T), Status> {
+        Ok((party_of(&request)?, request.into_inner()))
+    }
+
+    /// The guard of the party RPCs whose decisions go to the disclosure log: the calling party,
+    /// where the call came from (the full method `rpc`, its `channel` and the request id), and the
+    /// request message.
+    fn logged<T>(
+        &self,
+        request: Request<T>,
+        rpc: &'static str,
+        channel: Channel,
+    ) -> Result<(PartyPrincipal, CallContext, T), Status> {
+        let party = party_of(&request)?;
+        let call = CallContext::new(&request, rpc, channel);
+        Ok((party, call, request.into_inner()))
+    }
 }

@@ -1,37 +1,20 @@
 //! `lefi.v1.PartyService`: who am I, and the catalogues.
 
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
+use crate::domain::catalogue::Agreement;
 use crate::domain::clock::format_date;
 use crate::grpc::convert;
 use crate::grpc::party_api::PartyApi;
-use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
+use crate::identity::PartyPrincipal;
 
 impl PartyApi {
-    /// The codes the party's agreement grants, when the request asks for those only.
-    async fn granted(
-        &self,
-        party_id: &str,
-        granted_only: bool,
-        pick: fn(crate::domain::catalogue::Agreement) -> Vec<String>,
-    ) -> Result<Option<Vec<String>>, Status> {
-        if !granted_only {
-            return Ok(None);
-        }
-        let agreement = self.state.store.agreement_for_party(party_id).await?;
-        Ok(Some(agreement.map(pick).unwrap_or_default()))
-    }
-}
-
-#[tonic::async_trait]
-impl pb::party_service_server::PartyService for PartyApi {
-    #[tracing::instrument(skip_all)]
+    /// The party as the agency registered it, its agreement, and the certificate it called with.
     async fn who_am_i(
         &self,
-        request: Request<pb::WhoAmIRequest>,
-    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let party = party_of(&request)?;
+        (party, _): (PartyPrincipal, pb::WhoAmIRequest),
+    ) -> Result<pb::WhoAmIResponse, Status> {
         let agreement = self.state.store.agreement_for_party(&party.party_id).await?;
         let mut response = pb::WhoAmIResponse {
             party_id: party.party_id.clone(),
@@ -51,44 +34,62 @@ impl pb::party_service_server::PartyService for PartyApi {
             response.granted_basis_codes = agreement.basis_codes;
             response.granted_benefit_type_codes = agreement.benefit_codes;
         }
-        Ok(Response::new(response))
+        Ok(response)
     }
 
-    #[tracing::instrument(skip_all)]
+    /// The legal bases in force today (or all), each only if granted when the request asks.
     async fn list_legal_bases(
         &self,
-        request: Request<pb::ListLegalBasesRequest>,
-    ) -> Result<Response<pb::ListLegalBasesResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
-        let granted = self
-            .granted(&party.party_id, req.granted_only, |a| a.basis_codes)
-            .await?;
+        (party, req): (PartyPrincipal, pb::ListLegalBasesRequest),
+    ) -> Result<pb::ListLegalBasesResponse, Status> {
         let bases = self.state.store.legal_bases().await?;
-        Ok(Response::new(pb::ListLegalBasesResponse {
-            legal_bases: convert::legal_bases(&bases, req.include_not_in_force, self.state.clock.today())
-                .into_iter()
-                .filter(|b| granted.as_ref().is_none_or(|g| g.contains(&b.code)))
-                .collect(),
-        }))
+        let bases = convert::legal_bases(&bases, req.include_not_in_force, self.state.clock.today());
+        let legal_bases = self
+            .granted(&party, req.granted_only, bases, |b| &b.code, |a| a.basis_codes)
+            .await?;
+        Ok(pb::ListLegalBasesResponse { legal_bases })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// The benefit types, each only if granted when the request asks.
     async fn list_benefit_types(
         &self,
-        request: Request<pb::ListBenefitTypesRequest>,
-    ) -> Result<Response<pb::ListBenefitTypesResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
-        let granted = self
-            .granted(&party.party_id, req.granted_only, |a| a.benefit_codes)
-            .await?;
+        (party, req): (PartyPrincipal, pb::ListBenefitTypesRequest),
+    ) -> Result<pb::ListBenefitTypesResponse, Status> {
         let types = self.state.store.benefit_types().await?;
-        let benefit_types = types
-            .iter()
-            .filter(|t| granted.as_ref().is_none_or(|g| g.contains(&t.code)))
-            .map(convert::benefit_type)
-            .collect();
-        Ok(Response::new(pb::ListBenefitTypesResponse { benefit_types }))
+        let types = self
+            .granted(&party, req.granted_only, types, |t| &t.code, |a| a.benefit_codes)
+            .await?;
+        Ok(pb::ListBenefitTypesResponse {
+            benefit_types: types.iter().map(convert::benefit_type).collect(),
+        })
+    }
+
+    /// The entries of a catalogue listing: all of them, or with `granted_only` those whose code
+    /// (`code`) is among the codes the party's agreement grants (`granted` picks that list).
+    async fn granted<T: Send>(
+        &self,
+        party: &PartyPrincipal,
+        granted_only: bool,
+        entries: Vec<T>,
+        code: fn(&T) -> &String,
+        granted: fn(Agreement) -> Vec<String>,
+    ) -> Result<Vec<T>, Status> {
+        if !granted_only {
+            return Ok(entries);
+        }
+        let agreement = self.state.store.agreement_for_party(&party.party_id).await?;
+        let granted = agreement.map(granted).unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .filter(|e| granted.contains(code(e)))
+            .collect())
+    }
+}
+
+crate::grpc::service! {
+    impl pb::party_service_server::PartyService for PartyApi {
+        who_am_i(pb::WhoAmIRequest) -> pb::WhoAmIResponse: party;
+        list_legal_bases(pb::ListLegalBasesRequest) -> pb::ListLegalBasesResponse: party;
+        list_benefit_types(pb::ListBenefitTypesRequest) -> pb::ListBenefitTypesResponse: party;
     }
 }

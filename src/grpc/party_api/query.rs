@@ -8,7 +8,7 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::authorize::{Ask, CallContext, allowed_entry, authorize, refused_entry};
 use crate::domain::Personnummer;
@@ -17,9 +17,9 @@ use crate::domain::register::DateRange;
 use crate::grpc::convert::{self, Audience};
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
-use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing, Report};
+use crate::identity::PartyPrincipal;
 
 /// Records per message after the header.
 pub const RECORDS_PER_MESSAGE: usize = 500;
@@ -34,17 +34,14 @@ struct CheckedQuery {
     period: DateRange,
 }
 
-#[tonic::async_trait]
-impl pb::query_service_server::QueryService for PartyApi {
-    #[tracing::instrument(skip_all)]
+impl PartyApi {
+    /// Answers one query: the person as of the register's head, then the records in messages of
+    /// [`RECORDS_PER_MESSAGE`].
     async fn query_person(
         &self,
-        request: Request<pb::QueryPersonRequest>,
-    ) -> Result<Response<QueryStream>, Status> {
-        let party = party_of(&request)?;
-        let call = CallContext::new(&request, "/lefi.v1.QueryService/QueryPerson", Channel::Query);
+        (party, call, req): (PartyPrincipal, CallContext, pb::QueryPersonRequest),
+    ) -> Result<QueryStream, Status> {
         let state = &self.state;
-        let req = request.into_inner();
         // A request that names nobody is refused without a log entry; every other refusal is a
         // decision about the person, logged before it is answered.
         let person = fields::person("person_id", &req.person_id, state.clock.today())?;
@@ -104,11 +101,9 @@ impl pb::query_service_server::QueryService for PartyApi {
                 )),
             }));
         }
-        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+        Ok(Box::pin(tokio_stream::iter(messages)))
     }
-}
 
-impl PartyApi {
     /// Checks the request's fields (other than the person) against the catalogue. A refusal comes
     /// with what the request asked for, as given, for the log.
     async fn check(
@@ -189,5 +184,12 @@ impl PartyApi {
             }
             Err(error) => Err((ask, error)),
         })
+    }
+}
+
+crate::grpc::service! {
+    impl pb::query_service_server::QueryService for PartyApi {
+        query_person(pb::QueryPersonRequest) -> QueryStream:
+            logged("/lefi.v1.QueryService/QueryPerson", Channel::Query);
     }
 }

@@ -5,19 +5,20 @@ use std::pin::Pin;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::authorize::{Ask, CallContext, Gate, allowed_entry, refused_entry};
 use crate::domain::delivery::EndReason;
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
+use crate::grpc::convert;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
-use crate::grpc::paging::{Pages, page_size};
+use crate::grpc::paging::{Page, Pages};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Conflict, Missing, Report};
-use crate::grpc::{convert, party_of};
+use crate::identity::PartyPrincipal;
 use crate::state::AppState;
-use crate::store::delivery::{CreateOutcome, EndSelector, NewSubscription, SubscriptionFilter};
+use crate::store::delivery::{CreateOutcome, EndSelector, NewSubscription, Subscription, SubscriptionFilter};
 
 /// The most items one CreateSubscriptions call may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -104,20 +105,14 @@ fn check_fields(
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl pb::subscription_service_server::SubscriptionService for PartyApi {
-    #[tracing::instrument(skip_all, fields(items))]
+impl PartyApi {
+    /// Places a batch of subscriptions: each item is checked, decided by the policy and logged,
+    /// and answered in its own result.
     async fn create_subscriptions(
         &self,
-        request: Request<pb::CreateSubscriptionsRequest>,
-    ) -> Result<Response<pb::CreateSubscriptionsResponse>, Status> {
-        let party = party_of(&request)?;
-        let call = CallContext::new(
-            &request,
-            "/lefi.v1.SubscriptionService/CreateSubscriptions",
-            Channel::SubscriptionOrder,
-        );
-        let items = request.into_inner().items;
+        (party, call, req): (PartyPrincipal, CallContext, pb::CreateSubscriptionsRequest),
+    ) -> Result<pb::CreateSubscriptionsResponse, Status> {
+        let items = req.items;
         tracing::Span::current().record("items", items.len());
         if items.is_empty() || items.len() > MAX_BATCH {
             return Err(FieldError::new(
@@ -248,21 +243,20 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             state.notify_history();
         }
         let rejected_count = results.len() as u32 - created_count - unchanged_count;
-        Ok(Response::new(pb::CreateSubscriptionsResponse {
+        Ok(pb::CreateSubscriptionsResponse {
             results,
             created_count,
             unchanged_count,
             rejected_count,
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Ends one of the party's subscriptions (cancelled), and shows it as it is afterwards.
     async fn cancel_subscription(
         &self,
-        request: Request<pb::CancelSubscriptionRequest>,
-    ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
-        let party = party_of(&request)?;
-        let id = request.into_inner().subscription_id;
+        (party, req): (PartyPrincipal, pb::CancelSubscriptionRequest),
+    ) -> Result<pb::CancelSubscriptionResponse, Status> {
+        let id = req.subscription_id;
         if id.is_empty() {
             return Err(FieldError::invalid("subscription_id", "subscription_id is required").into());
         }
@@ -273,24 +267,17 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
         self.state
             .withdraw_subscriptions(selector, EndReason::Cancelled, "cancelled by your party")
             .await?;
-        let current = self
-            .state
-            .store
-            .subscription(&party.party_id, &id)
-            .await?
-            .ok_or_else(|| status::not_found(Missing::Subscription))?;
-        Ok(Response::new(pb::CancelSubscriptionResponse {
+        let current = self.subscription_of(&party, &id).await?;
+        Ok(pb::CancelSubscriptionResponse {
             subscription: Some(convert::subscription(&current)),
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// The party's subscriptions matching the request's filters, streamed a page per message.
     async fn list_subscriptions(
         &self,
-        request: Request<pb::ListSubscriptionsRequest>,
-    ) -> Result<Response<ListStream>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::ListSubscriptionsRequest),
+    ) -> Result<ListStream, Status> {
         let state = self.state.clone();
         let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_string());
         let filter = SubscriptionFilter {
@@ -310,8 +297,7 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
             "ListSubscriptions",
             format!("{}|{}", party.party_id, filter_key(&req)),
         );
-        let mut after: Option<(i64, String)> = pages.position(&req.page_token)?;
-        let size = page_size(req.page_size);
+        let Page { mut after, size } = pages.page::<(i64, String)>(&req.page_token, req.page_size)?;
         let (tx, rx) = mpsc::channel(2);
         status::spawn(async move {
             loop {
@@ -344,23 +330,25 @@ impl pb::subscription_service_server::SubscriptionService for PartyApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// One of the party's subscriptions.
     async fn get_subscription(
         &self,
-        request: Request<pb::GetSubscriptionRequest>,
-    ) -> Result<Response<pb::Subscription>, Status> {
-        let party = party_of(&request)?;
-        let id = request.into_inner().subscription_id;
-        let found = self
-            .state
+        (party, req): (PartyPrincipal, pb::GetSubscriptionRequest),
+    ) -> Result<pb::Subscription, Status> {
+        let found = self.subscription_of(&party, &req.subscription_id).await?;
+        Ok(convert::subscription(&found))
+    }
+
+    /// The party's subscription with this id, or NOT_FOUND.
+    async fn subscription_of(&self, party: &PartyPrincipal, id: &str) -> Result<Subscription, Status> {
+        self.state
             .store
-            .subscription(&party.party_id, &id)
+            .subscription(&party.party_id, id)
             .await?
-            .ok_or_else(|| status::not_found(Missing::Subscription))?;
-        Ok(Response::new(convert::subscription(&found)))
+            .ok_or_else(|| status::not_found(Missing::Subscription))
     }
 }
 
@@ -370,4 +358,15 @@ fn filter_key(req: &pb::ListSubscriptionsRequest) -> String {
         "{:?}|{}|{}|{}|{}|{}",
         req.states, req.person_id, req.legal_basis, req.client_reference, req.case_reference, req.consent_id
     )
+}
+
+crate::grpc::service! {
+    impl pb::subscription_service_server::SubscriptionService for PartyApi {
+        #[fields(items)]
+        create_subscriptions(pb::CreateSubscriptionsRequest) -> pb::CreateSubscriptionsResponse:
+            logged("/lefi.v1.SubscriptionService/CreateSubscriptions", Channel::SubscriptionOrder);
+        cancel_subscription(pb::CancelSubscriptionRequest) -> pb::CancelSubscriptionResponse: party;
+        list_subscriptions(pb::ListSubscriptionsRequest) -> ListStream: party;
+        get_subscription(pb::GetSubscriptionRequest) -> pb::Subscription: party;
+    }
 }

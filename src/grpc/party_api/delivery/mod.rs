@@ -20,14 +20,13 @@ use std::pin::Pin;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use super::authorize::{Ask, CallContext, Gate, Refusal};
 use crate::domain::cursor::{CursorKey, Position};
 use crate::domain::disclosure::Channel;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
-use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, Missing};
 use crate::identity::PartyPrincipal;
@@ -50,6 +49,11 @@ const MAX_CONSUMER: usize = 64;
 const DEFAULT_CONSUMER: &str = "default";
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
+
+/// The key that signs and checks the cursors of every party.
+async fn cursor_key(state: &AppState) -> Result<CursorKey, StoreError> {
+    Ok(CursorKey::new(state.store.cursor_key().await?))
+}
 
 /// Decodes a client's cursor, refusing forged, foreign and expired ones.
 async fn read_cursor(
@@ -119,19 +123,15 @@ async fn decide(
         .map(|permit| (ask, permit)))
 }
 
-#[tonic::async_trait]
-impl pb::delivery_service_server::DeliveryService for PartyApi {
-    #[tracing::instrument(skip_all)]
-    async fn stream(&self, request: Request<pb::StreamRequest>) -> Result<Response<EventStream>, Status> {
-        let party = party_of(&request)?;
-        let call = CallContext::new(
-            &request,
-            "/lefi.v1.DeliveryService/Stream",
-            Channel::StreamDelivery,
-        );
-        let req = request.into_inner();
+impl PartyApi {
+    /// Opens the party's delivery stream at the request's cursor (or, without one, with the start
+    /// snapshots as of the register's head), and starts its producer and outlet.
+    async fn stream(
+        &self,
+        (party, call, req): (PartyPrincipal, CallContext, pb::StreamRequest),
+    ) -> Result<EventStream, Status> {
         let state = self.state.clone();
-        let key = CursorKey::new(state.store.cursor_key().await?);
+        let key = cursor_key(&state).await?;
         let position = if req.cursor.is_empty() {
             Position::Start {
                 head: state.store.head_seq().await?,
@@ -154,22 +154,30 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
         };
         let keepalive = outlet::Keepalive::new(interval, key.encode(&party.party_id, position), reached);
         status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive));
-        let producer =
-            producer::DeliveryStream::new(state, party, call, key, batch, interval, outlet, position);
+        let producer = producer::DeliveryStream {
+            state,
+            party,
+            call,
+            key,
+            batch,
+            interval,
+            outlet,
+            position,
+            outbox: Default::default(),
+            persons: Default::default(),
+        };
         status::spawn(producer.run_to_end());
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Gives the named subscriptions (or all) a fresh snapshot, and the cursor to stream them from.
     async fn request_full_refresh(
         &self,
-        request: Request<pb::FullRefreshRequest>,
-    ) -> Result<Response<pb::FullRefreshResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
+        (party, req): (PartyPrincipal, pb::FullRefreshRequest),
+    ) -> Result<pb::FullRefreshResponse, Status> {
         let reason = fields::optional_text("reason", &req.reason, MAX_REFRESH_REASON)?;
         let state = &self.state;
-        let key = CursorKey::new(state.store.cursor_key().await?);
+        let key = cursor_key(state).await?;
         let refresh = state
             .store
             .full_refresh(
@@ -181,7 +189,7 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
             .await
             .map_err(|e| status::or_missing(e, Missing::Subscription))?;
         state.notify_history();
-        Ok(Response::new(pb::FullRefreshResponse {
+        Ok(pb::FullRefreshResponse {
             cursor: key.encode(
                 &party.party_id,
                 Position::History {
@@ -193,19 +201,19 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
             as_of_sequence: refresh.before + 1,
             subscription_count: refresh.refreshed.len() as u64,
             skipped_subscription_ids: refresh.skipped,
-        }))
+        })
     }
 
-    #[tracing::instrument(skip_all)]
+    /// Records how far one of the party's consumers has processed the stream (the sequence its
+    /// cursor completes), for the agency's view of its progress.
     async fn commit_cursor(
         &self,
-        request: Request<pb::CommitCursorRequest>,
-    ) -> Result<Response<pb::CommitCursorResponse>, Status> {
-        let party = party_of(&request)?;
-        let req = request.into_inner();
-        let consumer = fields::optional_text("consumer", &req.consumer, MAX_CONSUMER)?;
+        (party, req): (PartyPrincipal, pb::CommitCursorRequest),
+    ) -> Result<pb::CommitCursorResponse, Status> {
+        let consumer = fields::optional_text("consumer", &req.consumer, MAX_CONSUMER)?
+            .unwrap_or_else(|| DEFAULT_CONSUMER.to_string());
         let state = &self.state;
-        let key = CursorKey::new(state.store.cursor_key().await?);
+        let key = cursor_key(state).await?;
         let reached = match read_cursor(state, &key, &party.party_id, &req.cursor).await? {
             Position::History { seq, .. } => seq,
             // Inside the start snapshots: no sequence is complete yet.
@@ -213,19 +221,27 @@ impl pb::delivery_service_server::DeliveryService for PartyApi {
         };
         let store = &state.store;
         let head = store.head_seq().await?;
-        let consumer = consumer.as_deref().unwrap_or(DEFAULT_CONSUMER);
         store
-            .commit_cursor(&party.party_id, consumer, reached, state.clock.now_micros())
+            .commit_cursor(&party.party_id, &consumer, reached, state.clock.now_micros())
             .await?;
         let recorded_at = if reached < head {
             store.recorded_at(reached).await?
         } else {
             None
         };
-        Ok(Response::new(pb::CommitCursorResponse {
+        Ok(pb::CommitCursorResponse {
             register_sequence: reached,
             head_sequence: head,
             cursor_recorded_at: recorded_at.map(crate::grpc::convert::timestamp),
-        }))
+        })
+    }
+}
+
+crate::grpc::service! {
+    impl pb::delivery_service_server::DeliveryService for PartyApi {
+        stream(pb::StreamRequest) -> EventStream:
+            logged("/lefi.v1.DeliveryService/Stream", Channel::StreamDelivery);
+        request_full_refresh(pb::FullRefreshRequest) -> pb::FullRefreshResponse: party;
+        commit_cursor(pb::CommitCursorRequest) -> pb::CommitCursorResponse: party;
     }
 }

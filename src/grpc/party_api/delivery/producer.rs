@@ -63,24 +63,54 @@ enum Announce {
     Standing,
 }
 
-/// One open stream's producer.
+/// One open stream's producer, built by the `Stream` call (with an empty outbox and cache).
 pub(super) struct DeliveryStream {
-    state: AppState,
-    party: PartyPrincipal,
-    call: CallContext,
-    key: CursorKey,
-    batch: usize,
-    interval: Duration,
+    pub state: AppState,
+    pub party: PartyPrincipal,
+    pub call: CallContext,
+    pub key: CursorKey,
+    /// Records per RecordBatch.
+    pub batch: usize,
+    /// The heartbeat interval.
+    pub interval: Duration,
     /// Where prepared batches go to be logged and sent (see [`super::outlet`]).
-    outlet: mpsc::Sender<Outgoing>,
-    position: Position,
-    /// Messages prepared but not yet sent: they go out only after `pending_log` is written.
-    outbox: Vec<pb::StreamEvent>,
-    /// Disclosure-log entries for the messages in `outbox`, written in one transaction.
-    pending_log: Vec<NewDisclosure>,
-    /// Each subscribed person's own data as of this stream's position (bounded by
-    /// [`PERSON_CACHE`]; see [`DeliveryStream::deliver_change`]).
-    person_cache: HashMap<String, PersonData>,
+    pub outlet: mpsc::Sender<Outgoing>,
+    pub position: Position,
+    pub outbox: Outbox,
+    /// Each subscribed person's own data as of this stream's position (see
+    /// [`DeliveryStream::deliver_change`]).
+    pub persons: PersonCache,
+}
+
+/// Messages prepared but not yet sent, and the disclosure-log entries for them: the messages go
+/// out only after the entries are written, in one transaction.
+#[derive(Default)]
+pub(super) struct Outbox {
+    messages: Vec<pb::StreamEvent>,
+    log: Vec<NewDisclosure>,
+}
+
+/// Persons' own data, by identity number (storage form), at most [`PERSON_CACHE`] of them: the
+/// cache is emptied when it would grow past that, so a stream's memory does not grow with the
+/// number of persons it serves.
+#[derive(Default)]
+pub(super) struct PersonCache(HashMap<String, PersonData>);
+
+impl PersonCache {
+    fn get(&self, person: &str) -> Option<&PersonData> {
+        self.0.get(person)
+    }
+
+    fn contains(&self, person: &str) -> bool {
+        self.0.contains_key(person)
+    }
+
+    fn remember(&mut self, person: String, data: PersonData) {
+        if self.0.len() >= PERSON_CACHE && !self.0.contains_key(&person) {
+            self.0.clear();
+        }
+        self.0.insert(person, data);
+    }
 }
 
 /// Where a snapshot stands in the stream, for its messages' cursors.
@@ -94,37 +124,6 @@ struct SnapshotPlace<'a> {
     at: &'a (dyn Fn(u64) -> Position + Sync),
     /// The position after the whole snapshot.
     done: Position,
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "a stream's identity, settings and channel"
-)]
-impl DeliveryStream {
-    pub fn new(
-        state: AppState,
-        party: PartyPrincipal,
-        call: CallContext,
-        key: CursorKey,
-        batch: usize,
-        interval: Duration,
-        outlet: mpsc::Sender<Outgoing>,
-        position: Position,
-    ) -> Self {
-        Self {
-            state,
-            party,
-            call,
-            key,
-            batch,
-            interval,
-            outlet,
-            position,
-            outbox: Vec::new(),
-            pending_log: Vec::new(),
-            person_cache: HashMap::new(),
-        }
-    }
 }
 
 impl DeliveryStream {
@@ -238,7 +237,7 @@ impl DeliveryStream {
     /// Queues a message for the next flush.
     fn queue(&mut self, position: Position, event: pb::stream_event::Event) {
         let cursor = self.cursor_at(position);
-        self.outbox.push(pb::StreamEvent {
+        self.outbox.messages.push(pb::StreamEvent {
             cursor,
             event: Some(event),
         });
@@ -248,33 +247,22 @@ impl DeliveryStream {
     /// in one transaction and only then sends them. Fails when the outlet has ended (the client
     /// left, or the log could not be written and the client was told).
     async fn flush(&mut self) -> Result<(), Flow> {
-        if self.outbox.is_empty() && self.pending_log.is_empty() {
+        if self.outbox.messages.is_empty() && self.outbox.log.is_empty() {
             return Ok(());
         }
-        let batch = Outgoing::Batch {
-            log: std::mem::take(&mut self.pending_log),
-            messages: std::mem::take(&mut self.outbox),
-        };
+        let Outbox { messages, log } = std::mem::take(&mut self.outbox);
+        let batch = Outgoing::Batch { log, messages };
         self.outlet.send(batch).await.map_err(|_| Flow::Stop(None))
     }
 
     /// Flushes when enough is waiting.
     async fn maybe_flush(&mut self) -> Flow {
-        if self.outbox.len() >= FLUSH_AT {
+        if self.outbox.messages.len() >= FLUSH_AT {
             if let Err(flow) = self.flush().await {
                 return flow;
             }
         }
         Flow::Continue
-    }
-
-    /// Remembers a person's data as of the stream's position; the cache is emptied when it grows
-    /// past a bound, so a stream's memory does not grow with the number of persons it serves.
-    fn cache_person(&mut self, person: String, data: PersonData) {
-        if self.person_cache.len() >= PERSON_CACHE && !self.person_cache.contains_key(&person) {
-            self.person_cache.clear();
-        }
-        self.person_cache.insert(person, data);
     }
 
     /// Sends a heartbeat (it discloses nothing) after everything handed over, or reports where
@@ -509,7 +497,7 @@ impl DeliveryStream {
         let uncached: Vec<&Permit> = changes
             .iter()
             .map(|(_, p)| *p)
-            .filter(|p| !self.person_cache.contains_key(p.person().as_storage()))
+            .filter(|p| !self.persons.contains(p.person().as_storage()))
             .collect();
         let persons = if uncached.is_empty() {
             HashMap::new()
@@ -592,7 +580,8 @@ impl DeliveryStream {
             }
         };
         let person = convert::person(permit.person(), &data, Audience::Party);
-        self.cache_person(permit.person().as_storage().to_string(), data);
+        self.persons
+            .remember(permit.person().as_storage().to_string(), data);
         // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
         let already = (place.skip.saturating_sub(1) as usize).min(records.len());
         let entry = allowed_entry(
@@ -603,7 +592,7 @@ impl DeliveryStream {
             records.len() - already,
             (0, place.as_of),
         );
-        self.pending_log.push(entry);
+        self.outbox.log.push(entry);
         let id = &subscription.subscription_id;
         if place.skip == 0 {
             self.queue(
@@ -668,7 +657,7 @@ impl DeliveryStream {
         let key = permit.person().as_storage().to_string();
         let data = match fact.map(|r| &r.body) {
             Some(FactBody::Person(data)) => data.clone(),
-            _ => match self.person_cache.get(&key) {
+            _ => match self.persons.get(&key) {
                 Some(data) => data.clone(),
                 None => versions
                     .iter()
@@ -679,7 +668,7 @@ impl DeliveryStream {
             },
         };
         let person = convert::person(permit.person(), &data, Audience::Party);
-        self.cache_person(key, data);
+        self.persons.remember(key, data);
         // Person-data changes carry no records: the new Person is the change.
         let records: Vec<pb::BenefitRecord> = fact
             .filter(|r| !r.is_person_update())
@@ -687,7 +676,7 @@ impl DeliveryStream {
             .into_iter()
             .collect();
         let range = (event.seq.saturating_sub(1), event.seq);
-        self.pending_log.push(allowed_entry(
+        self.outbox.log.push(allowed_entry(
             &self.party,
             &self.call,
             ask,
@@ -734,5 +723,33 @@ fn snapshot_reason(reason: SnapshotReason) -> pb::SnapshotReason {
         SnapshotReason::SubscriptionCreated => pb::SnapshotReason::SubscriptionCreated,
         SnapshotReason::FullRefresh => pb::SnapshotReason::FullRefresh,
         SnapshotReason::Resumed => pb::SnapshotReason::SubscriptionResumed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> PersonData {
+        PersonData {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_person_cache_is_emptied_before_it_grows_past_its_bound() {
+        let mut cache = PersonCache::default();
+        for i in 0..PERSON_CACHE {
+            cache.remember(format!("p{i}"), named("a"));
+        }
+        // Updating a person it holds keeps the others.
+        cache.remember("p0".to_string(), named("b"));
+        assert_eq!(cache.get("p0"), Some(&named("b")));
+        assert!(cache.contains(&format!("p{}", PERSON_CACHE - 1)));
+        // One more person empties it first.
+        cache.remember("new".to_string(), named("c"));
+        assert!(!cache.contains("p0"));
+        assert_eq!(cache.get("new"), Some(&named("c")));
     }
 }
