@@ -19,7 +19,7 @@ use crate::domain::statistics::extract::{
     EPISODE_VARIABLES, PANEL_VARIABLES, PERIOD_BENEFITS, episode_fields, has_periods, order_range,
     panel_fields, person_rows,
 };
-use crate::store::statistics::{ExtractFile, Order};
+use crate::store::statistics::{ExtractFile, FileFacts, Order};
 use crate::store::{Store, StoreError};
 
 /// Persons read from the register per query.
@@ -35,21 +35,11 @@ pub struct Manifest {
     pub benefit_types: Vec<String>,
     pub population: u64,
     pub persons_with_data: u64,
-    pub files: Vec<ManifestFile>,
+    pub files: Vec<FileFacts>,
     pub produced_at: Micros,
     /// Per benefit: "periods" (episodes from quality-assured compensation periods) or
     /// "payments only".
     pub benefit_sources: Vec<(String, String)>,
-}
-
-/// One file in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestFile {
-    pub name: String,
-    pub media_type: String,
-    pub size_bytes: u64,
-    pub rows: u64,
-    pub sha256: String,
 }
 
 /// Why an extract could not be produced.
@@ -126,11 +116,13 @@ impl CsvFile {
         let mut hashed = self.writer.into_inner().map_err(|e| e.into_error())?;
         hashed.flush()?;
         Ok(ExtractFile {
-            name: self.name.to_string(),
-            media_type: "text/csv".to_string(),
-            size_bytes: hashed.bytes,
-            rows: self.rows,
-            sha256: hex::encode(hashed.hash.finalize()),
+            facts: FileFacts {
+                name: self.name.to_string(),
+                media_type: "text/csv".to_string(),
+                size_bytes: hashed.bytes,
+                rows: self.rows,
+                sha256: hex::encode(hashed.hash.finalize()),
+            },
             path: self.path,
         })
     }
@@ -219,16 +211,7 @@ pub async fn produce(
         benefit_types: benefits,
         population: total,
         persons_with_data: with_data,
-        files: files
-            .iter()
-            .map(|f| ManifestFile {
-                name: f.name.clone(),
-                media_type: f.media_type.clone(),
-                size_bytes: f.size_bytes,
-                rows: f.rows,
-                sha256: f.sha256.clone(),
-            })
-            .collect(),
+        files: files.iter().map(|f| f.facts.clone()).collect(),
         produced_at,
         benefit_sources,
     };

@@ -16,7 +16,7 @@ use crate::grpc::fields::{self, FieldError};
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status::{self, OrderUnavailable};
 use crate::state::AppState;
-use crate::store::statistics::{FILE_CHUNK_BYTES, Order, OrderHistoryEntry, StepDetail};
+use crate::store::statistics::{FILE_CHUNK_BYTES, Order, OrderFilter, OrderHistoryEntry, StepDetail};
 
 /// The largest population file accepted (5 million persons fit well inside).
 pub const MAX_POPULATION_BYTES: usize = 256 << 20;
@@ -149,17 +149,56 @@ pub fn event_message(e: &OrderHistoryEntry) -> pb::StatisticsOrderEvent {
     }
 }
 
+/// An order, if it exists and (with `only_party`) is that party's; else ORDER_NOT_FOUND.
+pub async fn order_for(state: &AppState, order_id: &str, only_party: Option<&str>) -> Result<Order, Status> {
+    state
+        .store
+        .order(order_id, only_party)
+        .await?
+        .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))
+}
+
+/// The orders `filter` selects, newest first.
+pub async fn list_orders(state: &AppState, filter: &OrderFilter) -> Result<pb::ListOrdersResponse, Status> {
+    let today = state.clock.today();
+    let orders = state.store.orders(filter).await?;
+    Ok(pb::ListOrdersResponse {
+        orders: orders.iter().map(|o| order_message(o, today)).collect(),
+    })
+}
+
+/// Takes one step of an order (`only_party`: the orderer's own) by `who`, with its key.
+pub async fn take_step(
+    state: &AppState,
+    (order_id, only_party): (&str, Option<&str>),
+    step: OrderStep,
+    (side, actor): (Side, &str),
+    detail: &StepDetail,
+    key: &str,
+) -> Result<pb::StatisticsOrder, Status> {
+    let order = state
+        .store
+        .order_step(
+            order_id,
+            only_party,
+            step,
+            side,
+            actor,
+            detail,
+            Some(key),
+            state.clock.now_micros(),
+        )
+        .await?;
+    Ok(order_message(&order, state.clock.today()))
+}
+
 /// An order with its history; `only_party` limits it to that party's orders.
 pub async fn get_order(
     state: &AppState,
     order_id: &str,
     only_party: Option<&str>,
 ) -> Result<pb::GetOrderResponse, Status> {
-    let order = state
-        .store
-        .order(order_id, only_party)
-        .await?
-        .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))?;
+    let order = order_for(state, order_id, only_party).await?;
     let history = state.store.order_history(order_id).await?;
     Ok(pb::GetOrderResponse {
         order: Some(order_message(&order, state.clock.today())),
@@ -173,11 +212,7 @@ pub async fn get_manifest(
     order_id: &str,
     only_party: Option<&str>,
 ) -> Result<pb::ExtractManifest, Status> {
-    let order = state
-        .store
-        .order(order_id, only_party)
-        .await?
-        .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))?;
+    let order = order_for(state, order_id, only_party).await?;
     let unavailable = || {
         status::order_unavailable(OrderUnavailable::Extract {
             state: order.state.as_str(),
@@ -296,11 +331,7 @@ pub async fn receive_population(
 ) -> Result<pb::UploadPopulationResponse, Status> {
     // The order's state is checked before the file, so that a file sent too early is refused for
     // that, not for its lines.
-    let order = state
-        .store
-        .order(&order_id, only_party)
-        .await?
-        .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))?;
+    let order = order_for(state, &order_id, only_party).await?;
     crate::domain::statistics::order::check_step(
         order.state,
         &Default::default(),
@@ -312,23 +343,20 @@ pub async fn receive_population(
     let parsed =
         population::parse(&bytes, state.clock.today()).map_err(|e| status::population_refused(&e))?;
     let persons = parsed.members.len() as u64;
-    let order = state
-        .store
-        .order_step(
-            &order_id,
-            only_party,
-            OrderStep::ReceivePopulation,
-            side,
-            actor,
-            &StepDetail::Population(parsed.members),
-            Some(&key),
-            state.clock.now_micros(),
-        )
-        .await?;
+    let detail = StepDetail::Population(parsed.members);
+    let order = take_step(
+        state,
+        (&order_id, only_party),
+        OrderStep::ReceivePopulation,
+        (side, actor),
+        &detail,
+        &key,
+    )
+    .await?;
     Ok(pb::UploadPopulationResponse {
         persons,
         extra_columns: parsed.extra_columns,
-        order: Some(order_message(&order, state.clock.today())),
+        order: Some(order),
     })
 }
 
@@ -340,11 +368,7 @@ pub async fn download(
     only_party: Option<&str>,
     allowed: &[OrderState],
 ) -> Result<ChunkStream, Status> {
-    let order = state
-        .store
-        .order(&request.order_id, only_party)
-        .await?
-        .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))?;
+    let order = order_for(state, &request.order_id, only_party).await?;
     if !allowed.contains(&order.state) {
         return Err(status::order_unavailable(OrderUnavailable::Extract {
             state: order.state.as_str(),

@@ -94,9 +94,9 @@ pub enum StepDetail {
     None,
 }
 
-/// One file of an extract, as the producer wrote it to local disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractFile {
+/// What the manifest says of one file of an extract.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileFacts {
     pub name: String,
     pub media_type: String,
     pub size_bytes: u64,
@@ -104,6 +104,12 @@ pub struct ExtractFile {
     pub rows: u64,
     /// SHA-256, lower-case hex.
     pub sha256: String,
+}
+
+/// One file of an extract, as the producer wrote it to local disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractFile {
+    pub facts: FileFacts,
     /// Where the producer wrote it (read once, into the database).
     pub path: std::path::PathBuf,
 }
@@ -505,7 +511,7 @@ impl Store {
                         .bind(order_id)
                         .execute(&mut *c)
                         .await?;
-                    for f in files {
+                    for ExtractFile { facts: f, path } in files {
                         sqlx::query(
                             "INSERT INTO statistics_files (order_id, name, media_type, size_bytes, row_count, sha256) \
                              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -518,7 +524,7 @@ impl Store {
                         .bind(&f.sha256)
                         .execute(&mut *c)
                         .await?;
-                        let mut file = std::fs::File::open(&f.path).map_err(OrderError::File)?;
+                        let mut file = std::fs::File::open(path).map_err(OrderError::File)?;
                         let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
                         let mut n: i64 = 0;
                         loop {

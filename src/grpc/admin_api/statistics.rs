@@ -3,18 +3,17 @@
 //! retention period. The confidentiality review is its own right, and never the quote's author's.
 
 use time::Date;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, check_step};
 use crate::domain::statistics::quote::price;
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::fields::{self, FieldError};
-use crate::grpc::operator_with;
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as lefi_pb;
 use crate::grpc::statistics::{self as wire, ChunkStream};
-use crate::grpc::status::{self, OrderUnavailable};
+use crate::grpc::status;
 use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
 use crate::store::statistics::{Order, OrderError, OrderFilter, Quote, StepDetail};
@@ -152,14 +151,6 @@ fn agency_step(
 }
 
 impl AdminApi {
-    async fn order_or_missing(&self, order_id: &str) -> Result<Order, Status> {
-        self.state
-            .store
-            .order(order_id, None)
-            .await?
-            .ok_or_else(|| status::order_unavailable(OrderUnavailable::Order))
-    }
-
     /// Writes the release to the disclosure log: one entry per person of the population, before
     /// the files are made available (if the log cannot be written, nothing is delivered).
     async fn log_release(&self, order: &Order, operator: &OperatorPrincipal) -> Result<(), Status> {
@@ -201,85 +192,56 @@ impl AdminApi {
     }
 }
 
-#[tonic::async_trait]
-impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
+impl AdminApi {
     async fn list_orders(
         &self,
-        request: Request<pb::ListOrdersRequest>,
-    ) -> Result<Response<lefi_pb::ListOrdersResponse>, Status> {
-        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
-        let r = request.into_inner();
-        let today = self.state.clock.today();
+        (_, r): (OperatorPrincipal, pb::ListOrdersRequest),
+    ) -> Result<lefi_pb::ListOrdersResponse, Status> {
         let filter = OrderFilter {
             party_id: fields::optional_text("party_id", &r.party_id, 64)?,
             states: wire::state_filter(&r.states)?,
-            overdue_on: r.overdue_only.then_some(today),
+            overdue_on: r.overdue_only.then_some(self.state.clock.today()),
         };
-        let orders = self.state.store.orders(&filter).await?;
-        Ok(Response::new(lefi_pb::ListOrdersResponse {
-            orders: orders.iter().map(|o| wire::order_message(o, today)).collect(),
-        }))
+        wire::list_orders(&self.state, &filter).await
     }
 
     async fn get_order(
         &self,
-        request: Request<lefi_pb::GetOrderRequest>,
-    ) -> Result<Response<lefi_pb::GetOrderResponse>, Status> {
-        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
-        let answer = wire::get_order(&self.state, &request.get_ref().order_id, None).await?;
-        Ok(Response::new(answer))
+        (_, r): (OperatorPrincipal, lefi_pb::GetOrderRequest),
+    ) -> Result<lefi_pb::GetOrderResponse, Status> {
+        wire::get_order(&self.state, &r.order_id, None).await
     }
 
     async fn advance_order(
         &self,
-        request: Request<pb::AdvanceOrderRequest>,
-    ) -> Result<Response<lefi_pb::StatisticsOrder>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
-        let r = request.into_inner();
+        (operator, r): (OperatorPrincipal, pb::AdvanceOrderRequest),
+    ) -> Result<lefi_pb::StatisticsOrder, Status> {
         let key = wire::idempotency_key(&r.idempotency_key)?;
-        let order = self.order_or_missing(&r.order_id).await?;
+        let order = wire::order_for(&self.state, &r.order_id, None).await?;
         let today = self.state.clock.today();
         let (step, detail, right) = agency_step(r.step, &order, &operator, today)?;
         crate::policy::operator::require(operator.role, right)?;
         if step == OrderStep::Deliver && order.state == OrderState::Extracted {
             self.log_release(&order, &operator).await?;
         }
-        let order = self
-            .state
-            .store
-            .order_step(
-                &order.order_id,
-                None,
-                step,
-                Side::Agency,
-                &operator.name,
-                &detail,
-                Some(&key),
-                self.state.clock.now_micros(),
-            )
-            .await?;
-        Ok(Response::new(wire::order_message(&order, today)))
+        let who = (Side::Agency, operator.name.as_str());
+        wire::take_step(&self.state, (&order.order_id, None), step, who, &detail, &key).await
     }
 
     async fn upload_population(
         &self,
-        request: Request<Streaming<lefi_pb::UploadPopulationRequest>>,
-    ) -> Result<Response<lefi_pb::UploadPopulationResponse>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
-        let upload = wire::read_upload(request.into_inner()).await?;
-        let answer =
-            wire::receive_population(&self.state, upload, None, (Side::Agency, &operator.name)).await?;
-        Ok(Response::new(answer))
+        (operator, chunks): (OperatorPrincipal, Streaming<lefi_pb::UploadPopulationRequest>),
+    ) -> Result<lefi_pb::UploadPopulationResponse, Status> {
+        let upload = wire::read_upload(chunks).await?;
+        wire::receive_population(&self.state, upload, None, (Side::Agency, &operator.name)).await
     }
 
     async fn produce_extract(
         &self,
-        request: Request<pb::ProduceExtractRequest>,
-    ) -> Result<Response<lefi_pb::ExtractManifest>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
-        let r = request.into_inner();
+        (operator, r): (OperatorPrincipal, pb::ProduceExtractRequest),
+    ) -> Result<lefi_pb::ExtractManifest, Status> {
         let key = wire::idempotency_key(&r.idempotency_key)?;
-        let order = self.order_or_missing(&r.order_id).await?;
+        let order = wire::order_for(&self.state, &r.order_id, None).await?;
         // Refused early (before the work) when the order is not ready; the store checks again.
         let facts = OrderFacts {
             quote_drafted_by: None,
@@ -335,42 +297,31 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
             )
             .await?;
         // The stored manifest (an idempotent retry returns the first one).
-        let stored = wire::get_manifest(&self.state, &order.order_id, None).await?;
-        Ok(Response::new(stored))
+        wire::get_manifest(&self.state, &order.order_id, None).await
     }
 
     async fn get_manifest(
         &self,
-        request: Request<lefi_pb::GetManifestRequest>,
-    ) -> Result<Response<lefi_pb::ExtractManifest>, Status> {
-        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
-        let manifest = wire::get_manifest(&self.state, &request.get_ref().order_id, None).await?;
-        Ok(Response::new(manifest))
+        (_, r): (OperatorPrincipal, lefi_pb::GetManifestRequest),
+    ) -> Result<lefi_pb::ExtractManifest, Status> {
+        wire::get_manifest(&self.state, &r.order_id, None).await
     }
 
     async fn download_extract(
         &self,
-        request: Request<lefi_pb::DownloadExtractRequest>,
-    ) -> Result<Response<ChunkStream>, Status> {
-        operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        (_, r): (OperatorPrincipal, lefi_pb::DownloadExtractRequest),
+    ) -> Result<ChunkStream, Status> {
         // The unit checks the extract before delivery and hands it over after.
-        let stream = wire::download(
-            &self.state,
-            request.get_ref(),
-            None,
-            &[OrderState::Extracted, OrderState::Delivered],
-        )
-        .await?;
-        Ok(Response::new(stream))
+        let handed_over = [OrderState::Extracted, OrderState::Delivered];
+        wire::download(&self.state, &r, None, &handed_over).await
     }
 
     async fn get_coverage(
         &self,
-        request: Request<pb::GetCoverageRequest>,
-    ) -> Result<Response<pb::GetCoverageResponse>, Status> {
+        (_, r): (OperatorPrincipal, pb::GetCoverageRequest),
+    ) -> Result<pb::GetCoverageResponse, Status> {
         use crate::domain::statistics::coverage::MATURE_AFTER_MONTHS;
-        operator_with(&request, AdminRight::ReadStatisticsOrders)?;
-        let benefit = request.into_inner().benefit_type;
+        let benefit = r.benefit_type;
         let known = self.state.store.benefit_types().await?;
         if !known.iter().any(|b| b.code == benefit) {
             return Err(FieldError::new(
@@ -383,7 +334,7 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
             .into());
         }
         let coverage = wire::benefit_coverage(&self.state, &benefit).await?;
-        Ok(Response::new(pb::GetCoverageResponse {
+        Ok(pb::GetCoverageResponse {
             benefit_type: benefit,
             curve: coverage.curve.clone(),
             mature_months: u32::try_from(coverage.mature_months).unwrap_or(u32::MAX),
@@ -398,16 +349,15 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
                 })
                 .collect(),
             mature_after_months: MATURE_AFTER_MONTHS,
-        }))
+        })
     }
 
     async fn purge_expired(
         &self,
-        request: Request<pb::PurgeExpiredRequest>,
-    ) -> Result<Response<pb::PurgeExpiredResponse>, Status> {
-        let operator = operator_with(&request, AdminRight::ManageStatisticsOrders)?;
+        (operator, r): (OperatorPrincipal, pb::PurgeExpiredRequest),
+    ) -> Result<pb::PurgeExpiredResponse, Status> {
         let store = &self.state.store;
-        let orders = if request.get_ref().dry_run {
+        let orders = if r.dry_run {
             store.orders_past_retention(self.state.clock.today()).await?
         } else {
             store
@@ -419,7 +369,7 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
                 )
                 .await?
         };
-        Ok(Response::new(pb::PurgeExpiredResponse {
+        Ok(pb::PurgeExpiredResponse {
             orders: orders
                 .iter()
                 .map(|o| pb::PurgedOrder {
@@ -431,7 +381,25 @@ impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
                         .unwrap_or_default(),
                 })
                 .collect(),
-        }))
+        })
+    }
+}
+
+crate::grpc::service! {
+    impl pb::statistics_admin_service_server::StatisticsAdminService for AdminApi {
+        list_orders(pb::ListOrdersRequest) -> lefi_pb::ListOrdersResponse: needs(AdminRight::ReadStatisticsOrders);
+        get_order(lefi_pb::GetOrderRequest) -> lefi_pb::GetOrderResponse: needs(AdminRight::ReadStatisticsOrders);
+        advance_order(pb::AdvanceOrderRequest) -> lefi_pb::StatisticsOrder:
+            needs(AdminRight::ManageStatisticsOrders);
+        upload_population(Streaming<lefi_pb::UploadPopulationRequest>) -> lefi_pb::UploadPopulationResponse:
+            needs(AdminRight::ManageStatisticsOrders);
+        produce_extract(pb::ProduceExtractRequest) -> lefi_pb::ExtractManifest:
+            needs(AdminRight::ManageStatisticsOrders);
+        get_manifest(lefi_pb::GetManifestRequest) -> lefi_pb::ExtractManifest:
+            needs(AdminRight::ReadStatisticsOrders);
+        download_extract(lefi_pb::DownloadExtractRequest) -> ChunkStream: needs(AdminRight::ManageStatisticsOrders);
+        get_coverage(pb::GetCoverageRequest) -> pb::GetCoverageResponse: needs(AdminRight::ReadStatisticsOrders);
+        purge_expired(pb::PurgeExpiredRequest) -> pb::PurgeExpiredResponse: needs(AdminRight::ManageStatisticsOrders);
     }
 }
 

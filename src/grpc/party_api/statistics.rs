@@ -2,14 +2,13 @@
 //! is checked against the party's agreement for the statistics basis; a party sees only its own
 //! orders.
 
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::domain::statistics::calendar::working_days_after;
 use crate::domain::statistics::order::{OrderState, OrderStep, Side};
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_api::authorize::authorize_basis;
-use crate::grpc::party_of;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
@@ -26,11 +25,10 @@ const MAX_TEXT: usize = 4_000;
 const RECEIPT_WORKING_DAYS: u32 = 2;
 
 impl PartyApi {
-    /// The calling party, if its agreement grants the statistics basis.
-    async fn orderer<T>(&self, request: &Request<T>) -> Result<PartyPrincipal, Status> {
-        let party = party_of(request)?;
-        authorize_basis(&self.state, &party, STATISTICS_BASIS).await?;
-        Ok(party)
+    /// Refuses a party whose agreement does not grant the statistics basis.
+    async fn orderer(&self, party: &PartyPrincipal) -> Result<(), Status> {
+        authorize_basis(&self.state, party, STATISTICS_BASIS).await?;
+        Ok(())
     }
 
     async fn new_order(&self, r: pb::SubmitOrderRequest) -> Result<NewOrder, Status> {
@@ -123,14 +121,13 @@ fn orderer_step(
     })
 }
 
-#[tonic::async_trait]
-impl pb::statistics_order_service_server::StatisticsOrderService for PartyApi {
+impl PartyApi {
     async fn submit_order(
         &self,
-        request: Request<pb::SubmitOrderRequest>,
-    ) -> Result<Response<pb::StatisticsOrder>, Status> {
-        let party = self.orderer(&request).await?;
-        let order = self.new_order(request.into_inner()).await?;
+        (party, r): (PartyPrincipal, pb::SubmitOrderRequest),
+    ) -> Result<pb::StatisticsOrder, Status> {
+        self.orderer(&party).await?;
+        let order = self.new_order(r).await?;
         let today = self.state.clock.today();
         wire::check_coverage(&self.state, &order.benefit_types, order.period_to).await?;
         let (stored, _new) = self
@@ -146,102 +143,86 @@ impl pb::statistics_order_service_server::StatisticsOrderService for PartyApi {
         if stored.order != order {
             return Err(status::order_reference_reused());
         }
-        Ok(Response::new(wire::order_message(&stored, today)))
+        Ok(wire::order_message(&stored, today))
     }
 
     async fn get_order(
         &self,
-        request: Request<pb::GetOrderRequest>,
-    ) -> Result<Response<pb::GetOrderResponse>, Status> {
-        let party = self.orderer(&request).await?;
-        let answer = wire::get_order(&self.state, &request.get_ref().order_id, Some(&party.party_id)).await?;
-        Ok(Response::new(answer))
+        (party, r): (PartyPrincipal, pb::GetOrderRequest),
+    ) -> Result<pb::GetOrderResponse, Status> {
+        self.orderer(&party).await?;
+        wire::get_order(&self.state, &r.order_id, Some(&party.party_id)).await
     }
 
     async fn list_orders(
         &self,
-        request: Request<pb::ListOrdersRequest>,
-    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let party = self.orderer(&request).await?;
+        (party, r): (PartyPrincipal, pb::ListOrdersRequest),
+    ) -> Result<pb::ListOrdersResponse, Status> {
+        self.orderer(&party).await?;
         let filter = OrderFilter {
             party_id: Some(party.party_id.clone()),
-            states: wire::state_filter(&request.get_ref().states)?,
+            states: wire::state_filter(&r.states)?,
             overdue_on: None,
         };
-        let today = self.state.clock.today();
-        let orders = self.state.store.orders(&filter).await?;
-        Ok(Response::new(pb::ListOrdersResponse {
-            orders: orders.iter().map(|o| wire::order_message(o, today)).collect(),
-        }))
+        wire::list_orders(&self.state, &filter).await
     }
 
     async fn advance_order(
         &self,
-        request: Request<pb::AdvanceOrderRequest>,
-    ) -> Result<Response<pb::StatisticsOrder>, Status> {
-        let party = self.orderer(&request).await?;
-        let r = request.into_inner();
+        (party, r): (PartyPrincipal, pb::AdvanceOrderRequest),
+    ) -> Result<pb::StatisticsOrder, Status> {
+        self.orderer(&party).await?;
         let key = wire::idempotency_key(&r.idempotency_key)?;
         let (step, detail) = orderer_step(r.step)?;
-        let order = self
-            .state
-            .store
-            .order_step(
-                &r.order_id,
-                Some(&party.party_id),
-                step,
-                Side::Orderer,
-                &party.party_id,
-                &detail,
-                Some(&key),
-                self.state.clock.now_micros(),
-            )
-            .await?;
-        Ok(Response::new(wire::order_message(
-            &order,
-            self.state.clock.today(),
-        )))
+        let who = (Side::Orderer, party.party_id.as_str());
+        let order = wire::take_step(
+            &self.state,
+            (&r.order_id, Some(&party.party_id)),
+            step,
+            who,
+            &detail,
+            &key,
+        )
+        .await?;
+        Ok(order)
     }
 
     async fn upload_population(
         &self,
-        request: Request<Streaming<pb::UploadPopulationRequest>>,
-    ) -> Result<Response<pb::UploadPopulationResponse>, Status> {
-        let party = self.orderer(&request).await?;
-        let upload = wire::read_upload(request.into_inner()).await?;
-        let answer = wire::receive_population(
-            &self.state,
-            upload,
-            Some(&party.party_id),
-            (Side::Orderer, &party.party_id),
-        )
-        .await?;
-        Ok(Response::new(answer))
+        (party, chunks): (PartyPrincipal, Streaming<pb::UploadPopulationRequest>),
+    ) -> Result<pb::UploadPopulationResponse, Status> {
+        self.orderer(&party).await?;
+        let upload = wire::read_upload(chunks).await?;
+        let who = (Side::Orderer, party.party_id.as_str());
+        wire::receive_population(&self.state, upload, Some(&party.party_id), who).await
     }
 
     async fn get_manifest(
         &self,
-        request: Request<pb::GetManifestRequest>,
-    ) -> Result<Response<pb::ExtractManifest>, Status> {
-        let party = self.orderer(&request).await?;
-        let manifest =
-            wire::get_manifest(&self.state, &request.get_ref().order_id, Some(&party.party_id)).await?;
-        Ok(Response::new(manifest))
+        (party, r): (PartyPrincipal, pb::GetManifestRequest),
+    ) -> Result<pb::ExtractManifest, Status> {
+        self.orderer(&party).await?;
+        wire::get_manifest(&self.state, &r.order_id, Some(&party.party_id)).await
     }
 
     async fn download_extract(
         &self,
-        request: Request<pb::DownloadExtractRequest>,
-    ) -> Result<Response<ChunkStream>, Status> {
-        let party = self.orderer(&request).await?;
+        (party, r): (PartyPrincipal, pb::DownloadExtractRequest),
+    ) -> Result<ChunkStream, Status> {
+        self.orderer(&party).await?;
         // The orderer downloads what was delivered, until its deletion.
-        let stream = wire::download(
-            &self.state,
-            request.get_ref(),
-            Some(&party.party_id),
-            &[OrderState::Delivered],
-        )
-        .await?;
-        Ok(Response::new(stream))
+        wire::download(&self.state, &r, Some(&party.party_id), &[OrderState::Delivered]).await
+    }
+}
+
+crate::grpc::service! {
+    impl pb::statistics_order_service_server::StatisticsOrderService for PartyApi {
+        submit_order(pb::SubmitOrderRequest) -> pb::StatisticsOrder: party;
+        get_order(pb::GetOrderRequest) -> pb::GetOrderResponse: party;
+        list_orders(pb::ListOrdersRequest) -> pb::ListOrdersResponse: party;
+        advance_order(pb::AdvanceOrderRequest) -> pb::StatisticsOrder: party;
+        upload_population(Streaming<pb::UploadPopulationRequest>) -> pb::UploadPopulationResponse: party;
+        get_manifest(pb::GetManifestRequest) -> pb::ExtractManifest: party;
+        download_extract(pb::DownloadExtractRequest) -> ChunkStream: party;
     }
 }
