@@ -190,6 +190,37 @@ pub fn effective_state(stored: PartyState, termination_effective: Option<Date>, 
     }
 }
 
+/// Where a party stands: its state as stored and the effective date of a registered termination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub state: PartyState,
+    /// `None` unless a termination is registered.
+    pub termination_effective: Option<Date>,
+}
+
+/// Why a party may not use the party API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inactive {
+    /// Terminated: stored so, or its termination's effective date has come.
+    Terminated,
+    /// Not connected yet (still onboarding), in this state.
+    NotConnected(PartyState),
+}
+
+impl Standing {
+    /// Whether the party may use the party API on `today`: connected (also while a termination is
+    /// pending) and not terminated. The certificate check and the policy both ask this.
+    pub fn check_active(self, today: Date) -> Result<(), Inactive> {
+        if self.state == PartyState::Terminated || self.termination_effective.is_some_and(|d| d <= today) {
+            return Err(Inactive::Terminated);
+        }
+        match self.state {
+            PartyState::Connected | PartyState::TerminationScheduled => Ok(()),
+            other => Err(Inactive::NotConnected(other)),
+        }
+    }
+}
+
 /// The longest notice period an avtal may have, in days (ten years).
 pub const MAX_NOTICE_PERIOD_DAYS: u32 = 3650;
 
@@ -470,6 +501,26 @@ mod tests {
     use PartyState::*;
 
     const ADD_CERTIFICATE: Step = Step::AddCertificate { scheduled_from: None };
+
+    #[test]
+    fn only_connected_parties_are_active_until_their_termination_takes_effect() {
+        let today = date!(2025 - 06 - 10);
+        for (state, termination_effective, expected) in [
+            (Connected, None, Ok(())),
+            (TerminationScheduled, Some(date!(2025 - 06 - 11)), Ok(())),
+            (TerminationScheduled, Some(today), Err(Inactive::Terminated)),
+            (Connected, Some(date!(2025 - 06 - 01)), Err(Inactive::Terminated)),
+            (Terminated, None, Err(Inactive::Terminated)),
+            (Signed, None, Err(Inactive::NotConnected(Signed))),
+            (Applied, None, Err(Inactive::NotConnected(Applied))),
+        ] {
+            let standing = Standing {
+                state,
+                termination_effective,
+            };
+            assert_eq!(standing.check_active(today), expected, "{standing:?}");
+        }
+    }
 
     #[test]
     fn action_names_round_trip() {

@@ -24,6 +24,7 @@ use crate::domain::names::named_enum;
 use crate::domain::catalogue::{Agreement, LegalBasis};
 use crate::domain::clock::Micros;
 use crate::domain::delivery::EndReason;
+use crate::domain::lifecycle::{Inactive, Standing};
 use crate::domain::{PartyKind, PartyState, Personnummer};
 
 /// The party as the policy sees it.
@@ -202,15 +203,14 @@ impl Denial {
 pub fn check_party<'a>(facts: &Facts<'a>, today: Date) -> Result<&'a Agreement, Denial> {
     // 1. The party.
     let party = facts.party;
-    if party.state == PartyState::Terminated || party.termination_effective.is_some_and(|d| d <= today) {
-        return Err(Denial::PartyTerminated);
-    }
-    if !matches!(
-        party.state,
-        PartyState::Connected | PartyState::TerminationScheduled
-    ) {
-        return Err(Denial::PartyNotActive { state: party.state });
-    }
+    let standing = Standing {
+        state: party.state,
+        termination_effective: party.termination_effective,
+    };
+    standing.check_active(today).map_err(|inactive| match inactive {
+        Inactive::Terminated => Denial::PartyTerminated,
+        Inactive::NotConnected(state) => Denial::PartyNotActive { state },
+    })?;
 
     // 2. The agreement.
     let Some(agreement) = facts.agreement else {
@@ -407,12 +407,15 @@ mod tests {
         let sig = Some(Signature {
             signed_by: "x".into(),
             signed_on: date!(2024 - 01 - 01),
+            recorded_at: None,
+            recorded_by: None,
         });
         Agreement {
             agreement_id: "A".into(),
             agreement_type: AgreementType::Avtal,
             valid_from: date!(2024 - 01 - 01),
-            notice_period_days: Some(90),
+            notice_period_days: 90,
+            sent_at: 0,
             party_signed: sig.clone(),
             agency_signed: sig,
             basis_codes: bases.iter().map(|b| b.to_string()).collect(),

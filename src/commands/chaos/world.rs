@@ -12,8 +12,8 @@ use tokio::process::{Child, Command};
 use crate::cli::ChaosBackend;
 use crate::client::ClientPem;
 use crate::dev::certs::{DevCa, Issued};
+use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
-use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::store::Store;
 use crate::store::parties::{Actor, NewConnectedParty};
 
@@ -306,19 +306,14 @@ fn insurer(
     agreement_id: String,
     certificate: crate::store::parties::NewCertificate,
 ) -> anyhow::Result<NewConnectedParty> {
-    Ok(NewConnectedParty {
-        org_number: OrgNumber::parse(org).map_err(|e| anyhow::anyhow!("{e}"))?,
-        name: name.to_string(),
-        kind: PartyKind::Insurer,
-        contact_name: "Chaos".to_string(),
-        contact_email: "chaos@example.invalid".to_string(),
+    crate::dev::parties::run_insurer(
+        "Chaos",
+        org,
+        name,
         agreement_id,
-        valid_from: time::macros::date!(2024 - 01 - 01),
-        notice_period_days: 90,
-        basis_codes: vec!["INS_COORDINATION".to_string()],
-        benefit_codes: vec!["SJP".to_string()],
-        certificates: vec![certificate],
-    })
+        &["SJP".to_string()],
+        certificate,
+    )
 }
 
 /// One `lefi serve` child process, on ports it keeps across restarts.

@@ -159,26 +159,7 @@ impl Ctx<'_> {
         unique_or(inserted, AdminError::AgreementIdTaken)?;
         let bases: BTreeSet<&String> = agreement.basis_codes.iter().collect();
         let benefits: BTreeSet<&String> = agreement.benefit_codes.iter().collect();
-        for (sql, codes) in [
-            (
-                "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
-                &bases,
-            ),
-            (
-                "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
-                &benefits,
-            ),
-        ] {
-            for code in codes {
-                on_conn!(&mut *conn, |c| {
-                    sqlx::query(sql)
-                        .bind(&agreement.agreement_id)
-                        .bind(*code)
-                        .execute(c)
-                        .await?;
-                });
-            }
-        }
+        insert_grants(conn, &agreement.agreement_id, &bases, &benefits).await?;
         Ok(Moved::to(
             next,
             json!({
@@ -438,6 +419,32 @@ impl Ctx<'_> {
         });
         Ok(())
     }
+}
+
+/// Writes what an agreement grants: a row per legal basis and per benefit type.
+async fn insert_grants(
+    conn: &mut Conn,
+    agreement_id: &str,
+    bases: &BTreeSet<&String>,
+    benefits: &BTreeSet<&String>,
+) -> Result<(), StoreError> {
+    for (sql, codes) in [
+        (
+            "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
+            bases,
+        ),
+        (
+            "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
+            benefits,
+        ),
+    ] {
+        for code in codes {
+            on_conn!(&mut *conn, |c| {
+                sqlx::query(sql).bind(agreement_id).bind(*code).execute(c).await?;
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Registers an application: a new party in state APPLIED.

@@ -117,14 +117,6 @@ impl RecordState {
             to,
             body,
         ) = r;
-        let valid = if from.is_empty() {
-            None
-        } else {
-            Some(crate::domain::register::DateRange {
-                from: crate::store::stored_date(&from, "register_log.valid_from")?,
-                to: crate::store::stored_opt_date(to.as_deref(), "register_log.valid_to")?,
-            })
-        };
         Ok(Self {
             head: FactHead {
                 record_id,
@@ -136,7 +128,7 @@ impl RecordState {
                 fact_type: FactType::parse(&fact_type)
                     .ok_or(StoreError::Corrupt("register_log.fact_type"))?,
                 benefit_type: benefit,
-                valid,
+                valid: super::stored_valid(&from, to.as_deref())?,
                 body_json: body,
             },
             source: (ss, sid),

@@ -20,11 +20,10 @@ use crate::client::ClientPem;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
 use crate::dev::certs::{DevCa, Issued};
 use crate::domain::clock::Clock;
-use crate::domain::{OrgNumber, PartyKind};
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::store::Store;
 use crate::store::delivery::NewSubscription;
-use crate::store::parties::{Actor, NewConnectedParty};
+use crate::store::parties::Actor;
 use snapshot::{SnapshotCount, fresh_stream};
 
 /// Messages kept from the snapshot for the bare-tonic baseline, which replays them as often as
@@ -261,19 +260,14 @@ impl BenchParty {
         clock: &Clock,
     ) -> anyhow::Result<String> {
         let (facts, _) = crate::identity::certificate_facts(cert.cert_pem.as_bytes())?;
-        let party = NewConnectedParty {
-            org_number: OrgNumber::parse(self.org_number).map_err(|e| anyhow::anyhow!("{e}"))?,
-            name: self.name.to_string(),
-            kind: PartyKind::Insurer,
-            contact_name: "Bench".to_string(),
-            contact_email: "bench@example.invalid".to_string(),
-            agreement_id: self.agreement_id.to_string(),
-            valid_from: time::macros::date!(2024 - 01 - 01),
-            notice_period_days: 90,
-            basis_codes: vec!["INS_COORDINATION".to_string()],
-            benefit_codes: benefits.to_vec(),
-            certificates: vec![facts],
-        };
+        let party = crate::dev::parties::run_insurer(
+            "Bench",
+            self.org_number,
+            self.name,
+            self.agreement_id.to_string(),
+            benefits,
+            facts,
+        )?;
         Ok(store
             .onboard_connected(&Actor::system("lefi bench"), &party, clock.now_micros())
             .await?)
