@@ -803,6 +803,11 @@ fn read_file(file: &FileSetting, problems: &mut Problems) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Asserts that one of `problems` starts with `start`.
+    fn assert_has_problem(problems: &[String], start: &str) {
+        assert!(problems.iter().any(|p| p.starts_with(start)), "{problems:#?}");
+    }
+
     #[test]
     fn redacts_passwords_only() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
@@ -867,18 +872,8 @@ mod tests {
             ..ServeArgs::default()
         };
         let problems = problems_of(&args);
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with(&format!("{}:3: not valid TOML", path.display()))),
-            "{problems:#?}"
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("--max-consent-days 'forever' is not a whole number")),
-            "{problems:#?}"
-        );
+        assert_has_problem(&problems, &format!("{}:3: not valid TOML", path.display()));
+        assert_has_problem(&problems, "--max-consent-days 'forever' is not a whole number");
     }
 
     #[test]
@@ -911,7 +906,7 @@ mod tests {
                 ..ServeArgs::default()
             };
             let problems = problems_of(&args);
-            assert!(problems.iter().any(|p| p.starts_with(problem)), "{problems:#?}");
+            assert_has_problem(&problems, problem);
         }
     }
 
@@ -924,16 +919,8 @@ mod tests {
             ..ServeArgs::default()
         };
         let problems = problems_of(&args);
-        assert!(
-            problems.iter().any(|p| p.starts_with("LEFI_LISTEN 'nowhere'")),
-            "{problems:#?}"
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("--admin-listen 'also nowhere'")),
-            "{problems:#?}"
-        );
+        assert_has_problem(&problems, "LEFI_LISTEN 'nowhere'");
+        assert_has_problem(&problems, "--admin-listen 'also nowhere'");
     }
 
     #[test]

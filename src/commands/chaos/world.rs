@@ -227,7 +227,7 @@ impl Certs {
         std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
         std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
         std::fs::write(dir.join("server.key"), &server.key_pem)?;
-        let pem = |issued: &Issued| client_pem(&ca, issued);
+        let pem = |issued: &Issued| issued.client_pem(&ca);
         Ok(Certs {
             party: pem(&party_issued),
             ingest: pem(&ingest_issued),
@@ -261,7 +261,7 @@ impl Certs {
             store
                 .onboard_connected(&Actor::system("lefi chaos"), &party, clock.now_micros())
                 .await?;
-            pems.push(client_pem(&self.ca, &issued));
+            pems.push(issued.client_pem(&self.ca));
         }
         store.close().await;
         Ok(pems)
@@ -288,14 +288,6 @@ impl Certs {
             .await?;
         store.close().await;
         Ok(())
-    }
-}
-
-fn client_pem(ca: &DevCa, issued: &Issued) -> ClientPem {
-    ClientPem {
-        cert: issued.cert_pem.clone().into_bytes(),
-        key: issued.key_pem.clone().into_bytes(),
-        ca: ca.cert_pem().as_bytes().to_vec(),
     }
 }
 

@@ -52,12 +52,57 @@ pub(super) struct PartyRow {
     pub requested_benefits: String,
     pub applied_at: i64,
     pub updated_at: i64,
-    pub termination_effective: Option<String>,
-    pub termination_override: Option<String>,
-    pub termination_notice_received_on: Option<String>,
-    pub termination_scheduled_at: Option<i64>,
-    pub termination_scheduled_by: Option<String>,
-    pub state_before_termination: Option<String>,
+    #[sqlx(flatten)]
+    pub termination: TerminationColumns,
+}
+
+/// The columns of `parties` that hold a registered termination (all empty without one).
+#[derive(sqlx::FromRow)]
+pub(super) struct TerminationColumns {
+    termination_effective: Option<String>,
+    termination_override: Option<String>,
+    termination_notice_received_on: Option<String>,
+    termination_scheduled_at: Option<i64>,
+    termination_scheduled_by: Option<String>,
+    state_before_termination: Option<String>,
+}
+
+impl TerminationColumns {
+    /// The effective date of the registered termination, as stored.
+    pub fn effective_text(&self) -> Option<&str> {
+        self.termination_effective.as_deref()
+    }
+
+    fn effective(&self) -> Result<Option<Date>, StoreError> {
+        stored_opt_date(self.effective_text(), "parties.termination_effective")
+    }
+
+    /// The state a pending termination was registered in. Terminations scheduled before the admin
+    /// API existed were only possible for connected parties, so those count as CONNECTED.
+    pub fn state_before(&self) -> Result<Option<PartyState>, StoreError> {
+        match (&self.state_before_termination, &self.termination_effective) {
+            (Some(s), _) => state(s, "parties.state_before_termination").map(Some),
+            (None, Some(_)) => Ok(Some(PartyState::Connected)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The registered termination, if there is one.
+    fn record(&self) -> Result<Option<TerminationRecord>, StoreError> {
+        let Some(effective_date) = self.effective()? else {
+            return Ok(None);
+        };
+        Ok(Some(TerminationRecord {
+            effective_date,
+            notice_received_on: stored_opt_date(
+                self.termination_notice_received_on.as_deref(),
+                "parties.termination_notice_received_on",
+            )?,
+            override_reason: self.termination_override.clone(),
+            scheduled_at: self.termination_scheduled_at,
+            scheduled_by: self.termination_scheduled_by.clone().and_then(non_empty),
+        }))
+    }
 }
 
 impl PartyRow {
@@ -69,27 +114,10 @@ impl PartyRow {
         org_number(&self.org_number)
     }
 
-    fn termination_effective(&self) -> Result<Option<Date>, StoreError> {
-        stored_opt_date(
-            self.termination_effective.as_deref(),
-            "parties.termination_effective",
-        )
-    }
-
-    /// The state a pending termination was registered in. Terminations scheduled before the admin
-    /// API existed were only possible for connected parties, so those count as CONNECTED.
-    pub fn state_before_termination(&self) -> Result<Option<PartyState>, StoreError> {
-        match (&self.state_before_termination, &self.termination_effective) {
-            (Some(s), _) => state(s, "parties.state_before_termination").map(Some),
-            (None, Some(_)) => Ok(Some(PartyState::Connected)),
-            (None, None) => Ok(None),
-        }
-    }
-
     /// The state that holds on `today` (see [`effective_state`]).
     pub fn state_on(&self, today: Date) -> Result<PartyState, StoreError> {
         let stored = state(&self.state, "parties.state")?;
-        Ok(effective_state(stored, self.termination_effective()?, today))
+        Ok(effective_state(stored, self.termination.effective()?, today))
     }
 }
 
@@ -268,19 +296,7 @@ pub(super) async fn record(conn: &mut Conn, party_id: &str) -> Result<Option<Par
     let agreement = agreement
         .map(|(row, grants)| row.into_agreement(grants))
         .transpose()?;
-    let termination = match party.termination_effective()? {
-        Some(effective_date) => Some(TerminationRecord {
-            effective_date,
-            notice_received_on: stored_opt_date(
-                party.termination_notice_received_on.as_deref(),
-                "parties.termination_notice_received_on",
-            )?,
-            override_reason: party.termination_override.clone(),
-            scheduled_at: party.termination_scheduled_at,
-            scheduled_by: party.termination_scheduled_by.clone().and_then(non_empty),
-        }),
-        None => None,
-    };
+    let termination = party.termination.record()?;
     Ok(Some(PartyRecord {
         kind: party.kind()?,
         org_number: party.org_number()?,

@@ -248,7 +248,7 @@ impl Ctx<'_> {
         let next = if already_registered {
             self.current
         } else {
-            let scheduled_from = self.party.state_before_termination()?;
+            let scheduled_from = self.party.termination.state_before()?;
             let next = self.check(Step::AddCertificate { scheduled_from })?;
             let inserted = on_conn!(&mut *conn, |c| {
                 sqlx::query(
@@ -380,7 +380,8 @@ impl Ctx<'_> {
     pub async fn withdraw_termination(&self, conn: &mut Conn, reason: &str) -> Result<Moved, AdminError> {
         let resume = self
             .party
-            .state_before_termination()?
+            .termination
+            .state_before()?
             .unwrap_or(PartyState::Connected);
         let next = self.check(Step::WithdrawTermination { resume })?;
         self.set_termination(conn, None).await?;
@@ -388,7 +389,7 @@ impl Ctx<'_> {
             next,
             json!({
                 "reason": reason,
-                "withdrawn_effective_date": self.party.termination_effective,
+                "withdrawn_effective_date": self.party.termination.effective_text(),
             }),
         ))
     }

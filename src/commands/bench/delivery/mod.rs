@@ -99,9 +99,9 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let admin_addr = format!("https://localhost:{}", app.admin_addr()?.port());
     let stop = CancellationToken::new();
     let server_task = tokio::spawn(app.run_until(stop.clone()));
-    let pem = client_pem(&client, &ca);
-    let ingest_pem = client_pem(&ingest_cert, &ca);
-    let idle_pem = client_pem(&idle_cert, &ca);
+    let pem = client.client_pem(&ca);
+    let ingest_pem = ingest_cert.client_pem(&ca);
+    let idle_pem = idle_cert.client_pem(&ca);
     let channel = crate::client::connect(&addr, &pem, None).await?;
 
     // 3. The snapshot: one stream, every subscription's start snapshot.
@@ -306,15 +306,6 @@ async fn subscribe_everyone(
         .create_subscriptions(party_id, &items, clock.now_micros())
         .await?;
     Ok(())
-}
-
-/// The PEM files a benchmark client presents with `issued` and trusts the CA with.
-fn client_pem(issued: &Issued, ca: &DevCa) -> ClientPem {
-    ClientPem {
-        cert: issued.cert_pem.clone().into_bytes(),
-        key: issued.key_pem.clone().into_bytes(),
-        ca: ca.cert_pem().as_bytes().to_vec(),
-    }
 }
 
 /// Opens `count` idle streams (heartbeats only, about 100 to a connection) and returns the
