@@ -803,6 +803,14 @@ fn read_file(file: &FileSetting, problems: &mut Problems) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// A `lefi.toml` holding `text`, in a directory that lives as long as the returned guard.
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
     /// Asserts that one of `problems` starts with `start`.
     fn assert_has_problem(problems: &[String], start: &str) {
         assert!(problems.iter().any(|p| p.starts_with(start)), "{problems:#?}");
@@ -832,14 +840,10 @@ mod tests {
 
     #[test]
     fn every_file_problem_at_once_each_with_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(
-            &path,
+        let (_dir, path) = config_file(
             "listen = \"nowhere\"\nmax_db_connections = \"eight\"\ncolour = \"blue\"\n\
              crl = [\"a.crl\", 7]\nheartbeat_interval = \"soon\"\n",
-        )
-        .unwrap();
+        );
         let args = ServeArgs {
             config: Some(path.clone()),
             ..ServeArgs::default()
@@ -863,9 +867,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_names_its_line_and_the_rest_is_still_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n\nadmin_listen = \n").unwrap();
+        let (_dir, path) = config_file("listen = \"127.0.0.1:1\"\n\nadmin_listen = \n");
         let args = ServeArgs {
             config: Some(path.clone()),
             max_consent_days: Some("forever".to_string()),
@@ -925,13 +927,7 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7002\"\n",
-        )
-        .unwrap();
+        let (_dir, path) = config_file("listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7002\"\n");
         let args = ServeArgs {
             config: Some(path),
             listen: Some("127.0.0.1:7003".to_string()),
