@@ -249,21 +249,20 @@ impl Listener {
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .trace_fn(move |req| match audience {
-                Audience::Party => tracing::info_span!(
+            // The identity layer records the caller: `party` on the party API, `operator` on the
+            // admin API (a field never recorded is not shown).
+            .trace_fn(move |req| {
+                tracing::info_span!(
                     "rpc",
-                    api = "party",
+                    api = match audience {
+                        Audience::Party => "party",
+                        Audience::Admin => "admin",
+                    },
                     method = %req.uri().path(),
                     request_id = tracing::field::Empty,
-                    party = tracing::field::Empty
-                ),
-                Audience::Admin => tracing::info_span!(
-                    "rpc",
-                    api = "admin",
-                    method = %req.uri().path(),
-                    request_id = tracing::field::Empty,
+                    party = tracing::field::Empty,
                     operator = tracing::field::Empty
-                ),
+                )
             })
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())

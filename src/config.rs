@@ -457,6 +457,29 @@ impl Sources<'_> {
             }
         }
     }
+
+    /// The value of `key` as [`Sources::parse`] reads it, if it also passes `check` (which says
+    /// what it must be); `default` when it is not given, does not parse or fails the check.
+    fn parse_checked<T>(
+        &self,
+        key: &Key,
+        expected: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+        check: impl Fn(&T) -> Result<(), &'static str>,
+        default: T,
+        problems: &mut Problems,
+    ) -> T {
+        match self.parse(key, expected, parse, problems) {
+            Some((value, origin)) => match check(&value) {
+                Ok(()) => value,
+                Err(must) => {
+                    problems.push(format!("{origin} {must}"));
+                    default
+                }
+            },
+            None => default,
+        }
+    }
 }
 
 /// A file the server reads, and where its path came from.
@@ -582,14 +605,21 @@ pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigErro
         }
     }
     let whole = |t: &str| t.parse::<u32>().map_err(|e| e.to_string());
-    let max_connections = match sources.parse(&MAX_DB_CONNECTIONS, "a whole number", whole, problems) {
-        Some((0, origin)) => {
-            problems.push(format!("{origin} must be at least 1"));
-            DEFAULT_MAX_DB_CONNECTIONS
+    let at_least_one = |n: &u32| {
+        if *n == 0 {
+            Err("must be at least 1")
+        } else {
+            Ok(())
         }
-        Some((n, _)) => n,
-        None => DEFAULT_MAX_DB_CONNECTIONS,
     };
+    let max_connections = sources.parse_checked(
+        &MAX_DB_CONNECTIONS,
+        "a whole number",
+        whole,
+        at_least_one,
+        DEFAULT_MAX_DB_CONNECTIONS,
+        problems,
+    );
 
     let file_setting = |key: &Key, dev_name: &str, problems: &mut Problems| -> Option<FileSetting> {
         match (sources.get(key), dev) {
@@ -629,43 +659,45 @@ pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigErro
         .unwrap_or_default();
 
     let duration = |t: &str| humantime::parse_duration(t).map_err(|e| e.to_string());
-    let heartbeat_interval = match sources.parse(
+    let heartbeat_interval = sources.parse_checked(
         &HEARTBEAT_INTERVAL,
         "a duration such as 15s or 2m",
         duration,
+        |d| {
+            if (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(d) {
+                Ok(())
+            } else {
+                Err("must be between 100ms and 1h")
+            }
+        },
+        DEFAULT_HEARTBEAT,
         problems,
-    ) {
-        Some((d, origin)) if d < Duration::from_millis(100) || d > Duration::from_secs(3600) => {
-            problems.push(format!("{origin} must be between 100ms and 1h"));
-            DEFAULT_HEARTBEAT
-        }
-        Some((d, _)) => d,
-        None => DEFAULT_HEARTBEAT,
-    };
+    );
     let shutdown_grace = sources
         .parse(&SHUTDOWN_GRACE, "a duration such as 10s", duration, problems)
         .map_or(DEFAULT_SHUTDOWN_GRACE, |(d, _)| d);
-    let max_consent_days = match sources.parse(&MAX_CONSENT_DAYS, "a whole number of days", whole, problems) {
-        Some((0, origin)) => {
-            problems.push(format!("{origin} must be at least 1"));
-            DEFAULT_MAX_CONSENT_DAYS
-        }
-        Some((n, _)) => n,
-        None => DEFAULT_MAX_CONSENT_DAYS,
-    };
-    let max_message_bytes = match sources.parse(
+    let max_consent_days = sources.parse_checked(
+        &MAX_CONSENT_DAYS,
+        "a whole number of days",
+        whole,
+        at_least_one,
+        DEFAULT_MAX_CONSENT_DAYS,
+        problems,
+    );
+    let max_message_bytes = sources.parse_checked(
         &MAX_MESSAGE_SIZE,
         "a size such as 4MiB or 65536",
         parse_size,
+        |n| {
+            if MESSAGE_BYTES_RANGE.contains(n) {
+                Ok(())
+            } else {
+                Err("must be between 64KiB and 256MiB")
+            }
+        },
+        DEFAULT_MAX_MESSAGE_BYTES,
         problems,
-    ) {
-        Some((n, origin)) if !MESSAGE_BYTES_RANGE.contains(&n) => {
-            problems.push(format!("{origin} must be between 64KiB and 256MiB"));
-            DEFAULT_MAX_MESSAGE_BYTES
-        }
-        Some((n, _)) => n,
-        None => DEFAULT_MAX_MESSAGE_BYTES,
-    };
+    );
 
     let mut plan = Plan {
         party_addr,
@@ -771,6 +803,19 @@ fn read_file(file: &FileSetting, problems: &mut Problems) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// A `lefi.toml` holding `text`, in a directory that lives as long as the returned guard.
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    /// Asserts that one of `problems` starts with `start`.
+    fn assert_has_problem(problems: &[String], start: &str) {
+        assert!(problems.iter().any(|p| p.starts_with(start)), "{problems:#?}");
+    }
+
     #[test]
     fn redacts_passwords_only() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
@@ -795,14 +840,10 @@ mod tests {
 
     #[test]
     fn every_file_problem_at_once_each_with_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(
-            &path,
+        let (_dir, path) = config_file(
             "listen = \"nowhere\"\nmax_db_connections = \"eight\"\ncolour = \"blue\"\n\
              crl = [\"a.crl\", 7]\nheartbeat_interval = \"soon\"\n",
-        )
-        .unwrap();
+        );
         let args = ServeArgs {
             config: Some(path.clone()),
             ..ServeArgs::default()
@@ -826,27 +867,15 @@ mod tests {
 
     #[test]
     fn a_syntax_error_names_its_line_and_the_rest_is_still_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n\nadmin_listen = \n").unwrap();
+        let (_dir, path) = config_file("listen = \"127.0.0.1:1\"\n\nadmin_listen = \n");
         let args = ServeArgs {
             config: Some(path.clone()),
             max_consent_days: Some("forever".to_string()),
             ..ServeArgs::default()
         };
         let problems = problems_of(&args);
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with(&format!("{}:3: not valid TOML", path.display()))),
-            "{problems:#?}"
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("--max-consent-days 'forever' is not a whole number")),
-            "{problems:#?}"
-        );
+        assert_has_problem(&problems, &format!("{}:3: not valid TOML", path.display()));
+        assert_has_problem(&problems, "--max-consent-days 'forever' is not a whole number");
     }
 
     #[test]
@@ -879,7 +908,7 @@ mod tests {
                 ..ServeArgs::default()
             };
             let problems = problems_of(&args);
-            assert!(problems.iter().any(|p| p.starts_with(problem)), "{problems:#?}");
+            assert_has_problem(&problems, problem);
         }
     }
 
@@ -892,27 +921,13 @@ mod tests {
             ..ServeArgs::default()
         };
         let problems = problems_of(&args);
-        assert!(
-            problems.iter().any(|p| p.starts_with("LEFI_LISTEN 'nowhere'")),
-            "{problems:#?}"
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("--admin-listen 'also nowhere'")),
-            "{problems:#?}"
-        );
+        assert_has_problem(&problems, "LEFI_LISTEN 'nowhere'");
+        assert_has_problem(&problems, "--admin-listen 'also nowhere'");
     }
 
     #[test]
     fn flags_win_over_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lefi.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7002\"\n",
-        )
-        .unwrap();
+        let (_dir, path) = config_file("listen = \"127.0.0.1:7001\"\nadmin_listen = \"127.0.0.1:7002\"\n");
         let args = ServeArgs {
             config: Some(path),
             listen: Some("127.0.0.1:7003".to_string()),

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use time::Date;
 
 use crate::domain::clock::{Clock, Micros};
+use crate::domain::lifecycle::Inactive;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
 use crate::store::parties::{CertifiedParty, NewCertificate};
 use crate::store::{Store, StoreError};
@@ -255,26 +256,20 @@ pub fn check_party(
     if party.certificate_revoked_at.is_some_and(|at| at <= now) {
         return Err(IdentityError::CertificateRevoked { operator: false });
     }
-    let terminated = party.state == PartyState::Terminated
-        || party
-            .termination_effective
-            .is_some_and(|effective| effective <= today);
-    if terminated {
-        return Err(IdentityError::PartyTerminated);
-    }
-    if !matches!(
-        party.state,
-        PartyState::Connected | PartyState::TerminationScheduled
-    ) {
-        return Err(IdentityError::PartyNotActive { state: party.state });
-    }
+    party
+        .standing
+        .check_active(today)
+        .map_err(|inactive| match inactive {
+            Inactive::Terminated => IdentityError::PartyTerminated,
+            Inactive::NotConnected(state) => IdentityError::PartyNotActive { state },
+        })?;
     Ok(PartyPrincipal {
         party_id: party.party_id,
         org_number: party.org_number,
         name: party.name,
         kind: party.kind,
-        state: party.state,
-        termination_effective: party.termination_effective,
+        state: party.standing.state,
+        termination_effective: party.standing.termination_effective,
         fingerprint: fp.to_string(),
         certificate_not_after: party.certificate_not_after,
     })

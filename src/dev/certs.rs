@@ -33,6 +33,17 @@ pub struct Issued {
     pub serial: Vec<u8>,
 }
 
+impl Issued {
+    /// The PEM files a client presents with this certificate, trusting `ca`.
+    pub fn client_pem(&self, ca: &DevCa) -> crate::client::ClientPem {
+        crate::client::ClientPem {
+            cert: self.cert_pem.clone().into_bytes(),
+            key: self.key_pem.clone().into_bytes(),
+            ca: ca.cert_pem().as_bytes().to_vec(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")

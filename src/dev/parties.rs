@@ -13,7 +13,7 @@ use crate::domain::clock::Clock;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::identity::certificate_facts;
 use crate::store::Store;
-use crate::store::parties::{Actor, NewConnectedParty};
+use crate::store::parties::{Actor, NewApplication, NewCertificate, NewConnectedParty};
 
 /// What the demo set-up found or created, for the start-up summary.
 #[derive(Debug, Clone)]
@@ -53,19 +53,21 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
         let org_number = OrgNumber::parse(org).context("demo organisation number")?;
         let (cert, _) = certificate_facts(&read(file)?).with_context(|| format!("certs-dev/{file}"))?;
         let benefit_codes = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
-        let party = NewConnectedParty {
+        let application = NewApplication {
             org_number: org_number.clone(),
             name: name.to_string(),
             kind,
             contact_name: "Demo Kontakt".to_string(),
             contact_email: "demo@example.invalid".to_string(),
-            agreement_id: format!("DEMO-{}", org_number.as_str()),
-            valid_from: date!(2024 - 01 - 01),
-            notice_period_days: if kind.is_authority() { 0 } else { 90 },
             basis_codes: bases.iter().map(|b| (*b).to_string()).collect(),
             benefit_codes,
-            certificates: vec![cert],
         };
+        let party = NewConnectedParty::granting_application(
+            application,
+            format!("DEMO-{}", org_number.as_str()),
+            date!(2024 - 01 - 01),
+            vec![cert],
+        );
         store
             .onboard_connected(&Actor::system("lefi --dev"), &party, now)
             .await
@@ -73,4 +75,32 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
         parties.push(format!("{name} ({org_number}, {kind})"));
     }
     Ok(DemoSummary { parties })
+}
+
+/// A connected insurer for a benchmark or a robustness run, with the basis INS_COORDINATION for
+/// `benefits` and an avtal from 2024 under `agreement_id`, holding `certificate`; `run` names the
+/// run in its contact details.
+pub fn run_insurer(
+    run: &str,
+    org: &str,
+    name: &str,
+    agreement_id: String,
+    benefits: &[String],
+    certificate: NewCertificate,
+) -> anyhow::Result<NewConnectedParty> {
+    let application = NewApplication {
+        org_number: OrgNumber::parse(org).map_err(|e| anyhow::anyhow!("{e}"))?,
+        name: name.to_string(),
+        kind: PartyKind::Insurer,
+        contact_name: run.to_string(),
+        contact_email: format!("{}@example.invalid", run.to_lowercase()),
+        basis_codes: vec!["INS_COORDINATION".to_string()],
+        benefit_codes: benefits.to_vec(),
+    };
+    Ok(NewConnectedParty::granting_application(
+        application,
+        agreement_id,
+        date!(2024 - 01 - 01),
+        vec![certificate],
+    ))
 }

@@ -6,6 +6,8 @@
 use time::Date;
 
 use crate::domain::PartyKind;
+use crate::domain::clock::Micros;
+use crate::domain::lifecycle::Signer;
 use crate::domain::party::AgreementType;
 
 /// A legal basis from the catalogue.
@@ -43,13 +45,15 @@ pub struct BenefitType {
     pub valid_to: Option<Date>,
 }
 
-/// A party's agreement (avtal or överenskommelse) with what it grants.
+/// A party's agreement (avtal or överenskommelse): what it grants, and who has signed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agreement {
     pub agreement_id: String,
     pub agreement_type: AgreementType,
     pub valid_from: Date,
-    pub notice_period_days: Option<i64>,
+    /// 0 for authorities.
+    pub notice_period_days: u32,
+    pub sent_at: Micros,
     pub party_signed: Option<Signature>,
     pub agency_signed: Option<Signature>,
     pub basis_codes: Vec<String>,
@@ -61,6 +65,16 @@ impl Agreement {
     pub fn fully_signed(&self) -> bool {
         self.party_signed.is_some() && self.agency_signed.is_some()
     }
+
+    /// The signatures recorded so far, the party's first.
+    pub fn signatures(&self) -> impl Iterator<Item = (Signer, &Signature)> {
+        [
+            (Signer::Party, &self.party_signed),
+            (Signer::Agency, &self.agency_signed),
+        ]
+        .into_iter()
+        .filter_map(|(signer, signature)| Some((signer, signature.as_ref()?)))
+    }
 }
 
 /// One signature on an agreement.
@@ -68,4 +82,8 @@ impl Agreement {
 pub struct Signature {
     pub signed_by: String,
     pub signed_on: Date,
+    /// When the signature was registered, and by which operator; `None` for signatures registered
+    /// before that was recorded.
+    pub recorded_at: Option<Micros>,
+    pub recorded_by: Option<String>,
 }

@@ -6,23 +6,25 @@ use crate::domain::names::named_enum;
 
 named_enum! {
     /// A subscription's state.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum SubscriptionState {
-        Active = "ACTIVE",
-        Suspended = "SUSPENDED",
-        Ended = "ENDED",
+        Active,
+        Suspended,
+        Ended,
     }
 }
 
 named_enum! {
     /// Why a subscription was withdrawn. [`EndReason::withdrawn_state`] says whether it is suspended
     /// (it can resume) or ended for good.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum EndReason {
-        Cancelled = "CANCELLED",
-        ConsentEnded = "CONSENT_ENDED",
-        CaseClosed = "CASE_CLOSED",
-        PartyTerminated = "PARTY_TERMINATED",
-        BasisNoLongerInForce = "BASIS_NO_LONGER_IN_FORCE",
-        EndedByAgency = "ENDED_BY_AGENCY",
+        Cancelled,
+        ConsentEnded,
+        CaseClosed,
+        PartyTerminated,
+        BasisNoLongerInForce,
+        EndedByAgency,
     }
 }
 
@@ -71,11 +73,12 @@ impl StateReason {
 
 named_enum! {
     /// Why a snapshot was put into a party's history.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum SnapshotReason {
-        SubscriptionCreated = "SUBSCRIPTION_CREATED",
-        FullRefresh = "FULL_REFRESH",
+        SubscriptionCreated,
+        FullRefresh,
         /// The subscription resumed under a new consent.
-        Resumed = "RESUMED",
+        Resumed,
     }
 }
 
@@ -102,21 +105,26 @@ pub enum EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::names::assert_names_round_trip;
 
     #[test]
     fn names_round_trip() {
-        for s in SubscriptionState::ALL {
-            assert_eq!(SubscriptionState::parse(s.as_str()), Some(s));
-        }
+        assert_names_round_trip(
+            &SubscriptionState::ALL,
+            SubscriptionState::as_str,
+            SubscriptionState::parse,
+        );
         for r in EndReason::ALL {
             let reason = StateReason::Withdrawn(r);
             assert_eq!(StateReason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(StateReason::parse("RESUMED"), Some(StateReason::Resumed));
         assert_eq!(StateReason::parse(""), None);
-        for r in SnapshotReason::ALL {
-            assert_eq!(SnapshotReason::parse(r.as_str()), Some(r));
-        }
+        assert_names_round_trip(
+            &SnapshotReason::ALL,
+            SnapshotReason::as_str,
+            SnapshotReason::parse,
+        );
     }
 
     #[test]

@@ -14,21 +14,23 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 named_enum! {
     /// Whether an access was allowed.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum Decision {
-        Allowed = "ALLOWED",
-        Denied = "DENIED",
+        Allowed,
+        Denied,
     }
 }
 
 named_enum! {
     /// The kind of access an entry records.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum Channel {
-        SubscriptionOrder = "SUBSCRIPTION_ORDER",
-        StreamDelivery = "STREAM_DELIVERY",
-        Query = "QUERY",
-        OperatorView = "OPERATOR_VIEW",
+        SubscriptionOrder,
+        StreamDelivery,
+        Query,
+        OperatorView,
         /// A statistics order's extract was delivered: one entry per person of its population.
-        StatisticsRelease = "STATISTICS_RELEASE",
+        StatisticsRelease,
     }
 }
 

@@ -20,33 +20,35 @@ use super::{OrgNumber, PartyKind, PartyState};
 
 named_enum! {
     /// An administrative action on a party, as recorded in its audit history.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum PartyAction {
         /// The application (anmälan) was registered.
-        Apply = "APPLY",
+        Apply,
         /// The agreement (avtal or överenskommelse) was sent.
-        SendAgreement = "SEND_AGREEMENT",
+        SendAgreement,
         /// One signature of the agreement was recorded.
-        RecordSignature = "RECORD_SIGNATURE",
+        RecordSignature,
         /// A client certificate was registered.
-        AddCertificate = "ADD_CERTIFICATE",
+        AddCertificate,
         /// A client certificate was revoked.
-        RevokeCertificate = "REVOKE_CERTIFICATE",
+        RevokeCertificate,
         /// A termination (uppsägning) was registered.
-        ScheduleTermination = "SCHEDULE_TERMINATION",
+        ScheduleTermination,
         /// A scheduled termination was withdrawn.
-        WithdrawTermination = "WITHDRAW_TERMINATION",
+        WithdrawTermination,
         /// A scheduled termination reached its effective date (recorded by the server).
-        TerminationTookEffect = "TERMINATION_TOOK_EFFECT",
+        TerminationTookEffect,
     }
 }
 
 named_enum! {
     /// Which side signed the agreement.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum Signer {
         /// The insurer or authority.
-        Party = "PARTY",
+        Party,
         /// The agency (Försäkringskassan).
-        Agency = "AGENCY",
+        Agency,
     }
 }
 
@@ -187,6 +189,37 @@ pub fn effective_state(stored: PartyState, termination_effective: Option<Date>, 
     match (stored, termination_effective) {
         (PartyState::TerminationScheduled, Some(effective)) if effective <= today => PartyState::Terminated,
         _ => stored,
+    }
+}
+
+/// Where a party stands: its state as stored and the effective date of a registered termination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub state: PartyState,
+    /// `None` unless a termination is registered.
+    pub termination_effective: Option<Date>,
+}
+
+/// Why a party may not use the party API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inactive {
+    /// Terminated: stored so, or its termination's effective date has come.
+    Terminated,
+    /// Not connected yet (still onboarding), in this state.
+    NotConnected(PartyState),
+}
+
+impl Standing {
+    /// Whether the party may use the party API on `today`: connected (also while a termination is
+    /// pending) and not terminated. The certificate check and the policy both ask this.
+    pub fn check_active(self, today: Date) -> Result<(), Inactive> {
+        if self.state == PartyState::Terminated || self.termination_effective.is_some_and(|d| d <= today) {
+            return Err(Inactive::Terminated);
+        }
+        match self.state {
+            PartyState::Connected | PartyState::TerminationScheduled => Ok(()),
+            other => Err(Inactive::NotConnected(other)),
+        }
     }
 }
 
@@ -464,6 +497,7 @@ pub fn check_codes(
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::names::assert_names_round_trip;
     use time::macros::date;
 
     use super::*;
@@ -472,10 +506,28 @@ mod tests {
     const ADD_CERTIFICATE: Step = Step::AddCertificate { scheduled_from: None };
 
     #[test]
-    fn action_names_round_trip() {
-        for a in PartyAction::ALL {
-            assert_eq!(PartyAction::parse(a.as_str()), Some(a));
+    fn only_connected_parties_are_active_until_their_termination_takes_effect() {
+        let today = date!(2025 - 06 - 10);
+        for (state, termination_effective, expected) in [
+            (Connected, None, Ok(())),
+            (TerminationScheduled, Some(date!(2025 - 06 - 11)), Ok(())),
+            (TerminationScheduled, Some(today), Err(Inactive::Terminated)),
+            (Connected, Some(date!(2025 - 06 - 01)), Err(Inactive::Terminated)),
+            (Terminated, None, Err(Inactive::Terminated)),
+            (Signed, None, Err(Inactive::NotConnected(Signed))),
+            (Applied, None, Err(Inactive::NotConnected(Applied))),
+        ] {
+            let standing = Standing {
+                state,
+                termination_effective,
+            };
+            assert_eq!(standing.check_active(today), expected, "{standing:?}");
         }
+    }
+
+    #[test]
+    fn action_names_round_trip() {
+        assert_names_round_trip(&PartyAction::ALL, PartyAction::as_str, PartyAction::parse);
         assert_eq!(PartyAction::parse("apply"), None);
     }
 
@@ -643,15 +695,24 @@ mod tests {
         }
     }
 
+    /// The party the test notices are for, registered as `kind`.
+    fn registered(
+        org_number: &OrgNumber,
+        kind: PartyKind,
+        notice_period_days: Option<u32>,
+    ) -> Registered<'_> {
+        Registered {
+            org_number,
+            name: "Exempel Försäkring AB",
+            kind,
+            notice_period_days,
+        }
+    }
+
     #[test]
     fn termination_notice_must_name_the_registered_party() {
         let registered_org = org("556000-0019");
-        let party = Registered {
-            org_number: &registered_org,
-            name: "Exempel Försäkring AB",
-            kind: PartyKind::StateAuthority,
-            notice_period_days: None,
-        };
+        let party = registered(&registered_org, PartyKind::StateAuthority, None);
         let today = date!(2025 - 05 - 01);
         let ok = notice(date!(2025 - 06 - 01), today, None);
         assert_eq!(
@@ -692,12 +753,7 @@ mod tests {
     #[test]
     fn insurer_notice_period_holds_unless_overridden() {
         let registered_org = org("556000-0019");
-        let party = Registered {
-            org_number: &registered_org,
-            name: "Exempel Försäkring AB",
-            kind: PartyKind::Insurer,
-            notice_period_days: Some(90),
-        };
+        let party = registered(&registered_org, PartyKind::Insurer, Some(90));
         let today = date!(2025 - 05 - 01);
         let received = date!(2025 - 04 - 01);
         let earliest = date!(2025 - 06 - 30);

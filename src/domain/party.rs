@@ -5,23 +5,25 @@ use crate::domain::names::named_enum;
 named_enum! {
     /// What kind of organisation a party is; it decides the agreement type and the legal bases it
     /// may invoke.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum PartyKind {
         /// Försäkringsbolag or försäkringsförmedlare; signs an *avtal*.
-        Insurer = "INSURER",
+        Insurer,
         /// Statlig myndighet; signs an *överenskommelse*.
-        StateAuthority = "STATE_AUTHORITY",
+        StateAuthority,
         /// Kommunal myndighet, e.g. a socialnämnd; signs an *överenskommelse*.
-        MunicipalAuthority = "MUNICIPAL_AUTHORITY",
+        MunicipalAuthority,
     }
 }
 
 named_enum! {
     /// The agreement a party signs.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum AgreementType {
         /// The insurers' agreement.
-        Avtal = "AVTAL",
+        Avtal,
         /// The authorities' arrangement.
-        Overenskommelse = "OVERENSKOMMELSE",
+        Overenskommelse,
     }
 }
 
@@ -43,45 +45,42 @@ impl PartyKind {
 named_enum! {
     /// Where a party is in its lifecycle:
     /// `APPLIED → AGREEMENT_SENT → SIGNED → CONNECTED → (TERMINATION_SCHEDULED) → TERMINATED`.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum PartyState {
-        Applied = "APPLIED",
-        AgreementSent = "AGREEMENT_SENT",
-        Signed = "SIGNED",
-        Connected = "CONNECTED",
-        TerminationScheduled = "TERMINATION_SCHEDULED",
-        Terminated = "TERMINATED",
+        Applied,
+        AgreementSent,
+        Signed,
+        Connected,
+        TerminationScheduled,
+        Terminated,
     }
 }
 
 named_enum! {
     /// An operator's role on the admin API (what each may do: `policy::operator`).
+    #[strum(serialize_all = "lowercase")]
     pub enum OperatorRole {
         /// Onboards and terminates parties and manages their certificates.
-        Operator = "operator",
+        Operator,
         /// Reads: lists, shows, audit queries.
-        Auditor = "auditor",
+        Auditor,
         /// Feeds the benefit register.
-        Ingest = "ingest",
+        Ingest,
         /// The statistics unit: statistics orders, including the confidentiality review.
-        Statistician = "statistician",
+        Statistician,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::names::assert_names_round_trip;
 
     #[test]
     fn names_round_trip() {
-        for k in PartyKind::ALL {
-            assert_eq!(PartyKind::parse(k.as_str()), Some(k));
-        }
-        for s in PartyState::ALL {
-            assert_eq!(PartyState::parse(s.as_str()), Some(s));
-        }
-        for r in OperatorRole::ALL {
-            assert_eq!(OperatorRole::parse(r.as_str()), Some(r));
-        }
+        assert_names_round_trip(&PartyKind::ALL, PartyKind::as_str, PartyKind::parse);
+        assert_names_round_trip(&PartyState::ALL, PartyState::as_str, PartyState::parse);
+        assert_names_round_trip(&OperatorRole::ALL, OperatorRole::as_str, OperatorRole::parse);
         assert_eq!(PartyKind::parse("insurer"), None);
     }
 

@@ -82,47 +82,36 @@ pub struct CaseRecord {
 const CONSENT_COLUMNS: &str = "consent_id, party_id, person, basis_code, given_on, expires_on, \
      evidence_reference, registered_at, revoked_at, revocation_reason, revoked_by_agency";
 
-type ConsentRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<String>,
-    bool,
-);
+/// A row of [`CONSENT_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct ConsentRow {
+    consent_id: String,
+    party_id: String,
+    person: String,
+    basis_code: String,
+    given_on: String,
+    expires_on: String,
+    evidence_reference: String,
+    registered_at: i64,
+    revoked_at: Option<i64>,
+    revocation_reason: Option<String>,
+    revoked_by_agency: bool,
+}
 
 fn consent_from_row(row: ConsentRow) -> Result<Consent, StoreError> {
-    let (
-        consent_id,
-        party_id,
-        person,
-        basis_code,
-        given_on,
-        expires_on,
-        evidence,
-        registered_at,
-        revoked_at,
-        reason,
-        by_agency,
-    ) = row;
     Ok(Consent {
-        person: stored_person(&person, "consents.person")?,
-        given_on: stored_date(&given_on, "consents.given_on")?,
-        expires_on: stored_date(&expires_on, "consents.expires_on")?,
-        consent_id,
-        party_id,
-        basis_code,
-        evidence_reference: evidence,
-        registered_at,
-        revocation: revoked_at.map(|at| Revocation {
+        person: stored_person(&row.person, "consents.person")?,
+        given_on: stored_date(&row.given_on, "consents.given_on")?,
+        expires_on: stored_date(&row.expires_on, "consents.expires_on")?,
+        consent_id: row.consent_id,
+        party_id: row.party_id,
+        basis_code: row.basis_code,
+        evidence_reference: row.evidence_reference,
+        registered_at: row.registered_at,
+        revocation: row.revoked_at.map(|at| Revocation {
             at,
-            reason: reason.filter(|r| !r.is_empty()),
-            by_agency,
+            reason: row.revocation_reason.filter(|r| !r.is_empty()),
+            by_agency: row.revoked_by_agency,
         }),
     })
 }

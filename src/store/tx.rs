@@ -70,16 +70,7 @@ pub(crate) enum Conn {
 /// runs `a` or `b`, for statements whose text differs between the dialects.
 macro_rules! on_conn {
     ($conn:expr, |$c:ident| $body:expr) => {
-        match $conn {
-            $crate::store::tx::Conn::Sqlite(handle) => {
-                let $c: &mut sqlx::SqliteConnection = &mut **handle;
-                $body
-            }
-            $crate::store::tx::Conn::Postgres(handle) => {
-                let $c: &mut sqlx::PgConnection = &mut **handle;
-                $body
-            }
-        }
+        $crate::store::tx::on_conn!($conn, sqlite: |$c| $body, postgres: |$c| $body)
     };
     ($conn:expr, sqlite: |$s:ident| $sqlite:expr, postgres: |$p:ident| $postgres:expr $(,)?) => {
         match $conn {
@@ -152,6 +143,38 @@ impl Dialect {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// The columns of a row of either backend, read by index: for statements whose rows are decoded
+/// by hand (wide joins, columns read as borrowed text).
+pub(crate) trait Columns {
+    fn text(&self, i: usize) -> Result<&str, StoreError>;
+    fn optional_text(&self, i: usize) -> Result<Option<&str>, StoreError>;
+    fn number(&self, i: usize) -> Result<i64, StoreError>;
+    fn optional_number(&self, i: usize) -> Result<Option<i64>, StoreError>;
+}
+
+impl<R: sqlx::Row> Columns for R
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn optional_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn number(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn optional_number(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
     }
 }
 

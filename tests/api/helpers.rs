@@ -16,7 +16,7 @@ use lefi::grpc::pb::lefi::admin::v1::{self as admin_pb, Party};
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
 use lefi::store::Store;
-use lefi::store::parties::{Actor, Idempotency, NewConnectedParty, PartyChange};
+use lefi::store::parties::{Actor, Idempotency, NewApplication, NewConnectedParty, PartyChange};
 use time::macros::date;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -412,19 +412,21 @@ pub fn connected_party(
     bases: &[&str],
 ) -> NewConnectedParty {
     let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
-    NewConnectedParty {
+    let application = NewApplication {
         org_number: OrgNumber::parse(org).unwrap(),
         name: name.to_string(),
         kind,
         contact_name: "Test Kontakt".to_string(),
         contact_email: "test@example.invalid".to_string(),
-        agreement_id: format!("T-{org}"),
-        valid_from: date!(2024 - 01 - 01),
-        notice_period_days: if kind.is_authority() { 0 } else { 90 },
         basis_codes: strings(bases),
         benefit_codes: strings(&["SJP", "FP"]),
-        certificates: vec![facts],
-    }
+    };
+    NewConnectedParty::granting_application(
+        application,
+        format!("T-{org}"),
+        date!(2024 - 01 - 01),
+        vec![facts],
+    )
 }
 
 /// Onboards `party` through the store's lifecycle (as the server's own actor) and returns its id.

@@ -6,7 +6,6 @@ use lefi::domain::disclosure::{Channel as LogChannel, Decision};
 use lefi::domain::{OrgNumber, PartyKind};
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::store::consents::{ConsentRegistration, NewConsent};
-use lefi::store::parties::NewConnectedParty;
 use time::Duration;
 use tonic::transport::Channel;
 
@@ -83,11 +82,10 @@ pub(crate) async fn extra_party(
     valid_from: time::Date,
 ) -> lefi::dev::certs::Issued {
     let cert = app.certs.ca.issue_client(name, Some(org)).unwrap();
-    let party = NewConnectedParty {
-        valid_from,
-        benefit_codes: vec!["SJP".to_string()],
-        ..connected_party(&cert, org, name, kind, bases)
-    };
+    let mut party = connected_party(&cert, org, name, kind, bases);
+    party.agreement.valid_from = valid_from;
+    party.application.benefit_codes = vec!["SJP".to_string()];
+    party.agreement.benefit_codes = vec!["SJP".to_string()];
     // Onboarded in mid-2015, when every catalogue basis was in force: one of them has been out
     // of force since, as happens to agreements that outlive a statute.
     let onboarded = time::macros::datetime!(2015-06-01 12:00 UTC);

@@ -777,16 +777,14 @@ mod parties {
             .ca
             .issue_client("Testförsäkring AB", Some("556677-8899"))
             .unwrap();
-        let successor = NewConnectedParty {
-            agreement_id: "T2-556677-8899".to_string(),
-            ..connected_party(
-                &cert,
-                "556677-8899",
-                "Testförsäkring AB",
-                PartyKind::Insurer,
-                &[COORDINATION],
-            )
-        };
+        let mut successor = connected_party(
+            &cert,
+            "556677-8899",
+            "Testförsäkring AB",
+            PartyKind::Insurer,
+            &[COORDINATION],
+        );
+        successor.agreement.agreement_id = "T2-556677-8899".to_string();
         let successor_id = onboard(&app.store, &successor, app.clock.now_micros()).await;
         assert_ne!(successor_id, app.insurer_id);
         // The terminated party is now the one changed last; the live one is still preferred.
@@ -939,7 +937,7 @@ mod parties {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(certified.state, PartyState::Terminated);
+        assert_eq!(certified.standing.state, PartyState::Terminated);
         assert_eq!(
             record(&app, &app.insurer_id).await.stored_state,
             PartyState::Connected
@@ -963,7 +961,7 @@ mod parties {
                 certified.party_id.as_str(),
                 certified.org_number.as_str(),
                 certified.kind,
-                certified.state
+                certified.standing.state
             ),
             (
                 app.insurer_id.as_str(),
@@ -973,7 +971,10 @@ mod parties {
             )
         );
         assert_eq!(
-            (certified.termination_effective, certified.certificate_revoked_at),
+            (
+                certified.standing.termination_effective,
+                certified.certificate_revoked_at
+            ),
             (None, None)
         );
         assert!(certified.certificate_not_before < certified.certificate_not_after);
@@ -1057,7 +1058,7 @@ mod parties {
         assert_eq!(insurer.agreement_type, AgreementType::Avtal);
         assert_eq!(
             (insurer.valid_from, insurer.notice_period_days),
-            (date!(2024 - 01 - 01), Some(90))
+            (date!(2024 - 01 - 01), 90)
         );
         assert_eq!(insurer.basis_codes, codes(&[COORDINATION, RISK_ASSESSMENT]));
         assert_eq!(insurer.benefit_codes, codes(&["FP", "SJP"]));

@@ -36,12 +36,15 @@ fn agreement(bases: &[&str]) -> Agreement {
     let signature = Some(Signature {
         signed_by: "x".to_string(),
         signed_on: date!(2024 - 01 - 01),
+        recorded_at: None,
+        recorded_by: None,
     });
     Agreement {
         agreement_id: "A".to_string(),
         agreement_type: AgreementType::Avtal,
         valid_from: date!(2024 - 01 - 01),
-        notice_period_days: Some(90),
+        notice_period_days: 90,
+        sent_at: 0,
         party_signed: signature.clone(),
         agency_signed: signature,
         basis_codes: bases.iter().map(|s| s.to_string()).collect(),

@@ -12,8 +12,8 @@ use tokio::process::{Child, Command};
 use crate::cli::ChaosBackend;
 use crate::client::ClientPem;
 use crate::dev::certs::{DevCa, Issued};
+use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
-use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::store::Store;
 use crate::store::parties::{Actor, NewConnectedParty};
 
@@ -241,7 +241,7 @@ impl Certs {
         std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
         std::fs::write(dir.join("server.pem"), &server.cert_pem)?;
         std::fs::write(dir.join("server.key"), &server.key_pem)?;
-        let pem = |issued: &Issued| client_pem(&ca, issued);
+        let pem = |issued: &Issued| issued.client_pem(&ca);
         Ok(Certs {
             party: pem(&party_issued),
             ingest: pem(&ingest_issued),
@@ -275,7 +275,7 @@ impl Certs {
             store
                 .onboard_connected(&Actor::system("lefi chaos"), &party, clock.now_micros())
                 .await?;
-            pems.push(client_pem(&self.ca, &issued));
+            pems.push(issued.client_pem(&self.ca));
         }
         store.close().await;
         Ok(pems)
@@ -305,14 +305,6 @@ impl Certs {
     }
 }
 
-fn client_pem(ca: &DevCa, issued: &Issued) -> ClientPem {
-    ClientPem {
-        cert: issued.cert_pem.clone().into_bytes(),
-        key: issued.key_pem.clone().into_bytes(),
-        ca: ca.cert_pem().as_bytes().to_vec(),
-    }
-}
-
 /// A connected insurer with the basis INS_COORDINATION for SJP, holding `certificate`.
 fn insurer(
     org: &str,
@@ -320,19 +312,14 @@ fn insurer(
     agreement_id: String,
     certificate: crate::store::parties::NewCertificate,
 ) -> anyhow::Result<NewConnectedParty> {
-    Ok(NewConnectedParty {
-        org_number: OrgNumber::parse(org).map_err(|e| anyhow::anyhow!("{e}"))?,
-        name: name.to_string(),
-        kind: PartyKind::Insurer,
-        contact_name: "Chaos".to_string(),
-        contact_email: "chaos@example.invalid".to_string(),
+    crate::dev::parties::run_insurer(
+        "Chaos",
+        org,
+        name,
         agreement_id,
-        valid_from: time::macros::date!(2024 - 01 - 01),
-        notice_period_days: 90,
-        basis_codes: vec!["INS_COORDINATION".to_string()],
-        benefit_codes: vec!["SJP".to_string()],
-        certificates: vec![certificate],
-    })
+        &["SJP".to_string()],
+        certificate,
+    )
 }
 
 /// One `lefi serve` child process, on ports it keeps across restarts.

@@ -91,26 +91,28 @@ impl std::fmt::Display for FactError {
 
 named_enum! {
     /// What a version does to its fact.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum RecordKind {
         /// The first version.
-        New = "NEW",
+        New,
         /// A later version that replaces the fact completely.
-        Correction = "CORRECTION",
+        Correction,
         /// The fact is withdrawn; the version carries the last content for reference.
-        Retraction = "RETRACTION",
+        Retraction,
     }
 }
 
 named_enum! {
     /// Which kind of body a fact has.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum FactType {
-        Case = "CASE",
-        Period = "PERIOD",
-        Decision = "DECISION",
-        Payment = "PAYMENT",
-        Event = "EVENT",
+        Case,
+        Period,
+        Decision,
+        Payment,
+        Event,
         /// A person's own data (name, protection, death).
-        Person = "PERSON",
+        Person,
     }
 }
 

@@ -341,6 +341,17 @@ mod tests {
         .unwrap()
     }
 
+    /// Plans the test event of `kind` (see [`event_fact`]) on `head`.
+    fn plan_event(
+        kind: RecordKind,
+        source_version: u64,
+        on: time::Date,
+        head: Option<&FactHead>,
+        first_seq: u64,
+    ) -> Result<PlannedVersion, FactError> {
+        plan_version(&event_fact(kind, source_version, on), head, first_seq)
+    }
+
     fn head_of(planned: &PlannedVersion, source_version: u64) -> FactHead {
         FactHead {
             record_id: planned.record_id.clone(),
@@ -357,7 +368,7 @@ mod tests {
 
     #[test]
     fn versions_follow_new_correction_retraction() {
-        let first = plan_version(&event_fact(RecordKind::New, 1, date!(2026 - 01 - 05)), None, 41).unwrap();
+        let first = plan_event(RecordKind::New, 1, date!(2026 - 01 - 05), None, 41).unwrap();
         assert_eq!(
             (first.version, first.kind, first.new_record),
             (1, RecordKind::New, true)
@@ -365,50 +376,24 @@ mod tests {
         assert_eq!(first.record_id, "rec_0000000000000029");
         // A NEW for a known fact is a correction.
         let head = head_of(&first, 1);
-        let second = plan_version(
-            &event_fact(RecordKind::New, 2, date!(2026 - 01 - 06)),
-            Some(&head),
-            99,
-        )
-        .unwrap();
+        let second = plan_event(RecordKind::New, 2, date!(2026 - 01 - 06), Some(&head), 99).unwrap();
         assert_eq!((second.version, second.kind), (2, RecordKind::Correction));
         assert_eq!(second.record_id, first.record_id);
         // A retraction without a body keeps the last content.
         let head = head_of(&second, 2);
-        let third = plan_version(
-            &event_fact(RecordKind::Retraction, 3, date!(2026 - 01 - 06)),
-            Some(&head),
-            0,
-        )
-        .unwrap();
+        let third = plan_event(RecordKind::Retraction, 3, date!(2026 - 01 - 06), Some(&head), 0).unwrap();
         assert_eq!((third.version, third.kind), (3, RecordKind::Retraction));
         assert_eq!(third.body_json, second.body_json);
         // Retracting twice is refused; a correction restores.
         let head = head_of(&third, 3);
-        let again = plan_version(
-            &event_fact(RecordKind::Retraction, 4, date!(2026 - 01 - 06)),
-            Some(&head),
-            0,
-        );
+        let again = plan_event(RecordKind::Retraction, 4, date!(2026 - 01 - 06), Some(&head), 0);
         assert_eq!(again.unwrap_err().field, "kind");
-        assert!(
-            plan_version(
-                &event_fact(RecordKind::Correction, 4, date!(2026 - 01 - 07)),
-                Some(&head),
-                0
-            )
-            .is_ok()
-        );
+        assert!(plan_event(RecordKind::Correction, 4, date!(2026 - 01 - 07), Some(&head), 0).is_ok());
     }
 
     #[test]
     fn an_unknown_fact_cannot_be_corrected() {
-        let err = plan_version(
-            &event_fact(RecordKind::Correction, 1, date!(2026 - 01 - 05)),
-            None,
-            1,
-        )
-        .unwrap_err();
+        let err = plan_event(RecordKind::Correction, 1, date!(2026 - 01 - 05), None, 1).unwrap_err();
         assert_eq!(err.reason, RejectReason::RecordNotFound);
     }
 

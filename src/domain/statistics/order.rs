@@ -16,70 +16,72 @@ use crate::domain::names::named_enum;
 
 named_enum! {
     /// Where an order stands.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum OrderState {
         /// The orderer submitted it; the agency has to confirm receipt within two working days.
-        Submitted = "SUBMITTED",
+        Submitted,
         /// Receipt confirmed; the statistics unit reviews the order.
-        InReview = "IN_REVIEW",
+        InReview,
         /// The unit asked the orderer to complete the order.
-        AwaitingCompletion = "AWAITING_COMPLETION",
+        AwaitingCompletion,
         /// A draft quote specifies the order (variables, population, periods, hours).
-        QuoteDrafted = "QUOTE_DRAFTED",
+        QuoteDrafted,
         /// The orderer agreed to the specified content.
-        ContentAgreed = "CONTENT_AGREED",
+        ContentAgreed,
         /// The confidentiality review decided to release, with its conditions; the decision and
         /// the quote were sent. The population file may now be received.
-        Released = "RELEASED",
+        Released,
         /// The confidentiality review refused the release (final).
-        Refused = "REFUSED",
+        Refused,
         /// The orderer accepted the quote: extraction may start once the population file is in.
-        QuoteAccepted = "QUOTE_ACCEPTED",
+        QuoteAccepted,
         /// The extract was produced as of one register sequence.
-        Extracted = "EXTRACTED",
+        Extracted,
         /// The extract was delivered; the files are kept until the retention date.
-        Delivered = "DELIVERED",
+        Delivered,
         /// The files were deleted after the retention period (final; the manifest remains).
-        Deleted = "DELETED",
+        Deleted,
         /// The orderer withdrew the order (final).
-        Withdrawn = "WITHDRAWN",
+        Withdrawn,
     }
 }
 
 named_enum! {
     /// A step of an order, as recorded in its history.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum OrderStep {
         /// The orderer submits the order.
-        Submit = "SUBMIT",
+        Submit,
         /// The agency confirms receipt.
-        ConfirmReceipt = "CONFIRM_RECEIPT",
+        ConfirmReceipt,
         /// The agency asks for completion.
-        RequestCompletion = "REQUEST_COMPLETION",
+        RequestCompletion,
         /// The orderer supplements the order.
-        Supplement = "SUPPLEMENT",
+        Supplement,
         /// The agency drafts the quote (may be redrafted until the content is agreed).
-        DraftQuote = "DRAFT_QUOTE",
+        DraftQuote,
         /// The orderer agrees to the content of the draft quote.
-        AgreeContent = "AGREE_CONTENT",
+        AgreeContent,
         /// The confidentiality review releases (with conditions).
-        Release = "RELEASE",
+        Release,
         /// The confidentiality review refuses.
-        Refuse = "REFUSE",
+        Refuse,
         /// The population (key) file was received.
-        ReceivePopulation = "RECEIVE_POPULATION",
+        ReceivePopulation,
         /// The orderer accepts the quote.
-        AcceptQuote = "ACCEPT_QUOTE",
+        AcceptQuote,
         /// The extract was produced.
-        Extract = "EXTRACT",
+        Extract,
         /// The extract was delivered.
-        Deliver = "DELIVER",
+        Deliver,
         /// The retention was extended (on the orderer's request, approved by the agency).
-        ExtendRetention = "EXTEND_RETENTION",
+        ExtendRetention,
         /// The invoice was recorded.
-        Invoice = "INVOICE",
+        Invoice,
         /// The files were deleted after the retention period.
-        Delete = "DELETE",
+        Delete,
         /// The orderer withdraws the order.
-        Withdraw = "WITHDRAW",
+        Withdraw,
     }
 }
 

@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
-
 use super::{
     DeliveryEvent, SUBSCRIPTION_COLUMN_COUNT, SUBSCRIPTION_COLUMNS, Subscription, subscription_from_row,
 };
 use crate::domain::clock::Micros;
 use crate::domain::delivery::{EventKind, Notice, SnapshotReason, StateReason, SubscriptionState};
-use crate::store::tx::{Conn, on_conn};
+use crate::store::tx::{Columns, Conn, on_conn};
 use crate::store::{Store, StoreError, to_i64, to_u64};
 
 /// Fans the register facts with sequences in `[$1, $2]` out to the active subscriptions they
@@ -189,15 +187,12 @@ fn event_kind(
 /// Events per INSERT statement (10 parameters each).
 const EVENTS_PER_STATEMENT: usize = 500;
 
-fn delivery_event<R: Row>(r: &R) -> Result<DeliveryEvent, StoreError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
+/// A history event and its subscription, from a row of [`SUBSCRIPTION_COLUMNS`] and the event's
+/// columns after them.
+fn delivery_event(r: &impl Columns) -> Result<DeliveryEvent, StoreError> {
     let at = SUBSCRIPTION_COLUMN_COUNT;
-    let number = |i: usize| r.try_get::<i64, _>(at + i).map_err(StoreError::from);
-    let text = |i: usize| r.try_get::<Option<&str>, _>(at + i).map_err(StoreError::from);
+    let number = |i: usize| r.number(at + i);
+    let text = |i: usize| r.optional_text(at + i);
     Ok(DeliveryEvent {
         seq: to_u64(number(0)?, "delivery_events.seq")?,
         ord: to_u64(number(1)?, "delivery_events.ord")?,
@@ -276,7 +271,7 @@ impl Store {
                 .await?;
             rows.iter()
                 .map(|r| {
-                    let number = r.try_get::<i64, _>(SUBSCRIPTION_COLUMN_COUNT)?;
+                    let number = r.number(SUBSCRIPTION_COLUMN_COUNT)?;
                     Ok((
                         subscription_from_row(r)?,
                         to_u64(number, "delivery_events.event_number")?,

@@ -14,10 +14,9 @@ mod history;
 
 use std::collections::HashMap;
 
-use sqlx::Row;
 use time::Date;
 
-use super::tx::{Conn, on_conn};
+use super::tx::{Columns, Conn, on_conn};
 use super::{
     Store, StoreError, join_codes, new_id, non_empty, split_codes, stored_date, stored_person, to_u64,
 };
@@ -162,36 +161,29 @@ const SUBSCRIPTION_COLUMN_COUNT: usize = 15;
 /// Rows per generated statement (13 parameters each: far within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
-fn subscription_from_row<R: Row>(r: &R) -> Result<Subscription, StoreError>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'a> &'a str: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let text = |i: usize| r.try_get::<&str, _>(i).map_err(StoreError::from);
-    let number = |i: usize| r.try_get::<i64, _>(i).map_err(StoreError::from);
-    let optional = |i: usize| r.try_get::<Option<i64>, _>(i).map_err(StoreError::from);
-    let state_reason = text(10)?;
+fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
+    let state_reason = r.text(10)?;
     Ok(Subscription {
-        subscription_id: text(0)?.to_string(),
-        party_id: text(1)?.to_string(),
-        client_reference: text(2)?.to_string(),
-        person: stored_person(text(3)?, "subscriptions.person")?,
-        benefit_types: split_codes(text(4)?),
-        from_date: stored_date(text(5)?, "subscriptions.from_date")?,
-        legal_basis: text(6)?.to_string(),
-        case_reference: non_empty(text(7)?.to_string()),
-        consent_id: non_empty(text(8)?.to_string()),
-        state: SubscriptionState::parse(text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
+        subscription_id: r.text(0)?.to_string(),
+        party_id: r.text(1)?.to_string(),
+        client_reference: r.text(2)?.to_string(),
+        person: stored_person(r.text(3)?, "subscriptions.person")?,
+        benefit_types: split_codes(r.text(4)?),
+        from_date: stored_date(r.text(5)?, "subscriptions.from_date")?,
+        legal_basis: r.text(6)?.to_string(),
+        case_reference: non_empty(r.text(7)?.to_string()),
+        consent_id: non_empty(r.text(8)?.to_string()),
+        state: SubscriptionState::parse(r.text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
         state_reason: if state_reason.is_empty() {
             None
         } else {
             Some(StateReason::parse(state_reason).ok_or(StoreError::Corrupt("subscriptions.state_reason"))?)
         },
-        created_at: number(11)?,
-        created_seq: to_u64(number(12)?, "subscriptions.created_seq")?,
-        ended_at: optional(13)?,
-        ended_seq: optional(14)?
+        created_at: r.number(11)?,
+        created_seq: to_u64(r.number(12)?, "subscriptions.created_seq")?,
+        ended_at: r.optional_number(13)?,
+        ended_seq: r
+            .optional_number(14)?
             .map(|s| to_u64(s, "subscriptions.ended_seq"))
             .transpose()?,
     })

@@ -239,18 +239,10 @@ impl Store {
             String::from_utf8(bytes)
                 .map_err(|_| AdminError::Store(StoreError::Corrupt("admin_idempotency.response")))
         };
-        let application = NewApplication {
-            org_number: party.org_number.clone(),
-            name: party.name.clone(),
-            kind: party.kind,
-            contact_name: party.contact_name.clone(),
-            contact_email: party.contact_email.clone(),
-            basis_codes: party.basis_codes.clone(),
-            benefit_codes: party.benefit_codes.clone(),
-        };
-        let party_id = match self.live_party_id_by_org_number(&party.org_number).await? {
+        let application = &party.application;
+        let party_id = match self.live_party_id_by_org_number(&application.org_number).await? {
             Some(id) => id,
-            None => match run(new_id("onboard"), PartyChange::Apply(&application)).await {
+            None => match run(new_id("onboard"), PartyChange::Apply(application)).await {
                 Ok(id) => id,
                 // Another onboarding of the same organisation got there first.
                 Err(AdminError::PartyAlreadyExists { party_id: Some(id) }) => id,
@@ -265,20 +257,13 @@ impl Store {
             .await?
             .ok_or(AdminError::PartyNotFound)?;
         if stored.stored_state == PartyState::Applied {
-            let agreement = NewAgreement {
-                agreement_id: party.agreement_id.clone(),
-                basis_codes: party.basis_codes.clone(),
-                benefit_codes: party.benefit_codes.clone(),
-                valid_from: party.valid_from,
-                notice_period_days: party.notice_period_days,
-            };
             let step = PartyChange::SendAgreement {
                 party_id: &party_id,
-                agreement: &agreement,
+                agreement: &party.agreement,
             };
             run(key("agreement"), step).await?;
             for (signer, signed_by) in [
-                (Signer::Party, &party.contact_name),
+                (Signer::Party, &application.contact_name),
                 (Signer::Agency, &actor.name),
             ] {
                 let signature = NewSignature {

@@ -13,12 +13,11 @@ use time::Date;
 
 use super::tx::on_conn;
 use super::{Store, StoreError};
-use crate::domain::catalogue::Agreement;
+use crate::domain::catalogue::{Agreement, Signature};
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::lifecycle::{
-    CodeProblem, IllegalTransition, PartyAction, Signer, TerminationRefused, effective_state,
+    CodeProblem, IllegalTransition, PartyAction, Signer, Standing, TerminationRefused, effective_state,
 };
-use crate::domain::party::AgreementType;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
 
 pub use lifecycle::PartyChange;
@@ -30,8 +29,7 @@ pub struct CertifiedParty {
     pub org_number: OrgNumber,
     pub name: String,
     pub kind: PartyKind,
-    pub state: PartyState,
-    pub termination_effective: Option<Date>,
+    pub standing: Standing,
     /// When the certificate was revoked, if it was.
     pub certificate_revoked_at: Option<Micros>,
     pub certificate_not_before: Micros,
@@ -139,8 +137,9 @@ pub struct PartyRecord {
     pub contact_email: String,
     pub requested_basis_codes: Vec<String>,
     pub requested_benefit_codes: Vec<String>,
-    pub agreement: Option<AgreementRecord>,
-    /// 0 to 2 signatures, the party's first.
+    /// The current agreement (the most recently sent), with its signatures.
+    pub agreement: Option<Agreement>,
+    /// The agreement's signatures (0 to 2), the party's first.
     pub signatures: Vec<SignatureRecord>,
     /// Every certificate ever registered, oldest first.
     pub certificates: Vec<CertificateRecord>,
@@ -160,20 +159,7 @@ impl PartyRecord {
     }
 }
 
-/// A party's agreement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgreementRecord {
-    pub agreement_id: String,
-    pub agreement_type: AgreementType,
-    pub basis_codes: Vec<String>,
-    pub benefit_codes: Vec<String>,
-    pub valid_from: Date,
-    /// 0 for authorities.
-    pub notice_period_days: u32,
-    pub sent_at: Micros,
-}
-
-/// One recorded signature.
+/// One recorded signature, with its side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureRecord {
     pub signer: Signer,
@@ -182,6 +168,18 @@ pub struct SignatureRecord {
     /// `None` for signatures registered before they were recorded with their time.
     pub recorded_at: Option<Micros>,
     pub recorded_by: Option<String>,
+}
+
+impl SignatureRecord {
+    fn new(signer: Signer, signature: &Signature) -> Self {
+        Self {
+            signer,
+            signed_by: signature.signed_by.clone(),
+            signed_on: signature.signed_on,
+            recorded_at: signature.recorded_at,
+            recorded_by: signature.recorded_by.clone(),
+        }
+    }
 }
 
 /// A registered client certificate.
@@ -275,18 +273,34 @@ impl From<sqlx::Error> for AdminError {
 /// same lifecycle steps as the admin API.
 #[derive(Debug, Clone)]
 pub struct NewConnectedParty {
-    pub org_number: OrgNumber,
-    pub name: String,
-    pub kind: PartyKind,
-    pub contact_name: String,
-    pub contact_email: String,
-    pub agreement_id: String,
-    pub valid_from: Date,
-    /// Insurers: at least 1. Authorities: 0.
-    pub notice_period_days: u32,
-    pub basis_codes: Vec<String>,
-    pub benefit_codes: Vec<String>,
+    pub application: NewApplication,
+    /// Sent once the application is registered, and signed for both sides on the day.
+    pub agreement: NewAgreement,
     pub certificates: Vec<NewCertificate>,
+}
+
+impl NewConnectedParty {
+    /// A party whose agreement `agreement_id` grants what it applied for, from `valid_from`, with
+    /// 90 days' notice for an insurer and none for an authority.
+    pub fn granting_application(
+        application: NewApplication,
+        agreement_id: String,
+        valid_from: Date,
+        certificates: Vec<NewCertificate>,
+    ) -> Self {
+        let agreement = NewAgreement {
+            agreement_id,
+            basis_codes: application.basis_codes.clone(),
+            benefit_codes: application.benefit_codes.clone(),
+            valid_from,
+            notice_period_days: if application.kind.is_authority() { 0 } else { 90 },
+        };
+        Self {
+            application,
+            agreement,
+            certificates,
+        }
+    }
 }
 
 impl Store {
@@ -327,11 +341,13 @@ impl Store {
             org_number: rows::org_number(&org)?,
             name,
             kind: rows::kind(&kind)?,
-            state: rows::state(&state, "parties.state")?,
-            termination_effective: super::stored_opt_date(
-                termination.as_deref(),
-                "parties.termination_effective",
-            )?,
+            standing: Standing {
+                state: rows::state(&state, "parties.state")?,
+                termination_effective: super::stored_opt_date(
+                    termination.as_deref(),
+                    "parties.termination_effective",
+                )?,
+            },
             certificate_revoked_at: revoked_at,
             certificate_not_before: not_before,
             certificate_not_after: not_after,

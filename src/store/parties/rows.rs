@@ -2,12 +2,9 @@
 
 use time::Date;
 
-use super::{
-    AgreementRecord, AuditRecord, CertificateRecord, Operator, PartyRecord, SignatureRecord,
-    TerminationRecord,
-};
+use super::{AuditRecord, CertificateRecord, Operator, PartyRecord, SignatureRecord, TerminationRecord};
 use crate::domain::catalogue::{Agreement, Signature};
-use crate::domain::lifecycle::{PartyAction, Signatures, Signer, effective_state};
+use crate::domain::lifecycle::{PartyAction, Signatures, effective_state};
 use crate::domain::party::AgreementType;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
 use crate::store::tx::{Conn, on_conn};
@@ -55,12 +52,57 @@ pub(super) struct PartyRow {
     pub requested_benefits: String,
     pub applied_at: i64,
     pub updated_at: i64,
-    pub termination_effective: Option<String>,
-    pub termination_override: Option<String>,
-    pub termination_notice_received_on: Option<String>,
-    pub termination_scheduled_at: Option<i64>,
-    pub termination_scheduled_by: Option<String>,
-    pub state_before_termination: Option<String>,
+    #[sqlx(flatten)]
+    pub termination: TerminationColumns,
+}
+
+/// The columns of `parties` that hold a registered termination (all empty without one).
+#[derive(sqlx::FromRow)]
+pub(super) struct TerminationColumns {
+    termination_effective: Option<String>,
+    termination_override: Option<String>,
+    termination_notice_received_on: Option<String>,
+    termination_scheduled_at: Option<i64>,
+    termination_scheduled_by: Option<String>,
+    state_before_termination: Option<String>,
+}
+
+impl TerminationColumns {
+    /// The effective date of the registered termination, as stored.
+    pub fn effective_text(&self) -> Option<&str> {
+        self.termination_effective.as_deref()
+    }
+
+    fn effective(&self) -> Result<Option<Date>, StoreError> {
+        stored_opt_date(self.effective_text(), "parties.termination_effective")
+    }
+
+    /// The state a pending termination was registered in. Terminations scheduled before the admin
+    /// API existed were only possible for connected parties, so those count as CONNECTED.
+    pub fn state_before(&self) -> Result<Option<PartyState>, StoreError> {
+        match (&self.state_before_termination, &self.termination_effective) {
+            (Some(s), _) => state(s, "parties.state_before_termination").map(Some),
+            (None, Some(_)) => Ok(Some(PartyState::Connected)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The registered termination, if there is one.
+    fn record(&self) -> Result<Option<TerminationRecord>, StoreError> {
+        let Some(effective_date) = self.effective()? else {
+            return Ok(None);
+        };
+        Ok(Some(TerminationRecord {
+            effective_date,
+            notice_received_on: stored_opt_date(
+                self.termination_notice_received_on.as_deref(),
+                "parties.termination_notice_received_on",
+            )?,
+            override_reason: self.termination_override.clone(),
+            scheduled_at: self.termination_scheduled_at,
+            scheduled_by: self.termination_scheduled_by.clone().and_then(non_empty),
+        }))
+    }
 }
 
 impl PartyRow {
@@ -72,27 +114,10 @@ impl PartyRow {
         org_number(&self.org_number)
     }
 
-    fn termination_effective(&self) -> Result<Option<Date>, StoreError> {
-        stored_opt_date(
-            self.termination_effective.as_deref(),
-            "parties.termination_effective",
-        )
-    }
-
-    /// The state a pending termination was registered in. Terminations scheduled before the admin
-    /// API existed were only possible for connected parties, so those count as CONNECTED.
-    pub fn state_before_termination(&self) -> Result<Option<PartyState>, StoreError> {
-        match (&self.state_before_termination, &self.termination_effective) {
-            (Some(s), _) => state(s, "parties.state_before_termination").map(Some),
-            (None, Some(_)) => Ok(Some(PartyState::Connected)),
-            (None, None) => Ok(None),
-        }
-    }
-
     /// The state that holds on `today` (see [`effective_state`]).
     pub fn state_on(&self, today: Date) -> Result<PartyState, StoreError> {
         let stored = state(&self.state, "parties.state")?;
-        Ok(effective_state(stored, self.termination_effective()?, today))
+        Ok(effective_state(stored, self.termination.effective()?, today))
     }
 }
 
@@ -155,76 +180,50 @@ impl AgreementRow {
         }
     }
 
-    fn signature_records(&self) -> Result<Vec<SignatureRecord>, StoreError> {
-        let mut out = Vec::new();
-        for (signer, by, on, at, recorded_by) in [
-            (
-                Signer::Party,
-                &self.party_signed_by,
-                &self.party_signed_on,
-                self.party_signature_recorded_at,
-                &self.party_signature_recorded_by,
-            ),
-            (
-                Signer::Agency,
-                &self.agency_signed_by,
-                &self.agency_signed_on,
-                self.agency_signature_recorded_at,
-                &self.agency_signature_recorded_by,
-            ),
-        ] {
-            if let Some(on) = on {
-                out.push(SignatureRecord {
-                    signer,
-                    signed_by: by.clone().unwrap_or_default(),
-                    signed_on: stored_date(on, "agreements.signed_on")?,
-                    recorded_at: at,
-                    recorded_by: recorded_by.clone().and_then(non_empty),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    fn agreement_type(&self) -> Result<AgreementType, StoreError> {
-        AgreementType::parse(&self.agreement_type).ok_or(StoreError::Corrupt("agreements.agreement_type"))
-    }
-
-    /// The agreement as the policy reads it.
+    /// The agreement with what it grants.
     pub fn into_agreement(self, (basis_codes, benefit_codes): Grants) -> Result<Agreement, StoreError> {
-        let signature = |by: &Option<String>, on: &Option<String>| -> Result<Option<Signature>, StoreError> {
-            match (by, on) {
-                (Some(signed_by), Some(on)) => Ok(Some(Signature {
-                    signed_by: signed_by.clone(),
-                    signed_on: stored_date(on, "agreements.signed_on")?,
-                })),
-                _ => Ok(None),
-            }
-        };
         Ok(Agreement {
-            agreement_type: self.agreement_type()?,
-            valid_from: stored_date(&self.valid_from, "agreements.valid_from")?,
-            notice_period_days: self.notice_period_days,
-            party_signed: signature(&self.party_signed_by, &self.party_signed_on)?,
-            agency_signed: signature(&self.agency_signed_by, &self.agency_signed_on)?,
-            agreement_id: self.agreement_id,
-            basis_codes,
-            benefit_codes,
-        })
-    }
-
-    fn into_record(self, (basis_codes, benefit_codes): Grants) -> Result<AgreementRecord, StoreError> {
-        Ok(AgreementRecord {
-            agreement_type: self.agreement_type()?,
+            agreement_type: AgreementType::parse(&self.agreement_type)
+                .ok_or(StoreError::Corrupt("agreements.agreement_type"))?,
             valid_from: stored_date(&self.valid_from, "agreements.valid_from")?,
             notice_period_days: u32::try_from(self.notice_period_days.unwrap_or(0))
                 .map_err(|_| StoreError::Corrupt("agreements.notice_period_days"))?,
             sent_at: self.sent_at,
+            party_signed: signature(
+                self.party_signed_by,
+                self.party_signed_on,
+                self.party_signature_recorded_at,
+                self.party_signature_recorded_by,
+            )?,
+            agency_signed: signature(
+                self.agency_signed_by,
+                self.agency_signed_on,
+                self.agency_signature_recorded_at,
+                self.agency_signature_recorded_by,
+            )?,
+            agreement_id: self.agreement_id,
             basis_codes,
             benefit_codes,
-            agreement_id: self.agreement_id,
         })
     }
+}
+
+/// One side's signature from its columns: there is one when it has a date.
+fn signature(
+    by: Option<String>,
+    on: Option<String>,
+    recorded_at: Option<i64>,
+    recorded_by: Option<String>,
+) -> Result<Option<Signature>, StoreError> {
+    let Some(on) = on else {
+        return Ok(None);
+    };
+    Ok(Some(Signature {
+        signed_by: by.unwrap_or_default(),
+        signed_on: stored_date(&on, "agreements.signed_on")?,
+        recorded_at,
+        recorded_by: recorded_by.and_then(non_empty),
+    }))
 }
 
 /// The party's current agreement (the most recently sent) and what it grants.
@@ -294,26 +293,10 @@ pub(super) async fn record(conn: &mut Conn, party_id: &str) -> Result<Option<Par
         .fetch_all(c)
         .await?
     });
-    let (agreement, signatures) = match agreement {
-        Some((row, grants)) => {
-            let signatures = row.signature_records()?;
-            (Some(row.into_record(grants)?), signatures)
-        }
-        None => (None, Vec::new()),
-    };
-    let termination = match party.termination_effective()? {
-        Some(effective_date) => Some(TerminationRecord {
-            effective_date,
-            notice_received_on: stored_opt_date(
-                party.termination_notice_received_on.as_deref(),
-                "parties.termination_notice_received_on",
-            )?,
-            override_reason: party.termination_override.clone(),
-            scheduled_at: party.termination_scheduled_at,
-            scheduled_by: party.termination_scheduled_by.clone().and_then(non_empty),
-        }),
-        None => None,
-    };
+    let agreement = agreement
+        .map(|(row, grants)| row.into_agreement(grants))
+        .transpose()?;
+    let termination = party.termination.record()?;
     Ok(Some(PartyRecord {
         kind: party.kind()?,
         org_number: party.org_number()?,
@@ -324,8 +307,12 @@ pub(super) async fn record(conn: &mut Conn, party_id: &str) -> Result<Option<Par
         name: party.name,
         contact_name: party.contact_name,
         contact_email: party.contact_email,
+        signatures: agreement
+            .iter()
+            .flat_map(Agreement::signatures)
+            .map(|(signer, signature)| SignatureRecord::new(signer, signature))
+            .collect(),
         agreement,
-        signatures,
         certificates: certificates
             .into_iter()
             .map(|c| CertificateRecord {

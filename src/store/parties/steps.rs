@@ -159,26 +159,7 @@ impl Ctx<'_> {
         unique_or(inserted, AdminError::AgreementIdTaken)?;
         let bases: BTreeSet<&String> = agreement.basis_codes.iter().collect();
         let benefits: BTreeSet<&String> = agreement.benefit_codes.iter().collect();
-        for (sql, codes) in [
-            (
-                "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
-                &bases,
-            ),
-            (
-                "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
-                &benefits,
-            ),
-        ] {
-            for code in codes {
-                on_conn!(&mut *conn, |c| {
-                    sqlx::query(sql)
-                        .bind(&agreement.agreement_id)
-                        .bind(*code)
-                        .execute(c)
-                        .await?;
-                });
-            }
-        }
+        insert_grants(conn, &agreement.agreement_id, &bases, &benefits).await?;
         Ok(Moved::to(
             next,
             json!({
@@ -267,7 +248,7 @@ impl Ctx<'_> {
         let next = if already_registered {
             self.current
         } else {
-            let scheduled_from = self.party.state_before_termination()?;
+            let scheduled_from = self.party.termination.state_before()?;
             let next = self.check(Step::AddCertificate { scheduled_from })?;
             let inserted = on_conn!(&mut *conn, |c| {
                 sqlx::query(
@@ -399,7 +380,8 @@ impl Ctx<'_> {
     pub async fn withdraw_termination(&self, conn: &mut Conn, reason: &str) -> Result<Moved, AdminError> {
         let resume = self
             .party
-            .state_before_termination()?
+            .termination
+            .state_before()?
             .unwrap_or(PartyState::Connected);
         let next = self.check(Step::WithdrawTermination { resume })?;
         self.set_termination(conn, None).await?;
@@ -407,7 +389,7 @@ impl Ctx<'_> {
             next,
             json!({
                 "reason": reason,
-                "withdrawn_effective_date": self.party.termination_effective,
+                "withdrawn_effective_date": self.party.termination.effective_text(),
             }),
         ))
     }
@@ -438,6 +420,32 @@ impl Ctx<'_> {
         });
         Ok(())
     }
+}
+
+/// Writes what an agreement grants: a row per legal basis and per benefit type.
+async fn insert_grants(
+    conn: &mut Conn,
+    agreement_id: &str,
+    bases: &BTreeSet<&String>,
+    benefits: &BTreeSet<&String>,
+) -> Result<(), StoreError> {
+    for (sql, codes) in [
+        (
+            "INSERT INTO agreement_bases (agreement_id, basis_code) VALUES ($1, $2)",
+            bases,
+        ),
+        (
+            "INSERT INTO agreement_benefits (agreement_id, benefit_code) VALUES ($1, $2)",
+            benefits,
+        ),
+    ] {
+        for code in codes {
+            on_conn!(&mut *conn, |c| {
+                sqlx::query(sql).bind(agreement_id).bind(*code).execute(c).await?;
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Registers an application: a new party in state APPLIED.

@@ -69,25 +69,24 @@ pub(super) struct PersonSourceRow {
     pub latest_source_version: i64,
 }
 
-/// A stored fact head with what its latest version held, as both backends' lookups return it:
-/// record id, source system, source id, person, latest version, latest sequence, latest source
-/// version, retracted, then the latest version's fact type, benefit type, valid from, valid to and
-/// body.
-pub(super) type FoundRecord = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    bool,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-);
+/// A stored fact head (`register_records`) with what its latest version held (`register_log`), as
+/// both backends' lookups return it.
+#[derive(sqlx::FromRow)]
+pub(super) struct FoundRecord {
+    record_id: String,
+    source_system: String,
+    source_id: String,
+    person: String,
+    latest_version: i64,
+    latest_seq: i64,
+    latest_source_version: i64,
+    retracted: bool,
+    fact_type: String,
+    benefit_type: String,
+    valid_from: String,
+    valid_to: Option<String>,
+    body: String,
+}
 
 /// The state of one benefit fact while a batch is planned.
 struct RecordState {
@@ -102,45 +101,25 @@ struct RecordState {
 
 impl RecordState {
     fn found(r: FoundRecord) -> Result<Self, StoreError> {
-        let (
-            record_id,
-            ss,
-            sid,
-            person,
-            version,
-            seq,
-            source_version,
-            retracted,
-            fact_type,
-            benefit,
-            from,
-            to,
-            body,
-        ) = r;
-        let valid = if from.is_empty() {
-            None
-        } else {
-            Some(crate::domain::register::DateRange {
-                from: crate::store::stored_date(&from, "register_log.valid_from")?,
-                to: crate::store::stored_opt_date(to.as_deref(), "register_log.valid_to")?,
-            })
-        };
         Ok(Self {
             head: FactHead {
-                record_id,
-                person: crate::store::stored_person(&person, "register_records.person")?,
-                latest_version: u32::try_from(version)
+                record_id: r.record_id,
+                person: crate::store::stored_person(&r.person, "register_records.person")?,
+                latest_version: u32::try_from(r.latest_version)
                     .map_err(|_| StoreError::Corrupt("register_records.latest_version"))?,
-                latest_source_version: to_u64(source_version, "register_records.latest_source_version")?,
-                retracted,
-                fact_type: FactType::parse(&fact_type)
+                latest_source_version: to_u64(
+                    r.latest_source_version,
+                    "register_records.latest_source_version",
+                )?,
+                retracted: r.retracted,
+                fact_type: FactType::parse(&r.fact_type)
                     .ok_or(StoreError::Corrupt("register_log.fact_type"))?,
-                benefit_type: benefit,
-                valid,
-                body_json: body,
+                benefit_type: r.benefit_type,
+                valid: super::stored_valid(&r.valid_from, r.valid_to.as_deref())?,
+                body_json: r.body,
             },
-            source: (ss, sid),
-            latest_seq: seq,
+            source: (r.source_system, r.source_id),
+            latest_seq: r.latest_seq,
             stored: true,
             dirty: false,
         })

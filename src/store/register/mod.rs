@@ -548,6 +548,17 @@ fn person_body(body: &str) -> Result<PersonData, StoreError> {
     }
 }
 
+/// A version's business period as `register_log` stores it: no `valid_from` for person updates.
+fn stored_valid(from: &str, to: Option<&str>) -> Result<Option<DateRange>, StoreError> {
+    if from.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DateRange {
+        from: stored_date(from, "register_log.valid_from")?,
+        to: stored_opt_date(to, "register_log.valid_to")?,
+    }))
+}
+
 fn stored_record(row: &LogView<'_>) -> Result<StoredRecord, StoreError> {
     person_record(row, stored_person(row.person, "register_log.person")?)
 }
@@ -555,14 +566,6 @@ fn stored_record(row: &LogView<'_>) -> Result<StoredRecord, StoreError> {
 /// [`stored_record`] for a row already known to be about `person`.
 fn person_record(row: &LogView<'_>, person: Personnummer) -> Result<StoredRecord, StoreError> {
     let fact_type = FactType::parse(row.fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?;
-    let valid = if row.valid_from.is_empty() {
-        None
-    } else {
-        Some(DateRange {
-            from: stored_date(row.valid_from, "register_log.valid_from")?,
-            to: stored_opt_date(row.valid_to, "register_log.valid_to")?,
-        })
-    };
     Ok(StoredRecord {
         seq: to_u64(row.seq, "register_log.seq")?,
         recorded_at: row.recorded_at,
@@ -573,7 +576,7 @@ fn person_record(row: &LogView<'_>, person: Personnummer) -> Result<StoredRecord
         retroactive: row.retroactive,
         benefit_type: non_empty(row.benefit_type.to_string()),
         fact_type,
-        valid,
+        valid: stored_valid(row.valid_from, row.valid_to)?,
         body: FactBody::from_json(fact_type, row.body)
             .map_err(|_| StoreError::Corrupt("register_log.body"))?,
         source_system: row.source_system.to_string(),

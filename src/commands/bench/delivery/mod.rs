@@ -20,11 +20,10 @@ use crate::client::ClientPem;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
 use crate::dev::certs::{DevCa, Issued};
 use crate::domain::clock::Clock;
-use crate::domain::{OrgNumber, PartyKind};
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::store::Store;
 use crate::store::delivery::NewSubscription;
-use crate::store::parties::{Actor, NewConnectedParty};
+use crate::store::parties::Actor;
 use snapshot::{SnapshotCount, fresh_stream};
 
 /// Messages kept from the snapshot for the bare-tonic baseline, which replays them as often as
@@ -100,9 +99,9 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let admin_addr = format!("https://localhost:{}", app.admin_addr()?.port());
     let stop = CancellationToken::new();
     let server_task = tokio::spawn(app.run_until(stop.clone()));
-    let pem = client_pem(&client, &ca);
-    let ingest_pem = client_pem(&ingest_cert, &ca);
-    let idle_pem = client_pem(&idle_cert, &ca);
+    let pem = client.client_pem(&ca);
+    let ingest_pem = ingest_cert.client_pem(&ca);
+    let idle_pem = idle_cert.client_pem(&ca);
     let channel = crate::client::connect(&addr, &pem, None).await?;
 
     // 3. The snapshot: one stream, every subscription's start snapshot.
@@ -261,19 +260,14 @@ impl BenchParty {
         clock: &Clock,
     ) -> anyhow::Result<String> {
         let (facts, _) = crate::identity::certificate_facts(cert.cert_pem.as_bytes())?;
-        let party = NewConnectedParty {
-            org_number: OrgNumber::parse(self.org_number).map_err(|e| anyhow::anyhow!("{e}"))?,
-            name: self.name.to_string(),
-            kind: PartyKind::Insurer,
-            contact_name: "Bench".to_string(),
-            contact_email: "bench@example.invalid".to_string(),
-            agreement_id: self.agreement_id.to_string(),
-            valid_from: time::macros::date!(2024 - 01 - 01),
-            notice_period_days: 90,
-            basis_codes: vec!["INS_COORDINATION".to_string()],
-            benefit_codes: benefits.to_vec(),
-            certificates: vec![facts],
-        };
+        let party = crate::dev::parties::run_insurer(
+            "Bench",
+            self.org_number,
+            self.name,
+            self.agreement_id.to_string(),
+            benefits,
+            facts,
+        )?;
         Ok(store
             .onboard_connected(&Actor::system("lefi bench"), &party, clock.now_micros())
             .await?)
@@ -312,15 +306,6 @@ async fn subscribe_everyone(
         .create_subscriptions(party_id, &items, clock.now_micros())
         .await?;
     Ok(())
-}
-
-/// The PEM files a benchmark client presents with `issued` and trusts the CA with.
-fn client_pem(issued: &Issued, ca: &DevCa) -> ClientPem {
-    ClientPem {
-        cert: issued.cert_pem.clone().into_bytes(),
-        key: issued.key_pem.clone().into_bytes(),
-        ca: ca.cert_pem().as_bytes().to_vec(),
-    }
 }
 
 /// Opens `count` idle streams (heartbeats only, about 100 to a connection) and returns the
