@@ -27,6 +27,7 @@ use lefi::domain::cursor::{CursorError, CursorKey, Position};
 use lefi::domain::org_number::OrgNumber;
 use lefi::domain::personnummer::IdKind;
 use lefi::domain::register::{FactBody, FactError, NewFact};
+use lefi::domain::statistics::population::{self, Population, PopulationRefused};
 use lefi::grpc::admin_api::register::fact_of_request;
 use lefi::grpc::convert;
 use lefi::grpc::paging::{Pages, page_size};
@@ -51,6 +52,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("cursor", cursor),
     ("page_token", page_token),
     ("config_file", config_file),
+    ("population", population),
 ];
 
 /// The reference date of the targets: ten-digit identity numbers are read, and future birth dates
@@ -474,6 +476,114 @@ fn check_redaction(url: &str) {
     );
     assert_eq!(again.username(), parsed.username());
     assert_eq!(again.host_str(), parsed.host_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics orders
+// ---------------------------------------------------------------------------------------------
+
+/// `population::parse`: the population (key) file of a statistics order, as an operator uploads it
+/// from what the research project sent. An accepted file holds distinct persons and distinct, valid
+/// serial numbers, each with one value per further column, and writes back as a file that reads back
+/// to the same population. A refused file names only lines it has, in order, and no reason repeats
+/// digits of the file beyond the line and column counts it states.
+pub fn population(data: &[u8]) {
+    let lines: Vec<&str> = std::str::from_utf8(data)
+        .map(|text| text.lines().collect())
+        .unwrap_or_default();
+    match population::parse(data, TODAY) {
+        Ok(population) => {
+            check_population(&population);
+            if let Some(file) = population_file(&population) {
+                assert_eq!(
+                    population::parse(file.as_bytes(), TODAY).as_ref(),
+                    Ok(&population),
+                    "the written file reads back: {file:?}"
+                );
+            }
+        }
+        Err(PopulationRefused::Lines(problems)) => {
+            assert!(!problems.is_empty(), "a refusal without a line");
+            let mut previous = 0;
+            for problem in &problems {
+                assert!(problem.line > previous, "lines out of order: {problems:?}");
+                previous = problem.line;
+                let text = lines
+                    .get(problem.line - 1)
+                    .unwrap_or_else(|| panic!("line {} of a file of {} lines", problem.line, lines.len()));
+                assert!(!text.trim().is_empty(), "a blank line {} rejected", problem.line);
+                // A reason may state line numbers and column counts, which are at most the file's
+                // length: a longer run of digits would come from the file's contents.
+                let counts = (data.len() + 1).to_string().len() + 1;
+                assert_no_echo(&problem.reason, &String::from_utf8_lossy(data), counts.max(6));
+            }
+        }
+        Err(PopulationRefused::NotText) => assert!(std::str::from_utf8(data).is_err()),
+        Err(PopulationRefused::Empty | PopulationRefused::TooLarge) => {}
+    }
+}
+
+/// What holds for every accepted population.
+fn check_population(population: &Population) {
+    assert!(!population.members.is_empty(), "a population without persons");
+    let mut persons = std::collections::HashSet::new();
+    let mut serials = std::collections::HashSet::new();
+    for member in &population.members {
+        assert!(persons.insert(member.person.as_storage()), "a person twice");
+        assert!(serials.insert(member.serial.as_str()), "a serial number twice");
+        assert!(
+            (1..=population::MAX_SERIAL_LEN).contains(&member.serial.len())
+                && member
+                    .serial
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "an invalid serial number"
+        );
+        assert_eq!(member.extra.len(), population.extra_columns.len());
+        assert!(member.person.birth_date() <= TODAY);
+    }
+}
+
+/// The population written as a file with a header, in the separator (of the three the format
+/// allows) that no name or value holds; `None` when each of them occurs somewhere.
+fn population_file(population: &Population) -> Option<String> {
+    let cells = || {
+        population.extra_columns.iter().chain(
+            population
+                .members
+                .iter()
+                .flat_map(|m| m.extra.iter().chain([&m.serial])),
+        )
+    };
+    // The reader takes the first of `;`, tab and `,` that the first line holds.
+    const SEPARATORS: [&str; 3] = [";", "\t", ","];
+    let chosen = SEPARATORS
+        .iter()
+        .position(|s| cells().all(|cell| !cell.contains(s)))?;
+    let earlier = &SEPARATORS[..chosen];
+    if population
+        .extra_columns
+        .iter()
+        .any(|name| earlier.iter().any(|s| name.contains(s)))
+    {
+        return None;
+    }
+    let separator = SEPARATORS[chosen];
+    let mut file = ["personnummer", "serial"]
+        .into_iter()
+        .chain(population.extra_columns.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(separator);
+    for member in &population.members {
+        file.push('\n');
+        let row = [member.person.as_storage(), member.serial.as_str()]
+            .into_iter()
+            .chain(member.extra.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(separator);
+        file.push_str(&row);
+    }
+    Some(file)
 }
 
 // ---------------------------------------------------------------------------------------------
