@@ -80,12 +80,17 @@ impl std::fmt::Debug for DatabaseSettings {
 /// Removes any password from a database URL, for logs and start-up summaries.
 pub fn redact_url(url: &str) -> String {
     // postgres://user:secret@host/db -> postgres://user:***@host/db
+    // Read as the `url` crate (and so sqlx) reads it: tabs and line breaks are dropped, and the user
+    // information ends at the last `@` before the path, so a password may hold an `@`.
+    let url: String = url.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    let Some(at) = authority.rfind('@') else {
         return url.to_string();
     };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
     match userinfo.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
@@ -811,6 +816,19 @@ mod tests {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://lefi.db"), "sqlite://lefi.db");
+    }
+
+    #[test]
+    fn redacts_a_password_holding_an_at_sign_or_a_line_break_whole() {
+        // Found by the fuzz target `config_file`: the password ended at its first `@`, where the
+        // `url` crate (and so sqlx) reads it to the last one, and a line break split "://".
+        assert_eq!(redact_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?x=a@b"),
+            "postgres://u:***@h/db?x=a@b"
+        );
+        assert_eq!(redact_url("postgres:/\n/u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://h/db?x=a:b@c"), "postgres://h/db?x=a:b@c");
     }
 
     #[test]
