@@ -202,9 +202,28 @@ pub fn ingest_request(data: &[u8]) {
         }
         Err(e) => {
             let refusal = status::malformed_message(&e);
-            assert_no_echo(refusal.message(), &String::from_utf8_lossy(data), 6);
+            assert_no_echo(
+                &without_decoded_numbers(refusal.message()),
+                &String::from_utf8_lossy(data),
+                6,
+            );
         }
     }
+}
+
+/// A decode error with the numbers prost states after "value: " (a key, tag or wire type it read
+/// as a varint) removed: they are values of the bytes, not text of the input, though an input can
+/// spell the same digits elsewhere (as the fuzzer did).
+fn without_decoded_numbers(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("value: ") {
+        let (head, tail) = rest.split_at(at + "value: ".len());
+        out.push_str(head);
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every fact the wire can carry can be written as an NDJSON line (`lefi synth`, and the rejected
