@@ -80,12 +80,17 @@ impl std::fmt::Debug for DatabaseSettings {
 /// Removes any password from a database URL, for logs and start-up summaries.
 pub fn redact_url(url: &str) -> String {
     // postgres://user:secret@host/db -> postgres://user:***@host/db
+    // Read as the `url` crate (and so sqlx) reads it: tabs and line breaks are dropped, and the user
+    // information ends at the last `@` before the path, so a password may hold an `@`.
+    let url: String = url.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    let Some(at) = authority.rfind('@') else {
         return url.to_string();
     };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
     match userinfo.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
@@ -321,20 +326,25 @@ impl FileValues {
     /// Reads and checks the whole file: a syntax error (the file cannot be read further), every
     /// unknown key and every value of the wrong type are each a problem, with its line.
     fn read(path: &Path, origin: &Origin, problems: &mut Problems) -> FileValues {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        match std::fs::read_to_string(path) {
+            Ok(text) => FileValues::parse(path, &text, problems),
             Err(e) => {
                 problems.push(format!(
                     "{origin} '{}': cannot read the config file: {e}",
                     path.display()
                 ));
-                return FileValues::default();
+                FileValues::default()
             }
-        };
-        let table = match toml::from_str::<BTreeMap<String, toml::Spanned<toml::Value>>>(&text) {
+        }
+    }
+
+    /// Checks the text of the file at `path` (which only names it in problems), as [`Self::read`]
+    /// does once it has read it.
+    fn parse(path: &Path, text: &str, problems: &mut Problems) -> FileValues {
+        let table = match toml::from_str::<BTreeMap<String, toml::Spanned<toml::Value>>>(text) {
             Ok(table) => table,
             Err(e) => {
-                let line = e.span().map_or(1, |span| line_of(&text, span.start));
+                let line = e.span().map_or(1, |span| line_of(text, span.start));
                 problems.push(format!(
                     "{}:{line}: not valid TOML: {}",
                     path.display(),
@@ -345,7 +355,7 @@ impl FileValues {
         };
         let mut values = BTreeMap::new();
         for (name, value) in table {
-            let line = line_of(&text, value.span().start);
+            let line = line_of(text, value.span().start);
             let Some(key) = KEYS.iter().find(|k| k.toml == name) else {
                 let known: Vec<&str> = KEYS.iter().map(|k| k.toml).collect();
                 problems.push(format!(
@@ -548,6 +558,36 @@ pub fn plan(args: &ServeArgs, dev: Option<&DevPaths>) -> Result<Plan, ConfigErro
         }
         None => FileValues::default(),
     };
+    plan_with(args, file, problems, dev)
+}
+
+/// Checks the text of a config file as `lefi serve --dev --config PATH` does once it has read the
+/// file, with no flags and no variables: every problem of its keys and values, each named by `path`
+/// (which is only a name here) and line. It reads nothing from disk: in `--dev` mode the
+/// certificate files are read by [`Plan::load`], which this does not call.
+///
+/// The fuzz target `config_file` (`fuzz/`) and the replay of its corpus in `cargo test` feed it
+/// arbitrary text; `serve` itself goes through [`plan`].
+pub fn plan_file_text(path: &Path, text: &str) -> Result<Plan, ConfigError> {
+    let args = ServeArgs {
+        config: Some(path.to_path_buf()),
+        ..ServeArgs::default()
+    };
+    let dev = DevPaths {
+        certs_dir: PathBuf::from("certs-dev"),
+    };
+    let mut problems = Problems::default();
+    let file = FileValues::parse(path, text, &mut problems);
+    plan_with(&args, file, problems, Some(&dev))
+}
+
+/// [`plan`] once the config file (if any) has been checked, with the problems found in it.
+fn plan_with(
+    args: &ServeArgs,
+    file: FileValues,
+    mut problems: Problems,
+    dev: Option<&DevPaths>,
+) -> Result<Plan, ConfigError> {
     let sources = Sources { args, file };
     let problems = &mut problems;
 
@@ -821,6 +861,19 @@ mod tests {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://lefi.db"), "sqlite://lefi.db");
+    }
+
+    #[test]
+    fn redacts_a_password_holding_an_at_sign_or_a_line_break_whole() {
+        // Found by the fuzz target `config_file`: the password ended at its first `@`, where the
+        // `url` crate (and so sqlx) reads it to the last one, and a line break split "://".
+        assert_eq!(redact_url("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?x=a@b"),
+            "postgres://u:***@h/db?x=a@b"
+        );
+        assert_eq!(redact_url("postgres:/\n/u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://h/db?x=a:b@c"), "postgres://h/db?x=a:b@c");
     }
 
     #[test]

@@ -157,10 +157,10 @@ impl Pages {
         let size = page_size(requested_size) as usize;
         let total = items.len();
         let page: Vec<T> = items.into_iter().skip(offset).take(size).collect();
-        let next = if offset + size < total {
-            self.token(offset + size)
-        } else {
-            String::new()
+        // Tokens are not signed: a client can name any offset, up to `usize::MAX`.
+        let next = match offset.checked_add(size) {
+            Some(end) if end < total => self.token(end),
+            _ => String::new(),
         };
         Ok((page, next))
     }
@@ -291,6 +291,20 @@ mod tests {
         let last: pb::ListCasesResponse = pages.slice_into(items, &pages.token(2_usize), 2).unwrap();
         assert_eq!(last.cases, vec![case("c")]);
         assert!(last.next_page_token.is_empty());
+    }
+
+    #[test]
+    fn a_written_offset_near_the_largest_pages_nothing_without_overflow() {
+        // Found by the fuzz target `page_token`: `offset + size` overflowed, a panic in a build
+        // with overflow checks and a token back to the start without them.
+        let pages = Pages::new("L", "");
+        for offset in [usize::MAX, usize::MAX - 2] {
+            let (page, next) = pages
+                .slice((0..7).collect::<Vec<u32>>(), &pages.token(offset), 3)
+                .unwrap();
+            assert!(page.is_empty());
+            assert!(next.is_empty());
+        }
     }
 
     #[test]

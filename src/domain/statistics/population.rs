@@ -71,7 +71,7 @@ pub fn parse(bytes: &[u8], today: Date) -> Result<Population, PopulationRefused>
         .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
         .filter(|(_, l)| !l.trim().is_empty())
         .peekable();
-    let Some(&(_, first)) = lines.peek() else {
+    let Some(&(first_line, first)) = lines.peek() else {
         return Err(PopulationRefused::Empty);
     };
     let separator = [';', '\t', ',']
@@ -91,7 +91,7 @@ pub fn parse(bytes: &[u8], today: Date) -> Result<Population, PopulationRefused>
     };
     if columns < 2 {
         return Err(PopulationRefused::Lines(vec![LineProblem {
-            line: 1,
+            line: first_line,
             reason: "a line needs at least two columns: the identity number and the serial number"
                 .to_string(),
         }]));
@@ -212,6 +212,19 @@ mod tests {
                 assert!(!reason.contains(digits), "{reason}");
             }
         }
+    }
+
+    #[test]
+    fn a_first_line_with_one_column_is_named_by_its_own_number() {
+        // The fuzz target `population` checks that a refusal names a line that is not blank:
+        // blank lines before the first line made this refusal name line 1 instead.
+        assert_eq!(
+            lines_of(parse(b"\n  \r\npersonnummer\n19900704-2386\n", TODAY)),
+            vec![(
+                3,
+                "a line needs at least two columns: the identity number and the serial number".to_string()
+            )]
+        );
     }
 
     #[test]

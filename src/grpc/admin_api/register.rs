@@ -203,17 +203,25 @@ async fn read_facts(state: AppState, mut inbound: Streaming<pb::IngestRequest>, 
                 return;
             }
         };
-        let decoded = match request.fact {
-            Some(fact) => convert::new_fact(fact, state.clock.today()),
-            None => Err(FactError::new(
-                RejectReason::InvalidArgument,
-                "fact",
-                "the request holds no fact; set IngestRequest.fact",
-            )),
-        };
+        let decoded = fact_of_request(request, state.clock.today());
         if tx.send(Inbound::Request(decoded)).await.is_err() {
             return;
         }
+    }
+}
+
+/// What the ingest stream makes of one request it could read: the checked fact, or why it is
+/// refused (answered as that request's REJECTED outcome). `today` is the reference date of
+/// ten-digit identity numbers. Public for the fuzz target `ingest_request` (`fuzz/`), which runs it
+/// on every message arbitrary bytes decode to.
+pub fn fact_of_request(request: pb::IngestRequest, today: time::Date) -> Result<NewFact, FactError> {
+    match request.fact {
+        Some(fact) => convert::new_fact(fact, today),
+        None => Err(FactError::new(
+            RejectReason::InvalidArgument,
+            "fact",
+            "the request holds no fact; set IngestRequest.fact",
+        )),
     }
 }
 
