@@ -957,7 +957,7 @@ pub struct OrdersArgs {
 pub enum OrdersCommand {
     /// Submit a statistics order (beställning av individdata för statistikändamål). The agency
     /// confirms receipt within two working days.
-    Submit(SubmitOrderArgs),
+    Submit(Box<SubmitOrderArgs>),
     /// List your orders, newest first.
     List(OrderStatesArg),
     /// Show one order and its history: every step, who took it and when.

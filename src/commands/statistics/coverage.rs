@@ -212,7 +212,10 @@ mod tests {
                 "616.0,44.0"
             ]
         );
-        assert!(svg.contains(r#"y1="57.2" x2="616.0" y2="57.2" stroke="#c0392b""#), "{svg}");
+        assert!(
+            svg.contains(r##"y1="57.2" x2="616.0" y2="57.2" stroke="#c0392b""##),
+            "{svg}"
+        );
         assert_eq!(svg.matches("<circle").count(), 5);
     }
 
