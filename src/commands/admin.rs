@@ -60,6 +60,7 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         AdminCommand::RevokeCert(a) => &a.key,
         AdminCommand::Terminate(a) => &a.key,
         AdminCommand::WithdrawTermination(a) => &a.key,
+        AdminCommand::Orders { command } => return super::statistics::idempotency_key(command),
         AdminCommand::Health
         | AdminCommand::Whoami
         | AdminCommand::Show { .. }
@@ -77,7 +78,7 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
 }
 
 /// Whether a failed call may still have made its change (so retrying with the same key matters).
-fn outcome_unknown(status: &tonic::Status) -> bool {
+pub(super) fn outcome_unknown(status: &tonic::Status) -> bool {
     use tonic::Code;
     matches!(
         status.code(),
@@ -103,6 +104,9 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         AdminCommand::Whoami => return whoami(channel, json).await,
         AdminCommand::Register { command } => return super::client::register(channel, command, json).await,
         AdminCommand::Audit { command } => return super::orders::audit(channel, command, json).await,
+        AdminCommand::Orders { command } => {
+            return super::statistics::admin(channel, command, json, key).await;
+        }
         AdminCommand::Connect(args) => return connect(&mut client, args, json, key).await,
         AdminCommand::RevokeCert(args) => return revoke_certificate(&mut client, args, json, key).await,
         AdminCommand::Show { party } => return show(&mut client, party, json).await,

@@ -9,6 +9,7 @@ mod ingest;
 mod orders;
 mod output;
 mod serve;
+mod statistics;
 mod stream;
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Operator { command } => operator(command).await,
         Command::Client(args) => return client::run_client(args).await,
         Command::Admin(args) => return admin::run(args).await,
+        Command::Orders(args) => return statistics::run_orders(args).await,
         Command::Ingest(args) => return ingest::run_ingest(args).await,
         Command::Synth(args) => ingest::synth(args),
         Command::Chaos(args) => chaos::run(args).await,

@@ -10,6 +10,7 @@ mod catalogue;
 mod cli;
 mod cli_first_hour;
 mod cli_register;
+mod cli_statistics;
 mod consents;
 mod contract;
 mod db_proxy;
