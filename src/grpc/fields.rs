@@ -164,6 +164,29 @@ pub fn heartbeat_interval(
     }
 }
 
+/// The longest idempotency key accepted.
+pub const MAX_KEY_CHARS: usize = 128;
+
+/// The request's idempotency key, checked: 1 to [`MAX_KEY_CHARS`] printable characters (every
+/// mutating call of both APIs).
+pub fn idempotency_key(key: &str) -> Result<&str, FieldError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(FieldError::invalid(
+            "idempotency_key",
+            "idempotency_key is required: send a new unique value (e.g. a UUID) per intended change, \
+             and the same value when you retry that change",
+        ));
+    }
+    if key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(FieldError::invalid(
+            "idempotency_key",
+            "idempotency_key must be at most 128 printable characters (a UUID is a good choice)",
+        ));
+    }
+    Ok(key)
+}
+
 /// A list of proto enum numbers as domain values, each checked: an unknown or unspecified number
 /// is refused naming its index, rather than silently matching everything or nothing.
 pub fn enum_list<T>(

@@ -58,23 +58,6 @@ pub fn state_filter(values: &[i32]) -> Result<Vec<OrderState>, FieldError> {
     )
 }
 
-/// A required idempotency key: 1 to 128 printable characters.
-pub fn idempotency_key(key: &str) -> Result<String, FieldError> {
-    let key = fields::required_text(
-        "idempotency_key",
-        key,
-        128,
-        "a new unique value (e.g. a UUID) per intended step, the same value when you retry it",
-    )?;
-    if key.chars().any(char::is_control) {
-        return Err(FieldError::invalid(
-            "idempotency_key",
-            "idempotency_key must be printable characters (a UUID is a good choice)",
-        ));
-    }
-    Ok(key)
-}
-
 fn instant(micros: i64) -> String {
     format_instant(from_micros(micros))
 }
@@ -303,7 +286,7 @@ pub async fn read_upload(
         64,
         "the order the population belongs to",
     )?;
-    let key = idempotency_key(&first.idempotency_key)?;
+    let key = fields::idempotency_key(&first.idempotency_key)?.to_string();
     let mut bytes = first.data;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;

@@ -17,8 +17,6 @@ use crate::store::parties::{
     AuditRecord, CertificateRecord, NewAgreement, NewApplication, NewSignature, PartyFilter, PartyRecord,
 };
 
-/// The longest idempotency key accepted.
-const MAX_KEY_CHARS: usize = 128;
 /// The longest organisation or person name accepted.
 const MAX_NAME_CHARS: usize = 200;
 /// The longest free-text reason accepted.
@@ -27,25 +25,6 @@ const MAX_REASON_CHARS: usize = 1000;
 const MAX_AGREEMENT_ID_CHARS: usize = 100;
 /// The longest e-mail address accepted (RFC 5321 path limit).
 const MAX_EMAIL_CHARS: usize = 254;
-
-/// The request's idempotency key, checked.
-pub fn idempotency_key(key: &str) -> Result<&str, FieldError> {
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(FieldError::invalid(
-            "idempotency_key",
-            "idempotency_key is required: send a new unique value (e.g. a UUID) per intended change, \
-             and the same value when you retry that change",
-        ));
-    }
-    if key.chars().count() > MAX_KEY_CHARS || key.chars().any(char::is_control) {
-        return Err(FieldError::invalid(
-            "idempotency_key",
-            "idempotency_key must be at most 128 printable characters (a UUID is a good choice)",
-        ));
-    }
-    Ok(key)
-}
 
 /// What identifies a request for idempotency: SHA-256 over the method and the request encoded
 /// without its idempotency key.

@@ -110,7 +110,7 @@ impl AdminApi {
     fn change<T: ChangeRequest>(&self, request: Request<T>) -> Result<Change<T>, Status> {
         let (operator, mut req) = self.needs(request, AdminRight::ManageParties)?;
         let key = std::mem::take(req.key());
-        let key = convert::idempotency_key(&key)?.to_string();
+        let key = crate::grpc::fields::idempotency_key(&key)?.to_string();
         let hash = convert::request_hash(T::METHOD, &req.encode_to_vec());
         let now = self.state.clock.now_micros();
         Ok(Change {

@@ -7,7 +7,7 @@ use tonic::{Status, Streaming};
 
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, check_step};
-use crate::domain::statistics::quote::price;
+use crate::domain::statistics::quote::{Price, price};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::pb::lefi::admin::v1 as pb;
@@ -38,6 +38,23 @@ pub fn months_after(day: Date, months: u8) -> Date {
     Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
 }
 
+/// The price of `centihours` (from `least` to 10,000,000) at the rate in force `today`, free under
+/// the order's special duty; `step` names the request field.
+fn priced(step: &str, centihours: i64, least: i64, order: &Order, today: Date) -> Result<Price, FieldError> {
+    if !(least..=10_000_000).contains(&centihours) {
+        return Err(FieldError::invalid(
+            format!("{step}.centihours"),
+            format!("{step}.centihours must be {least} to 10,000,000 (hundredths of an hour)"),
+        ));
+    }
+    price(centihours, today, order.order.special_duty).ok_or_else(|| {
+        FieldError::invalid(
+            step,
+            "no hourly rate is in force today; the rate table needs a row",
+        )
+    })
+}
+
 /// An agency step of an AdvanceOrder request, with the right it needs.
 fn agency_step(
     step: Option<pb::advance_order_request::Step>,
@@ -61,18 +78,7 @@ fn agency_step(
             manage,
         ),
         Some(Step::DraftQuote(q)) => {
-            if !(1..=10_000_000).contains(&q.centihours) {
-                return Err(FieldError::invalid(
-                    "draft_quote.centihours",
-                    "draft_quote.centihours must be 1 to 10,000,000 (hundredths of an hour)",
-                ));
-            }
-            let p = price(q.centihours, today, order.order.special_duty).ok_or_else(|| {
-                FieldError::invalid(
-                    "draft_quote",
-                    "no hourly rate is in force today; the rate table needs a row",
-                )
-            })?;
+            let p = priced("draft_quote", q.centihours, 1, order, today)?;
             (
                 OrderStep::DraftQuote,
                 StepDetail::Quote(Quote {
@@ -122,18 +128,7 @@ fn agency_step(
             (OrderStep::ExtendRetention, StepDetail::RetainUntil(until), manage)
         }
         Some(Step::RecordInvoice(i)) => {
-            if !(0..=10_000_000).contains(&i.centihours) {
-                return Err(FieldError::invalid(
-                    "record_invoice.centihours",
-                    "record_invoice.centihours must be 0 to 10,000,000 (hundredths of an hour)",
-                ));
-            }
-            let p = price(i.centihours, today, order.order.special_duty).ok_or_else(|| {
-                FieldError::invalid(
-                    "record_invoice",
-                    "no hourly rate is in force today; the rate table needs a row",
-                )
-            })?;
+            let p = priced("record_invoice", i.centihours, 0, order, today)?;
             (
                 OrderStep::Invoice,
                 StepDetail::Invoice { net_ore: p.net_ore },
@@ -216,7 +211,7 @@ impl AdminApi {
         &self,
         (operator, r): (OperatorPrincipal, pb::AdvanceOrderRequest),
     ) -> Result<lefi_pb::StatisticsOrder, Status> {
-        let key = wire::idempotency_key(&r.idempotency_key)?;
+        let key = fields::idempotency_key(&r.idempotency_key)?;
         let order = wire::order_for(&self.state, &r.order_id, None).await?;
         let today = self.state.clock.today();
         let (step, detail, right) = agency_step(r.step, &order, &operator, today)?;
@@ -225,7 +220,7 @@ impl AdminApi {
             self.log_release(&order, &operator).await?;
         }
         let who = (Side::Agency, operator.name.as_str());
-        wire::take_step(&self.state, (&order.order_id, None), step, who, &detail, &key).await
+        wire::take_step(&self.state, (&order.order_id, None), step, who, &detail, key).await
     }
 
     async fn upload_population(
@@ -240,7 +235,7 @@ impl AdminApi {
         &self,
         (operator, r): (OperatorPrincipal, pb::ProduceExtractRequest),
     ) -> Result<lefi_pb::ExtractManifest, Status> {
-        let key = wire::idempotency_key(&r.idempotency_key)?;
+        let key = fields::idempotency_key(&r.idempotency_key)?;
         let order = wire::order_for(&self.state, &r.order_id, None).await?;
         // Refused early (before the work) when the order is not ready; the store checks again.
         let facts = OrderFacts {
@@ -292,7 +287,7 @@ impl AdminApi {
                     files,
                     manifest: json,
                 },
-                Some(&key),
+                Some(key),
                 now,
             )
             .await?;

@@ -172,7 +172,7 @@ impl PartyApi {
         (party, r): (PartyPrincipal, pb::AdvanceOrderRequest),
     ) -> Result<pb::StatisticsOrder, Status> {
         self.orderer(&party).await?;
-        let key = wire::idempotency_key(&r.idempotency_key)?;
+        let key = fields::idempotency_key(&r.idempotency_key)?;
         let (step, detail) = orderer_step(r.step)?;
         let who = (Side::Orderer, party.party_id.as_str());
         let order = wire::take_step(
@@ -181,7 +181,7 @@ impl PartyApi {
             step,
             who,
             &detail,
-            &key,
+            key,
         )
         .await?;
         Ok(order)
