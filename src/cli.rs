@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::domain::statistics::order::OrderState;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// lefi — benefit information to insurers and authorities, over mTLS gRPC.
@@ -1031,9 +1032,11 @@ pub struct OrderArg {
 /// Filter by order state.
 #[derive(Debug, Clone, Args)]
 pub struct OrderStatesArg {
-    /// Only orders in this state (repeat, or separate with commas).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub state: Vec<OrderStateArg>,
+    /// Only orders in this state (repeat, or separate with commas): submitted, in-review,
+    /// awaiting-completion, quote-drafted, content-agreed, released, refused, quote-accepted,
+    /// extracted, delivered, deleted or withdrawn.
+    #[arg(long, value_delimiter = ',', value_parser = order_state)]
+    pub state: Vec<OrderState>,
 }
 
 /// `lefi orders submit`: what the order states.
@@ -1107,33 +1110,15 @@ pub struct DownloadExtractArgs {
     pub dir: PathBuf,
 }
 
-/// Statistics order states, as the CLI spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OrderStateArg {
-    /// Submitted; receipt not yet confirmed.
-    Submitted,
-    /// Receipt confirmed; under review.
-    InReview,
-    /// The statistics unit asked for completion.
-    AwaitingCompletion,
-    /// A draft quote awaits the orderer's agreement.
-    QuoteDrafted,
-    /// Content agreed; awaiting the confidentiality review.
-    ContentAgreed,
-    /// Released: population file and quote acceptance expected.
-    Released,
-    /// The confidentiality review refused (final).
-    Refused,
-    /// Quote accepted.
-    QuoteAccepted,
-    /// The extract was produced.
-    Extracted,
-    /// Delivered; the files are kept until the retention date.
-    Delivered,
-    /// The files were deleted after the retention (final).
-    Deleted,
-    /// Withdrawn by the orderer (final).
-    Withdrawn,
+/// A statistics order state as the CLI spells it (`in-review`), or as the API does (`IN_REVIEW`).
+fn order_state(text: &str) -> Result<OrderState, String> {
+    OrderState::parse(&text.trim().to_uppercase().replace('-', "_")).ok_or_else(|| {
+        let names: Vec<String> = OrderState::ALL
+            .iter()
+            .map(|s| s.as_str().to_lowercase().replace('_', "-"))
+            .collect();
+        format!("not an order state; use one of {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,7 +22,8 @@ use tonic_types::StatusExt as _;
 use super::client::target;
 use super::failure::Failure;
 use super::output::{print_each, print_json};
-use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrderStateArg, OrdersArgs, OrdersCommand};
+use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrdersArgs, OrdersCommand};
+use crate::domain::statistics::order::OrderState;
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
@@ -199,26 +200,10 @@ fn key_or_new(given: &IdempotencyArgs) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-fn state(s: OrderStateArg) -> pb::StatisticsOrderState {
-    use pb::StatisticsOrderState as S;
-    match s {
-        OrderStateArg::Submitted => S::OrderSubmitted,
-        OrderStateArg::InReview => S::OrderInReview,
-        OrderStateArg::AwaitingCompletion => S::OrderAwaitingCompletion,
-        OrderStateArg::QuoteDrafted => S::OrderQuoteDrafted,
-        OrderStateArg::ContentAgreed => S::OrderContentAgreed,
-        OrderStateArg::Released => S::OrderReleased,
-        OrderStateArg::Refused => S::OrderRefused,
-        OrderStateArg::QuoteAccepted => S::OrderQuoteAccepted,
-        OrderStateArg::Extracted => S::OrderExtracted,
-        OrderStateArg::Delivered => S::OrderDelivered,
-        OrderStateArg::Deleted => S::OrderDeleted,
-        OrderStateArg::Withdrawn => S::OrderWithdrawn,
-    }
-}
-
-fn states(args: &[OrderStateArg]) -> Vec<i32> {
-    args.iter().map(|s| state(*s) as i32).collect()
+fn states(args: &[OrderState]) -> Vec<i32> {
+    args.iter()
+        .map(|s| crate::grpc::statistics::state_message(*s) as i32)
+        .collect()
 }
 
 /// The orderer's commands.
