@@ -1,8 +1,13 @@
 //! Statistics orders: the order rows, every step as an audited state change, and the population
 //! (key) file. The rules of each step are [`crate::domain::statistics::order::check_step`], called
-//! inside the transaction that makes the change.
+//! inside the transaction that makes the change. The files (population and extract) are in
+//! [`files`].
+
+mod files;
 
 use time::Date;
+
+pub use files::{ExtractFile, FILE_CHUNK_BYTES, FileFacts};
 
 use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, is_unique_violation, new_id, stored_date};
@@ -94,29 +99,6 @@ pub enum StepDetail {
     None,
 }
 
-/// What the manifest says of one file of an extract.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileFacts {
-    pub name: String,
-    pub media_type: String,
-    pub size_bytes: u64,
-    /// Data rows (CSV files).
-    pub rows: u64,
-    /// SHA-256, lower-case hex.
-    pub sha256: String,
-}
-
-/// One file of an extract, as the producer wrote it to local disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractFile {
-    pub facts: FileFacts,
-    /// Where the producer wrote it (read once, into the database).
-    pub path: std::path::PathBuf,
-}
-
-/// The bytes of one stored chunk of an extract file (the last chunk may be shorter).
-pub const FILE_CHUNK_BYTES: usize = 1 << 20;
-
 /// One step in an order's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderHistoryEntry {
@@ -144,19 +126,6 @@ pub enum OrderError {
     /// A file the producer wrote could not be read back (local disk).
     #[error("cannot read a produced extract file: {0}")]
     File(std::io::Error),
-}
-
-/// Reads until `buffer` is full or the file ends; how many bytes were read.
-fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 impl From<sqlx::Error> for OrderError {
@@ -442,156 +411,15 @@ impl Store {
         }
         let after = check_step(order.state, &order.facts(), step, side, actor)?;
         let state = after.as_str();
-        let text = on_conn!(&mut conn, |c| {
-            match detail {
-                StepDetail::Quote(q) => {
-                    sqlx::query(
-                        "UPDATE statistics_orders SET quote_drafted_by = $2, quote_specification = $3, \
-                         quote_centihours = $4, quote_net_ore = $5, quote_vat_ore = $6 WHERE order_id = $1",
-                    )
-                    .bind(order_id)
-                    .bind(&q.drafted_by)
-                    .bind(&q.specification)
-                    .bind(q.centihours)
-                    .bind(q.net_ore)
-                    .bind(q.vat_ore)
-                    .execute(&mut *c)
-                    .await?;
-                    format!("{} centihours; {}", q.centihours, q.specification)
-                }
-                StepDetail::Decision(text) => {
-                    sqlx::query("UPDATE statistics_orders SET decision_by = $2, decision_text = $3 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(actor)
-                        .bind(text)
-                        .execute(&mut *c)
-                        .await?;
-                    text.clone()
-                }
-                StepDetail::Population(members) => {
-                    sqlx::query("DELETE FROM statistics_population WHERE order_id = $1")
-                        .bind(order_id)
-                        .execute(&mut *c)
-                        .await?;
-                    for m in members {
-                        sqlx::query(
-                            "INSERT INTO statistics_population (order_id, serial, person, extra) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(order_id)
-                        .bind(&m.serial)
-                        .bind(m.person.as_storage())
-                        .bind(serde_json::to_string(&m.extra).unwrap_or_default())
-                        .execute(&mut *c)
-                        .await?;
-                    }
-                    sqlx::query("UPDATE statistics_orders SET population_count = $2 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(members.len() as i64)
-                        .execute(&mut *c)
-                        .await?;
-                    // The audit names the count, never a person.
-                    format!("{} persons", members.len())
-                }
-                StepDetail::Extracted {
-                    sequence,
-                    files,
-                    manifest,
-                } => {
-                    sqlx::query("UPDATE statistics_orders SET extracted_sequence = $2 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(super::to_i64(*sequence))
-                        .execute(&mut *c)
-                        .await?;
-                    // Producing again (before delivery) replaces the files.
-                    sqlx::query("DELETE FROM statistics_file_chunks WHERE order_id = $1")
-                        .bind(order_id)
-                        .execute(&mut *c)
-                        .await?;
-                    sqlx::query("DELETE FROM statistics_files WHERE order_id = $1")
-                        .bind(order_id)
-                        .execute(&mut *c)
-                        .await?;
-                    for ExtractFile { facts: f, path } in files {
-                        sqlx::query(
-                            "INSERT INTO statistics_files (order_id, name, media_type, size_bytes, row_count, sha256) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(order_id)
-                        .bind(&f.name)
-                        .bind(&f.media_type)
-                        .bind(super::to_i64(f.size_bytes))
-                        .bind(super::to_i64(f.rows))
-                        .bind(&f.sha256)
-                        .execute(&mut *c)
-                        .await?;
-                        let mut file = std::fs::File::open(path).map_err(OrderError::File)?;
-                        let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
-                        let mut n: i64 = 0;
-                        loop {
-                            let filled = read_full(&mut file, &mut buffer).map_err(OrderError::File)?;
-                            if filled == 0 {
-                                break;
-                            }
-                            sqlx::query(
-                                "INSERT INTO statistics_file_chunks (order_id, name, n, data) VALUES ($1, $2, $3, $4)",
-                            )
-                            .bind(order_id)
-                            .bind(&f.name)
-                            .bind(n)
-                            .bind(&buffer[..filled])
-                            .execute(&mut *c)
-                            .await?;
-                            n += 1;
-                        }
-                    }
-                    sqlx::query("DELETE FROM statistics_extracts WHERE order_id = $1")
-                        .bind(order_id)
-                        .execute(&mut *c)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO statistics_extracts (order_id, sequence, manifest, produced_at) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(order_id)
-                    .bind(super::to_i64(*sequence))
-                    .bind(manifest)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
-                    format!("as of register sequence {sequence}; {} files", files.len())
-                }
-                StepDetail::Delivered { on, retain_until } => {
-                    sqlx::query("UPDATE statistics_orders SET delivered_on = $2, retain_until = $3 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(format_date(*on))
-                        .bind(format_date(*retain_until))
-                        .execute(&mut *c)
-                        .await?;
-                    format!(
-                        "delivered {}; kept until {}",
-                        format_date(*on),
-                        format_date(*retain_until)
-                    )
-                }
-                StepDetail::RetainUntil(until) => {
-                    sqlx::query("UPDATE statistics_orders SET retain_until = $2 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(format_date(*until))
-                        .execute(&mut *c)
-                        .await?;
-                    format!("kept until {}", format_date(*until))
-                }
-                StepDetail::Invoice { net_ore } => {
-                    sqlx::query("UPDATE statistics_orders SET invoice_net_ore = $2 WHERE order_id = $1")
-                        .bind(order_id)
-                        .bind(net_ore)
-                        .execute(&mut *c)
-                        .await?;
-                    format!("{net_ore} öre excluding VAT")
-                }
-                StepDetail::Text(text) => text.clone(),
-                StepDetail::None => String::new(),
-            }
-        });
+        let text = match detail {
+            StepDetail::Population(members) => files::store_population(&mut conn, order_id, members).await?,
+            StepDetail::Extracted {
+                sequence,
+                files: produced,
+                manifest,
+            } => files::store_extract(&mut conn, order_id, *sequence, produced, manifest, now).await?,
+            other => record_detail(&mut conn, order_id, actor, other).await?,
+        };
         on_conn!(&mut conn, |c| {
             sqlx::query("UPDATE statistics_orders SET state = $2, updated_at = $3 WHERE order_id = $1")
                 .bind(order_id)
@@ -708,126 +536,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// The population of an order: (serial, person in storage form), by serial.
-    pub async fn order_population(&self, order_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let mut conn = self.read().await?;
-        Ok(on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "SELECT serial, person FROM statistics_population WHERE order_id = $1 ORDER BY serial",
-            )
-            .bind(order_id)
-            .fetch_all(c)
-            .await?
-        }))
-    }
-
-    /// The manifest (JSON) of the order's extract, if one was produced (kept after deletion).
-    pub async fn extract_manifest(&self, order_id: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.read().await?;
-        let row: Option<(String,)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as("SELECT manifest FROM statistics_extracts WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_optional(c)
-                .await?
-        });
-        Ok(row.map(|(m,)| m))
-    }
-
-    /// A stored file of the order's extract: its size and SHA-256, if it exists.
-    pub async fn extract_file(
-        &self,
-        order_id: &str,
-        name: &str,
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        let mut conn = self.read().await?;
-        let row: Option<(i64, String)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "SELECT size_bytes, sha256 FROM statistics_files WHERE order_id = $1 AND name = $2",
-            )
-            .bind(order_id)
-            .bind(name)
-            .fetch_optional(c)
-            .await?
-        });
-        row.map(|(size, sha)| Ok((super::to_u64(size, "statistics_files.size_bytes")?, sha)))
-            .transpose()
-    }
-
-    /// Chunk `n` (0-based, [`FILE_CHUNK_BYTES`] each) of a stored extract file; `None` past its end.
-    pub async fn extract_chunk(
-        &self,
-        order_id: &str,
-        name: &str,
-        n: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut conn = self.read().await?;
-        let row: Option<(Vec<u8>,)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "SELECT data FROM statistics_file_chunks WHERE order_id = $1 AND name = $2 AND n = $3",
-            )
-            .bind(order_id)
-            .bind(name)
-            .bind(super::to_i64(n))
-            .fetch_optional(c)
-            .await?
-        });
-        Ok(row.map(|(d,)| d))
-    }
-
-    /// Deletes the files and population of every order past its retention (as of `today`), each
-    /// as a DELETE step of its history; the orders deleted. Safe to run on several replicas at
-    /// once: the step's key makes a second deletion of the same order a no-op.
-    pub async fn purge_expired_orders(
-        &self,
-        today: Date,
-        side: Side,
-        actor: &str,
-        now: Micros,
-    ) -> Result<Vec<Order>, StoreError> {
-        let mut deleted = Vec::new();
-        for order in self.orders_past_retention(today).await? {
-            let detail = StepDetail::Text(format!(
-                "retention ended {}",
-                order.retain_until.map(format_date).unwrap_or_default()
-            ));
-            match self
-                .order_step(
-                    &order.order_id,
-                    None,
-                    OrderStep::Delete,
-                    side,
-                    actor,
-                    &detail,
-                    Some("retention-deletion"),
-                    now,
-                )
-                .await
-            {
-                Ok(_) => deleted.push(order),
-                // Deleted meanwhile (another replica, an operator): nothing to do.
-                Err(OrderError::Refused(_) | OrderError::NotFound) => {}
-                Err(OrderError::Store(e)) => return Err(e),
-                Err(OrderError::KeyReused) => {}
-                Err(OrderError::File(e)) => return Err(StoreError::Conflict(e.to_string())),
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// Delivered orders whose retention ended before `today`: their files are due for deletion.
-    pub async fn orders_past_retention(&self, today: Date) -> Result<Vec<Order>, StoreError> {
-        let delivered = self
-            .orders(&OrderFilter {
-                states: vec![OrderState::Delivered],
-                ..OrderFilter::default()
-            })
-            .await?;
-        Ok(delivered
-            .into_iter()
-            .filter(|o| o.retain_until.is_some_and(|until| until < today))
-            .collect())
-    }
 }
 
 impl Order {
@@ -835,6 +543,80 @@ impl Order {
     pub fn is_overdue(&self, today: Date) -> bool {
         self.receipt_confirmed_at.is_none() && self.state == OrderState::Submitted && self.receipt_due < today
     }
+}
+
+/// Writes what a step records in the order's row (the population and the extract are stored by
+/// [`files`]); the text the step's audit entry shows.
+async fn record_detail(
+    conn: &mut Conn,
+    order_id: &str,
+    actor: &str,
+    detail: &StepDetail,
+) -> Result<String, StoreError> {
+    Ok(on_conn!(conn, |c| {
+        match detail {
+            StepDetail::Quote(q) => {
+                sqlx::query(
+                    "UPDATE statistics_orders SET quote_drafted_by = $2, quote_specification = $3, \
+                     quote_centihours = $4, quote_net_ore = $5, quote_vat_ore = $6 WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .bind(&q.drafted_by)
+                .bind(&q.specification)
+                .bind(q.centihours)
+                .bind(q.net_ore)
+                .bind(q.vat_ore)
+                .execute(&mut *c)
+                .await?;
+                format!("{} centihours; {}", q.centihours, q.specification)
+            }
+            StepDetail::Decision(text) => {
+                sqlx::query(
+                    "UPDATE statistics_orders SET decision_by = $2, decision_text = $3 WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .bind(actor)
+                .bind(text)
+                .execute(&mut *c)
+                .await?;
+                text.clone()
+            }
+            StepDetail::Delivered { on, retain_until } => {
+                sqlx::query(
+                    "UPDATE statistics_orders SET delivered_on = $2, retain_until = $3 WHERE order_id = $1",
+                )
+                .bind(order_id)
+                .bind(format_date(*on))
+                .bind(format_date(*retain_until))
+                .execute(&mut *c)
+                .await?;
+                format!(
+                    "delivered {}; kept until {}",
+                    format_date(*on),
+                    format_date(*retain_until)
+                )
+            }
+            StepDetail::RetainUntil(until) => {
+                sqlx::query("UPDATE statistics_orders SET retain_until = $2 WHERE order_id = $1")
+                    .bind(order_id)
+                    .bind(format_date(*until))
+                    .execute(&mut *c)
+                    .await?;
+                format!("kept until {}", format_date(*until))
+            }
+            StepDetail::Invoice { net_ore } => {
+                sqlx::query("UPDATE statistics_orders SET invoice_net_ore = $2 WHERE order_id = $1")
+                    .bind(order_id)
+                    .bind(net_ore)
+                    .execute(&mut *c)
+                    .await?;
+                format!("{net_ore} öre excluding VAT")
+            }
+            StepDetail::Text(text) => text.clone(),
+            // Stored by `files`, before this is called.
+            StepDetail::None | StepDetail::Population(_) | StepDetail::Extracted { .. } => String::new(),
+        }
+    }))
 }
 
 async fn history_len(conn: &mut Conn, order_id: &str) -> Result<u64, StoreError> {
