@@ -13,8 +13,8 @@ use super::client::{health, target};
 use super::failure::{Failure, finish};
 use super::output::{print_each, print_json};
 use crate::cli::{
-    AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, PartyStateArg,
-    RevokeCertArgs, SendAgreementArgs, SignArgs, SignerArg, TerminateArgs, WithdrawTerminationArgs,
+    AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, RevokeCertArgs,
+    SendAgreementArgs, SignArgs, SignerArg, TerminateArgs, WithdrawTerminationArgs,
 };
 use crate::domain::clock::{Clock, format_date};
 use crate::grpc::pb::lefi::admin::v1 as pb;
@@ -209,17 +209,6 @@ fn kind(k: PartyKindArg) -> common::PartyKind {
     }
 }
 
-fn state(s: PartyStateArg) -> common::PartyState {
-    match s {
-        PartyStateArg::Applied => common::PartyState::Applied,
-        PartyStateArg::AgreementSent => common::PartyState::AgreementSent,
-        PartyStateArg::Signed => common::PartyState::Signed,
-        PartyStateArg::Connected => common::PartyState::Connected,
-        PartyStateArg::TerminationScheduled => common::PartyState::TerminationScheduled,
-        PartyStateArg::Terminated => common::PartyState::Terminated,
-    }
-}
-
 /// `lefi admin apply`.
 async fn apply(client: &mut Client, args: &ApplyArgs, key: &str) -> anyhow::Result<Option<pb::Party>> {
     let request = pb::ApplyRequest {
@@ -321,7 +310,11 @@ async fn list(client: &mut Client, args: &ListArgs, json: bool) -> anyhow::Resul
         page_size: args.page_size,
         page_token: String::new(),
         kinds: args.kind.iter().map(|k| kind(*k) as i32).collect(),
-        states: args.state.iter().map(|s| state(*s) as i32).collect(),
+        states: args
+            .state
+            .iter()
+            .map(|s| crate::grpc::convert::party_state(*s) as i32)
+            .collect(),
     };
     if !json {
         println!(

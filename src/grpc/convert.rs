@@ -45,14 +45,8 @@ macro_rules! wire_enum {
 
 wire_enum!(PartyKind => pb::PartyKind { Insurer, StateAuthority, MunicipalAuthority } as party_kind, party_kind_from);
 wire_enum!(
-    PartyState => pb::PartyState {
-        Applied,
-        AgreementSent,
-        Signed,
-        Connected,
-        TerminationScheduled,
-        Terminated,
-    } as party_state, party_state_from
+    PartyState => pb::PartyState { Applied, AgreementSent, Signed, Connected, TerminationScheduled, Terminated }
+    as party_state, party_state_from
 );
 wire_enum!(AgreementType => pb::AgreementType { Avtal, Overenskommelse } as agreement_type);
 wire_enum!(RecordKind => pb::RecordKind { New, Correction, Retraction } as record_kind, record_kind_from);
