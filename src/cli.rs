@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::OperatorRole;
+
 mod admin;
 mod client;
 mod statistics;
@@ -444,24 +446,18 @@ pub enum OperatorCommand {
         /// The operator's name, shown in the audit log.
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum)]
-        role: OperatorRoleArg,
+        /// operator (onboards and terminates parties, manages certificates), auditor (reads:
+        /// lists, shows, audits), ingest (feeds the benefit register) or statistician (statistics
+        /// orders and their confidentiality review).
+        #[arg(long, value_parser = operator_role)]
+        role: OperatorRole,
     },
     /// List registered operators.
     List(DatabaseUrlArg),
 }
 
-/// Operator roles on the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OperatorRoleArg {
-    /// Onboards and terminates parties, manages certificates.
-    Operator,
-    /// Read-only: lists, shows, audits.
-    Auditor,
-    /// Feeds the benefit register.
-    Ingest,
-    /// The statistics unit: statistics orders and their confidentiality review.
-    Statistician,
+fn operator_role(text: &str) -> Result<OperatorRole, String> {
+    domain_value(text, &OperatorRole::ALL, "an operator role")
 }
 
 #[cfg(test)]

@@ -521,14 +521,12 @@ mod tests {
 
     #[test]
     fn addresses_take_https_or_host_port_and_refuse_http() {
-        assert_eq!(
-            server_uri("localhost:50051").unwrap().to_string(),
-            "https://localhost:50051/"
-        );
-        assert_eq!(
-            server_uri("https://127.0.0.1:50052").unwrap().to_string(),
-            "https://127.0.0.1:50052/"
-        );
+        for (given, uri) in [
+            ("localhost:50051", "https://localhost:50051/"),
+            ("https://127.0.0.1:50052", "https://127.0.0.1:50052/"),
+        ] {
+            assert_eq!(server_uri(given).unwrap().to_string(), uri);
+        }
         assert_eq!(server_uri("[::1]:50051").unwrap().host(), Some("[::1]"));
         assert!(matches!(
             server_uri("http://localhost:50051"),

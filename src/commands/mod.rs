@@ -14,8 +14,7 @@ mod stream;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, DevCertsArgs, DevCertsCommand, OperatorCommand, OperatorRoleArg};
-use crate::domain::OperatorRole;
+use crate::cli::{Cli, Command, DevCertsArgs, DevCertsCommand, OperatorCommand};
 use crate::domain::clock::Clock;
 use crate::store::Store;
 
@@ -115,12 +114,6 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot read --cert '{}': {e}", cert.display()))?;
             let (facts, _) = crate::identity::certificate_facts(&pem)?;
             let store = Store::connect(&database.database_url, 2).await?;
-            let role = match role {
-                OperatorRoleArg::Operator => OperatorRole::Operator,
-                OperatorRoleArg::Auditor => OperatorRole::Auditor,
-                OperatorRoleArg::Ingest => OperatorRole::Ingest,
-                OperatorRoleArg::Statistician => OperatorRole::Statistician,
-            };
             store
                 .upsert_operator(&facts.fingerprint, &name, role, Clock::system().now_micros())
                 .await?;

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod disclosure;
 pub mod lifecycle;
 pub(crate) mod names;
+pub mod onboarding;
 pub mod org_number;
 pub mod party;
 pub mod personnummer;

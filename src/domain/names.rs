@@ -52,6 +52,45 @@ macro_rules! named_enum {
 
 pub(crate) use named_enum;
 
+/// `FromStr` and `TryFrom<String>` (for serde's `try_from`), both parsing with `$parse`, and
+/// `Serialize` as the text `$stored` returns: for the identity numbers, which read from any
+/// accepted form and are written in their storage form.
+macro_rules! parsed_text {
+    (
+        $ty:ident, $err:ident,
+        $(#[$parse_doc:meta])* |$text:ident| $parse:expr,
+        $(#[$stored_doc:meta])* $stored:ident $(,)?
+    ) => {
+        impl std::str::FromStr for $ty {
+            type Err = $err;
+
+            $(#[$parse_doc])*
+            fn from_str($text: &str) -> Result<Self, Self::Err> {
+                $parse
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = $err;
+
+            $(#[$parse_doc])*
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                let $text = value.as_str();
+                $parse
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            $(#[$stored_doc])*
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.$stored())
+            }
+        }
+    };
+}
+
+pub(crate) use parsed_text;
+
 /// Asserts that the name of every value in `all` parses back to it: the round trip each named
 /// enum's tests check.
 #[cfg(test)]

@@ -5,9 +5,8 @@
 //! Organisation numbers are public, so `Debug` and `Display` show them in full.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 
 use super::personnummer::{luhn_check_digit, split_digits};
 
@@ -132,30 +131,13 @@ impl fmt::Debug for OrgNumber {
     }
 }
 
-impl FromStr for OrgNumber {
-    type Err = OrgNumberError;
-
+super::names::parsed_text!(
+    OrgNumber, OrgNumberError,
     /// Parses like [`OrgNumber::parse`].
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl TryFrom<String> for OrgNumber {
-    type Error = OrgNumberError;
-
-    /// Parses like [`OrgNumber::parse`].
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl Serialize for OrgNumber {
+    |text| Self::parse(text),
     /// Serializes as the ten-digit storage form.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+    as_str
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,9 +8,8 @@
 //! [`Personnummer::to_display_unmasked`].
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use time::{Date, Month, OffsetDateTime};
 
 /// The masked form shown by `Display` and inside `Debug`.
@@ -350,30 +349,13 @@ impl fmt::Debug for Personnummer {
     }
 }
 
-impl FromStr for Personnummer {
-    type Err = PersonnummerError;
-
+super::names::parsed_text!(
+    Personnummer, PersonnummerError,
     /// Parses with today's Swedish date as the reference date, like [`Personnummer::parse_now`].
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse_now(s)
-    }
-}
-
-impl TryFrom<String> for Personnummer {
-    type Error = PersonnummerError;
-
-    /// Parses with today's Swedish date as the reference date, like [`Personnummer::parse_now`].
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse_now(&value)
-    }
-}
-
-impl Serialize for Personnummer {
+    |text| Self::parse_now(text),
     /// Serializes as the twelve-digit storage form.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_storage())
-    }
-}
+    as_storage
+);
 
 /// The test oracle of the Luhn check digit, shared by the tests of personnummer and
 /// organisationsnummer.

@@ -146,25 +146,18 @@ mod tests {
 
     #[test]
     fn two_working_days_around_easter_and_midsummer() {
-        // Submitted on Maundy Thursday 2026: Good Friday and Easter Monday are off.
-        assert_eq!(
-            working_days_after(date!(2026 - 04 - 02), 2),
-            date!(2026 - 04 - 08)
-        );
-        // Submitted on the Thursday before Midsummer 2026: Midsummer Eve is off.
-        assert_eq!(
-            working_days_after(date!(2026 - 06 - 18), 2),
-            date!(2026 - 06 - 23)
-        );
-        // Submitted on a Saturday: Monday and Tuesday.
-        assert_eq!(
-            working_days_after(date!(2026 - 11 - 28), 2),
-            date!(2026 - 12 - 01)
-        );
-        // Submitted on 23 December 2026 (Wednesday): 24, 25, 26, 27 off; 28 and 29 count.
-        assert_eq!(
-            working_days_after(date!(2026 - 12 - 23), 2),
-            date!(2026 - 12 - 29)
-        );
+        let cases = [
+            // Submitted on Maundy Thursday 2026: Good Friday and Easter Monday are off.
+            (date!(2026 - 04 - 02), date!(2026 - 04 - 08)),
+            // Submitted on the Thursday before Midsummer 2026: Midsummer Eve is off.
+            (date!(2026 - 06 - 18), date!(2026 - 06 - 23)),
+            // Submitted on a Saturday: Monday and Tuesday.
+            (date!(2026 - 11 - 28), date!(2026 - 12 - 01)),
+            // Submitted on 23 December 2026 (Wednesday): 24, 25, 26, 27 off; 28 and 29 count.
+            (date!(2026 - 12 - 23), date!(2026 - 12 - 29)),
+        ];
+        for (submitted, due) in cases {
+            assert_eq!(working_days_after(submitted, 2), due, "submitted {submitted}");
+        }
     }
 }

@@ -263,16 +263,8 @@ pub fn filter_key(filter: &PartyFilter) -> String {
 
 wire_enum!(Signer => pb::Signer { Party, Agency } as signer, signer_from);
 wire_enum!(
-    PartyAction => pb::PartyAction {
-        Apply,
-        SendAgreement,
-        RecordSignature,
-        AddCertificate,
-        RevokeCertificate,
-        ScheduleTermination,
-        WithdrawTermination,
-        TerminationTookEffect,
-    } as action
+    PartyAction => pb::PartyAction { Apply, SendAgreement, RecordSignature, AddCertificate, RevokeCertificate,
+        ScheduleTermination, WithdrawTermination, TerminationTookEffect } as action
 );
 wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest, Statistician } as operator_role);
 

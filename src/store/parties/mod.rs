@@ -13,65 +13,17 @@ use time::Date;
 
 use super::tx::on_conn;
 use super::{Store, StoreError};
-use crate::domain::catalogue::{Agreement, Signature};
+use crate::domain::catalogue::Agreement;
 use crate::domain::clock::{Micros, format_date};
-use crate::domain::lifecycle::{
-    CodeProblem, IllegalTransition, PartyAction, Signer, Standing, TerminationRefused, effective_state,
-};
-use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
+use crate::domain::lifecycle::{CodeProblem, IllegalTransition, Standing, TerminationRefused};
+use crate::domain::{OperatorRole, OrgNumber};
 
 pub use lifecycle::PartyChange;
 
-/// A party as seen through one of its registered certificates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertifiedParty {
-    pub party_id: String,
-    pub org_number: OrgNumber,
-    pub name: String,
-    pub kind: PartyKind,
-    pub standing: Standing,
-    /// When the certificate was revoked, if it was.
-    pub certificate_revoked_at: Option<Micros>,
-    pub certificate_not_before: Micros,
-    pub certificate_not_after: Micros,
-}
-
-/// A registered operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator {
-    pub fingerprint: String,
-    pub name: String,
-    pub role: OperatorRole,
-    pub revoked_at: Option<Micros>,
-}
-
-/// A client certificate to register, with the facts read from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewCertificate {
-    pub fingerprint: String,
-    pub subject: String,
-    pub serial: String,
-    pub not_before: Micros,
-    pub not_after: Micros,
-}
-
-/// The operator on whose behalf a change is made (recorded in the audit log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub name: String,
-    /// SHA-256 of the operator's client certificate.
-    pub fingerprint: String,
-}
-
-impl Actor {
-    /// The server itself acting (development seeding, benchmarks): no operator certificate.
-    pub fn system(name: &str) -> Actor {
-        Actor {
-            name: name.to_string(),
-            fingerprint: String::new(),
-        }
-    }
-}
+pub use crate::domain::onboarding::{
+    Actor, AuditRecord, CertificateRecord, CertifiedParty, NewAgreement, NewApplication, NewCertificate,
+    NewSignature, Operator, PartyFilter, PartyRecord, SignatureRecord, TerminationRecord,
+};
 
 /// The idempotency of one change.
 pub struct Idempotency<'a> {
@@ -91,144 +43,6 @@ impl std::fmt::Debug for Idempotency<'_> {
             .field("request_hash", &self.request_hash)
             .finish_non_exhaustive()
     }
-}
-
-/// An application (anmälan), validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewApplication {
-    pub org_number: OrgNumber,
-    pub name: String,
-    pub kind: PartyKind,
-    pub contact_name: String,
-    pub contact_email: String,
-    pub basis_codes: Vec<String>,
-    pub benefit_codes: Vec<String>,
-}
-
-/// The agreement the agency sends, validated as far as it can be without the party.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAgreement {
-    pub agreement_id: String,
-    pub basis_codes: Vec<String>,
-    pub benefit_codes: Vec<String>,
-    pub valid_from: Date,
-    /// Insurers: at least 1. Authorities: 0.
-    pub notice_period_days: u32,
-}
-
-/// One signature to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSignature {
-    pub signer: Signer,
-    pub signed_by: String,
-    pub signed_on: Date,
-}
-
-/// A party and everything registered about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartyRecord {
-    pub party_id: String,
-    pub org_number: OrgNumber,
-    pub name: String,
-    pub kind: PartyKind,
-    /// The state as stored; see [`PartyRecord::state_on`] for the state that holds on a date.
-    pub stored_state: PartyState,
-    pub contact_name: String,
-    pub contact_email: String,
-    pub requested_basis_codes: Vec<String>,
-    pub requested_benefit_codes: Vec<String>,
-    /// The current agreement (the most recently sent), with its signatures.
-    pub agreement: Option<Agreement>,
-    /// The agreement's signatures (0 to 2), the party's first.
-    pub signatures: Vec<SignatureRecord>,
-    /// Every certificate ever registered, oldest first.
-    pub certificates: Vec<CertificateRecord>,
-    pub termination: Option<TerminationRecord>,
-    pub applied_at: Micros,
-    pub updated_at: Micros,
-}
-
-impl PartyRecord {
-    /// The party's state on `today`: TERMINATED from a scheduled termination's effective date on.
-    pub fn state_on(&self, today: Date) -> PartyState {
-        effective_state(
-            self.stored_state,
-            self.termination.as_ref().map(|t| t.effective_date),
-            today,
-        )
-    }
-}
-
-/// One recorded signature, with its side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureRecord {
-    pub signer: Signer,
-    pub signed_by: String,
-    pub signed_on: Date,
-    /// `None` for signatures registered before they were recorded with their time.
-    pub recorded_at: Option<Micros>,
-    pub recorded_by: Option<String>,
-}
-
-impl SignatureRecord {
-    fn new(signer: Signer, signature: &Signature) -> Self {
-        Self {
-            signer,
-            signed_by: signature.signed_by.clone(),
-            signed_on: signature.signed_on,
-            recorded_at: signature.recorded_at,
-            recorded_by: signature.recorded_by.clone(),
-        }
-    }
-}
-
-/// A registered client certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateRecord {
-    pub fingerprint: String,
-    pub subject: String,
-    pub serial: String,
-    pub not_before: Micros,
-    pub not_after: Micros,
-    pub added_at: Micros,
-    pub added_by: Option<String>,
-    pub revoked_at: Option<Micros>,
-    pub revocation_reason: Option<String>,
-}
-
-/// A registered termination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TerminationRecord {
-    pub effective_date: Date,
-    /// `None` for terminations registered before notices were recorded.
-    pub notice_received_on: Option<Date>,
-    pub override_reason: Option<String>,
-    pub scheduled_at: Option<Micros>,
-    pub scheduled_by: Option<String>,
-}
-
-/// One entry of a party's audit history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub entry_id: i64,
-    pub at: Micros,
-    /// `None` for actions the server records itself.
-    pub operator: Option<Actor>,
-    pub action: PartyAction,
-    pub party_id: String,
-    /// `None` for the application: the party did not exist before.
-    pub before_state: Option<PartyState>,
-    pub after_state: PartyState,
-    pub idempotency_key: Option<String>,
-    /// A JSON object with the details of the action.
-    pub details_json: String,
-}
-
-/// Which parties a listing returns; empty lists mean "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartyFilter {
-    pub kinds: Vec<PartyKind>,
-    pub states: Vec<PartyState>,
 }
 
 /// Why an administrative step was refused or failed.

@@ -47,6 +47,40 @@ fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usi
     Ok(filled)
 }
 
+/// What producing the extract again replaces.
+const REPLACED_BY_EXTRACT: &[&str] = &[
+    "statistics_file_chunks",
+    "statistics_files",
+    "statistics_extracts",
+];
+
+/// What the end of the retention deletes: the files and the population, not the manifest.
+pub(super) const DELETED_AT_RETENTION: &[&str] = &[
+    "statistics_file_chunks",
+    "statistics_files",
+    "statistics_population",
+];
+
+/// Deletes the order's rows from each of `tables` (one of the lists above: the statement is built
+/// from these constants only).
+pub(super) async fn delete_order_rows(
+    conn: &mut Conn,
+    order_id: &str,
+    tables: &[&'static str],
+) -> Result<(), StoreError> {
+    for table in tables {
+        on_conn!(&mut *conn, |c| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE order_id = $1"
+            )))
+            .bind(order_id)
+            .execute(c)
+            .await?;
+        });
+    }
+    Ok(())
+}
+
 /// Population rows per INSERT statement (four parameters each).
 const POPULATION_ROWS_PER_STATEMENT: usize = 500;
 
@@ -56,12 +90,7 @@ pub(super) async fn store_population(
     order_id: &str,
     members: &[Member],
 ) -> Result<String, StoreError> {
-    on_conn!(&mut *conn, |c| {
-        sqlx::query("DELETE FROM statistics_population WHERE order_id = $1")
-            .bind(order_id)
-            .execute(c)
-            .await?;
-    });
+    delete_order_rows(conn, order_id, &["statistics_population"]).await?;
     let dialect = conn.dialect();
     for chunk in members.chunks(POPULATION_ROWS_PER_STATEMENT) {
         // Built from constants and numbers only; every value is bound.
@@ -107,19 +136,8 @@ pub(super) async fn store_extract(
             .bind(to_i64(sequence))
             .execute(&mut *c)
             .await?;
-        for table in [
-            "statistics_file_chunks",
-            "statistics_files",
-            "statistics_extracts",
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE order_id = $1"
-            )))
-            .bind(order_id)
-            .execute(&mut *c)
-            .await?;
-        }
     });
+    delete_order_rows(conn, order_id, REPLACED_BY_EXTRACT).await?;
     let mut buffer = vec![0u8; FILE_CHUNK_BYTES];
     for ExtractFile { facts: f, path } in files {
         on_conn!(&mut *conn, |c| {

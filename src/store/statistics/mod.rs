@@ -435,19 +435,6 @@ impl Store {
                     .await?;
             }
             if step == OrderStep::Delete {
-                // The files and the population go; the manifest (metadata) remains.
-                for table in [
-                    "statistics_file_chunks",
-                    "statistics_files",
-                    "statistics_population",
-                ] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE order_id = $1"
-                    )))
-                    .bind(order_id)
-                    .execute(&mut *c)
-                    .await?;
-                }
                 sqlx::query("UPDATE statistics_orders SET deleted_at = $2 WHERE order_id = $1")
                     .bind(order_id)
                     .bind(now)
@@ -455,6 +442,10 @@ impl Store {
                     .await?;
             }
         });
+        if step == OrderStep::Delete {
+            // The files and the population go; the manifest (metadata) remains.
+            files::delete_order_rows(&mut conn, order_id, files::DELETED_AT_RETENTION).await?;
+        }
         let n = history_len(&mut conn, order_id).await?;
         append_step(
             &mut conn,
