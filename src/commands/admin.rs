@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-use super::client::{health, target};
-use super::failure::{Failure, finish};
+use super::client::{against, health};
 use super::output::{print_each, print_json};
 use crate::cli::{
     AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, RevokeCertArgs,
@@ -26,19 +25,11 @@ type Client = pb::party_admin_service_client::PartyAdminServiceClient<Channel>;
 pub async fn run(args: AdminArgs) -> ExitCode {
     let key = idempotency_key(&args.command);
     let json = args.connect.json;
-    let target = match target(&args.connect, "https://localhost:50052", "operator") {
-        Ok(target) => target,
-        Err(e) => return finish(Err(e.into()), None, json).await,
+    let work = |channel| command(channel, &args.command, json, key.as_deref().unwrap_or_default());
+    let (e, mut failure) = match against(&args.connect, "https://localhost:50052", "operator", work).await {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(failed) => failed,
     };
-    let result = async {
-        let channel = target.connect().await?;
-        command(channel, &args.command, json, key.as_deref().unwrap_or_default()).await
-    }
-    .await;
-    let Err(e) = result else {
-        return ExitCode::SUCCESS;
-    };
-    let mut failure = Failure::explain(&e, Some(&target)).await;
     let unknown = e.downcast_ref::<tonic::Status>().is_some_and(outcome_unknown);
     if let Some(key) = key.as_deref().filter(|_| unknown) {
         failure = failure.hint(format!(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-use super::failure::{finish, with_request_id};
+use super::failure::{Failure, finish, with_request_id};
 use super::output::{instant, print_each, print_json, truncate, yes_no};
 use super::stream::StreamOptions;
 use crate::cli::{ClientArgs, ClientCommand, ConnectArgs, QueryArgs, RegisterCommand};
@@ -24,6 +24,35 @@ pub async fn run_client(args: ClientArgs) -> ExitCode {
     };
     let result = client_command(&target, &args.command, json).await;
     finish(result, Some(&target), json).await
+}
+
+/// Connects as `connect` says (else to `default_addr` with `certs-dev/STEM.pem`) and runs `work`
+/// on the channel; a failure comes back explained (for the caller to add hints and print).
+pub(super) async fn against<T, Fut>(
+    connect: &ConnectArgs,
+    default_addr: &str,
+    default_stem: &str,
+    work: impl FnOnce(Channel) -> Fut,
+) -> Result<T, (anyhow::Error, Failure)>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let target = match target(connect, default_addr, default_stem) {
+        Ok(target) => target,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            let failure = Failure::explain(&e, None).await;
+            return Err((e, failure));
+        }
+    };
+    let result = async { work(target.connect().await?).await }.await;
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let failure = Failure::explain(&e, Some(&target)).await;
+            Err((e, failure))
+        }
+    }
 }
 
 /// The server, certificate, key and CA a command connects with: the flags, else the defaults

@@ -6,15 +6,16 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::client::target;
-use super::failure::{finish, with_request_id};
+use super::client::against;
+use super::failure::with_request_id;
+use super::output::progress_bar;
 use crate::cli::{IngestArgs, SynthArgs};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -49,19 +50,14 @@ struct Tally {
 /// `lefi ingest`.
 pub async fn run_ingest(args: IngestArgs) -> ExitCode {
     let json = args.connect.json;
-    let target = match target(&args.connect, "https://localhost:50052", "ingest") {
-        Ok(target) => target,
-        Err(e) => return finish(Err(e.into()), None, json).await,
-    };
-    let result = async {
-        let channel = target.connect().await?;
-        ingest_file(channel, &args.file, json).await
-    }
-    .await;
-    match result {
+    let work = |channel| ingest_file(channel, &args.file, json);
+    match against(&args.connect, "https://localhost:50052", "ingest", work).await {
         Ok(tally) if tally.rejected + tally.malformed > 0 => ExitCode::FAILURE,
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) => finish(Err(e), Some(&target), json).await,
+        Err((_, failure)) => {
+            failure.print(json);
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -88,14 +84,11 @@ fn count_lines(file: &Path) -> anyhow::Result<u64> {
 
 async fn ingest_file(channel: Channel, file: &Path, json: bool) -> anyhow::Result<Tally> {
     let total = count_lines(file)?;
-    let progress = ProgressBar::new(total);
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} lines  {per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let progress = progress_bar(
+        total,
+        "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} lines  {per_sec}  eta {eta}",
+        json,
     );
-    progress.enable_steady_tick(Duration::from_millis(200));
 
     let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::new(Mutex::new(VecDeque::new()));
     let malformed: Arc<Mutex<Vec<Refused>>> = Arc::new(Mutex::new(Vec::new()));

@@ -71,3 +71,16 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
         out
     }
 }
+
+/// A progress bar on stderr over `total` units, drawn by indicatif's `template`; hidden with
+/// `--json` (and by indicatif when stderr is not a terminal).
+pub(super) fn progress_bar(total: u64, template: &str, json: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

@@ -19,8 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Response, Status, Streaming};
 use tonic_types::StatusExt as _;
 
-use super::client::target;
-use super::failure::Failure;
+use super::client::against;
 use super::output::{print_each, print_json};
 use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrdersArgs, OrdersCommand};
 use crate::domain::statistics::order::OrderState;
@@ -45,6 +44,16 @@ enum Side {
     Unit,
 }
 
+/// Calls a method on whichever client an [`Api`] holds (both take the same messages).
+macro_rules! either {
+    ($api:expr, $method:ident($request:expr)) => {
+        match $api {
+            Api::Orderer(c) => c.$method($request).await,
+            Api::Unit(c) => c.$method($request).await,
+        }
+    };
+}
+
 impl Api {
     fn side(&self) -> Side {
         match self {
@@ -57,42 +66,28 @@ impl Api {
         let request = pb::GetOrderRequest {
             order_id: order_id.to_string(),
         };
-        Ok(match self {
-            Api::Orderer(c) => c.get_order(request).await?,
-            Api::Unit(c) => c.get_order(request).await?,
-        }
-        .into_inner())
+        Ok(either!(self, get_order(request))?.into_inner())
     }
 
     async fn get_manifest(&mut self, order_id: &str) -> Result<pb::ExtractManifest, Status> {
         let request = pb::GetManifestRequest {
             order_id: order_id.to_string(),
         };
-        Ok(match self {
-            Api::Orderer(c) => c.get_manifest(request).await?,
-            Api::Unit(c) => c.get_manifest(request).await?,
-        }
-        .into_inner())
+        Ok(either!(self, get_manifest(request))?.into_inner())
     }
 
     async fn upload_population(
         &mut self,
         chunks: tokio_stream::wrappers::ReceiverStream<pb::UploadPopulationRequest>,
     ) -> Result<Response<pb::UploadPopulationResponse>, Status> {
-        match self {
-            Api::Orderer(c) => c.upload_population(chunks).await,
-            Api::Unit(c) => c.upload_population(chunks).await,
-        }
+        either!(self, upload_population(chunks))
     }
 
     async fn download_extract(
         &mut self,
         request: pb::DownloadExtractRequest,
     ) -> Result<Response<Streaming<pb::ExtractChunk>>, Status> {
-        match self {
-            Api::Orderer(c) => c.download_extract(request).await,
-            Api::Unit(c) => c.download_extract(request).await,
-        }
+        either!(self, download_extract(request))
     }
 }
 
@@ -100,19 +95,11 @@ impl Api {
 pub async fn run_orders(args: OrdersArgs) -> ExitCode {
     let key = orders_idempotency_key(&args.command);
     let json = args.connect.json;
-    let target = match target(&args.connect, "https://localhost:50051", "insurer") {
-        Ok(target) => target,
-        Err(e) => return super::failure::finish(Err(e.into()), None, json).await,
+    let work = |channel| orders(channel, &args.command, json, key.as_deref().unwrap_or_default());
+    let (e, mut failure) = match against(&args.connect, "https://localhost:50051", "insurer", work).await {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(failed) => failed,
     };
-    let result = async {
-        let channel = target.connect().await?;
-        orders(channel, &args.command, json, key.as_deref().unwrap_or_default()).await
-    }
-    .await;
-    let Err(e) = result else {
-        return ExitCode::SUCCESS;
-    };
-    let mut failure = Failure::explain(&e, Some(&target)).await;
     if let Some(status) = e.downcast_ref::<Status>() {
         let reason = status
             .get_details_error_info()

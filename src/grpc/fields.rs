@@ -206,6 +206,32 @@ pub fn enum_list<T>(
         .collect()
 }
 
+/// Checks that `code` names a benefit type of the catalogue (`is_known`).
+pub fn benefit_code(field: &str, code: &str, is_known: impl Fn(&str) -> bool) -> Result<(), FieldError> {
+    if is_known(code) {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        FieldProblem::UnknownBenefitType {
+            code: code.to_string(),
+        },
+        field,
+        "unknown benefit type; use codes from PartyService.ListBenefitTypes",
+    ))
+}
+
+/// Checks that every code names a benefit type of the catalogue; a refusal names `field[i]`.
+pub fn benefit_codes(
+    field: &str,
+    codes: &[String],
+    is_known: impl Fn(&str) -> bool,
+) -> Result<(), FieldError> {
+    for (i, code) in codes.iter().enumerate() {
+        benefit_code(&format!("{field}[{i}]"), code, &is_known)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +15,7 @@ use tonic_types::StatusExt as _;
 
 use super::{AdminClient, Api, view};
 use crate::commands::failure::with_request_id;
-use crate::commands::output::print_json;
+use crate::commands::output::{print_json, progress_bar};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
@@ -26,18 +26,11 @@ const UPLOAD_CHUNK_BYTES: usize = 64 * 1024;
 /// A progress bar over `total` bytes on stderr, hidden with `--json` (and by indicatif when
 /// stderr is not a terminal).
 fn byte_bar(total: u64, json: bool) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes}  {binary_bytes_per_sec}  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+    progress_bar(
+        total,
+        "{elapsed_precise} [{wide_bar}] {binary_bytes}/{binary_total_bytes}  {binary_bytes_per_sec}  {msg}",
+        json,
+    )
 }
 
 fn spinner(message: String, json: bool) -> ProgressBar {

@@ -318,16 +318,7 @@ impl AdminApi {
         use crate::domain::statistics::coverage::MATURE_AFTER_MONTHS;
         let benefit = r.benefit_type;
         let known = self.state.store.benefit_types().await?;
-        if !known.iter().any(|b| b.code == benefit) {
-            return Err(FieldError::new(
-                crate::grpc::fields::FieldProblem::UnknownBenefitType {
-                    code: benefit.clone(),
-                },
-                "benefit_type",
-                "unknown benefit type code; see ListBenefitTypes",
-            )
-            .into());
-        }
+        crate::grpc::fields::benefit_code("benefit_type", &benefit, |c| known.iter().any(|b| b.code == c))?;
         let coverage = wire::benefit_coverage(&self.state, &benefit).await?;
         Ok(pb::GetCoverageResponse {
             benefit_type: benefit,

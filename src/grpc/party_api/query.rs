@@ -150,15 +150,9 @@ impl PartyApi {
                 ));
             }
             fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
-            for (i, code) in ask.benefit_codes.iter().enumerate() {
-                if !known.iter().any(|t| &t.code == code) {
-                    return Err(FieldError::new(
-                        FieldProblem::UnknownBenefitType { code: code.clone() },
-                        format!("benefit_type_codes[{i}]"),
-                        "unknown benefit type; use codes from PartyService.ListBenefitTypes",
-                    ));
-                }
-            }
+            fields::benefit_codes("benefit_type_codes", &ask.benefit_codes, |c| {
+                known.iter().any(|t| t.code == c)
+            })?;
             if !bases.iter().any(|b| b.code == ask.basis_code) {
                 return Err(FieldError::new(
                     FieldProblem::UnknownBasis {

@@ -6,7 +6,7 @@ use tonic::{Status, Streaming};
 
 use crate::domain::statistics::calendar::working_days_after;
 use crate::domain::statistics::order::{OrderState, OrderStep, Side};
-use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::fields::{self, FieldError};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_api::authorize::authorize_basis;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -49,16 +49,9 @@ impl PartyApi {
             .into());
         }
         let known = self.state.store.benefit_types().await?;
-        for (i, code) in r.benefit_type_codes.iter().enumerate() {
-            if !known.iter().any(|b| &b.code == code) {
-                return Err(FieldError::new(
-                    FieldProblem::UnknownBenefitType { code: code.clone() },
-                    format!("benefit_type_codes[{i}]"),
-                    "unknown benefit type code; see ListBenefitTypes",
-                )
-                .into());
-            }
-        }
+        fields::benefit_codes("benefit_type_codes", &r.benefit_type_codes, |c| {
+            known.iter().any(|b| b.code == c)
+        })?;
         let wished_delivery = match r.wished_delivery.trim() {
             "" => None,
             d => Some(fields::date("wished_delivery", d)?),

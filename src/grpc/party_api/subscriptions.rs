@@ -90,15 +90,9 @@ fn check_fields(
             "name at least one benefit type",
         ));
     }
-    if let Some(unknown) = benefits.iter().find(|b| !known_benefits.contains(b)) {
-        return Err(FieldError::new(
-            FieldProblem::UnknownBenefitType {
-                code: unknown.clone(),
-            },
-            "benefit_type_codes",
-            format!("benefit type {unknown} does not exist; use codes from PartyService.ListBenefitTypes"),
-        ));
-    }
+    fields::benefit_codes("benefit_type_codes", &item.benefit_type_codes, |c| {
+        known_benefits.iter().any(|k| k == c)
+    })?;
     fields::at_most("case_reference", &item.case_reference, MAX_REFERENCE)?;
     Ok(from)
 }
