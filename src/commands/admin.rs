@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-use super::client::{against, health};
+use super::client::{health, run_keyed};
 use super::output::{print_each, print_json};
 use crate::cli::{
     AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, RevokeCertArgs,
@@ -26,19 +26,8 @@ pub async fn run(args: AdminArgs) -> ExitCode {
     let key = idempotency_key(&args.command);
     let json = args.connect.json;
     let work = |channel| command(channel, &args.command, json, key.as_deref().unwrap_or_default());
-    let (e, mut failure) = match against(&args.connect, "https://localhost:50052", "operator", work).await {
-        Ok(()) => return ExitCode::SUCCESS,
-        Err(failed) => failed,
-    };
-    let unknown = e.downcast_ref::<tonic::Status>().is_some_and(outcome_unknown);
-    if let Some(key) = key.as_deref().filter(|_| unknown) {
-        failure = failure.hint(format!(
-            "the change may or may not have been made: run the same command again with \
-             --idempotency-key {key} (it is applied at most once)"
-        ));
-    }
-    failure.print(json);
-    ExitCode::FAILURE
+    let server = ("https://localhost:50052", "operator");
+    run_keyed(&args.connect, server, key.as_deref(), work, |_, failure| failure).await
 }
 
 /// The idempotency key of a mutating command: the one given, or a new UUID. `None` for reads.

@@ -55,6 +55,36 @@ where
     }
 }
 
+/// Runs a command that may change something, as [`against`], and prints its failure: when the
+/// answer was lost on the way (the outcome is unknown) and the command has an idempotency `key`,
+/// the failure says to retry with it; `hint` adds the command's own advice for a status.
+pub(super) async fn run_keyed<Fut>(
+    connect: &ConnectArgs,
+    (default_addr, default_stem): (&str, &str),
+    key: Option<&str>,
+    work: impl FnOnce(Channel) -> Fut,
+    hint: impl FnOnce(&tonic::Status, Failure) -> Failure,
+) -> ExitCode
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (e, mut failure) = match against(connect, default_addr, default_stem, work).await {
+        Ok(()) => return ExitCode::SUCCESS,
+        Err(failed) => failed,
+    };
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        if let Some(key) = key.filter(|_| super::admin::outcome_unknown(status)) {
+            failure = failure.hint(format!(
+                "the change may or may not have been made: run the same command again with \
+                 --idempotency-key {key} (it is applied at most once)"
+            ));
+        }
+        failure = hint(status, failure);
+    }
+    failure.print(connect.json);
+    ExitCode::FAILURE
+}
+
 /// The server, certificate, key and CA a command connects with: the flags, else the defaults
 /// (`certs-dev/STEM.pem`, the key next to the certificate, `certs-dev/ca.pem`). The files are
 /// read and checked here, before anything connects.

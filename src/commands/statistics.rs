@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Response, Status, Streaming};
 use tonic_types::StatusExt as _;
 
-use super::client::against;
+use super::client::run_keyed;
 use super::output::{print_each, print_json};
 use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrdersArgs, OrdersCommand};
 use crate::domain::statistics::order::OrderState;
@@ -96,45 +96,35 @@ pub async fn run_orders(args: OrdersArgs) -> ExitCode {
     let key = orders_idempotency_key(&args.command);
     let json = args.connect.json;
     let work = |channel| orders(channel, &args.command, json, key.as_deref().unwrap_or_default());
-    let (e, mut failure) = match against(&args.connect, "https://localhost:50051", "insurer", work).await {
-        Ok(()) => return ExitCode::SUCCESS,
-        Err(failed) => failed,
-    };
-    if let Some(status) = e.downcast_ref::<Status>() {
-        let reason = status
-            .get_details_error_info()
-            .map(|info| info.reason)
-            .unwrap_or_default();
-        if reason == "BASIS_NOT_FOR_PARTY_KIND" || reason == "BASIS_NOT_IN_AGREEMENT" {
-            failure = failure.hint(
-                "statistics orders are placed by a state authority whose agreement grants the legal \
+    let server = ("https://localhost:50051", "insurer");
+    run_keyed(
+        &args.connect,
+        server,
+        key.as_deref(),
+        work,
+        |status, mut failure| {
+            let reason = status
+                .get_details_error_info()
+                .map(|info| info.reason)
+                .unwrap_or_default();
+            if reason == "BASIS_NOT_FOR_PARTY_KIND" || reason == "BASIS_NOT_IN_AGREEMENT" {
+                failure = failure.hint(
+                    "statistics orders are placed by a state authority whose agreement grants the legal \
                  basis STAT_INDIVIDUAL_DATA: pass its certificate with --cert and --key"
-                    .to_string(),
-            );
-        }
-        if super::admin::outcome_unknown(status) {
-            match (&args.command, key.as_deref()) {
-                (OrdersCommand::Submit(_), _) => {
-                    failure = failure.hint(
-                        "the order may or may not have been submitted: run the same command again \
-                         (its --reference makes it safe: an order is submitted at most once)"
-                            .to_string(),
-                    );
-                }
-                (_, Some(key)) => failure = failure.hint(retry_hint(key)),
-                _ => {}
+                        .to_string(),
+                );
             }
-        }
-    }
-    failure.print(json);
-    ExitCode::FAILURE
-}
-
-fn retry_hint(key: &str) -> String {
-    format!(
-        "the change may or may not have been made: run the same command again with \
-         --idempotency-key {key} (it is applied at most once)"
+            if matches!(args.command, OrdersCommand::Submit(_)) && super::admin::outcome_unknown(status) {
+                failure = failure.hint(
+                    "the order may or may not have been submitted: run the same command again \
+                 (its --reference makes it safe: an order is submitted at most once)"
+                        .to_string(),
+                );
+            }
+            failure
+        },
     )
+    .await
 }
 
 /// The key of a mutating orderer command: the one given, or a new UUID v7. `None` for reads and

@@ -381,13 +381,13 @@ pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason 
 pub fn subscription(s: &Subscription) -> pb::Subscription {
     pb::Subscription {
         subscription_id: s.subscription_id.clone(),
-        client_reference: s.client_reference.clone(),
-        person_id: s.person.as_storage().to_string(),
-        benefit_type_codes: s.benefit_types.clone(),
-        from_date: format_date(s.from_date),
-        legal_basis: s.legal_basis.clone(),
-        case_reference: s.case_reference.clone().unwrap_or_default(),
-        consent_id: s.consent_id.clone().unwrap_or_default(),
+        client_reference: s.asked.client_reference.clone(),
+        person_id: s.asked.person.as_storage().to_string(),
+        benefit_type_codes: s.asked.benefit_types.clone(),
+        from_date: format_date(s.asked.from_date),
+        legal_basis: s.asked.legal_basis.clone(),
+        case_reference: s.asked.case_reference.clone().unwrap_or_default(),
+        consent_id: s.asked.consent_id.clone().unwrap_or_default(),
         state: subscription_state(s.state) as i32,
         state_reason: state_reason(s.state_reason) as i32,
         created_at: Some(timestamp(s.created_at)),
@@ -399,7 +399,7 @@ pub fn subscription(s: &Subscription) -> pb::Subscription {
 pub fn consent_state(c: &Consent, today: Date) -> pb::ConsentState {
     if c.revocation.is_some() {
         pb::ConsentState::Revoked
-    } else if c.expires_on < today {
+    } else if c.registered.expires_on < today {
         pb::ConsentState::Expired
     } else {
         pb::ConsentState::Valid
@@ -448,11 +448,11 @@ pub fn consent_listing<'a>(
 pub fn consent(c: &Consent, today: Date) -> pb::Consent {
     pb::Consent {
         consent_id: c.consent_id.clone(),
-        person_id: c.person.as_storage().to_string(),
-        legal_basis: c.basis_code.clone(),
-        given_on: format_date(c.given_on),
-        expires_on: format_date(c.expires_on),
-        evidence_reference: c.evidence_reference.clone(),
+        person_id: c.registered.person.as_storage().to_string(),
+        legal_basis: c.registered.basis_code.clone(),
+        given_on: format_date(c.registered.given_on),
+        expires_on: format_date(c.registered.expires_on),
+        evidence_reference: c.registered.evidence_reference.clone(),
         state: consent_state(c, today) as i32,
         registered_at: Some(timestamp(c.registered_at)),
         revoked_at: c.revocation.as_ref().map(|r| timestamp(r.at)),

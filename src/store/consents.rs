@@ -12,12 +12,8 @@ use crate::domain::clock::{Micros, format_date};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consent {
     pub consent_id: String,
-    pub party_id: String,
-    pub person: Personnummer,
-    pub basis_code: String,
-    pub given_on: Date,
-    pub expires_on: Date,
-    pub evidence_reference: String,
+    /// What the party registered.
+    pub registered: NewConsent,
     pub registered_at: Micros,
     pub revocation: Option<Revocation>,
 }
@@ -32,7 +28,7 @@ pub struct Revocation {
 }
 
 /// A consent to register.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewConsent {
     pub party_id: String,
     pub person: Personnummer,
@@ -100,13 +96,15 @@ struct ConsentRow {
 
 fn consent_from_row(row: ConsentRow) -> Result<Consent, StoreError> {
     Ok(Consent {
-        person: stored_person(&row.person, "consents.person")?,
-        given_on: stored_date(&row.given_on, "consents.given_on")?,
-        expires_on: stored_date(&row.expires_on, "consents.expires_on")?,
+        registered: NewConsent {
+            person: stored_person(&row.person, "consents.person")?,
+            given_on: stored_date(&row.given_on, "consents.given_on")?,
+            expires_on: stored_date(&row.expires_on, "consents.expires_on")?,
+            party_id: row.party_id,
+            basis_code: row.basis_code,
+            evidence_reference: row.evidence_reference,
+        },
         consent_id: row.consent_id,
-        party_id: row.party_id,
-        basis_code: row.basis_code,
-        evidence_reference: row.evidence_reference,
         registered_at: row.registered_at,
         revocation: row.revoked_at.map(|at| Revocation {
             at,
@@ -185,10 +183,12 @@ impl Store {
                     })
                     .await?
                     .into_iter()
-                    .find(|e| e.evidence_reference == new.evidence_reference)
+                    .find(|e| e.registered.evidence_reference == new.evidence_reference)
                     .ok_or(StoreError::NotFound)?;
                 return Ok(
-                    if existing.given_on == new.given_on && existing.expires_on == new.expires_on {
+                    if existing.registered.given_on == new.given_on
+                        && existing.registered.expires_on == new.expires_on
+                    {
                         ConsentRegistration::Existing(existing)
                     } else {
                         ConsentRegistration::Conflict
@@ -255,7 +255,7 @@ impl Store {
         let consent = consent_by_id(&mut conn, consent_id).await?;
         conn.commit().await?;
         match consent {
-            Some(c) if party_id.is_empty() || c.party_id == party_id => Ok(c),
+            Some(c) if party_id.is_empty() || c.registered.party_id == party_id => Ok(c),
             _ => Err(StoreError::NotFound),
         }
     }

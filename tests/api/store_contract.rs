@@ -1868,13 +1868,15 @@ mod delivery {
             &Subscription {
                 subscription_id: first.subscription_id.clone(),
                 party_id: insurer.to_string(),
-                client_reference: "ref-a".to_string(),
-                person: pnr(P1),
-                benefit_types: codes(&["SJP"]),
-                from_date: date!(2024 - 01 - 01),
-                legal_basis: COORDINATION.to_string(),
-                case_reference: None,
-                consent_id: None,
+                asked: NewSubscription {
+                    client_reference: "ref-a".to_string(),
+                    person: pnr(P1),
+                    benefit_types: codes(&["SJP"]),
+                    from_date: date!(2024 - 01 - 01),
+                    legal_basis: COORDINATION.to_string(),
+                    case_reference: None,
+                    consent_id: None,
+                },
                 state: SubscriptionState::Active,
                 state_reason: None,
                 created_at: now,
@@ -1967,7 +1969,11 @@ mod delivery {
 
         cancel(
             &app,
-            &made.iter().find(|s| s.client_reference == "r1").unwrap().clone(),
+            &made
+                .iter()
+                .find(|s| s.asked.client_reference == "r1")
+                .unwrap()
+                .clone(),
         )
         .await;
         let text = |v: &str| Some(v.to_string());
@@ -2028,7 +2034,8 @@ mod delivery {
                 .subscriptions_page(insurer, &filter, None, 10)
                 .await
                 .unwrap();
-            let references: BTreeSet<&str> = found.iter().map(|s| s.client_reference.as_str()).collect();
+            let references: BTreeSet<&str> =
+                found.iter().map(|s| s.asked.client_reference.as_str()).collect();
             assert_eq!(references, expected.into_iter().collect(), "{filter:?}");
         }
         app.stop().await;
@@ -2182,7 +2189,7 @@ mod delivery {
                 (
                     subscription.state,
                     subscription.state_reason,
-                    subscription.consent_id.as_deref()
+                    subscription.asked.consent_id.as_deref()
                 ),
                 (
                     SubscriptionState::Active,
@@ -2512,7 +2519,11 @@ mod delivery {
             ..order("municipal", P1, &["SJP"], "AUTH_SOCIAL_SERVICES")
         };
         subscribe(&app, municipality, &[theirs]).await;
-        cancel(&app, made.iter().find(|s| s.client_reference == "ended").unwrap()).await;
+        cancel(
+            &app,
+            made.iter().find(|s| s.asked.client_reference == "ended").unwrap(),
+        )
+        .await;
         withdraw(
             &app,
             EndSelector::ByConsent { consent_id: "cns_1" },
@@ -2547,7 +2558,7 @@ mod delivery {
             assert_eq!(order, expected);
             at_seq
                 .iter()
-                .map(|e| e.subscription.client_reference.clone())
+                .map(|e| e.subscription.asked.client_reference.clone())
                 .collect::<BTreeSet<_>>()
         };
         let set = |references: &[&str]| references.iter().map(|r| r.to_string()).collect::<BTreeSet<_>>();
@@ -2720,12 +2731,14 @@ mod consents {
             created,
             Consent {
                 consent_id: created.consent_id.clone(),
-                party_id: app.insurer_id.clone(),
-                person: pnr(P1),
-                basis_code: RISK_ASSESSMENT.to_string(),
-                given_on: new.given_on,
-                expires_on: new.expires_on,
-                evidence_reference: "EV-1".to_string(),
+                registered: NewConsent {
+                    party_id: app.insurer_id.clone(),
+                    person: pnr(P1),
+                    basis_code: RISK_ASSESSMENT.to_string(),
+                    given_on: new.given_on,
+                    expires_on: new.expires_on,
+                    evidence_reference: "EV-1".to_string(),
+                },
                 registered_at: now,
                 revocation: None,
             }

@@ -219,7 +219,7 @@ impl AdminApi {
         let consents: Vec<pb::PartyConsent> = convert::consent_listing(&consents, &req.states, today)?
             .into_iter()
             .map(|(c, message)| pb::PartyConsent {
-                party_id: c.party_id.clone(),
+                party_id: c.registered.party_id.clone(),
                 party_name: String::new(),
                 consent: Some(message),
             })
@@ -257,7 +257,7 @@ impl AdminApi {
             .map_err(|e| status::or_missing(e, Missing::Consent))?;
         Ok(pb::RevokeConsentResponse {
             consent: Some(pb::PartyConsent {
-                party_id: consent.party_id.clone(),
+                party_id: consent.registered.party_id.clone(),
                 party_name: String::new(),
                 consent: Some(convert::consent(&consent, self.state.clock.today())),
             }),

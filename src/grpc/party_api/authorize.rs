@@ -120,11 +120,11 @@ impl Gate {
         let consent = match &ask.consent_id {
             Some(id) => state.store.consent(id).await?.map(|c| ConsentFacts {
                 consent_id: c.consent_id,
-                party_id: c.party_id,
-                person: c.person,
-                basis_code: c.basis_code,
-                given_on: c.given_on,
-                expires_on: c.expires_on,
+                party_id: c.registered.party_id,
+                person: c.registered.person,
+                basis_code: c.registered.basis_code,
+                given_on: c.registered.given_on,
+                expires_on: c.registered.expires_on,
                 revoked_at: c.revocation.map(|r| r.at),
             }),
             None => None,

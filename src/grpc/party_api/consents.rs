@@ -84,8 +84,8 @@ impl PartyApi {
             .store
             .resume_with_consent(
                 &party.party_id,
-                &consent.person,
-                &consent.basis_code,
+                &consent.registered.person,
+                &consent.registered.basis_code,
                 &consent.consent_id,
                 state.clock.now_micros(),
             )

@@ -31,13 +31,8 @@ pub(crate) use history::fan_out;
 pub struct Subscription {
     pub subscription_id: String,
     pub party_id: String,
-    pub client_reference: String,
-    pub person: Personnummer,
-    pub benefit_types: Vec<String>,
-    pub from_date: Date,
-    pub legal_basis: String,
-    pub case_reference: Option<String>,
-    pub consent_id: Option<String>,
+    /// What the party asked for.
+    pub asked: NewSubscription,
     pub state: SubscriptionState,
     /// `None` while active and never suspended.
     pub state_reason: Option<StateReason>,
@@ -61,13 +56,9 @@ pub struct NewSubscription {
 }
 
 impl Subscription {
+    /// Whether `n` asks for the same as this subscription was asked for.
     fn same_order(&self, n: &NewSubscription) -> bool {
-        self.person == n.person
-            && self.benefit_types == n.benefit_types
-            && self.from_date == n.from_date
-            && self.legal_basis == n.legal_basis
-            && self.case_reference == n.case_reference
-            && self.consent_id == n.consent_id
+        self.asked == *n
     }
 }
 
@@ -166,13 +157,15 @@ fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
     Ok(Subscription {
         subscription_id: r.text(0)?.to_string(),
         party_id: r.text(1)?.to_string(),
-        client_reference: r.text(2)?.to_string(),
-        person: stored_person(r.text(3)?, "subscriptions.person")?,
-        benefit_types: split_codes(r.text(4)?),
-        from_date: stored_date(r.text(5)?, "subscriptions.from_date")?,
-        legal_basis: r.text(6)?.to_string(),
-        case_reference: non_empty(r.text(7)?.to_string()),
-        consent_id: non_empty(r.text(8)?.to_string()),
+        asked: NewSubscription {
+            client_reference: r.text(2)?.to_string(),
+            person: stored_person(r.text(3)?, "subscriptions.person")?,
+            benefit_types: split_codes(r.text(4)?),
+            from_date: stored_date(r.text(5)?, "subscriptions.from_date")?,
+            legal_basis: r.text(6)?.to_string(),
+            case_reference: non_empty(r.text(7)?.to_string()),
+            consent_id: non_empty(r.text(8)?.to_string()),
+        },
         state: SubscriptionState::parse(r.text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
         state_reason: if state_reason.is_empty() {
             None
@@ -237,7 +230,7 @@ impl Store {
                 q
             });
             for existing in found {
-                known.insert(existing.client_reference.clone(), existing);
+                known.insert(existing.asked.client_reference.clone(), existing);
             }
         }
         // Each item in order: a reference seen before (stored, or earlier in this batch) is
@@ -261,13 +254,7 @@ impl Store {
             let subscription = Subscription {
                 subscription_id: new_id("sub"),
                 party_id: party_id.to_string(),
-                client_reference: item.client_reference.clone(),
-                person: item.person.clone(),
-                benefit_types: item.benefit_types.clone(),
-                from_date: item.from_date,
-                legal_basis: item.legal_basis.clone(),
-                case_reference: item.case_reference.clone(),
-                consent_id: item.consent_id.clone(),
+                asked: item.clone(),
                 state: SubscriptionState::Active,
                 state_reason: None,
                 created_at: now,
@@ -394,7 +381,7 @@ impl Store {
             });
             sub.state = SubscriptionState::Active;
             sub.state_reason = Some(StateReason::Resumed);
-            sub.consent_id = Some(consent_id.to_string());
+            sub.asked.consent_id = Some(consent_id.to_string());
         }
         let mut events = history::Events::new(seq, now);
         for (sub, number) in resumed.iter().zip(numbers) {
@@ -686,13 +673,13 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
             insert = insert
                 .bind(&s.subscription_id)
                 .bind(&s.party_id)
-                .bind(&s.client_reference)
-                .bind(s.person.as_storage())
-                .bind(join_codes(&s.benefit_types))
-                .bind(format_date(s.from_date))
-                .bind(&s.legal_basis)
-                .bind(s.case_reference.as_deref().unwrap_or(""))
-                .bind(s.consent_id.as_deref().unwrap_or(""))
+                .bind(&s.asked.client_reference)
+                .bind(s.asked.person.as_storage())
+                .bind(join_codes(&s.asked.benefit_types))
+                .bind(format_date(s.asked.from_date))
+                .bind(&s.asked.legal_basis)
+                .bind(s.asked.case_reference.as_deref().unwrap_or(""))
+                .bind(s.asked.consent_id.as_deref().unwrap_or(""))
                 .bind(s.state.as_str())
                 .bind(s.state_reason.map_or("", StateReason::as_str))
                 .bind(s.created_at)

@@ -420,27 +420,21 @@ impl Store {
             } => files::store_extract(&mut conn, order_id, *sequence, produced, manifest, now).await?,
             other => record_detail(&mut conn, order_id, actor, other).await?,
         };
+        // The steps that stamp a time of their own: confirming receipt and deleting.
+        let stamp = match step {
+            OrderStep::ConfirmReceipt => ", receipt_confirmed_at = $3",
+            OrderStep::Delete => ", deleted_at = $3",
+            _ => "",
+        };
+        let sql =
+            format!("UPDATE statistics_orders SET state = $2, updated_at = $3{stamp} WHERE order_id = $1");
         on_conn!(&mut conn, |c| {
-            sqlx::query("UPDATE statistics_orders SET state = $2, updated_at = $3 WHERE order_id = $1")
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(order_id)
                 .bind(state)
                 .bind(now)
-                .execute(&mut *c)
+                .execute(c)
                 .await?;
-            if step == OrderStep::ConfirmReceipt {
-                sqlx::query("UPDATE statistics_orders SET receipt_confirmed_at = $2 WHERE order_id = $1")
-                    .bind(order_id)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
-            }
-            if step == OrderStep::Delete {
-                sqlx::query("UPDATE statistics_orders SET deleted_at = $2 WHERE order_id = $1")
-                    .bind(order_id)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
-            }
         });
         if step == OrderStep::Delete {
             // The files and the population go; the manifest (metadata) remains.

@@ -83,12 +83,12 @@ async fn read_cursor(
 /// The policy request a subscription's delivery makes.
 fn ask_for(subscription: &Subscription) -> Ask {
     Ask {
-        basis_code: subscription.legal_basis.clone(),
-        person: subscription.person.clone(),
-        benefit_codes: subscription.benefit_types.clone(),
-        case_reference: subscription.case_reference.clone(),
-        consent_id: subscription.consent_id.clone(),
-        period: (Some(subscription.from_date), None),
+        basis_code: subscription.asked.legal_basis.clone(),
+        person: subscription.asked.person.clone(),
+        benefit_codes: subscription.asked.benefit_types.clone(),
+        case_reference: subscription.asked.case_reference.clone(),
+        consent_id: subscription.asked.consent_id.clone(),
+        period: (Some(subscription.asked.from_date), None),
         subscription_id: Some(subscription.subscription_id.clone()),
     }
 }

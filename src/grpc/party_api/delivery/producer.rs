@@ -570,7 +570,7 @@ impl DeliveryStream {
             Some(found) => found,
             None => {
                 let period = DateRange {
-                    from: subscription.from_date,
+                    from: subscription.asked.from_date,
                     to: None,
                 };
                 match self.state.store.snapshot_of(permit, period, place.as_of).await {

@@ -142,7 +142,7 @@ impl Reader {
                 Some(Ok((_, permit))) => Some(SnapshotAsk {
                     permit,
                     period: DateRange {
-                        from: subscription.from_date,
+                        from: subscription.asked.from_date,
                         to: None,
                     },
                 }),
