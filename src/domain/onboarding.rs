@@ -96,15 +96,10 @@ pub struct NewSignature {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartyRecord {
     pub party_id: String,
-    pub org_number: OrgNumber,
-    pub name: String,
-    pub kind: PartyKind,
+    /// The application as registered (the codes are those it asked for).
+    pub application: NewApplication,
     /// The state as stored; see [`PartyRecord::state_on`] for the state that holds on a date.
     pub stored_state: PartyState,
-    pub contact_name: String,
-    pub contact_email: String,
-    pub requested_basis_codes: Vec<String>,
-    pub requested_benefit_codes: Vec<String>,
     /// The current agreement (the most recently sent), with its signatures.
     pub agreement: Option<Agreement>,
     /// The agreement's signatures (0 to 2), the party's first.
@@ -131,33 +126,13 @@ impl PartyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureRecord {
     pub signer: Signer,
-    pub signed_by: String,
-    pub signed_on: Date,
-    /// `None` for signatures registered before they were recorded with their time.
-    pub recorded_at: Option<Micros>,
-    pub recorded_by: Option<String>,
-}
-
-impl SignatureRecord {
-    pub(crate) fn new(signer: Signer, signature: &Signature) -> Self {
-        Self {
-            signer,
-            signed_by: signature.signed_by.clone(),
-            signed_on: signature.signed_on,
-            recorded_at: signature.recorded_at,
-            recorded_by: signature.recorded_by.clone(),
-        }
-    }
+    pub signature: Signature,
 }
 
 /// A registered client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
-    pub fingerprint: String,
-    pub subject: String,
-    pub serial: String,
-    pub not_before: Micros,
-    pub not_after: Micros,
+    pub certificate: NewCertificate,
     pub added_at: Micros,
     pub added_by: Option<String>,
     pub revoked_at: Option<Micros>,

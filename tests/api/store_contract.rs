@@ -355,7 +355,7 @@ mod parties {
     }
 
     fn names(records: &[PartyRecord]) -> Vec<&str> {
-        records.iter().map(|r| r.name.as_str()).collect()
+        records.iter().map(|r| r.application.name.as_str()).collect()
     }
 
     async fn every_change_moves_the_party_on_and_is_audited_in_order(backend: Backend) {
@@ -746,12 +746,16 @@ mod parties {
         };
         let insurer = record(&app, &app.insurer_id).await;
         assert_eq!(
-            (insurer.org_number.as_str(), insurer.name.as_str(), insurer.kind),
+            (
+                insurer.application.org_number.as_str(),
+                insurer.application.name.as_str(),
+                insurer.application.kind
+            ),
             ("5566778899", "Testförsäkring AB", PartyKind::Insurer)
         );
         assert_eq!(insurer.stored_state, PartyState::Connected);
         assert_eq!(
-            insurer.requested_basis_codes,
+            insurer.application.basis_codes,
             codes(&[COORDINATION, RISK_ASSESSMENT])
         );
         assert_eq!(insurer.signatures.len(), 2);
@@ -821,7 +825,7 @@ mod parties {
         );
         change(&app, PartyChange::Apply(&authority)).await.unwrap();
         let list = async |filter: &PartyFilter, after: Option<&PartyRecord>, limit| {
-            let after = after.map(|r| (r.name.as_str(), r.party_id.as_str()));
+            let after = after.map(|r| (r.application.name.as_str(), r.party_id.as_str()));
             app.store.list_party_records(filter, after, limit).await.unwrap()
         };
 
@@ -1233,7 +1237,7 @@ mod register {
         let facts = Facts {
             party: PartyFacts {
                 party_id,
-                kind: party.kind,
+                kind: party.application.kind,
                 state: party.stored_state,
                 termination_effective: party.termination.map(|t| t.effective_date),
             },

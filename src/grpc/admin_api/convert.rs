@@ -272,14 +272,14 @@ wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest, Statist
 pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
     pb::Party {
         party_id: p.party_id.clone(),
-        org_number: p.org_number.to_string(),
-        name: p.name.clone(),
-        kind: party_kind(p.kind) as i32,
+        org_number: p.application.org_number.to_string(),
+        name: p.application.name.clone(),
+        kind: party_kind(p.application.kind) as i32,
         state: party_state(p.state_on(today)) as i32,
-        contact_name: p.contact_name.clone(),
-        contact_email: p.contact_email.clone(),
-        requested_basis_codes: p.requested_basis_codes.clone(),
-        requested_benefit_type_codes: p.requested_benefit_codes.clone(),
+        contact_name: p.application.contact_name.clone(),
+        contact_email: p.application.contact_email.clone(),
+        requested_basis_codes: p.application.basis_codes.clone(),
+        requested_benefit_type_codes: p.application.benefit_codes.clone(),
         agreement: p.agreement.as_ref().map(|a| pb::Agreement {
             agreement_id: a.agreement_id.clone(),
             agreement_type: agreement_type(a.agreement_type) as i32,
@@ -294,10 +294,10 @@ pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
             .iter()
             .map(|s| pb::Signature {
                 signer: signer(s.signer) as i32,
-                signed_by: s.signed_by.clone(),
-                signed_on: format_date(s.signed_on),
-                recorded_at: s.recorded_at.map(timestamp),
-                recorded_by: s.recorded_by.clone().unwrap_or_default(),
+                signed_by: s.signature.signed_by.clone(),
+                signed_on: format_date(s.signature.signed_on),
+                recorded_at: s.signature.recorded_at.map(timestamp),
+                recorded_by: s.signature.recorded_by.clone().unwrap_or_default(),
             })
             .collect(),
         certificates: p.certificates.iter().map(certificate).collect(),
@@ -316,11 +316,11 @@ pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
 /// A registered certificate.
 pub fn certificate(c: &CertificateRecord) -> pb::Certificate {
     pb::Certificate {
-        fingerprint: c.fingerprint.clone(),
-        subject: c.subject.clone(),
-        serial: c.serial.clone(),
-        not_before: Some(timestamp(c.not_before)),
-        not_after: Some(timestamp(c.not_after)),
+        fingerprint: c.certificate.fingerprint.clone(),
+        subject: c.certificate.subject.clone(),
+        serial: c.certificate.serial.clone(),
+        not_before: Some(timestamp(c.certificate.not_before)),
+        not_after: Some(timestamp(c.certificate.not_after)),
         state: if c.revoked_at.is_some() {
             pb::CertificateState::Revoked
         } else {

@@ -40,7 +40,7 @@ fn certificate_of(party: &PartyRecord, fingerprint: &str) -> Option<pb::Certific
     party
         .certificates
         .iter()
-        .find(|c| c.fingerprint == fingerprint)
+        .find(|c| c.certificate.fingerprint == fingerprint)
         .map(convert::certificate)
 }
 
@@ -257,7 +257,7 @@ impl AdminApi {
         let after = page.after.as_ref().map(|(name, id)| (name.as_str(), id.as_str()));
         let records = store.list_party_records(&filter, after, page.limit()).await?;
         let today = business_date_at(now);
-        let position = |r: &PartyRecord| (r.name.clone(), r.party_id.clone());
+        let position = |r: &PartyRecord| (r.application.name.clone(), r.party_id.clone());
         Ok(pages.trim_into(records, page.size, position, |r| convert::party(r, today)))
     }
 

@@ -153,7 +153,7 @@ impl AdminApi {
         let org_number = store
             .party_record(&order.party_id)
             .await?
-            .map(|p| p.org_number.to_string());
+            .map(|p| p.application.org_number.to_string());
         let population = store.order_population(&order.order_id).await?;
         let purpose = format!("{} (variables: {})", order.order.purpose, order.order.variables);
         let sequence = order.extracted_sequence.unwrap_or(0);

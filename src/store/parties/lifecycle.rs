@@ -282,7 +282,7 @@ impl Store {
             if !stored
                 .certificates
                 .iter()
-                .any(|c| c.fingerprint == certificate.fingerprint)
+                .any(|c| c.certificate.fingerprint == certificate.fingerprint)
             {
                 let step = PartyChange::AddCertificate {
                     party_id: &party_id,

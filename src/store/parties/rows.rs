@@ -2,7 +2,10 @@
 
 use time::Date;
 
-use super::{AuditRecord, CertificateRecord, Operator, PartyRecord, SignatureRecord, TerminationRecord};
+use super::{
+    AuditRecord, CertificateRecord, NewApplication, NewCertificate, Operator, PartyRecord, SignatureRecord,
+    TerminationRecord,
+};
 use crate::domain::catalogue::{Agreement, Signature};
 use crate::domain::lifecycle::{PartyAction, Signatures, effective_state};
 use crate::domain::party::AgreementType;
@@ -298,29 +301,36 @@ pub(super) async fn record(conn: &mut Conn, party_id: &str) -> Result<Option<Par
         .transpose()?;
     let termination = party.termination.record()?;
     Ok(Some(PartyRecord {
-        kind: party.kind()?,
-        org_number: party.org_number()?,
+        application: NewApplication {
+            kind: party.kind()?,
+            org_number: party.org_number()?,
+            basis_codes: split_codes(&party.requested_bases),
+            benefit_codes: split_codes(&party.requested_benefits),
+            name: party.name,
+            contact_name: party.contact_name,
+            contact_email: party.contact_email,
+        },
         stored_state: state(&party.state, "parties.state")?,
-        requested_basis_codes: split_codes(&party.requested_bases),
-        requested_benefit_codes: split_codes(&party.requested_benefits),
         party_id: party.party_id,
-        name: party.name,
-        contact_name: party.contact_name,
-        contact_email: party.contact_email,
         signatures: agreement
             .iter()
             .flat_map(Agreement::signatures)
-            .map(|(signer, signature)| SignatureRecord::new(signer, signature))
+            .map(|(signer, signature)| SignatureRecord {
+                signer,
+                signature: signature.clone(),
+            })
             .collect(),
         agreement,
         certificates: certificates
             .into_iter()
             .map(|c| CertificateRecord {
-                fingerprint: c.fingerprint,
-                subject: c.subject,
-                serial: c.serial,
-                not_before: c.not_before,
-                not_after: c.not_after,
+                certificate: NewCertificate {
+                    fingerprint: c.fingerprint,
+                    subject: c.subject,
+                    serial: c.serial,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                },
                 added_at: c.added_at,
                 added_by: c.added_by.and_then(non_empty),
                 revoked_at: c.revoked_at,
