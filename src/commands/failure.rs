@@ -18,6 +18,7 @@ use tonic_types::StatusExt as _;
 
 use super::client::Target;
 use crate::client::{ClientError, PemProblem, TransportProblem};
+use crate::grpc::pb::ErrorReason;
 
 /// The `domain` of the failures the client finds itself (the server's are `lefi`).
 pub const CLIENT_DOMAIN: &str = "client.lefi";
@@ -151,7 +152,7 @@ impl Failure {
         let request_id = request_id.or_else(|| metadata.get("request_id").cloned());
         metadata.remove("request_id");
         let mut hints = Vec::new();
-        if info.reason == "CURSOR_EXPIRED" {
+        if ErrorReason::from_str_name(&info.reason) == Some(ErrorReason::CursorExpired) {
             hints.push(
                 "run `lefi client refresh`: it prints a cursor; write it into the --cursor-file (or \
                  delete the file to start over) and stream again"

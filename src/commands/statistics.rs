@@ -23,6 +23,7 @@ use super::client::run_keyed;
 use super::output::{print_each, print_json};
 use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrdersArgs, OrdersCommand};
 use crate::domain::statistics::order::OrderState;
+use crate::grpc::pb::ErrorReason;
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
@@ -105,9 +106,11 @@ pub async fn run_orders(args: OrdersArgs) -> ExitCode {
         |status, mut failure| {
             let reason = status
                 .get_details_error_info()
-                .map(|info| info.reason)
-                .unwrap_or_default();
-            if reason == "BASIS_NOT_FOR_PARTY_KIND" || reason == "BASIS_NOT_IN_AGREEMENT" {
+                .and_then(|info| ErrorReason::from_str_name(&info.reason));
+            if matches!(
+                reason,
+                Some(ErrorReason::BasisNotForPartyKind | ErrorReason::BasisNotInAgreement)
+            ) {
                 failure = failure.hint(
                     "statistics orders are placed by a state authority whose agreement grants the legal \
                  basis STAT_INDIVIDUAL_DATA: pass its certificate with --cert and --key"
