@@ -125,8 +125,9 @@ pub struct SubmitOrderArgs {
     /// Benefit type code (repeat, or separate with commas); see `lefi client benefit-types`.
     #[arg(long = "benefit", value_delimiter = ',', required = true)]
     pub benefits: Vec<String>,
-    /// The wished variables: free text, or picked from the variable lists.
-    #[arg(long, default_value = "")]
+    /// The wished variables: free text, or picked from the variable lists (e.g. "sjukpenning:
+    /// nettodagar per månad, ersättningsperioder").
+    #[arg(long)]
     pub variables: String,
     /// First day of the period the data is to cover, YYYY-MM-DD.
     #[arg(long)]
@@ -348,7 +349,7 @@ pub(super) const ORDERS_HELP: &str = "\
 A statistics order, from the orderer's side (each command prints the order and the next step):
   lefi orders submit --reference SCB-2026-17 --project \"Sjukfrånvaro 2024\" \\
       --purpose \"Officiell statistik\" --legal-ground \"24 kap. 8 § OSL\" \\
-      --population \"Personer i urvalet\" --benefit SJP --benefit FP \\
+      --population \"Personer i urvalet\" --benefit SJP --benefit FP --variables \"Nettodagar per månad\" \\
       --from 2024-01-01 --to 2024-12-31 --contact-name \"Eva E\" --contact-email eva@myndighet.se
   (the statistics unit confirms receipt within two working days, may ask for completion:
    lefi orders supplement ORDER --text \"…\", and drafts a quote)

@@ -201,7 +201,7 @@ impl DevSummary<'_> {
         );
         println!("  database    {}", self.db_url);
         println!(
-            "  certs       {certs}/  (ca, operator-ca, server, operator, ingest, insurer, municipality; .pem + .key)"
+            "  certs       {certs}/  (ca, operator-ca, server, operator, ingest, statistician, reviewer, insurer, municipality, statistics; .pem + .key)"
         );
         for p in self.parties {
             println!("  demo party  {p}");
@@ -216,6 +216,15 @@ impl DevSummary<'_> {
             "  operator    lefi admin …              ({certs}/operator.pem + operator.key, role operator)"
         );
         println!("  ingest      lefi ingest FILE.ndjson   ({certs}/ingest.pem + ingest.key, role ingest)");
+        println!(
+            "  statistics  lefi orders … --cert {certs}/statistics.pem --key {certs}/statistics.key (the orderer);"
+        );
+        println!(
+            "              lefi admin orders … --cert {certs}/statistician.pem --key {certs}/statistician.key"
+        );
+        println!(
+            "              (the review: --cert {certs}/reviewer.pem --key {certs}/reviewer.key, role statistician)"
+        );
         println!();
         println!("Try it from another terminal:");
         for command in self.commands() {
@@ -245,6 +254,9 @@ impl DevSummary<'_> {
                 "ingest": [file("ingest.pem"), file("ingest.key")],
                 "insurer": [file("insurer.pem"), file("insurer.key")],
                 "municipality": [file("municipality.pem"), file("municipality.key")],
+                "statisticsAuthority": [file("statistics.pem"), file("statistics.key")],
+                "statistician": [file("statistician.pem"), file("statistician.key")],
+                "reviewer": [file("reviewer.pem"), file("reviewer.key")],
             },
             "demoParties": self.parties,
             "try": self.commands(),

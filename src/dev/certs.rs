@@ -211,6 +211,15 @@ fn random_serial() -> SerialNumber {
 pub const DEMO_INSURER: (&str, &str) = ("556677-8899", "Demoförsäkringar AB (demo)");
 /// The demo municipality registered by `serve --dev` (synthetic organisation).
 pub const DEMO_MUNICIPALITY: (&str, &str) = ("222000-0000", "Demo kommun, socialnämnden (demo)");
+/// The demo statistics authority registered by `serve --dev`: it orders individual data for
+/// statistics (synthetic organisation).
+pub const DEMO_STATISTICS_AUTHORITY: (&str, &str) = ("202200-1230", "Demo statistikmyndighet (demo)");
+/// The demo statistics unit: two statisticians, since the confidentiality review is never made by
+/// the quote's author.
+pub const DEMO_STATISTICIANS: [(&str, &str); 2] = [
+    ("statistician", "Demo Statistiker"),
+    ("reviewer", "Demo Granskare"),
+];
 /// The demo operator's name.
 pub const DEMO_OPERATOR: &str = "Demo Operatör";
 /// The demo ingest operator's name.
@@ -269,7 +278,7 @@ struct DevLeaf {
     subject: Option<(&'static str, &'static str)>,
 }
 
-const DEV_LEAVES: [DevLeaf; 5] = [
+const DEV_LEAVES: [DevLeaf; 8] = [
     DevLeaf {
         stem: "server",
         issuer: DevIssuer::Party,
@@ -295,6 +304,27 @@ const DEV_LEAVES: [DevLeaf; 5] = [
         issuer: DevIssuer::Party,
         subject: Some((DEMO_MUNICIPALITY.1, DEMO_MUNICIPALITY.0)),
     },
+    DevLeaf {
+        stem: "statistics",
+        issuer: DevIssuer::Party,
+        subject: Some((DEMO_STATISTICS_AUTHORITY.1, DEMO_STATISTICS_AUTHORITY.0)),
+    },
+    DevLeaf {
+        stem: DEMO_STATISTICIANS[0].0,
+        issuer: DevIssuer::Operator,
+        subject: Some((
+            DEMO_STATISTICIANS[0].1,
+            "Försäkringskassan (demo statistics unit)",
+        )),
+    },
+    DevLeaf {
+        stem: DEMO_STATISTICIANS[1].0,
+        issuer: DevIssuer::Operator,
+        subject: Some((
+            DEMO_STATISTICIANS[1].1,
+            "Försäkringskassan (demo statistics unit)",
+        )),
+    },
 ];
 
 /// Every file of a complete development directory.
@@ -308,7 +338,8 @@ pub fn dev_files() -> Vec<String> {
 }
 
 /// Makes `dir` a complete development directory: the party CA (`ca`), the operator CA
-/// (`operator-ca`), and the server, operator, ingest, insurer and municipality certificates.
+/// (`operator-ca`), and the server, operator, ingest, statistician, reviewer, insurer,
+/// municipality and statistics-authority certificates.
 /// Files already there are kept, so certificates issued earlier (`dev-certs issue-party`) keep
 /// working; a missing CA is created and everything it issues is issued anew (a directory from
 /// before the separate operator CA gets one, with new operator and ingest certificates). With

@@ -8,7 +8,9 @@ use std::path::Path;
 use anyhow::Context as _;
 use time::macros::date;
 
-use crate::dev::certs::{DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR};
+use crate::dev::certs::{
+    DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR, DEMO_STATISTICIANS, DEMO_STATISTICS_AUTHORITY,
+};
 use crate::domain::clock::Clock;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::identity::certificate_facts;
@@ -21,8 +23,8 @@ pub struct DemoSummary {
     pub parties: Vec<String>,
 }
 
-/// Registers the demo operator (all three roles' rights are the `operator` role's; the demo
-/// operator is an `operator`) and the demo parties with the certificates in `certs_dir`.
+/// Registers the demo operator (role `operator`), the demo statistics unit (two statisticians)
+/// and the demo parties with the certificates in `certs_dir`.
 /// Idempotent: a second start finds them registered.
 pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Result<DemoSummary> {
     let now = clock.now_micros();
@@ -34,6 +36,13 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
     store
         .upsert_operator(&operator.fingerprint, DEMO_OPERATOR, OperatorRole::Operator, now)
         .await?;
+    for (stem, name) in DEMO_STATISTICIANS {
+        let file = format!("{stem}.pem");
+        let (cert, _) = certificate_facts(&read(&file)?).with_context(|| format!("certs-dev/{file}"))?;
+        store
+            .upsert_operator(&cert.fingerprint, name, OperatorRole::Statistician, now)
+            .await?;
+    }
 
     let mut parties = Vec::new();
     for (file, (org, name), kind, bases) in [
@@ -48,6 +57,12 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
             DEMO_MUNICIPALITY,
             PartyKind::MunicipalAuthority,
             vec!["AUTH_DUTY_1980_995", "AUTH_SOCIAL_SERVICES"],
+        ),
+        (
+            "statistics.pem",
+            DEMO_STATISTICS_AUTHORITY,
+            PartyKind::StateAuthority,
+            vec!["STAT_INDIVIDUAL_DATA"],
         ),
     ] {
         let org_number = OrgNumber::parse(org).context("demo organisation number")?;

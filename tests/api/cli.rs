@@ -50,6 +50,47 @@ fn serve_dev_from_an_empty_directory_then_client_and_sigterm() {
     assert_eq!(json["kind"], "MUNICIPAL_AUTHORITY");
     let operator = run(&["admin", "--addr", &server.admin_addr, "whoami"]);
     assert!(operator.contains("OPERATOR"), "{operator}");
+    // The demo statistics authority orders; the demo statistics unit has two statisticians (the
+    // confidentiality review is never the quote's author's).
+    let whoami = run(&[
+        "client",
+        "--addr",
+        &server.party_addr,
+        "--as",
+        "statistics",
+        "whoami",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(whoami.trim()).unwrap();
+    assert_eq!(json["orgNumber"], "202200-1230");
+    assert_eq!(json["kind"], "STATE_AUTHORITY");
+    let orders = run(&[
+        "orders",
+        "--addr",
+        &server.party_addr,
+        "--cert",
+        "certs-dev/statistics.pem",
+        "--key",
+        "certs-dev/statistics.key",
+        "list",
+        "--json",
+    ]);
+    assert!(!orders.contains("PERMISSION_DENIED"), "{orders}");
+    for stem in ["statistician", "reviewer"] {
+        let cert = format!("certs-dev/{stem}.pem");
+        let key = format!("certs-dev/{stem}.key");
+        let who = run(&[
+            "admin",
+            "--addr",
+            &server.admin_addr,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "whoami",
+        ]);
+        assert!(who.contains("STATISTICIAN"), "{stem}: {who}");
+    }
     assert_eq!(
         run(&["client", "--addr", &server.party_addr, "health"]).trim(),
         "SERVING"
