@@ -24,6 +24,7 @@ backend_tests!(
     only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
     retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
     coverage_from_known_lags_decides_which_months_may_be_ordered,
+    receipt_is_due_two_working_days_later_around_easter_and_midsummer,
 );
 
 type PartyClient = pb::statistics_order_service_client::StatisticsOrderServiceClient<Channel>;
@@ -1155,4 +1156,73 @@ async fn coverage_from_known_lags_decides_which_months_may_be_ordered(backend: B
     let err = d.orderer.clone().submit_order(ending(-2)).await.unwrap_err();
     assert_eq!(reason(&err), "PERIOD_NOT_COVERED");
     app.stop().await;
+}
+
+/// Receipt is due two Swedish working days after submission: Good Friday, Easter Monday and
+/// Midsummer Eve do not count, nor weekends. The server's clock is moved to each submission day;
+/// the order is overdue from the day after its due date, not on it.
+async fn receipt_is_due_two_working_days_later_around_easter_and_midsummer(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let d = desk(&app).await;
+    let noon_utc = |day: &str| {
+        let date = time::Date::parse(day, time::macros::format_description!("[year]-[month]-[day]")).unwrap();
+        date.with_hms(12, 0, 0).unwrap().assume_utc()
+    };
+    let move_clock_to = |day: &str| app.clock.advance(noon_utc(day) - app.clock.now());
+    let overdue = || async {
+        d.anna
+            .clone()
+            .list_orders(admin_pb::ListOrdersRequest {
+                overdue_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .orders
+    };
+    for (submitted, due, overdue_on) in [
+        // Maundy Thursday 2027: Good Friday (26 March) and Easter Monday (29 March) are off.
+        ("2027-03-25", "2027-03-31", "2027-04-01"),
+        // The Thursday before Midsummer 2027: Midsummer Eve (Friday 25 June) is off.
+        ("2027-06-24", "2027-06-29", "2027-06-30"),
+    ] {
+        move_clock_to(submitted);
+        let order = d
+            .orderer
+            .clone()
+            .submit_order(pb::SubmitOrderRequest {
+                wished_delivery: String::new(),
+                ..submission(&format!("SCB-{submitted}"))
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (order.receipt_due.as_str(), order.overdue),
+            (due, false),
+            "submitted {submitted}"
+        );
+
+        move_clock_to(due);
+        assert!(overdue().await.is_empty(), "due {due}: not overdue yet");
+        move_clock_to(overdue_on);
+        let late = overdue().await;
+        assert_eq!(late.len(), 1, "overdue on {overdue_on}");
+        assert_eq!(late[0].order_id, order.order_id);
+        assert!(late[0].overdue);
+        // Confirming receipt ends it, late as it is.
+        agency(
+            &d.anna,
+            &order.order_id,
+            admin_pb::advance_order_request::Step::ConfirmReceipt(
+                admin_pb::advance_order_request::ConfirmReceipt {},
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(overdue().await.is_empty());
+    }
 }
