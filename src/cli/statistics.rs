@@ -190,6 +190,9 @@ pub enum AdminOrdersCommand {
         /// Only orders whose receipt was not confirmed within two working days.
         #[arg(long)]
         overdue: bool,
+        /// Only delivered orders whose invoice is not recorded yet (`invoice` records it).
+        #[arg(long)]
+        awaiting_invoice: bool,
     },
     /// Show one order and its history.
     Show(OrderArg),
@@ -374,6 +377,7 @@ A statistics order, from the statistics unit's side (each command prints the ord
   lefi admin orders extract ORDER            after the quote is accepted and the population is in
   lefi admin orders download ORDER --dir d   check the files before handing them over
   lefi admin orders deliver ORDER            hand over; the files are kept six months
+  lefi admin orders list --awaiting-invoice  delivered, invoice not recorded (1-3 months after)
   lefi admin orders invoice ORDER --hours 11.75
   lefi admin orders purge --dry-run          orders whose retention has passed
 Mutating commands are idempotent: if one fails without a clear answer, rerun it with the

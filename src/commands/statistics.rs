@@ -279,11 +279,13 @@ pub(super) async fn admin(
             states: filter,
             party,
             overdue,
+            awaiting_invoice,
         } => {
             let request = admin_pb::ListOrdersRequest {
                 states: states(&filter.state),
                 party_id: party.clone().unwrap_or_default(),
                 overdue_only: *overdue,
+                awaiting_invoice_only: *awaiting_invoice,
             };
             let orders = client.list_orders(request).await?.into_inner().orders;
             return list(&orders, true, json);

@@ -403,6 +403,15 @@ async fn an_order_from_submission_to_download_with_the_cli(backend: Backend) {
         "{text}"
     );
 
+    // Delivered and not invoiced yet: on the unit's list of invoices to record, until recorded.
+    let awaiting = || async {
+        stdout(&desk.unit("anna", &["list", "--awaiting-invoice", "--json"]).await)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["orderId"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(awaiting().await, [serde_json::Value::from(id.as_str())]);
+
     // The invoice: the actual hours.
     let invoiced = json(
         &desk
@@ -410,6 +419,7 @@ async fn an_order_from_submission_to_download_with_the_cli(backend: Backend) {
             .await,
     );
     assert_eq!(invoiced["invoiceNetOre"], "998750");
+    assert!(awaiting().await.is_empty());
 
     // Coverage: the table, the plot, the JSON.
     let coverage = stdout(

@@ -196,6 +196,7 @@ impl AdminApi {
             party_id: fields::optional_text("party_id", &r.party_id, 64)?,
             states: wire::state_filter(&r.states)?,
             overdue_on: r.overdue_only.then_some(self.state.clock.today()),
+            awaiting_invoice: r.awaiting_invoice_only,
         };
         wire::list_orders(&self.state, &filter).await
     }

@@ -155,7 +155,7 @@ impl PartyApi {
         let filter = OrderFilter {
             party_id: Some(party.party_id.clone()),
             states: wire::state_filter(&r.states)?,
-            overdue_on: None,
+            ..OrderFilter::default()
         };
         wire::list_orders(&self.state, &filter).await
     }

@@ -141,6 +141,8 @@ pub struct OrderFilter {
     pub states: Vec<OrderState>,
     /// Only orders whose receipt is not confirmed and was due before this day.
     pub overdue_on: Option<Date>,
+    /// Only delivered orders without an invoice record.
+    pub awaiting_invoice: bool,
 }
 
 const ORDER_COLUMNS: &str = "order_id, party_id, order_reference, project, purpose, legal_ground, \
@@ -483,7 +485,8 @@ impl Store {
             let order = Order::try_from(row)?;
             let keep = filter.party_id.as_ref().is_none_or(|p| *p == order.party_id)
                 && (filter.states.is_empty() || filter.states.contains(&order.state))
-                && filter.overdue_on.is_none_or(|day| order.is_overdue(day));
+                && filter.overdue_on.is_none_or(|day| order.is_overdue(day))
+                && (!filter.awaiting_invoice || order.awaits_invoice());
             if keep {
                 out.push(order);
             }
@@ -524,6 +527,11 @@ impl Store {
 }
 
 impl Order {
+    /// Whether the order was delivered and its invoice is not recorded yet.
+    pub fn awaits_invoice(&self) -> bool {
+        self.state == OrderState::Delivered && self.invoice_net_ore.is_none()
+    }
+
     /// Whether receipt was due before `today` and is still not confirmed.
     pub fn is_overdue(&self, today: Date) -> bool {
         self.receipt_confirmed_at.is_none() && self.state == OrderState::Submitted && self.receipt_due < today
