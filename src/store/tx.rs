@@ -88,6 +88,19 @@ macro_rules! on_conn {
 
 pub(crate) use on_conn;
 
+/// Runs one statement on a [`Conn`] with these parameters, in order; the rows it affected.
+///
+/// `execute!(&mut conn, "UPDATE t SET a = $2 WHERE id = $1", id, a)`
+macro_rules! execute {
+    ($conn:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        $crate::store::tx::on_conn!($conn, |c| {
+            sqlx::query($sql)$(.bind($bind))*.execute(c).await?.rows_affected()
+        })
+    };
+}
+
+pub(crate) use execute;
+
 impl Conn {
     /// Commits the transaction (nothing to do for a pooled connection).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {

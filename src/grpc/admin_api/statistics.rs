@@ -12,11 +12,15 @@ use crate::grpc::admin_api::AdminApi;
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 use crate::grpc::pb::lefi::v1 as lefi_pb;
+use crate::grpc::pb::lefi::v1::{ExtractManifest, GetManifestRequest, GetOrderRequest, GetOrderResponse};
 use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
 use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
 use crate::store::statistics::{Order, OrderError, OrderFilter, Quote, StepDetail};
+
+/// A request as the unit's handlers get it: who asks, and what.
+type Asked<R> = (OperatorPrincipal, R);
 
 /// Free text fields: at most this many characters.
 const MAX_TEXT: usize = 4_000;
@@ -201,10 +205,7 @@ impl AdminApi {
         wire::list_orders(&self.state, &filter).await
     }
 
-    async fn get_order(
-        &self,
-        (_, r): (OperatorPrincipal, lefi_pb::GetOrderRequest),
-    ) -> Result<lefi_pb::GetOrderResponse, Status> {
+    async fn get_order(&self, (_, r): Asked<GetOrderRequest>) -> Result<GetOrderResponse, Status> {
         wire::get_order(&self.state, &r.order_id, None).await
     }
 
@@ -296,10 +297,7 @@ impl AdminApi {
         wire::get_manifest(&self.state, &order.order_id, None).await
     }
 
-    async fn get_manifest(
-        &self,
-        (_, r): (OperatorPrincipal, lefi_pb::GetManifestRequest),
-    ) -> Result<lefi_pb::ExtractManifest, Status> {
+    async fn get_manifest(&self, (_, r): Asked<GetManifestRequest>) -> Result<ExtractManifest, Status> {
         wire::get_manifest(&self.state, &r.order_id, None).await
     }
 

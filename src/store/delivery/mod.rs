@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use time::Date;
 
-use super::tx::{Columns, Conn, on_conn};
+use super::tx::{Columns, Conn, execute, on_conn};
 use super::{
     Store, StoreError, join_codes, new_id, non_empty, split_codes, stored_date, stored_person, to_u64,
 };
@@ -579,20 +579,17 @@ impl Store {
         now: Micros,
     ) -> Result<(), StoreError> {
         let mut conn = self.write().await?;
-        on_conn!(&mut conn, |c| {
-            sqlx::query(
-                "INSERT INTO cursor_commits (party_id, consumer, register_sequence, committed_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (party_id, consumer) DO UPDATE SET register_sequence = excluded.register_sequence, \
-                     committed_at = excluded.committed_at",
-            )
-            .bind(party_id)
-            .bind(consumer)
-            .bind(super::to_i64(seq))
-            .bind(now)
-            .execute(c)
-            .await?;
-        });
+        execute!(
+            &mut conn,
+            "INSERT INTO cursor_commits (party_id, consumer, register_sequence, committed_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (party_id, consumer) DO UPDATE SET register_sequence = excluded.register_sequence, \
+                 committed_at = excluded.committed_at",
+            party_id,
+            consumer,
+            super::to_i64(seq),
+            now,
+        );
         conn.commit().await
     }
 

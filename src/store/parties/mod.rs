@@ -11,7 +11,7 @@ mod steps;
 
 use time::Date;
 
-use super::tx::on_conn;
+use super::tx::{execute, on_conn};
 use super::{Store, StoreError};
 use crate::domain::catalogue::Agreement;
 use crate::domain::clock::{Micros, format_date};
@@ -203,18 +203,15 @@ impl Store {
         now: Micros,
     ) -> Result<(), StoreError> {
         let mut conn = self.write().await?;
-        on_conn!(&mut conn, |c| {
-            sqlx::query(
-                "INSERT INTO operators (fingerprint, name, role, added_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, role = excluded.role, revoked_at = NULL",
-            )
-            .bind(fingerprint)
-            .bind(name)
-            .bind(role.as_str())
-            .bind(now)
-            .execute(c)
-            .await?;
-        });
+        execute!(
+            &mut conn,
+            "INSERT INTO operators (fingerprint, name, role, added_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, role = excluded.role, revoked_at = NULL",
+            fingerprint,
+            name,
+            role.as_str(),
+            now,
+        );
         conn.commit().await
     }
 
@@ -308,13 +305,7 @@ impl Store {
         limit: u32,
     ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
         let mut conn = self.read_tx().await?;
-        let exists: Option<(String,)> = on_conn!(&mut conn, |c| {
-            sqlx::query_as("SELECT party_id FROM parties WHERE party_id = $1")
-                .bind(party_id)
-                .fetch_optional(c)
-                .await?
-        });
-        if exists.is_none() {
+        if rows::record(&mut conn, party_id).await?.is_none() {
             return Ok(None);
         }
         let entries: Vec<rows::AuditRow> = on_conn!(&mut conn, |c| {
