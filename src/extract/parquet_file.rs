@@ -349,4 +349,54 @@ mod tests {
         row[2] = Value::Text("not a number");
         assert!(matches!(file.row(&row), Err(ExtractError::Column(_))));
     }
+
+    /// Writes `rows` panel rows (every third without days) to `dir/panels.parquet`.
+    fn panels(dir: &Path, rows: usize) -> ExtractFile {
+        let mut file = ParquetFile::create(dir, "panels.parquet", "panels", PANEL_VARIABLES).unwrap();
+        for i in 0..rows {
+            let serial = i.to_string();
+            let days = (i % 3 != 0).then_some(i as i64 % 31);
+            file.row(&[
+                Value::Text(&serial),
+                Value::Month(crate::domain::statistics::coverage::YearMonth::new(
+                    2024,
+                    1 + (i % 12) as u8,
+                )),
+                Value::Text("SJP"),
+                days.map_or(Value::Empty, Value::Integer),
+                days.map_or(Value::Empty, |d| Value::QuarterDays(d * 3)),
+                Value::Integer(i as i64 * 100),
+                Value::Integer(0),
+            ])
+            .unwrap();
+        }
+        file.finish().unwrap()
+    }
+
+    #[test]
+    fn row_groups_are_bounded_and_the_bytes_repeat() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let rows = 2 * ROW_GROUP_ROWS + 17;
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = panels(a.path(), rows);
+        let second = panels(b.path(), rows);
+        assert_eq!(first.facts.sha256, second.facts.sha256);
+        assert_eq!(first.facts.rows, rows as u64);
+        let bytes = std::fs::read(&first.path).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), first.facts.sha256);
+        assert_eq!(bytes.len() as u64, first.facts.size_bytes);
+        let reader = SerializedFileReader::new(Bytes::from(bytes)).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), 3);
+        assert!(
+            meta.row_groups()
+                .iter()
+                .all(|g| g.num_rows() as usize <= ROW_GROUP_ROWS)
+        );
+        assert_eq!(meta.file_metadata().num_rows(), rows as i64);
+        assert_eq!(meta.file_metadata().created_by(), Some(CREATED_BY));
+        let last = reader.get_row_iter(None).unwrap().last().unwrap().unwrap();
+        let serial = last.get_column_iter().next().unwrap().1.to_string();
+        assert_eq!(serial, format!("\"{}\"", rows - 1));
+    }
 }
