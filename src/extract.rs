@@ -1,12 +1,17 @@
 //! Producing a statistics extract: the population read in batches, each batch's register records
-//! as of one sequence turned into rows ([`crate::domain::statistics::extract`]) and written as CSV
-//! to local files while their SHA-256 is computed; the store then takes the files in, with the
-//! order's EXTRACT step, in one transaction.
+//! as of one sequence turned into rows ([`crate::domain::statistics::extract`]) and written to
+//! local files while their SHA-256 is computed — each table (episodes, panels, the data
+//! dictionary) as CSV and as Parquet ([`parquet_file`]); the store then takes the files in, with
+//! the order's EXTRACT step, in one transaction.
 //!
-//! Memory stays bounded by the batch: the population's serial numbers and one batch of records are
-//! held, never the whole extract. The same order at the same sequence gives the same bytes (rows are
-//! ordered by serial number, then benefit, case, dates).
+//! Memory stays bounded by the batch: the population's serial numbers, one batch of records and
+//! one Parquet row group per table are held, never the whole extract. The same order at the same
+//! sequence gives the same bytes (rows are ordered by serial number, then benefit, case, dates;
+//! the Parquet files carry no time).
 
+mod parquet_file;
+
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
@@ -16,14 +21,20 @@ use sha2::{Digest, Sha256};
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::statistics::extract::{
-    EPISODE_VARIABLES, PANEL_VARIABLES, PERIOD_BENEFITS, episode_fields, has_periods, order_range,
-    panel_fields, person_rows,
+    EPISODE_VARIABLES, Kind, PANEL_VARIABLES, PERIOD_BENEFITS, Value, Variable, episode_values, has_periods,
+    order_range, panel_values, person_rows,
 };
 use crate::store::statistics::{ExtractFile, FileFacts, Order};
 use crate::store::{Store, StoreError};
+use parquet_file::ParquetFile;
+
+pub use parquet_file::{MEDIA_TYPE as PARQUET_MEDIA_TYPE, ROW_GROUP_ROWS};
 
 /// Persons read from the register per query.
 pub const BATCH: usize = 1_000;
+
+/// The media type of the CSV files.
+pub const CSV_MEDIA_TYPE: &str = "text/csv";
 
 /// The manifest: what an extract holds (metadata only; it outlives the files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +62,11 @@ pub enum ExtractError {
     File(#[from] std::io::Error),
     #[error("cannot write the extract's CSV: {0}")]
     Csv(#[from] csv::Error),
+    #[error("cannot write the extract's Parquet: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+    /// A row's value does not fit its column's type (a bug in the producer, never input data).
+    #[error("the extract's column {0} was given a value of another type")]
+    Column(&'static str),
 }
 
 /// A writer that counts and hashes what passes through it.
@@ -75,14 +91,16 @@ impl<W: Write> Write for Hashed<W> {
 
 /// One CSV file being written.
 struct CsvFile {
-    name: &'static str,
+    name: String,
     path: std::path::PathBuf,
     writer: csv::Writer<Hashed<std::io::BufWriter<std::fs::File>>>,
     rows: u64,
+    /// Where each field's text is formatted (reused: no allocation per field).
+    field: String,
 }
 
 impl CsvFile {
-    fn create(dir: &Path, name: &'static str, header: &[&str]) -> Result<Self, ExtractError> {
+    fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self, ExtractError> {
         let path = dir.join(name);
         let file = std::fs::File::create(&path)?;
         let hashed = Hashed {
@@ -95,19 +113,23 @@ impl CsvFile {
             .from_writer(hashed);
         writer.write_record(header)?;
         Ok(Self {
-            name,
+            name: name.to_string(),
             path,
             writer,
             rows: 0,
+            field: String::new(),
         })
     }
 
-    fn row<I, T>(&mut self, fields: I) -> Result<(), ExtractError>
-    where
-        I: IntoIterator<Item = T>,
-        T: AsRef<[u8]>,
-    {
-        self.writer.write_record(fields)?;
+    /// One row of typed values, each written as its text.
+    fn values(&mut self, values: &[Value<'_>]) -> Result<(), ExtractError> {
+        for value in values {
+            self.field.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(self.field, "{value}");
+            self.writer.write_field(self.field.as_bytes())?;
+        }
+        self.writer.write_record(None::<&[u8]>)?;
         self.rows += 1;
         Ok(())
     }
@@ -117,14 +139,69 @@ impl CsvFile {
         hashed.flush()?;
         Ok(ExtractFile {
             facts: FileFacts {
-                name: self.name.to_string(),
-                media_type: "text/csv".to_string(),
+                name: self.name,
+                media_type: CSV_MEDIA_TYPE.to_string(),
                 size_bytes: hashed.bytes,
                 rows: self.rows,
                 sha256: hex::encode(hashed.hash.finalize()),
             },
             path: self.path,
         })
+    }
+}
+
+/// One table of the extract, written as `TABLE.csv` and `TABLE.parquet` side by side.
+struct Table {
+    csv: CsvFile,
+    parquet: ParquetFile,
+}
+
+impl Table {
+    fn create(dir: &Path, table: &str, variables: &'static [Variable]) -> Result<Self, ExtractError> {
+        let header: Vec<&str> = variables.iter().map(|v| v.name).collect();
+        Ok(Self {
+            csv: CsvFile::create(dir, &format!("{table}.csv"), &header)?,
+            parquet: ParquetFile::create(dir, &format!("{table}.parquet"), table, variables)?,
+        })
+    }
+
+    fn row(&mut self, values: &[Value<'_>]) -> Result<(), ExtractError> {
+        self.csv.values(values)?;
+        self.parquet.row(values)
+    }
+
+    fn finish(self) -> Result<(ExtractFile, ExtractFile), ExtractError> {
+        Ok((self.csv.finish()?, self.parquet.finish()?))
+    }
+}
+
+/// The columns of the data dictionary itself (every one text).
+const DICTIONARY_VARIABLES: &[Variable] = &[
+    dictionary_column(
+        "table",
+        "The table: episodes, panels, or benefits (what each benefit delivers)",
+    ),
+    dictionary_column(
+        "variable",
+        "The variable's name (the column), or the benefit type code",
+    ),
+    dictionary_column(
+        "type",
+        "text, code, integer, date, YYYY-MM or decimal; for a benefit: its source",
+    ),
+    dictionary_column("parquet_type", "The column's type in the Parquet file"),
+    dictionary_column("meaning", "What the variable holds"),
+    dictionary_column("source", "Where it comes from"),
+];
+
+const fn dictionary_column(name: &'static str, meaning: &'static str) -> Variable {
+    Variable {
+        table: "dictionary",
+        name,
+        kind: Kind::Text,
+        optional: false,
+        meaning,
+        source: "lefi",
     }
 }
 
@@ -141,11 +218,8 @@ pub async fn produce(
     let population = store.order_population(&order.order_id).await?;
     let benefits = order.order.benefit_types.clone();
     let period = (order.order.period_from, order.order.period_to);
-    let names = |vars: &[crate::domain::statistics::extract::Variable]| -> Vec<&str> {
-        vars.iter().map(|v| v.name).collect()
-    };
-    let mut episodes = CsvFile::create(dir, "episodes.csv", &names(EPISODE_VARIABLES))?;
-    let mut panels = CsvFile::create(dir, "panels.csv", &names(PANEL_VARIABLES))?;
+    let mut episodes = Table::create(dir, "episodes", EPISODE_VARIABLES)?;
+    let mut panels = Table::create(dir, "panels", PANEL_VARIABLES)?;
     let total = population.len() as u64;
     let mut with_data = 0u64;
     let mut done = 0u64;
@@ -163,28 +237,59 @@ pub async fn produce(
                 with_data += 1;
             }
             for e in &rows.episodes {
-                episodes.row(episode_fields(serial, e))?;
+                episodes.row(&episode_values(serial, e))?;
             }
             for p in &rows.panels {
-                panels.row(panel_fields(serial, p))?;
+                panels.row(&panel_values(serial, p))?;
             }
         }
         done += batch.len() as u64;
         progress(done, total);
     }
-    let mut dictionary = CsvFile::create(
-        dir,
-        "dictionary.csv",
-        &["file", "variable", "type", "meaning", "source"],
-    )?;
+    let dictionary = dictionary(dir, &benefits)?;
+    let (episodes_csv, episodes_parquet) = episodes.finish()?;
+    let (panels_csv, panels_parquet) = panels.finish()?;
+    let files = vec![
+        episodes_csv,
+        panels_csv,
+        dictionary.0,
+        episodes_parquet,
+        panels_parquet,
+        dictionary.1,
+    ];
+    let manifest = Manifest {
+        order_id: order.order_id.clone(),
+        register_sequence: sequence,
+        period_from: format_date(period.0),
+        period_to: format_date(period.1),
+        benefit_sources: benefits
+            .iter()
+            .map(|b| (b.clone(), benefit_source(b).to_string()))
+            .collect(),
+        benefit_types: benefits,
+        population: total,
+        persons_with_data: with_data,
+        files: files.iter().map(|f| f.facts.clone()).collect(),
+        produced_at,
+    };
+    Ok((files, manifest))
+}
+
+/// The data dictionary (`dictionary.csv`, `dictionary.parquet`): every variable of the tables,
+/// then what each of the order's benefits delivers.
+fn dictionary(dir: &Path, benefits: &[String]) -> Result<(ExtractFile, ExtractFile), ExtractError> {
+    let mut dictionary = Table::create(dir, "dictionary", DICTIONARY_VARIABLES)?;
     for v in EPISODE_VARIABLES.iter().chain(PANEL_VARIABLES) {
-        dictionary.row([v.file, v.name, v.kind, v.meaning, v.source])?;
+        dictionary.row(&[
+            Value::Text(v.table),
+            Value::Text(v.name),
+            Value::Text(v.kind.as_str()),
+            Value::Text(parquet_file::parquet_type(v)),
+            Value::Text(v.meaning),
+            Value::Text(v.source),
+        ])?;
     }
-    let benefit_sources: Vec<(String, String)> = benefits
-        .iter()
-        .map(|b| (b.clone(), benefit_source(b).to_string()))
-        .collect();
-    for (benefit, source) in &benefit_sources {
+    for benefit in benefits {
         let meaning = if has_periods(benefit) {
             "Episodes and panel days from quality-assured compensation periods; panel amounts from payments"
                 .to_string()
@@ -194,28 +299,16 @@ pub async fn produce(
                 PERIOD_BENEFITS.join(", ")
             )
         };
-        dictionary.row([
-            "benefits",
-            benefit.as_str(),
-            source.as_str(),
-            meaning.as_str(),
-            "register",
+        dictionary.row(&[
+            Value::Text("benefits"),
+            Value::Text(benefit),
+            Value::Text(benefit_source(benefit)),
+            Value::Text(""),
+            Value::Text(&meaning),
+            Value::Text("register"),
         ])?;
     }
-    let files = vec![episodes.finish()?, panels.finish()?, dictionary.finish()?];
-    let manifest = Manifest {
-        order_id: order.order_id.clone(),
-        register_sequence: sequence,
-        period_from: format_date(period.0),
-        period_to: format_date(period.1),
-        benefit_types: benefits,
-        population: total,
-        persons_with_data: with_data,
-        files: files.iter().map(|f| f.facts.clone()).collect(),
-        produced_at,
-        benefit_sources,
-    };
-    Ok((files, manifest))
+    dictionary.finish()
 }
 
 /// How often the server looks for extracts past their retention.

@@ -318,9 +318,14 @@ async fn an_order_from_submission_to_download_with_the_cli(backend: Backend) {
             )
         })
         .collect();
-    assert_eq!(files.len(), 3, "{manifest}");
+    // Episodes, panels and the dictionary, each as CSV and as Parquet.
+    assert_eq!(files.len(), 6, "{manifest}");
+    assert!(
+        files.iter().any(|(name, _)| name == "episodes.parquet"),
+        "{manifest}"
+    );
     let checked = stdout(&desk.unit("anna", &["download", &id, "--dir", "checked"]).await);
-    assert!(checked.contains("all 3 files"), "{checked}");
+    assert!(checked.contains("all 6 files"), "{checked}");
     let delivered = stdout(&desk.unit("anna", &["deliver", &id]).await);
     assert!(
         delivered.contains("DELIVERED") && delivered.contains("files kept until"),
@@ -360,7 +365,7 @@ async fn an_order_from_submission_to_download_with_the_cli(backend: Backend) {
     let first = stdout(&desk.orders(&["download", &id, "--dir", "extract"]).await);
     assert_eq!(
         first.matches("SHA-256 matches the manifest").count(),
-        3,
+        6,
         "{first}"
     );
     for (name, sha) in &files {
@@ -370,19 +375,26 @@ async fn an_order_from_submission_to_download_with_the_cli(backend: Backend) {
             std::fs::read(desk.path("checked").join(name)).unwrap()
         );
     }
-    // Interrupted half-way: the next run resumes from what is on disk.
+    // Interrupted half-way (a CSV and a Parquet file): the next run resumes from what is on disk.
     let episodes = desk.path("extract").join(&files[0].0);
     let whole = std::fs::read(&episodes).unwrap();
     let half = whole.len() / 2;
     std::fs::write(&episodes, &whole[..half]).unwrap();
+    let parquet = desk.path("extract").join("episodes.parquet");
+    let whole_parquet = std::fs::read(&parquet).unwrap();
+    let parquet_half = whole_parquet.len() / 2;
+    std::fs::write(&parquet, &whole_parquet[..parquet_half]).unwrap();
     let resumed = stdout(&desk.orders(&["download", &id, "--dir", "extract"]).await);
-    assert!(
-        resumed.contains(&format!(
-            "SHA-256 matches the manifest (resumed from byte {half})"
-        )),
-        "{resumed}"
-    );
+    for from in [half, parquet_half] {
+        assert!(
+            resumed.contains(&format!(
+                "SHA-256 matches the manifest (resumed from byte {from})"
+            )),
+            "{resumed}"
+        );
+    }
     assert_eq!(std::fs::read(&episodes).unwrap(), whole);
+    assert_eq!(std::fs::read(&parquet).unwrap(), whole_parquet);
     let resumed = json_lines(
         &desk
             .orders(&["download", &id, "--dir", "extract", "--json"])

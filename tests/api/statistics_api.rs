@@ -8,6 +8,7 @@ use lefi::domain::{OperatorRole, PartyKind};
 use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
+use parquet::basic::{LogicalType, Type as PhysicalType};
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -208,7 +209,8 @@ async fn download_admin(client: &AdminClient, order_id: &str, name: &str) -> Vec
 const POPULATION: &str = "personnummer;lopnr;indexdatum\n19900704-2386;1;2024-01-01\n19950113-2386;2;2024-01-01\n20170101-2393;3;2024-01-01\n";
 
 /// The register the orders read: P1 has a sickness case with a sub-case, two compensation periods
-/// and a payment; P2 a parental-benefit period; P3 nothing.
+/// and a payment; P2 a parental-benefit period and a child-allowance payment (a benefit delivered
+/// as payments only); P3 nothing.
 async fn feed_register(app: &TestApp) {
     let case = |person: &str, id: &str, case_id: &str, parent: &str, benefit: &str| admin_pb::Fact {
         benefit_type: benefit.into(),
@@ -270,6 +272,26 @@ async fn feed_register(app: &TestApp) {
             ("2024-05-01", "2024-05-31"),
             pb::CompensationExtent::Half,
         ),
+        admin_pb::Fact {
+            benefit_type: "BB".into(),
+            body: Some(admin_pb::fact::Body::Payment(pb::Payment {
+                case_id: "BB-1".into(),
+                payment_date: "2024-06-20".into(),
+                covered: Some(pb::DateRange {
+                    from: "2024-06-01".into(),
+                    to: "2024-06-30".into(),
+                }),
+                gross_ore: 125_000,
+                tax_ore: 0,
+                preliminary: false,
+                lines: vec![pb::AmountLine {
+                    amount_type: "GRUND".into(),
+                    amount_ore: 125_000,
+                }],
+                payer: "FK".into(),
+            })),
+            ..fact(P2, "B1", 1, pb::RecordKind::New)
+        },
     ];
     for r in ingest(app, facts).await {
         assert!(r.message.is_empty() && r.register_sequence > 0, "{r:?}");
@@ -374,6 +396,89 @@ fn identity_forms() -> Vec<String> {
         forms.push(format!("{}-{}", &digits[2..8], &digits[8..]));
     }
     forms
+}
+
+/// A CSV file of an extract: its header and rows.
+fn csv_table(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A Parquet file of an extract, read with the `parquet` crate's own reader: its columns and rows,
+/// each value written as the CSV writes it (dates as YYYY-MM-DD, decimals as "28.5", null as "").
+fn parquet_table(bytes: &[u8]) -> (Vec<String>, Vec<Vec<String>>) {
+    use lefi::domain::statistics::extract::Value;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let header = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let text = |field: &Field| match field {
+        Field::Str(s) => s.clone(),
+        Field::Long(n) => n.to_string(),
+        Field::Date(days) => time::Date::from_julian_day(days + 2_440_588).unwrap().to_string(),
+        Field::Decimal(d) => {
+            assert_eq!(d.scale(), 2);
+            let hundredths = i64::from_be_bytes(d.data().try_into().unwrap());
+            assert_eq!(hundredths % 25, 0, "quarter days");
+            Value::QuarterDays(hundredths / 25).to_string()
+        }
+        Field::Null => String::new(),
+        other => panic!("an extract's Parquet holds no {other:?}"),
+    };
+    let rows = reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| row.unwrap().get_column_iter().map(|(_, f)| text(f)).collect())
+        .collect();
+    (header, rows)
+}
+
+/// The column types of a Parquet file: (name, physical type, logical type).
+fn parquet_types(bytes: &[u8]) -> Vec<(String, PhysicalType, Option<LogicalType>)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes)).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    schema
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name().to_string(),
+                c.physical_type(),
+                c.logical_type_ref().cloned(),
+            )
+        })
+        .collect()
+}
+
+/// What a file of an extract says, as text to search: a CSV file's text; a Parquet file's raw
+/// bytes (lossy) and every value it decodes to.
+fn searchable_text(name: &str, bytes: &[u8]) -> String {
+    if name.ends_with(".parquet") {
+        let (header, rows) = parquet_table(bytes);
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        text.push('\n');
+        text.push_str(&header.join(","));
+        for row in rows {
+            text.push('\n');
+            text.push_str(&row.join(","));
+        }
+        text
+    } else {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
 }
 
 fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
@@ -512,7 +617,25 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         Some("payments only")
     );
     let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, vec!["episodes.csv", "panels.csv", "dictionary.csv"]);
+    assert_eq!(
+        names,
+        vec![
+            "episodes.csv",
+            "panels.csv",
+            "dictionary.csv",
+            "episodes.parquet",
+            "panels.parquet",
+            "dictionary.parquet"
+        ]
+    );
+    for f in &manifest.files {
+        let expected = if f.name.ends_with(".csv") {
+            "text/csv"
+        } else {
+            "application/vnd.apache.parquet"
+        };
+        assert_eq!(f.media_type, expected, "{}", f.name);
+    }
 
     // Not the orderer's to download before delivery; the unit checks it first.
     let err = download_party(&d.orderer, &id, "episodes.csv", 0)
@@ -534,7 +657,7 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         let bytes = download_party(&d.orderer, &id, &f.name, 0).await.unwrap();
         assert_eq!(bytes.len() as u64, f.size_bytes, "{}", f.name);
         assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}", f.name);
-        let text = String::from_utf8(bytes.clone()).unwrap();
+        let text = searchable_text(&f.name, &bytes);
         for form in &forms {
             assert!(
                 !text.contains(form.as_str()),
@@ -606,6 +729,75 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
     .unwrap();
     assert!(dictionary.contains("payments only"));
 
+    // Each table's Parquet file holds the CSV's columns and rows, typed as the dictionary says, and
+    // the manifest counts its rows.
+    for table in ["episodes", "panels", "dictionary"] {
+        let csv = download_party(&d.orderer, &id, &format!("{table}.csv"), 0)
+            .await
+            .unwrap();
+        let parquet = download_party(&d.orderer, &id, &format!("{table}.parquet"), 0)
+            .await
+            .unwrap();
+        assert!(
+            parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"),
+            "{table}"
+        );
+        let (csv_header, csv_rows) = csv_table(&csv);
+        let (parquet_header, parquet_rows) = parquet_table(&parquet);
+        assert_eq!(parquet_header, csv_header, "{table}");
+        assert_eq!(parquet_rows, csv_rows, "{table}");
+        assert!(!csv_rows.is_empty(), "{table}");
+        let rows = |name: String| manifest.files.iter().find(|f| f.name == name).unwrap().rows;
+        assert_eq!(rows(format!("{table}.csv")), csv_rows.len() as u64, "{table}");
+        assert_eq!(rows(format!("{table}.parquet")), csv_rows.len() as u64, "{table}");
+    }
+    let episode_types = parquet_types(
+        &download_party(&d.orderer, &id, "episodes.parquet", 0)
+            .await
+            .unwrap(),
+    );
+    let typed = |name: &str| {
+        let (_, physical, logical) = episode_types.iter().find(|t| t.0 == name).unwrap().clone();
+        (physical, logical)
+    };
+    assert_eq!(
+        typed("serial"),
+        (PhysicalType::BYTE_ARRAY, Some(LogicalType::String))
+    );
+    assert_eq!(typed("case_no"), (PhysicalType::INT64, None));
+    assert_eq!(
+        typed("period_from"),
+        (PhysicalType::INT32, Some(LogicalType::Date))
+    );
+    assert_eq!(
+        typed("net_days"),
+        (PhysicalType::INT64, Some(LogicalType::decimal(2, 18)))
+    );
+    let panel_types = parquet_types(
+        &download_party(&d.orderer, &id, "panels.parquet", 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        panel_types[1],
+        (
+            "month".into(),
+            PhysicalType::BYTE_ARRAY,
+            Some(LogicalType::String)
+        )
+    );
+    assert_eq!(panel_types[3], ("gross_days".into(), PhysicalType::INT64, None));
+    // Payments-only benefits leave the panel's days empty: null in Parquet.
+    let (_, panel_rows) = parquet_table(
+        &download_party(&d.orderer, &id, "panels.parquet", 0)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        panel_rows.iter().any(|r| r[2] == "BB" && r[3].is_empty()),
+        "{panel_rows:?}"
+    );
+
     // Every person of the population is in the disclosure log, naming the order and sequence.
     for person in [P1, P2, P3] {
         let digits: String = person.chars().filter(char::is_ascii_digit).collect();
@@ -666,6 +858,7 @@ async fn the_extract_is_reproducible_at_its_sequence_and_reflects_later_correcti
         .unwrap();
     let first = produce(&d.anna, &id, 0).await.unwrap();
     let first_episodes = download_admin(&d.anna, &id, "episodes.csv").await;
+    let first_parquet = download_admin(&d.anna, &id, "episodes.parquet").await;
 
     // A correction: P1's first period was at full extent.
     ingest(
@@ -688,11 +881,16 @@ async fn the_extract_is_reproducible_at_its_sequence_and_reflects_later_correcti
     let hashes = |m: &pb::ExtractManifest| m.files.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>();
     assert_eq!(hashes(&again), hashes(&first));
     assert_eq!(download_admin(&d.anna, &id, "episodes.csv").await, first_episodes);
+    assert_eq!(
+        download_admin(&d.anna, &id, "episodes.parquet").await,
+        first_parquet
+    );
 
     // At the head: the correction shows.
     let later = produce(&d.anna, &id, 0).await.unwrap();
     assert!(later.register_sequence > first.register_sequence);
     assert_ne!(hashes(&later)[0], hashes(&first)[0]);
+    assert_ne!(hashes(&later)[3], hashes(&first)[3], "episodes.parquet");
     let episodes = csv_rows(&download_admin(&d.anna, &id, "episodes.csv").await);
     assert_eq!(episodes[0][6..], ["1/1", "38", "38"]);
 
@@ -1041,7 +1239,7 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
         .unwrap()
         .into_inner();
     assert!(!manifest.files_available);
-    assert_eq!(manifest.files.len(), 3, "the manifest outlives the files");
+    assert_eq!(manifest.files.len(), 6, "the manifest outlives the files");
     // Nothing of the order's files or population remains in the database.
     let left: i64 = app.store.order_population(keep).await.unwrap().len() as i64;
     assert_eq!(left, 0);

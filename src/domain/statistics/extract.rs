@@ -12,6 +12,7 @@
 //! records and the serial number alone.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use time::Date;
 
@@ -227,17 +228,6 @@ fn last_day_of_month(day: Date) -> Date {
     day.replace_day(length).unwrap_or(day)
 }
 
-/// Quarter days as a decimal ("12.75").
-pub fn quarter_days(q: i64) -> String {
-    let whole = q.div_euclid(4);
-    match q.rem_euclid(4) {
-        0 => whole.to_string(),
-        1 => format!("{whole}.25"),
-        2 => format!("{whole}.5"),
-        _ => format!("{whole}.75"),
-    }
-}
-
 /// An extent as MiDAS writes it.
 pub fn extent_name(e: Extent) -> &'static str {
     match e {
@@ -248,162 +238,255 @@ pub fn extent_name(e: Extent) -> &'static str {
     }
 }
 
+/// What a variable holds: how its CSV text is written and which Parquet column type carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (UTF-8).
+    Text,
+    /// A code from a published list (UTF-8).
+    Code,
+    /// A whole number.
+    Integer,
+    /// A calendar day, `YYYY-MM-DD`.
+    Date,
+    /// A calendar month, `YYYY-MM`.
+    Month,
+    /// A decimal number with at most two decimals (quarter days: `12.75`).
+    Decimal,
+}
+
+impl Kind {
+    /// The name the data dictionary gives the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Code => "code",
+            Kind::Integer => "integer",
+            Kind::Date => "date",
+            Kind::Month => "YYYY-MM",
+            Kind::Decimal => "decimal",
+        }
+    }
+}
+
 /// One variable of the data dictionary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variable {
-    /// The file it is in.
-    pub file: &'static str,
+    /// The table it is in (`episodes`, `panels`): one CSV and one Parquet file each.
+    pub table: &'static str,
     pub name: &'static str,
-    pub kind: &'static str,
+    pub kind: Kind,
+    /// Whether it may be empty (an empty CSV field, a null in Parquet).
+    pub optional: bool,
     pub meaning: &'static str,
     pub source: &'static str,
 }
 
 const SERIAL: &str = "The project's serial number (löpnummer) from the population file; the only key";
 
-/// The columns of `episodes.csv`, in order, with their meaning.
+/// The columns of the episodes table, in order, with their meaning.
 pub const EPISODE_VARIABLES: &[Variable] = &[
-    var("episodes.csv", "serial", "text", SERIAL, "population file"),
+    var("episodes", "serial", Kind::Text, SERIAL, "population file"),
     var(
-        "episodes.csv",
+        "episodes",
         "benefit_type",
-        "code",
+        Kind::Code,
         "Benefit type code (see ListBenefitTypes)",
         "register: fact benefit type",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "case_no",
-        "integer",
+        Kind::Integer,
         "The case (fall), numbered 1, 2, … within the person by first day of use",
         "register: compensation period case, case parent",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "subcase_no",
-        "integer",
+        Kind::Integer,
         "The sub-case (delfall) within the case, 1, 2, …; 0 for the case itself",
         "register: case parent",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "period_from",
-        "date",
+        Kind::Date,
         "First day of the compensation period inside the order's period",
         "register: compensation period",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "period_to",
-        "date",
+        Kind::Date,
         "Last day of the compensation period inside the order's period",
         "register: compensation period",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "extent",
-        "text",
+        Kind::Text,
         "Extent of compensation: 1/1, 3/4, 1/2 or 1/4",
         "register: compensation period",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "gross_days",
-        "integer",
+        Kind::Integer,
         "Calendar days of the period (bruttodagar)",
         "derived",
     ),
     var(
-        "episodes.csv",
+        "episodes",
         "net_days",
-        "decimal",
+        Kind::Decimal,
         "Days weighted by the extent (nettodagar)",
         "derived",
     ),
 ];
 
-/// The columns of `panels.csv`, in order, with their meaning.
+/// The columns of the panels table, in order, with their meaning.
 pub const PANEL_VARIABLES: &[Variable] = &[
-    var("panels.csv", "serial", "text", SERIAL, "population file"),
-    var("panels.csv", "month", "YYYY-MM", "Calendar month", "derived"),
+    var("panels", "serial", Kind::Text, SERIAL, "population file"),
+    var("panels", "month", Kind::Month, "Calendar month", "derived"),
     var(
-        "panels.csv",
+        "panels",
         "benefit_type",
-        "code",
+        Kind::Code,
         "Benefit type code (see ListBenefitTypes)",
         "register: fact benefit type",
     ),
     var(
-        "panels.csv",
+        "panels",
         "gross_days",
-        "integer",
+        Kind::Integer,
         "Days of use in the month; empty for benefits delivered as payments only",
         "register: compensation periods",
-    ),
+    )
+    .optional(),
     var(
-        "panels.csv",
+        "panels",
         "net_days",
-        "decimal",
+        Kind::Decimal,
         "Days of use weighted by the extent; empty for benefits delivered as payments only",
         "register: compensation periods",
-    ),
+    )
+    .optional(),
     var(
-        "panels.csv",
+        "panels",
         "paid_gross_ore",
-        "integer",
+        Kind::Integer,
         "Gross amount of the payments made in the month, in öre (1/100 SEK)",
         "register: payments (payment date)",
     ),
     var(
-        "panels.csv",
+        "panels",
         "paid_tax_ore",
-        "integer",
+        Kind::Integer,
         "Preliminary tax withheld from those payments, in öre",
         "register: payments",
     ),
 ];
 
 const fn var(
-    file: &'static str,
+    table: &'static str,
     name: &'static str,
-    kind: &'static str,
+    kind: Kind,
     meaning: &'static str,
     source: &'static str,
 ) -> Variable {
     Variable {
-        file,
+        table,
         name,
         kind,
+        optional: false,
         meaning,
         source,
     }
 }
 
+impl Variable {
+    const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+}
+
+/// One field of a row, typed as its variable says ([`Kind`]); the CSV writes its text
+/// ([`fmt::Display`]), the Parquet file its typed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Text or a code.
+    Text(&'a str),
+    Integer(i64),
+    Date(Date),
+    Month(YearMonth),
+    /// A decimal number of quarter days.
+    QuarterDays(i64),
+    /// An optional variable without a value.
+    Empty,
+}
+
+impl Value<'_> {
+    /// Whether the value is one that `variable` can hold.
+    pub fn fits(&self, variable: &Variable) -> bool {
+        match self {
+            Value::Text(_) => matches!(variable.kind, Kind::Text | Kind::Code),
+            Value::Integer(_) => variable.kind == Kind::Integer,
+            Value::Date(_) => variable.kind == Kind::Date,
+            Value::Month(_) => variable.kind == Kind::Month,
+            Value::QuarterDays(_) => variable.kind == Kind::Decimal,
+            Value::Empty => variable.optional,
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Integer(n) => write!(f, "{n}"),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Month(m) => write!(f, "{:04}-{:02}", m.year, m.month),
+            Value::QuarterDays(q) => {
+                let whole = q.div_euclid(4);
+                match q.rem_euclid(4) {
+                    0 => write!(f, "{whole}"),
+                    1 => write!(f, "{whole}.25"),
+                    2 => write!(f, "{whole}.5"),
+                    _ => write!(f, "{whole}.75"),
+                }
+            }
+            Value::Empty => Ok(()),
+        }
+    }
+}
+
 /// The episode row's fields, in [`EPISODE_VARIABLES`] order.
-pub fn episode_fields(serial: &str, e: &Episode) -> [String; 9] {
+pub fn episode_values<'a>(serial: &'a str, e: &'a Episode) -> [Value<'a>; 9] {
     [
-        serial.to_string(),
-        e.benefit.clone(),
-        e.case_no.to_string(),
-        e.subcase_no.to_string(),
-        e.from.to_string(),
-        e.to.to_string(),
-        extent_name(e.extent).to_string(),
-        e.gross_days.to_string(),
-        quarter_days(e.net_quarter_days),
+        Value::Text(serial),
+        Value::Text(&e.benefit),
+        Value::Integer(i64::from(e.case_no)),
+        Value::Integer(i64::from(e.subcase_no)),
+        Value::Date(e.from),
+        Value::Date(e.to),
+        Value::Text(extent_name(e.extent)),
+        Value::Integer(e.gross_days),
+        Value::QuarterDays(e.net_quarter_days),
     ]
 }
 
 /// The panel row's fields, in [`PANEL_VARIABLES`] order.
-pub fn panel_fields(serial: &str, p: &PanelRow) -> [String; 7] {
+pub fn panel_values<'a>(serial: &'a str, p: &'a PanelRow) -> [Value<'a>; 7] {
     [
-        serial.to_string(),
-        format!("{:04}-{:02}", p.month.year, p.month.month),
-        p.benefit.clone(),
-        p.gross_days.map(|d| d.to_string()).unwrap_or_default(),
-        p.net_quarter_days.map(quarter_days).unwrap_or_default(),
-        p.paid_gross_ore.to_string(),
-        p.paid_tax_ore.to_string(),
+        Value::Text(serial),
+        Value::Month(p.month),
+        Value::Text(&p.benefit),
+        p.gross_days.map_or(Value::Empty, Value::Integer),
+        p.net_quarter_days.map_or(Value::Empty, Value::QuarterDays),
+        Value::Integer(p.paid_gross_ore),
+        Value::Integer(p.paid_tax_ore),
     ]
 }
 
@@ -430,9 +513,14 @@ mod tests {
                 (YearMonth::new(2026, 3), 2)
             ]
         );
-        assert_eq!(quarter_days(2 * 3), "1.5");
-        assert_eq!(quarter_days(9), "2.25");
-        assert_eq!(quarter_days(8), "2");
+        let text = |v: Value<'_>| v.to_string();
+        assert_eq!(text(Value::QuarterDays(2 * 3)), "1.5");
+        assert_eq!(text(Value::QuarterDays(9)), "2.25");
+        assert_eq!(text(Value::QuarterDays(8)), "2");
+        assert_eq!(text(Value::QuarterDays(3)), "0.75");
+        assert_eq!(text(Value::Date(date!(2024 - 01 - 09))), "2024-01-09");
+        assert_eq!(text(Value::Month(YearMonth::new(2024, 2))), "2024-02");
+        assert_eq!(text(Value::Empty), "");
         assert_eq!(
             clip(
                 (date!(2026 - 01 - 01), date!(2026 - 01 - 31)),
@@ -450,44 +538,42 @@ mod tests {
     }
 
     #[test]
-    fn the_dictionary_names_every_column_once() {
+    fn the_dictionary_names_every_column_once_and_every_value_fits_its_variable() {
         for vars in [EPISODE_VARIABLES, PANEL_VARIABLES] {
             let mut names: Vec<&str> = vars.iter().map(|v| v.name).collect();
             names.sort_unstable();
             names.dedup();
             assert_eq!(names.len(), vars.len());
         }
-        assert_eq!(
-            EPISODE_VARIABLES.len(),
-            episode_fields(
-                "1",
-                &Episode {
-                    benefit: "SJP".into(),
-                    case_no: 1,
-                    subcase_no: 0,
-                    from: date!(2026 - 01 - 01),
-                    to: date!(2026 - 01 - 01),
-                    extent: Extent::Full,
-                    gross_days: 1,
-                    net_quarter_days: 4,
-                }
-            )
-            .len()
-        );
-        assert_eq!(
-            PANEL_VARIABLES.len(),
-            panel_fields(
-                "1",
-                &PanelRow {
-                    benefit: "BB".into(),
-                    month: YearMonth::new(2026, 1),
-                    gross_days: None,
-                    net_quarter_days: None,
-                    paid_gross_ore: 1,
-                    paid_tax_ore: 0,
-                }
-            )
-            .len()
-        );
+        let episode = Episode {
+            benefit: "SJP".into(),
+            case_no: 1,
+            subcase_no: 0,
+            from: date!(2026 - 01 - 01),
+            to: date!(2026 - 01 - 01),
+            extent: Extent::Full,
+            gross_days: 1,
+            net_quarter_days: 4,
+        };
+        let values = episode_values("1", &episode);
+        assert_eq!(values.len(), EPISODE_VARIABLES.len());
+        for (value, variable) in values.iter().zip(EPISODE_VARIABLES) {
+            assert!(value.fits(variable), "{} holds {value:?}", variable.name);
+        }
+        for days in [None, Some(3)] {
+            let panel = PanelRow {
+                benefit: "BB".into(),
+                month: YearMonth::new(2026, 1),
+                gross_days: days,
+                net_quarter_days: days.map(|d| d * 4),
+                paid_gross_ore: 1,
+                paid_tax_ore: 0,
+            };
+            let values = panel_values("1", &panel);
+            assert_eq!(values.len(), PANEL_VARIABLES.len());
+            for (value, variable) in values.iter().zip(PANEL_VARIABLES) {
+                assert!(value.fits(variable), "{} holds {value:?}", variable.name);
+            }
+        }
     }
 }
