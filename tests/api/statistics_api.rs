@@ -798,8 +798,16 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         "{panel_rows:?}"
     );
 
-    // Every person of the population is in the disclosure log, naming the order and sequence.
-    for person in [P1, P2, P3] {
+    // Every person of the population is in the disclosure log, naming the order and sequence, and
+    // counting the rows about them in the delivered tables (P3 has none).
+    let mut delivered_rows = Vec::new();
+    for table in ["episodes.csv", "panels.csv"] {
+        let bytes = download_party(&d.orderer, &id, table, 0).await.unwrap();
+        delivered_rows.extend(csv_table(&bytes).1);
+    }
+    let rows_about = |serial: &str| delivered_rows.iter().filter(|r| r[0] == serial).count() as u64;
+    assert!(rows_about("1") > 0 && rows_about("2") > 0 && rows_about("3") == 0);
+    for (person, serial) in [(P1, "1"), (P2, "2"), (P3, "3")] {
         let digits: String = person.chars().filter(char::is_ascii_digit).collect();
         let entries = app.disclosures_about(&digits).await;
         let release: Vec<_> = entries
@@ -810,6 +818,11 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         assert_eq!(release[0].entry.case_reference.as_deref(), Some(id.as_str()));
         assert_eq!(release[0].entry.party_id.as_deref(), Some(d.orderer_id.as_str()));
         assert_eq!(release[0].entry.to_sequence, manifest.register_sequence);
+        assert_eq!(
+            release[0].entry.record_count,
+            rows_about(serial),
+            "serial {serial}"
+        );
     }
 
     // The history holds every step, with who took it.

@@ -6,6 +6,7 @@ use time::Date;
 use tonic::{Status, Streaming};
 
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
+use crate::domain::statistics::extract::{order_range, person_rows};
 use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, check_step};
 use crate::domain::statistics::quote::{Price, price};
 use crate::grpc::admin_api::AdminApi;
@@ -161,26 +162,32 @@ impl AdminApi {
         let population = store.order_population(&order.order_id).await?;
         let purpose = format!("{} (variables: {})", order.order.purpose, order.order.variables);
         let sequence = order.extracted_sequence.unwrap_or(0);
-        let mut entries = Vec::with_capacity(population.len());
+        let benefits = &order.order.benefit_types;
+        let period = (order.order.period_from, order.order.period_to);
+        let mut persons = Vec::with_capacity(population.len());
         for (_, stored) in &population {
-            let person = crate::domain::Personnummer::from_storage(stored).map_err(|_| {
+            persons.push(crate::domain::Personnummer::from_storage(stored).map_err(|_| {
                 Status::from(crate::store::StoreError::Corrupt("statistics_population.person"))
-            })?;
-            entries.push(NewDisclosure {
-                party_id: Some(order.party_id.clone()),
-                party_org_number: org_number.clone(),
-                system_identity: operator.fingerprint.clone(),
-                operator_name: Some(operator.name.clone()),
-                legal_basis: Some(STATISTICS_BASIS.to_string()),
-                purpose: Some(purpose.clone()),
-                case_reference: Some(order.order_id.clone()),
-                person: Some(person),
-                benefit_types: order.order.benefit_types.clone(),
-                period_from: Some(order.order.period_from),
-                period_to: Some(order.order.period_to),
-                to_sequence: sequence,
-                ..NewDisclosure::new(Channel::StatisticsRelease, Decision::Allowed, DELIVER_RPC)
-            });
+            })?);
+        }
+        // Each person's entry counts the rows about them in the delivered tables (episodes and
+        // panels), read again as of the extract's sequence: the same rows the files hold.
+        let mut entries = Vec::with_capacity(persons.len());
+        for batch in persons.chunks(1_000) {
+            let snapshots = store
+                .released_snapshots(batch, benefits, order_range(period), sequence)
+                .await?;
+            for (person, (_, records)) in batch.iter().zip(snapshots) {
+                let rows = person_rows(&records, benefits, period);
+                entries.push(release_entry(
+                    order,
+                    operator,
+                    person.clone(),
+                    &purpose,
+                    rows.episodes.len() + rows.panels.len(),
+                    org_number.clone(),
+                ));
+            }
         }
         for chunk in entries.chunks(10_000) {
             store
@@ -188,6 +195,33 @@ impl AdminApi {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The disclosure-log entry of one person of a released order: `rows` rows about them.
+fn release_entry(
+    order: &Order,
+    operator: &OperatorPrincipal,
+    person: crate::domain::Personnummer,
+    purpose: &str,
+    rows: usize,
+    org_number: Option<String>,
+) -> NewDisclosure {
+    NewDisclosure {
+        party_id: Some(order.party_id.clone()),
+        party_org_number: org_number,
+        system_identity: operator.fingerprint.clone(),
+        operator_name: Some(operator.name.clone()),
+        legal_basis: Some(STATISTICS_BASIS.to_string()),
+        purpose: Some(purpose.to_string()),
+        case_reference: Some(order.order_id.clone()),
+        person: Some(person),
+        benefit_types: order.order.benefit_types.clone(),
+        period_from: Some(order.order.period_from),
+        period_to: Some(order.order.period_to),
+        record_count: rows as u64,
+        to_sequence: order.extracted_sequence.unwrap_or(0),
+        ..NewDisclosure::new(Channel::StatisticsRelease, Decision::Allowed, DELIVER_RPC)
     }
 }
 
