@@ -29,8 +29,6 @@ use crate::store::statistics::{ExtractFile, FileFacts, Order};
 use crate::store::{Store, StoreError};
 use parquet_file::ParquetFile;
 
-pub use parquet_file::{MEDIA_TYPE as PARQUET_MEDIA_TYPE, ROW_GROUP_ROWS};
-
 /// Persons read from the register per query.
 pub const BATCH: usize = 1_000;
 
