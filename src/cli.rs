@@ -392,6 +392,26 @@ pub enum BenchCommand {
     /// server's peak memory under a slow reader (`lefi serve` in a child process). Results go into
     /// docs/BENCHMARKS.md with the machine and date.
     Delivery(BenchDeliveryArgs),
+    /// A statistics extract: an order whose population is every person of a synthetic register,
+    /// its extract (CSV and Parquet) produced in-process and stored as the admin API stores it,
+    /// beside a plain sqlx read of the same register rows measured in the same run, with the
+    /// process's peak memory. Results go into docs/BENCHMARKS.md with the machine and date.
+    Extract(BenchExtractArgs),
+}
+
+/// Arguments of `lefi bench extract`.
+#[derive(Debug, Args)]
+pub struct BenchExtractArgs {
+    /// A fresh database: sqlite:///tmp/bench.db or postgres://user@host/empty_db.
+    #[arg(long)]
+    pub database_url: String,
+    /// Synthetic persons: the register, and the order's population.
+    #[arg(long, default_value_t = 100_000)]
+    pub persons: usize,
+    /// How often the extract is produced, each time after a plain read (the figures of every
+    /// round are printed; producing again before delivery replaces the files).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
 }
 
 /// Arguments of `lefi bench delivery`.

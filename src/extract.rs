@@ -24,11 +24,10 @@ use crate::domain::statistics::extract::{
     EPISODE_VARIABLES, Kind, PANEL_VARIABLES, PERIOD_BENEFITS, Value, Variable, episode_values, has_periods,
     order_range, panel_values, person_rows,
 };
+use crate::store::register::Snapshot;
 use crate::store::statistics::{ExtractFile, FileFacts, Order};
 use crate::store::{Store, StoreError};
 use parquet_file::ParquetFile;
-
-pub use parquet_file::{MEDIA_TYPE as PARQUET_MEDIA_TYPE, ROW_GROUP_ROWS};
 
 /// Persons read from the register per query.
 pub const BATCH: usize = 1_000;
@@ -64,6 +63,9 @@ pub enum ExtractError {
     Csv(#[from] csv::Error),
     #[error("cannot write the extract's Parquet: {0}")]
     Parquet(#[from] ::parquet::errors::ParquetError),
+    /// The task reading a batch of the register failed (it panicked or was cancelled).
+    #[error("reading the register for the extract stopped: {0}")]
+    Read(#[from] tokio::task::JoinError),
     /// A row's value does not fit its column's type (a bug in the producer, never input data).
     #[error("the extract's column {0} was given a value of another type")]
     Column(&'static str),
@@ -175,6 +177,15 @@ impl Table {
     }
 }
 
+/// A batch of the register being read by a task of its own; aborted if dropped before it ends.
+struct Reading(tokio::task::JoinHandle<Result<Vec<Snapshot>, StoreError>>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The columns of the data dictionary itself (every one text).
 const DICTIONARY_VARIABLES: &[Variable] = &[
     dictionary_column(
@@ -223,14 +234,27 @@ pub async fn produce(
     let total = population.len() as u64;
     let mut with_data = 0u64;
     let mut done = 0u64;
-    for batch in population.chunks(BATCH) {
+    // The next batch is read while this one is turned into rows and written, so that the database
+    // (or SQLite's worker thread) and this task work at the same time; at most two batches are
+    // held. A read still in flight when this returns (an error, or the caller gone) is aborted.
+    let read = |batch: &'_ [(String, String)]| -> Result<Reading, ExtractError> {
         let persons = batch
             .iter()
             .map(|(_, stored)| crate::store::stored_person(stored, "statistics_population.person"))
             .collect::<Result<Vec<Personnummer>, StoreError>>()?;
-        let snapshots = store
-            .released_snapshots(&persons, &benefits, order_range(period), sequence)
-            .await?;
+        let store = store.clone();
+        let benefits = benefits.clone();
+        Ok(Reading(tokio::spawn(async move {
+            store
+                .released_snapshots(&persons, &benefits, order_range(period), sequence)
+                .await
+        })))
+    };
+    let mut batches = population.chunks(BATCH);
+    let mut current = batches.next().map(|b| read(b).map(|r| (b, r))).transpose()?;
+    while let Some((batch, mut reading)) = current.take() {
+        let snapshots = (&mut reading.0).await??;
+        current = batches.next().map(|b| read(b).map(|r| (b, r))).transpose()?;
         for ((serial, _), (_, records)) in batch.iter().zip(snapshots) {
             let rows = person_rows(&records, &benefits, period);
             if !rows.episodes.is_empty() || !rows.panels.is_empty() {

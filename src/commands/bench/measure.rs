@@ -6,6 +6,12 @@ pub(super) fn rss_kib() -> Option<u64> {
     status_kib("self", "VmRSS:")
 }
 
+/// Resets the kernel's high-water mark of this process's resident memory (`VmHWM`) to the current
+/// resident size (Linux 4.0 and later); false where it cannot.
+pub(super) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// A memory field (`VmRSS:`, `VmHWM:`) of `/proc/<process>/status`, in KiB (Linux).
 pub(crate) fn status_kib(process: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;

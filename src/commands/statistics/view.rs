@@ -199,12 +199,12 @@ pub(super) fn print_manifest(m: &pb::ExtractManifest) {
     );
     println!();
     println!(
-        "{:<16} {:<10} {:>12} {:>9}  SHA-256",
+        "{:<18} {:<30} {:>12} {:>9}  SHA-256",
         "FILE", "TYPE", "BYTES", "ROWS"
     );
     for f in &m.files {
         println!(
-            "{:<16} {:<10} {:>12} {:>9}  {}",
+            "{:<18} {:<30} {:>12} {:>9}  {}",
             f.name, f.media_type, f.size_bytes, f.rows, f.sha256
         );
     }

@@ -17,7 +17,7 @@ pub struct FileFacts {
     pub name: String,
     pub media_type: String,
     pub size_bytes: u64,
-    /// Data rows (CSV files).
+    /// Data rows (CSV and Parquet files).
     pub rows: u64,
     /// SHA-256, lower-case hex.
     pub sha256: String,

@@ -1,5 +1,5 @@
-//! The baselines the snapshot rate is read against, measured in the same run: a plain sqlx paged
-//! read of the same rows, and a bare tonic stream of the same messages over the same mTLS.
+//! The bare tonic baseline the snapshot rate is read against, measured in the same run: a stream of
+//! the same messages over the same mTLS (the plain sqlx read is [`super::super::sqlx_read`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,26 +9,8 @@ use tonic::{Request, Response, Status};
 
 use super::snapshot::fresh_stream;
 use crate::client::ClientPem;
-use crate::commands::bench::measure::{cpu_per_item, cpu_secs};
 use crate::config::TlsMaterial;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::store::Store;
-
-/// A plain sqlx paged read of the whole register log: (rows, rows per second, CPU per row).
-pub(super) async fn sqlx_read(store: &Store, postgres: bool) -> anyhow::Result<(u64, f64, String)> {
-    let cpu_before = cpu_secs();
-    let started = Instant::now();
-    let mut after = 0u64;
-    let mut rows = 0u64;
-    loop {
-        let page = store.log_after(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        rows += page.len() as u64;
-    }
-    let rate = rows as f64 / started.elapsed().as_secs_f64();
-    Ok((rows, rate, cpu_per_item(cpu_before, cpu_secs(), rows, postgres)))
-}
 
 /// A bare DeliveryService that streams prepared messages: the tonic-over-mTLS baseline.
 struct Bare {

@@ -13,17 +13,16 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::measure::{cpu_per_item, cpu_secs, rss_kib};
-use super::{SynthRegister, connect_empty};
+use super::{BenchParty, connect_empty, load_register};
 use crate::app::App;
 use crate::cli::BenchDeliveryArgs;
 use crate::client::ClientPem;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
-use crate::dev::certs::{DevCa, Issued};
+use crate::dev::certs::DevCa;
 use crate::domain::clock::Clock;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::store::Store;
 use crate::store::delivery::NewSubscription;
-use crate::store::parties::Actor;
 use snapshot::{SnapshotCount, fresh_stream};
 
 /// Messages kept from the snapshot for the bare-tonic baseline, which replays them as often as
@@ -128,7 +127,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let snapshot_cpu = cpu_per_item(cpu_before_stream, cpu_secs(), records, postgres);
 
     // 4. Baseline: a plain sqlx paged read of the same rows on the same backend.
-    let (rows, sqlx_rate, sqlx_cpu) = baselines::sqlx_read(&store, postgres).await?;
+    let (rows, sqlx_rate, sqlx_cpu) = super::sqlx_read(&store, postgres).await?;
 
     // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
     let bare_records = records;
@@ -220,58 +219,6 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         options.idle_streams, per_stream
     );
     Ok(())
-}
-
-/// Stores a deterministic synthetic register (seed 11) of `persons` persons in batches; returns
-/// their identity numbers.
-async fn load_register(store: &Store, persons: usize, clock: &Clock) -> anyhow::Result<Vec<String>> {
-    let mut register = SynthRegister::new(11);
-    let mut ids = Vec::with_capacity(persons);
-    let mut batch = Vec::new();
-    for _ in 0..persons {
-        let (person, facts) = register.next_person()?;
-        ids.extend(person);
-        batch.extend(facts);
-        if batch.len() >= 5_000 {
-            store
-                .ingest(std::mem::take(&mut batch), clock.now_micros())
-                .await?;
-        }
-    }
-    store.ingest(batch, clock.now_micros()).await?;
-    Ok(ids)
-}
-
-/// An insurer the benchmark registers as connected, with every benefit type and the basis
-/// INS_COORDINATION.
-struct BenchParty {
-    org_number: &'static str,
-    name: &'static str,
-    agreement_id: &'static str,
-}
-
-impl BenchParty {
-    /// Registers the party with `cert` as its certificate; returns its id.
-    async fn insert(
-        &self,
-        store: &Store,
-        cert: &Issued,
-        benefits: &[String],
-        clock: &Clock,
-    ) -> anyhow::Result<String> {
-        let (facts, _) = crate::identity::certificate_facts(cert.cert_pem.as_bytes())?;
-        let party = crate::dev::parties::run_insurer(
-            "Bench",
-            self.org_number,
-            self.name,
-            self.agreement_id.to_string(),
-            benefits,
-            facts,
-        )?;
-        Ok(store
-            .onboard_connected(&Actor::system("lefi bench"), &party, clock.now_micros())
-            .await?)
-    }
 }
 
 /// One subscription of the party per person, to every benefit type from 2000 on, created in
