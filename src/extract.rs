@@ -78,6 +78,17 @@ struct Hashed<W: Write> {
     bytes: u64,
 }
 
+impl Hashed<std::io::BufWriter<std::fs::File>> {
+    /// A new file at `path`, buffered, counted and hashed as it is written.
+    fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            inner: std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path)?),
+            hash: Sha256::new(),
+            bytes: 0,
+        })
+    }
+}
+
 impl<W: Write> Write for Hashed<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -104,12 +115,7 @@ struct CsvFile {
 impl CsvFile {
     fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self, ExtractError> {
         let path = dir.join(name);
-        let file = std::fs::File::create(&path)?;
-        let hashed = Hashed {
-            inner: std::io::BufWriter::with_capacity(1 << 16, file),
-            hash: Sha256::new(),
-            bytes: 0,
-        };
+        let hashed = Hashed::create(&path)?;
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(hashed);

@@ -23,7 +23,7 @@ use parquet::data_type::ByteArray;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use super::{ExtractError, Hashed};
 use crate::domain::statistics::extract::{Kind, Value, Variable};
@@ -212,12 +212,7 @@ impl ParquetFile {
         variables: &'static [Variable],
     ) -> Result<Self, ExtractError> {
         let path = dir.join(name);
-        let file = std::fs::File::create(&path)?;
-        let hashed = Hashed {
-            inner: std::io::BufWriter::with_capacity(1 << 16, file),
-            hash: Sha256::new(),
-            bytes: 0,
-        };
+        let hashed = Hashed::create(&path)?;
         let writer = SerializedFileWriter::new(
             hashed,
             Arc::new(schema(table, variables)?),
@@ -383,7 +378,7 @@ mod tests {
         assert_eq!(first.facts.sha256, second.facts.sha256);
         assert_eq!(first.facts.rows, rows as u64);
         let bytes = std::fs::read(&first.path).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), first.facts.sha256);
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), first.facts.sha256);
         assert_eq!(bytes.len() as u64, first.facts.size_bytes);
         let reader = SerializedFileReader::new(Bytes::from(bytes)).unwrap();
         let meta = reader.metadata();
