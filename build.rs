@@ -7,6 +7,8 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The migrations are embedded by `sqlx::migrate!`: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     // The PostgreSQL half of the test suite is compiled as ignored (reported by `cargo test` as
     // "ignored", with the reason) when no test database is configured: the count of tests that
     // passed never includes tests that did not run. See tests/api/helpers.rs.
