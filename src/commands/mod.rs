@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, DevCertsArgs, DevCertsCommand, OperatorCommand};
 use crate::domain::clock::Clock;
+use crate::domain::onboarding::NewOperator;
 use crate::store::Store;
 
 /// Exit code for a usage or configuration error (sysexits EX_USAGE).
@@ -115,7 +116,14 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             let (facts, _) = crate::identity::certificate_facts(&pem)?;
             let store = Store::connect(&database.database_url, 2).await?;
             store
-                .upsert_operator(&facts.fingerprint, &name, role, Clock::system().now_micros())
+                .upsert_operator(
+                    &NewOperator {
+                        fingerprint: &facts.fingerprint,
+                        name: &name,
+                        role: role,
+                    },
+                    Clock::system().now_micros(),
+                )
                 .await?;
             println!(
                 "registered operator {name} ({role}) with certificate {}",

@@ -12,6 +12,7 @@ use crate::dev::certs::{
     DEMO_INSURER, DEMO_MUNICIPALITY, DEMO_OPERATOR, DEMO_STATISTICIANS, DEMO_STATISTICS_AUTHORITY,
 };
 use crate::domain::clock::Clock;
+use crate::domain::onboarding::NewOperator;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind};
 use crate::identity::certificate_facts;
 use crate::store::Store;
@@ -34,13 +35,27 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
     };
     let (operator, _) = certificate_facts(&read("operator.pem")?).context("certs-dev/operator.pem")?;
     store
-        .upsert_operator(&operator.fingerprint, DEMO_OPERATOR, OperatorRole::Operator, now)
+        .upsert_operator(
+            &NewOperator {
+                fingerprint: &operator.fingerprint,
+                name: DEMO_OPERATOR,
+                role: OperatorRole::Operator,
+            },
+            now,
+        )
         .await?;
     for (stem, name) in DEMO_STATISTICIANS {
         let file = format!("{stem}.pem");
         let (cert, _) = certificate_facts(&read(&file)?).with_context(|| format!("certs-dev/{file}"))?;
         store
-            .upsert_operator(&cert.fingerprint, name, OperatorRole::Statistician, now)
+            .upsert_operator(
+                &NewOperator {
+                    fingerprint: &cert.fingerprint,
+                    name: name,
+                    role: OperatorRole::Statistician,
+                },
+                now,
+            )
             .await?;
     }
 

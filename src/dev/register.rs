@@ -14,6 +14,7 @@ use crate::dev::certs::DEMO_INGEST_OPERATOR;
 use crate::dev::synth::Synth;
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
+use crate::domain::onboarding::NewOperator;
 use crate::domain::register::versions::IngestResult;
 use crate::identity::certificate_facts;
 use crate::store::Store;
@@ -43,9 +44,11 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
     let (cert, _) = certificate_facts(&pem).context("certs-dev/ingest.pem")?;
     store
         .upsert_operator(
-            &cert.fingerprint,
-            DEMO_INGEST_OPERATOR,
-            OperatorRole::Ingest,
+            &NewOperator {
+                fingerprint: &cert.fingerprint,
+                name: DEMO_INGEST_OPERATOR,
+                role: OperatorRole::Ingest,
+            },
             clock.now_micros(),
         )
         .await?;

@@ -33,6 +33,16 @@ pub struct Operator {
     pub revoked_at: Option<Micros>,
 }
 
+/// An operator certificate to register (named fields: fingerprint and name are both text, and a
+/// swap would go unnoticed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOperator<'a> {
+    /// SHA-256 of the certificate (lowercase hex).
+    pub fingerprint: &'a str,
+    pub name: &'a str,
+    pub role: OperatorRole,
+}
+
 /// A client certificate to register, with the facts read from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCertificate {

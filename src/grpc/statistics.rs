@@ -132,8 +132,12 @@ pub fn event_message(e: &OrderHistoryEntry) -> pb::StatisticsOrderEvent {
     }
 }
 
+/// An order's id, and the party it must belong to (the orderer's own); `None` for the agency, which
+/// reaches every party's orders.
+pub type OrderRef<'a> = (&'a str, Option<&'a str>);
+
 /// An order, if it exists and (with `only_party`) is that party's; else ORDER_NOT_FOUND.
-pub async fn order_for(state: &AppState, order_id: &str, only_party: Option<&str>) -> Result<Order, Status> {
+pub async fn order_for(state: &AppState, (order_id, only_party): OrderRef<'_>) -> Result<Order, Status> {
     state
         .store
         .order(order_id, only_party)
@@ -153,7 +157,7 @@ pub async fn list_orders(state: &AppState, filter: &OrderFilter) -> Result<pb::L
 /// Takes one step of an order (`only_party`: the orderer's own) by `who`, with its key.
 pub async fn take_step(
     state: &AppState,
-    (order_id, only_party): (&str, Option<&str>),
+    (order_id, only_party): OrderRef<'_>,
     step: OrderStep,
     (side, actor): (Side, &str),
     detail: &StepDetail,
@@ -176,13 +180,9 @@ pub async fn take_step(
 }
 
 /// An order with its history; `only_party` limits it to that party's orders.
-pub async fn get_order(
-    state: &AppState,
-    order_id: &str,
-    only_party: Option<&str>,
-) -> Result<pb::GetOrderResponse, Status> {
-    let order = order_for(state, order_id, only_party).await?;
-    let history = state.store.order_history(order_id).await?;
+pub async fn get_order(state: &AppState, order: OrderRef<'_>) -> Result<pb::GetOrderResponse, Status> {
+    let order = order_for(state, order).await?;
+    let history = state.store.order_history(&order.order_id).await?;
     Ok(pb::GetOrderResponse {
         order: Some(order_message(&order, state.clock.today())),
         history: history.iter().map(event_message).collect(),
@@ -190,12 +190,8 @@ pub async fn get_order(
 }
 
 /// The manifest of an order's extract; `only_party` limits it to that party's orders.
-pub async fn get_manifest(
-    state: &AppState,
-    order_id: &str,
-    only_party: Option<&str>,
-) -> Result<pb::ExtractManifest, Status> {
-    let order = order_for(state, order_id, only_party).await?;
+pub async fn get_manifest(state: &AppState, order: OrderRef<'_>) -> Result<pb::ExtractManifest, Status> {
+    let order = order_for(state, order).await?;
     let unavailable = || {
         status::order_unavailable(OrderUnavailable::Extract {
             state: order.state.as_str(),
@@ -203,7 +199,7 @@ pub async fn get_manifest(
     };
     let json = state
         .store
-        .extract_manifest(order_id)
+        .extract_manifest(&order.order_id)
         .await?
         .ok_or_else(unavailable)?;
     let manifest: Manifest =
@@ -314,7 +310,7 @@ pub async fn receive_population(
 ) -> Result<pb::UploadPopulationResponse, Status> {
     // The order's state is checked before the file, so that a file sent too early is refused for
     // that, not for its lines.
-    let order = order_for(state, &order_id, only_party).await?;
+    let order = order_for(state, (&order_id, only_party)).await?;
     crate::domain::statistics::order::check_step(
         order.state,
         &Default::default(),
@@ -351,7 +347,7 @@ pub async fn download(
     only_party: Option<&str>,
     allowed: &[OrderState],
 ) -> Result<ChunkStream, Status> {
-    let order = order_for(state, &request.order_id, only_party).await?;
+    let order = order_for(state, (&request.order_id, only_party)).await?;
     if !allowed.contains(&order.state) {
         return Err(status::order_unavailable(OrderUnavailable::Extract {
             state: order.state.as_str(),

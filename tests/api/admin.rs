@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lefi::dev::certs::Issued;
 use lefi::domain::clock::format_date;
+use lefi::domain::onboarding::NewOperator;
 use lefi::grpc::pb::lefi::admin::v1 as pb;
 use lefi::grpc::pb::lefi::v1 as common;
 use time::Date;
@@ -960,9 +961,11 @@ async fn idempotent_retry_returns_the_same_answer_and_acts_once(backend: Backend
     let colleague_cert = app.certs.ca.issue_client("Andra Operatör", None).unwrap();
     app.store
         .upsert_operator(
-            &fingerprint_of(&colleague_cert),
-            "Andra Operatör",
-            lefi::domain::OperatorRole::Operator,
+            &NewOperator {
+                fingerprint: &fingerprint_of(&colleague_cert),
+                name: "Andra Operatör",
+                role: lefi::domain::OperatorRole::Operator,
+            },
             app.clock.now_micros(),
         )
         .await
@@ -1121,9 +1124,11 @@ async fn auditor_reads_but_cannot_mutate_and_ingest_cannot_either(backend: Backe
     let ingest = app.certs.ca.issue_client("Registerflöde", None).unwrap();
     app.store
         .upsert_operator(
-            &fingerprint_of(&ingest),
-            "midas-feed",
-            lefi::domain::OperatorRole::Ingest,
+            &NewOperator {
+                fingerprint: &fingerprint_of(&ingest),
+                name: "midas-feed",
+                role: lefi::domain::OperatorRole::Ingest,
+            },
             app.clock.now_micros(),
         )
         .await

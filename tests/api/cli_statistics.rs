@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use lefi::dev::certs::Issued;
+use lefi::domain::onboarding::NewOperator;
 use lefi::domain::{OperatorRole, PartyKind};
 use lefi::grpc::pb::lefi::v1 as pb;
 use lefi::identity::certificate_facts;
@@ -58,9 +59,11 @@ impl Desk {
             let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
             app.store
                 .upsert_operator(
-                    &facts.fingerprint,
-                    name,
-                    OperatorRole::Statistician,
+                    &NewOperator {
+                        fingerprint: &facts.fingerprint,
+                        name: name,
+                        role: OperatorRole::Statistician,
+                    },
                     app.clock.now_micros(),
                 )
                 .await

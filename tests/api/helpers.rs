@@ -11,6 +11,7 @@ use lefi::client::ClientPem;
 use lefi::config::{DatabaseSettings, Settings, TlsMaterial};
 use lefi::dev::certs::{DevCa, Issued};
 use lefi::domain::clock::Clock;
+use lefi::domain::onboarding::NewOperator;
 use lefi::domain::{OperatorRole, OrgNumber, PartyKind};
 use lefi::grpc::pb::lefi::admin::v1::{self as admin_pb, Party};
 use lefi::grpc::pb::lefi::v1 as pb;
@@ -204,7 +205,14 @@ impl TestApp {
         ] {
             let (facts, _) = certificate_facts(issued.cert_pem.as_bytes()).unwrap();
             store
-                .upsert_operator(&facts.fingerprint, name, role, now)
+                .upsert_operator(
+                    &NewOperator {
+                        fingerprint: &facts.fingerprint,
+                        name: name,
+                        role: role,
+                    },
+                    now,
+                )
                 .await
                 .unwrap();
         }

@@ -4,6 +4,7 @@
 //! file's line-level answers and the disclosure log are checked on the real server.
 
 use lefi::dev::certs::Issued;
+use lefi::domain::onboarding::NewOperator;
 use lefi::domain::{OperatorRole, PartyKind};
 use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
 use lefi::grpc::pb::lefi::v1 as pb;
@@ -46,9 +47,11 @@ async fn statistician(app: &TestApp, name: &str) -> AdminClient {
     let (facts, _) = certificate_facts(cert.cert_pem.as_bytes()).unwrap();
     app.store
         .upsert_operator(
-            &facts.fingerprint,
-            name,
-            OperatorRole::Statistician,
+            &NewOperator {
+                fingerprint: &facts.fingerprint,
+                name: name,
+                role: OperatorRole::Statistician,
+            },
             app.clock.now_micros(),
         )
         .await

@@ -1034,7 +1034,14 @@ mod parties {
             ("Bytt Namn", OperatorRole::Ingest),
         ] {
             app.store
-                .upsert_operator(&newcomer, name, role, now)
+                .upsert_operator(
+                    &lefi::domain::onboarding::NewOperator {
+                        fingerprint: &newcomer,
+                        name: name,
+                        role: role,
+                    },
+                    now,
+                )
                 .await
                 .unwrap();
             let mut expected = vec![(name.to_string(), role)];

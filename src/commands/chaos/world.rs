@@ -14,6 +14,7 @@ use crate::client::ClientPem;
 use crate::dev::certs::{DevCa, Issued};
 use crate::domain::OperatorRole;
 use crate::domain::clock::Clock;
+use crate::domain::onboarding::NewOperator;
 use crate::store::Store;
 use crate::store::parties::{Actor, NewConnectedParty};
 
@@ -289,9 +290,11 @@ impl Certs {
         let (ingest, _) = crate::identity::certificate_facts(self.ingest_issued.cert_pem.as_bytes())?;
         store
             .upsert_operator(
-                &ingest.fingerprint,
-                "Chaos Inläsning",
-                OperatorRole::Ingest,
+                &NewOperator {
+                    fingerprint: &ingest.fingerprint,
+                    name: "Chaos Inläsning",
+                    role: OperatorRole::Ingest,
+                },
                 clock.now_micros(),
             )
             .await?;

@@ -537,6 +537,14 @@ mod tests {
         );
     }
 
+    /// One value per variable, each fitting its variable's type.
+    fn assert_each_fits(values: &[Value<'_>], variables: &[Variable]) {
+        assert_eq!(values.len(), variables.len());
+        for (value, variable) in values.iter().zip(variables) {
+            assert!(value.fits(variable), "{} holds {value:?}", variable.name);
+        }
+    }
+
     #[test]
     fn the_dictionary_names_every_column_once_and_every_value_fits_its_variable() {
         for vars in [EPISODE_VARIABLES, PANEL_VARIABLES] {
@@ -555,11 +563,7 @@ mod tests {
             gross_days: 1,
             net_quarter_days: 4,
         };
-        let values = episode_values("1", &episode);
-        assert_eq!(values.len(), EPISODE_VARIABLES.len());
-        for (value, variable) in values.iter().zip(EPISODE_VARIABLES) {
-            assert!(value.fits(variable), "{} holds {value:?}", variable.name);
-        }
+        assert_each_fits(&episode_values("1", &episode), EPISODE_VARIABLES);
         for days in [None, Some(3)] {
             let panel = PanelRow {
                 benefit: "BB".into(),
@@ -569,11 +573,7 @@ mod tests {
                 paid_gross_ore: 1,
                 paid_tax_ore: 0,
             };
-            let values = panel_values("1", &panel);
-            assert_eq!(values.len(), PANEL_VARIABLES.len());
-            for (value, variable) in values.iter().zip(PANEL_VARIABLES) {
-                assert!(value.fits(variable), "{} holds {value:?}", variable.name);
-            }
+            assert_each_fits(&panel_values("1", &panel), PANEL_VARIABLES);
         }
     }
 }

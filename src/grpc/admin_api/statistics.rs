@@ -12,8 +12,11 @@ use crate::domain::statistics::quote::{Price, price};
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::fields::{self, FieldError};
 use crate::grpc::pb::lefi::admin::v1 as pb;
+use crate::grpc::pb::lefi::admin::v1::{AdvanceOrderRequest, ProduceExtractRequest};
 use crate::grpc::pb::lefi::v1 as lefi_pb;
-use crate::grpc::pb::lefi::v1::{ExtractManifest, GetManifestRequest, GetOrderRequest, GetOrderResponse};
+use crate::grpc::pb::lefi::v1::{
+    ExtractManifest, GetManifestRequest, GetOrderRequest, GetOrderResponse, StatisticsOrder,
+};
 use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
 use crate::identity::OperatorPrincipal;
@@ -151,6 +154,12 @@ fn agency_step(
 }
 
 impl AdminApi {
+    /// A step's idempotency key (checked) and the order it concerns, of any party.
+    async fn keyed_order<'k>(&self, key: &'k str, order_id: &str) -> Result<(&'k str, Order), Status> {
+        let key = fields::idempotency_key(key)?;
+        Ok((key, wire::order_for(&self.state, (order_id, None)).await?))
+    }
+
     /// Writes the release to the disclosure log: one entry per person of the population, before
     /// the files are made available (if the log cannot be written, nothing is delivered).
     async fn log_release(&self, order: &Order, operator: &OperatorPrincipal) -> Result<(), Status> {
@@ -240,15 +249,14 @@ impl AdminApi {
     }
 
     async fn get_order(&self, (_, r): Asked<GetOrderRequest>) -> Result<GetOrderResponse, Status> {
-        wire::get_order(&self.state, &r.order_id, None).await
+        wire::get_order(&self.state, (&r.order_id, None)).await
     }
 
     async fn advance_order(
         &self,
-        (operator, r): (OperatorPrincipal, pb::AdvanceOrderRequest),
-    ) -> Result<lefi_pb::StatisticsOrder, Status> {
-        let key = fields::idempotency_key(&r.idempotency_key)?;
-        let order = wire::order_for(&self.state, &r.order_id, None).await?;
+        (operator, r): Asked<AdvanceOrderRequest>,
+    ) -> Result<StatisticsOrder, Status> {
+        let (key, order) = self.keyed_order(&r.idempotency_key, &r.order_id).await?;
         let today = self.state.clock.today();
         let (step, detail, right) = agency_step(r.step, &order, &operator, today)?;
         crate::policy::operator::require(operator.role, right)?;
@@ -269,10 +277,9 @@ impl AdminApi {
 
     async fn produce_extract(
         &self,
-        (operator, r): (OperatorPrincipal, pb::ProduceExtractRequest),
-    ) -> Result<lefi_pb::ExtractManifest, Status> {
-        let key = fields::idempotency_key(&r.idempotency_key)?;
-        let order = wire::order_for(&self.state, &r.order_id, None).await?;
+        (operator, r): Asked<ProduceExtractRequest>,
+    ) -> Result<ExtractManifest, Status> {
+        let (key, order) = self.keyed_order(&r.idempotency_key, &r.order_id).await?;
         // Refused early (before the work) when the order is not ready; the store checks again.
         let facts = OrderFacts {
             quote_drafted_by: None,
@@ -328,11 +335,11 @@ impl AdminApi {
             )
             .await?;
         // The stored manifest (an idempotent retry returns the first one).
-        wire::get_manifest(&self.state, &order.order_id, None).await
+        wire::get_manifest(&self.state, (&order.order_id, None)).await
     }
 
     async fn get_manifest(&self, (_, r): Asked<GetManifestRequest>) -> Result<ExtractManifest, Status> {
-        wire::get_manifest(&self.state, &r.order_id, None).await
+        wire::get_manifest(&self.state, (&r.order_id, None)).await
     }
 
     async fn download_extract(

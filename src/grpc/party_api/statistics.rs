@@ -10,10 +10,14 @@ use crate::grpc::fields::{self, FieldError};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_api::authorize::authorize_basis;
 use crate::grpc::pb::lefi::v1 as pb;
+use crate::grpc::pb::lefi::v1::{ExtractManifest, GetManifestRequest, GetOrderRequest, GetOrderResponse};
 use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
 use crate::identity::PartyPrincipal;
 use crate::store::statistics::{NewOrder, OrderFilter, StepDetail};
+
+/// A request as the orderer's handlers get it: which party asks, and what.
+type Asked<R> = (PartyPrincipal, R);
 
 /// The legal basis a statistics order rests on (catalogue data; see migration 0011).
 pub const STATISTICS_BASIS: &str = "STAT_INDIVIDUAL_DATA";
@@ -139,12 +143,9 @@ impl PartyApi {
         Ok(wire::order_message(&stored, today))
     }
 
-    async fn get_order(
-        &self,
-        (party, r): (PartyPrincipal, pb::GetOrderRequest),
-    ) -> Result<pb::GetOrderResponse, Status> {
+    async fn get_order(&self, (party, r): Asked<GetOrderRequest>) -> Result<GetOrderResponse, Status> {
         self.orderer(&party).await?;
-        wire::get_order(&self.state, &r.order_id, Some(&party.party_id)).await
+        wire::get_order(&self.state, (&r.order_id, Some(&party.party_id))).await
     }
 
     async fn list_orders(
@@ -190,12 +191,9 @@ impl PartyApi {
         wire::receive_population(&self.state, upload, Some(&party.party_id), who).await
     }
 
-    async fn get_manifest(
-        &self,
-        (party, r): (PartyPrincipal, pb::GetManifestRequest),
-    ) -> Result<pb::ExtractManifest, Status> {
+    async fn get_manifest(&self, (party, r): Asked<GetManifestRequest>) -> Result<ExtractManifest, Status> {
         self.orderer(&party).await?;
-        wire::get_manifest(&self.state, &r.order_id, Some(&party.party_id)).await
+        wire::get_manifest(&self.state, (&r.order_id, Some(&party.party_id))).await
     }
 
     async fn download_extract(

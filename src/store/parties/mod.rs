@@ -13,10 +13,11 @@ use time::Date;
 
 use super::tx::{execute, on_conn};
 use super::{Store, StoreError};
+use crate::domain::OrgNumber;
 use crate::domain::catalogue::Agreement;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::lifecycle::{CodeProblem, IllegalTransition, Standing, TerminationRefused};
-use crate::domain::{OperatorRole, OrgNumber};
+use crate::domain::onboarding::NewOperator;
 
 pub use lifecycle::PartyChange;
 
@@ -195,21 +196,15 @@ impl Store {
 
     /// Registers an operator certificate. Registering the same fingerprint again updates name and
     /// role.
-    pub async fn upsert_operator(
-        &self,
-        fingerprint: &str,
-        name: &str,
-        role: OperatorRole,
-        now: Micros,
-    ) -> Result<(), StoreError> {
+    pub async fn upsert_operator(&self, operator: &NewOperator<'_>, now: Micros) -> Result<(), StoreError> {
         let mut conn = self.write().await?;
         execute!(
             &mut conn,
             "INSERT INTO operators (fingerprint, name, role, added_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (fingerprint) DO UPDATE SET name = excluded.name, role = excluded.role, revoked_at = NULL",
-            fingerprint,
-            name,
-            role.as_str(),
+            operator.fingerprint,
+            operator.name,
+            operator.role.as_str(),
             now,
         );
         conn.commit().await

@@ -20,6 +20,7 @@ use crate::client::ClientPem;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
 use crate::dev::certs::DevCa;
 use crate::domain::clock::Clock;
+use crate::domain::onboarding::NewOperator;
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::store::Store;
 use crate::store::delivery::NewSubscription;
@@ -53,9 +54,11 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let (ingest_facts, _) = crate::identity::certificate_facts(ingest_cert.cert_pem.as_bytes())?;
     store
         .upsert_operator(
-            &ingest_facts.fingerprint,
-            "Bench Inläsning",
-            crate::domain::OperatorRole::Ingest,
+            &NewOperator {
+                fingerprint: &ingest_facts.fingerprint,
+                name: "Bench Inläsning",
+                role: crate::domain::OperatorRole::Ingest,
+            },
             clock.now_micros(),
         )
         .await?;
