@@ -29,7 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate_default_stubs(true)
         // prost with lefi's decode errors: INVALID_ARGUMENT MESSAGE_MALFORMED (src/grpc/codec.rs).
         .codec_path("crate::grpc::codec::LefiCodec")
-        .compile_fds(fds)?;
+        // `prost::Name` on every message: the CLI prints `--json` by the message's own full name.
+        .compile_fds_with_config(fds, {
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use tonic::transport::Channel;
 
 use super::client::{health, run_keyed};
-use super::output::{print_each, print_json};
+use super::output::{print_each, print_message};
 use crate::cli::{
     AdminArgs, AdminCommand, ApplyArgs, ConnectPartyArgs, ListArgs, PartyKindArg, RevokeCertArgs,
     SendAgreementArgs, SignArgs, SignerArg, TerminateArgs, WithdrawTerminationArgs,
@@ -99,11 +99,10 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
 /// `lefi admin show`.
 async fn show(client: &mut Client, party: &str, json: bool) -> anyhow::Result<()> {
     let party = client.get_party(get_party_request(party)).await?.into_inner();
-    if json {
-        return print_json(&party, "lefi.admin.v1.Party");
-    }
-    print_party(&party);
-    Ok(())
+    print_message(json, &party, |party| {
+        print_party(party);
+        Ok(())
+    })
 }
 
 /// `lefi admin connect`: registers a certificate for the party.
@@ -122,19 +121,20 @@ async fn connect(client: &mut Client, args: &ConnectPartyArgs, json: bool, key: 
         })
         .await?
         .into_inner();
-    if json {
-        return print_json(&response, "lefi.admin.v1.AddCertificateResponse");
-    }
-    if let Some(cert) = &response.certificate {
-        print_certificates(std::slice::from_ref(cert));
-    }
-    let state = state_name(response.party_state);
-    println!();
-    println!("party state   {state}");
-    if state == "CONNECTED" || state == "TERMINATION_SCHEDULED" {
-        println!("the party can now call the party API with this certificate (lefi.v1.PartyService/WhoAmI)");
-    }
-    Ok(())
+    print_message(json, &response, |response| {
+        if let Some(cert) = &response.certificate {
+            print_certificates(std::slice::from_ref(cert));
+        }
+        let state = state_name(response.party_state);
+        println!();
+        println!("party state   {state}");
+        if state == "CONNECTED" || state == "TERMINATION_SCHEDULED" {
+            println!(
+                "the party can now call the party API with this certificate (lefi.v1.PartyService/WhoAmI)"
+            );
+        }
+        Ok(())
+    })
 }
 
 /// `lefi admin revoke-cert`.
@@ -153,15 +153,14 @@ async fn revoke_certificate(
         })
         .await?
         .into_inner();
-    if json {
-        return print_json(&response, "lefi.admin.v1.RevokeCertificateResponse");
-    }
-    if let Some(cert) = &response.certificate {
-        print_certificates(std::slice::from_ref(cert));
-    }
-    println!();
-    println!("calls and open streams with this certificate are refused from now on");
-    Ok(())
+    print_message(json, &response, |response| {
+        if let Some(cert) = &response.certificate {
+            print_certificates(std::slice::from_ref(cert));
+        }
+        println!();
+        println!("calls and open streams with this certificate are refused from now on");
+        Ok(())
+    })
 }
 
 async fn whoami(channel: Channel, json: bool) -> anyhow::Result<()> {
@@ -169,16 +168,15 @@ async fn whoami(channel: Channel, json: bool) -> anyhow::Result<()> {
         .who_am_i(pb::WhoAmIRequest {})
         .await?
         .into_inner();
-    if json {
-        return print_json(&me, "lefi.admin.v1.WhoAmIResponse");
-    }
-    let role = pb::OperatorRole::try_from(me.role)
-        .unwrap_or_default()
-        .as_str_name();
-    println!("operator      {}", me.name);
-    println!("role          {role}");
-    println!("certificate   {}", me.certificate_fingerprint);
-    Ok(())
+    print_message(json, &me, |me| {
+        let role = pb::OperatorRole::try_from(me.role)
+            .unwrap_or_default()
+            .as_str_name();
+        println!("operator      {}", me.name);
+        println!("role          {role}");
+        println!("certificate   {}", me.certificate_fingerprint);
+        Ok(())
+    })
 }
 
 fn kind(k: PartyKindArg) -> common::PartyKind {
@@ -306,7 +304,7 @@ async fn list(client: &mut Client, args: &ListArgs, json: bool) -> anyhow::Resul
     loop {
         let page = client.list_parties(request.clone()).await?.into_inner();
         count += page.parties.len();
-        print_each(json, "lefi.admin.v1.Party", &page.parties, |p| {
+        print_each(json, &page.parties, |p| {
             println!(
                 "{:<36} {:<11} {:<19} {:<21} {}",
                 p.party_id,
@@ -350,12 +348,7 @@ async fn history(client: &mut Client, party: &str, json: bool) -> anyhow::Result
     }
     loop {
         let page = client.list_party_history(request.clone()).await?.into_inner();
-        print_each(
-            json,
-            "lefi.admin.v1.AuditEntry",
-            &page.entries,
-            print_history_entry,
-        )?;
+        print_each(json, &page.entries, print_history_entry)?;
         if page.next_page_token.is_empty() {
             break;
         }
@@ -418,15 +411,14 @@ fn print_party_result(party: Option<pb::Party>, json: bool) -> anyhow::Result<()
     let Some(party) = party else {
         anyhow::bail!("the server's response holds no party");
     };
-    if json {
-        return print_json(&party, "lefi.admin.v1.Party");
-    }
-    print_party(&party);
-    if let Some(next) = next_step(&party) {
-        println!();
-        println!("next: {next}");
-    }
-    Ok(())
+    print_message(json, &party, |party| {
+        print_party(party);
+        if let Some(next) = next_step(party) {
+            println!();
+            println!("next: {next}");
+        }
+        Ok(())
+    })
 }
 
 /// The onboarding step that follows the party's state, as a command line.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use tonic::transport::Channel;
 
 use super::failure::{Failure, finish, with_request_id};
-use super::output::{instant, print_each, print_json, truncate, yes_no};
+use super::output::{instant, print_each, print_json, print_json_as, print_message, truncate, yes_no};
 use super::stream::StreamOptions;
 use crate::cli::{ClientArgs, ClientCommand, ConnectArgs, QueryArgs, RegisterCommand};
 use crate::client::{ClientError, ClientPem};
@@ -158,32 +158,31 @@ async fn client_command(target: &Target, command: &ClientCommand, json: bool) ->
                 .who_am_i(pb::WhoAmIRequest {})
                 .await?
                 .into_inner();
-            if json {
-                return print_json(&me, "lefi.v1.WhoAmIResponse");
-            }
-            let kind = pb::PartyKind::try_from(me.kind).unwrap_or_default().as_str_name();
-            let state = pb::PartyState::try_from(me.state)
-                .unwrap_or_default()
-                .as_str_name();
-            let agreement = pb::AgreementType::try_from(me.agreement_type)
-                .unwrap_or_default()
-                .as_str_name();
-            println!("party         {} ({})", me.name, me.org_number);
-            println!("party id      {}", me.party_id);
-            println!("kind          {kind}");
-            println!("state         {state}");
-            println!(
-                "agreement     {agreement} {} (valid from {})",
-                me.agreement_id, me.agreement_valid_from
-            );
-            println!("legal bases   {}", me.granted_basis_codes.join(", "));
-            println!("benefits      {}", me.granted_benefit_type_codes.join(", "));
-            let expires = instant(me.certificate_not_after).unwrap_or_default();
-            println!("certificate   {} (expires {expires})", me.certificate_fingerprint);
-            if !me.termination_effective_date.is_empty() {
-                println!("terminates    {}", me.termination_effective_date);
-            }
-            Ok(())
+            print_message(json, &me, |me| {
+                let kind = pb::PartyKind::try_from(me.kind).unwrap_or_default().as_str_name();
+                let state = pb::PartyState::try_from(me.state)
+                    .unwrap_or_default()
+                    .as_str_name();
+                let agreement = pb::AgreementType::try_from(me.agreement_type)
+                    .unwrap_or_default()
+                    .as_str_name();
+                println!("party         {} ({})", me.name, me.org_number);
+                println!("party id      {}", me.party_id);
+                println!("kind          {kind}");
+                println!("state         {state}");
+                println!(
+                    "agreement     {agreement} {} (valid from {})",
+                    me.agreement_id, me.agreement_valid_from
+                );
+                println!("legal bases   {}", me.granted_basis_codes.join(", "));
+                println!("benefits      {}", me.granted_benefit_type_codes.join(", "));
+                let expires = instant(me.certificate_not_after).unwrap_or_default();
+                println!("certificate   {} (expires {expires})", me.certificate_fingerprint);
+                if !me.termination_effective_date.is_empty() {
+                    println!("terminates    {}", me.termination_effective_date);
+                }
+                Ok(())
+            })
         }
         ClientCommand::Bases => {
             let bases = pb::party_service_client::PartyServiceClient::new(channel)
@@ -200,7 +199,7 @@ async fn client_command(target: &Target, command: &ClientCommand, json: bool) ->
                     "CODE", "CONSENT", "OPEN CASE", "VALID", "PURPOSE"
                 );
             }
-            print_each(json, "lefi.v1.LegalBasis", &bases, |b| {
+            print_each(json, &bases, |b| {
                 let valid = format!("{}..{}", b.valid_from, b.valid_to);
                 println!(
                     "{:<27} {:<8} {:<9} {:<24} {:<42} {}",
@@ -222,7 +221,7 @@ async fn client_command(target: &Target, command: &ClientCommand, json: bool) ->
             if !json {
                 println!("{:<5} {:<7} NAME", "CODE", "AGENCY");
             }
-            print_each(json, "lefi.v1.BenefitType", &types, |t| {
+            print_each(json, &types, |t| {
                 println!(
                     "{:<5} {:<7} {} — {}",
                     t.code, t.paying_agency, t.name_sv, t.name_en
@@ -274,7 +273,7 @@ async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result
         .map_err(|status| with_request_id(status, &headers))?
     {
         if json {
-            print_json(&message, "lefi.v1.QueryPersonResponse")?;
+            print_json(&message)?;
         }
         match message.content {
             Some(pb::query_person_response::Content::Header(h)) => header = Some(h),
@@ -419,62 +418,60 @@ pub(super) async fn register(channel: Channel, command: &RegisterCommand, json: 
                 })
                 .await?
                 .into_inner();
-            if json {
-                return print_json(&view, "lefi.admin.v1.ShowPersonResponse");
-            }
-            if let Some(p) = &view.person {
-                print_person(p);
-            }
-            println!("as of        register sequence {}", view.as_of_sequence);
-            println!();
-            println!("person data versions:");
-            for v in &view.person_versions {
-                let p = v.person.clone().unwrap_or_default();
-                println!(
-                    "{:>8} {} v{} name '{}'{}{}",
-                    v.register_sequence,
-                    v.source_system,
-                    v.source_version,
-                    p.name,
-                    if p.protected_identity { " protected" } else { "" },
-                    if p.date_of_death.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" died {}", p.date_of_death)
-                    }
-                );
-            }
-            println!();
-            println!("facts ({} versions):", view.facts.len());
-            let sources: Vec<String> = view
-                .facts
-                .iter()
-                .map(|f| format!("{}:{} v{}", f.source_system, f.source_id, f.source_version))
-                .collect();
-            print_records(
-                view.facts
+            print_message(json, &view, |view| {
+                if let Some(p) = &view.person {
+                    print_person(p);
+                }
+                println!("as of        register sequence {}", view.as_of_sequence);
+                println!();
+                println!("person data versions:");
+                for v in &view.person_versions {
+                    let p = v.person.clone().unwrap_or_default();
+                    println!(
+                        "{:>8} {} v{} name '{}'{}{}",
+                        v.register_sequence,
+                        v.source_system,
+                        v.source_version,
+                        p.name,
+                        if p.protected_identity { " protected" } else { "" },
+                        if p.date_of_death.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" died {}", p.date_of_death)
+                        }
+                    );
+                }
+                println!();
+                println!("facts ({} versions):", view.facts.len());
+                let sources: Vec<String> = view
+                    .facts
                     .iter()
-                    .zip(&sources)
-                    .filter_map(|(f, s)| f.record.as_ref().map(|r| (r, s.as_str()))),
-            );
-            Ok(())
+                    .map(|f| format!("{}:{} v{}", f.source_system, f.source_id, f.source_version))
+                    .collect();
+                print_records(
+                    view.facts
+                        .iter()
+                        .zip(&sources)
+                        .filter_map(|(f, s)| f.record.as_ref().map(|r| (r, s.as_str()))),
+                );
+                Ok(())
+            })
         }
         RegisterCommand::Stats => {
             let stats = client.get_stats(admin_pb::GetStatsRequest {}).await?.into_inner();
-            if json {
-                return print_json(&stats, "lefi.admin.v1.GetStatsResponse");
-            }
-            let recorded = instant(stats.latest_recorded_at).unwrap_or_else(|| "-".to_string());
-            println!("persons             {}", stats.person_count);
-            println!("facts               {}", stats.fact_count);
-            println!("fact versions       {}", stats.fact_version_count);
-            println!(
-                "latest sequence     {} (recorded {recorded})",
-                stats.latest_sequence
-            );
-            println!("accepted last min   {}", stats.accepted_last_minute);
-            println!("accepted last hour  {}", stats.accepted_last_hour);
-            Ok(())
+            print_message(json, &stats, |stats| {
+                let recorded = instant(stats.latest_recorded_at).unwrap_or_else(|| "-".to_string());
+                println!("persons             {}", stats.person_count);
+                println!("facts               {}", stats.fact_count);
+                println!("fact versions       {}", stats.fact_version_count);
+                println!(
+                    "latest sequence     {} (recorded {recorded})",
+                    stats.latest_sequence
+                );
+                println!("accepted last min   {}", stats.accepted_last_minute);
+                println!("accepted last hour  {}", stats.accepted_last_hour);
+                Ok(())
+            })
         }
     }
 }
@@ -487,7 +484,7 @@ pub(super) async fn health(channel: Channel, json: bool) -> anyhow::Result<()> {
         .await?
         .into_inner();
     if json {
-        return print_json(&response, "grpc.health.v1.HealthCheckResponse");
+        return print_json_as(&response, "grpc.health.v1.HealthCheckResponse");
     }
     let status = tonic_health::pb::health_check_response::ServingStatus::try_from(response.status)
         .unwrap_or_default()

@@ -120,7 +120,7 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
                     &NewOperator {
                         fingerprint: &facts.fingerprint,
                         name: &name,
-                        role: role,
+                        role,
                     },
                     Clock::system().now_micros(),
                 )

@@ -3,7 +3,7 @@
 
 use tonic::transport::Channel;
 
-use super::output::{instant, print_each, print_json};
+use super::output::{instant, print_each, print_json, print_message};
 use crate::cli::{AuditCommand, ConsentCommand, SubscribeArgs};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -46,29 +46,28 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
         })
         .await?
         .into_inner();
-    if json {
-        return print_json(&response, "lefi.v1.CreateSubscriptionsResponse");
-    }
-    for result in &response.results {
-        match (&result.subscription, &result.error) {
-            (Some(s), _) => {
-                let outcome = pb::CreateSubscriptionOutcome::try_from(result.outcome)
-                    .unwrap_or_default()
-                    .as_str_name()
-                    .trim_start_matches("CREATE_SUBSCRIPTION_OUTCOME_");
-                println!("{outcome}: {}", s.subscription_id);
-                println!("its snapshot and changes follow on `lefi client stream`");
+    print_message(json, &response, |response| {
+        for result in &response.results {
+            match (&result.subscription, &result.error) {
+                (Some(s), _) => {
+                    let outcome = pb::CreateSubscriptionOutcome::try_from(result.outcome)
+                        .unwrap_or_default()
+                        .as_str_name()
+                        .trim_start_matches("CREATE_SUBSCRIPTION_OUTCOME_");
+                    println!("{outcome}: {}", s.subscription_id);
+                    println!("its snapshot and changes follow on `lefi client stream`");
+                }
+                (None, Some(e)) => {
+                    let reason = pb::ErrorReason::try_from(e.reason)
+                        .unwrap_or_default()
+                        .as_str_name();
+                    anyhow::bail!("refused ({reason}): {}", e.message);
+                }
+                (None, None) => anyhow::bail!("the server gave no result for the subscription"),
             }
-            (None, Some(e)) => {
-                let reason = pb::ErrorReason::try_from(e.reason)
-                    .unwrap_or_default()
-                    .as_str_name();
-                anyhow::bail!("refused ({reason}): {}", e.message);
-            }
-            (None, None) => anyhow::bail!("the server gave no result for the subscription"),
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 pub async fn subscriptions(channel: Channel, person: Option<&str>, json: bool) -> anyhow::Result<()> {
@@ -86,12 +85,7 @@ pub async fn subscriptions(channel: Channel, person: Option<&str>, json: bool) -
         );
     }
     while let Some(page) = pages.message().await? {
-        print_each(
-            json,
-            "lefi.v1.Subscription",
-            &page.subscriptions,
-            print_subscription,
-        )?;
+        print_each(json, &page.subscriptions, print_subscription)?;
     }
     Ok(())
 }
@@ -104,7 +98,7 @@ pub async fn cancel(channel: Channel, subscription_id: &str, json: bool) -> anyh
         .await?
         .into_inner();
     match (json, &response.subscription) {
-        (true, _) => print_json(&response, "lefi.v1.CancelSubscriptionResponse"),
+        (true, _) => print_json(&response),
         (false, Some(s)) => {
             print_subscription(s);
             Ok(())
@@ -121,21 +115,20 @@ pub async fn refresh(channel: Channel, subscriptions: &[String], json: bool) -> 
         })
         .await?
         .into_inner();
-    if json {
-        return print_json(&response, "lefi.v1.FullRefreshResponse");
-    }
-    println!(
-        "{} subscription(s) get a fresh snapshot; stream from this cursor:",
-        response.subscription_count
-    );
-    println!("{}", response.cursor);
-    if !response.skipped_subscription_ids.is_empty() {
+    print_message(json, &response, |response| {
         println!(
-            "skipped (not active): {}",
-            response.skipped_subscription_ids.join(", ")
+            "{} subscription(s) get a fresh snapshot; stream from this cursor:",
+            response.subscription_count
         );
-    }
-    Ok(())
+        println!("{}", response.cursor);
+        if !response.skipped_subscription_ids.is_empty() {
+            println!(
+                "skipped (not active): {}",
+                response.skipped_subscription_ids.join(", ")
+            );
+        }
+        Ok(())
+    })
 }
 
 fn print_consent(c: &pb::Consent) {
@@ -168,28 +161,27 @@ pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> 
                 })
                 .await?
                 .into_inner();
-            if json {
-                return print_json(&response, "lefi.v1.RegisterConsentResponse");
-            }
-            if let Some(c) = &response.consent {
-                println!(
-                    "{}",
-                    if response.created {
-                        "registered:"
-                    } else {
-                        "already registered:"
-                    }
-                );
-                print_consent(c);
-                println!("pass --consent-id {} when you subscribe or query", c.consent_id);
-            }
-            if response.resumed_subscription_count > 0 {
-                println!(
-                    "{} suspended subscription(s) resumed under this consent (a fresh snapshot follows on the stream)",
-                    response.resumed_subscription_count
-                );
-            }
-            Ok(())
+            print_message(json, &response, |response| {
+                if let Some(c) = &response.consent {
+                    println!(
+                        "{}",
+                        if response.created {
+                            "registered:"
+                        } else {
+                            "already registered:"
+                        }
+                    );
+                    print_consent(c);
+                    println!("pass --consent-id {} when you subscribe or query", c.consent_id);
+                }
+                if response.resumed_subscription_count > 0 {
+                    println!(
+                        "{} suspended subscription(s) resumed under this consent (a fresh snapshot follows on the stream)",
+                        response.resumed_subscription_count
+                    );
+                }
+                Ok(())
+            })
         }
         ConsentCommand::Revoke { consent_id, reason } => {
             let response = client
@@ -199,24 +191,23 @@ pub async fn consent(channel: Channel, command: &ConsentCommand, json: bool) -> 
                 })
                 .await?
                 .into_inner();
-            if json {
-                return print_json(&response, "lefi.v1.RevokeConsentResponse");
-            }
-            if let Some(c) = &response.consent {
-                print_consent(c);
-            }
-            println!(
-                "{} subscription(s) suspended (register a new consent for the same person and basis to resume them)",
-                response.suspended_subscription_count
-            );
-            Ok(())
+            print_message(json, &response, |response| {
+                if let Some(c) = &response.consent {
+                    print_consent(c);
+                }
+                println!(
+                    "{} subscription(s) suspended (register a new consent for the same person and basis to resume them)",
+                    response.suspended_subscription_count
+                );
+                Ok(())
+            })
         }
         ConsentCommand::List => {
             let response = client
                 .list_consents(pb::ListConsentsRequest::default())
                 .await?
                 .into_inner();
-            print_each(json, "lefi.v1.Consent", &response.consents, print_consent)
+            print_each(json, &response.consents, print_consent)
         }
     }
 }
@@ -234,14 +225,13 @@ pub async fn close_case(
         })
         .await?
         .into_inner();
-    if json {
-        return print_json(&response, "lefi.v1.CloseCaseResponse");
-    }
-    println!(
-        "case {case_reference} closed; {} subscription(s) ended",
-        response.ended_subscription_count
-    );
-    Ok(())
+    print_message(json, &response, |response| {
+        println!(
+            "case {case_reference} closed; {} subscription(s) ended",
+            response.ended_subscription_count
+        );
+        Ok(())
+    })
 }
 
 fn print_entry(e: &admin_pb::DisclosureEntry) {
@@ -282,23 +272,22 @@ pub async fn audit(channel: Channel, command: &AuditCommand, json: bool) -> anyh
                 .verify_disclosure_log(admin_pb::VerifyDisclosureLogRequest::default())
                 .await?
                 .into_inner();
-            if json {
-                return print_json(&verdict, "lefi.admin.v1.VerifyDisclosureLogResponse");
-            }
-            if verdict.ok {
-                println!(
-                    "the disclosure log is intact: {} entries checked; last hash {}",
-                    verdict.entries_checked, verdict.last_hash
-                );
-                Ok(())
-            } else {
-                anyhow::bail!(
-                    "the disclosure log is broken at entry {}: {} ({} entries before it check out)",
-                    verdict.first_broken_entry_id,
-                    verdict.message,
-                    verdict.entries_checked
-                )
-            }
+            print_message(json, &verdict, |verdict| {
+                if verdict.ok {
+                    println!(
+                        "the disclosure log is intact: {} entries checked; last hash {}",
+                        verdict.entries_checked, verdict.last_hash
+                    );
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "the disclosure log is broken at entry {}: {} ({} entries before it check out)",
+                        verdict.first_broken_entry_id,
+                        verdict.message,
+                        verdict.entries_checked
+                    )
+                }
+            })
         }
         AuditCommand::Person { person } => {
             let person = person.clone();
@@ -348,7 +337,7 @@ where
     let mut token = String::new();
     loop {
         let page = fetch(token).await?;
-        print_each(json, "lefi.admin.v1.DisclosureEntry", &page.entries, print_entry)?;
+        print_each(json, &page.entries, print_entry)?;
         if page.next_page_token.is_empty() {
             return Ok(());
         }

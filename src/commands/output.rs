@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use prost::Message;
+use prost::{Message, Name};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
 /// lefi's own messages and grpc.health.v1 (`health --json`).
@@ -21,7 +21,22 @@ fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
 }
 
 /// Prints `message` as one line of protobuf JSON.
-pub(super) fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
+pub(super) fn print_json<M: Name>(message: &M) -> anyhow::Result<()> {
+    print_json_as(message, &M::full_name())
+}
+
+/// Prints `message` as one line of JSON with `--json`, otherwise as `human` prints it for people.
+pub(super) fn print_message<M: Name>(
+    json: bool,
+    message: &M,
+    human: impl FnOnce(&M) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if json { print_json(message) } else { human(message) }
+}
+
+/// Prints `message`, a message of the descriptor pool named `full_name` (one without
+/// `prost::Name`, such as grpc.health.v1's), as one line of protobuf JSON.
+pub(super) fn print_json_as<M: Message>(message: &M, full_name: &str) -> anyhow::Result<()> {
     let descriptor = descriptors()?
         .get_message_by_name(full_name)
         .ok_or_else(|| anyhow::anyhow!("no descriptor for {full_name}"))?;
@@ -30,17 +45,16 @@ pub(super) fn print_json<M: Message>(message: &M, full_name: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Prints each of `items` (messages named `full_name`) as a line of JSON with `--json`,
+/// Prints each of `items` as a line of JSON with `--json`,
 /// otherwise as a table row through `row`.
-pub(super) fn print_each<'a, M: Message + 'a>(
+pub(super) fn print_each<'a, M: Name + 'a>(
     json: bool,
-    full_name: &str,
     items: impl IntoIterator<Item = &'a M>,
     mut row: impl FnMut(&M),
 ) -> anyhow::Result<()> {
     for item in items {
         if json {
-            print_json(item, full_name)?;
+            print_json(item)?;
         } else {
             row(item);
         }

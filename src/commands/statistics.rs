@@ -20,7 +20,7 @@ use tonic::{Response, Status, Streaming};
 use tonic_types::StatusExt as _;
 
 use super::client::run_keyed;
-use super::output::{print_each, print_json};
+use super::output::{print_each, print_json, print_message};
 use crate::cli::{AdminOrdersCommand, IdempotencyArgs, OrdersArgs, OrdersCommand};
 use crate::domain::statistics::order::OrderState;
 use crate::grpc::pb::ErrorReason;
@@ -354,7 +354,7 @@ pub(super) async fn admin(
 /// Prints the order a step returned, and what comes next.
 fn order_result(order: &pb::StatisticsOrder, side: Side, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(order, "lefi.v1.StatisticsOrder");
+        return print_json(order);
     }
     view::print_order(order);
     if let Some(next) = view::next_step(order, side) {
@@ -368,7 +368,7 @@ fn list(orders: &[pb::StatisticsOrder], with_party: bool, json: bool) -> anyhow:
     if !json {
         view::print_list_header(with_party);
     }
-    print_each(json, "lefi.v1.StatisticsOrder", orders, |o| {
+    print_each(json, orders, |o| {
         view::print_list_row(o, with_party);
     })?;
     if !json {
@@ -384,29 +384,27 @@ fn list(orders: &[pb::StatisticsOrder], with_party: bool, json: bool) -> anyhow:
 async fn show(mut api: Api, order_id: &str, json: bool) -> anyhow::Result<()> {
     let side = api.side();
     let shown = api.get_order(order_id).await?;
-    if json {
-        return print_json(&shown, "lefi.v1.GetOrderResponse");
-    }
-    let Some(order) = &shown.order else {
-        anyhow::bail!("the server's response holds no order");
-    };
-    view::print_order(order);
-    println!();
-    view::print_history(&shown.history);
-    if let Some(next) = view::next_step(order, side) {
+    print_message(json, &shown, |shown| {
+        let Some(order) = &shown.order else {
+            anyhow::bail!("the server's response holds no order");
+        };
+        view::print_order(order);
         println!();
-        println!("next: {next}");
-    }
-    Ok(())
+        view::print_history(&shown.history);
+        if let Some(next) = view::next_step(order, side) {
+            println!();
+            println!("next: {next}");
+        }
+        Ok(())
+    })
 }
 
 async fn manifest(mut api: Api, order_id: &str, json: bool) -> anyhow::Result<()> {
     let manifest = api.get_manifest(order_id).await?;
-    if json {
-        return print_json(&manifest, "lefi.v1.ExtractManifest");
-    }
-    view::print_manifest(&manifest);
-    Ok(())
+    print_message(json, &manifest, |manifest| {
+        view::print_manifest(manifest);
+        Ok(())
+    })
 }
 
 /// `purge [--dry-run]`.
@@ -415,26 +413,25 @@ async fn purge(client: &mut AdminClient, dry_run: bool, json: bool) -> anyhow::R
         .purge_expired(admin_pb::PurgeExpiredRequest { dry_run })
         .await?
         .into_inner();
-    if json {
-        return print_json(&purged, "lefi.admin.v1.PurgeExpiredResponse");
-    }
-    let n = purged.orders.len();
-    if n == 0 {
-        println!("no delivered order is past its retention date: nothing to delete");
-        return Ok(());
-    }
-    println!("{:<40} {:<40} RETAIN UNTIL", "ORDER ID", "PARTY");
-    for o in &purged.orders {
-        println!("{:<40} {:<40} {}", o.order_id, o.party_id, o.retain_until);
-    }
-    println!();
-    if dry_run {
-        println!(
-            "dry run: the files and population of these {n} orders would be deleted; nothing was \
-             deleted (run without --dry-run to delete them)"
-        );
-    } else {
-        println!("deleted the files and population of {n} orders; their manifests and histories remain");
-    }
-    Ok(())
+    print_message(json, &purged, |purged| {
+        let n = purged.orders.len();
+        if n == 0 {
+            println!("no delivered order is past its retention date: nothing to delete");
+            return Ok(());
+        }
+        println!("{:<40} {:<40} RETAIN UNTIL", "ORDER ID", "PARTY");
+        for o in &purged.orders {
+            println!("{:<40} {:<40} {}", o.order_id, o.party_id, o.retain_until);
+        }
+        println!();
+        if dry_run {
+            println!(
+                "dry run: the files and population of these {n} orders would be deleted; nothing was \
+                 deleted (run without --dry-run to delete them)"
+            );
+        } else {
+            println!("deleted the files and population of {n} orders; their manifests and histories remain");
+        }
+        Ok(())
+    })
 }

@@ -198,7 +198,7 @@ async fn call(
         received = true;
         // Apply (print), then persist the cursor: a crash in between repeats the event on resume,
         // never skips it.
-        print_json(&event, "lefi.v1.StreamEvent")?;
+        print_json(&event)?;
         if !event.cursor.is_empty() {
             if let Some(path) = &options.cursor_file {
                 write_atomically(path, &event.cursor)?;

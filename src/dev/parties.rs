@@ -51,7 +51,7 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
             .upsert_operator(
                 &NewOperator {
                     fingerprint: &cert.fingerprint,
-                    name: name,
+                    name,
                     role: OperatorRole::Statistician,
                 },
                 now,

@@ -111,6 +111,13 @@ fn split_input(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+impl fmt::Debug for OrgNumber {
+    /// Prints `OrgNumber(NNNNNN-NNNN)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgNumber({self})")
+    }
+}
+
 impl fmt::Display for OrgNumber {
     /// Prints `NNNNNN-NNNN`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,13 +128,6 @@ impl fmt::Display for OrgNumber {
             write!(f, "{digit}")?;
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for OrgNumber {
-    /// Prints `OrgNumber(NNNNNN-NNNN)`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OrgNumber({self})")
     }
 }
 

@@ -61,7 +61,7 @@ impl Desk {
                 .upsert_operator(
                     &NewOperator {
                         fingerprint: &facts.fingerprint,
-                        name: name,
+                        name,
                         role: OperatorRole::Statistician,
                     },
                     app.clock.now_micros(),

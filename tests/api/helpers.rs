@@ -208,8 +208,8 @@ impl TestApp {
                 .upsert_operator(
                     &NewOperator {
                         fingerprint: &facts.fingerprint,
-                        name: name,
-                        role: role,
+                        name,
+                        role,
                     },
                     now,
                 )

@@ -49,7 +49,7 @@ async fn statistician(app: &TestApp, name: &str) -> AdminClient {
         .upsert_operator(
             &NewOperator {
                 fingerprint: &facts.fingerprint,
-                name: name,
+                name,
                 role: OperatorRole::Statistician,
             },
             app.clock.now_micros(),

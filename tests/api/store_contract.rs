@@ -1037,8 +1037,8 @@ mod parties {
                 .upsert_operator(
                     &lefi::domain::onboarding::NewOperator {
                         fingerprint: &newcomer,
-                        name: name,
-                        role: role,
+                        name,
+                        role,
                     },
                     now,
                 )

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::AdminClient;
-use crate::commands::output::{print_json, yes_no};
+use crate::commands::output::{print_message, yes_no};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 
 /// The share from which a month may be ordered (the server decides; drawn as a line here).
@@ -29,44 +29,43 @@ pub(super) async fn run(
         std::fs::write(path, plot)
             .map_err(|e| anyhow::anyhow!("cannot write --svg '{}': {e}", path.display()))?;
     }
-    if json {
-        return print_json(&coverage, "lefi.admin.v1.GetCoverageResponse");
-    }
-    println!(
-        "coverage of {}: the completion curve is drawn from {} complete months; months at least {} \
-         months old are complete and may always be ordered",
-        coverage.benefit_type, coverage.mature_months, coverage.mature_after_months
-    );
-    if coverage.mature_months == 0 {
-        println!("no complete month to draw the curve from: no recent month can be ordered yet");
-    }
-    println!();
-    println!("{:<8} {:>4} {:>9}  ORDERABLE", "MONTH", "AGE", "COVERAGE");
-    for m in &coverage.months {
+    print_message(json, &coverage, |coverage| {
         println!(
-            "{:<8} {:>4} {:>7.1} %  {}",
-            m.month,
-            m.age_months,
-            m.coverage * 100.0,
-            yes_no(m.orderable)
+            "coverage of {}: the completion curve is drawn from {} complete months; months at least {} \
+             months old are complete and may always be ordered",
+            coverage.benefit_type, coverage.mature_months, coverage.mature_after_months
         );
-    }
-    match coverage
-        .months
-        .iter()
-        .filter(|m| m.orderable)
-        .min_by_key(|m| m.age_months)
-    {
-        Some(m) => println!(
-            "\nthe latest month that may be ordered: {} (an order's period may end in it)",
-            m.month
-        ),
-        None => println!("\nnone of these recent months may be ordered yet"),
-    }
-    if let Some(path) = svg {
-        println!("wrote the completion curve to {}", path.display());
-    }
-    Ok(())
+        if coverage.mature_months == 0 {
+            println!("no complete month to draw the curve from: no recent month can be ordered yet");
+        }
+        println!();
+        println!("{:<8} {:>4} {:>9}  ORDERABLE", "MONTH", "AGE", "COVERAGE");
+        for m in &coverage.months {
+            println!(
+                "{:<8} {:>4} {:>7.1} %  {}",
+                m.month,
+                m.age_months,
+                m.coverage * 100.0,
+                yes_no(m.orderable)
+            );
+        }
+        match coverage
+            .months
+            .iter()
+            .filter(|m| m.orderable)
+            .min_by_key(|m| m.age_months)
+        {
+            Some(m) => println!(
+                "\nthe latest month that may be ordered: {} (an order's period may end in it)",
+                m.month
+            ),
+            None => println!("\nnone of these recent months may be ordered yet"),
+        }
+        if let Some(path) = svg {
+            println!("wrote the completion curve to {}", path.display());
+        }
+        Ok(())
+    })
 }
 
 /// Escapes text for SVG.

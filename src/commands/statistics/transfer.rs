@@ -15,7 +15,7 @@ use tonic_types::StatusExt as _;
 
 use super::{AdminClient, Api, view};
 use crate::commands::failure::with_request_id;
-use crate::commands::output::{print_json, progress_bar};
+use crate::commands::output::{print_message, progress_bar};
 use crate::grpc::pb::lefi::admin::v1 as admin_pb;
 use crate::grpc::pb::lefi::v1 as pb;
 
@@ -133,24 +133,23 @@ pub(super) async fn upload(
             return Err(status.into());
         }
     };
-    if json {
-        return print_json(&response, "lefi.v1.UploadPopulationResponse");
-    }
-    let columns = if response.extra_columns.is_empty() {
-        String::new()
-    } else {
-        format!(" (further columns: {})", response.extra_columns.join(", "))
-    };
-    println!("population file received: {} persons{columns}", response.persons);
-    if let Some(order) = &response.order {
-        println!();
-        view::print_order(order);
-        if let Some(next) = view::next_step(order, side) {
+    print_message(json, &response, |response| {
+        let columns = if response.extra_columns.is_empty() {
+            String::new()
+        } else {
+            format!(" (further columns: {})", response.extra_columns.join(", "))
+        };
+        println!("population file received: {} persons{columns}", response.persons);
+        if let Some(order) = &response.order {
             println!();
-            println!("next: {next}");
+            view::print_order(order);
+            if let Some(next) = view::next_step(order, side) {
+                println!();
+                println!("next: {next}");
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The bad lines of a refused population file (POPULATION_FILE_INVALID), as `line N: reason` on
@@ -217,16 +216,15 @@ pub(super) async fn extract(
         .await;
     spinner.finish_and_clear();
     let manifest = answer?.into_inner();
-    if json {
-        return print_json(&manifest, "lefi.v1.ExtractManifest");
-    }
-    view::print_manifest(&manifest);
-    println!();
-    println!(
-        "next: check the files (lefi admin orders download {order_id} --dir DIR), then: lefi admin \
-         orders deliver {order_id}"
-    );
-    Ok(())
+    print_message(json, &manifest, |manifest| {
+        view::print_manifest(manifest);
+        println!();
+        println!(
+            "next: check the files (lefi admin orders download {order_id} --dir DIR), then: lefi admin \
+             orders deliver {order_id}"
+        );
+        Ok(())
+    })
 }
 
 /// One file of a download: where it went and how it compared.

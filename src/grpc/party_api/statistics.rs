@@ -10,7 +10,10 @@ use crate::grpc::fields::{self, FieldError};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::party_api::authorize::authorize_basis;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::grpc::pb::lefi::v1::{ExtractManifest, GetManifestRequest, GetOrderRequest, GetOrderResponse};
+use crate::grpc::pb::lefi::v1::{
+    AdvanceOrderRequest, DownloadExtractRequest, ExtractManifest, GetManifestRequest, GetOrderRequest,
+    GetOrderResponse, ListOrdersRequest, ListOrdersResponse, StatisticsOrder, SubmitOrderRequest,
+};
 use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
 use crate::identity::PartyPrincipal;
@@ -119,10 +122,7 @@ fn orderer_step(
 }
 
 impl PartyApi {
-    async fn submit_order(
-        &self,
-        (party, r): (PartyPrincipal, pb::SubmitOrderRequest),
-    ) -> Result<pb::StatisticsOrder, Status> {
+    async fn submit_order(&self, (party, r): Asked<SubmitOrderRequest>) -> Result<StatisticsOrder, Status> {
         self.orderer(&party).await?;
         let order = self.new_order(r).await?;
         let today = self.state.clock.today();
@@ -148,10 +148,7 @@ impl PartyApi {
         wire::get_order(&self.state, (&r.order_id, Some(&party.party_id))).await
     }
 
-    async fn list_orders(
-        &self,
-        (party, r): (PartyPrincipal, pb::ListOrdersRequest),
-    ) -> Result<pb::ListOrdersResponse, Status> {
+    async fn list_orders(&self, (party, r): Asked<ListOrdersRequest>) -> Result<ListOrdersResponse, Status> {
         self.orderer(&party).await?;
         let filter = OrderFilter {
             party_id: Some(party.party_id.clone()),
@@ -161,10 +158,7 @@ impl PartyApi {
         wire::list_orders(&self.state, &filter).await
     }
 
-    async fn advance_order(
-        &self,
-        (party, r): (PartyPrincipal, pb::AdvanceOrderRequest),
-    ) -> Result<pb::StatisticsOrder, Status> {
+    async fn advance_order(&self, (party, r): Asked<AdvanceOrderRequest>) -> Result<StatisticsOrder, Status> {
         self.orderer(&party).await?;
         let key = fields::idempotency_key(&r.idempotency_key)?;
         let (step, detail) = orderer_step(r.step)?;
@@ -198,7 +192,7 @@ impl PartyApi {
 
     async fn download_extract(
         &self,
-        (party, r): (PartyPrincipal, pb::DownloadExtractRequest),
+        (party, r): Asked<DownloadExtractRequest>,
     ) -> Result<ChunkStream, Status> {
         self.orderer(&party).await?;
         // The orderer downloads what was delivered, until its deletion.
