@@ -26,6 +26,7 @@ use crate::domain::clock::Clock;
 use crate::grpc::identity_layer::IdentityLayer;
 use crate::grpc::{admin_api, party_api};
 use crate::identity::{Audience, Resolver};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -34,6 +35,8 @@ pub struct App {
     state: AppState,
     party: Listener,
     admin: Listener,
+    /// The plain-HTTP Prometheus listener, when `--metrics-listen` is given.
+    metrics: Option<TcpListener>,
     shutdown_grace: Duration,
 }
 
@@ -45,6 +48,14 @@ struct Listener {
 }
 
 impl Audience {
+    /// The `api` label of its metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Audience::Party => "party",
+            Audience::Admin => "admin",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Audience::Party => "party API",
@@ -94,6 +105,10 @@ impl App {
                 .context("preparing the party certificate verifier")?;
         let party = Listener::bind(Audience::Party, settings.party_addr, party_tls).await?;
         let admin = Listener::bind(Audience::Admin, settings.admin_addr, admin_tls).await?;
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
         Ok(App {
             state: AppState {
                 store,
@@ -104,9 +119,11 @@ impl App {
                 max_message_bytes: settings.max_message_bytes,
                 changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
+                metrics: Arc::new(Metrics::new()),
             },
             party,
             admin,
+            metrics,
             shutdown_grace: settings.shutdown_grace,
         })
     }
@@ -121,6 +138,11 @@ impl App {
         self.admin.tcp.local_addr()
     }
 
+    /// The metrics listener's bound address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The store the server uses.
     pub fn store(&self) -> &Store {
         &self.state.store
@@ -132,8 +154,16 @@ impl App {
             state,
             party,
             admin,
+            metrics,
             shutdown_grace,
         } = self;
+        let metrics_task = metrics.map(|listener| {
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(&state.metrics),
+                shutdown.clone(),
+            ))
+        });
         // Streams watch the state's token; it follows the caller's.
         let state_token = state.shutdown.clone();
         let stop = shutdown.clone();
@@ -197,6 +227,9 @@ impl App {
             watcher.abort();
         }
         retention.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         state.store.close().await;
         tracing::info!("server stopped");
         result
@@ -254,10 +287,7 @@ impl Listener {
             .trace_fn(move |req| {
                 tracing::info_span!(
                     "rpc",
-                    api = match audience {
-                        Audience::Party => "party",
-                        Audience::Admin => "admin",
-                    },
+                    api = audience.label(),
                     method = %req.uri().path(),
                     request_id = tracing::field::Empty,
                     party = tracing::field::Empty,
@@ -270,6 +300,10 @@ impl Listener {
             .layer(tower::util::MapResponseLayer::new(move |response| {
                 crate::grpc::codec::oversize_refusal(response, max_message_bytes)
             }))
+            .layer(crate::metrics::RpcLayer::new(
+                audience.label(),
+                Arc::clone(&state.metrics),
+            ))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
                 crate::tls::incoming(tcp, tls, shutdown.clone()),

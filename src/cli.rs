@@ -286,6 +286,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LEFI_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
 
+    /// Address of the Prometheus metrics listener, plain HTTP `GET /metrics` [default: none;
+    /// with --dev 127.0.0.1:9464]. Put it where only your monitoring reaches it.
+    #[arg(long, env = "LEFI_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Database: `sqlite://path/to/lefi.db` (created if missing) or `postgres://user@host/db`.
     #[arg(long, env = "LEFI_DATABASE_URL")]
     pub database_url: Option<String>,

@@ -26,6 +26,8 @@ use sources::*;
 pub const DEFAULT_PARTY_ADDR: &str = "127.0.0.1:50051";
 /// Default address of the admin API.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:50052";
+/// Where `--dev` serves its metrics: the port Prometheus exporters conventionally use.
+pub const DEFAULT_DEV_METRICS_ADDR: &str = "127.0.0.1:9464";
 /// Default database in `--dev` mode: an embedded SQLite file in the working directory.
 pub const DEFAULT_DEV_DATABASE_URL: &str = "sqlite://lefi.db";
 /// Default idle heartbeat interval on delivery streams.
@@ -48,6 +50,8 @@ pub struct Settings {
     pub party_addr: SocketAddr,
     /// Where the admin API (operators at the agency) listens.
     pub admin_addr: SocketAddr,
+    /// Where Prometheus scrapes `GET /metrics` (plain HTTP); `None`: no metrics listener.
+    pub metrics_addr: Option<SocketAddr>,
     /// The database to use.
     pub database: DatabaseSettings,
     /// Certificates and keys, already read from disk.
@@ -175,6 +179,7 @@ struct FileSetting {
 pub struct Plan {
     pub party_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     database: DatabaseSettings,
     tls_cert: Option<FileSetting>,
     tls_key: Option<FileSetting>,
@@ -288,6 +293,26 @@ fn plan_with(
             "{} and {} are both {party_addr}: the party and admin APIs need separate ports",
             named(&party, &LISTEN),
             named(&admin, &ADMIN_LISTEN)
+        ));
+    }
+
+    let metrics = sources.parse(
+        &METRICS_LISTEN,
+        "an address such as 127.0.0.1:9464",
+        address,
+        problems,
+    );
+    let metrics_addr = match (metrics, dev) {
+        (Some((addr, _)), _) => Some(addr),
+        (None, Some(_)) => Some(default_addr(DEFAULT_DEV_METRICS_ADDR)),
+        (None, None) => None,
+    };
+    if let Some(addr) = metrics_addr.filter(|a| a.port() != 0)
+        && (addr == party_addr || addr == admin_addr)
+    {
+        problems.push(format!(
+            "{} is {addr}, the address of an API: the metrics listener needs a port of its own",
+            METRICS_LISTEN.flag
         ));
     }
 
@@ -413,6 +438,7 @@ fn plan_with(
     let mut plan = Plan {
         party_addr,
         admin_addr,
+        metrics_addr,
         database: DatabaseSettings { url, max_connections },
         tls_cert,
         tls_key,
@@ -454,6 +480,7 @@ impl Plan {
         Ok(Settings {
             party_addr: self.party_addr,
             admin_addr: self.admin_addr,
+            metrics_addr: self.metrics_addr,
             database: self.database,
             tls,
             heartbeat_interval: self.heartbeat_interval,
@@ -647,6 +674,43 @@ mod tests {
         let problems = problems_of(&args);
         assert_has_problem(&problems, "LEFI_LISTEN 'nowhere'");
         assert_has_problem(&problems, "--admin-listen 'also nowhere'");
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked_and_on_with_dev_at_the_conventional_port() {
+        let dev = DevPaths {
+            certs_dir: PathBuf::from("certs-dev"),
+        };
+        let on_dev = plan(&ServeArgs::default(), Some(&dev)).unwrap();
+        assert_eq!(on_dev.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let (_dir, path) = config_file("metrics_listen = \"127.0.0.1:7004\"\n");
+        let from_file = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            plan(&from_file, Some(&dev)).unwrap().metrics_addr,
+            Some("127.0.0.1:7004".parse().unwrap())
+        );
+        let without_dev = ServeArgs {
+            database_url: Some("sqlite://x.db".to_string()),
+            ..ServeArgs::default()
+        };
+        let problems = problems_of(&without_dev);
+        assert!(!problems.iter().any(|p| p.contains("metrics")), "{problems:#?}");
+        for (given, problem) in [
+            (
+                "127.0.0.1:50052",
+                "--metrics-listen is 127.0.0.1:50052, the address of an API",
+            ),
+            ("port 9464", "--metrics-listen 'port 9464'"),
+        ] {
+            let args = ServeArgs {
+                metrics_listen: Some(given.to_string()),
+                ..ServeArgs::default()
+            };
+            assert_has_problem(&problems_of(&args), problem);
+        }
     }
 
     #[test]

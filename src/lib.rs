@@ -37,6 +37,7 @@ pub mod domain;
 pub mod extract;
 pub mod grpc;
 pub mod identity;
+pub mod metrics;
 pub mod ndjson;
 pub mod policy;
 pub mod shutdown;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::clock::Clock;
 use crate::domain::delivery::EndReason;
+use crate::metrics::Metrics;
 use crate::store::consents::{Consent, RevokedBy};
 use crate::store::delivery::{EndSelector, Subscription};
 use crate::store::{BackendKind, Store, StoreError};
@@ -35,6 +36,8 @@ pub struct AppState {
     /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
     /// certificate with it before registering it for a party.
     pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// What the server counts (served on `--metrics-listen`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {

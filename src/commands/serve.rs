@@ -34,7 +34,9 @@ pub async fn run(args: ServeArgs, log_format: LogFormat) -> ExitCode {
         Ok(plan) => plan,
         Err(e) => return usage(e),
     };
-    if let Err(e) = check_ports(&[(plan.party_addr, "--listen"), (plan.admin_addr, "--admin-listen")]) {
+    let mut ports = vec![(plan.party_addr, "--listen"), (plan.admin_addr, "--admin-listen")];
+    ports.extend(plan.metrics_addr.map(|addr| (addr, "--metrics-listen")));
+    if let Err(e) = check_ports(&ports) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -124,7 +126,9 @@ async fn serve(
     let app = App::build_with_store(settings, store, clock).await?;
     let party = app.party_addr()?;
     let admin = app.admin_addr()?;
-    tracing::info!(%party, %admin, database = %db_url, "lefi is serving");
+    let metrics = app.metrics_addr();
+    let metrics_url = metrics.map(|addr| format!("http://{addr}/metrics"));
+    tracing::info!(%party, %admin, metrics = metrics_url.as_deref().unwrap_or("off"), database = %db_url, "lefi is serving");
     if let (Some(dev), Some((demo, register))) = (&dev, &demo) {
         let sample = app
             .store()
@@ -137,6 +141,7 @@ async fn serve(
         let summary = DevSummary {
             party,
             admin,
+            metrics: metrics_url.clone(),
             db_url: &db_url,
             certs: dev.certs_dir.display().to_string(),
             parties: &demo.parties,
@@ -155,6 +160,8 @@ async fn serve(
 struct DevSummary<'a> {
     party: SocketAddr,
     admin: SocketAddr,
+    /// `http://ADDR/metrics`, when the metrics listener is on.
+    metrics: Option<String>,
     db_url: &'a str,
     certs: String,
     parties: &'a [String],
@@ -199,6 +206,9 @@ impl DevSummary<'_> {
         println!(
             "  admin API   https://{admin}   mTLS, operator certificates signed by {certs}/operator-ca.pem"
         );
+        if let Some(metrics) = &self.metrics {
+            println!("  metrics     {metrics}   Prometheus, plain HTTP (--metrics-listen)");
+        }
         println!("  database    {}", self.db_url);
         println!(
             "  certs       {certs}/  (ca, operator-ca, server, operator, ingest, statistician, reviewer, insurer, municipality, statistics; .pem + .key)"
@@ -244,6 +254,7 @@ impl DevSummary<'_> {
             "warning": "never use these certificates in production",
             "partyApi": format!("https://{}", self.party),
             "adminApi": format!("https://{}", self.admin),
+            "metrics": self.metrics,
             "database": self.db_url,
             "certsDir": certs,
             "partyCa": file("ca.pem"),

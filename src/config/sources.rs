@@ -47,6 +47,13 @@ pub(super) const ADMIN_LISTEN: Key = Key {
     kind: Toml::String,
     given: |a| text(&a.admin_listen),
 };
+pub(super) const METRICS_LISTEN: Key = Key {
+    toml: "metrics_listen",
+    flag: "--metrics-listen",
+    env: "LEFI_METRICS_LISTEN",
+    kind: Toml::String,
+    given: |a| text(&a.metrics_listen),
+};
 pub(super) const DATABASE_URL: Key = Key {
     toml: "database_url",
     flag: "--database-url",
@@ -126,9 +133,10 @@ pub(super) const MAX_MESSAGE_SIZE: Key = Key {
 };
 
 /// Every key the config file may hold.
-pub(super) const KEYS: [&Key; 13] = [
+pub(super) const KEYS: [&Key; 14] = [
     &LISTEN,
     &ADMIN_LISTEN,
+    &METRICS_LISTEN,
     &DATABASE_URL,
     &MAX_DB_CONNECTIONS,
     &TLS_CERT,

@@ -470,6 +470,7 @@ fn spawn_dev(dir: &Path, log_format: &str, stderr: Stdio) -> Child {
     Command::new(LEFI)
         .args(["--log-format", log_format, "serve", "--dev"])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env_clear()
         .stdout(Stdio::piped())
@@ -619,6 +620,7 @@ async fn dev_parties_cannot_reach_the_admin_listener_and_busy_ports_fail_first()
             "--admin-listen",
             &format!("127.0.0.1:{}", port(&server.admin_addr)),
         ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .current_dir(empty.path())
         .env_clear()
         .output()

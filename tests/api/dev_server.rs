@@ -32,6 +32,8 @@ impl DevServer {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
             ])
             .current_dir(dir.path())
             .stdout(Stdio::piped())

@@ -106,6 +106,8 @@ pub struct TestApp {
     pub db_url: String,
     pub party_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Where the server serves `GET /metrics` (plain HTTP).
+    pub metrics_addr: SocketAddr,
     pub store: Store,
     pub clock: Clock,
     pub certs: TestCerts,
@@ -183,6 +185,7 @@ impl TestApp {
         let settings = Settings {
             party_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
             database: DatabaseSettings {
                 url: url.clone(),
                 max_connections: 4,
@@ -238,6 +241,7 @@ impl TestApp {
             .unwrap();
         let party_addr = app.party_addr().unwrap();
         let admin_addr = app.admin_addr().unwrap();
+        let metrics_addr = app.metrics_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until(shutdown.clone()));
         Some(TestApp {
@@ -245,6 +249,7 @@ impl TestApp {
             db_url: url.clone(),
             party_addr,
             admin_addr,
+            metrics_addr,
             store,
             clock,
             certs,

@@ -17,6 +17,7 @@ mod db_proxy;
 mod delivery;
 mod dev_server;
 mod health;
+mod metrics;
 mod outage;
 mod policy;
 mod register;

@@ -86,6 +86,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let settings = Settings {
         party_addr: "127.0.0.1:0".parse()?,
         admin_addr: "127.0.0.1:0".parse()?,
+        metrics_addr: None,
         database: DatabaseSettings {
             url: options.database_url.clone(),
             max_connections: 8,

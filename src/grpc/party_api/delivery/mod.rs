@@ -153,7 +153,8 @@ impl PartyApi {
             Position::Start { .. } => 0,
         };
         let keepalive = outlet::Keepalive::new(interval, key.encode(&party.party_id, position), reached);
-        status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive));
+        let open = state.metrics.stream_opened(&party.party_id);
+        status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive, open));
         let producer = producer::DeliveryStream {
             state,
             party,

@@ -20,6 +20,7 @@ use tonic::Status;
 use crate::domain::disclosure::NewDisclosure;
 use crate::grpc::convert::timestamp;
 use crate::grpc::pb::lefi::v1 as pb;
+use crate::metrics::OpenStream;
 use crate::state::AppState;
 
 /// Batches handed to the outlet but not yet logged and sent. With one being written, this lets
@@ -89,11 +90,14 @@ impl Keepalive {
 
 /// Logs and sends what the producer hands over until it ends, the client leaves, or the log
 /// cannot be written; sends its own heartbeat whenever nothing went out for an interval.
+///
+/// `open` counts the stream in the metrics while the outlet runs.
 pub(super) async fn run(
     state: AppState,
     mut incoming: mpsc::Receiver<Outgoing>,
     tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
     mut keepalive: Keepalive,
+    open: OpenStream,
 ) {
     let mut last_sent = Instant::now();
     loop {
@@ -142,6 +146,7 @@ pub(super) async fn run(
                         return;
                     }
                 }
+                open.delivered(log.iter().map(|d| d.record_count).sum());
                 last_sent = Instant::now();
             }
         }

@@ -1,0 +1,161 @@
+//! The Prometheus listener: scraped over plain HTTP as Prometheus does, it counts RPCs by method
+//! and code, open delivery streams and delivered records by party, and never a person.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lefi::grpc::pb::lefi::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backend_tests;
+use crate::delivery::{drain, new_sub, open, pay, subscribe};
+use crate::helpers::{Backend, TestApp};
+use crate::register::{P1, accepted, case, ingest};
+
+backend_tests!(
+    rpcs_streams_and_records_are_counted_without_persons,
+    the_listener_answers_only_get_metrics,
+);
+
+/// One HTTP/1.1 request to the metrics listener: the status code and the body.
+async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut response))
+        .await
+        .expect("the metrics listener did not answer")
+        .unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+/// The value of the sample `name{labels}` in a scrape, if present.
+fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(name_and_labels)?.strip_prefix(' ')?;
+        value.split(' ').next()?.parse().ok()
+    })
+}
+
+/// Scrapes until `check` holds (a stream's end is counted when its task notices), or fails with the
+/// last scrape.
+async fn scrape_until(addr: SocketAddr, check: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let (status, body) = http(addr, "GET", "/metrics").await;
+        assert_eq!(status, 200);
+        if check(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the metrics never showed what was expected; last scrape:\n{last}");
+}
+
+async fn rpcs_streams_and_records_are_counted_without_persons(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (status, before) = http(app.metrics_addr, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        before.contains(&format!(
+            "lefi_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{before}"
+    );
+
+    // One answered and one refused RPC, each counted by method and code.
+    let mut party =
+        pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.insurer).await);
+    party.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    party.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    let refused =
+        pb::query_service_client::QueryServiceClient::new(app.party_channel(&app.certs.insurer).await)
+            .query_person(pb::QueryPersonRequest {
+                person_id: P1.to_string(),
+                legal_basis: "NO_SUCH_BASIS".to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+    let refused_code = refused.code();
+
+    // A stream with a snapshot of two records, then one more record.
+    accepted(
+        &ingest(
+            &app,
+            vec![case(P1, "C1", 1), pay(P1, "PAY1", 1, pb::RecordKind::New, 1)],
+        )
+        .await,
+    );
+    subscribe(
+        app.party_channel(&app.certs.insurer).await,
+        vec![new_sub("ref-1", P1, "INS_COORDINATION")],
+    )
+    .await;
+    let mut stream = open(app.party_channel(&app.certs.insurer).await, "", 0).await;
+    drain(&mut stream).await;
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
+    drain(&mut stream).await;
+
+    let streams = format!("lefi_delivery_open_streams{{party=\"{}\"}}", app.insurer_id);
+    let records = format!("lefi_delivery_records_total{{party=\"{}\"}}", app.insurer_id);
+    let scrape = scrape_until(app.metrics_addr, |s| sample(s, &records) == Some(3.0)).await;
+    assert_eq!(sample(&scrape, &streams), Some(1.0), "{scrape}");
+    let who_am_i =
+        "lefi_rpc_requests_total{api=\"party\",method=\"/lefi.v1.PartyService/WhoAmI\",code=\"OK\"}";
+    assert_eq!(sample(&scrape, who_am_i), Some(2.0), "{scrape}");
+    let code = format!("{:?}", refused_code);
+    assert!(
+        scrape.lines().any(|l| l.starts_with(
+            "lefi_rpc_requests_total{api=\"party\",method=\"/lefi.v1.QueryService/QueryPerson\""
+        ) && !l.contains("code=\"OK\"")),
+        "the refused query ({code}) is not counted:\n{scrape}"
+    );
+    let refusal = crate::helpers::reason(&refused);
+    assert_eq!(
+        sample(
+            &scrape,
+            &format!("lefi_rpc_refusals_total{{api=\"party\",reason=\"{refusal}\"}}")
+        ),
+        Some(1.0),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(
+            "lefi_rpc_duration_seconds_count{api=\"party\",method=\"/lefi.v1.PartyService/WhoAmI\"} 2"
+        ),
+        "{scrape}"
+    );
+    // Labels hold party ids and method names only: no identity number, in any form.
+    for form in [P1.to_string(), P1.replace('-', ""), P1[2..].to_string()] {
+        assert!(!scrape.contains(&form), "a person in the metrics: {scrape}");
+    }
+
+    // The stream's end is counted.
+    drop(stream);
+    scrape_until(app.metrics_addr, |s| sample(s, &streams) == Some(0.0)).await;
+    app.stop().await;
+}
+
+async fn the_listener_answers_only_get_metrics(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    assert_eq!(http(app.metrics_addr, "GET", "/").await.0, 404);
+    assert_eq!(http(app.metrics_addr, "POST", "/metrics").await.0, 405);
+    let (status, body) = http(app.metrics_addr, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
+    app.stop().await;
+}
