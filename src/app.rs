@@ -161,6 +161,7 @@ impl App {
             tokio::spawn(crate::metrics::serve(
                 listener,
                 Arc::clone(&state.metrics),
+                (state.store.clone(), state.clock.clone()),
                 shutdown.clone(),
             ))
         });

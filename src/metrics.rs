@@ -21,6 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+use crate::domain::clock::{Clock, Micros};
+use crate::store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 /// The content type of the Prometheus text format (version 1.0.0 of OpenMetrics).
@@ -51,6 +54,17 @@ struct PartyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -63,6 +77,19 @@ pub struct Metrics {
     refusals: Family<RefusalLabels, Counter>,
     open_streams: Family<PartyLabels, Gauge>,
     records_delivered: Family<PartyLabels, Counter>,
+    ingest_facts: Family<OutcomeLabels, Counter>,
+    ingest_batch_seconds: Histogram,
+    log_append_seconds: Histogram,
+    head_sequence: Gauge,
+    lag_sequences: Family<PartyLabels, Gauge>,
+    lag_seconds: Family<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    cursor_age_seconds: Family<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pool_connections: Family<PoolLabels, Gauge>,
+}
+
+/// Latency buckets: 0.5 ms to about 16 s.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,10 +115,8 @@ impl Metrics {
              that started counts as OK)",
             rpcs.clone(),
         );
-        let rpc_seconds = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
-            // 0.5 ms to about 16 s.
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-        });
+        let rpc_seconds =
+            Family::<MethodLabels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         registry.register(
             "rpc_duration_seconds",
             "Time from an RPC's request to its response head, by API and method",
@@ -116,6 +141,55 @@ impl Metrics {
             "Records delivered on delivery streams (snapshots and changes), by party id",
             records_delivered.clone(),
         );
+        let ingest_facts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "ingest_facts",
+            "Facts ingested through the admin API, by outcome (accepted, unchanged, rejected)",
+            ingest_facts.clone(),
+        );
+        let ingest_batch_seconds = latency();
+        registry.register(
+            "ingest_batch_commit_seconds",
+            "Time to store and commit one ingest batch",
+            ingest_batch_seconds.clone(),
+        );
+        let log_append_seconds = latency();
+        registry.register(
+            "disclosure_log_append_seconds",
+            "Time to append entries to the disclosure log (one transaction)",
+            log_append_seconds.clone(),
+        );
+        let head_sequence = Gauge::default();
+        registry.register(
+            "register_head_sequence",
+            "The register's head sequence, read at scrape time",
+            head_sequence.clone(),
+        );
+        let lag_sequences = Family::<PartyLabels, Gauge>::default();
+        registry.register(
+            "party_lag_sequences",
+            "Register head minus the lowest position a party's consumers confirmed (CommitCursor), \
+             by party id; parties that never confirmed are not listed",
+            lag_sequences.clone(),
+        );
+        let lag_seconds = Family::<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "party_lag_seconds",
+            "How long ago the oldest change a party has not confirmed was committed (0 when none), by party id",
+            lag_seconds.clone(),
+        );
+        let cursor_age_seconds = Family::<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "party_cursor_age_seconds",
+            "Time since a party's least recent consumer confirmed its position, by party id",
+            cursor_age_seconds.clone(),
+        );
+        let pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database connections by pool and state (in_use, idle), read at scrape time",
+            pool_connections.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -134,7 +208,66 @@ impl Metrics {
             refusals,
             open_streams,
             records_delivered,
+            ingest_facts,
+            ingest_batch_seconds,
+            log_append_seconds,
+            head_sequence,
+            lag_sequences,
+            lag_seconds,
+            cursor_age_seconds,
+            pool_connections,
         }
+    }
+
+    /// Counts one committed ingest batch: its facts by outcome and the time it took.
+    pub fn ingest_batch(&self, (accepted, unchanged, rejected): (u64, u64, u64), took: std::time::Duration) {
+        for (outcome, n) in [
+            ("accepted", accepted),
+            ("unchanged", unchanged),
+            ("rejected", rejected),
+        ] {
+            self.ingest_facts
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n);
+        }
+        self.ingest_batch_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Times one append to the disclosure log.
+    pub fn log_appended(&self, took: std::time::Duration) {
+        self.log_append_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Reads what is sampled at scrape time: the head, each party's lag and cursor age, the pools.
+    async fn sample(&self, store: &Store, now: Micros) -> Result<(), StoreError> {
+        for (pool, in_use, idle) in store.pool_use() {
+            self.pool_connections
+                .get_or_create(&PoolLabels {
+                    pool,
+                    state: "in_use",
+                })
+                .set(i64::from(in_use));
+            self.pool_connections
+                .get_or_create(&PoolLabels { pool, state: "idle" })
+                .set(i64::from(idle));
+        }
+        let head = store.head_seq().await?;
+        self.head_sequence.set(i64::try_from(head).unwrap_or(i64::MAX));
+        let seconds = |micros: Micros| (now - micros).max(0) as f64 / 1e6;
+        for lag in store.party_lags().await? {
+            let labels = PartyLabels { party: lag.party_id };
+            let behind = head.saturating_sub(lag.confirmed);
+            self.lag_sequences
+                .get_or_create(&labels)
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+            self.lag_seconds
+                .get_or_create(&labels)
+                .set(lag.oldest_unconfirmed_at.map_or(0.0, seconds));
+            self.cursor_age_seconds
+                .get_or_create(&labels)
+                .set(seconds(lag.least_recent_commit_at));
+        }
+        Ok(())
     }
 
     /// Counts one RPC of `api` answered with `code` after `started`.
@@ -259,8 +392,14 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the metrics listener to {addr}"))
 }
 
-/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+/// Serves `GET /metrics` over plain HTTP/1.1 on `listener` until `shutdown`; what is sampled
+/// (lag, pools) is read from `store` at each scrape.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    (store, clock): (Store, Clock),
+    shutdown: CancellationToken,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -272,10 +411,17 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
                 }
             },
         };
-        let metrics = Arc::clone(&metrics);
+        let (metrics, store, clock) = (Arc::clone(&metrics), store.clone(), clock.clone());
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let response = answer(&request, &metrics);
-            async move { Ok::<_, std::convert::Infallible>(response) }
+            let (metrics, store, clock) = (Arc::clone(&metrics), store.clone(), clock.clone());
+            async move {
+                let wanted = request.method() == hyper::Method::GET && request.uri().path() == "/metrics";
+                if wanted && let Err(e) = metrics.sample(&store, clock.now_micros()).await {
+                    // The counters are still worth serving; the sampled values keep their last reading.
+                    tracing::warn!(error = %e, "reading the sampled metrics failed");
+                }
+                Ok::<_, std::convert::Infallible>(answer(&request, &metrics))
+            }
         });
         tokio::spawn(async move {
             let connection =

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::clock::Clock;
+use crate::domain::clock::{Clock, Micros};
 use crate::domain::delivery::EndReason;
+use crate::domain::disclosure::NewDisclosure;
 use crate::metrics::Metrics;
 use crate::store::consents::{Consent, RevokedBy};
 use crate::store::delivery::{EndSelector, Subscription};
@@ -41,6 +42,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Appends entries to the disclosure log (one transaction), timed in the metrics.
+    pub async fn append_disclosures(&self, entries: &[NewDisclosure], now: Micros) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let appended = self.store.append_disclosures(entries, now).await;
+        self.metrics.log_appended(started.elapsed());
+        appended
+    }
+
     /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see
     /// [`AppState::changes`]).
     pub fn notify_history(&self) {

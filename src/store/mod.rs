@@ -235,6 +235,22 @@ impl Store {
         }
     }
 
+    /// Each connection pool's connections in use and idle: `("write" | "read" | "postgres", in
+    /// use, idle)`.
+    pub fn pool_use(&self) -> Vec<(&'static str, u32, u32)> {
+        let usage = |pool: &'static str, size: u32, idle: usize| {
+            let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+            (pool, size.saturating_sub(idle), idle)
+        };
+        match &self.backend {
+            Backend::Sqlite { write, read } => vec![
+                usage("sqlite_write", write.size(), write.num_idle()),
+                usage("sqlite_read", read.size(), read.num_idle()),
+            ],
+            Backend::Postgres(pool) => vec![usage("postgres", pool.size(), pool.num_idle())],
+        }
+    }
+
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.read().await?;

@@ -1,5 +1,6 @@
 //! The Prometheus listener: scraped over plain HTTP as Prometheus does, it counts RPCs by method
-//! and code, open delivery streams and delivered records by party, and never a person.
+//! and code, refusals by reason, open streams, delivered records and lag by party, ingest and
+//! disclosure-log latencies, and never a person.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -104,13 +105,25 @@ async fn rpcs_streams_and_records_are_counted_without_persons(backend: Backend) 
     )
     .await;
     let mut stream = open(app.party_channel(&app.certs.insurer).await, "", 0).await;
-    drain(&mut stream).await;
+    let snapshot = drain(&mut stream).await;
+    // The consumer confirms the snapshot; two changes follow that it has not confirmed.
+    let committed =
+        pb::delivery_service_client::DeliveryServiceClient::new(app.party_channel(&app.certs.insurer).await)
+            .commit_cursor(pb::CommitCursorRequest {
+                cursor: snapshot.last().unwrap().cursor.clone(),
+                consumer: "system-a".to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
     accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
-    drain(&mut stream).await;
+    accepted(&ingest(&app, vec![pay(P1, "PAY3", 1, pb::RecordKind::New, 3)]).await);
+    let changes = drain(&mut stream).await;
+    assert!(!changes.is_empty());
 
     let streams = format!("lefi_delivery_open_streams{{party=\"{}\"}}", app.insurer_id);
     let records = format!("lefi_delivery_records_total{{party=\"{}\"}}", app.insurer_id);
-    let scrape = scrape_until(app.metrics_addr, |s| sample(s, &records) == Some(3.0)).await;
+    let scrape = scrape_until(app.metrics_addr, |s| sample(s, &records) == Some(4.0)).await;
     assert_eq!(sample(&scrape, &streams), Some(1.0), "{scrape}");
     let who_am_i =
         "lefi_rpc_requests_total{api=\"party\",method=\"/lefi.v1.PartyService/WhoAmI\",code=\"OK\"}";
@@ -137,6 +150,39 @@ async fn rpcs_streams_and_records_are_counted_without_persons(backend: Backend) 
         ),
         "{scrape}"
     );
+    // Ingest: four facts accepted in three batches, each timed; every disclosure-log append timed.
+    assert_eq!(
+        sample(&scrape, "lefi_ingest_facts_total{outcome=\"accepted\"}"),
+        Some(4.0),
+        "{scrape}"
+    );
+    assert_eq!(
+        sample(&scrape, "lefi_ingest_batch_commit_seconds_count"),
+        Some(3.0),
+        "{scrape}"
+    );
+    assert!(
+        sample(&scrape, "lefi_disclosure_log_append_seconds_count").unwrap_or(0.0) >= 2.0,
+        "{scrape}"
+    );
+    // Read at scrape time: the head, the party's lag behind what its consumer confirmed, the pools.
+    let head = sample(&scrape, "lefi_register_head_sequence").unwrap();
+    assert!(head >= committed.register_sequence as f64 + 2.0, "{scrape}");
+    let lag = format!("lefi_party_lag_sequences{{party=\"{}\"}}", app.insurer_id);
+    assert_eq!(
+        sample(&scrape, &lag),
+        Some(head - committed.register_sequence as f64),
+        "{scrape}"
+    );
+    let age = format!("lefi_party_cursor_age_seconds{{party=\"{}\"}}", app.insurer_id);
+    assert!(sample(&scrape, &age).is_some_and(|a| a >= 0.0), "{scrape}");
+    assert!(scrape.contains("lefi_db_pool_connections{pool="), "{scrape}");
+    // The other party never confirmed anything: it has no lag series.
+    assert!(
+        !scrape.contains(&format!("party=\"{}\"", app.municipality_id)),
+        "{scrape}"
+    );
+
     // Labels hold party ids and method names only: no identity number, in any form.
     for form in [P1.to_string(), P1.replace('-', ""), P1[2..].to_string()] {
         assert!(!scrape.contains(&form), "a person in the metrics: {scrape}");

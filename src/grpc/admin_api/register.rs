@@ -61,7 +61,6 @@ async fn log_operator_view(
         )
     };
     state
-        .store
         .append_disclosures(&[entry], state.clock.now_micros())
         .await?;
     Ok(())
@@ -274,6 +273,7 @@ async fn write_facts(
                 return;
             }
         };
+        let commit_took = started.elapsed();
         let mut stored = stored.into_iter();
         let (mut accepted, mut unchanged, mut rejected) = (0u64, 0u64, 0u64);
         for item in refused {
@@ -302,11 +302,14 @@ async fn write_facts(
             }
             index += 1;
         }
+        state
+            .metrics
+            .ingest_batch((accepted, unchanged, rejected), commit_took);
         tracing::debug!(
             accepted,
             unchanged,
             rejected,
-            store_ms = started.elapsed().as_millis() as u64,
+            store_ms = commit_took.as_millis() as u64,
             "ingest batch committed"
         );
         if let Some(unreadable) = unreadable {

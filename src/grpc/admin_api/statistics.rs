@@ -199,7 +199,7 @@ impl AdminApi {
             }
         }
         for chunk in entries.chunks(10_000) {
-            store
+            self.state
                 .append_disclosures(chunk, self.state.clock.now_micros())
                 .await?;
         }

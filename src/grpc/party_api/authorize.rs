@@ -189,7 +189,6 @@ pub async fn authorize(
         }
         Err(refusal) => {
             state
-                .store
                 .append_disclosures(std::slice::from_ref(&refusal.entry), state.clock.now_micros())
                 .await?;
             Err(refusal.report().into())

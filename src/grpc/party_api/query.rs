@@ -51,7 +51,6 @@ impl PartyApi {
                 let report = Report::from(error);
                 let entry = refused_entry(&party, &call, &ask, report.reason_name());
                 state
-                    .store
                     .append_disclosures(&[entry], state.clock.now_micros())
                     .await?;
                 return Err(report.into());
@@ -77,7 +76,7 @@ impl PartyApi {
                 ..allowed
             },
         };
-        store
+        state
             .append_disclosures(&[entry], state.clock.now_micros())
             .await?;
         let Some(person) = found else {

@@ -136,7 +136,7 @@ impl PartyApi {
                 .filter_map(|item| validate(state, item, &known).map_or_else(|r| r.ask.map(|a| *a), Some))
                 .map(|ask| refused_entry(&party, &call, &ask, report.reason_name()))
                 .collect();
-            state.store.append_disclosures(&entries, now).await?;
+            state.append_disclosures(&entries, now).await?;
             return Err(report.into());
         }
 
@@ -229,7 +229,7 @@ impl PartyApi {
         }
         entries.sort_by_key(|(index, _)| *index);
         let entries: Vec<NewDisclosure> = entries.into_iter().map(|(_, e)| e).collect();
-        state.store.append_disclosures(&entries, now).await?;
+        state.append_disclosures(&entries, now).await?;
         cases.sort();
         cases.dedup();
         state.store.touch_cases(&party.party_id, &cases, now).await?;

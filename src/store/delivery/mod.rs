@@ -112,6 +112,17 @@ pub struct Refresh {
     pub skipped: Vec<String>,
 }
 
+/// How far a party's consumers have confirmed (see [`Store::party_lags`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyLag {
+    pub party_id: String,
+    /// The lowest register sequence any of its consumers confirmed.
+    pub confirmed: u64,
+    pub least_recent_commit_at: Micros,
+    /// When the change after `confirmed` was committed; `None` when there is none yet.
+    pub oldest_unconfirmed_at: Option<Micros>,
+}
+
 /// A full refresh as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
@@ -613,6 +624,36 @@ impl Store {
                     committed_at,
                 })
             })
+            .collect()
+    }
+
+    /// Every party whose consumers confirmed a position: the lowest position confirmed, when the
+    /// least recent confirmation came, and when the first change after that position was
+    /// committed (`None`: nothing after it yet).
+    pub async fn party_lags(&self) -> Result<Vec<PartyLag>, StoreError> {
+        let mut conn = self.read().await?;
+        let rows: Vec<(String, i64, i64, Option<i64>)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(
+                "SELECT c.party_id, c.confirmed, c.least_recent, \
+                     (SELECT recorded_at FROM register_log WHERE seq = c.confirmed + 1) \
+                 FROM (SELECT party_id, MIN(register_sequence) AS confirmed, MIN(committed_at) AS least_recent \
+                       FROM cursor_commits GROUP BY party_id) AS c \
+                 ORDER BY c.party_id",
+            )
+            .fetch_all(c)
+            .await?
+        });
+        rows.into_iter()
+            .map(
+                |(party_id, confirmed, least_recent_commit_at, oldest_unconfirmed_at)| {
+                    Ok(PartyLag {
+                        party_id,
+                        confirmed: to_u64(confirmed, "cursor_commits.register_sequence")?,
+                        least_recent_commit_at,
+                        oldest_unconfirmed_at,
+                    })
+                },
+            )
             .collect()
     }
 

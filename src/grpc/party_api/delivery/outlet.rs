@@ -123,7 +123,7 @@ pub(super) async fn run(
             }
             Some(Outgoing::Batch { log, messages }) => {
                 let now = state.clock.now_micros();
-                let write = state.store.append_disclosures(&log, now);
+                let write = state.append_disclosures(&log, now);
                 tokio::pin!(write);
                 let written = loop {
                     tokio::select! {

@@ -304,7 +304,6 @@ impl DeliveryStream {
         let now = self.state.clock.now_micros();
         if let Err(e) = self
             .state
-            .store
             .append_disclosures(std::slice::from_ref(&refusal.entry), now)
             .await
         {
