@@ -307,7 +307,11 @@ impl Listener {
             ))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
-                crate::tls::incoming(tcp, tls, shutdown.clone()),
+                crate::tls::incoming(tcp, tls, shutdown.clone(), {
+                    let metrics = Arc::clone(&state.metrics);
+                    let api = audience.label();
+                    Arc::new(move |cause| metrics.handshake_failed(api, cause))
+                }),
                 shutdown.clone().cancelled_owned(),
             );
         Ok((health, tokio::spawn(server)))

@@ -54,6 +54,12 @@ struct PartyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    api: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -85,6 +91,7 @@ pub struct Metrics {
     lag_seconds: Family<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cursor_age_seconds: Family<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pool_connections: Family<PoolLabels, Gauge>,
+    handshakes_failed: Family<HandshakeLabels, Counter>,
 }
 
 /// Latency buckets: 0.5 ms to about 16 s.
@@ -190,6 +197,13 @@ impl Metrics {
             "Database connections by pool and state (in_use, idle), read at scrape time",
             pool_connections.clone(),
         );
+        let handshakes_failed = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes that failed, by API and cause (see tls::failure_cause); admission_refused: \
+             closed at once because too many handshakes were running",
+            handshakes_failed.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -216,7 +230,15 @@ impl Metrics {
             lag_seconds,
             cursor_age_seconds,
             pool_connections,
+            handshakes_failed,
         }
+    }
+
+    /// Counts one failed TLS handshake on `api`.
+    pub fn handshake_failed(&self, api: &'static str, cause: &'static str) {
+        self.handshakes_failed
+            .get_or_create(&HandshakeLabels { api, cause })
+            .inc();
     }
 
     /// Counts one committed ingest batch: its facts by outcome and the time it took.

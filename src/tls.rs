@@ -166,10 +166,14 @@ const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(10);
 /// after [`HANDSHAKE_TIMEOUT`]. So a flood of stalled handshakes from one address does not delay a
 /// client from another (`tests/api/tls_abuse.rs`: 1,000 stalled connections, and a client from
 /// another address still connects and calls within 2 s).
+///
+/// Each failed handshake (and each connection closed by admission) is reported to `failed` with
+/// its cause, for the metrics: see [`failure_cause`].
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
+    failed: HandshakeFailed,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -204,6 +208,7 @@ pub fn incoming(
                 Ok(slot) => slot,
                 Err(refused) => {
                     drop(tcp);
+                    failed("admission_refused");
                     if refused.first {
                         tracing::warn!(
                             %peer,
@@ -222,6 +227,7 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let shutdown = shutdown.clone();
+            let failed = Arc::clone(&failed);
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
                 let finished = tokio::select! {
@@ -236,13 +242,48 @@ pub fn incoming(
                         // The consumer is gone when shutdown has begun; the connection just closes.
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::info!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        failed(failure_cause(&e));
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    }
+                    Err(_) => {
+                        failed("timeout");
+                        tracing::info!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+                    }
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Told the cause of every handshake that failed (see [`incoming`]).
+pub type HandshakeFailed = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// Why a TLS handshake failed, as a bounded label: the client's certificate (`no_certificate`,
+/// `unknown_issuer`, `revoked`, `expired`, `bad_certificate`), `incompatible` (versions, ciphers,
+/// ALPN), `protocol` (not TLS, or broken messages), `alert` (the client gave up), `io` (the
+/// connection dropped) or `other`.
+pub fn failure_cause(error: &io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return "io";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no_certificate",
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
+        Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
+        Error::InvalidCertificate(CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
+            "expired"
+        }
+        Error::InvalidCertificate(_) => "bad_certificate",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. } => "protocol",
+        Error::AlertReceived(_) => "alert",
+        _ => "other",
+    }
 }
 
 /// Logs, once per [`REFUSAL_REPORT_PERIOD`] and when `stop` fires, how many connections

@@ -41,7 +41,7 @@ fn assert_handshake_refused(status: &tonic::Status) {
 }
 
 /// A TLS client that presents no certificate at all.
-fn anonymous_channel(app: &TestApp, port: u16) -> tonic::transport::Channel {
+pub(crate) fn anonymous_channel(app: &TestApp, port: u16) -> tonic::transport::Channel {
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(app.certs.ca.cert_pem()))
         .domain_name("localhost");

@@ -10,12 +10,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend_tests;
 use crate::delivery::{drain, new_sub, open, pay, subscribe};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, SpawnOptions, TestApp};
 use crate::register::{P1, accepted, case, ingest};
 
 backend_tests!(
     rpcs_streams_and_records_are_counted_without_persons,
     the_listener_answers_only_get_metrics,
+    failed_handshakes_are_counted_by_cause,
 );
 
 /// One HTTP/1.1 request to the metrics listener: the status code and the body.
@@ -183,6 +184,20 @@ async fn rpcs_streams_and_records_are_counted_without_persons(backend: Backend) 
         "{scrape}"
     );
 
+    // A failed handshake, so that every family the dashboard plots has a sample.
+    let _ = tonic_health::pb::health_client::HealthClient::new(crate::authn::anonymous_channel(
+        &app,
+        app.party_addr.port(),
+    ))
+    .check(tonic_health::pb::HealthCheckRequest::default())
+    .await
+    .unwrap_err();
+    let scrape = scrape_until(app.metrics_addr, |s| {
+        s.contains("lefi_tls_handshakes_failed_total")
+    })
+    .await;
+    assert_dashboard_plots_only(&scrape);
+
     // Labels hold party ids and method names only: no identity number, in any form.
     for form in [P1.to_string(), P1.replace('-', ""), P1[2..].to_string()] {
         assert!(!scrape.contains(&form), "a person in the metrics: {scrape}");
@@ -204,4 +219,69 @@ async fn the_listener_answers_only_get_metrics(backend: Backend) {
     assert_eq!(status, 200);
     assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
     app.stop().await;
+}
+
+async fn failed_handshakes_are_counted_by_cause(backend: Backend) {
+    let options = SpawnOptions {
+        crl_revokes: vec![|c| &c.municipality],
+        ..SpawnOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, options).await else {
+        return;
+    };
+    let health = |channel| async move {
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+    };
+    // No certificate, one from a CA the server does not trust, one the CRL revokes.
+    health(crate::authn::anonymous_channel(&app, app.party_addr.port()))
+        .await
+        .unwrap_err();
+    health(app.lazy_channel(app.party_addr, &app.client_pem(&app.certs.foreign)))
+        .await
+        .unwrap_err();
+    health(app.lazy_channel(app.party_addr, &app.client_pem(&app.certs.municipality)))
+        .await
+        .unwrap_err();
+    let failed = |cause: &str| format!("lefi_tls_handshakes_failed_total{{api=\"party\",cause=\"{cause}\"}}");
+    let scrape = scrape_until(app.metrics_addr, |s| {
+        ["no_certificate", "unknown_issuer", "revoked"]
+            .iter()
+            .all(|cause| sample(s, &failed(cause)).is_some_and(|n| n >= 1.0))
+    })
+    .await;
+    // The admin listener saw none of it.
+    assert!(
+        !scrape.contains("lefi_tls_handshakes_failed_total{api=\"admin\""),
+        "{scrape}"
+    );
+    app.stop().await;
+}
+
+/// Every metric the Grafana dashboard in docs/ plots is one the server has (in `scrape`, which must
+/// show every family: empty ones are not listed).
+fn assert_dashboard_plots_only(scrape: &str) {
+    let body = scrape;
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let mut plotted = 0;
+    for (at, _) in dashboard.match_indices("lefi_") {
+        let name: String = dashboard[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_bucket", "_total"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "the dashboard plots {name}, which the server does not have:\n{body}"
+        );
+        plotted += 1;
+    }
+    assert!(plotted >= 10, "{plotted}");
 }

@@ -64,7 +64,7 @@ pub(super) async fn bare_baseline(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let stop = CancellationToken::new();
-    let incoming = crate::tls::incoming(listener, config, stop.clone());
+    let incoming = crate::tls::incoming(listener, config, stop.clone(), Arc::new(|_| {}));
     let service = pb::delivery_service_server::DeliveryServiceServer::new(Bare {
         events: Arc::new(events),
         records,
