@@ -114,6 +114,7 @@ impl App {
                 store,
                 clock,
                 heartbeat_interval: settings.heartbeat_interval,
+                history_retention: settings.history_retention,
                 shutdown: CancellationToken::new(),
                 max_consent_days: settings.max_consent_days,
                 max_message_bytes: settings.max_message_bytes,
@@ -181,6 +182,12 @@ impl App {
             .await
             .context("listening for changes from other replicas")?;
 
+        // Delivery history past its retention is pruned on a schedule (cursors older expire).
+        let pruner = tokio::spawn(crate::grpc::party_api::delivery::prune_history_on_schedule(
+            state.clone(),
+            shutdown.clone(),
+        ));
+
         // Statistics extracts past their retention are deleted on a schedule.
         let retention = tokio::spawn(crate::extract::delete_expired_on_schedule(
             state.clone(),
@@ -228,6 +235,7 @@ impl App {
             watcher.abort();
         }
         retention.abort();
+        pruner.abort();
         if let Some(task) = metrics_task {
             task.abort();
         }

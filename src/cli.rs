@@ -323,6 +323,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LEFI_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
 
+    /// How long delivery history is kept, e.g. `30d` (at least 7 days, as the contract promises)
+    /// [default: 30d]. A cursor older than that gets CURSOR_EXPIRED and takes a full refresh.
+    #[arg(long, env = "LEFI_HISTORY_RETENTION")]
+    pub history_retention: Option<String>,
+
     /// How long open calls get to finish on shutdown before they are cut, e.g. `10s` [default: 10s].
     #[arg(long, env = "LEFI_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,

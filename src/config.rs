@@ -34,6 +34,10 @@ pub const DEFAULT_DEV_DATABASE_URL: &str = "sqlite://lefi.db";
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Default time open calls get to finish once shutdown begins.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time delivery history is kept.
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The shortest history retention: the contract promises cursors stay valid at least this long.
+pub const MIN_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default longest consent period: three years.
 pub const DEFAULT_MAX_CONSENT_DAYS: u32 = 1096;
 /// Default largest request message the server reads: gRPC's customary 4 MiB.
@@ -60,6 +64,8 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// How long open calls get to finish once shutdown begins, before they are cut.
     pub shutdown_grace: Duration,
+    /// How long delivery history is kept before the pruner deletes it (cursors older expire).
+    pub history_retention: Duration,
     /// The longest a registered consent may run, from given_on to expires_on, in days.
     pub max_consent_days: u32,
     /// The largest request message the APIs read, in bytes.
@@ -188,6 +194,7 @@ pub struct Plan {
     crls: Vec<FileSetting>,
     heartbeat_interval: Duration,
     shutdown_grace: Duration,
+    history_retention: Duration,
     max_consent_days: u32,
     max_message_bytes: usize,
     /// The files' contents, once read.
@@ -412,6 +419,20 @@ fn plan_with(
     let shutdown_grace = sources
         .parse(&SHUTDOWN_GRACE, "a duration such as 10s", duration, problems)
         .map_or(DEFAULT_SHUTDOWN_GRACE, |(d, _)| d);
+    let history_retention = sources.parse_checked(
+        &HISTORY_RETENTION,
+        "a duration such as 30d",
+        duration,
+        |d| {
+            if *d >= MIN_HISTORY_RETENTION {
+                Ok(())
+            } else {
+                Err("must be at least 7 days (the contract promises cursors that long)")
+            }
+        },
+        DEFAULT_HISTORY_RETENTION,
+        problems,
+    );
     let max_consent_days = sources.parse_checked(
         &MAX_CONSENT_DAYS,
         "a whole number of days",
@@ -447,6 +468,7 @@ fn plan_with(
         crls,
         heartbeat_interval,
         shutdown_grace,
+        history_retention,
         max_consent_days,
         max_message_bytes,
         read: None,
@@ -485,6 +507,7 @@ impl Plan {
             tls,
             heartbeat_interval: self.heartbeat_interval,
             shutdown_grace: self.shutdown_grace,
+            history_retention: self.history_retention,
             max_consent_days: self.max_consent_days,
             max_message_bytes: self.max_message_bytes,
         })
@@ -711,6 +734,30 @@ mod tests {
             };
             assert_has_problem(&problems_of(&args), problem);
         }
+    }
+
+    #[test]
+    fn history_is_kept_thirty_days_unless_set_and_never_under_seven() {
+        let dev = DevPaths {
+            certs_dir: PathBuf::from("certs-dev"),
+        };
+        assert_eq!(
+            plan(&ServeArgs::default(), Some(&dev)).unwrap().history_retention,
+            DEFAULT_HISTORY_RETENTION
+        );
+        let ninety = ServeArgs {
+            history_retention: Some("90d".to_string()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            plan(&ninety, Some(&dev)).unwrap().history_retention,
+            Duration::from_secs(90 * 24 * 3600)
+        );
+        let six = ServeArgs {
+            history_retention: Some("6days".to_string()),
+            ..ServeArgs::default()
+        };
+        assert_has_problem(&problems_of(&six), "--history-retention must be at least 7 days");
     }
 
     #[test]

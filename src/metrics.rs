@@ -92,6 +92,7 @@ pub struct Metrics {
     cursor_age_seconds: Family<PartyLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pool_connections: Family<PoolLabels, Gauge>,
     handshakes_failed: Family<HandshakeLabels, Counter>,
+    history_pruned: Counter,
 }
 
 /// Latency buckets: 0.5 ms to about 16 s.
@@ -204,6 +205,12 @@ impl Metrics {
              closed at once because too many handshakes were running",
             handshakes_failed.clone(),
         );
+        let history_pruned = Counter::default();
+        registry.register(
+            "delivery_history_pruned_events",
+            "Delivery history events deleted past the retention (--history-retention)",
+            history_pruned.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -231,7 +238,13 @@ impl Metrics {
             cursor_age_seconds,
             pool_connections,
             handshakes_failed,
+            history_pruned,
         }
+    }
+
+    /// Counts history events the pruner deleted.
+    pub fn history_pruned(&self, deleted: u64) {
+        self.history_pruned.inc_by(deleted);
     }
 
     /// Counts one failed TLS handshake on `api`.

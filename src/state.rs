@@ -30,6 +30,8 @@ pub struct AppState {
     /// streams wait on it instead of polling. With PostgreSQL, other replicas' changes arrive
     /// through LISTEN/NOTIFY and bump it too.
     pub changes: tokio::sync::watch::Sender<u64>,
+    /// How long delivery history is kept (`serve --history-retention`).
+    pub history_retention: Duration,
     /// The longest consent period, in days.
     pub max_consent_days: u32,
     /// The largest request message the APIs read, in bytes (`serve --max-message-size`).

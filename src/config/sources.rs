@@ -132,11 +132,20 @@ pub(super) const MAX_MESSAGE_SIZE: Key = Key {
     given: |a| text(&a.max_message_size),
 };
 
+pub(super) const HISTORY_RETENTION: Key = Key {
+    toml: "history_retention",
+    flag: "--history-retention",
+    env: "LEFI_HISTORY_RETENTION",
+    kind: Toml::String,
+    given: |a| text(&a.history_retention),
+};
+
 /// Every key the config file may hold.
-pub(super) const KEYS: [&Key; 14] = [
+pub(super) const KEYS: [&Key; 15] = [
     &LISTEN,
     &ADMIN_LISTEN,
     &METRICS_LISTEN,
+    &HISTORY_RETENTION,
     &DATABASE_URL,
     &MAX_DB_CONNECTIONS,
     &TLS_CERT,

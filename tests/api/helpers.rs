@@ -193,6 +193,7 @@ impl TestApp {
             tls: certs.tls_material(crls),
             heartbeat_interval: options.heartbeat_interval.unwrap_or(Duration::from_secs(15)),
             shutdown_grace: options.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+            history_retention: lefi::config::DEFAULT_HISTORY_RETENTION,
             max_consent_days: 1096,
             max_message_bytes: options
                 .max_message_bytes
@@ -312,6 +313,7 @@ impl TestApp {
             .unwrap();
         self.party_addr = app.party_addr().unwrap();
         self.admin_addr = app.admin_addr().unwrap();
+        self.metrics_addr = app.metrics_addr().unwrap();
         self.store = store;
         self.shutdown = CancellationToken::new();
         self.task = Some(tokio::spawn(app.run_until(self.shutdown.clone())));

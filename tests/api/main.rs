@@ -21,6 +21,7 @@ mod metrics;
 mod outage;
 mod policy;
 mod register;
+mod retention;
 mod shutdown;
 mod statistics;
 mod statistics_api;

@@ -20,7 +20,7 @@ backend_tests!(
 );
 
 /// One HTTP/1.1 request to the metrics listener: the status code and the body.
-async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
@@ -39,7 +39,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 }
 
 /// The value of the sample `name{labels}` in a scrape, if present.
-fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
     scrape.lines().find_map(|line| {
         let value = line.strip_prefix(name_and_labels)?.strip_prefix(' ')?;
         value.split(' ').next()?.parse().ok()

@@ -295,8 +295,21 @@ impl Store {
 
     /// Deletes history events recorded before `before` and moves each party's horizon past them.
     /// Returns how many events were deleted.
+    ///
+    /// With several replicas on PostgreSQL one prunes at a time: the others find the transaction
+    /// lock taken and return 0 at once (the next round prunes what is left).
     pub async fn prune_delivery_history(&self, before: Micros) -> Result<u64, StoreError> {
         let mut conn = self.write().await?;
+        let alone: bool = on_conn!(&mut conn,
+            sqlite: |_c| true, // SQLite has one writer: the write connection is the lock.
+            postgres: |c| sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(PRUNE_LOCK)
+                .fetch_one(c)
+                .await?,
+        );
+        if !alone {
+            return Ok(0);
+        }
         let horizons: Vec<(String, i64)> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
                 "SELECT party_id, MAX(seq) FROM delivery_events WHERE recorded_at < $1 GROUP BY party_id",
@@ -355,3 +368,7 @@ impl Store {
         hex::decode(stored).map_err(|_| StoreError::Corrupt("server_secrets.cursor_key"))
     }
 }
+
+/// The PostgreSQL advisory lock key the history pruner holds for its transaction ("lefi" and a
+/// number, so it does not collide with another application's lock on a shared database).
+const PRUNE_LOCK: i64 = 0x6c65_6669_0000_0001;

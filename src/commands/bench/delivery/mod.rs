@@ -94,6 +94,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         tls: tls.clone(),
         heartbeat_interval: Duration::from_secs(15),
         shutdown_grace: Duration::from_secs(5),
+        history_retention: crate::config::DEFAULT_HISTORY_RETENTION,
         max_consent_days: 1096,
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
     };

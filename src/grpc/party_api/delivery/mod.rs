@@ -246,3 +246,32 @@ crate::grpc::service! {
         commit_cursor(pb::CommitCursorRequest) -> pb::CommitCursorResponse: party;
     }
 }
+
+/// How often the history pruner runs (it also runs at start).
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes delivery history older than the retention, at start and then every [`PRUNE_EVERY`],
+/// until `shutdown`. Each party's horizon moves past what was deleted, so a cursor older than the
+/// retention gets CURSOR_EXPIRED and the full-refresh path (never a silent gap).
+pub async fn prune_history_on_schedule(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retention = i64::try_from(state.history_retention.as_micros()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let before = state.clock.now_micros().saturating_sub(retention);
+        match state.store.prune_delivery_history(before).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                state.metrics.history_pruned(deleted);
+                tracing::info!(deleted, retention = ?state.history_retention, "pruned delivery history past its retention");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning delivery history failed; retrying at the next round")
+            }
+        }
+    }
+}
