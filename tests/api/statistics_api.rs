@@ -35,6 +35,20 @@ type AdminClient = admin_pb::statistics_admin_service_client::StatisticsAdminSer
 const SCB_ORG: &str = "202100-0837";
 
 /// The orderer and the statistics unit's two statisticians (Anna drafts, Bo reviews).
+/// The orders the statistics unit sees as overdue for receipt.
+async fn overdue_orders(d: &Desk) -> Vec<lefi::grpc::pb::lefi::v1::StatisticsOrder> {
+    d.anna
+        .clone()
+        .list_orders(admin_pb::ListOrdersRequest {
+            overdue_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .orders
+}
+
 struct Desk {
     orderer: PartyClient,
     anna: AdminClient,
@@ -1113,32 +1127,13 @@ async fn only_an_authority_with_the_statistics_basis_orders_and_only_its_own(bac
         order.order_id
     ))
     .await;
-    let overdue = d
-        .anna
-        .clone()
-        .list_orders(admin_pb::ListOrdersRequest {
-            overdue_only: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(overdue.orders.len(), 1);
-    assert!(overdue.orders[0].overdue);
+    let overdue = overdue_orders(&d).await;
+    assert_eq!(overdue.len(), 1);
+    assert!(overdue[0].overdue);
     agency(&d.anna, &order.order_id, A::ConfirmReceipt(a::ConfirmReceipt {}))
         .await
         .unwrap();
-    let overdue = d
-        .anna
-        .clone()
-        .list_orders(admin_pb::ListOrdersRequest {
-            overdue_only: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(overdue.orders.is_empty());
+    assert!(overdue_orders(&d).await.is_empty());
 
     // A step out of turn is refused with the state it met, and changes nothing.
     let err = agency(&d.anna, &order.order_id, A::Deliver(a::Deliver {}))
@@ -1385,18 +1380,7 @@ async fn receipt_is_due_two_working_days_later_around_easter_and_midsummer(backe
         date.with_hms(12, 0, 0).unwrap().assume_utc()
     };
     let move_clock_to = |day: &str| app.clock.advance(noon_utc(day) - app.clock.now());
-    let overdue = || async {
-        d.anna
-            .clone()
-            .list_orders(admin_pb::ListOrdersRequest {
-                overdue_only: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .orders
-    };
+    let overdue = || overdue_orders(&d);
     for (submitted, due, overdue_on) in [
         // Maundy Thursday 2027: Good Friday (26 March) and Easter Monday (29 March) are off.
         ("2027-03-25", "2027-03-31", "2027-04-01"),
