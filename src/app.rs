@@ -197,6 +197,16 @@ impl App {
         let (party_health, mut party_task) = party.serve(&state, &shutdown).await?;
         let (admin_health, mut admin_task) = admin.serve(&state, &shutdown).await?;
 
+        // Health follows the database: NOT_SERVING while it does not answer (liveness stays up).
+        let readiness = tokio::spawn(watch_readiness(
+            state.clone(),
+            [
+                (party_health.clone(), Audience::Party),
+                (admin_health.clone(), Audience::Admin),
+            ],
+            shutdown.clone(),
+        ));
+
         // Serve until asked to stop (or until a server fails on its own).
         let failed = tokio::select! {
             biased;
@@ -204,6 +214,7 @@ impl App {
             res = &mut party_task => Some((Audience::Party, res)),
             res = &mut admin_task => Some((Audience::Admin, res)),
         };
+        readiness.abort();
         if let Some((audience, res)) = failed {
             shutdown.cancel();
             party_task.abort();
@@ -269,6 +280,9 @@ impl Listener {
         let Listener { audience, tcp, tls } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, audience, ServingStatus::Serving).await;
+        health
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let mut routes = tonic::service::RoutesBuilder::default();
         routes
             .add_service(health_service)
@@ -323,6 +337,66 @@ impl Listener {
                 shutdown.clone().cancelled_owned(),
             );
         Ok((health, tokio::spawn(server)))
+    }
+}
+
+/// The health service name that reports liveness: SERVING from start to exit, whatever the
+/// database. The empty name and each API service report readiness.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// How often readiness asks the database, and how long an answer may take.
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Keeps health (and `lefi_ready`) in step with the database: NOT_SERVING on both listeners while
+/// it does not answer, SERVING again when it does. Load balancers and orchestrators stop sending
+/// work to a replica that cannot do it; liveness stays SERVING, so nothing restarts a process
+/// that will recover on its own.
+async fn watch_readiness(
+    state: AppState,
+    listeners: [(HealthReporter, Audience); 2],
+    shutdown: CancellationToken,
+) {
+    let mut ready = true;
+    state.metrics.set_ready(ready);
+    let mut ticks = tokio::time::interval(READINESS_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let answered = match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if ready {
+                    tracing::warn!(error = %e, "the database does not answer: not ready (health NOT_SERVING) until it does");
+                }
+                false
+            }
+            Err(_) => {
+                if ready {
+                    tracing::warn!(timeout = ?READINESS_TIMEOUT, "the database did not answer in time: not ready (health NOT_SERVING) until it does");
+                }
+                false
+            }
+        };
+        if answered == ready {
+            continue;
+        }
+        ready = answered;
+        if ready {
+            tracing::info!("the database answers again: ready (health SERVING)");
+        }
+        state.metrics.set_ready(ready);
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for (health, audience) in &listeners {
+            set_health(health, *audience, status).await;
+        }
     }
 }
 

@@ -93,6 +93,7 @@ pub struct Metrics {
     pool_connections: Family<PoolLabels, Gauge>,
     handshakes_failed: Family<HandshakeLabels, Counter>,
     history_pruned: Counter,
+    ready: Gauge,
 }
 
 /// Latency buckets: 0.5 ms to about 16 s.
@@ -211,6 +212,12 @@ impl Metrics {
             "Delivery history events deleted past the retention (--history-retention)",
             history_pruned.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the server is ready (its database answers; health SERVING), 0 while it is not",
+            ready.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -239,7 +246,13 @@ impl Metrics {
             pool_connections,
             handshakes_failed,
             history_pruned,
+            ready,
         }
+    }
+
+    /// Records whether the server is ready (see `app::watch_readiness`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Counts history events the pruner deleted.

@@ -130,6 +130,9 @@ pub struct SpawnOptions {
     pub shutdown_grace: Option<Duration>,
     /// `serve --max-message-size`, in bytes.
     pub max_message_bytes: Option<usize>,
+    /// An existing, empty PostgreSQL database of the test's own (a cluster it stops and starts)
+    /// instead of a fresh one on the shared test server.
+    pub database_url: Option<String>,
 }
 
 static TEST_LOG: Once = Once::new();
@@ -165,6 +168,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let (url, pg) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("lefi.db").display()), None),
+            Backend::Postgres if options.database_url.is_some() => (options.database_url.clone()?, None),
             Backend::Postgres => {
                 let base = postgres_base_url()?;
                 let db = PgTestDb::create(&base).await;

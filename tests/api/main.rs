@@ -20,6 +20,7 @@ mod health;
 mod metrics;
 mod outage;
 mod policy;
+mod readiness;
 mod register;
 mod retention;
 mod shutdown;

@@ -151,17 +151,15 @@ async fn rpcs_streams_and_records_are_counted_without_persons(backend: Backend) 
         ),
         "{scrape}"
     );
-    // Ingest: four facts accepted in three batches, each timed; every disclosure-log append timed.
+    // Ingest: four facts accepted in three calls, each batch timed; every disclosure-log append timed.
     assert_eq!(
         sample(&scrape, "lefi_ingest_facts_total{outcome=\"accepted\"}"),
         Some(4.0),
         "{scrape}"
     );
-    assert_eq!(
-        sample(&scrape, "lefi_ingest_batch_commit_seconds_count"),
-        Some(3.0),
-        "{scrape}"
-    );
+    // The server commits what has arrived, so the first call's two facts may be two batches.
+    let batches = sample(&scrape, "lefi_ingest_batch_commit_seconds_count").unwrap_or(0.0);
+    assert!((3.0..=4.0).contains(&batches), "{scrape}");
     assert!(
         sample(&scrape, "lefi_disclosure_log_append_seconds_count").unwrap_or(0.0) >= 2.0,
         "{scrape}"

@@ -274,10 +274,12 @@ async fn write_facts(
             }
         };
         let commit_took = started.elapsed();
+        // Every answer is settled, and counted, before the first is sent: a client that has its
+        // answers sees them in the metrics.
         let mut stored = stored.into_iter();
-        let (mut accepted, mut unchanged, mut rejected) = (0u64, 0u64, 0u64);
+        let mut answers = Vec::with_capacity(refused.len());
         for item in refused {
-            let result = match item {
+            answers.push(match item {
                 None => match stored.next() {
                     Some(result) => result,
                     None => {
@@ -291,20 +293,25 @@ async fn write_facts(
                     }
                 },
                 Some(e) => IngestResult::Rejected(e),
-            };
-            match &result {
+            });
+        }
+        let (mut accepted, mut unchanged, mut rejected) = (0u64, 0u64, 0u64);
+        for result in &answers {
+            match result {
                 IngestResult::Accepted(_) => accepted += 1,
                 IngestResult::Unchanged(_) => unchanged += 1,
                 IngestResult::Rejected(_) => rejected += 1,
             }
+        }
+        state
+            .metrics
+            .ingest_batch((accepted, unchanged, rejected), commit_took);
+        for result in answers {
             if out.send(Ok(response(index, result))).await.is_err() {
                 return;
             }
             index += 1;
         }
-        state
-            .metrics
-            .ingest_batch((accepted, unchanged, rejected), commit_took);
         tracing::debug!(
             accepted,
             unchanged,
