@@ -24,6 +24,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::config::Settings;
 use crate::domain::clock::Clock;
 use crate::grpc::identity_layer::IdentityLayer;
+use crate::grpc::rate_limit::{RateLimitLayer, RateLimits};
 use crate::grpc::{admin_api, party_api};
 use crate::identity::{Audience, Resolver};
 use crate::metrics::Metrics;
@@ -121,6 +122,9 @@ impl App {
                 changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
                 metrics: Arc::new(Metrics::new()),
+                party_limits: settings.party_limits,
+                rates: Arc::new(RateLimits::new(settings.party_limits)),
+                streams: Arc::default(),
             },
             party,
             admin,
@@ -327,6 +331,7 @@ impl Listener {
                 audience.label(),
                 Arc::clone(&state.metrics),
             ))
+            .layer(RateLimitLayer::new(Arc::clone(&state.rates)))
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(
                 crate::tls::incoming(tcp, tls, shutdown.clone(), {

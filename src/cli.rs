@@ -341,6 +341,22 @@ pub struct ServeArgs {
     #[arg(long, env = "LEFI_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<String>,
 
+    /// Delivery streams one party may have open at once on this server [default: 16]. One more
+    /// is refused with RESOURCE_EXHAUSTED TOO_MANY_STREAMS. An operator may set a party's own
+    /// value (`lefi admin limits`).
+    #[arg(long, env = "LEFI_PARTY_MAX_STREAMS")]
+    pub party_max_streams: Option<String>,
+
+    /// Requests per second one party may make on this server, sustained [default: 100]. Beyond
+    /// it and the burst, calls are refused with RESOURCE_EXHAUSTED RATE_LIMITED and a RetryInfo
+    /// delay. An operator may set a party's own value (`lefi admin limits`).
+    #[arg(long, env = "LEFI_PARTY_RATE_LIMIT")]
+    pub party_rate_limit: Option<String>,
+
+    /// Requests one party may make at once above its sustained rate [default: 200].
+    #[arg(long, env = "LEFI_PARTY_RATE_BURST")]
+    pub party_rate_burst: Option<String>,
+
     /// The ids of the arguments above whose value came from their environment variable, so that a
     /// problem names the variable instead of the flag (filled in from clap's matches by `main`).
     #[arg(skip)]

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
+use crate::domain::limits::PartyLimits;
 
 mod sources;
 
@@ -70,6 +71,8 @@ pub struct Settings {
     pub max_consent_days: u32,
     /// The largest request message the APIs read, in bytes.
     pub max_message_bytes: usize,
+    /// Each party's limits, unless an operator set its own.
+    pub party_limits: PartyLimits,
 }
 
 /// Database connection settings.
@@ -197,6 +200,7 @@ pub struct Plan {
     history_retention: Duration,
     max_consent_days: u32,
     max_message_bytes: usize,
+    party_limits: PartyLimits,
     /// The files' contents, once read.
     read: Option<TlsMaterial>,
 }
@@ -456,6 +460,16 @@ fn plan_with(
         problems,
     );
 
+    let default = PartyLimits::DEFAULT;
+    let mut limit = |key: &Key, default: u32| {
+        sources.parse_checked(key, "a whole number", whole, at_least_one, default, problems)
+    };
+    let party_limits = PartyLimits {
+        max_streams: limit(&PARTY_MAX_STREAMS, default.max_streams),
+        requests_per_second: limit(&PARTY_RATE_LIMIT, default.requests_per_second),
+        burst: limit(&PARTY_RATE_BURST, default.burst),
+    };
+
     let mut plan = Plan {
         party_addr,
         admin_addr,
@@ -471,6 +485,7 @@ fn plan_with(
         history_retention,
         max_consent_days,
         max_message_bytes,
+        party_limits,
         read: None,
     };
     // Without --dev the files are already there: read them now, so that their problems come with
@@ -510,6 +525,7 @@ impl Plan {
             history_retention: self.history_retention,
             max_consent_days: self.max_consent_days,
             max_message_bytes: self.max_message_bytes,
+            party_limits: self.party_limits,
         })
     }
 

@@ -32,6 +32,8 @@ pub struct PartyPrincipal {
     pub fingerprint: String,
     /// When that certificate expires (microseconds since the epoch).
     pub certificate_not_after: Micros,
+    /// The party's own limits (an operator's; unset values are the server's defaults).
+    pub limits: crate::domain::limits::LimitOverrides,
 }
 
 /// An operator at the agency whose registered certificate made this call.
@@ -272,5 +274,6 @@ pub fn check_party(
         termination_effective: party.standing.termination_effective,
         fingerprint: fp.to_string(),
         certificate_not_after: party.certificate_not_after,
+        limits: party.limits,
     })
 }

@@ -18,6 +18,8 @@
 //! - [`grpc`]: the generated protobuf code, the party and admin APIs, and the error mapping.
 //! - [`extract`]: producing a statistics order's extract from the register (CSV files, their
 //!   SHA-256 and the manifest), in bounded memory.
+//! - [`streams`]: the delivery streams open in this process (the per-party stream limit, the
+//!   consumers view).
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
 //! - [`ndjson`]: the register's feed file format (protobuf JSON of a fact, one a line).
 //! - [`dev`]: development and demo code: the development certificate authority (rcgen) for
@@ -43,5 +45,6 @@ pub mod policy;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod telemetry;
 pub mod tls;

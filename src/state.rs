@@ -9,10 +9,13 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::clock::{Clock, Micros};
 use crate::domain::delivery::EndReason;
 use crate::domain::disclosure::NewDisclosure;
+use crate::domain::limits::PartyLimits;
+use crate::grpc::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::store::consents::{Consent, RevokedBy};
 use crate::store::delivery::{EndSelector, Subscription};
 use crate::store::{BackendKind, Store, StoreError};
+use crate::streams::OpenStreams;
 
 /// What every service shares.
 #[derive(Debug, Clone)]
@@ -41,6 +44,12 @@ pub struct AppState {
     pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     /// What the server counts (served on `--metrics-listen`).
     pub metrics: Arc<Metrics>,
+    /// Each party's limits unless an operator set its own (`serve --party-max-streams`, …).
+    pub party_limits: PartyLimits,
+    /// Each party's request-rate bucket.
+    pub rates: Arc<RateLimits>,
+    /// The delivery streams open in this process.
+    pub streams: Arc<OpenStreams>,
 }
 
 impl AppState {

@@ -68,10 +68,7 @@ impl OpenStreams {
         metrics: &Arc<Metrics>,
     ) -> Result<StreamSlot, TooManyStreams> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let of_party = open
-            .values()
-            .filter(|s| s.party_id == stream.party_id)
-            .count();
+        let of_party = open.values().filter(|s| s.party_id == stream.party_id).count();
         if of_party >= limit as usize {
             return Err(TooManyStreams {
                 open: of_party,

@@ -44,6 +44,16 @@ pub enum AdminCommand {
     },
     /// List parties, by name, optionally only some kinds or states.
     List(ListArgs),
+    /// Show each party's delivery: open streams (on the server that answers), what its consumers
+    /// confirmed, lag, when its cursor expires, last full refresh, limits in force.
+    Consumers {
+        /// Only this party (pty_…).
+        #[arg(long)]
+        party_id: Option<String>,
+    },
+    /// Set a party's own limits (delivery streams at once, requests per second, burst); a limit
+    /// left out is the server's configured default, so `--reason` alone returns to the defaults.
+    Limits(LimitsArgs),
     /// Show a party's audit history: every administrative action, oldest first.
     History {
         /// The party id (pty_…) or organisation number.
@@ -181,6 +191,27 @@ pub struct ConnectPartyArgs {
     /// The party's client certificate (PEM), issued by the party CA.
     #[arg(long)]
     pub cert_file: PathBuf,
+    #[command(flatten)]
+    pub key: IdempotencyArgs,
+}
+
+/// `lefi admin limits`
+#[derive(Debug, Args)]
+pub struct LimitsArgs {
+    #[command(flatten)]
+    pub party: PartyIdArg,
+    /// Delivery streams the party may have open at once (per server).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: Option<u32>,
+    /// Requests per second the party may make, sustained (per server).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+    /// Requests the party may make at once above its rate.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
+    /// Why, kept in the party's audit history, e.g. "batch insurer, agreed 2026-11-30".
+    #[arg(long)]
+    pub reason: String,
     #[command(flatten)]
     pub key: IdempotencyArgs,
 }

@@ -40,12 +40,14 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         AdminCommand::RevokeCert(a) => &a.key,
         AdminCommand::Terminate(a) => &a.key,
         AdminCommand::WithdrawTermination(a) => &a.key,
+        AdminCommand::Limits(a) => &a.key,
         AdminCommand::Orders { command } => return super::statistics::idempotency_key(command),
         AdminCommand::Health
         | AdminCommand::Whoami
         | AdminCommand::Show { .. }
         | AdminCommand::List(_)
         | AdminCommand::History { .. }
+        | AdminCommand::Consumers { .. }
         | AdminCommand::Register { .. }
         | AdminCommand::Audit { .. } => return None,
     };
@@ -92,6 +94,10 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         AdminCommand::Show { party } => return show(&mut client, party, json).await,
         AdminCommand::List(args) => return list(&mut client, args, json).await,
         AdminCommand::History { party } => return history(&mut client, party, json).await,
+        AdminCommand::Consumers { party_id } => {
+            return super::operations::consumers(channel, party_id.as_deref(), json).await;
+        }
+        AdminCommand::Limits(args) => return super::operations::limits(&mut client, args, json, key).await,
     };
     print_party_result(party, json)
 }
@@ -532,6 +538,9 @@ fn print_party(p: &pb::Party) {
     } else {
         println!("certificates");
         print_certificates(&p.certificates);
+    }
+    if let Some(limits) = p.limits.as_ref().filter(|l| **l != pb::PartyLimits::default()) {
+        println!("limits        {}", super::operations::limits_text(limits));
     }
     if let Some(t) = &p.termination {
         let received = if t.notice_received_on.is_empty() {

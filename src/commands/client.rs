@@ -483,12 +483,19 @@ pub(super) async fn health(channel: Channel, json: bool) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
+    let status =
+        tonic_health::pb::health_check_response::ServingStatus::try_from(response.status).unwrap_or_default();
     if json {
-        return print_json_as(&response, "grpc.health.v1.HealthCheckResponse");
+        print_json_as(&response, "grpc.health.v1.HealthCheckResponse")?;
+    } else {
+        println!("{}", status.as_str_name());
     }
-    let status = tonic_health::pb::health_check_response::ServingStatus::try_from(response.status)
-        .unwrap_or_default()
-        .as_str_name();
-    println!("{status}");
+    // A probe can rely on the exit code.
+    if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
+        anyhow::bail!(
+            "the server is not ready ({}): its database does not answer, or it is shutting down",
+            status.as_str_name()
+        );
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod chaos;
 mod client;
 mod failure;
 mod ingest;
+mod operations;
 mod orders;
 mod output;
 mod serve;

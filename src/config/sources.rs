@@ -140,8 +140,30 @@ pub(super) const HISTORY_RETENTION: Key = Key {
     given: |a| text(&a.history_retention),
 };
 
+pub(super) const PARTY_MAX_STREAMS: Key = Key {
+    toml: "party_max_streams",
+    flag: "--party-max-streams",
+    env: "LEFI_PARTY_MAX_STREAMS",
+    kind: Toml::Integer,
+    given: |a| text(&a.party_max_streams),
+};
+pub(super) const PARTY_RATE_LIMIT: Key = Key {
+    toml: "party_rate_limit",
+    flag: "--party-rate-limit",
+    env: "LEFI_PARTY_RATE_LIMIT",
+    kind: Toml::Integer,
+    given: |a| text(&a.party_rate_limit),
+};
+pub(super) const PARTY_RATE_BURST: Key = Key {
+    toml: "party_rate_burst",
+    flag: "--party-rate-burst",
+    env: "LEFI_PARTY_RATE_BURST",
+    kind: Toml::Integer,
+    given: |a| text(&a.party_rate_burst),
+};
+
 /// Every key the config file may hold.
-pub(super) const KEYS: [&Key; 15] = [
+pub(super) const KEYS: [&Key; 18] = [
     &LISTEN,
     &ADMIN_LISTEN,
     &METRICS_LISTEN,
@@ -157,6 +179,9 @@ pub(super) const KEYS: [&Key; 15] = [
     &SHUTDOWN_GRACE,
     &MAX_CONSENT_DAYS,
     &MAX_MESSAGE_SIZE,
+    &PARTY_MAX_STREAMS,
+    &PARTY_RATE_LIMIT,
+    &PARTY_RATE_BURST,
 ];
 
 /// A value as given (text; a list for `crl`), and where.

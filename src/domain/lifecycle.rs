@@ -38,6 +38,8 @@ named_enum! {
         WithdrawTermination,
         /// A scheduled termination reached its effective date (recorded by the server).
         TerminationTookEffect,
+        /// The party's own limits (streams, request rate) were set.
+        SetLimits,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod delivery;
 pub mod disclosure;
 pub mod lifecycle;
+pub mod limits;
 pub(crate) mod names;
 pub mod onboarding;
 pub mod org_number;

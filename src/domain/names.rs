@@ -188,7 +188,8 @@ mod tests {
                 "REVOKE_CERTIFICATE",
                 "SCHEDULE_TERMINATION",
                 "WITHDRAW_TERMINATION",
-                "TERMINATION_TOOK_EFFECT"
+                "TERMINATION_TOOK_EFFECT",
+                "SET_LIMITS"
             ]
         );
         assert_eq!(Signer::ALL.map(Signer::as_str), ["PARTY", "AGENCY"]);

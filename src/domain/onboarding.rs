@@ -8,6 +8,7 @@ use time::Date;
 use super::catalogue::{Agreement, Signature};
 use super::clock::Micros;
 use super::lifecycle::{PartyAction, Signer, Standing, effective_state};
+use super::limits::LimitOverrides;
 use super::{OperatorRole, OrgNumber, PartyKind, PartyState};
 
 /// A party as seen through one of its registered certificates.
@@ -22,6 +23,8 @@ pub struct CertifiedParty {
     pub certificate_revoked_at: Option<Micros>,
     pub certificate_not_before: Micros,
     pub certificate_not_after: Micros,
+    /// The party's own limits (an operator's; unset values are the server's defaults).
+    pub limits: LimitOverrides,
 }
 
 /// A registered operator.
@@ -117,6 +120,8 @@ pub struct PartyRecord {
     /// Every certificate ever registered, oldest first.
     pub certificates: Vec<CertificateRecord>,
     pub termination: Option<TerminationRecord>,
+    /// The party's own limits (an operator's; unset values are the server's defaults).
+    pub limits: LimitOverrides,
     pub applied_at: Micros,
     pub updated_at: Micros,
 }

@@ -20,6 +20,7 @@ pub mod fields;
 pub mod identity_layer;
 pub mod paging;
 pub mod party_api;
+pub mod rate_limit;
 pub mod statistics;
 pub mod status;
 

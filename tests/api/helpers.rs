@@ -133,6 +133,8 @@ pub struct SpawnOptions {
     /// An existing, empty PostgreSQL database of the test's own (a cluster it stops and starts)
     /// instead of a fresh one on the shared test server.
     pub database_url: Option<String>,
+    /// Each party's limits (streams, request rate); without them, limits the suite never reaches.
+    pub party_limits: Option<lefi::domain::limits::PartyLimits>,
 }
 
 static TEST_LOG: Once = Once::new();
@@ -202,6 +204,11 @@ impl TestApp {
             max_message_bytes: options
                 .max_message_bytes
                 .unwrap_or(lefi::config::DEFAULT_MAX_MESSAGE_BYTES),
+            party_limits: options.party_limits.unwrap_or(lefi::domain::limits::PartyLimits {
+                max_streams: 1000,
+                requests_per_second: 100_000,
+                burst: 100_000,
+            }),
         };
         let clock = Clock::system();
         let store = Store::connect(&url, 4).await.unwrap();
@@ -309,8 +316,17 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same database and certificates (new ports), as
     /// after a deploy. The test's clock carries over.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_after(async |_| {}).await
+    }
+
+    /// Stops the server, closes the test's own connections, runs `between` on the stopped app
+    /// (e.g. copying or replacing its database), then starts a new server as
+    /// [`TestApp::restart`] does.
+    pub async fn restart_after(mut self, between: impl AsyncFnOnce(&TestApp)) -> TestApp {
         self.stop_server().await;
+        self.store.close().await;
+        between(&self).await;
         let store = Store::connect(&self.db_url, 4).await.unwrap();
         let app = App::build_with_store(self.settings.clone(), store.clone(), self.clock.clone())
             .await
@@ -393,6 +409,71 @@ impl TestApp {
             pg.drop_db().await;
         }
     }
+}
+
+/// A copy of a test's database, taken by [`TestApp::backup`].
+pub enum Backup {
+    /// A copy of the SQLite file.
+    File(tempfile::TempPath),
+    /// A PostgreSQL database made from the test's as a template.
+    Database(String),
+}
+
+impl TestApp {
+    /// Copies the database as it is now: SQLite online (`VACUUM INTO`), PostgreSQL as a template
+    /// copy while the server is stopped (a cold backup; the server restarts on new ports).
+    pub async fn backup(self) -> (TestApp, Backup) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+                std::fs::remove_file(&path).unwrap();
+                self.execute_sql(&format!("VACUUM INTO '{}'", path.display()))
+                    .await;
+                (self, Backup::File(path))
+            }
+            Backend::Postgres => {
+                let copy = format!("lefi_b_{}", uuid::Uuid::now_v7().simple());
+                let app = self
+                    .restart_after(async |app| {
+                        let name = app.pg.as_ref().unwrap().name.clone();
+                        pg_admin(app, &format!("CREATE DATABASE {copy} TEMPLATE {name}")).await;
+                    })
+                    .await;
+                (app, Backup::Database(copy))
+            }
+        }
+    }
+
+    /// Puts the database back to `backup` (the server stopped meanwhile) and restarts on it.
+    pub async fn restore(self, backup: Backup) -> TestApp {
+        self.restart_after(async |app| match backup {
+            Backup::File(copy) => {
+                let live = app.db_url.strip_prefix("sqlite://").unwrap().to_string();
+                for suffix in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{live}{suffix}"));
+                }
+                std::fs::copy(&copy, &live).unwrap();
+            }
+            Backup::Database(copy) => {
+                let name = app.pg.as_ref().unwrap().name.clone();
+                pg_admin(app, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+                pg_admin(app, &format!("ALTER DATABASE {copy} RENAME TO {name}")).await;
+            }
+        })
+        .await
+    }
+}
+
+/// One statement on the PostgreSQL server's maintenance database (CREATE/DROP DATABASE).
+async fn pg_admin(app: &TestApp, sql: &str) {
+    let base = &app.pg.as_ref().unwrap().base;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 /// One SQL statement on a connection of its own, whichever the backend.

@@ -18,6 +18,7 @@ mod delivery;
 mod dev_server;
 mod health;
 mod metrics;
+mod operations;
 mod outage;
 mod policy;
 mod readiness;

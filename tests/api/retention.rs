@@ -12,7 +12,10 @@ use crate::delivery::{drain, new_sub, open, pay, subscribe};
 use crate::helpers::{Backend, TestApp, reason};
 use crate::register::{P1, accepted, ingest};
 
-backend_tests!(the_server_prunes_history_past_its_retention_and_old_cursors_expire);
+backend_tests!(
+    the_server_prunes_history_past_its_retention_and_old_cursors_expire,
+    a_cursor_past_a_restored_register_is_refused_not_skipped,
+);
 
 async fn stream_from(app: &TestApp, cursor: &str) -> Result<crate::delivery::Events, tonic::Status> {
     pb::delivery_service_client::DeliveryServiceClient::new(app.party_channel(&app.certs.insurer).await)
@@ -86,6 +89,57 @@ async fn the_server_prunes_history_past_its_retention_and_old_cursors_expire(bac
             .unwrap()
             .into_inner();
     assert_eq!(refresh.subscription_count, 1);
+    let mut fresh = stream_from(&app, &refresh.cursor).await.unwrap();
+    assert!(!drain(&mut fresh).await.is_empty());
+    app.stop().await;
+}
+
+async fn a_cursor_past_a_restored_register_is_refused_not_skipped(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
+    subscribe(
+        app.party_channel(&app.certs.insurer).await,
+        vec![new_sub("a", P1, "INS_COORDINATION")],
+    )
+    .await;
+    let mut stream = open(app.party_channel(&app.certs.insurer).await, "", 0).await;
+    let cursor = drain(&mut stream).await.last().unwrap().cursor.clone();
+    drop(stream);
+    // The backup is taken here.
+    let head = app.store.head_seq().await.unwrap();
+    let (app, backup) = app.backup().await;
+    let mut stream = open(app.party_channel(&app.certs.insurer).await, &cursor, 0).await;
+    // The party goes on receiving two changes after the backup point.
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
+    accepted(&ingest(&app, vec![pay(P1, "PAY3", 1, pb::RecordKind::New, 3)]).await);
+    let late_cursor = drain(&mut stream).await.last().unwrap().cursor.clone();
+    drop(stream);
+
+    let app = app.restore(backup).await;
+    assert_eq!(app.store.head_seq().await.unwrap(), head);
+    // Resuming would skip whatever the restored register commits at the sequences the party has
+    // already passed: refused, with the way back.
+    let refused = stream_from(&app, &late_cursor).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason(&refused), "CURSOR_EXPIRED");
+    assert!(refused.message().contains("restored"), "{refused:?}");
+    let mut delivery =
+        pb::delivery_service_client::DeliveryServiceClient::new(app.party_channel(&app.certs.insurer).await);
+    let commit = delivery
+        .commit_cursor(pb::CommitCursorRequest {
+            cursor: late_cursor,
+            consumer: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&commit), "CURSOR_EXPIRED");
+    let refresh = delivery
+        .request_full_refresh(pb::FullRefreshRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let mut fresh = stream_from(&app, &refresh.cursor).await.unwrap();
     assert!(!drain(&mut fresh).await.is_empty());
     app.stop().await;

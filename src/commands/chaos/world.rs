@@ -214,6 +214,9 @@ impl Server {
             .arg("--operator-ca")
             .arg(certs.join("ca.pem"))
             .args(["--heartbeat-interval", "1s", "--shutdown-grace", "3s"])
+            // A soak opens a thousand streams for one party; the limits are not what it tests.
+            .args(["--party-max-streams", "100000", "--party-rate-limit", "100000"])
+            .args(["--party-rate-burst", "100000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

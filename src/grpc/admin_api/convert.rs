@@ -7,6 +7,7 @@ use time::Date;
 use crate::domain::OperatorRole;
 use crate::domain::clock::format_date;
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
+use crate::domain::limits::LimitOverrides;
 use crate::grpc::convert::{
     agreement_type, party_kind, party_kind_from, party_state, party_state_from, timestamp, wire_enum,
 };
@@ -264,7 +265,7 @@ pub fn filter_key(filter: &PartyFilter) -> String {
 wire_enum!(Signer => pb::Signer { Party, Agency } as signer, signer_from);
 wire_enum!(
     PartyAction => pb::PartyAction { Apply, SendAgreement, RecordSignature, AddCertificate, RevokeCertificate,
-        ScheduleTermination, WithdrawTermination, TerminationTookEffect } as action
+        ScheduleTermination, WithdrawTermination, TerminationTookEffect, SetLimits } as action
 );
 wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest, Statistician } as operator_role);
 
@@ -310,6 +311,16 @@ pub fn party(p: &PartyRecord, today: Date) -> pb::Party {
         }),
         applied_at: Some(timestamp(p.applied_at)),
         updated_at: Some(timestamp(p.updated_at)),
+        limits: Some(limits(&p.limits)),
+    }
+}
+
+/// A party's own limits.
+pub fn limits(l: &LimitOverrides) -> pb::PartyLimits {
+    pb::PartyLimits {
+        max_streams: l.max_streams,
+        requests_per_second: l.requests_per_second,
+        burst: l.burst,
     }
 }
 

@@ -3,7 +3,7 @@
 //! One module per service: [`operator`] (who am I), [`parties`] (onboarding and termination, every
 //! change through one idempotent helper), [`register`] (the feed and the operator's view of a
 //! person), [`audit`] (the disclosure log and consent oversight), [`statistics`] (the statistics
-//! unit's side of statistics orders); [`convert`] holds their request
+//! unit's side of statistics orders), [`operations`] (each party's delivery and consumers); [`convert`] holds their request
 //! checks and answers. No service imports another.
 //!
 //! Every RPC names the operator right it needs in its service's `grpc::service!` table: its
@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod convert;
+pub mod operations;
 pub mod operator;
 pub mod parties;
 pub mod register;
@@ -21,6 +22,7 @@ pub mod statistics;
 use tonic::{Request, Status};
 
 use crate::grpc::pb::lefi::admin::v1::audit_admin_service_server::AuditAdminServiceServer;
+use crate::grpc::pb::lefi::admin::v1::operations_admin_service_server::OperationsAdminServiceServer;
 use crate::grpc::pb::lefi::admin::v1::operator_service_server::OperatorServiceServer;
 use crate::grpc::pb::lefi::admin::v1::party_admin_service_server::PartyAdminServiceServer;
 use crate::grpc::pb::lefi::admin::v1::register_admin_service_server::RegisterAdminServiceServer;
@@ -44,6 +46,7 @@ crate::grpc::services!(
         RegisterAdminServiceServer,
         AuditAdminServiceServer,
         StatisticsAdminServiceServer,
+        OperationsAdminServiceServer,
     ]
 );
 

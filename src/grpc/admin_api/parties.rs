@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 
 use super::convert;
 use crate::domain::clock::{Micros, business_date_at};
+use crate::domain::limits::LimitOverrides;
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::party_state;
 use crate::grpc::fields;
@@ -91,6 +92,7 @@ change_requests!(
     "RevokeCertificate" => pb::RevokeCertificateRequest { party_id },
     "ScheduleTermination" => pb::ScheduleTerminationRequest { party_id },
     "WithdrawTermination" => pb::WithdrawTerminationRequest { party_id },
+    "SetPartyLimits" => pb::SetPartyLimitsRequest { party_id },
 );
 
 /// A change request, checked as far as the request alone allows: who asks, the request without its
@@ -217,6 +219,32 @@ impl AdminApi {
         .await
     }
 
+    /// Sets the party's own limits (all of them: one not given is the configured default).
+    async fn set_party_limits(
+        &self,
+        (change, party_id): (Change<pb::SetPartyLimitsRequest>, String),
+    ) -> Result<pb::SetPartyLimitsResponse, Status> {
+        let given = change.req.limits.unwrap_or_default();
+        let limits = LimitOverrides {
+            max_streams: given.max_streams,
+            requests_per_second: given.requests_per_second,
+            burst: given.burst,
+        };
+        limits
+            .check()
+            .map_err(|e| fields::FieldError::invalid(format!("limits.{}", e.0), e.to_string()))?;
+        let reason = convert::reason(&change.req.reason)?;
+        let step = PartyChange::SetLimits {
+            party_id: &party_id,
+            limits: &limits,
+            reason: &reason,
+        };
+        self.commit(&change, step, CodeFields::NONE, |p| pb::SetPartyLimitsResponse {
+            limits: Some(convert::limits(&p.limits)),
+        })
+        .await
+    }
+
     /// One party, by id or by organisation number, in the state that holds today.
     async fn get_party(
         &self,
@@ -337,6 +365,7 @@ crate::grpc::service! {
             change_of_party;
         withdraw_termination(pb::WithdrawTerminationRequest) -> pb::WithdrawTerminationResponse:
             change_of_party;
+        set_party_limits(pb::SetPartyLimitsRequest) -> pb::SetPartyLimitsResponse: change_of_party;
         get_party(pb::GetPartyRequest) -> pb::Party: needs(AdminRight::ReadParties);
         list_parties(pb::ListPartiesRequest) -> pb::ListPartiesResponse: needs(AdminRight::ReadParties);
         list_party_history(pb::ListPartyHistoryRequest) -> pb::ListPartyHistoryResponse:

@@ -30,6 +30,8 @@ pub struct CallContext {
     /// The request's `x-request-id`.
     pub request_id: Option<String>,
     pub channel: Channel,
+    /// The client's address (for the operators' view of open streams).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl CallContext {
@@ -44,6 +46,7 @@ impl CallContext {
             rpc,
             request_id,
             channel,
+            peer: request.remote_addr(),
         }
     }
 }

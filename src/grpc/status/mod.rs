@@ -505,6 +505,67 @@ pub fn malformed_message(err: &prost::DecodeError) -> Status {
     .status()
 }
 
+/// FAILED_PRECONDITION CURSOR_EXPIRED for a cursor past the register's head: the database was
+/// restored to an earlier point, so the history after `head` is not the one the party was sent.
+pub fn cursor_ahead(head: u64) -> Status {
+    Report::new(
+        Code::FailedPrecondition,
+        ErrorReason::CursorExpired,
+        format!(
+            "this cursor is past the register's head ({head}): the agency's register was restored to an \
+             earlier point, and what you received after it may differ from what the register now holds; \
+             call RequestFullRefresh and stream from the cursor it returns"
+        ),
+    )
+    .with("head_sequence", head.to_string())
+    .with("cause", "ahead_of_register")
+    .into()
+}
+
+/// RESOURCE_EXHAUSTED TOO_MANY_STREAMS: the party has as many delivery streams open as it may.
+pub fn too_many_streams(e: crate::streams::TooManyStreams) -> Status {
+    Report::new(
+        Code::ResourceExhausted,
+        ErrorReason::TooManyStreams,
+        format!(
+            "{e}; close a stream you do not need (one stream carries all of your subscriptions), or ask \
+             the agency to raise your limit"
+        ),
+    )
+    .with("max", e.limit.to_string())
+    .into()
+}
+
+/// RESOURCE_EXHAUSTED RATE_LIMITED with a RetryInfo: the party made more requests than its rate
+/// allows; it may call again after `retry_after`.
+pub fn rate_limited(limits: crate::domain::limits::PartyLimits, retry_after: std::time::Duration) -> Status {
+    // Whole seconds for the metadata, never 0 (a client that waits 0 s just hits the limit again).
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let mut metadata = std::collections::HashMap::from([
+        ("retry_after_seconds".to_string(), seconds.max(1).to_string()),
+        (
+            "requests_per_second".to_string(),
+            limits.requests_per_second.to_string(),
+        ),
+        ("burst".to_string(), limits.burst.to_string()),
+    ]);
+    if let Ok(id) = REQUEST_ID.try_with(Clone::clone) {
+        metadata.insert("request_id".to_string(), id);
+    }
+    let mut details =
+        ErrorDetails::with_error_info(ErrorReason::RateLimited.as_str_name(), ERROR_DOMAIN, metadata);
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "your party made more than its {} requests per second (burst {}); wait as the RetryInfo \
+             says, then retry",
+            limits.requests_per_second, limits.burst
+        ),
+        details,
+    )
+}
+
 /// FAILED_PRECONDITION CURSOR_EXPIRED: the history behind the cursor was pruned.
 pub fn cursor_expired(horizon: u64) -> Status {
     Report::new(

@@ -23,6 +23,7 @@ use super::{
 use crate::domain::PartyState;
 use crate::domain::clock::{Micros, business_date_at, business_day_start, format_date};
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
+use crate::domain::limits::LimitOverrides;
 use crate::store::tx::{Conn, on_conn};
 use crate::store::{Store, StoreError, new_id, stored_date};
 
@@ -62,6 +63,13 @@ pub enum PartyChange<'a> {
     },
     /// Withdraws a scheduled termination before it takes effect: back to the state before it.
     WithdrawTermination { party_id: &'a str, reason: &'a str },
+    /// Sets the party's own limits (all three: an unset one is the server's default); the party's
+    /// state does not change.
+    SetLimits {
+        party_id: &'a str,
+        limits: &'a LimitOverrides,
+        reason: &'a str,
+    },
 }
 
 impl PartyChange<'_> {
@@ -74,7 +82,8 @@ impl PartyChange<'_> {
             | Self::AddCertificate { party_id, .. }
             | Self::RevokeCertificate { party_id, .. }
             | Self::ScheduleTermination { party_id, .. }
-            | Self::WithdrawTermination { party_id, .. } => party_id,
+            | Self::WithdrawTermination { party_id, .. }
+            | Self::SetLimits { party_id, .. } => party_id,
         }
     }
 
@@ -87,6 +96,7 @@ impl PartyChange<'_> {
             Self::RevokeCertificate { .. } => PartyAction::RevokeCertificate,
             Self::ScheduleTermination { .. } => PartyAction::ScheduleTermination,
             Self::WithdrawTermination { .. } => PartyAction::WithdrawTermination,
+            Self::SetLimits { .. } => PartyAction::SetLimits,
         }
     }
 }
@@ -173,6 +183,9 @@ impl Store {
                     }
                     PartyChange::WithdrawTermination { reason, .. } => {
                         step.withdraw_termination(&mut conn, reason).await?
+                    }
+                    PartyChange::SetLimits { limits, reason, .. } => {
+                        step.set_limits(&mut conn, limits, reason).await?
                     }
                     PartyChange::Apply(_) => return Err(AdminError::PartyNotFound),
                 };

@@ -134,12 +134,16 @@ impl Store {
             Option<i64>,
             i64,
             i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
         );
         let mut conn = self.read().await?;
         let row: Option<Row> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
                 "SELECT p.party_id, p.org_number, p.name, p.kind, p.state, p.termination_effective, \
-                        c.revoked_at, c.not_before, c.not_after \
+                        c.revoked_at, c.not_before, c.not_after, p.max_streams, p.requests_per_second, \
+                        p.rate_burst \
                  FROM party_certificates c JOIN parties p ON p.party_id = c.party_id \
                  WHERE c.fingerprint = $1",
             )
@@ -147,7 +151,20 @@ impl Store {
             .fetch_optional(c)
             .await?
         });
-        let Some((party_id, org, name, kind, state, termination, revoked_at, not_before, not_after)) = row
+        let Some((
+            party_id,
+            org,
+            name,
+            kind,
+            state,
+            termination,
+            revoked_at,
+            not_before,
+            not_after,
+            max_streams,
+            requests_per_second,
+            rate_burst,
+        )) = row
         else {
             return Ok(None);
         };
@@ -166,6 +183,7 @@ impl Store {
             certificate_revoked_at: revoked_at,
             certificate_not_before: not_before,
             certificate_not_after: not_after,
+            limits: rows::limit_overrides(max_streams, requests_per_second, rate_burst)?,
         }))
     }
 

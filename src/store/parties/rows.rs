@@ -8,6 +8,7 @@ use super::{
 };
 use crate::domain::catalogue::{Agreement, Signature};
 use crate::domain::lifecycle::{PartyAction, Signatures, effective_state};
+use crate::domain::limits::LimitOverrides;
 use crate::domain::party::AgreementType;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
 use crate::store::tx::{Conn, on_conn};
@@ -40,7 +41,7 @@ pub(super) fn operator(
 pub(super) const PARTY_COLUMNS: &str = "party_id, org_number, name, kind, state, contact_name, \
      contact_email, requested_bases, requested_benefits, applied_at, updated_at, termination_effective, \
      termination_override, termination_notice_received_on, termination_scheduled_at, \
-     termination_scheduled_by, state_before_termination";
+     termination_scheduled_by, state_before_termination, max_streams, requests_per_second, rate_burst";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct PartyRow {
@@ -57,6 +58,44 @@ pub(super) struct PartyRow {
     pub updated_at: i64,
     #[sqlx(flatten)]
     pub termination: TerminationColumns,
+    #[sqlx(flatten)]
+    pub limits: LimitColumns,
+}
+
+/// The columns of `parties` that hold the party's own limits (NULL: the server's default).
+#[derive(sqlx::FromRow)]
+pub(super) struct LimitColumns {
+    max_streams: Option<i64>,
+    requests_per_second: Option<i64>,
+    rate_burst: Option<i64>,
+}
+
+impl LimitColumns {
+    pub fn overrides(&self) -> Result<LimitOverrides, StoreError> {
+        limit_overrides(self.max_streams, self.requests_per_second, self.rate_burst)
+    }
+}
+
+/// A party's own limits from their columns.
+pub(super) fn limit_overrides(
+    max_streams: Option<i64>,
+    requests_per_second: Option<i64>,
+    rate_burst: Option<i64>,
+) -> Result<LimitOverrides, StoreError> {
+    let positive = |v: Option<i64>, what: &'static str| {
+        v.map(|n| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(StoreError::Corrupt(what))
+        })
+        .transpose()
+    };
+    Ok(LimitOverrides {
+        max_streams: positive(max_streams, "parties.max_streams")?,
+        requests_per_second: positive(requests_per_second, "parties.requests_per_second")?,
+        burst: positive(rate_burst, "parties.rate_burst")?,
+    })
 }
 
 /// The columns of `parties` that hold a registered termination (all empty without one).
@@ -338,6 +377,7 @@ pub(super) async fn record(conn: &mut Conn, party_id: &str) -> Result<Option<Par
             })
             .collect(),
         termination,
+        limits: party.limits.overrides()?,
         applied_at: party.applied_at,
         updated_at: party.updated_at,
     }))

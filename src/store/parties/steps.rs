@@ -14,6 +14,7 @@ use crate::domain::clock::{Micros, format_date, format_instant, from_micros};
 use crate::domain::lifecycle::{
     self, CatalogueBasis, Registered, Signatures, Signer, Step, TerminationNotice, check_transition,
 };
+use crate::domain::limits::LimitOverrides;
 use crate::domain::{PartyKind, PartyState};
 use crate::store::tx::{Conn, on_conn};
 use crate::store::{StoreError, is_unique_violation, join_codes, new_id};
@@ -330,6 +331,44 @@ impl Ctx<'_> {
                 "fingerprint": fingerprint,
                 "reason": reason,
                 "already_revoked": already_revoked,
+            }),
+        })
+    }
+
+    /// Sets the party's own limits, in any state (a terminated party's are kept as history).
+    pub async fn set_limits(
+        &self,
+        conn: &mut Conn,
+        limits: &LimitOverrides,
+        reason: &str,
+    ) -> Result<Moved, AdminError> {
+        let before = self.party.limits.overrides()?;
+        on_conn!(&mut *conn, |c| {
+            sqlx::query(
+                "UPDATE parties SET max_streams = $1, requests_per_second = $2, rate_burst = $3 \
+                 WHERE party_id = $4",
+            )
+            .bind(limits.max_streams.map(i64::from))
+            .bind(limits.requests_per_second.map(i64::from))
+            .bind(limits.burst.map(i64::from))
+            .bind(&self.party.party_id)
+            .execute(c)
+            .await?;
+        });
+        let shown = |l: &LimitOverrides| {
+            json!({
+                "max_streams": l.max_streams,
+                "requests_per_second": l.requests_per_second,
+                "burst": l.burst,
+            })
+        };
+        Ok(Moved {
+            next: self.current,
+            touched: true,
+            details: json!({
+                "before": shown(&before),
+                "after": shown(limits),
+                "reason": reason,
             }),
         })
     }

@@ -97,6 +97,12 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         history_retention: crate::config::DEFAULT_HISTORY_RETENTION,
         max_consent_days: 1096,
         max_message_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
+        // The idle-stream run opens thousands of streams for one party; limits are not measured.
+        party_limits: crate::domain::limits::PartyLimits {
+            max_streams: u32::MAX,
+            requests_per_second: u32::MAX,
+            burst: u32::MAX,
+        },
     };
     let app = App::build_with_store(settings, store.clone(), clock.clone()).await?;
     let addr = format!("https://localhost:{}", app.party_addr()?.port());

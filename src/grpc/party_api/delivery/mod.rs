@@ -34,6 +34,7 @@ use crate::policy::Permit;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::delivery::Subscription;
+use crate::streams::NewStream;
 
 /// Messages buffered per stream before the producer waits for the client.
 const STREAM_BUFFER: usize = 16;
@@ -76,6 +77,14 @@ async fn read_cursor(
     let horizon = state.store.delivery_horizon(party_id).await?;
     if horizon > 0 && floor < horizon {
         return Err(status::cursor_expired(horizon));
+    }
+    // A genuine cursor past the head: the register was restored from a backup taken before the
+    // cursor was given. What the party was sent after the head may differ from what the register
+    // now holds, and the sequences after it will be given again to other facts: resuming would
+    // skip them silently.
+    let head = state.store.head_seq().await?;
+    if floor > head {
+        return Err(status::cursor_ahead(head));
     }
     Ok(position)
 }
@@ -153,8 +162,18 @@ impl PartyApi {
             Position::Start { .. } => 0,
         };
         let keepalive = outlet::Keepalive::new(interval, key.encode(&party.party_id, position), reached);
-        let open = state.metrics.stream_opened(&party.party_id);
-        status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive, open));
+        let stream = NewStream {
+            party_id: &party.party_id,
+            peer: call.peer,
+            opened_at: state.clock.now_micros(),
+            from_sequence: reached,
+        };
+        let max_streams = state.rates.limits_of(&party).max_streams;
+        let slot = state
+            .streams
+            .open(stream, max_streams, &state.metrics)
+            .map_err(status::too_many_streams)?;
+        status::spawn(outlet::run(state.clone(), outgoing, tx, keepalive, slot));
         let producer = producer::DeliveryStream {
             state,
             party,

@@ -20,8 +20,8 @@ use tonic::Status;
 use crate::domain::disclosure::NewDisclosure;
 use crate::grpc::convert::timestamp;
 use crate::grpc::pb::lefi::v1 as pb;
-use crate::metrics::OpenStream;
 use crate::state::AppState;
+use crate::streams::StreamSlot;
 
 /// Batches handed to the outlet but not yet logged and sent. With one being written, this lets
 /// the producer prepare the next batch while the previous one is logged and sent.
@@ -91,13 +91,14 @@ impl Keepalive {
 /// Logs and sends what the producer hands over until it ends, the client leaves, or the log
 /// cannot be written; sends its own heartbeat whenever nothing went out for an interval.
 ///
-/// `open` counts the stream in the metrics while the outlet runs.
+/// `slot` holds the stream's place among the open streams (and in the metrics) while the outlet
+/// runs, and hears what it delivers.
 pub(super) async fn run(
     state: AppState,
     mut incoming: mpsc::Receiver<Outgoing>,
     tx: mpsc::Sender<Result<pb::StreamEvent, Status>>,
     mut keepalive: Keepalive,
-    open: OpenStream,
+    slot: StreamSlot,
 ) {
     let mut last_sent = Instant::now();
     loop {
@@ -141,14 +142,29 @@ pub(super) async fn run(
                     return;
                 }
                 keepalive.note(&messages);
+                let reached = delivered_sequence(&messages).max(keepalive.reached);
                 for message in messages {
                     if tx.send(Ok(message)).await.is_err() {
                         return;
                     }
                 }
-                open.delivered(log.iter().map(|d| d.record_count).sum());
+                slot.delivered(log.iter().map(|d| d.record_count).sum(), reached);
                 last_sent = Instant::now();
             }
         }
     }
+}
+
+/// The highest register sequence these messages complete: a change's own, or a heartbeat's
+/// "everything up to here".
+fn delivered_sequence(messages: &[pb::StreamEvent]) -> u64 {
+    messages
+        .iter()
+        .filter_map(|m| match &m.event {
+            Some(pb::stream_event::Event::Change(c)) => Some(c.register_sequence),
+            Some(pb::stream_event::Event::Heartbeat(h)) => Some(h.register_sequence),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }

@@ -1,0 +1,377 @@
+//! Operations: each party's limits (streams at once, request rate) hold for that party and no
+//! other, operators set a party's own limits (audited), and the consumers listing shows each
+//! party's open streams, confirmed cursors, lag, cursor expiry and last full refresh.
+
+use std::time::Duration;
+
+use lefi::domain::limits::PartyLimits;
+use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
+use lefi::grpc::pb::lefi::v1 as pb;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+use crate::backend_tests;
+use crate::delivery::{Events, drain, new_sub, open, pay, subscribe};
+use crate::helpers::{Backend, SpawnOptions, TestApp, idempotency_key, reason};
+use crate::register::{P1, accepted, case, ingest};
+
+backend_tests!(
+    a_party_over_its_stream_limit_is_refused_and_another_is_not,
+    a_party_over_its_rate_waits_as_told_and_another_is_not,
+    operators_set_a_partys_own_limits_and_the_change_is_audited,
+    consumers_show_streams_confirmations_lag_expiry_and_refreshes,
+);
+
+fn metadata(status: &tonic::Status, key: &str) -> String {
+    status
+        .get_details_error_info()
+        .and_then(|info| info.metadata.get(key).cloned())
+        .unwrap_or_else(|| panic!("no metadata {key:?} in {status:?}"))
+}
+
+async fn try_open(channel: Channel) -> Result<Events, tonic::Status> {
+    pb::delivery_service_client::DeliveryServiceClient::new(channel)
+        .stream(pb::StreamRequest {
+            heartbeat_interval: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Opens a stream of `channel`'s party, retrying while the server has not yet noticed that a
+/// stream the test closed is gone (its slot is freed when its task sees the client leave).
+async fn open_when_free(channel: Channel) -> Events {
+    for _ in 0..100 {
+        match try_open(channel.clone()).await {
+            Ok(stream) => return stream,
+            Err(e) if reason(&e) == "TOO_MANY_STREAMS" => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("the closed stream's slot was never freed");
+}
+
+fn limits(max_streams: u32, requests_per_second: u32, burst: u32) -> SpawnOptions {
+    SpawnOptions {
+        party_limits: Some(PartyLimits {
+            max_streams,
+            requests_per_second,
+            burst,
+        }),
+        ..SpawnOptions::default()
+    }
+}
+
+async fn a_party_over_its_stream_limit_is_refused_and_another_is_not(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, limits(2, 1000, 1000)).await else {
+        return;
+    };
+    let insurer = app.party_channel(&app.certs.insurer).await;
+    let first = try_open(insurer.clone()).await.unwrap();
+    let _second = try_open(insurer.clone()).await.unwrap();
+    let refused = try_open(insurer.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(reason(&refused), "TOO_MANY_STREAMS");
+    assert_eq!(metadata(&refused, "max"), "2");
+
+    // The municipality's streams are its own.
+    let municipality = app.party_channel(&app.certs.municipality).await;
+    let _m1 = try_open(municipality.clone()).await.unwrap();
+    let _m2 = try_open(municipality.clone()).await.unwrap();
+
+    // A stream that ends gives its slot back.
+    drop(first);
+    let _third = open_when_free(insurer).await;
+    app.stop().await;
+}
+
+async fn a_party_over_its_rate_waits_as_told_and_another_is_not(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, limits(10, 1, 4)).await else {
+        return;
+    };
+    let mut insurer =
+        pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.insurer).await);
+    let mut municipality =
+        pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.municipality).await);
+    // A burst of 4, then 1 a second: 16 calls at once cannot all pass.
+    let mut refused = None;
+    let mut answered = 0;
+    for _ in 0..16 {
+        match insurer.who_am_i(pb::WhoAmIRequest {}).await {
+            Ok(_) => answered += 1,
+            Err(e) => refused = Some(e),
+        }
+    }
+    let refused = refused.expect("16 calls at once passed a burst of 4");
+    assert!(answered >= 4, "the burst was not honoured: {answered} answered");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(reason(&refused), "RATE_LIMITED");
+    let wait = refused
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("a RetryInfo delay");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(1),
+        "{wait:?}"
+    );
+    let seconds: u64 = metadata(&refused, "retry_after_seconds").parse().unwrap();
+    assert!(seconds >= 1, "{seconds}");
+
+    // The other party was not slowed down by the first one's excess.
+    for _ in 0..4 {
+        municipality.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    }
+    // Having waited as told, the party is answered again.
+    tokio::time::sleep(wait).await;
+    insurer.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+
+    // Health and the admin API are not the party's budget.
+    for _ in 0..8 {
+        tonic_health::pb::health_client::HealthClient::new(app.party_channel(&app.certs.insurer).await)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap();
+    }
+    app.stop().await;
+}
+
+async fn set_limits(
+    app: &TestApp,
+    who: &lefi::dev::certs::Issued,
+    party_id: &str,
+    limits: admin_pb::PartyLimits,
+) -> Result<admin_pb::SetPartyLimitsResponse, tonic::Status> {
+    admin_pb::party_admin_service_client::PartyAdminServiceClient::new(app.admin_channel(who).await)
+        .set_party_limits(admin_pb::SetPartyLimitsRequest {
+            idempotency_key: idempotency_key(),
+            party_id: party_id.to_string(),
+            limits: Some(limits),
+            reason: "batch insurer, agreed with the agency".to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn operators_set_a_partys_own_limits_and_the_change_is_audited(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, limits(1, 1000, 1000)).await else {
+        return;
+    };
+    let insurer = app.party_channel(&app.certs.insurer).await;
+    let _first = try_open(insurer.clone()).await.unwrap();
+    assert_eq!(
+        reason(&try_open(insurer.clone()).await.unwrap_err()),
+        "TOO_MANY_STREAMS"
+    );
+
+    // Only an operator sets limits, each at least 1.
+    let three = admin_pb::PartyLimits {
+        max_streams: Some(3),
+        ..Default::default()
+    };
+    let denied = set_limits(&app, &app.certs.auditor, &app.insurer_id, three)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let zero = admin_pb::PartyLimits {
+        burst: Some(0),
+        ..Default::default()
+    };
+    let invalid = set_limits(&app, &app.certs.operator, &app.insurer_id, zero)
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument, "{invalid:?}");
+    let unknown = set_limits(&app, &app.certs.operator, "pty_nobody", three)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&unknown), "PARTY_NOT_FOUND");
+
+    let set = set_limits(&app, &app.certs.operator, &app.insurer_id, three)
+        .await
+        .unwrap();
+    assert_eq!(set.limits, Some(three));
+    // In force at the party's next call: two more streams, not three.
+    let _second = try_open(insurer.clone()).await.unwrap();
+    let _third = try_open(insurer.clone()).await.unwrap();
+    let refused = try_open(insurer.clone()).await.unwrap_err();
+    assert_eq!(metadata(&refused, "max"), "3");
+    // The other party keeps the default.
+    let municipality = app.party_channel(&app.certs.municipality).await;
+    let _m = try_open(municipality.clone()).await.unwrap();
+    assert_eq!(
+        reason(&try_open(municipality).await.unwrap_err()),
+        "TOO_MANY_STREAMS"
+    );
+
+    // The party shows its own limits, and its history says who set what, when and why.
+    let mut admin = admin_pb::party_admin_service_client::PartyAdminServiceClient::new(
+        app.admin_channel(&app.certs.operator).await,
+    );
+    let party = admin
+        .get_party(admin_pb::GetPartyRequest {
+            key: Some(admin_pb::get_party_request::Key::PartyId(app.insurer_id.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(party.limits, Some(three));
+    let history = admin
+        .list_party_history(admin_pb::ListPartyHistoryRequest {
+            party_id: app.insurer_id.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let entry = history
+        .iter()
+        .find(|e| e.action == admin_pb::PartyAction::SetLimits as i32)
+        .expect("a SET_LIMITS entry");
+    assert_eq!(entry.operator_name, "Test Operatör");
+    let details: serde_json::Value = serde_json::from_str(&entry.details_json).unwrap();
+    assert_eq!(details["after"]["max_streams"], 3);
+    assert_eq!(details["before"]["max_streams"], serde_json::Value::Null);
+    assert_eq!(details["reason"], "batch insurer, agreed with the agency");
+
+    // An empty set returns the party to the defaults.
+    let back = set_limits(&app, &app.certs.operator, &app.insurer_id, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(back.limits, Some(admin_pb::PartyLimits::default()));
+    assert_eq!(reason(&try_open(insurer).await.unwrap_err()), "TOO_MANY_STREAMS");
+    app.stop().await;
+}
+
+async fn list_consumers(
+    app: &TestApp,
+    party_id: &str,
+) -> Result<admin_pb::ListConsumersResponse, tonic::Status> {
+    admin_pb::operations_admin_service_client::OperationsAdminServiceClient::new(
+        app.admin_channel(&app.certs.auditor).await,
+    )
+    .list_consumers(admin_pb::ListConsumersRequest {
+        party_id: party_id.to_string(),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+async fn consumers_show_streams_confirmations_lag_expiry_and_refreshes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    accepted(
+        &ingest(
+            &app,
+            vec![case(P1, "C1", 1), pay(P1, "PAY1", 1, pb::RecordKind::New, 1)],
+        )
+        .await,
+    );
+    let insurer = app.party_channel(&app.certs.insurer).await;
+    subscribe(insurer.clone(), vec![new_sub("ref-1", P1, "INS_COORDINATION")]).await;
+    let mut stream = open(insurer.clone(), "", 0).await;
+    let snapshot = drain(&mut stream).await;
+    let mut delivery = pb::delivery_service_client::DeliveryServiceClient::new(insurer.clone());
+    let committed = delivery
+        .commit_cursor(pb::CommitCursorRequest {
+            cursor: snapshot.last().unwrap().cursor.clone(),
+            consumer: "system-a".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    delivery
+        .request_full_refresh(pb::FullRefreshRequest {
+            subscription_ids: Vec::new(),
+            reason: "our database was restored".to_string(),
+        })
+        .await
+        .unwrap();
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
+    let changes = drain(&mut stream).await;
+    assert!(!changes.is_empty());
+
+    let listing = list_consumers(&app, "").await.unwrap();
+    assert!(
+        listing.replica.contains(&std::process::id().to_string()),
+        "{}",
+        listing.replica
+    );
+    assert_eq!(
+        listing.history_retention.map(|d| d.seconds as u64),
+        Some(lefi::config::DEFAULT_HISTORY_RETENTION.as_secs())
+    );
+    let names: Vec<&str> = listing.consumers.iter().map(|c| c.party_id.as_str()).collect();
+    assert!(names.contains(&app.municipality_id.as_str()), "{names:?}");
+    let c = listing
+        .consumers
+        .iter()
+        .find(|c| c.party_id == app.insurer_id)
+        .expect("the insurer is listed");
+    assert_eq!(c.open_streams.len(), 1, "{c:?}");
+    let s = &c.open_streams[0];
+    assert!(s.peer.starts_with("127.0.0.1:"), "{s:?}");
+    assert_eq!(s.from_sequence, 0);
+    assert!(s.delivered_sequence >= committed.register_sequence, "{s:?}");
+    assert_eq!(c.last_delivered_sequence, s.delivered_sequence);
+    assert_eq!(c.committed_cursors.len(), 1);
+    assert_eq!(c.committed_cursors[0].consumer, "system-a");
+    assert_eq!(
+        c.committed_cursors[0].register_sequence,
+        committed.register_sequence
+    );
+    assert_eq!(
+        c.lag_sequences,
+        Some(listing.head_sequence - committed.register_sequence)
+    );
+    assert!(c.lag_sequences.unwrap() >= 1);
+    // Behind by at least one change: its cursor expires one retention after that change.
+    let expires = c.cursor_expires_at.expect("an expiry while behind");
+    let read_at = listing.read_at.unwrap().seconds;
+    let retention = lefi::config::DEFAULT_HISTORY_RETENTION.as_secs() as i64;
+    assert!(
+        (read_at + retention - 120..=read_at + retention).contains(&expires.seconds),
+        "{expires:?} vs read at {read_at}"
+    );
+    let refresh = c.last_full_refresh.as_ref().expect("the full refresh");
+    assert_eq!(refresh.reason, "our database was restored");
+    assert_eq!(refresh.subscription_count, 1);
+    let limits = c.limits.unwrap();
+    assert!(limits.max_streams.is_some() && limits.requests_per_second.is_some() && limits.burst.is_some());
+
+    // The municipality never streamed nor confirmed.
+    let m = list_consumers(&app, &app.municipality_id).await.unwrap();
+    assert_eq!(m.consumers.len(), 1);
+    assert!(m.consumers[0].open_streams.is_empty());
+    assert_eq!(m.consumers[0].lag_sequences, None);
+    assert_eq!(m.consumers[0].cursor_expires_at, None);
+
+    assert_eq!(
+        reason(&list_consumers(&app, "pty_nobody").await.unwrap_err()),
+        "PARTY_NOT_FOUND"
+    );
+    let ingest_role = admin_pb::operations_admin_service_client::OperationsAdminServiceClient::new(
+        app.admin_channel(&app.certs.ingest).await,
+    )
+    .list_consumers(admin_pb::ListConsumersRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(ingest_role.code(), Code::PermissionDenied);
+
+    // A closed stream leaves the listing.
+    drop(stream);
+    for _ in 0..100 {
+        let now = list_consumers(&app, &app.insurer_id).await.unwrap();
+        if now.consumers[0].open_streams.is_empty() {
+            app.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the closed stream stayed in the listing");
+}
