@@ -28,6 +28,7 @@ use crate::grpc::rate_limit::{RateLimitLayer, RateLimits};
 use crate::grpc::{admin_api, party_api};
 use crate::identity::{Audience, Resolver};
 use crate::metrics::Metrics;
+use crate::revocation::PartyVerifier;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -85,12 +86,17 @@ impl App {
     /// Like [`App::build`] with an already connected and migrated store.
     pub async fn build_with_store(settings: Settings, store: Store, clock: Clock) -> anyhow::Result<App> {
         let tls = &settings.tls;
-        let party_tls = crate::tls::server_config(
-            &tls.server_cert_pem,
-            &tls.server_key_pem,
+        let party_certificates = PartyVerifier::new(
             "party CA (--client-ca)",
             &tls.party_ca_pem,
             &tls.crls,
+            tls.crl_files.clone(),
+        )
+        .context("preparing the party certificate verifier")?;
+        let party_tls = crate::tls::server_config_with(
+            &tls.server_cert_pem,
+            &tls.server_key_pem,
+            Arc::clone(&party_certificates) as Arc<dyn rustls::server::danger::ClientCertVerifier>,
         )
         .context("preparing TLS for the party API")?;
         let admin_tls = crate::tls::server_config(
@@ -101,15 +107,14 @@ impl App {
             &[],
         )
         .context("preparing TLS for the admin API")?;
-        let party_certificates =
-            crate::tls::client_verifier("party CA (--client-ca)", &tls.party_ca_pem, &tls.crls)
-                .context("preparing the party certificate verifier")?;
         let party = Listener::bind(Audience::Party, settings.party_addr, party_tls).await?;
         let admin = Listener::bind(Audience::Admin, settings.admin_addr, admin_tls).await?;
         let metrics = match settings.metrics_addr {
             Some(addr) => Some(crate::metrics::bind(addr).await?),
             None => None,
         };
+        let counted = Arc::new(Metrics::new());
+        counted.crls_in_force(&party_certificates.crls());
         Ok(App {
             state: AppState {
                 store,
@@ -121,7 +126,7 @@ impl App {
                 max_message_bytes: settings.max_message_bytes,
                 changes: tokio::sync::watch::Sender::new(0),
                 party_certificates,
-                metrics: Arc::new(Metrics::new()),
+                metrics: counted,
                 party_limits: settings.party_limits,
                 rates: Arc::new(RateLimits::new(settings.party_limits)),
                 streams: Arc::default(),
@@ -192,6 +197,9 @@ impl App {
             shutdown.clone(),
         ));
 
+        // SIGHUP reloads the party listener's CRLs.
+        let hangups = tokio::spawn(reload_crls_on_sighup(state.clone(), shutdown.clone()));
+
         // Statistics extracts past their retention are deleted on a schedule.
         let retention = tokio::spawn(crate::extract::delete_expired_on_schedule(
             state.clone(),
@@ -251,6 +259,7 @@ impl App {
         }
         retention.abort();
         pruner.abort();
+        hangups.abort();
         if let Some(task) = metrics_task {
             task.abort();
         }
@@ -304,7 +313,11 @@ impl Listener {
             Audience::Party => party_api::add_services(&mut routes, state),
             Audience::Admin => admin_api::add_services(&mut routes, state),
         }
-        let resolver = Resolver::new(state.store.clone(), state.clock.clone(), audience);
+        let resolver = match audience {
+            Audience::Party => Resolver::new(state.store.clone(), state.clock.clone(), audience)
+                .with_revocation(Arc::clone(&state.party_certificates)),
+            Audience::Admin => Resolver::new(state.store.clone(), state.clock.clone(), audience),
+        };
         let max_message_bytes = state.max_message_bytes;
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -342,6 +355,39 @@ impl Listener {
                 shutdown.clone().cancelled_owned(),
             );
         Ok((health, tokio::spawn(server)))
+    }
+}
+
+/// Reloads the CRLs on every SIGHUP until `shutdown` (on Unix; elsewhere, only the admin call).
+async fn reload_crls_on_sighup(state: AppState, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload CRLs with the admin call");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the certificate revocation lists");
+                    // A failure is logged and counted; the CRLs in force stay.
+                    let _ = state.reload_crls();
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = state;
+        shutdown.cancelled().await;
     }
 }
 

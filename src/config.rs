@@ -126,6 +126,9 @@ pub struct TlsMaterial {
     pub operator_ca_pem: Vec<u8>,
     /// Certificate revocation lists (PEM or DER), applied to party certificates.
     pub crls: Vec<Vec<u8>>,
+    /// The files `crls` were read from, read again when the CRLs are reloaded (SIGHUP, or the
+    /// admin call); empty when the CRLs were given as bytes.
+    pub crl_files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -542,6 +545,7 @@ impl Plan {
             party_ca_pem: read(&self.client_ca),
             operator_ca_pem: read(&self.operator_ca),
             crls: self.crls.iter().map(|f| read_file(f, problems)).collect(),
+            crl_files: self.crls.iter().map(|f| f.path.clone()).collect(),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! and never parse certificates themselves; nothing a client sends inside a request can change who
 //! it is.
 
+use std::sync::Arc;
+
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use time::Date;
@@ -16,6 +18,7 @@ use time::Date;
 use crate::domain::clock::{Clock, Micros};
 use crate::domain::lifecycle::Inactive;
 use crate::domain::{OperatorRole, OrgNumber, PartyKind, PartyState};
+use crate::revocation::PartyVerifier;
 use crate::store::parties::{CertifiedParty, NewCertificate};
 use crate::store::{Store, StoreError};
 
@@ -203,6 +206,9 @@ pub struct Resolver {
     store: Store,
     clock: Clock,
     audience: Audience,
+    /// The party listener's verifier, whose CRLs may have been reloaded since a connection's
+    /// handshake (see [`crate::revocation`]).
+    revocation: Option<Arc<PartyVerifier>>,
 }
 
 impl Resolver {
@@ -211,7 +217,14 @@ impl Resolver {
             store,
             clock,
             audience,
+            revocation: None,
         }
+    }
+
+    /// Also refuses party certificates that CRLs reloaded after their handshake revoke.
+    pub fn with_revocation(mut self, verifier: Arc<PartyVerifier>) -> Self {
+        self.revocation = Some(verifier);
+        self
     }
 
     /// Looks up the leaf certificate and decides whether it may call this API at all.
@@ -220,6 +233,11 @@ impl Resolver {
         let fp = fingerprint(leaf);
         match self.audience {
             Audience::Party => {
+                if let Some(verifier) = &self.revocation
+                    && !verifier.still_valid(leaf, &fp)
+                {
+                    return Err(IdentityError::CertificateRevoked { operator: false });
+                }
                 let party = self.store.party_by_certificate(&fp).await?;
                 check_party(party, &fp, self.clock.now_micros(), self.clock.today()).map(Principal::Party)
             }

@@ -8,6 +8,8 @@
 //! - [`state`]: what every service shares (store, clock, settings, the wake-up of open streams).
 //! - [`tls`]: rustls server configurations (mTLS with WebPki client verification, CRLs) and the
 //!   accept loop that hands verified connections to tonic.
+//! - [`revocation`]: the party listener's certificate verifier, whose CRLs are reloaded without a
+//!   restart (SIGHUP, or the admin call).
 //! - [`identity`]: turns the verified client certificate into a [`identity::Principal`] (a registered
 //!   party or operator), run once per request by the gRPC identity layer; services never parse
 //!   certificates.
@@ -42,6 +44,7 @@ pub mod identity;
 pub mod metrics;
 pub mod ndjson;
 pub mod policy;
+pub mod revocation;
 pub mod shutdown;
 pub mod state;
 pub mod store;

@@ -71,6 +71,11 @@ struct PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CrlLabels {
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -94,6 +99,9 @@ pub struct Metrics {
     handshakes_failed: Family<HandshakeLabels, Counter>,
     history_pruned: Counter,
     ready: Gauge,
+    crl_reloads: Family<OutcomeLabels, Counter>,
+    crl_number: Family<CrlLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    crl_next_update: Family<CrlLabels, Gauge>,
 }
 
 /// Latency buckets: 0.5 ms to about 16 s.
@@ -218,6 +226,26 @@ impl Metrics {
             "1 while the server is ready (its database answers; health SERVING), 0 while it is not",
             ready.clone(),
         );
+        let crl_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "crl_reloads",
+            "Reloads of the party listener's CRLs (SIGHUP or ReloadCrls), by outcome (ok, failed: the \
+             CRLs in force stayed)",
+            crl_reloads.clone(),
+        );
+        let crl_number = Family::<CrlLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "crl_number",
+            "The CRL number of each CRL in force, by issuer",
+            crl_number.clone(),
+        );
+        let crl_next_update = Family::<CrlLabels, Gauge>::default();
+        registry.register(
+            "crl_next_update_timestamp_seconds",
+            "When the next CRL of each issuer is due (nextUpdate), seconds since the epoch; alert \
+             before it passes",
+            crl_next_update.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -247,6 +275,32 @@ impl Metrics {
             handshakes_failed,
             history_pruned,
             ready,
+            crl_reloads,
+            crl_number,
+            crl_next_update,
+        }
+    }
+
+    /// Counts one CRL reload.
+    pub fn crl_reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.crl_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Records the CRLs in force (at start and after each reload), replacing what was there.
+    pub fn crls_in_force(&self, crls: &[crate::revocation::CrlInfo]) {
+        self.crl_number.clear();
+        self.crl_next_update.clear();
+        for crl in crls {
+            let labels = CrlLabels {
+                issuer: crl.issuer.clone(),
+            };
+            if let Some(number) = crl.number.as_deref().and_then(|n| n.parse::<f64>().ok()) {
+                self.crl_number.get_or_create(&labels).set(number);
+            }
+            if let Some(next) = crl.next_update {
+                self.crl_next_update.get_or_create(&labels).set(next);
+            }
         }
     }
 

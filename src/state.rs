@@ -41,7 +41,8 @@ pub struct AppState {
     pub max_message_bytes: usize,
     /// How the party listener judges client certificates (party CA, CRLs); the admin API checks a
     /// certificate with it before registering it for a party.
-    pub party_certificates: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    /// Its CRLs are reloaded without a restart ([`crate::revocation`]).
+    pub party_certificates: Arc<crate::revocation::PartyVerifier>,
     /// What the server counts (served on `--metrics-listen`).
     pub metrics: Arc<Metrics>,
     /// Each party's limits unless an operator set its own (`serve --party-max-streams`, …).
@@ -59,6 +60,30 @@ impl AppState {
         let appended = self.store.append_disclosures(entries, now).await;
         self.metrics.log_appended(started.elapsed());
         appended
+    }
+
+    /// Reads the party listener's CRL files again and puts them in force (see
+    /// [`crate::revocation`]); wakes every open stream, so that one whose certificate is now
+    /// revoked ends. The CRLs in force are kept when the reload fails.
+    pub fn reload_crls(&self) -> Result<Vec<crate::revocation::CrlInfo>, crate::revocation::ReloadError> {
+        match self.party_certificates.reload() {
+            Ok(crls) => {
+                self.metrics.crl_reloaded(true);
+                self.metrics.crls_in_force(&crls);
+                tracing::info!(
+                    crls = crls.len(),
+                    numbers = ?crls.iter().map(|c| c.number.clone().unwrap_or_default()).collect::<Vec<_>>(),
+                    "certificate revocation lists reloaded"
+                );
+                self.notify_history();
+                Ok(crls)
+            }
+            Err(e) => {
+                self.metrics.crl_reloaded(false);
+                tracing::warn!(error = %e, "reloading the certificate revocation lists failed; the ones in force stay");
+                Err(e)
+            }
+        }
     }
 
     /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see

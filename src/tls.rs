@@ -68,18 +68,29 @@ fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
 fn parse_crls(crls: &[Vec<u8>]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut out = Vec::new();
     for crl in crls {
-        if crl.starts_with(b"-----") {
-            for item in CertificateRevocationListDer::pem_slice_iter(crl) {
-                out.push(item.map_err(|e| TlsError::Pem {
-                    what: "certificate revocation list (--crl)",
-                    message: e.to_string(),
-                })?);
-            }
-        } else {
-            out.push(CertificateRevocationListDer::from(crl.clone()));
-        }
+        out.extend(crl_ders(crl)?);
     }
     Ok(out)
+}
+
+/// The CRLs of one CRL file: PEM (one or more) or DER.
+pub fn crl_ders(crl: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    if !crl.starts_with(b"-----") {
+        return Ok(vec![CertificateRevocationListDer::from(crl.to_vec())]);
+    }
+    let ders = CertificateRevocationListDer::pem_slice_iter(crl)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what: "certificate revocation list (--crl)",
+            message: e.to_string(),
+        })?;
+    if ders.is_empty() {
+        return Err(TlsError::Pem {
+            what: "certificate revocation list (--crl)",
+            message: "no PEM X509 CRL found".to_string(),
+        });
+    }
+    Ok(ders)
 }
 
 /// A rustls server configuration that requires a client certificate chaining to `client_ca_pem`
@@ -91,8 +102,18 @@ pub fn server_config(
     client_ca_pem: &[u8],
     crls: &[Vec<u8>],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = client_verifier(client_ca_what, client_ca_pem, crls)?;
+    server_config_with(server_cert_pem, server_key_pem, verifier)
+}
+
+/// A rustls server configuration that judges client certificates with `verifier` (the party
+/// listener's reloadable one), and speaks HTTP/2 only.
+pub fn server_config_with(
+    server_cert_pem: &[u8],
+    server_key_pem: &[u8],
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = parse_certs("server certificate (--tls-cert)", server_cert_pem)?;
     let key = parse_key(server_key_pem)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

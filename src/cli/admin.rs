@@ -51,6 +51,21 @@ pub enum AdminCommand {
         #[arg(long)]
         party_id: Option<String>,
     },
+    /// Show the certificate revocation lists the party listener applies (issuer, number, next
+    /// update); with --reload, read the CRL files again first (as SIGHUP does).
+    Crls {
+        /// Read the configured CRL files again and put them in force (role `operator`): a
+        /// certificate they revoke is refused from its next call, and its open streams end.
+        #[arg(long)]
+        reload: bool,
+    },
+    /// The agency suspends, resumes or ends a party's subscriptions (follow-up review under SFB
+    /// 114 kap.): one, all about one person, or all of the party. The party's stream gets a notice
+    /// with the reason; resumption sends a fresh snapshot. Recorded in the party's history.
+    Subscriptions {
+        #[command(subcommand)]
+        command: AgencySubscriptionsCommand,
+    },
     /// Set a party's own limits (delivery streams at once, requests per second, burst); a limit
     /// left out is the server's configured default, so `--reason` alone returns to the defaults.
     Limits(LimitsArgs),
@@ -193,6 +208,37 @@ pub struct ConnectPartyArgs {
     pub cert_file: PathBuf,
     #[command(flatten)]
     pub key: IdempotencyArgs,
+}
+
+/// `lefi admin subscriptions …`
+#[derive(Debug, Subcommand)]
+pub enum AgencySubscriptionsCommand {
+    /// Suspend ACTIVE subscriptions: nothing about their persons is delivered until resumed.
+    Suspend(AgencyScopeArgs),
+    /// Resume the subscriptions the agency suspended, each with a fresh snapshot.
+    Resume(AgencyScopeArgs),
+    /// End ACTIVE and SUSPENDED subscriptions for good.
+    End(AgencyScopeArgs),
+}
+
+/// Which of a party's subscriptions the agency acts on, and why.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["subscription_id", "person_id", "all"])))]
+pub struct AgencyScopeArgs {
+    #[command(flatten)]
+    pub party: PartyIdArg,
+    /// One subscription (sub_…).
+    #[arg(long)]
+    pub subscription_id: Option<String>,
+    /// All of the party's subscriptions about this person (YYYYMMDD-NNNN).
+    #[arg(long)]
+    pub person_id: Option<String>,
+    /// All of the party's subscriptions.
+    #[arg(long)]
+    pub all: bool,
+    /// Why, e.g. the review's reference: the party sees it in the notice; no personal data.
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// `lefi admin limits`

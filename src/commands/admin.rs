@@ -48,6 +48,8 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         | AdminCommand::List(_)
         | AdminCommand::History { .. }
         | AdminCommand::Consumers { .. }
+        | AdminCommand::Crls { .. }
+        | AdminCommand::Subscriptions { .. }
         | AdminCommand::Register { .. }
         | AdminCommand::Audit { .. } => return None,
     };
@@ -97,6 +99,10 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         AdminCommand::Consumers { party_id } => {
             return super::operations::consumers(channel, party_id.as_deref(), json).await;
         }
+        AdminCommand::Subscriptions { command } => {
+            return super::operations::agency_subscriptions(channel, command, json).await;
+        }
+        AdminCommand::Crls { reload } => return super::operations::crls(channel, *reload, json).await,
         AdminCommand::Limits(args) => return super::operations::limits(&mut client, args, json, key).await,
     };
     print_party_result(party, json)

@@ -4,7 +4,7 @@
 use tonic::transport::Channel;
 
 use super::output::{instant, print_each, print_message};
-use crate::cli::LimitsArgs;
+use crate::cli::{AgencyScopeArgs, AgencySubscriptionsCommand, LimitsArgs};
 use crate::grpc::pb::lefi::admin::v1 as pb;
 
 /// `lefi admin consumers`: one block per party.
@@ -90,6 +90,78 @@ fn print_consumer(c: &pb::Consumer) {
     if let Some(l) = &c.limits {
         println!("  limits        {}", limits_text(l));
     }
+}
+
+/// `lefi admin subscriptions suspend|resume|end`.
+pub async fn agency_subscriptions(
+    channel: Channel,
+    command: &AgencySubscriptionsCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    use pb::agency_subscriptions_request::Scope;
+    let request = |args: &AgencyScopeArgs| pb::AgencySubscriptionsRequest {
+        party_id: args.party.party_id.clone(),
+        scope: Some(match (&args.subscription_id, &args.person_id) {
+            (Some(id), _) => Scope::SubscriptionId(id.clone()),
+            (None, Some(person)) => Scope::PersonId(person.clone()),
+            (None, None) => Scope::AllOfParty(args.all),
+        }),
+        reason: args.reason.clone(),
+    };
+    let mut client = pb::operations_admin_service_client::OperationsAdminServiceClient::new(channel);
+    let (response, done) = match command {
+        AgencySubscriptionsCommand::Suspend(args) => {
+            (client.suspend_subscriptions(request(args)).await?, "suspended")
+        }
+        AgencySubscriptionsCommand::Resume(args) => {
+            (client.resume_subscriptions(request(args)).await?, "resumed")
+        }
+        AgencySubscriptionsCommand::End(args) => (client.end_subscriptions(request(args)).await?, "ended"),
+    };
+    print_message(json, &response.into_inner(), |r| {
+        println!("{} subscriptions {done}", r.subscription_ids.len());
+        for id in &r.subscription_ids {
+            println!("  {id}");
+        }
+        Ok(())
+    })
+}
+
+/// `lefi admin crls [--reload]`.
+pub async fn crls(channel: Channel, reload: bool, json: bool) -> anyhow::Result<()> {
+    let mut client = pb::operations_admin_service_client::OperationsAdminServiceClient::new(channel);
+    let listing = if reload {
+        client.reload_crls(pb::ReloadCrlsRequest {}).await?
+    } else {
+        client.list_crls(pb::ListCrlsRequest {}).await?
+    }
+    .into_inner();
+    print_message(json, &listing, |l| {
+        if reload {
+            println!(
+                "reloaded on {} ({} reloads since it started)",
+                l.replica, l.reloads
+            );
+        }
+        if l.crls.is_empty() {
+            println!("no CRL in force (serve --crl FILE)");
+        }
+        for c in &l.crls {
+            println!("{}", c.issuer);
+            println!("  file          {}", c.source);
+            println!(
+                "  number        {}",
+                if c.number.is_empty() { "-" } else { &c.number }
+            );
+            println!("  issued        {}", instant(c.this_update).unwrap_or_default());
+            println!(
+                "  next update   {}",
+                instant(c.next_update).unwrap_or_else(|| "-".to_string())
+            );
+            println!("  revokes       {} certificates", c.revoked_count);
+        }
+        Ok(())
+    })
 }
 
 /// Limits as people read them; a limit not set is the server's default.

@@ -147,11 +147,16 @@ impl DevCa {
 
     /// A certificate revocation list naming the given serial numbers, valid from now for a week.
     pub fn crl_pem(&self, revoked_serials: &[Vec<u8>]) -> Result<String, DevCertError> {
+        self.crl_pem_numbered(revoked_serials, 1)
+    }
+
+    /// Like [`DevCa::crl_pem`], with CRL number `number` (a PKI numbers each CRL it issues).
+    pub fn crl_pem_numbered(&self, revoked_serials: &[Vec<u8>], number: u64) -> Result<String, DevCertError> {
         let now = OffsetDateTime::now_utc();
         let params = CertificateRevocationListParams {
             this_update: now - Duration::minutes(1),
             next_update: now + Duration::days(7),
-            crl_number: SerialNumber::from_slice(&[1]),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs: revoked_serials
                 .iter()

@@ -25,16 +25,18 @@ named_enum! {
         PartyTerminated,
         BasisNoLongerInForce,
         EndedByAgency,
+        /// The agency paused it (follow-up review under SFB 114 kap.); the agency resumes it.
+        SuspendedByAgency,
     }
 }
 
 impl EndReason {
     /// The state a withdrawal for this reason leaves an active subscription in: a consent that
-    /// ended suspends it (a new consent for the same person and basis resumes it); every other
-    /// reason ends it for good.
+    /// ended suspends it (a new consent for the same person and basis resumes it), and so does the
+    /// agency's suspension (the agency resumes it); every other reason ends it for good.
     pub fn withdrawn_state(self) -> SubscriptionState {
         match self {
-            Self::ConsentEnded => SubscriptionState::Suspended,
+            Self::ConsentEnded | Self::SuspendedByAgency => SubscriptionState::Suspended,
             Self::Cancelled
             | Self::CaseClosed
             | Self::PartyTerminated

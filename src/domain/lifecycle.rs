@@ -40,6 +40,12 @@ named_enum! {
         TerminationTookEffect,
         /// The party's own limits (streams, request rate) were set.
         SetLimits,
+        /// The agency suspended subscriptions of the party (follow-up review).
+        SuspendSubscriptions,
+        /// The agency resumed subscriptions it had suspended.
+        ResumeSubscriptions,
+        /// The agency ended subscriptions of the party.
+        EndSubscriptions,
     }
 }
 

@@ -160,7 +160,8 @@ mod tests {
                 "CASE_CLOSED",
                 "PARTY_TERMINATED",
                 "BASIS_NO_LONGER_IN_FORCE",
-                "ENDED_BY_AGENCY"
+                "ENDED_BY_AGENCY",
+                "SUSPENDED_BY_AGENCY"
             ]
         );
         assert_eq!(
@@ -189,7 +190,10 @@ mod tests {
                 "SCHEDULE_TERMINATION",
                 "WITHDRAW_TERMINATION",
                 "TERMINATION_TOOK_EFFECT",
-                "SET_LIMITS"
+                "SET_LIMITS",
+                "SUSPEND_SUBSCRIPTIONS",
+                "RESUME_SUBSCRIPTIONS",
+                "END_SUBSCRIPTIONS"
             ]
         );
         assert_eq!(Signer::ALL.map(Signer::as_str), ["PARTY", "AGENCY"]);

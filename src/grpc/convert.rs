@@ -373,6 +373,7 @@ pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason 
             E::PartyTerminated => P::PartyTerminated,
             E::BasisNoLongerInForce => P::BasisNoLongerInForce,
             E::EndedByAgency => P::EndedByAgency,
+            E::SuspendedByAgency => P::SuspendedByAgency,
         },
     }
 }

@@ -95,6 +95,7 @@ impl TestCerts {
             party_ca_pem: self.ca.cert_pem().as_bytes().to_vec(),
             operator_ca_pem: self.ca.cert_pem().as_bytes().to_vec(),
             crls,
+            crl_files: Vec::new(),
         }
     }
 }
@@ -126,6 +127,9 @@ pub struct TestApp {
 pub struct SpawnOptions {
     /// Certificates to revoke through a CRL (choose from the test's certificates).
     pub crl_revokes: Vec<fn(&TestCerts) -> &Issued>,
+    /// Give the server its CRL as a file (`party.crl` in the test's directory, empty without
+    /// `crl_revokes`), which the test may rewrite and have the server reload.
+    pub crl_file: bool,
     pub heartbeat_interval: Option<Duration>,
     pub shutdown_grace: Option<Duration>,
     /// `serve --max-message-size`, in bytes.
@@ -178,16 +182,21 @@ impl TestApp {
             }
         };
         let certs = TestCerts::generate();
-        let crls = if options.crl_revokes.is_empty() {
-            Vec::new()
-        } else {
-            let serials: Vec<Vec<u8>> = options
-                .crl_revokes
-                .iter()
-                .map(|f| f(&certs).serial.clone())
-                .collect();
-            vec![certs.ca.crl_pem(&serials).unwrap().into_bytes()]
-        };
+        let serials: Vec<Vec<u8>> = options
+            .crl_revokes
+            .iter()
+            .map(|f| f(&certs).serial.clone())
+            .collect();
+        let mut tls = certs.tls_material(Vec::new());
+        if !serials.is_empty() || options.crl_file {
+            let crl = certs.ca.crl_pem(&serials).unwrap().into_bytes();
+            if options.crl_file {
+                let path = dir.path().join("party.crl");
+                std::fs::write(&path, &crl).unwrap();
+                tls.crl_files.push(path);
+            }
+            tls.crls.push(crl);
+        }
         let settings = Settings {
             party_addr: "127.0.0.1:0".parse().unwrap(),
             admin_addr: "127.0.0.1:0".parse().unwrap(),
@@ -196,7 +205,7 @@ impl TestApp {
                 url: url.clone(),
                 max_connections: 4,
             },
-            tls: certs.tls_material(crls),
+            tls,
             heartbeat_interval: options.heartbeat_interval.unwrap_or(Duration::from_secs(15)),
             shutdown_grace: options.shutdown_grace.unwrap_or(Duration::from_secs(10)),
             history_retention: lefi::config::DEFAULT_HISTORY_RETENTION,

@@ -21,6 +21,7 @@ backend_tests!(
     a_party_over_its_rate_waits_as_told_and_another_is_not,
     operators_set_a_partys_own_limits_and_the_change_is_audited,
     consumers_show_streams_confirmations_lag_expiry_and_refreshes,
+    a_reloaded_crl_ends_the_revoked_partys_streams_and_calls,
 );
 
 fn metadata(status: &tonic::Status, key: &str) -> String {
@@ -374,4 +375,143 @@ async fn consumers_show_streams_confirmations_lag_expiry_and_refreshes(backend: 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the closed stream stayed in the listing");
+}
+
+async fn crls(
+    app: &TestApp,
+    who: &lefi::dev::certs::Issued,
+    reload: bool,
+) -> Result<admin_pb::ListCrlsResponse, tonic::Status> {
+    let mut client = admin_pb::operations_admin_service_client::OperationsAdminServiceClient::new(
+        app.admin_channel(who).await,
+    );
+    if reload {
+        client.reload_crls(admin_pb::ReloadCrlsRequest {}).await
+    } else {
+        client.list_crls(admin_pb::ListCrlsRequest {}).await
+    }
+    .map(tonic::Response::into_inner)
+}
+
+/// Reads until the stream ends; its final status.
+async fn ended(stream: &mut Events) -> tonic::Status {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream did not end within 10 s")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended OK"),
+            Err(status) => return status,
+        }
+    }
+}
+
+async fn a_reloaded_crl_ends_the_revoked_partys_streams_and_calls(backend: Backend) {
+    let options = SpawnOptions {
+        crl_file: true,
+        ..SpawnOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, options).await else {
+        return;
+    };
+    let crl_file = app.settings.tls.crl_files[0].clone();
+    // (The same test on the other backend sends this process a SIGHUP too, which reloads this
+    // server's file as well: counts are compared, not assumed.)
+    let before = crls(&app, &app.certs.auditor, false).await.unwrap();
+    assert_eq!(before.crls.len(), 1);
+    assert_eq!(before.crls[0].number, "1");
+    assert_eq!(before.crls[0].revoked_count, 0);
+    let next = before.crls[0].next_update.unwrap().seconds;
+    let week = time::OffsetDateTime::now_utc().unix_timestamp() + 7 * 24 * 3600;
+    assert!((week - 600..=week + 600).contains(&next), "{next} vs {week}");
+
+    // The insurer streams and keeps a connection open for calls.
+    let insurer = app.party_channel(&app.certs.insurer).await;
+    subscribe(insurer.clone(), vec![new_sub("ref-1", P1, "INS_COORDINATION")]).await;
+    let mut stream = open(insurer.clone(), "", 0).await;
+    drain(&mut stream).await;
+    let mut party = pb::party_service_client::PartyServiceClient::new(insurer.clone());
+    party.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+
+    // The PKI revokes the insurer's certificate in CRL number 2; only an operator reloads.
+    let revoking = app
+        .certs
+        .ca
+        .crl_pem_numbered(std::slice::from_ref(&app.certs.insurer.serial), 2)
+        .unwrap();
+    std::fs::write(&crl_file, revoking).unwrap();
+    let denied = crls(&app, &app.certs.auditor, true).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let reloaded = crls(&app, &app.certs.operator, true).await.unwrap();
+    assert!(reloaded.reloads > before.reloads);
+    assert_eq!(reloaded.crls[0].number, "2");
+    assert_eq!(reloaded.crls[0].revoked_count, 1);
+
+    // Its open stream ends, its open connection is refused, and a new handshake fails.
+    let end = ended(&mut stream).await;
+    assert_eq!(end.code(), Code::Unauthenticated, "{end:?}");
+    assert_eq!(reason(&end), "CERTIFICATE_REVOKED");
+    let refused = party.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(reason(&refused), "CERTIFICATE_REVOKED");
+    let fresh = app.lazy_channel(app.party_addr, &app.client_pem(&app.certs.insurer));
+    pb::party_service_client::PartyServiceClient::new(fresh)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    // The municipality is not affected.
+    pb::party_service_client::PartyServiceClient::new(app.party_channel(&app.certs.municipality).await)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap();
+    let (_, scrape) = crate::metrics::http(app.metrics_addr, "GET", "/metrics").await;
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("lefi_crl_number{") && l.ends_with(" 2.0")),
+        "{scrape}"
+    );
+    assert!(
+        crate::metrics::sample(&scrape, "lefi_crl_reloads_total{outcome=\"ok\"}").is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
+
+    // A broken file is refused; the CRLs in force stay.
+    std::fs::write(
+        &crl_file,
+        "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let failed = crls(&app, &app.certs.operator, true).await.unwrap_err();
+    assert_eq!(failed.code(), Code::FailedPrecondition, "{failed:?}");
+    assert_eq!(reason(&failed), "CRL_RELOAD_FAILED");
+    assert_eq!(metadata(&failed, "file"), crl_file.display().to_string());
+    assert_eq!(
+        crls(&app, &app.certs.auditor, false).await.unwrap().crls[0].number,
+        "2"
+    );
+    assert_eq!(
+        reason(&party.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err()),
+        "CERTIFICATE_REVOKED"
+    );
+
+    // SIGHUP reloads too: CRL number 3 lifts the revocation.
+    let lifting = app.certs.ca.crl_pem_numbered(&[], 3).unwrap();
+    std::fs::write(&crl_file, lifting).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut lifted = false;
+    for _ in 0..100 {
+        if crls(&app, &app.certs.auditor, false).await.unwrap().crls[0].number == "3" {
+            lifted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lifted, "SIGHUP did not reload the CRLs");
+    party.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    app.stop().await;
 }

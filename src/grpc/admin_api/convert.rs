@@ -265,7 +265,8 @@ pub fn filter_key(filter: &PartyFilter) -> String {
 wire_enum!(Signer => pb::Signer { Party, Agency } as signer, signer_from);
 wire_enum!(
     PartyAction => pb::PartyAction { Apply, SendAgreement, RecordSignature, AddCertificate, RevokeCertificate,
-        ScheduleTermination, WithdrawTermination, TerminationTookEffect, SetLimits } as action
+        ScheduleTermination, WithdrawTermination, TerminationTookEffect, SetLimits, SuspendSubscriptions, ResumeSubscriptions,
+        EndSubscriptions } as action
 );
 wire_enum!(OperatorRole => pb::OperatorRole { Operator, Auditor, Ingest, Statistician } as operator_role);
 

@@ -1,5 +1,6 @@
 //! `lefi.admin.v1.OperationsAdminService`: each party's delivery as operators follow it up (open
-//! streams of this process, confirmed cursors, lag, cursor expiry, full refreshes, limits).
+//! streams of this process, confirmed cursors, lag, cursor expiry, full refreshes, limits), and
+//! the party listener's certificate revocation lists (listed, reloaded without a restart).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,11 +13,16 @@ use crate::domain::clock::{Micros, business_date_at};
 use crate::domain::onboarding::PartyFilter;
 use crate::grpc::admin_api::AdminApi;
 use crate::grpc::convert::{party_state, timestamp};
+use crate::grpc::fields::{self, FieldError};
 use crate::grpc::pb::lefi::admin::v1 as pb;
+use crate::grpc::pb::lefi::admin::v1::agency_subscriptions_request::Scope;
 use crate::grpc::status::{self, Missing};
 use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
+use crate::revocation::CrlInfo;
 use crate::store::delivery::PartyLag;
+use crate::store::delivery::{AgencyAction, EndSelector};
+use crate::store::parties::Actor;
 use crate::store::parties::PartyRecord;
 use crate::streams::StreamInfo;
 
@@ -162,6 +168,128 @@ impl AdminApi {
     }
 }
 
+impl AdminApi {
+    /// The CRLs in force on this process.
+    async fn list_crls(
+        &self,
+        (_, _req): (OperatorPrincipal, pb::ListCrlsRequest),
+    ) -> Result<pb::ListCrlsResponse, Status> {
+        Ok(self.crls(self.state.party_certificates.crls()))
+    }
+
+    /// Reads the CRL files again and puts them in force (all or none).
+    async fn reload_crls(
+        &self,
+        (operator, _req): (OperatorPrincipal, pb::ReloadCrlsRequest),
+    ) -> Result<pb::ListCrlsResponse, Status> {
+        tracing::info!(operator = %operator.name, "reloading the certificate revocation lists");
+        let crls = self
+            .state
+            .reload_crls()
+            .map_err(|e| status::crl_reload_failed(&e))?;
+        Ok(self.crls(crls))
+    }
+
+    fn crls(&self, crls: Vec<CrlInfo>) -> pb::ListCrlsResponse {
+        let at = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
+        pb::ListCrlsResponse {
+            crls: crls
+                .into_iter()
+                .map(|c| pb::Crl {
+                    source: c.source,
+                    issuer: c.issuer,
+                    number: c.number.unwrap_or_default(),
+                    this_update: Some(at(c.this_update)),
+                    next_update: c.next_update.map(at),
+                    revoked_count: c.revoked as u64,
+                })
+                .collect(),
+            reloads: self.state.party_certificates.generation(),
+            replica: replica(),
+        }
+    }
+}
+
+impl AdminApi {
+    /// The agency suspends, resumes or ends subscriptions of one party.
+    async fn agency_action(
+        &self,
+        operator: OperatorPrincipal,
+        req: pb::AgencySubscriptionsRequest,
+        action: AgencyAction,
+    ) -> Result<pb::AgencySubscriptionsResponse, Status> {
+        let state = &self.state;
+        let party_id = convert::party_id(&req.party_id)?;
+        let reason = convert::reason(&req.reason)?;
+        let person;
+        let selector = match &req.scope {
+            Some(Scope::SubscriptionId(id)) => EndSelector::One {
+                party_id: &party_id,
+                subscription_id: id,
+            },
+            Some(Scope::PersonId(given)) => {
+                person = fields::person("person_id", given, state.clock.today())?;
+                EndSelector::AllOfPerson {
+                    party_id: &party_id,
+                    person: &person,
+                }
+            }
+            Some(Scope::AllOfParty(true)) => EndSelector::AllOfParty { party_id: &party_id },
+            Some(Scope::AllOfParty(false)) | None => {
+                return Err(FieldError::invalid(
+                    "scope",
+                    "name the subscriptions: subscription_id, person_id, or all_of_party = true",
+                )
+                .into());
+            }
+        };
+        if state.store.party_record(&party_id).await?.is_none() {
+            return Err(status::not_found(Missing::Party));
+        }
+        let actor = Actor {
+            name: operator.name,
+            fingerprint: operator.fingerprint,
+        };
+        let changed = state
+            .store
+            .agency_action(action, selector, &actor, &reason, state.clock.now_micros())
+            .await
+            .map_err(|e| status::or_missing(e, Missing::Subscription))?;
+        // The party's open streams deliver the notices (and, on resumption, the snapshots).
+        state.notify_history();
+        tracing::info!(
+            party_id = %party_id,
+            action = ?action,
+            changed = changed.len(),
+            "the agency changed subscriptions of a party"
+        );
+        Ok(pb::AgencySubscriptionsResponse {
+            subscription_ids: changed.into_iter().map(|s| s.subscription_id).collect(),
+        })
+    }
+
+    async fn suspend_subscriptions(
+        &self,
+        (operator, req): (OperatorPrincipal, pb::AgencySubscriptionsRequest),
+    ) -> Result<pb::AgencySubscriptionsResponse, Status> {
+        self.agency_action(operator, req, AgencyAction::Suspend).await
+    }
+
+    async fn resume_subscriptions(
+        &self,
+        (operator, req): (OperatorPrincipal, pb::AgencySubscriptionsRequest),
+    ) -> Result<pb::AgencySubscriptionsResponse, Status> {
+        self.agency_action(operator, req, AgencyAction::Resume).await
+    }
+
+    async fn end_subscriptions(
+        &self,
+        (operator, req): (OperatorPrincipal, pb::AgencySubscriptionsRequest),
+    ) -> Result<pb::AgencySubscriptionsResponse, Status> {
+        self.agency_action(operator, req, AgencyAction::End).await
+    }
+}
+
 /// This server process, as the listing names it: the host and the process id.
 fn replica() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -176,5 +304,13 @@ fn replica() -> String {
 crate::grpc::service! {
     impl pb::operations_admin_service_server::OperationsAdminService for AdminApi {
         list_consumers(pb::ListConsumersRequest) -> pb::ListConsumersResponse: needs(AdminRight::ReadParties);
+        list_crls(pb::ListCrlsRequest) -> pb::ListCrlsResponse: needs(AdminRight::ReadParties);
+        reload_crls(pb::ReloadCrlsRequest) -> pb::ListCrlsResponse: needs(AdminRight::ManageParties);
+        suspend_subscriptions(pb::AgencySubscriptionsRequest) -> pb::AgencySubscriptionsResponse:
+            needs(AdminRight::ManageParties);
+        resume_subscriptions(pb::AgencySubscriptionsRequest) -> pb::AgencySubscriptionsResponse:
+            needs(AdminRight::ManageParties);
+        end_subscriptions(pb::AgencySubscriptionsRequest) -> pb::AgencySubscriptionsResponse:
+            needs(AdminRight::ManageParties);
     }
 }

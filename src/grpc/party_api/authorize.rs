@@ -32,6 +32,8 @@ pub struct CallContext {
     pub channel: Channel,
     /// The client's address (for the operators' view of open streams).
     pub peer: Option<std::net::SocketAddr>,
+    /// The client's certificate (open streams check it against CRLs reloaded later).
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl CallContext {
@@ -47,6 +49,9 @@ impl CallContext {
             request_id,
             channel,
             peer: request.remote_addr(),
+            certificate: request
+                .peer_certs()
+                .and_then(|chain| chain.first().map(|c| c.clone().into_owned())),
         }
     }
 }

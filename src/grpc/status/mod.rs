@@ -522,6 +522,21 @@ pub fn cursor_ahead(head: u64) -> Status {
     .into()
 }
 
+/// FAILED_PRECONDITION CRL_RELOAD_FAILED: the CRLs in force stay as they were.
+pub fn crl_reload_failed(e: &crate::revocation::ReloadError) -> Status {
+    use crate::revocation::ReloadError as E;
+    let report = Report::new(
+        Code::FailedPrecondition,
+        ErrorReason::CrlReloadFailed,
+        format!("{e}; the CRLs in force stay as they were: fix the file, then reload again"),
+    );
+    match e {
+        E::Read { path, .. } | E::Parse { path, .. } => report.with("file", path.display().to_string()),
+        E::Verifier(_) | E::NoFiles => report,
+    }
+    .into()
+}
+
 /// RESOURCE_EXHAUSTED TOO_MANY_STREAMS: the party has as many delivery streams open as it may.
 pub fn too_many_streams(e: crate::streams::TooManyStreams) -> Status {
     Report::new(

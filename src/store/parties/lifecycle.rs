@@ -24,6 +24,7 @@ use crate::domain::PartyState;
 use crate::domain::clock::{Micros, business_date_at, business_day_start, format_date};
 use crate::domain::lifecycle::{PartyAction, Signer, TerminationNotice};
 use crate::domain::limits::LimitOverrides;
+use crate::store::delivery::AgencyAction;
 use crate::store::tx::{Conn, on_conn};
 use crate::store::{Store, StoreError, new_id, stored_date};
 
@@ -431,4 +432,35 @@ async fn append_audit(conn: &mut Conn, line: &AuditLine<'_>) -> Result<(), Store
         .await?;
     });
     Ok(())
+}
+
+/// Records the agency's action on a party's subscriptions in the party's audit history, inside the
+/// caller's transaction (the one that changed them). The party's state does not change.
+pub(crate) async fn append_agency_audit(
+    conn: &mut Conn,
+    actor: &Actor,
+    party_id: &str,
+    action: AgencyAction,
+    details: serde_json::Value,
+    now: Micros,
+) -> Result<(), StoreError> {
+    let party = rows::party_row(conn, party_id, false)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let state = party.state_on(business_date_at(now))?;
+    let line = AuditLine {
+        at: now,
+        operator: Some(actor),
+        action: match action {
+            AgencyAction::Suspend => PartyAction::SuspendSubscriptions,
+            AgencyAction::Resume => PartyAction::ResumeSubscriptions,
+            AgencyAction::End => PartyAction::EndSubscriptions,
+        },
+        party_id,
+        before: Some(state),
+        after: state,
+        idempotency_key: "",
+        details,
+    };
+    append_audit(conn, &line).await
 }

@@ -20,6 +20,7 @@ use crate::domain::lifecycle::{CodeProblem, IllegalTransition, Standing, Termina
 use crate::domain::onboarding::NewOperator;
 
 pub use lifecycle::PartyChange;
+pub(crate) use lifecycle::append_agency_audit;
 
 pub use crate::domain::onboarding::{
     Actor, AuditRecord, CertificateRecord, CertifiedParty, NewAgreement, NewApplication, NewCertificate,

@@ -82,6 +82,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         party_ca_pem: ca.cert_pem().as_bytes().to_vec(),
         operator_ca_pem: ca.cert_pem().as_bytes().to_vec(),
         crls: Vec::new(),
+        crl_files: Vec::new(),
     };
     let settings = Settings {
         party_addr: "127.0.0.1:0".parse()?,

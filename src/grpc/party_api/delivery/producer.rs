@@ -187,9 +187,17 @@ impl DeliveryStream {
         }
     }
 
-    /// Re-checks that the stream's certificate may still call (registered, not revoked, party not
-    /// terminated).
+    /// Re-checks that the stream's certificate may still call (registered, not revoked, not revoked
+    /// by a CRL reloaded since it connected, party not terminated).
     async fn still_allowed(&self) -> Result<(), IdentityError> {
+        if let Some(leaf) = &self.call.certificate
+            && !self
+                .state
+                .party_certificates
+                .still_valid(leaf, &self.party.fingerprint)
+        {
+            return Err(IdentityError::CertificateRevoked { operator: false });
+        }
         let current = self
             .state
             .store
