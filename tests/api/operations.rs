@@ -12,9 +12,9 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use crate::backend_tests;
-use crate::delivery::{Events, drain, new_sub, open, pay, subscribe};
+use crate::delivery::{Events, drain, new_sub, open, pay, records_of, subscribe, take};
 use crate::helpers::{Backend, SpawnOptions, TestApp, idempotency_key, reason};
-use crate::register::{P1, accepted, case, ingest};
+use crate::register::{P1, P2, accepted, case, ingest};
 
 backend_tests!(
     a_party_over_its_stream_limit_is_refused_and_another_is_not,
@@ -22,6 +22,7 @@ backend_tests!(
     operators_set_a_partys_own_limits_and_the_change_is_audited,
     consumers_show_streams_confirmations_lag_expiry_and_refreshes,
     a_reloaded_crl_ends_the_revoked_partys_streams_and_calls,
+    the_agency_suspends_resumes_and_ends_subscriptions_on_a_live_stream,
 );
 
 fn metadata(status: &tonic::Status, key: &str) -> String {
@@ -513,5 +514,221 @@ async fn a_reloaded_crl_ends_the_revoked_partys_streams_and_calls(backend: Backe
     }
     assert!(lifted, "SIGHUP did not reload the CRLs");
     party.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    app.stop().await;
+}
+
+async fn agency(
+    app: &TestApp,
+    who: &lefi::dev::certs::Issued,
+    action: &str,
+    party_id: &str,
+    scope: Option<admin_pb::agency_subscriptions_request::Scope>,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut client = admin_pb::operations_admin_service_client::OperationsAdminServiceClient::new(
+        app.admin_channel(who).await,
+    );
+    let request = admin_pb::AgencySubscriptionsRequest {
+        party_id: party_id.to_string(),
+        scope,
+        reason: format!("follow-up review 2026/17: {action}"),
+    };
+    match action {
+        "suspend" => client.suspend_subscriptions(request).await,
+        "resume" => client.resume_subscriptions(request).await,
+        _ => client.end_subscriptions(request).await,
+    }
+    .map(|r| r.into_inner().subscription_ids)
+}
+
+fn notice(event: &pb::StreamEvent) -> &pb::SubscriptionNotice {
+    match &event.event {
+        Some(pb::stream_event::Event::Notice(n)) => n,
+        other => panic!("not a notice: {other:?}"),
+    }
+}
+
+async fn the_agency_suspends_resumes_and_ends_subscriptions_on_a_live_stream(backend: Backend) {
+    use admin_pb::agency_subscriptions_request::Scope;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    accepted(
+        &ingest(
+            &app,
+            vec![
+                case(P1, "C1", 1),
+                pay(P1, "PAY1", 1, pb::RecordKind::New, 1),
+                pay(P2, "PAY9", 1, pb::RecordKind::New, 9),
+            ],
+        )
+        .await,
+    );
+    let insurer = app.party_channel(&app.certs.insurer).await;
+    let created = subscribe(
+        insurer.clone(),
+        vec![
+            new_sub("one", P1, "INS_COORDINATION"),
+            new_sub("two", P2, "INS_COORDINATION"),
+        ],
+    )
+    .await;
+    let id = |i: usize| {
+        created.results[i]
+            .subscription
+            .as_ref()
+            .unwrap()
+            .subscription_id
+            .clone()
+    };
+    let (s1, s2) = (id(0), id(1));
+    let mut stream = open(insurer.clone(), "", 0).await;
+    let first = drain(&mut stream).await;
+    let p1_records: usize = first
+        .iter()
+        .map(|e| match &e.event {
+            Some(pb::stream_event::Event::Records(b)) if b.subscription_id == s1 => b.records.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(p1_records, 2, "{first:?}");
+
+    // Only an operator acts, on a named scope of a known party.
+    let person = || Some(Scope::PersonId(P1.to_string()));
+    let denied = agency(&app, &app.certs.auditor, "suspend", &app.insurer_id, person())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let no_scope = agency(&app, &app.certs.operator, "suspend", &app.insurer_id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(no_scope.code(), Code::InvalidArgument);
+    let unknown = Some(Scope::SubscriptionId("sub_nothing".to_string()));
+    let missing = agency(&app, &app.certs.operator, "suspend", &app.insurer_id, unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&missing), "SUBSCRIPTION_NOT_FOUND");
+    let nobody = agency(&app, &app.certs.operator, "suspend", "pty_nobody", person())
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&nobody), "PARTY_NOT_FOUND");
+
+    // Suspending the person's subscriptions: the stream hears it, with the reason.
+    let suspended = agency(&app, &app.certs.operator, "suspend", &app.insurer_id, person())
+        .await
+        .unwrap();
+    assert_eq!(suspended, vec![s1.clone()]);
+    let heard = take(&mut stream, 1).await;
+    let n = notice(&heard[0]);
+    assert_eq!(n.subscription_id, s1);
+    assert_eq!(n.state, pb::SubscriptionState::Suspended as i32);
+    assert_eq!(n.reason, pb::SubscriptionStateReason::SuspendedByAgency as i32);
+    assert_eq!(n.message, "follow-up review 2026/17: suspend");
+    // Again: nothing more to suspend.
+    let again = agency(&app, &app.certs.operator, "suspend", &app.insurer_id, person())
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+
+    // While suspended nothing about the person is delivered; the other subscription goes on.
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
+    accepted(&ingest(&app, vec![pay(P2, "PAY8", 1, pb::RecordKind::New, 8)]).await);
+    let meanwhile = drain(&mut stream).await;
+    assert!(!meanwhile.is_empty());
+    for event in &meanwhile {
+        if let Some(pb::stream_event::Event::Change(c)) = &event.event {
+            assert_eq!(
+                c.subscription_id, s2,
+                "delivered to a suspended subscription: {meanwhile:?}"
+            );
+        }
+    }
+
+    // Resumed: a RESUMED notice and a fresh snapshot that holds what came meanwhile.
+    let resumed = agency(&app, &app.certs.operator, "resume", &app.insurer_id, person())
+        .await
+        .unwrap();
+    assert_eq!(resumed, vec![s1.clone()]);
+    let mut back = take(&mut stream, 2).await;
+    while !matches!(
+        back.last().and_then(|e| e.event.as_ref()),
+        Some(pb::stream_event::Event::SnapshotEnd(_))
+    ) {
+        back.extend(take(&mut stream, 1).await);
+    }
+    let n = notice(&back[0]);
+    assert_eq!(n.state, pb::SubscriptionState::Active as i32);
+    assert_eq!(n.reason, pb::SubscriptionStateReason::Resumed as i32);
+    let Some(pb::stream_event::Event::SnapshotBegin(b)) = &back[1].event else {
+        panic!("{back:?}")
+    };
+    assert_eq!(b.subscription_id, s1);
+    assert_eq!(b.reason, pb::SnapshotReason::SubscriptionResumed as i32);
+    assert_eq!(b.event_number, n.event_number + 1);
+    assert_eq!(records_of(&back).len(), p1_records + 1, "{back:?}");
+
+    // Ended for good, both; ended ones are not resumed.
+    let ended = agency(
+        &app,
+        &app.certs.operator,
+        "end",
+        &app.insurer_id,
+        Some(Scope::AllOfParty(true)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended.len(), 2);
+    for event in take(&mut stream, 2).await {
+        let n = notice(&event);
+        assert_eq!(n.state, pb::SubscriptionState::Ended as i32);
+        assert_eq!(n.reason, pb::SubscriptionStateReason::EndedByAgency as i32);
+    }
+    let none = agency(
+        &app,
+        &app.certs.operator,
+        "resume",
+        &app.insurer_id,
+        Some(Scope::AllOfParty(true)),
+    )
+    .await
+    .unwrap();
+    assert!(none.is_empty());
+
+    // Each action is in the party's history, with the operator, the subscriptions and the reason,
+    // and never the person.
+    let history = admin_pb::party_admin_service_client::PartyAdminServiceClient::new(
+        app.admin_channel(&app.certs.auditor).await,
+    )
+    .list_party_history(admin_pb::ListPartyHistoryRequest {
+        party_id: app.insurer_id.clone(),
+        page_size: 0,
+        page_token: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries;
+    let actions: Vec<i32> = history.iter().map(|e| e.action).collect();
+    for (action, count) in [
+        (admin_pb::PartyAction::SuspendSubscriptions, 2),
+        (admin_pb::PartyAction::ResumeSubscriptions, 2),
+        (admin_pb::PartyAction::EndSubscriptions, 1),
+    ] {
+        assert_eq!(
+            actions.iter().filter(|a| **a == action as i32).count(),
+            count,
+            "{action:?} in {history:#?}"
+        );
+    }
+    let suspend = history
+        .iter()
+        .find(|e| e.action == admin_pb::PartyAction::SuspendSubscriptions as i32)
+        .unwrap();
+    assert_eq!(suspend.operator_name, "Test Operatör");
+    let details: serde_json::Value = serde_json::from_str(&suspend.details_json).unwrap();
+    assert_eq!(details["subscription_ids"], serde_json::json!([s1]));
+    assert_eq!(details["reason"], "follow-up review 2026/17: suspend");
+    for entry in &history {
+        assert!(!entry.details_json.contains(&P1[2..8]), "{entry:?}");
+    }
     app.stop().await;
 }
