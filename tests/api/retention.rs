@@ -144,3 +144,49 @@ async fn a_cursor_past_a_restored_register_is_refused_not_skipped(backend: Backe
     assert!(!drain(&mut fresh).await.is_empty());
     app.stop().await;
 }
+
+/// With several replicas on one PostgreSQL database, one prunes at a time: while another holds
+/// the pruner's advisory lock (mid-prune), a replica's pruner deletes nothing and says so; once
+/// the lock is released, the next run prunes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    lefi_no_test_postgres,
+    ignore = "LEFI_TEST_POSTGRES_URL was not set when the tests were built (see README)"
+)]
+async fn replicas_prune_one_at_a_time() {
+    use sqlx::Connection as _;
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
+    subscribe(
+        app.party_channel(&app.certs.insurer).await,
+        vec![new_sub("a", P1, "INS_COORDINATION")],
+    )
+    .await;
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
+    accepted(&ingest(&app, vec![pay(P1, "PAY3", 1, pb::RecordKind::New, 3)]).await);
+    let tomorrow = app.clock.now_micros() + 24 * 3600 * 1_000_000;
+
+    // Another replica is pruning: it holds the lock in its transaction.
+    let mut other = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+    let mut pruning = other.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(lefi::store::delivery::PRUNE_LOCK)
+        .fetch_one(&mut *pruning)
+        .await
+        .unwrap();
+    assert!(locked);
+    let replica = lefi::store::Store::connect(&app.db_url, 2).await.unwrap();
+    assert_eq!(replica.prune_delivery_history(tomorrow).await.unwrap(), 0);
+    assert_eq!(app.store.prune_delivery_history(tomorrow).await.unwrap(), 0);
+    pruning.rollback().await.unwrap();
+
+    // Released: one run prunes everything but each subscription's latest event; the next finds
+    // nothing left.
+    let deleted = replica.prune_delivery_history(tomorrow).await.unwrap();
+    assert!(deleted >= 2, "{deleted}");
+    assert_eq!(app.store.prune_delivery_history(tomorrow).await.unwrap(), 0);
+    replica.close().await;
+    app.stop().await;
+}

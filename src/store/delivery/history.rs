@@ -371,4 +371,4 @@ impl Store {
 
 /// The PostgreSQL advisory lock key the history pruner holds for its transaction ("lefi" and a
 /// number, so it does not collide with another application's lock on a shared database).
-const PRUNE_LOCK: i64 = 0x6c65_6669_0000_0001;
+pub const PRUNE_LOCK: i64 = 0x6c65_6669_0000_0001;

@@ -11,6 +11,7 @@
 //! ingest by the same lock: a reader that has seen sequence N has seen every event at or below N.
 
 mod history;
+pub use history::PRUNE_LOCK;
 
 use std::collections::HashMap;
 
