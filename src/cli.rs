@@ -470,6 +470,12 @@ pub struct BenchDeliveryArgs {
     /// with such a build.
     #[arg(long)]
     pub compare_policy_stub: bool,
+    /// Also time the snapshot with the metrics scraped every second and not scraped (three runs
+    /// each way, alternating). The counters themselves are always kept (an atomic add per RPC
+    /// and per delivered batch); what Prometheus adds is the scrape, which reads the head, each
+    /// party's lag and the pools from the database.
+    #[arg(long)]
+    pub compare_metrics: bool,
 }
 
 /// The database a command works on directly.
@@ -497,6 +503,15 @@ pub enum OperatorCommand {
         /// orders and their confidentiality review).
         #[arg(long, value_parser = operator_role)]
         role: OperatorRole,
+    },
+    /// Revoke an operator's certificate: its next call on the admin API is refused
+    /// (UNAUTHENTICATED CERTIFICATE_REVOKED). `add` with the same certificate registers it again.
+    Revoke {
+        #[command(flatten)]
+        database: DatabaseUrlArg,
+        /// The certificate's SHA-256 fingerprint, as `lefi operator list` shows it.
+        #[arg(long)]
+        fingerprint: String,
     },
     /// List registered operators.
     List(DatabaseUrlArg),

@@ -133,6 +133,24 @@ async fn operator(command: OperatorCommand) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+        OperatorCommand::Revoke {
+            database,
+            fingerprint,
+        } => {
+            let fingerprint = fingerprint.replace(':', "").to_ascii_lowercase();
+            let store = Store::connect(&database.database_url, 2).await?;
+            let revoked = store
+                .revoke_operator(&fingerprint, Clock::system().now_micros())
+                .await?;
+            store.close().await;
+            if !revoked {
+                anyhow::bail!(
+                    "no operator has the certificate {fingerprint}\n  hint: `lefi operator list` shows the registered ones"
+                );
+            }
+            println!("revoked the operator certificate {fingerprint}: its next admin call is refused");
+            Ok(())
+        }
         OperatorCommand::List(db) => {
             let store = Store::connect(&db.database_url, 2).await?;
             println!(

@@ -194,3 +194,105 @@ fn operator_onboards_and_terminates_a_party_with_the_cli() {
     }
     assert!(history.contains("CONNECTED → TERMINATED"), "{history}");
 }
+
+/// The operations commands as an operator uses them on a running server: each party's delivery,
+/// its limits, the CRLs, the agency's suspension, and revoking an operator's certificate.
+#[test]
+fn operations_from_the_cli() {
+    let server = DevServer::start();
+    let consumers: Vec<serde_json::Value> = server
+        .admin(&["consumers", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!consumers.is_empty(), "the demo parties are connected");
+    let party = consumers[0]["partyId"].as_str().unwrap().to_string();
+    assert!(consumers[0]["limits"]["maxStreams"].as_u64().unwrap() >= 1);
+    let text = server.admin(&["consumers", "--party-id", &party]);
+    assert!(text.contains("limits") && text.contains("full refresh"), "{text}");
+
+    let set = server.admin_json(&[
+        "limits",
+        "--party-id",
+        &party,
+        "--max-streams",
+        "3",
+        "--rate",
+        "20",
+        "--reason",
+        "agreed with the party",
+    ]);
+    assert_eq!(set["limits"]["maxStreams"], 3);
+    assert_eq!(set["limits"]["requestsPerSecond"], 20);
+    let shown = server.admin(&["show", &party]);
+    assert!(
+        shown.contains("3 streams, 20 requests/s, burst default"),
+        "{shown}"
+    );
+
+    let crls = server.admin(&["crls"]);
+    assert!(crls.contains("no CRL in force"), "{crls}");
+
+    let suspended = server.admin(&[
+        "subscriptions",
+        "suspend",
+        "--party-id",
+        &party,
+        "--all",
+        "--reason",
+        "review 2026/17",
+    ]);
+    assert!(suspended.contains("subscriptions suspended"), "{suspended}");
+    let history = server.admin(&["history", &party]);
+    assert!(
+        history.contains("SET_LIMITS") && history.contains("SUSPEND_SUBSCRIPTIONS"),
+        "{history}"
+    );
+    // A scope is required.
+    let out = server.run(&[
+        "admin",
+        "--addr",
+        &server.admin_addr,
+        "subscriptions",
+        "end",
+        "--party-id",
+        &party,
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+
+    // The demo operator's certificate is revoked: its next call is refused.
+    let operators = server.run(&["operator", "list", "--database-url", "sqlite://lefi.db"]);
+    let listing = String::from_utf8_lossy(&operators.stdout).to_string();
+    let fingerprint = listing
+        .lines()
+        .find(|l| l.contains(" operator ") && l.contains("active"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("{listing}"))
+        .to_string();
+    let revoked = server.run(&[
+        "operator",
+        "revoke",
+        "--database-url",
+        "sqlite://lefi.db",
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let refused = server.run(&["admin", "--addr", &server.admin_addr, "whoami"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("CERTIFICATE_REVOKED"),
+        "{refused:?}"
+    );
+    let unknown = server.run(&[
+        "operator",
+        "revoke",
+        "--database-url",
+        "sqlite://lefi.db",
+        "--fingerprint",
+        "00",
+    ]);
+    assert!(!unknown.status.success());
+}

@@ -229,6 +229,29 @@ impl Store {
         conn.commit().await
     }
 
+    /// Revokes an operator's certificate from `now` on; `false` when no operator has it (an
+    /// operator already revoked keeps its first revocation time).
+    pub async fn revoke_operator(&self, fingerprint: &str, now: Micros) -> Result<bool, StoreError> {
+        let mut conn = self.write().await?;
+        let known: Option<(String,)> = on_conn!(&mut conn, |c| {
+            sqlx::query_as("SELECT fingerprint FROM operators WHERE fingerprint = $1")
+                .bind(fingerprint)
+                .fetch_optional(c)
+                .await?
+        });
+        if known.is_none() {
+            return Ok(false);
+        }
+        execute!(
+            &mut conn,
+            "UPDATE operators SET revoked_at = COALESCE(revoked_at, $1) WHERE fingerprint = $2",
+            now,
+            fingerprint,
+        );
+        conn.commit().await?;
+        Ok(true)
+    }
+
     /// The party's current agreement (the most recently sent), with what it grants.
     pub async fn agreement_for_party(&self, party_id: &str) -> Result<Option<Agreement>, StoreError> {
         let mut conn = self.read_tx().await?;

@@ -87,7 +87,8 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let settings = Settings {
         party_addr: "127.0.0.1:0".parse()?,
         admin_addr: "127.0.0.1:0".parse()?,
-        metrics_addr: None,
+        // Always listening (as in production with Prometheus); --compare-metrics scrapes it.
+        metrics_addr: Some("127.0.0.1:0".parse()?),
         database: DatabaseSettings {
             url: options.database_url.clone(),
             max_connections: 8,
@@ -108,6 +109,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let app = App::build_with_store(settings, store.clone(), clock.clone()).await?;
     let addr = format!("https://localhost:{}", app.party_addr()?.port());
     let admin_addr = format!("https://localhost:{}", app.admin_addr()?.port());
+    let metrics_addr = app.metrics_addr();
     let stop = CancellationToken::new();
     let server_task = tokio::spawn(app.run_until(stop.clone()));
     let pem = client.client_pem(&ca);
@@ -150,6 +152,12 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         Some(snapshot::compare_policy_stub(&channel, persons.len()).await?)
     } else {
         None
+    };
+
+    // 5c. Optionally, the snapshot again with the metrics scraped and not, alternating.
+    let metrics_comparison = match (options.compare_metrics, metrics_addr) {
+        (true, Some(addr)) => Some(snapshot::compare_metrics(&channel, persons.len(), addr).await?),
+        _ => None,
     };
 
     // 6. Commit-to-delivery latency at a fixed commit rate, one fact per commit.
@@ -210,6 +218,31 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
             "  policy on vs stubbed  {on:.0} vs {stubbed:.0} records/s (means of two fresh-stream runs each) \
              → on/stubbed = {:.3}",
             on / stubbed
+        );
+    }
+    if let Some((scraped, quiet, scrapes, per_scrape)) = metrics_comparison {
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+        };
+        let runs = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        };
+        println!(
+            "  metrics scraped       {} records/s ({scrapes} scrapes at 1/s)",
+            runs(&scraped)
+        );
+        println!("  metrics not scraped   {} records/s", runs(&quiet));
+        println!(
+            "  → scraped/not (medians) = {:.3}; one scrape takes {:.2} ms (mean of 100 back to back), \
+             i.e. at most {:.2} % of one core at one scrape a second",
+            median(&scraped) / median(&quiet),
+            per_scrape * 1e3,
+            per_scrape * 100.0
         );
     }
     println!(

@@ -1,8 +1,7 @@
 //! Reading start snapshots off a fresh stream, and the snapshot timed with the policy check on
 //! and stubbed out.
 
-#[cfg(feature = "bench-policy-stub")]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -54,7 +53,6 @@ impl SnapshotCount {
 
 /// Opens a fresh stream (empty cursor) and reads every start snapshot; returns the records
 /// received and the seconds it took.
-#[cfg(feature = "bench-policy-stub")]
 async fn time_snapshot(channel: &Channel, subscriptions: usize) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
     let mut stream = fresh_stream(channel.clone(), 1_000).await?;
@@ -93,4 +91,63 @@ pub(super) async fn compare_policy_stub(
         "--compare-policy-stub needs a build with the benchmark-only stub: \
          cargo run --release --features bench-policy-stub -- bench delivery …"
     )
+}
+
+/// Snapshot rates (records/s) with the metrics listener scraped every second and not scraped,
+/// four runs each in the order not, scraped, scraped, not, … (so that a drift over the runs, such
+/// as a growing disclosure log, falls on both alike); then the time one scrape takes, the mean of
+/// 100 back to back: (scraped, not scraped, scrapes made, seconds per scrape).
+pub(super) async fn compare_metrics(
+    channel: &Channel,
+    subscriptions: usize,
+    metrics: std::net::SocketAddr,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, u64, f64)> {
+    let (mut scraped, mut quiet) = (Vec::new(), Vec::new());
+    let mut scrapes = 0;
+    for round in 0..8 {
+        let scrape = matches!(round % 4, 1 | 2);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let scraper = scrape.then(|| tokio::spawn(scrape_every_second(metrics, stop.clone())));
+        let (records, secs) = time_snapshot(channel, subscriptions).await?;
+        stop.cancel();
+        if let Some(task) = scraper {
+            scrapes += task.await??;
+        }
+        if scrape { &mut scraped } else { &mut quiet }.push(records as f64 / secs);
+    }
+    let started = Instant::now();
+    for _ in 0..100 {
+        scrape_once(metrics).await?;
+    }
+    Ok((scraped, quiet, scrapes, started.elapsed().as_secs_f64() / 100.0))
+}
+
+/// One GET /metrics on a new connection, as Prometheus makes it.
+async fn scrape_once(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = Vec::new();
+    tcp.read_to_end(&mut body).await?;
+    anyhow::ensure!(body.starts_with(b"HTTP/1.1 200"), "a scrape was not answered 200");
+    Ok(())
+}
+
+/// GETs /metrics every second as Prometheus would (a new connection each time) until `stop`;
+/// returns how many scrapes it made.
+async fn scrape_every_second(
+    addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<u64> {
+    let mut made = 0;
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(made),
+            _ = ticks.tick() => {}
+        }
+        scrape_once(addr).await?;
+        made += 1;
+    }
 }
