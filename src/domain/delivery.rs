@@ -130,9 +130,9 @@ mod tests {
     }
 
     #[test]
-    fn only_an_ended_consent_suspends() {
+    fn only_an_ended_consent_and_the_agency_suspend() {
         for r in EndReason::ALL {
-            let expected = if r == EndReason::ConsentEnded {
+            let expected = if matches!(r, EndReason::ConsentEnded | EndReason::SuspendedByAgency) {
                 SubscriptionState::Suspended
             } else {
                 SubscriptionState::Ended

@@ -220,16 +220,7 @@ async fn operators_set_a_partys_own_limits_and_the_change_is_audited(backend: Ba
         .unwrap()
         .into_inner();
     assert_eq!(party.limits, Some(three));
-    let history = admin
-        .list_party_history(admin_pb::ListPartyHistoryRequest {
-            party_id: app.insurer_id.clone(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let history = insurer_history(&app).await;
     let entry = history
         .iter()
         .find(|e| e.action == admin_pb::PartyAction::SetLimits as i32)
@@ -695,18 +686,7 @@ async fn the_agency_suspends_resumes_and_ends_subscriptions_on_a_live_stream(bac
 
     // Each action is in the party's history, with the operator, the subscriptions and the reason,
     // and never the person.
-    let history = admin_pb::party_admin_service_client::PartyAdminServiceClient::new(
-        app.admin_channel(&app.certs.auditor).await,
-    )
-    .list_party_history(admin_pb::ListPartyHistoryRequest {
-        party_id: app.insurer_id.clone(),
-        page_size: 0,
-        page_token: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .entries;
+    let history = insurer_history(&app).await;
     let actions: Vec<i32> = history.iter().map(|e| e.action).collect();
     for (action, count) in [
         (admin_pb::PartyAction::SuspendSubscriptions, 2),
@@ -731,4 +711,20 @@ async fn the_agency_suspends_resumes_and_ends_subscriptions_on_a_live_stream(bac
         assert!(!entry.details_json.contains(&P1[2..8]), "{entry:?}");
     }
     app.stop().await;
+}
+
+/// The insurer's audit history (the first page, which holds everything these tests do).
+async fn insurer_history(app: &TestApp) -> Vec<admin_pb::AuditEntry> {
+    admin_pb::party_admin_service_client::PartyAdminServiceClient::new(
+        app.admin_channel(&app.certs.auditor).await,
+    )
+    .list_party_history(admin_pb::ListPartyHistoryRequest {
+        party_id: app.insurer_id.clone(),
+        page_size: 0,
+        page_token: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries
 }

@@ -17,6 +17,16 @@ backend_tests!(
     a_cursor_past_a_restored_register_is_refused_not_skipped,
 );
 
+/// One payment to P1, then the insurer's subscription to P1.
+async fn paid_and_subscribed(app: &TestApp) {
+    accepted(&ingest(app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
+    subscribe(
+        app.party_channel(&app.certs.insurer).await,
+        vec![new_sub("a", P1, "INS_COORDINATION")],
+    )
+    .await;
+}
+
 async fn stream_from(app: &TestApp, cursor: &str) -> Result<crate::delivery::Events, tonic::Status> {
     pb::delivery_service_client::DeliveryServiceClient::new(app.party_channel(&app.certs.insurer).await)
         .stream(pb::StreamRequest {
@@ -36,12 +46,7 @@ async fn the_server_prunes_history_past_its_retention_and_old_cursors_expire(bac
         app.settings.history_retention,
         Duration::from_secs(30 * 24 * 3600)
     );
-    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
-    subscribe(
-        app.party_channel(&app.certs.insurer).await,
-        vec![new_sub("a", P1, "INS_COORDINATION")],
-    )
-    .await;
+    paid_and_subscribed(&app).await;
     let mut stream = open(app.party_channel(&app.certs.insurer).await, "", 0).await;
     // The client's position after the snapshot; a change follows the same day.
     let old_cursor = drain(&mut stream).await.last().unwrap().cursor.clone();
@@ -98,12 +103,7 @@ async fn a_cursor_past_a_restored_register_is_refused_not_skipped(backend: Backe
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
-    subscribe(
-        app.party_channel(&app.certs.insurer).await,
-        vec![new_sub("a", P1, "INS_COORDINATION")],
-    )
-    .await;
+    paid_and_subscribed(&app).await;
     let mut stream = open(app.party_channel(&app.certs.insurer).await, "", 0).await;
     let cursor = drain(&mut stream).await.last().unwrap().cursor.clone();
     drop(stream);
@@ -158,12 +158,7 @@ async fn replicas_prune_one_at_a_time() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
     };
-    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 1)]).await);
-    subscribe(
-        app.party_channel(&app.certs.insurer).await,
-        vec![new_sub("a", P1, "INS_COORDINATION")],
-    )
-    .await;
+    paid_and_subscribed(&app).await;
     accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 2)]).await);
     accepted(&ingest(&app, vec![pay(P1, "PAY3", 1, pb::RecordKind::New, 3)]).await);
     let tomorrow = app.clock.now_micros() + 24 * 3600 * 1_000_000;

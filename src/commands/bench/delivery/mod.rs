@@ -221,26 +221,29 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         );
     }
     if let Some((scraped, quiet, scrapes, per_scrape)) = metrics_comparison {
-        let median = |v: &[f64]| {
-            let mut v = v.to_vec();
+        let median = |v: Vec<f64>| {
+            let mut v = v;
             v.sort_by(f64::total_cmp);
             (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
         };
-        let runs = |v: &[f64]| {
+        let runs = |v: &[(f64, f64)]| {
             v.iter()
-                .map(|r| format!("{r:.0}"))
+                .map(|(rate, cpu)| format!("{rate:.0} ({cpu:.1} µs)"))
                 .collect::<Vec<_>>()
                 .join(" · ")
         };
+        let rates = |v: &[(f64, f64)]| median(v.iter().map(|r| r.0).collect());
+        let cpus = |v: &[(f64, f64)]| median(v.iter().map(|r| r.1).collect());
         println!(
-            "  metrics scraped       {} records/s ({scrapes} scrapes at 1/s)",
+            "  metrics scraped       {} records/s (CPU per record) ({scrapes} scrapes at 1/s)",
             runs(&scraped)
         );
-        println!("  metrics not scraped   {} records/s", runs(&quiet));
+        println!("  metrics not scraped   {}", runs(&quiet));
         println!(
-            "  → scraped/not (medians) = {:.3}; one scrape takes {:.2} ms (mean of 100 back to back), \
-             i.e. at most {:.2} % of one core at one scrape a second",
-            median(&scraped) / median(&quiet),
+            "  → scraped/not (medians): rate {:.3}, CPU per record {:.3}; one scrape takes {:.2} ms \
+             (mean of 100 back to back), i.e. at most {:.2} % of one core at one scrape a second",
+            rates(&scraped) / rates(&quiet),
+            cpus(&scraped) / cpus(&quiet),
             per_scrape * 1e3,
             per_scrape * 100.0
         );

@@ -96,24 +96,28 @@ pub(super) async fn compare_policy_stub(
 /// Snapshot rates (records/s) with the metrics listener scraped every second and not scraped,
 /// four runs each in the order not, scraped, scraped, not, … (so that a drift over the runs, such
 /// as a growing disclosure log, falls on both alike); then the time one scrape takes, the mean of
-/// 100 back to back: (scraped, not scraped, scrapes made, seconds per scrape).
+/// 100 back to back. Each run is (records/s, CPU µs per record in lefi and PostgreSQL together):
+/// (scraped, not scraped, scrapes made, seconds per scrape).
 pub(super) async fn compare_metrics(
     channel: &Channel,
     subscriptions: usize,
     metrics: std::net::SocketAddr,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>, u64, f64)> {
+) -> anyhow::Result<(Vec<(f64, f64)>, Vec<(f64, f64)>, u64, f64)> {
     let (mut scraped, mut quiet) = (Vec::new(), Vec::new());
     let mut scrapes = 0;
     for round in 0..8 {
         let scrape = matches!(round % 4, 1 | 2);
         let stop = tokio_util::sync::CancellationToken::new();
         let scraper = scrape.then(|| tokio::spawn(scrape_every_second(metrics, stop.clone())));
+        let cpu_before = super::super::measure::cpu_secs();
         let (records, secs) = time_snapshot(channel, subscriptions).await?;
+        let cpu_after = super::super::measure::cpu_secs();
         stop.cancel();
         if let Some(task) = scraper {
             scrapes += task.await??;
         }
-        if scrape { &mut scraped } else { &mut quiet }.push(records as f64 / secs);
+        let cpu = (cpu_after.0 + cpu_after.1 - cpu_before.0 - cpu_before.1) * 1e6 / records.max(1) as f64;
+        if scrape { &mut scraped } else { &mut quiet }.push((records as f64 / secs, cpu));
     }
     let started = Instant::now();
     for _ in 0..100 {
