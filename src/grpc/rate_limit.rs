@@ -51,13 +51,20 @@ impl RateLimits {
         let rate = (limits.requests_per_second, limits.burst);
         let limiter = {
             let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-            let bucket = buckets
-                .entry(party.party_id.clone())
-                .or_insert_with(|| Bucket::new(rate));
-            if bucket.rate != rate {
-                *bucket = Bucket::new(rate);
+            match buckets.get_mut(&party.party_id) {
+                // Every call after the party's first: no allocation on this path.
+                Some(bucket) if bucket.rate == rate => Arc::clone(&bucket.limiter),
+                Some(bucket) => {
+                    *bucket = Bucket::new(rate);
+                    Arc::clone(&bucket.limiter)
+                }
+                None => {
+                    let bucket = Bucket::new(rate);
+                    let limiter = Arc::clone(&bucket.limiter);
+                    buckets.insert(party.party_id.clone(), bucket);
+                    limiter
+                }
             }
-            Arc::clone(&bucket.limiter)
         };
         limiter
             .check()
