@@ -470,12 +470,17 @@ pub struct BenchDeliveryArgs {
     /// with such a build.
     #[arg(long)]
     pub compare_policy_stub: bool,
-    /// Also time the snapshot with the metrics scraped every second and not scraped (three runs
-    /// each way, alternating). The counters themselves are always kept (an atomic add per RPC
-    /// and per delivered batch); what Prometheus adds is the scrape, which reads the head, each
-    /// party's lag and the pools from the database.
+    /// Also time the snapshot with the metrics scraped every second and not scraped
+    /// (`--compare-metrics-runs` runs in all, alternating). The counters themselves are always
+    /// kept (an atomic add per RPC and per delivered batch); what Prometheus adds is the scrape,
+    /// which reads the head, each party's lag and the pools from the database.
     #[arg(long)]
     pub compare_metrics: bool,
+    /// Snapshot runs of `--compare-metrics`, half scraped and half not, in the order not,
+    /// scraped, scraped, not, … (rounded up to a multiple of four). More runs see through a
+    /// noisy machine.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=400))]
+    pub compare_metrics_runs: u32,
 }
 
 /// The database a command works on directly.

@@ -156,7 +156,9 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
 
     // 5c. Optionally, the snapshot again with the metrics scraped and not, alternating.
     let metrics_comparison = match (options.compare_metrics, metrics_addr) {
-        (true, Some(addr)) => Some(snapshot::compare_metrics(&channel, persons.len(), addr).await?),
+        (true, Some(addr)) => Some(
+            snapshot::compare_metrics(&channel, persons.len(), addr, options.compare_metrics_runs).await?,
+        ),
         _ => None,
     };
 

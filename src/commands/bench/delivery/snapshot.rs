@@ -94,18 +94,20 @@ pub(super) async fn compare_policy_stub(
 }
 
 /// Snapshot rates (records/s) with the metrics listener scraped every second and not scraped,
-/// four runs each in the order not, scraped, scraped, not, … (so that a drift over the runs, such
-/// as a growing disclosure log, falls on both alike); then the time one scrape takes, the mean of
+/// `runs` in all (rounded up to a multiple of four), half each, in the order not, scraped,
+/// scraped, not, … (so that a drift over the runs, such as a growing disclosure log, falls on
+/// both alike); then the time one scrape takes, the mean of
 /// 100 back to back. Each run is (records/s, CPU µs per record in lefi and PostgreSQL together):
 /// (scraped, not scraped, scrapes made, seconds per scrape).
 pub(super) async fn compare_metrics(
     channel: &Channel,
     subscriptions: usize,
     metrics: std::net::SocketAddr,
+    runs: u32,
 ) -> anyhow::Result<(Vec<(f64, f64)>, Vec<(f64, f64)>, u64, f64)> {
     let (mut scraped, mut quiet) = (Vec::new(), Vec::new());
     let mut scrapes = 0;
-    for round in 0..8 {
+    for round in 0..runs.div_ceil(4) * 4 {
         let scrape = matches!(round % 4, 1 | 2);
         let stop = tokio_util::sync::CancellationToken::new();
         let scraper = scrape.then(|| tokio::spawn(scrape_every_second(metrics, stop.clone())));
