@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
+use crate::domain::register::versions::StoredRecord;
 use crate::domain::statistics::extract::{
     EPISODE_VARIABLES, Kind, PANEL_VARIABLES, PERIOD_BENEFITS, Value, Variable, episode_values, has_periods,
     order_range, panel_values, person_rows,
@@ -184,7 +185,7 @@ impl Table {
 }
 
 /// A batch of the register being read by a task of its own; aborted if dropped before it ends.
-struct Reading(tokio::task::JoinHandle<Result<Vec<Snapshot>, StoreError>>);
+struct Reading(tokio::task::JoinHandle<Result<Vec<Snapshot<StoredRecord>>, StoreError>>);
 
 impl Drop for Reading {
     fn drop(&mut self) {

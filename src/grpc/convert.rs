@@ -7,7 +7,7 @@ use crate::domain::clock::{format_date, parse_date};
 use crate::domain::delivery::{StateReason, SubscriptionState};
 use crate::domain::party::AgreementType;
 use crate::domain::personnummer::IdKind;
-use crate::domain::register::versions::StoredRecord;
+use crate::domain::register::versions::{DeliveredVersion, StoredRecord};
 use crate::domain::register::{
     AmountLine, BenefitCase, CaseStatus, CompensationPeriod, DateRange, Decision, DecisionKind, Extent,
     FactBody, FactError, FactParts, NewFact, Payment, PersonData, PersonEvent, PersonEventKind, RecordKind,
@@ -307,7 +307,28 @@ fn record_fact(body: FactBody) -> Option<pb::benefit_record::Fact> {
 
 /// A stored version as parties receive it.
 pub fn benefit_record(r: StoredRecord) -> pb::BenefitRecord {
-    pb::BenefitRecord {
+    benefit_record_fields(r).into()
+}
+
+impl From<StoredRecord> for pb::BenefitRecord {
+    fn from(r: StoredRecord) -> Self {
+        benefit_record(r)
+    }
+}
+
+impl From<DeliveredVersion> for pb::BenefitRecord {
+    /// A version with a stored encoding is sent as stored; one without is converted.
+    fn from(v: DeliveredVersion) -> Self {
+        match v {
+            DeliveredVersion::Encoded(e) => Self::stored(e.seq, timestamp(e.recorded_at), e.encoded),
+            DeliveredVersion::Parsed(r) => benefit_record(r),
+        }
+    }
+}
+
+/// A stored version's fields as parties receive them.
+pub fn benefit_record_fields(r: StoredRecord) -> pb::BenefitRecordFields {
+    pb::BenefitRecordFields {
         register_sequence: r.seq,
         recorded_at: Some(timestamp(r.recorded_at)),
         record_id: r.record_id,
@@ -323,12 +344,15 @@ pub fn benefit_record(r: StoredRecord) -> pb::BenefitRecord {
 /// Records as parties receive them, in messages of at most `size` records each (none for no
 /// records). Takes the records by value: a snapshot converts hundreds of thousands a second, and
 /// moving their text costs nothing where copying it cost a tenth of the stream's time.
-pub fn record_batches(records: Vec<StoredRecord>, size: usize) -> Vec<Vec<pb::BenefitRecord>> {
+pub fn record_batches<R: Into<pb::BenefitRecord>>(
+    records: Vec<R>,
+    size: usize,
+) -> Vec<Vec<pb::BenefitRecord>> {
     let size = size.max(1);
     let mut batches = Vec::with_capacity(records.len().div_ceil(size));
     let mut records = records.into_iter().peekable();
     while records.peek().is_some() {
-        batches.push(records.by_ref().take(size).map(benefit_record).collect());
+        batches.push(records.by_ref().take(size).map(Into::into).collect());
     }
     batches
 }
@@ -510,7 +534,7 @@ mod tests {
 
     #[test]
     fn record_batches_of_nothing_are_none_and_size_zero_means_one() {
-        assert!(record_batches(Vec::new(), 100).is_empty());
+        assert!(record_batches(Vec::<StoredRecord>::new(), 100).is_empty());
         assert_eq!(record_batches(vec![record(1), record(2)], 0).len(), 2);
     }
 }

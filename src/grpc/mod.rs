@@ -23,6 +23,7 @@ pub mod party_api;
 pub mod rate_limit;
 pub mod statistics;
 pub mod status;
+pub mod wire;
 
 use crate::identity::{OperatorPrincipal, PartyPrincipal};
 use crate::policy::operator::{AdminRight, require};
@@ -33,6 +34,15 @@ pub mod pb {
     pub mod lefi {
         pub mod v1 {
             tonic::include_proto!("lefi.v1");
+
+            /// A benefit record in a message: its fields or its stored encoding (see
+            /// [`crate::grpc::wire`]); generated messages hold this type.
+            pub use crate::grpc::wire::BenefitRecord;
+
+            /// The record's `fact` oneof (generated for the fields, `BenefitRecordFields`).
+            pub mod benefit_record {
+                pub use super::benefit_record_fields::*;
+            }
         }
         pub mod admin {
             pub mod v1 {

@@ -211,6 +211,14 @@ impl Store {
             sqlite: |c| SQLITE_MIGRATIONS.run(c).await?,
             postgres: |c| POSTGRES_MIGRATIONS.run(c).await?,
         );
+        drop(conn);
+        let encoded = self.encode_stored_versions().await?;
+        if encoded > 0 {
+            tracing::info!(
+                versions = encoded,
+                "encoded the stored register versions in the current format"
+            );
+        }
         Ok(())
     }
 

@@ -422,7 +422,10 @@ async fn change_committed_during_the_snapshot_is_delivered_exactly_once(backend:
         seen
     };
     let (_, seen) = tokio::join!(writer, reader);
-    let mut ids: Vec<String> = records_of(&seen).into_iter().map(|r| r.record_id).collect();
+    let mut ids: Vec<String> = records_of(&seen)
+        .into_iter()
+        .map(|r| r.record_id.clone())
+        .collect();
     assert_eq!(ids.len(), 90);
     ids.sort();
     ids.dedup();
@@ -998,7 +1001,10 @@ async fn slow_client_holds_the_server_back(backend: Backend) {
     );
     // Reading again delivers the rest, each change once.
     let rest = take(&mut stream, total as usize + 1).await;
-    let mut ids: Vec<String> = records_of(&rest).into_iter().map(|r| r.record_id).collect();
+    let mut ids: Vec<String> = records_of(&rest)
+        .into_iter()
+        .map(|r| r.record_id.clone())
+        .collect();
     assert_eq!(ids.len(), total as usize);
     ids.sort();
     ids.dedup();

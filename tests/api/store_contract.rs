@@ -1174,7 +1174,9 @@ mod catalogue {
 /// a permit.
 mod register {
     use lefi::domain::Personnummer;
-    use lefi::domain::register::versions::{IngestResult, IngestedVersion, StoredPerson, StoredRecord};
+    use lefi::domain::register::versions::{
+        DeliveredVersion, IngestResult, IngestedVersion, StoredPerson, Version,
+    };
     use lefi::domain::register::{DateRange, FactParts, NewFact, PersonData, RecordKind, RejectReason};
     use lefi::policy::{Ask, Facts, PartyFacts, Permit, decide};
     use lefi::store::register::{RegisterStats, SnapshotAsk};
@@ -1194,6 +1196,7 @@ mod register {
         demo_person_is_the_first_with_the_benefit_from_the_source,
         permit_reads_return_exactly_what_the_permit_covers,
         records_at_keeps_only_rows_the_permit_of_their_sequence_covers,
+        versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate,
     );
 
     const MINUTE: i64 = 60_000_000;
@@ -1219,8 +1222,8 @@ mod register {
         }
     }
 
-    fn seqs(records: &[StoredRecord]) -> Vec<u64> {
-        records.iter().map(|r| r.seq).collect()
+    fn seqs<R: Version>(records: &[R]) -> Vec<u64> {
+        records.iter().map(Version::seq).collect()
     }
 
     /// From 2024 on, open-ended.
@@ -1598,6 +1601,8 @@ mod register {
         };
         let snapshot = async |permit, as_of| {
             let (data, records) = app.store.snapshot_of(permit, SINCE_2024, as_of).await.unwrap();
+            // Versions ingested by this lefi are delivered as their stored encoding.
+            assert!(records.iter().all(|r| matches!(r, DeliveredVersion::Encoded(_))));
             (data, seqs(&records))
         };
         assert_eq!(snapshot(&sickness, head).await, (anna.clone(), vec![s2]));
@@ -1672,16 +1677,19 @@ mod register {
             ])
             .await
             .unwrap();
-        let mut at: Vec<_> = found.iter().map(|(seq, r)| (*seq, r.person.clone())).collect();
+        let mut at: Vec<_> = found.iter().map(|(seq, r)| (*seq, r.seq())).collect();
         at.sort_by_key(|(seq, _)| *seq);
         assert_eq!(
             at,
             [
-                (sickness_seq, pnr(P1)),
-                (person_seq, pnr(P1)),
-                (other_seq, pnr(P2)),
+                (sickness_seq, sickness_seq),
+                (person_seq, person_seq),
+                (other_seq, other_seq),
             ]
         );
+        // Benefit versions come with their stored encoding; the person update whole.
+        assert!(matches!(found[&sickness_seq], DeliveredVersion::Encoded(_)));
+        assert!(matches!(&found[&person_seq], DeliveredVersion::Parsed(r) if r.is_person_update()));
         // A sequence whose row is about another person than its permit's is dropped.
         assert!(
             app.store
@@ -1691,6 +1699,74 @@ mod register {
                 .is_empty()
         );
         assert!(app.store.records_at(&[]).await.unwrap().is_empty());
+        app.stop().await;
+    }
+
+    /// A register written by a lefi that kept no encodings (the column empty, the format 0) is
+    /// delivered from the JSON bodies, byte for byte as from the encodings; `migrate` then encodes
+    /// every benefit version, once.
+    async fn versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate(backend: Backend) {
+        use lefi::grpc::pb::lefi::v1 as pb;
+        use prost::Message as _;
+
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let accepted = accept(
+            &app,
+            vec![
+                period(P1, "s", 1, "SJP", JANUARY),
+                person_update(P1, 1, "Anna"),
+                period(P1, "s", 2, "SJP", FEBRUARY),
+                period(P1, "r", 1, "SJP", JANUARY),
+                retraction(P1, "r", 2, "SJP"),
+            ],
+        )
+        .await;
+        let head = app.store.head_seq().await.unwrap();
+        let permit = insurer_permit(&app, P1, &["SJP"]).await;
+        let changes: Vec<(u64, &Permit)> = accepted.iter().map(|seq| (*seq, &permit)).collect();
+        // What a stream sends: the snapshot's records and each change's, encoded.
+        let sent = async || {
+            let (data, snapshot) = app.store.snapshot_of(&permit, SINCE_2024, head).await.unwrap();
+            let mut at: Vec<_> = app
+                .store
+                .records_at(&changes)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            at.sort_by_key(|(seq, _)| *seq);
+            let forms: Vec<bool> = snapshot
+                .iter()
+                .chain(at.iter().map(|(_, v)| v))
+                .filter(|v| !v.is_person_update())
+                .map(|v| matches!(v, DeliveredVersion::Encoded(_)))
+                .collect();
+            let bytes: Vec<Vec<u8>> = snapshot
+                .into_iter()
+                .chain(at.into_iter().map(|(_, v)| v))
+                .filter(|v| !v.is_person_update())
+                .map(|v| pb::BenefitRecord::from(v).encode_to_vec())
+                .collect();
+            (data, forms, bytes)
+        };
+        let (data, forms, encoded) = sent().await;
+        assert_eq!(data.name, "Anna");
+        // The snapshot's one record ("s" at version 2) and the four benefit changes.
+        assert_eq!(forms, [true; 5]);
+
+        app.execute_sql("UPDATE register_log SET wire = NULL").await;
+        app.execute_sql("UPDATE register_head SET wire_format = 0").await;
+        let (_, forms, parsed) = sent().await;
+        assert_eq!(forms, [false; 5], "read whole without an encoding");
+        assert_eq!(parsed, encoded, "the same bytes either way");
+
+        app.store.migrate().await.unwrap();
+        let (_, forms, again) = sent().await;
+        assert_eq!(forms, [true; 5], "encoded by migrate");
+        assert_eq!(again, encoded);
+        assert_eq!(app.store.encode_stored_versions().await.unwrap(), 0, "once");
         app.stop().await;
     }
 }

@@ -133,6 +133,7 @@ impl Received {
 }
 
 fn seen_record(r: pb::BenefitRecord) -> SeenRecord {
+    let r = r.into_fields();
     let gross = match r.fact {
         Some(pb::benefit_record::Fact::Payment(p)) => Some(p.gross_ore),
         _ => None,

@@ -43,6 +43,111 @@ impl StoredRecord {
     }
 }
 
+/// A version as a delivery sends it. With the encoding the register stored at ingest, only what
+/// choosing the version needs is read, and the encoding is sent as it is (`grpc::wire`); without
+/// one (a person update, or a version stored by a lefi that kept none), the whole version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveredVersion {
+    Encoded(EncodedVersion),
+    Parsed(StoredRecord),
+}
+
+/// A benefit version with its stored encoding (see [`DeliveredVersion`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedVersion {
+    pub seq: u64,
+    pub recorded_at: Micros,
+    pub record_id: String,
+    pub kind: RecordKind,
+    pub benefit_type: Option<String>,
+    pub valid: Option<DateRange>,
+    /// The record's encoding without its sequence and recording instant, opaque here (shared, not
+    /// copied, when one change goes to several subscriptions).
+    pub encoded: bytes::Bytes,
+}
+
+/// What choosing a person's snapshot reads of each version ([`person_snapshot`]).
+pub trait Version {
+    fn seq(&self) -> u64;
+    fn record_id(&self) -> &str;
+    fn kind(&self) -> RecordKind;
+    fn benefit_type(&self) -> Option<&str>;
+    fn valid(&self) -> Option<DateRange>;
+    fn is_person_update(&self) -> bool;
+    /// The person's own data, for a person update.
+    fn into_person_data(self) -> Option<PersonData>;
+}
+
+impl Version for StoredRecord {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    fn kind(&self) -> RecordKind {
+        self.kind
+    }
+    fn benefit_type(&self) -> Option<&str> {
+        self.benefit_type.as_deref()
+    }
+    fn valid(&self) -> Option<DateRange> {
+        self.valid
+    }
+    fn is_person_update(&self) -> bool {
+        StoredRecord::is_person_update(self)
+    }
+    fn into_person_data(self) -> Option<PersonData> {
+        match self.body {
+            FactBody::Person(data) => Some(data),
+            _ => None,
+        }
+    }
+}
+
+impl Version for DeliveredVersion {
+    fn seq(&self) -> u64 {
+        match self {
+            Self::Encoded(e) => e.seq,
+            Self::Parsed(r) => r.seq,
+        }
+    }
+    fn record_id(&self) -> &str {
+        match self {
+            Self::Encoded(e) => &e.record_id,
+            Self::Parsed(r) => &r.record_id,
+        }
+    }
+    fn kind(&self) -> RecordKind {
+        match self {
+            Self::Encoded(e) => e.kind,
+            Self::Parsed(r) => r.kind,
+        }
+    }
+    fn benefit_type(&self) -> Option<&str> {
+        match self {
+            Self::Encoded(e) => e.benefit_type.as_deref(),
+            Self::Parsed(r) => r.benefit_type.as_deref(),
+        }
+    }
+    fn valid(&self) -> Option<DateRange> {
+        match self {
+            Self::Encoded(e) => e.valid,
+            Self::Parsed(r) => r.valid,
+        }
+    }
+    fn is_person_update(&self) -> bool {
+        // Person updates are never encoded.
+        matches!(self, Self::Parsed(r) if r.is_person_update())
+    }
+    fn into_person_data(self) -> Option<PersonData> {
+        match self {
+            Self::Encoded(_) => None,
+            Self::Parsed(r) => r.into_person_data(),
+        }
+    }
+}
+
 /// A person in the register, as of some sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPerson {
@@ -254,11 +359,11 @@ pub fn repeated_version(
 /// that concern no single benefit are always included) and whose valid period overlaps
 /// `overlapping`, retracted facts left out; ordered by benefit type, valid from, record id.
 /// `rows` are every log row of the person up to that sequence, in any order.
-pub fn person_snapshot(
-    rows: Vec<StoredRecord>,
+pub fn person_snapshot<R: Version>(
+    rows: Vec<R>,
     benefit_codes: &[String],
     overlapping: DateRange,
-) -> (PersonData, Vec<StoredRecord>) {
+) -> (PersonData, Vec<R>) {
     // The latest version of a fact is its row with the highest sequence. Person updates are the
     // person's own data, not records.
     let mut keep = vec![false; rows.len()];
@@ -269,20 +374,19 @@ pub fn person_snapshot(
             let newest = if row.is_person_update() {
                 person_row.get_or_insert(i)
             } else {
-                latest.entry(row.record_id.as_str()).or_insert(i)
+                latest.entry(row.record_id()).or_insert(i)
             };
-            if rows[*newest].seq < row.seq {
+            if rows[*newest].seq() < row.seq() {
                 *newest = i;
             }
         }
         for i in latest.into_values() {
             let row = &rows[i];
-            let retracted = row.kind == RecordKind::Retraction;
+            let retracted = row.kind() == RecordKind::Retraction;
             let covered = row
-                .benefit_type
-                .as_ref()
-                .is_none_or(|b| benefit_codes.contains(b));
-            let in_period = row.valid.is_some_and(|v| v.overlaps(&overlapping));
+                .benefit_type()
+                .is_none_or(|b| benefit_codes.iter().any(|c| c == b));
+            let in_period = row.valid().is_some_and(|v| v.overlaps(&overlapping));
             keep[i] = !retracted && covered && in_period;
         }
     }
@@ -290,7 +394,7 @@ pub fn person_snapshot(
     let mut out = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
         if Some(i) == person_row {
-            if let FactBody::Person(d) = row.body {
+            if let Some(d) = row.into_person_data() {
                 data = d;
             }
         } else if keep[i] {
@@ -298,16 +402,11 @@ pub fn person_snapshot(
         }
     }
     out.sort_by(|a, b| {
-        (
-            a.benefit_type.as_deref(),
-            a.valid.map(|v| v.from),
-            a.record_id.as_str(),
-        )
-            .cmp(&(
-                b.benefit_type.as_deref(),
-                b.valid.map(|v| v.from),
-                b.record_id.as_str(),
-            ))
+        (a.benefit_type(), a.valid().map(|v| v.from), a.record_id()).cmp(&(
+            b.benefit_type(),
+            b.valid().map(|v| v.from),
+            b.record_id(),
+        ))
     });
     (data, out)
 }

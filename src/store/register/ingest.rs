@@ -10,11 +10,12 @@ use std::collections::{HashMap, HashSet};
 use super::{postgres, sqlite};
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::register::versions::{
-    EarlierVersion, FactHead, IngestResult, IngestedVersion, plan_version, repeated_version,
+    EarlierVersion, FactHead, IngestResult, IngestedVersion, PlannedVersion, StoredRecord, plan_version,
+    repeated_version,
 };
 use crate::domain::register::{FactBody, FactError, FactType, NewFact, PersonData, RecordKind, RejectReason};
 use crate::store::tx::{Conn, on_conn};
-use crate::store::{Store, StoreError, to_i64, to_u64};
+use crate::store::{Store, StoreError, non_empty, to_i64, to_u64};
 
 /// One row of `register_log` to insert.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub(super) struct LogRow {
     pub source_id: String,
     pub source_version: i64,
     pub content_hash: String,
+    /// The version's stored encoding (`grpc::wire`); `None` for person updates.
+    pub wire: Option<Vec<u8>>,
 }
 
 /// The head of one benefit fact (`register_records`).
@@ -297,6 +300,7 @@ async fn run_ingest(
                 source_id: String::new(),
                 source_version,
                 content_hash: hash.clone(),
+                wire: None,
             });
             sources.insert(
                 key,
@@ -365,6 +369,7 @@ async fn run_ingest(
         if planned.new_record {
             new_facts += 1;
         }
+        let wire = encoded_version(fact, &planned)?;
         log.push(LogRow {
             seq,
             recorded_at,
@@ -382,6 +387,7 @@ async fn run_ingest(
             source_id: key.1.clone(),
             source_version,
             content_hash: hash,
+            wire: Some(wire),
         });
         let stored = state.is_some_and(|s| s.stored);
         results.push(IngestResult::Accepted(IngestedVersion {
@@ -595,4 +601,31 @@ fn accepted_range(results: &[IngestResult]) -> Option<(u64, u64)> {
         None => Some((seq, seq)),
         Some((lo, hi)) => Some((lo.min(seq), hi.max(seq))),
     })
+}
+
+/// The stored encoding of a planned benefit version (see `grpc::wire`): the record as a delivery
+/// sends it, without the sequence and instant its commit gives it.
+fn encoded_version(fact: &NewFact, planned: &PlannedVersion) -> Result<Vec<u8>, StoreError> {
+    let body = match fact.body() {
+        Some(body) => body.clone(),
+        // A retraction without content keeps the content of the version it retracts.
+        None => FactBody::from_json(planned.fact_type, &planned.body_json)
+            .map_err(|_| StoreError::Corrupt("register_log.body"))?,
+    };
+    Ok(crate::grpc::wire::stored_form(StoredRecord {
+        seq: 0,
+        recorded_at: 0,
+        person: fact.person().clone(),
+        record_id: planned.record_id.clone(),
+        version: planned.version,
+        kind: planned.kind,
+        retroactive: fact.retroactive(),
+        benefit_type: non_empty(planned.benefit_type.clone()),
+        fact_type: planned.fact_type,
+        valid: planned.valid,
+        body,
+        source_system: String::new(),
+        source_id: None,
+        source_version: 0,
+    }))
 }

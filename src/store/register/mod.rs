@@ -22,17 +22,28 @@ use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, non_empty, stored_date, stored_opt_date, stored_person, to_i64, to_u64};
 use crate::domain::Personnummer;
 use crate::domain::clock::Micros;
-use crate::domain::register::versions::{StoredPerson, StoredRecord, person_snapshot};
+use crate::domain::register::versions::{
+    DeliveredVersion, EncodedVersion, StoredPerson, StoredRecord, Version, person_snapshot,
+};
 use crate::domain::register::{DateRange, FactBody, FactType, PersonData, RecordKind};
 use crate::policy::Permit;
 use time::Date;
 
 /// The columns of a `register_log` row, in [`LogView`]'s order.
 const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                           fact_type, valid_from, valid_to, body, source_system, source_id, source_version";
+                           fact_type, valid_from, valid_to, body, source_system, source_id, source_version, wire";
 
-/// A person's own data and the records a snapshot of them holds.
-pub type Snapshot = (PersonData, Vec<StoredRecord>);
+/// The format of the stored encodings (`grpc::wire`). Raise it in the release that changes what a
+/// record's encoding holds (a field added to `BenefitRecord`, a conversion changed):
+/// [`Store::migrate`] then encodes every stored version again.
+pub const WIRE_FORMAT: i64 = 1;
+
+/// Versions encoded again per transaction by [`Store::encode_stored_versions`].
+const ENCODE_BATCH: i64 = 1_000;
+
+/// A person's own data and the records a snapshot of them holds: for a delivery, as it sends them
+/// ([`DeliveredVersion`]); for a query or a statistics extract, read whole.
+pub type Snapshot<R = DeliveredVersion> = (PersonData, Vec<R>);
 
 /// A person, the benefit types and the period a snapshot covers.
 type PersonAsk<'a> = (&'a Personnummer, &'a [String], DateRange);
@@ -78,6 +89,9 @@ struct LogView<'a> {
     source_system: &'a str,
     source_id: &'a str,
     source_version: i64,
+    /// The stored encoding ([`DeliveredVersion`]); `None` for person updates and for versions
+    /// stored without one.
+    wire: Option<&'a [u8]>,
 }
 
 /// [`LOG_COLUMNS`] decoded by position (sqlx's tuple rows; a derived `FromRow` looks every column
@@ -98,6 +112,7 @@ type LogColumns<'a> = (
     &'a str,
     &'a str,
     i64,
+    Option<&'a [u8]>,
 );
 
 impl<'a> From<LogColumns<'a>> for LogView<'a> {
@@ -118,6 +133,7 @@ impl<'a> From<LogColumns<'a>> for LogView<'a> {
             source_system: c.12,
             source_id: c.13,
             source_version: c.14,
+            wire: c.15,
         }
     }
 }
@@ -142,6 +158,64 @@ macro_rules! each_log_row {
 }
 
 impl Store {
+    /// Brings the stored encodings of benefit versions to [`WIRE_FORMAT`] when the database holds
+    /// another format (0 for a register written before encodings were kept): every version is
+    /// encoded again, a thousand per transaction, and the format recorded last, so that an
+    /// interrupted run starts over at the next start. Returns how many versions were encoded.
+    pub async fn encode_stored_versions(&self) -> Result<u64, StoreError> {
+        let format: i64 = {
+            let mut conn = self.read().await?;
+            on_conn!(&mut conn, |c| {
+                sqlx::query_scalar("SELECT wire_format FROM register_head WHERE id = 1")
+                    .fetch_one(c)
+                    .await?
+            })
+        };
+        if format == WIRE_FORMAT {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT {LOG_COLUMNS} FROM register_log WHERE seq > $1 AND fact_type <> 'PERSON' ORDER BY seq LIMIT $2"
+        );
+        let (mut after, mut encoded) = (0i64, 0u64);
+        loop {
+            let mut conn = self.write().await?;
+            let mut batch: Vec<(i64, Vec<u8>)> = Vec::new();
+            each_log_row!(
+                &mut conn,
+                sql.as_str(),
+                |q| q.bind(after).bind(ENCODE_BATCH),
+                |row| batch.push((row.seq, crate::grpc::wire::stored_form(stored_record(&row)?)))
+            );
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            for (seq, wire) in batch.iter() {
+                on_conn!(&mut conn, |c| {
+                    sqlx::query("UPDATE register_log SET wire = $1 WHERE seq = $2")
+                        .bind(wire.as_slice())
+                        .bind(*seq)
+                        .execute(c)
+                        .await
+                        .map(drop)?
+                });
+            }
+            conn.commit().await?;
+            encoded += batch.len() as u64;
+            after = last;
+        }
+        let mut conn = self.write().await?;
+        on_conn!(&mut conn, |c| {
+            sqlx::query("UPDATE register_head SET wire_format = $1 WHERE id = 1")
+                .bind(WIRE_FORMAT)
+                .execute(c)
+                .await
+                .map(drop)?
+        });
+        conn.commit().await?;
+        Ok(encoded)
+    }
+
     /// The latest committed register sequence (facts and party events alike; 0 when empty).
     pub async fn head_seq(&self) -> Result<u64, StoreError> {
         let mut conn = self.read().await?;
@@ -222,7 +296,9 @@ impl Store {
         overlapping: DateRange,
         as_of: u64,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        Ok(self.snapshot_of(permit, overlapping, as_of).await?.1)
+        let ask = (permit.person(), permit.benefit_codes(), overlapping);
+        let mut found = self.snapshots_for(&[ask], as_of, whole_record).await?;
+        Ok(found.pop().map(|(_, records)| records).unwrap_or_default())
     }
 
     /// What a snapshot needs, in one read: the person's own data and the records (as
@@ -233,23 +309,23 @@ impl Store {
         permit: &Permit,
         period: DateRange,
         as_of: u64,
-    ) -> Result<Snapshot, StoreError> {
+    ) -> Result<Snapshot<DeliveredVersion>, StoreError> {
         let ask = SnapshotAsk { permit, period };
         Ok(self.snapshots_of(&[ask], as_of).await?.pop().unwrap_or_default())
     }
 
     /// [`Store::snapshot_of`] for many asks at one sequence, in one query; the answers come in the
-    /// order of `asks`.
+    /// order of `asks`, each record as the delivery sends it.
     pub async fn snapshots_of(
         &self,
         asks: &[SnapshotAsk<'_>],
         as_of: u64,
-    ) -> Result<Vec<Snapshot>, StoreError> {
+    ) -> Result<Vec<Snapshot<DeliveredVersion>>, StoreError> {
         let asks: Vec<PersonAsk<'_>> = asks
             .iter()
             .map(|a| (a.permit.person(), a.permit.benefit_codes(), a.period))
             .collect();
-        self.snapshots_for(&asks, as_of).await
+        self.snapshots_for(&asks, as_of, delivered_version).await
     }
 
     /// The records of a statistics release: for each person of `persons`, what
@@ -261,9 +337,9 @@ impl Store {
         benefit_codes: &[String],
         period: DateRange,
         as_of: u64,
-    ) -> Result<Vec<Snapshot>, StoreError> {
+    ) -> Result<Vec<Snapshot<StoredRecord>>, StoreError> {
         let asks: Vec<PersonAsk<'_>> = persons.iter().map(|p| (p, benefit_codes, period)).collect();
-        self.snapshots_for(&asks, as_of).await
+        self.snapshots_for(&asks, as_of, whole_record).await
     }
 
     /// The latest version of every payment of `benefit` (retracted ones left out): what it covers
@@ -297,7 +373,13 @@ impl Store {
             .collect())
     }
 
-    async fn snapshots_for(&self, asks: &[PersonAsk<'_>], as_of: u64) -> Result<Vec<Snapshot>, StoreError> {
+    /// The snapshots of `asks` as of `as_of`, each row read by `read` as it arrives.
+    async fn snapshots_for<R: Version + Clone>(
+        &self,
+        asks: &[PersonAsk<'_>],
+        as_of: u64,
+        read: fn(&LogView<'_>, &Personnummer) -> Result<R, StoreError>,
+    ) -> Result<Vec<Snapshot<R>>, StoreError> {
         if asks.is_empty() {
             return Ok(Vec::new());
         }
@@ -315,7 +397,7 @@ impl Store {
         );
         let wanted: HashMap<&str, &Personnummer> = asks.iter().map(|a| (a.0.as_storage(), a.0)).collect();
         // Each row goes straight to its person's list as it arrives.
-        let mut by_person: HashMap<&str, Vec<StoredRecord>> = HashMap::with_capacity(persons.len());
+        let mut by_person: HashMap<&str, Vec<R>> = HashMap::with_capacity(persons.len());
         each_log_row!(
             &mut conn,
             sql.as_str(),
@@ -330,7 +412,7 @@ impl Store {
                 let Some((key, person)) = wanted.get_key_value(row.person) else {
                     return Err(StoreError::Corrupt("register_log.person"));
                 };
-                let record = person_record(&row, (*person).clone())?;
+                let record = read(&row, person)?;
                 by_person.entry(*key).or_default().push(record);
             }
         );
@@ -453,11 +535,12 @@ impl Store {
 
     /// The facts at the sequences of a delivery page's changes, each under the permit issued for
     /// its delivery, in one query per 500 sequences, keyed by sequence. A row is returned only when
-    /// a permit for its sequence names its person and covers its benefit type.
+    /// a permit for its sequence names its person and covers its benefit type. Each is read as the
+    /// delivery sends it.
     pub async fn records_at(
         &self,
         changes: &[(u64, &Permit)],
-    ) -> Result<HashMap<u64, StoredRecord>, StoreError> {
+    ) -> Result<HashMap<u64, DeliveredVersion>, StoreError> {
         let mut permits: HashMap<u64, Vec<&Permit>> = HashMap::with_capacity(changes.len());
         for (seq, permit) in changes {
             permits.entry(*seq).or_default().push(permit);
@@ -492,7 +575,8 @@ impl Store {
                         })
                     });
                     if covered {
-                        found.insert(seq, stored_record(&row)?);
+                        let person = stored_person(row.person, "register_log.person")?;
+                        found.insert(seq, delivered_version(&row, &person)?);
                     }
                 }
             );
@@ -561,6 +645,28 @@ fn stored_valid(from: &str, to: Option<&str>) -> Result<Option<DateRange>, Store
 
 fn stored_record(row: &LogView<'_>) -> Result<StoredRecord, StoreError> {
     person_record(row, stored_person(row.person, "register_log.person")?)
+}
+
+/// A row as a delivery sends it: with its stored encoding, only what choosing it needs (the JSON
+/// body is not read); without one, whole.
+fn delivered_version(row: &LogView<'_>, person: &Personnummer) -> Result<DeliveredVersion, StoreError> {
+    let Some(encoded) = row.wire else {
+        return Ok(DeliveredVersion::Parsed(person_record(row, person.clone())?));
+    };
+    Ok(DeliveredVersion::Encoded(EncodedVersion {
+        seq: to_u64(row.seq, "register_log.seq")?,
+        recorded_at: row.recorded_at,
+        record_id: row.record_id.to_string(),
+        kind: RecordKind::parse(row.kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
+        benefit_type: non_empty(row.benefit_type.to_string()),
+        valid: stored_valid(row.valid_from, row.valid_to)?,
+        encoded: bytes::Bytes::copy_from_slice(encoded),
+    }))
+}
+
+/// [`person_record`] for [`Store::snapshots_for`].
+fn whole_record(row: &LogView<'_>, person: &Personnummer) -> Result<StoredRecord, StoreError> {
+    person_record(row, person.clone())
 }
 
 /// [`stored_record`] for a row already known to be about `person`.

@@ -82,11 +82,23 @@ pub(super) async fn find_person_sources(
     Ok(rows)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {
     // COPY is PostgreSQL's fastest bulk path (about twice an UNNEST insert here); the data is
     // the text format, every value escaped, so nothing in it is read as SQL.
-    let mut data = String::with_capacity(rows.len() * 400);
+    let mut data = String::with_capacity(rows.len() * 600);
+    let mut wire = String::new();
     for r in &rows {
+        // bytea in COPY's text format: `\x` and the bytes in hex (the backslash escaped by copy_row).
+        wire.clear();
+        if let Some(bytes) = &r.wire {
+            wire.push_str("\\x");
+            for b in bytes {
+                wire.push(char::from(HEX[usize::from(b >> 4)]));
+                wire.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
         copy_row(
             &mut data,
             &[
@@ -106,6 +118,7 @@ pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Re
                 Some(&r.source_id),
                 Some(&r.source_version.to_string()),
                 Some(&r.content_hash),
+                r.wire.as_ref().map(|_| wire.as_str()),
             ],
         );
     }
@@ -113,7 +126,7 @@ pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Re
         .copy_in_raw(
             "COPY register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
                  benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
-                 source_version, content_hash) FROM STDIN (FORMAT text)",
+                 source_version, content_hash, wire) FROM STDIN (FORMAT text)",
         )
         .await?;
     if let Err(e) = copy.send(data.into_bytes()).await {

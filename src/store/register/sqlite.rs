@@ -115,8 +115,8 @@ pub(super) async fn insert_log(conn: &mut SqliteConnection, rows: Vec<LogRow>) -
         let sql = format!(
             "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
                  benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
-                 source_version, content_hash) VALUES {}",
-            Dialect::Sqlite.values_list(chunk.len(), 16)
+                 source_version, content_hash, wire) VALUES {}",
+            Dialect::Sqlite.values_list(chunk.len(), 17)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         // The values move into the statement: no copies of the bodies.
@@ -137,7 +137,8 @@ pub(super) async fn insert_log(conn: &mut SqliteConnection, rows: Vec<LogRow>) -
                 .bind(r.source_system)
                 .bind(r.source_id)
                 .bind(r.source_version)
-                .bind(r.content_hash);
+                .bind(r.content_hash)
+                .bind(r.wire);
         }
         q.execute(&mut *conn).await?;
     }

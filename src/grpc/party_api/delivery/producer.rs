@@ -21,7 +21,7 @@ use super::{Decided, decide};
 use crate::domain::cursor::{CursorKey, Position};
 use crate::domain::delivery::{EndReason, EventKind, Notice, SnapshotReason, SubscriptionState};
 use crate::domain::disclosure::NewDisclosure;
-use crate::domain::register::versions::StoredRecord;
+use crate::domain::register::versions::{DeliveredVersion, StoredRecord, Version as _};
 use crate::domain::register::{DateRange, FactBody, PersonData};
 use crate::grpc::convert::{self, Audience, timestamp};
 use crate::grpc::party_api::authorize::{Ask, CallContext, Gate, Refusal, allowed_entry};
@@ -653,7 +653,7 @@ impl DeliveryStream {
         event: &DeliveryEvent,
         ask: &Ask,
         permit: &Permit,
-        fact: Option<&StoredRecord>,
+        fact: Option<&DeliveredVersion>,
         versions: &[(u64, PersonData)],
         done: Position,
     ) -> Flow {
@@ -662,8 +662,11 @@ impl DeliveryStream {
         // as a change, and snapshots fill the cache), or the latest version recorded at or before
         // the change's sequence.
         let key = permit.person().as_storage().to_string();
-        let data = match fact.map(|r| &r.body) {
-            Some(FactBody::Person(data)) => data.clone(),
+        let data = match fact {
+            Some(DeliveredVersion::Parsed(StoredRecord {
+                body: FactBody::Person(data),
+                ..
+            })) => data.clone(),
             _ => match self.persons.get(&key) {
                 Some(data) => data.clone(),
                 None => versions
@@ -679,7 +682,7 @@ impl DeliveryStream {
         // Person-data changes carry no records: the new Person is the change.
         let records: Vec<pb::BenefitRecord> = fact
             .filter(|r| !r.is_person_update())
-            .map(|r| convert::benefit_record(r.clone()))
+            .map(|r| pb::BenefitRecord::from(r.clone()))
             .into_iter()
             .collect();
         let range = (event.seq.saturating_sub(1), event.seq);
