@@ -16,7 +16,6 @@ use super::measure::{cpu_per_item, cpu_secs, rss_kib};
 use super::{BenchParty, connect_empty, load_register};
 use crate::app::App;
 use crate::cli::BenchDeliveryArgs;
-use crate::client::ClientPem;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
 use crate::dev::certs::DevCa;
 use crate::domain::clock::Clock;
@@ -166,11 +165,13 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let admin = crate::client::connect(&admin_addr, &ingest_pem, None).await?;
     let lat = latency::latency(admin, &persons, &mut stream, options.commits, options.commit_rate).await?;
 
-    // 7. Idle streams with heartbeats.
-    let per_stream = idle_stream_kib(&addr, &idle_pem, options.idle_streams).await?;
-
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
+
+    // 7. Idle streams with heartbeats, against `lefi serve` in a process of its own (in this
+    //    process the memory the snapshots left behind hid or inflated their cost).
+    let per_stream =
+        slow_reader::idle_streams(&options.database_url, &tls, &idle_pem, options.idle_streams).await?;
 
     // 8. A slow reader against `lefi serve` in a process of its own, so that the memory
     //    measured is the server's alone.
@@ -265,7 +266,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "idle streams            {} streams with heartbeats: {:.1} KiB RSS each",
+        "idle streams            {} streams with heartbeats: {:.1} KiB of `lefi serve` RSS each (its own process)",
         options.idle_streams, per_stream
     );
     Ok(())
@@ -303,34 +304,4 @@ async fn subscribe_everyone(
         .create_subscriptions(party_id, &items, clock.now_micros())
         .await?;
     Ok(())
-}
-
-/// Opens `count` idle streams (heartbeats only, about 100 to a connection) and returns the
-/// resident memory each added, in KiB.
-async fn idle_stream_kib(addr: &str, pem: &ClientPem, count: usize) -> anyhow::Result<f64> {
-    let before_idle = rss_kib().unwrap_or(0);
-    let mut idle = Vec::new();
-    let mut channels = Vec::new();
-    for _ in 0..(count / 100).max(1) {
-        channels.push(crate::client::connect(addr, pem, None).await?);
-    }
-    for i in 0..count {
-        let ch = channels[i % channels.len()].clone();
-        let mut s = pb::delivery_service_client::DeliveryServiceClient::new(ch)
-            .stream(pb::StreamRequest {
-                cursor: String::new(),
-                max_batch_records: 0,
-                heartbeat_interval: Some(prost_types::Duration {
-                    seconds: 15,
-                    nanos: 0,
-                }),
-            })
-            .await?
-            .into_inner();
-        s.message().await?;
-        idle.push(s);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_idle = rss_kib().unwrap_or(0);
-    Ok(after_idle.saturating_sub(before_idle) as f64 / count.max(1) as f64)
 }

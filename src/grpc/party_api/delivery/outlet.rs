@@ -124,8 +124,9 @@ pub(super) async fn run(
             }
             Some(Outgoing::Batch { log, messages }) => {
                 let now = state.clock.now_micros();
-                let write = state.append_disclosures(&log, now);
-                tokio::pin!(write);
+                // Boxed: the log write's future was most of the outlet task's size (10.8 KiB of it,
+                // 1.8 KiB without), room an idle stream's outlet would hold all the time.
+                let mut write = Box::pin(state.append_disclosures(&log, now));
                 let written = loop {
                     tokio::select! {
                         written = &mut write => break written,
