@@ -1767,6 +1767,18 @@ mod register {
         assert_eq!(forms, [true; 5], "encoded by migrate");
         assert_eq!(again, encoded);
         assert_eq!(app.store.encode_stored_versions().await.unwrap(), 0, "once");
+
+        // Encodings of a newer format (a newer lefi shares the database) are not encoded back.
+        app.execute_sql("UPDATE register_log SET wire = NULL").await;
+        app.execute_sql("UPDATE register_head SET wire_format = 1000")
+            .await;
+        assert_eq!(
+            app.store.encode_stored_versions().await.unwrap(),
+            0,
+            "newer: left"
+        );
+        let (_, forms, _) = sent().await;
+        assert_eq!(forms, [false; 5]);
         app.stop().await;
     }
 }

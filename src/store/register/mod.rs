@@ -186,10 +186,10 @@ macro_rules! each_log_row {
 }
 
 impl Store {
-    /// Brings the stored encodings of benefit versions to [`WIRE_FORMAT`] when the database holds
-    /// another format (0 for a register written before encodings were kept): every version is
-    /// encoded again, 5,000 per transaction, and the format recorded last, so that an
-    /// interrupted run starts over at the next start. Returns how many versions were encoded.
+    /// Brings the stored encodings of benefit versions to [`WIRE_FORMAT`] when the database holds an
+    /// older format (0 for a register written before encodings were kept; a newer one is left as
+    /// it is): every version is encoded again, 5,000 per transaction, and the format recorded last,
+    /// so that an interrupted run starts over at the next start. Returns how many were encoded.
     pub async fn encode_stored_versions(&self) -> Result<u64, StoreError> {
         let format: i64 = {
             let mut conn = self.read().await?;
@@ -200,6 +200,17 @@ impl Store {
             })
         };
         if format == WIRE_FORMAT {
+            return Ok(0);
+        }
+        if format > WIRE_FORMAT {
+            // A newer lefi encoded them (a rolling upgrade, or a rollback of the binary): its
+            // encodings are valid records of the same additive contract, and encoding them back
+            // would only make the two releases undo each other at every start.
+            tracing::warn!(
+                database = format,
+                binary = WIRE_FORMAT,
+                "the stored record encodings are newer than this binary's format; left as they are"
+            );
             return Ok(0);
         }
         let sql = format!(
