@@ -629,8 +629,12 @@ impl Store {
                         })
                     });
                     if covered {
-                        let person = stored_person(row.person, "register_log.person")?;
-                        found.insert(seq, delivered_version(&row, &person)?);
+                        // The person is read from the row only for a version read whole.
+                        let version = match encoded_version(&row)? {
+                            Some(encoded) => DeliveredVersion::Encoded(encoded),
+                            None => DeliveredVersion::Parsed(stored_record(&row)?),
+                        };
+                        found.insert(seq, version);
                     }
                 }
             );
@@ -704,10 +708,18 @@ fn stored_record(row: &LogView<'_>) -> Result<StoredRecord, StoreError> {
 /// A row as a delivery sends it: with its stored encoding, only what choosing it needs (the JSON
 /// body is not read); without one, whole.
 fn delivered_version(row: &LogView<'_>, person: &Personnummer) -> Result<DeliveredVersion, StoreError> {
+    match encoded_version(row)? {
+        Some(encoded) => Ok(DeliveredVersion::Encoded(encoded)),
+        None => Ok(DeliveredVersion::Parsed(person_record(row, person.clone())?)),
+    }
+}
+
+/// The row with its stored encoding, `None` when it has none.
+fn encoded_version(row: &LogView<'_>) -> Result<Option<EncodedVersion>, StoreError> {
     let Some(encoded) = row.wire else {
-        return Ok(DeliveredVersion::Parsed(person_record(row, person.clone())?));
+        return Ok(None);
     };
-    Ok(DeliveredVersion::Encoded(EncodedVersion {
+    Ok(Some(EncodedVersion {
         seq: to_u64(row.seq, "register_log.seq")?,
         recorded_at: row.recorded_at,
         record_id: row.record_id.to_string(),

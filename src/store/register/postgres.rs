@@ -82,23 +82,13 @@ pub(super) async fn find_person_sources(
     Ok(rows)
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {
     // COPY is PostgreSQL's fastest bulk path (about twice an UNNEST insert here); the data is
     // the text format, every value escaped, so nothing in it is read as SQL.
     let mut data = String::with_capacity(rows.len() * 600);
-    let mut wire = String::new();
     for r in &rows {
         // bytea in COPY's text format: `\x` and the bytes in hex (the backslash escaped by copy_row).
-        wire.clear();
-        if let Some(bytes) = &r.wire {
-            wire.push_str("\\x");
-            for b in bytes {
-                wire.push(char::from(HEX[usize::from(b >> 4)]));
-                wire.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-        }
+        let wire = r.wire.as_ref().map(|bytes| format!("\\x{}", hex::encode(bytes)));
         copy_row(
             &mut data,
             &[
@@ -118,7 +108,7 @@ pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Re
                 Some(&r.source_id),
                 Some(&r.source_version.to_string()),
                 Some(&r.content_hash),
-                r.wire.as_ref().map(|_| wire.as_str()),
+                wire.as_deref(),
             ],
         );
     }
