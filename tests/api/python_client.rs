@@ -20,7 +20,10 @@ use crate::delivery::pay;
 use crate::helpers::{Backend, TestApp};
 use crate::register::{P1, P2, P3, accepted, case, ingest, person_update};
 
-backend_tests!(stream_client_mirrors_the_register, pull_client_mirrors_the_register);
+backend_tests!(
+    stream_client_mirrors_the_register,
+    pull_client_mirrors_the_register
+);
 
 async fn stream_client_mirrors_the_register(backend: Backend) {
     mirrors_the_register(backend, "stream").await
@@ -47,9 +50,10 @@ async fn mirrors_the_register(backend: Backend, transport: &str) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    // P1 with enough records that a snapshot sent one record per message spans several messages.
-    let mut facts = vec![case(P1, "C1", 1), case(P2, "C2", 1), pay(P2, "PAY-B1", 1, pb::RecordKind::New, 10)];
+    // Enough records that a snapshot sent one record per message spans several messages.
+    let mut facts = vec![case(P1, "C1", 1), case(P2, "C2", 1)];
     facts.extend((1..=6).map(|i| pay(P1, &format!("PAY-A{i}"), 1, pb::RecordKind::New, i)));
+    facts.extend((1..=3).map(|i| pay(P2, &format!("PAY-B{i}"), 1, pb::RecordKind::New, 10 * i)));
     accepted(&ingest(&app, facts).await);
 
     let client = Client::new(&app, &python, transport);
@@ -68,10 +72,23 @@ async fn mirrors_the_register(backend: Backend, transport: &str) {
     // The first run dies in the middle of the P1 snapshot, inside the transaction of its 5th event
     // (pulling two events per answer, so that answers before it were committed).
     let out = client
-        .run(&["--max-batch-records", "1", "--max-events", "2", "--crash-after", "5"])
+        .run(&[
+            "--max-batch-records",
+            "1",
+            "--max-events",
+            "2",
+            "--crash-after",
+            "5",
+        ])
         .await;
     assert_eq!(out.status.code(), Some(CRASHED), "{}", text(&out));
-    assert!(!client.cursor().await.is_empty(), "the committed events' cursor was stored");
+    // Four events were committed, each with its cursor: the first snapshot's beginning and three
+    // of its batches; the fifth was rolled back with the transaction it died in.
+    assert!(
+        !client.cursor().await.is_empty(),
+        "the committed events' cursor was stored"
+    );
+    assert_eq!(client.snapshot_in_progress().await, (1, 3, 3));
 
     // While the client is down: a retroactive correction, a retraction, a new payment, a person's
     // new name, and a fact about a person nobody subscribed to.
@@ -83,21 +100,23 @@ async fn mirrors_the_register(backend: Backend, transport: &str) {
             vec![
                 correction,
                 pay(P1, "PAY-A2", 2, pb::RecordKind::Retraction, 2),
-                pay(P2, "PAY-B2", 1, pb::RecordKind::New, 20),
+                pay(P2, "PAY-B4", 1, pb::RecordKind::New, 40),
                 person_update(P2, 1, "Tolvan Tolvansson", false, ""),
                 pay(P3, "PAY-C1", 1, pb::RecordKind::New, 30),
             ],
         )
         .await,
     );
-    let summary = client.until_caught_up(&["--max-batch-records", "1", "--max-events", "2"]).await;
+    let summary = client
+        .until_caught_up(&["--max-batch-records", "1", "--max-events", "2"])
+        .await;
     assert_eq!(summary["resumed_from_cursor"], true, "{summary}");
     assert_eq!(summary["caught_up"], true, "{summary}");
     client.assert_mirrors_register(&app, &subs).await;
     assert_eq!(client.person_name("py-p2").await, "Tolvan Tolvansson");
 
     // A restart resumes from the stored cursor: only what is new arrives, no snapshot.
-    accepted(&ingest(&app, vec![pay(P2, "PAY-B2", 2, pb::RecordKind::Correction, 25)]).await);
+    accepted(&ingest(&app, vec![pay(P2, "PAY-B4", 2, pb::RecordKind::Correction, 45)]).await);
     let summary = client.until_caught_up(&[]).await;
     assert_eq!(summary["snapshots"], 0, "{summary}");
     assert_eq!(summary["changes"], 1, "{summary}");
@@ -211,7 +230,15 @@ impl Client {
 
     /// `run --transport T` with short heartbeats and long polls, plus `args`.
     async fn run(&self, args: &[&str]) -> Output {
-        let mut all = vec!["run", "--transport", &self.transport, "--heartbeat", "1", "--wait", "2"];
+        let mut all = vec![
+            "run",
+            "--transport",
+            &self.transport,
+            "--heartbeat",
+            "1",
+            "--wait",
+            "2",
+        ];
         all.extend_from_slice(args);
         self.exec(&all).await
     }
@@ -223,7 +250,10 @@ impl Client {
         let out = self.run(&all).await;
         assert!(out.status.success(), "{}", text(&out));
         let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-        let last = stdout.lines().last().unwrap_or_else(|| panic!("no summary: {}", text(&out)));
+        let last = stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no summary: {}", text(&out)));
         serde_json::from_str(last).unwrap_or_else(|e| panic!("summary {last:?}: {e}"))
     }
 
@@ -238,6 +268,18 @@ impl Client {
             .await
             .unwrap()
             .unwrap_or_default()
+    }
+
+    /// The client's snapshots in progress: how many, their batches so far, their records so far.
+    async fn snapshot_in_progress(&self) -> (i64, i64, i64) {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM snapshot_progress), \
+                    (SELECT coalesce(sum(batches), 0) FROM snapshot_progress), \
+                    (SELECT count(*) FROM snapshot_seen)",
+        )
+        .fetch_one(&mut self.db().await)
+        .await
+        .unwrap()
     }
 
     /// client_reference → subscription_id, from the client's database.
@@ -260,17 +302,19 @@ impl Client {
 
     /// The live records the client holds for a subscription, by record_id.
     async fn records(&self, subscription_id: &str) -> BTreeMap<String, pb::BenefitRecord> {
-        let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT record_id, version, record FROM live_records WHERE subscription_id = ?",
-        )
-        .bind(subscription_id)
-        .fetch_all(&mut self.db().await)
-        .await
-        .unwrap();
+        let rows: Vec<(String, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT record_id, version, record FROM live_records WHERE subscription_id = ?")
+                .bind(subscription_id)
+                .fetch_all(&mut self.db().await)
+                .await
+                .unwrap();
         rows.into_iter()
             .map(|(id, version, bytes)| {
                 let record = pb::BenefitRecord::decode(bytes.as_slice()).unwrap();
-                assert_eq!((record.record_id.as_str(), i64::from(record.version)), (id.as_str(), version));
+                assert_eq!(
+                    (record.record_id.as_str(), i64::from(record.version)),
+                    (id.as_str(), version)
+                );
                 (id, record)
             })
             .collect()
