@@ -142,25 +142,39 @@ pub fn heartbeat_interval(
     requested: Option<&prost_types::Duration>,
     default: Duration,
 ) -> Result<Duration, FieldError> {
+    let bounds = Duration::from_secs(1)..=Duration::from_secs(300);
+    let hint = "heartbeat_interval must be between 1 s and 300 s (or unset for the server default)";
+    bounded_duration("heartbeat_interval", requested, bounds, hint).map(|d| d.unwrap_or(default))
+}
+
+/// How long a pull may wait for something to arrive (FetchEvents.wait): unset or 0 = not at all,
+/// at most [`MAX_LONG_POLL`].
+pub fn long_poll_wait(requested: Option<&prost_types::Duration>) -> Result<Duration, FieldError> {
+    let hint = "wait must be between 0 and 60 s (keep it below your proxy's idle timeout)";
+    bounded_duration("wait", requested, Duration::ZERO..=MAX_LONG_POLL, hint).map(Option::unwrap_or_default)
+}
+
+/// The longest long poll of FetchEvents.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+
+/// A duration field within `bounds` (`None` when unset); `hint` says what is allowed.
+fn bounded_duration(
+    field: &str,
+    requested: Option<&prost_types::Duration>,
+    bounds: std::ops::RangeInclusive<Duration>,
+    hint: &str,
+) -> Result<Option<Duration>, FieldError> {
     let Some(d) = requested else {
-        return Ok(default);
+        return Ok(None);
     };
-    match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
-        (Ok(s), Ok(n)) => {
-            let d = Duration::new(s, n);
-            if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
-                Err(FieldError::invalid(
-                    "heartbeat_interval",
-                    "heartbeat_interval must be between 1 s and 300 s (or unset for the server default)",
-                ))
-            } else {
-                Ok(d)
-            }
-        }
-        _ => Err(FieldError::invalid(
-            "heartbeat_interval",
-            "heartbeat_interval must be positive",
-        )),
+    // Negative parts and nanos of a second or more are not a duration (and would overflow).
+    let duration = match (u64::try_from(d.seconds), u32::try_from(d.nanos)) {
+        (Ok(s), Ok(n)) if n < 1_000_000_000 => Some(Duration::new(s, n)),
+        _ => None,
+    };
+    match duration {
+        Some(d) if bounds.contains(&d) => Ok(Some(d)),
+        _ => Err(FieldError::invalid(field, hint)),
     }
 }
 
@@ -259,6 +273,22 @@ mod tests {
         assert!(heartbeat_interval(Some(&d(0)), default).is_err());
         assert!(heartbeat_interval(Some(&d(301)), default).is_err());
         assert!(heartbeat_interval(Some(&d(-1)), default).is_err());
+    }
+
+    #[test]
+    fn long_poll_waits_are_bounded() {
+        let d = |seconds| prost_types::Duration { seconds, nanos: 0 };
+        assert_eq!(long_poll_wait(None).unwrap(), Duration::ZERO);
+        assert_eq!(long_poll_wait(Some(&d(0))).unwrap(), Duration::ZERO);
+        assert_eq!(long_poll_wait(Some(&d(60))).unwrap(), MAX_LONG_POLL);
+        assert_eq!(long_poll_wait(Some(&d(61))).unwrap_err().field, "wait");
+        assert!(long_poll_wait(Some(&d(-1))).is_err());
+        let huge = prost_types::Duration {
+            seconds: i64::MAX,
+            nanos: i32::MAX,
+        };
+        assert!(long_poll_wait(Some(&huge)).is_err());
+        assert!(heartbeat_interval(Some(&huge), Duration::from_secs(15)).is_err());
     }
 
     #[test]

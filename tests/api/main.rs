@@ -21,6 +21,7 @@ mod metrics;
 mod operations;
 mod outage;
 mod policy;
+mod pull;
 mod python_client;
 mod readiness;
 mod register;

@@ -13,6 +13,7 @@
 
 mod outlet;
 mod producer;
+mod pull;
 mod start;
 
 use std::pin::Pin;
@@ -50,6 +51,22 @@ const MAX_CONSUMER: usize = 64;
 const DEFAULT_CONSUMER: &str = "default";
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send>>;
+
+/// Messages in a pull's answer unless the client asks for fewer.
+const DEFAULT_PULL: usize = 500;
+/// The most messages a client may ask for in one pull.
+const MAX_PULL: usize = 5_000;
+/// A pull's answer stops growing at about this size, well under the 4 MiB clients accept by
+/// default (one message always goes in, and a RecordBatch is kept well under 4 MiB).
+const PULL_BYTES: usize = 3 * 1024 * 1024;
+
+/// Records per RecordBatch for a client's `max_batch_records`.
+fn batch_size(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_BATCH,
+        n => (n as usize).min(MAX_BATCH),
+    }
+}
 
 /// The key that signs and checks the cursors of every party.
 async fn cursor_key(state: &AppState) -> Result<CursorKey, StoreError> {
@@ -141,20 +158,9 @@ impl PartyApi {
     ) -> Result<EventStream, Status> {
         let state = self.state.clone();
         let key = cursor_key(&state).await?;
-        let position = if req.cursor.is_empty() {
-            Position::Start {
-                head: state.store.head_seq().await?,
-                index: 0,
-                records_sent: 0,
-            }
-        } else {
-            read_cursor(&state, &key, &party.party_id, &req.cursor).await?
-        };
+        let position = self.position_of(&party, &key, &req.cursor).await?;
         let interval = fields::heartbeat_interval(req.heartbeat_interval.as_ref(), state.heartbeat_interval)?;
-        let batch = match req.max_batch_records {
-            0 => DEFAULT_BATCH,
-            n => (n as usize).min(MAX_BATCH),
-        };
+        let batch = batch_size(req.max_batch_records);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (outlet, outgoing) = mpsc::channel(outlet::OUTLET_BATCHES);
         let reached = match position {
@@ -185,9 +191,95 @@ impl PartyApi {
             position,
             outbox: Default::default(),
             persons: Default::default(),
+            budget: None,
+            last_queued: None,
         };
         status::spawn(producer.run_to_end());
         Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+
+    /// Answers a pull: the messages the stream would send after the request's cursor, as many as
+    /// fit in one answer, logged before they are returned (see [`pull`]).
+    async fn fetch_events(
+        &self,
+        (party, call, req): (PartyPrincipal, CallContext, pb::FetchEventsRequest),
+    ) -> Result<pb::FetchEventsResponse, Status> {
+        let wait = fields::long_poll_wait(req.wait.as_ref())?;
+        let max_events = match req.max_events {
+            0 => DEFAULT_PULL,
+            n if n as usize > MAX_PULL => {
+                return Err(FieldError::invalid(
+                    "max_events",
+                    format!(
+                        "max_events must be at most {MAX_PULL} (or 0 for the server default, {DEFAULT_PULL})"
+                    ),
+                )
+                .into());
+            }
+            n => n as usize,
+        };
+        let state = self.state.clone();
+        let key = cursor_key(&state).await?;
+        let position = self.position_of(&party, &key, &req.cursor).await?;
+        let (outlet, incoming) = mpsc::channel(outlet::OUTLET_BATCHES);
+        let mut producer = producer::DeliveryStream {
+            state: state.clone(),
+            party,
+            call,
+            key,
+            batch: batch_size(req.max_batch_records),
+            interval: state.heartbeat_interval,
+            outlet,
+            position,
+            outbox: Default::default(),
+            persons: Default::default(),
+            budget: Some(producer::Budget::new(max_events, PULL_BYTES)),
+            last_queued: None,
+        };
+        let read = async move {
+            let pulled = producer.pull(wait).await.map(|full| {
+                let reached = producer.reached();
+                (
+                    full,
+                    reached,
+                    producer.key.encode(&producer.party.party_id, reached),
+                )
+            });
+            // Dropping the producer closes the outlet: the collector ends after the last batch.
+            drop(producer);
+            pulled
+        };
+        let (pulled, collected) = tokio::join!(read, pull::collect(&state, incoming));
+        // A failed log write ends the collector first; its error is the answer.
+        let events = collected?;
+        let (full, reached, cursor) =
+            pulled.map_err(|status| status.unwrap_or_else(status::shutting_down))?;
+        let head = state.store.head_seq().await?;
+        Ok(pb::FetchEventsResponse {
+            events,
+            cursor,
+            caught_up: !full,
+            register_sequence: pull::completed_sequence(reached, full).min(head),
+            head_sequence: head,
+        })
+    }
+
+    /// Where a request's cursor puts the party in its history: the start, for an empty cursor.
+    async fn position_of(
+        &self,
+        party: &PartyPrincipal,
+        key: &CursorKey,
+        cursor: &str,
+    ) -> Result<Position, Status> {
+        if cursor.is_empty() {
+            Ok(Position::Start {
+                head: self.state.store.head_seq().await?,
+                index: 0,
+                records_sent: 0,
+            })
+        } else {
+            read_cursor(&self.state, key, &party.party_id, cursor).await
+        }
     }
 
     /// Gives the named subscriptions (or all) a fresh snapshot, and the cursor to stream them from.
@@ -261,6 +353,8 @@ crate::grpc::service! {
     impl pb::delivery_service_server::DeliveryService for PartyApi {
         stream(pb::StreamRequest) -> EventStream:
             logged("/lefi.v1.DeliveryService/Stream", Channel::StreamDelivery);
+        fetch_events(pb::FetchEventsRequest) -> pb::FetchEventsResponse:
+            logged("/lefi.v1.DeliveryService/FetchEvents", Channel::StreamDelivery);
         request_full_refresh(pb::FullRefreshRequest) -> pb::FullRefreshResponse: party;
         commit_cursor(pb::CommitCursorRequest) -> pb::CommitCursorResponse: party;
     }

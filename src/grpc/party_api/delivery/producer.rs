@@ -42,9 +42,11 @@ const PERSON_CACHE: usize = 4_096;
 const FLUSH_AT: usize = 256;
 
 /// How one step of the stream ended.
-enum Flow {
+pub(super) enum Flow {
     /// Keep going.
     Continue,
+    /// A pull's answer is full (see [`Budget`]): stop after handing over what is queued.
+    Full,
     /// Stop with this status (or quietly when `None`: the client left).
     Stop(Option<Status>),
 }
@@ -80,6 +82,45 @@ pub(super) struct DeliveryStream {
     /// Each subscribed person's own data as of this stream's position (see
     /// [`DeliveryStream::deliver_change`]).
     pub persons: PersonCache,
+    /// What a pull's answer may still hold; `None` for a stream, which has no end.
+    pub budget: Option<Budget>,
+    /// The position after the last message queued, if any.
+    pub last_queued: Option<Position>,
+}
+
+/// What one pull's answer (FetchEvents) may still hold: a number of messages and of bytes. The
+/// first message always fits, so that every pull makes progress.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    messages: usize,
+    bytes: usize,
+    taken: usize,
+}
+
+impl Budget {
+    pub fn new(messages: usize, bytes: usize) -> Self {
+        Self {
+            messages,
+            bytes,
+            taken: 0,
+        }
+    }
+
+    /// Takes room for a message of `len` encoded bytes, if there is room.
+    fn take(&mut self, len: usize) -> bool {
+        if self.taken > 0 && (self.messages == 0 || len > self.bytes) {
+            return false;
+        }
+        self.messages = self.messages.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len);
+        self.taken += 1;
+        true
+    }
+
+    /// Messages taken so far.
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
 }
 
 /// Messages prepared but not yet sent, and the disclosure-log entries for them: the messages go
@@ -165,7 +206,8 @@ impl DeliveryStream {
             match Box::pin(self.deliver_page(false)).await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(Flow::Continue) => continue,
+                // A stream has no budget: Full does not happen.
+                Err(Flow::Continue | Flow::Full) => continue,
                 Err(Flow::Stop(status)) => return status,
             }
             // Caught up: wait for a change, the heartbeat interval, or the end.
@@ -215,6 +257,15 @@ impl DeliveryStream {
     /// The party's termination took effect: end its subscriptions (their notices are written once,
     /// by whichever stream or call gets there first), deliver the notices, then end the stream.
     async fn end_for_termination(&mut self, status: Status) -> Option<Status> {
+        match self.deliver_termination().await {
+            Flow::Stop(s) => s,
+            Flow::Continue | Flow::Full => Some(status),
+        }
+    }
+
+    /// Ends the party's subscriptions for its termination and delivers their ENDED notices (as
+    /// many as a pull has room for: `Full` when more are due).
+    async fn deliver_termination(&mut self) -> Flow {
         let selector = EndSelector::AllOfParty {
             party_id: &self.party.party_id,
         };
@@ -227,28 +278,129 @@ impl DeliveryStream {
             )
             .await;
         if let Err(e) = ended {
-            return Some(e.into());
+            return e.into();
         }
         loop {
             match self.deliver_page(true).await {
                 Ok(true) | Err(Flow::Continue) => continue,
-                Ok(false) => return Some(status),
-                Err(Flow::Stop(s)) => return s,
+                Ok(false) => return Flow::Continue,
+                Err(flow) => return flow,
             }
         }
+    }
+
+    /// Answers one pull (FetchEvents): queues what is due after the position, as much as the
+    /// budget has room for, and hands it over to be logged; when nothing is due, waits up to
+    /// `wait` for a change that brings something. `Ok(true)` when the answer is full (more is
+    /// due at once). The messages go out through `outlet` like a stream's, to the caller's
+    /// collector instead of the client.
+    pub async fn pull(&mut self, wait: Duration) -> Result<bool, Option<Status>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.state.changes.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let flow = match Box::pin(self.still_allowed()).await {
+                Ok(()) => Box::pin(self.pull_once()).await,
+                Err(IdentityError::PartyTerminated) => {
+                    match Box::pin(self.deliver_termination()).await {
+                        // The last notices went out in earlier answers: now the refusal.
+                        Flow::Continue if self.taken() == 0 => {
+                            return Err(Some(IdentityError::PartyTerminated.into()));
+                        }
+                        flow => flow,
+                    }
+                }
+                Err(e) => return Err(Some(e.into())),
+            };
+            match flow {
+                Flow::Full => return Ok(true),
+                Flow::Stop(status) => return Err(status),
+                Flow::Continue if self.taken() > 0 => return Ok(false),
+                Flow::Continue => {}
+            }
+            // Nothing due: wait for a change, until the deadline.
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::select! {
+                biased;
+                () = self.state.shutdown.cancelled() => return Err(Some(status::shutting_down())),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Err(Some(status::shutting_down()));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return Ok(false),
+            }
+        }
+    }
+
+    /// One pass of a pull: the start snapshots, if the position is among them, then history
+    /// pages until caught up or full; everything queued is handed over.
+    async fn pull_once(&mut self) -> Flow {
+        if let Position::Start { head, .. } = self.position {
+            match self.deliver_start(head).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        loop {
+            match self.deliver_page(false).await {
+                Ok(true) | Err(Flow::Continue) => continue,
+                Ok(false) => return Flow::Continue,
+                Err(flow) => return flow,
+            }
+        }
+    }
+
+    /// Messages a pull has taken so far.
+    fn taken(&self) -> usize {
+        self.budget.map_or(0, |b| b.taken())
+    }
+
+    /// The position a pull's answer reaches: after its last message, or where the reading
+    /// stopped when it holds none (a bookmark).
+    pub fn reached(&self) -> Position {
+        self.last_queued.unwrap_or(self.position)
     }
 
     fn cursor_at(&self, position: Position) -> String {
         self.key.encode(&self.party.party_id, position)
     }
 
-    /// Queues a message for the next flush.
-    fn queue(&mut self, position: Position, event: pb::stream_event::Event) {
+    /// The message at `position` (its cursor names the position after it).
+    fn message(&self, position: Position, event: pb::stream_event::Event) -> (Position, pb::StreamEvent) {
         let cursor = self.cursor_at(position);
-        self.outbox.messages.push(pb::StreamEvent {
+        let message = pb::StreamEvent {
             cursor,
             event: Some(event),
-        });
+        };
+        (position, message)
+    }
+
+    /// Whether a pull's answer has room for `message` (taking it); a stream always has.
+    fn admit(&mut self, message: &pb::StreamEvent) -> bool {
+        match &mut self.budget {
+            None => true,
+            Some(budget) => budget.take(prost::Message::encoded_len(message)),
+        }
+    }
+
+    /// Queues an admitted message for the next flush.
+    fn push(&mut self, (position, message): (Position, pb::StreamEvent)) {
+        self.outbox.messages.push(message);
+        self.last_queued = Some(position);
+    }
+
+    /// Queues a message that discloses nothing for the next flush, if there is room; otherwise
+    /// the pull's answer is full.
+    fn queue(&mut self, position: Position, event: pb::stream_event::Event) -> Flow {
+        let message = self.message(position, event);
+        if !self.admit(&message.1) {
+            return Flow::Full;
+        }
+        self.push(message);
+        Flow::Continue
     }
 
     /// Hands the queued messages and their disclosure-log entries to the outlet, which logs them
@@ -368,8 +520,10 @@ impl DeliveryStream {
                 None => return StoreError::Corrupt("start snapshot reader stopped").into(),
             };
             for item in chunk {
-                if let Flow::Stop(status) = self.deliver_start_item(head, index, skip, item).await {
-                    return Flow::Stop(status);
+                match self.deliver_start_item(head, index, skip, item).await {
+                    Flow::Continue => {}
+                    Flow::Full => return self.flush().await.err().unwrap_or(Flow::Full),
+                    stop @ Flow::Stop(_) => return stop,
                 }
                 skip = 0;
                 index += 1;
@@ -406,8 +560,8 @@ impl DeliveryStream {
         };
         match start {
             Start::Suspended => {
-                if skip == 0 {
-                    self.queue(
+                if skip == 0
+                    && let Flow::Full = self.queue(
                         done,
                         pb::stream_event::Event::Notice(pb::SubscriptionNotice {
                             subscription_id: subscription.subscription_id.clone(),
@@ -417,7 +571,9 @@ impl DeliveryStream {
                             message: "suspended; nothing is delivered until it resumes".to_string(),
                             effective_at: None,
                         }),
-                    );
+                    )
+                {
+                    return Flow::Full;
                 }
                 self.maybe_flush().await
             }
@@ -553,8 +709,13 @@ impl DeliveryStream {
                 }
             };
             skip = 0;
-            if let Flow::Stop(status) = flow {
-                return Err(Flow::Stop(status));
+            match flow {
+                Flow::Continue => {}
+                Flow::Full => {
+                    self.flush().await?;
+                    return Err(Flow::Full);
+                }
+                stop @ Flow::Stop(_) => return Err(stop),
             }
             self.position = done;
         }
@@ -591,27 +752,18 @@ impl DeliveryStream {
             .remember(permit.person().as_storage().to_string(), data);
         // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
         let already = (place.skip.saturating_sub(1) as usize).min(records.len());
-        let entry = allowed_entry(
-            &self.party,
-            &self.call,
-            ask,
-            permit,
-            records.len() - already,
-            (0, place.as_of),
-        );
-        self.outbox.log.push(entry);
         let id = &subscription.subscription_id;
+        // The snapshot's messages still to send, each with the records it holds.
+        let mut messages = Vec::new();
         if place.skip == 0 {
-            self.queue(
-                (place.at)(1),
-                pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
-                    subscription_id: id.clone(),
-                    event_number: place.event_number,
-                    as_of_sequence: place.as_of,
-                    reason: place.reason as i32,
-                    person: Some(person.clone()),
-                }),
-            );
+            let begin = pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
+                subscription_id: id.clone(),
+                event_number: place.event_number,
+                as_of_sequence: place.as_of,
+                reason: place.reason as i32,
+                person: Some(person.clone()),
+            });
+            messages.push((self.message((place.at)(1), begin), 0));
         }
         let record_count = records.len() as u64;
         records.drain(..already);
@@ -619,30 +771,46 @@ impl DeliveryStream {
         // Batches are numbered from 1; a resume inside the snapshot continues the numbering.
         let mut batches = (already / self.batch.max(1)) as u32;
         for batch in convert::record_batches(records, self.batch) {
-            sent += batch.len();
+            let held = batch.len();
+            sent += held;
             batches += 1;
-            self.queue(
-                (place.at)(sent as u64 + 1),
-                pb::stream_event::Event::Records(pb::RecordBatch {
-                    subscription_id: id.clone(),
-                    event_number: place.event_number,
-                    batch_index: batches,
-                    person: Some(person.clone()),
-                    records: batch,
-                }),
-            );
-        }
-        // The end marker carries the position after the whole event.
-        self.queue(
-            place.done,
-            pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
+            let records = pb::stream_event::Event::Records(pb::RecordBatch {
                 subscription_id: id.clone(),
                 event_number: place.event_number,
-                as_of_sequence: place.as_of,
-                record_count,
-                batch_count: batches,
-            }),
-        );
+                batch_index: batches,
+                person: Some(person.clone()),
+                records: batch,
+            });
+            messages.push((self.message((place.at)(sent as u64 + 1), records), held));
+        }
+        // The end marker carries the position after the whole event.
+        let end = pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
+            subscription_id: id.clone(),
+            event_number: place.event_number,
+            as_of_sequence: place.as_of,
+            record_count,
+            batch_count: batches,
+        });
+        messages.push((self.message(place.done, end), 0));
+        // A pull takes what its answer has room for; the log names exactly the records taken.
+        let total = messages.len();
+        let admitted: Vec<_> = messages
+            .into_iter()
+            .map_while(|(message, held)| self.admit(&message.1).then_some((message, held)))
+            .collect();
+        if admitted.is_empty() {
+            return Flow::Full;
+        }
+        let full = admitted.len() < total;
+        let taken = admitted.iter().map(|(_, held)| held).sum();
+        let entry = allowed_entry(&self.party, &self.call, ask, permit, taken, (0, place.as_of));
+        self.outbox.log.push(entry);
+        for (message, _) in admitted {
+            self.push(message);
+        }
+        if full {
+            return Flow::Full;
+        }
         self.maybe_flush().await
     }
 
@@ -686,24 +854,21 @@ impl DeliveryStream {
             .into_iter()
             .collect();
         let range = (event.seq.saturating_sub(1), event.seq);
-        self.outbox.log.push(allowed_entry(
-            &self.party,
-            &self.call,
-            ask,
-            permit,
-            records.len(),
-            range,
-        ));
-        self.queue(
-            done,
-            pb::stream_event::Event::Change(pb::Change {
-                subscription_id: event.subscription.subscription_id.clone(),
-                event_number: event.event_number,
-                person: Some(person),
-                records,
-                register_sequence: event.seq,
-            }),
-        );
+        let count = records.len();
+        let change = pb::stream_event::Event::Change(pb::Change {
+            subscription_id: event.subscription.subscription_id.clone(),
+            event_number: event.event_number,
+            person: Some(person),
+            records,
+            register_sequence: event.seq,
+        });
+        let message = self.message(done, change);
+        if !self.admit(&message.1) {
+            return Flow::Full;
+        }
+        let entry = allowed_entry(&self.party, &self.call, ask, permit, count, range);
+        self.outbox.log.push(entry);
+        self.push(message);
         self.maybe_flush().await
     }
 
@@ -713,17 +878,17 @@ impl DeliveryStream {
             SubscriptionState::Suspended => pb::SubscriptionState::Suspended,
             SubscriptionState::Ended => pb::SubscriptionState::Ended,
         };
-        self.queue(
-            done,
-            pb::stream_event::Event::Notice(pb::SubscriptionNotice {
-                subscription_id: event.subscription.subscription_id.clone(),
-                event_number: event.event_number,
-                state: state as i32,
-                reason: convert::state_reason(Some(notice.reason)) as i32,
-                message: notice.message.clone(),
-                effective_at: Some(timestamp(event.recorded_at)),
-            }),
-        );
+        let notice = pb::stream_event::Event::Notice(pb::SubscriptionNotice {
+            subscription_id: event.subscription.subscription_id.clone(),
+            event_number: event.event_number,
+            state: state as i32,
+            reason: convert::state_reason(Some(notice.reason)) as i32,
+            message: notice.message.clone(),
+            effective_at: Some(timestamp(event.recorded_at)),
+        });
+        if let Flow::Full = self.queue(done, notice) {
+            return Flow::Full;
+        }
         self.maybe_flush().await
     }
 }
