@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sqlite3
 import sys
 import threading
@@ -151,6 +152,10 @@ def describe(err: grpc.RpcError) -> str:
     text = f"{err.code().name} {reason}: {err.details()}"
     if info and info.metadata.get("request_id"):
         text += f" (request_id {info.metadata['request_id']}; quote it to the agency)"
+    if info is None and err.code() == grpc.StatusCode.UNAVAILABLE:
+        # No answer from lefi at all: the server is down or unreachable, or the TLS handshake failed
+        # (a certificate the server does not accept fails there, before gRPC runs; errors.proto).
+        text += " (if this persists: check --addr, --server-name, and the certificate, its CA and its dates)"
     return text
 
 
@@ -368,7 +373,9 @@ class Store:
                 subscription.subscription_id,
                 subscription.client_reference,
                 enum_name(subscriptions_pb2.SubscriptionState, subscription.state),
-                enum_name(subscriptions_pb2.SubscriptionStateReason, subscription.state_reason),
+                enum_name(subscriptions_pb2.SubscriptionStateReason, subscription.state_reason)
+                if subscription.state_reason
+                else None,
                 subscription.person_id,
                 now(),
             ),
@@ -902,7 +909,8 @@ def cmd_run(args, channel, store: Store) -> int:
     try:
         return receiver.run()
     except KeyboardInterrupt:
-        return EXIT_OK  # the stored cursor covers everything committed
+        log.info("stopped; the stored cursor covers everything applied")
+        return EXIT_OK
     finally:
         # One JSON line on stdout: what this run did (the tests read it).
         print(json.dumps(receiver.stats.__dict__, sort_keys=True), flush=True)
@@ -958,7 +966,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def interrupted(signum, frame):
+    """SIGTERM stops the client as Ctrl-C does: the transaction in progress rolls back, and the
+    stored cursor covers everything committed."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, interrupted)
     args = parse_args(argv)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

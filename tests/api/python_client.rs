@@ -115,15 +115,34 @@ async fn mirrors_the_register(backend: Backend, transport: &str) {
     client.assert_mirrors_register(&app, &subs).await;
     assert_eq!(client.person_name("py-p2").await, "Tolvan Tolvansson");
 
-    // A restart resumes from the stored cursor: only what is new arrives, no snapshot.
+    assert_eq!(client.state("py-p2").await, ("ACTIVE".to_string(), None));
+
+    // A restart resumes from the stored cursor: only what is new arrives, no snapshot. The P2
+    // subscription is cancelled after a last correction: its notice marks it ENDED, and the client
+    // keeps what it received.
     accepted(&ingest(&app, vec![pay(P2, "PAY-B4", 2, pb::RecordKind::Correction, 45)]).await);
+    pb::subscription_service_client::SubscriptionServiceClient::new(
+        app.party_channel(&app.certs.insurer).await,
+    )
+    .cancel_subscription(pb::CancelSubscriptionRequest {
+        subscription_id: subs["py-p2"].clone(),
+    })
+    .await
+    .unwrap();
     let summary = client.until_caught_up(&[]).await;
     assert_eq!(summary["snapshots"], 0, "{summary}");
     assert_eq!(summary["changes"], 1, "{summary}");
+    assert_eq!(summary["notices"], 1, "{summary}");
+    let ended = (
+        "ENDED".to_string(),
+        Some("SUBSCRIPTION_STATE_REASON_CANCELLED".to_string()),
+    );
+    assert_eq!(client.state("py-p2").await, ended);
     client.assert_mirrors_register(&app, &subs).await;
 
-    // The history behind the stored cursor is pruned: CURSOR_EXPIRED, a full refresh, and fresh
-    // snapshots of both subscriptions replace what the client holds.
+    // The history behind the stored cursor is pruned: CURSOR_EXPIRED, a full refresh, and a fresh
+    // snapshot of the one ACTIVE subscription replaces what the client holds for it; the ENDED one
+    // keeps its state (the client reconciles with ListSubscriptions).
     accepted(&ingest(&app, vec![pay(P1, "PAY-A7", 1, pb::RecordKind::New, 7)]).await);
     app.store
         .prune_delivery_history(app.clock.now_micros() + 1)
@@ -131,8 +150,9 @@ async fn mirrors_the_register(backend: Backend, transport: &str) {
         .unwrap();
     let summary = client.until_caught_up(&[]).await;
     assert_eq!(summary["full_refreshes"], 1, "{summary}");
-    assert_eq!(summary["snapshots"], 2, "{summary}");
+    assert_eq!(summary["snapshots"], 1, "{summary}");
     client.assert_mirrors_register(&app, &subs).await;
+    assert_eq!(client.state("py-p2").await, ended);
 
     // A revoked certificate stops the client with a clear message, not a retry loop.
     app.revoke_certificate(&app.insurer_id, &app.certs.insurer).await;
@@ -290,6 +310,15 @@ impl Client {
             .unwrap()
             .into_iter()
             .collect()
+    }
+
+    /// A subscription's state and reason in the client's database.
+    async fn state(&self, reference: &str) -> (String, Option<String>) {
+        sqlx::query_as("SELECT state, state_reason FROM subscriptions WHERE client_reference = ?")
+            .bind(reference)
+            .fetch_one(&mut self.db().await)
+            .await
+            .unwrap()
     }
 
     async fn person_name(&self, reference: &str) -> String {
