@@ -42,69 +42,7 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.write().await?;
-        // The no-op update takes the head row's lock first, so appends are strictly ordered.
-        let (mut last_id, mut last_hash): (i64, String) = on_conn!(&mut conn, |c| {
-            sqlx::query_as(
-                "UPDATE disclosure_chain_head SET last_entry_id = last_entry_id WHERE id = 1 \
-                 RETURNING last_entry_id, last_hash",
-            )
-            .fetch_one(c)
-            .await?
-        });
-        let mut rows = Vec::with_capacity(entries.len());
-        for e in entries {
-            let entry_id = last_id + 1;
-            let hash = entry_hash(&last_hash, entry_id, now, e);
-            rows.push((entry_id, e, std::mem::replace(&mut last_hash, hash.clone()), hash));
-            last_id = entry_id;
-        }
-        let dialect = conn.dialect();
-        // Multi-row INSERTs: one statement per chunk, not one round trip per entry.
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO disclosure_log ({COLUMNS}) VALUES {}",
-                dialect.values_list(chunk.len(), COLUMN_COUNT)
-            );
-            on_conn!(&mut conn, |c| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-                for (entry_id, e, previous_hash, hash) in chunk {
-                    q = q
-                        .bind(*entry_id)
-                        .bind(now)
-                        .bind(text(&e.party_id))
-                        .bind(text(&e.party_org_number))
-                        .bind(&e.system_identity)
-                        .bind(text(&e.operator_name))
-                        .bind(e.channel.as_str())
-                        .bind(&e.rpc)
-                        .bind(text(&e.request_id))
-                        .bind(e.decision.as_str())
-                        .bind(text(&e.denial_reason))
-                        .bind(text(&e.legal_basis))
-                        .bind(text(&e.purpose))
-                        .bind(text(&e.case_reference))
-                        .bind(text(&e.consent_id))
-                        .bind(text(&e.subscription_id))
-                        .bind(e.person.as_ref().map_or("", |p| p.as_storage()))
-                        .bind(e.benefit_types.join(","))
-                        .bind(e.period_from.map(format_date).unwrap_or_default())
-                        .bind(e.period_to.map(format_date).unwrap_or_default())
-                        .bind(to_i64(e.record_count))
-                        .bind(to_i64(e.from_sequence))
-                        .bind(to_i64(e.to_sequence))
-                        .bind(previous_hash)
-                        .bind(hash);
-                }
-                q.execute(c).await?;
-            });
-        }
-        on_conn!(&mut conn, |c| {
-            sqlx::query("UPDATE disclosure_chain_head SET last_entry_id = $1, last_hash = $2 WHERE id = 1")
-                .bind(last_id)
-                .bind(&last_hash)
-                .execute(c)
-                .await?;
-        });
+        append_on(&mut conn, entries, now).await?;
         conn.commit().await
     }
 
@@ -195,6 +133,83 @@ impl Store {
         }
         Ok(ChainVerdict::Intact { checked, last_hash })
     }
+}
+
+/// Appends entries to the disclosure log inside the caller's transaction `conn`, chaining their
+/// hashes; the entries become visible with whatever else the transaction commits (a statistics
+/// delivery's state change). Callers disclose only after that commit.
+pub(crate) async fn append_on(
+    conn: &mut Conn,
+    entries: &[NewDisclosure],
+    now: Micros,
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // The no-op update takes the head row's lock first, so appends are strictly ordered.
+    let (mut last_id, mut last_hash): (i64, String) = on_conn!(&mut *conn, |c| {
+        sqlx::query_as(
+            "UPDATE disclosure_chain_head SET last_entry_id = last_entry_id WHERE id = 1 \
+             RETURNING last_entry_id, last_hash",
+        )
+        .fetch_one(c)
+        .await?
+    });
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        let entry_id = last_id + 1;
+        let hash = entry_hash(&last_hash, entry_id, now, e);
+        rows.push((entry_id, e, std::mem::replace(&mut last_hash, hash.clone()), hash));
+        last_id = entry_id;
+    }
+    let dialect = conn.dialect();
+    // Multi-row INSERTs: one statement per chunk, not one round trip per entry.
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO disclosure_log ({COLUMNS}) VALUES {}",
+            dialect.values_list(chunk.len(), COLUMN_COUNT)
+        );
+        on_conn!(&mut *conn, |c| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for (entry_id, e, previous_hash, hash) in chunk {
+                q = q
+                    .bind(*entry_id)
+                    .bind(now)
+                    .bind(text(&e.party_id))
+                    .bind(text(&e.party_org_number))
+                    .bind(&e.system_identity)
+                    .bind(text(&e.operator_name))
+                    .bind(e.channel.as_str())
+                    .bind(&e.rpc)
+                    .bind(text(&e.request_id))
+                    .bind(e.decision.as_str())
+                    .bind(text(&e.denial_reason))
+                    .bind(text(&e.legal_basis))
+                    .bind(text(&e.purpose))
+                    .bind(text(&e.case_reference))
+                    .bind(text(&e.consent_id))
+                    .bind(text(&e.subscription_id))
+                    .bind(e.person.as_ref().map_or("", |p| p.as_storage()))
+                    .bind(e.benefit_types.join(","))
+                    .bind(e.period_from.map(format_date).unwrap_or_default())
+                    .bind(e.period_to.map(format_date).unwrap_or_default())
+                    .bind(to_i64(e.record_count))
+                    .bind(to_i64(e.from_sequence))
+                    .bind(to_i64(e.to_sequence))
+                    .bind(previous_hash)
+                    .bind(hash);
+            }
+            q.execute(c).await?;
+        });
+    }
+    on_conn!(&mut *conn, |c| {
+        sqlx::query("UPDATE disclosure_chain_head SET last_entry_id = $1, last_hash = $2 WHERE id = 1")
+            .bind(last_id)
+            .bind(&last_hash)
+            .execute(c)
+            .await?;
+    });
+    Ok(())
 }
 
 /// Up to 1,000 entries from `from_id` to `to_id`, in order.

@@ -4,7 +4,7 @@
 
 use lefi::domain::statistics::order::{OrderState, OrderStep, Side, StepRefused};
 use lefi::domain::statistics::population;
-use lefi::store::statistics::{NewOrder, OrderError, OrderFilter, Quote, StepDetail};
+use lefi::store::statistics::{NewOrder, OrderError, OrderFilter, Quote, Release, StepDetail};
 use time::macros::date;
 
 use crate::backend_tests;
@@ -51,6 +51,26 @@ fn members(text: &str) -> StepDetail {
             .unwrap()
             .members,
     )
+}
+
+/// A Deliver step's detail whose release names `persons`, counted from the extract at `sequence`.
+fn delivered(sequence: Option<u64>, persons: &[&str]) -> StepDetail {
+    use lefi::domain::disclosure::{Channel, Decision, NewDisclosure};
+    StepDetail::Delivered {
+        on: date!(2027 - 01 - 10),
+        retain_until: date!(2027 - 07 - 10),
+        release: Release {
+            sequence,
+            entries: persons
+                .iter()
+                .map(|p| NewDisclosure {
+                    person: Some(lefi::domain::Personnummer::from_storage(p).unwrap()),
+                    to_sequence: sequence.unwrap_or(0),
+                    ..NewDisclosure::new(Channel::StatisticsRelease, Decision::Allowed, "test")
+                })
+                .collect(),
+        },
+    }
 }
 
 async fn an_order_runs_from_submission_to_deletion_with_every_step_audited(backend: Backend) {
@@ -135,13 +155,25 @@ async fn an_order_runs_from_submission_to_deletion_with_every_step_audited(backe
     )
     .await
     .unwrap();
-    let delivered = StepDetail::Delivered {
-        on: date!(2027 - 01 - 10),
-        retain_until: date!(2027 - 07 - 10),
-    };
-    let order = step(T::Deliver, Side::Agency, "Anna", delivered, 18)
-        .await
-        .unwrap();
+    // A delivery whose release entries do not match the stored extract (another sequence, or not
+    // one entry per person) is refused and logs nothing.
+    for (sequence, persons) in [(Some(6), 2), (Some(7), 1)] {
+        let stale = delivered(sequence, &["199007042386", "199501132386"][..persons]);
+        let refused = step(T::Deliver, Side::Agency, "Anna", stale, 18).await;
+        assert!(matches!(refused, Err(OrderError::Store(_))), "{refused:?}");
+    }
+    let person = lefi::domain::Personnummer::from_storage("199007042386").unwrap();
+    assert!(app.disclosures_about("199007042386").await.is_empty());
+    let order = step(
+        T::Deliver,
+        Side::Agency,
+        "Anna",
+        delivered(Some(7), &["199007042386", "199501132386"]),
+        18,
+    )
+    .await
+    .unwrap();
+    assert_eq!(app.disclosures_about(person.as_storage()).await.len(), 1);
     assert_eq!(order.state, OrderState::Delivered);
     assert_eq!(order.retain_until, Some(date!(2027 - 07 - 10)));
     assert_eq!(order.extracted_sequence, Some(7));

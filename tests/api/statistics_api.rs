@@ -25,6 +25,7 @@ backend_tests!(
     bad_population_files_get_line_answers_and_change_nothing,
     only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
     retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
+    a_delivery_is_logged_once_however_it_is_retried,
     coverage_from_known_lags_decides_which_months_may_be_ordered,
     receipt_is_due_two_working_days_later_around_easter_and_midsummer,
 );
@@ -1261,6 +1262,107 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
             .await
             .is_ok()
     );
+    app.stop().await;
+}
+
+/// The release entries of `person` (as written in the tests' register) in the disclosure log.
+async fn release_entries(app: &TestApp, person: &str) -> Vec<lefi::domain::disclosure::DisclosureEntry> {
+    let digits: String = person.chars().filter(char::is_ascii_digit).collect();
+    app.disclosures_about(&digits)
+        .await
+        .into_iter()
+        .filter(|e| e.entry.channel == lefi::domain::disclosure::Channel::StatisticsRelease)
+        .collect()
+}
+
+/// The release is logged once per person, in the Deliver step's own transaction: a Deliver that
+/// reuses another step's key, loses the race to a concurrent Deliver, is replayed by its key or
+/// sent again with a new key logs nothing more.
+async fn a_delivery_is_logged_once_however_it_is_retried(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    feed_register(&app).await;
+    let d = desk(&app).await;
+    let id = released_order(&d, "SCB-ONCE").await;
+    upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+        .await
+        .unwrap();
+    let extract_key = idempotency_key();
+    d.anna
+        .clone()
+        .produce_extract(admin_pb::ProduceExtractRequest {
+            order_id: id.clone(),
+            idempotency_key: extract_key.clone(),
+            register_sequence: 0,
+        })
+        .await
+        .unwrap();
+    let deliver = |key: &str| admin_pb::AdvanceOrderRequest {
+        order_id: id.clone(),
+        idempotency_key: key.to_string(),
+        step: Some(A::Deliver(a::Deliver {})),
+    };
+    // The extract's key used for the delivery: refused, and nothing logged.
+    let err = d
+        .anna
+        .clone()
+        .advance_order(deliver(&extract_key))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "IDEMPOTENCY_KEY_REUSED", "{err:?}");
+    for person in [P1, P2, P3] {
+        assert!(
+            release_entries(&app, person).await.is_empty(),
+            "no delivery, no entry"
+        );
+    }
+    // Two Delivers at once: one delivers, the other is refused (or replays nothing).
+    let (first, second) = (idempotency_key(), idempotency_key());
+    let (mut anna, mut bo) = (d.anna.clone(), d.bo.clone());
+    let (x, y) = tokio::join!(
+        anna.advance_order(deliver(&first)),
+        bo.advance_order(deliver(&second)),
+    );
+    assert!(x.is_ok() || y.is_ok(), "{x:?} {y:?}");
+    let winner = if x.is_ok() { &first } else { &second };
+    // Replayed with the winner's key, and again with a new key.
+    let replay = d
+        .anna
+        .clone()
+        .advance_order(deliver(winner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(state(&replay), pb::StatisticsOrderState::OrderDelivered);
+    let err = d
+        .anna
+        .clone()
+        .advance_order(deliver(&idempotency_key()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    for person in [P1, P2, P3] {
+        let entries = release_entries(&app, person).await;
+        assert_eq!(entries.len(), 1, "exactly one release entry per person");
+        assert_eq!(entries[0].entry.case_reference.as_deref(), Some(id.as_str()));
+    }
+    let history = d
+        .anna
+        .clone()
+        .get_order(pb::GetOrderRequest { order_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .history;
+    assert_eq!(history.iter().filter(|h| h.step == "DELIVER").count(), 1);
+    assert!(matches!(
+        app.store.verify_disclosure_chain(0, 0).await.unwrap(),
+        lefi::domain::disclosure::ChainVerdict::Intact { .. }
+    ));
     app.stop().await;
 }
 

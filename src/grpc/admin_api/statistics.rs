@@ -21,7 +21,7 @@ use crate::grpc::statistics::{self as wire, ChunkStream};
 use crate::grpc::status;
 use crate::identity::OperatorPrincipal;
 use crate::policy::operator::AdminRight;
-use crate::store::statistics::{Order, OrderError, OrderFilter, Quote, StepDetail};
+use crate::store::statistics::{Order, OrderError, OrderFilter, Quote, Release, StepDetail};
 
 /// A request as the unit's handlers get it: who asks, and what.
 type Asked<R> = (OperatorPrincipal, R);
@@ -122,6 +122,11 @@ fn agency_step(
             StepDetail::Delivered {
                 on: today,
                 retain_until: months_after(today, RETENTION_MONTHS),
+                // Counted by `advance_order` when the order is ready to deliver.
+                release: Release {
+                    sequence: order.extracted_sequence,
+                    entries: Vec::new(),
+                },
             },
             manage,
         ),
@@ -160,9 +165,10 @@ impl AdminApi {
         Ok((key, wire::order_for(&self.state, (order_id, None)).await?))
     }
 
-    /// Writes the release to the disclosure log: one entry per person of the population, before
-    /// the files are made available (if the log cannot be written, nothing is delivered).
-    async fn log_release(&self, order: &Order, operator: &OperatorPrincipal) -> Result<(), Status> {
+    /// The release's disclosure-log entries: one per person of the population. The Deliver step
+    /// writes them in the transaction that makes the files available (if the log cannot be
+    /// written, nothing is delivered; a replayed or refused Deliver writes none).
+    async fn release_entries(&self, order: &Order, operator: &OperatorPrincipal) -> Result<Release, Status> {
         let store = &self.state.store;
         let org_number = store
             .party_record(&order.party_id)
@@ -198,12 +204,10 @@ impl AdminApi {
                 ));
             }
         }
-        for chunk in entries.chunks(10_000) {
-            self.state
-                .append_disclosures(chunk, self.state.clock.now_micros())
-                .await?;
-        }
-        Ok(())
+        Ok(Release {
+            sequence: order.extracted_sequence,
+            entries,
+        })
     }
 }
 
@@ -258,10 +262,12 @@ impl AdminApi {
     ) -> Result<StatisticsOrder, Status> {
         let (key, order) = self.keyed_order(&r.idempotency_key, &r.order_id).await?;
         let today = self.state.clock.today();
-        let (step, detail, right) = agency_step(r.step, &order, &operator, today)?;
+        let (step, mut detail, right) = agency_step(r.step, &order, &operator, today)?;
         crate::policy::operator::require(operator.role, right)?;
-        if step == OrderStep::Deliver && order.state == OrderState::Extracted {
-            self.log_release(&order, &operator).await?;
+        if let StepDetail::Delivered { release, .. } = &mut detail
+            && order.state == OrderState::Extracted
+        {
+            *release = self.release_entries(&order, &operator).await?;
         }
         let who = (Side::Agency, operator.name.as_str());
         wire::take_step(&self.state, (&order.order_id, None), step, who, &detail, key).await

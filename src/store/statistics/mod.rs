@@ -12,6 +12,7 @@ pub use files::{ExtractFile, FILE_CHUNK_BYTES, FileFacts};
 use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, is_unique_violation, new_id, stored_date};
 use crate::domain::clock::{Micros, format_date};
+use crate::domain::disclosure::NewDisclosure;
 use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, StepRefused, check_step};
 use crate::domain::statistics::population::Member;
 
@@ -88,15 +89,29 @@ pub enum StepDetail {
         files: Vec<ExtractFile>,
         manifest: String,
     },
+    /// The extract was delivered: from `on`, kept until `retain_until`; `release` is written to
+    /// the disclosure log in the same transaction as the state change (log before disclose).
     Delivered {
         on: Date,
         retain_until: Date,
+        release: Release,
     },
     RetainUntil(Date),
     Invoice {
         net_ore: i64,
     },
     None,
+}
+
+/// The disclosure-log entries of a delivery: one per person of the population, counted from the
+/// extract produced as of `sequence`. The Deliver step writes them in its own transaction, so they
+/// exist exactly once, and only for a delivery that happened; a replay by key writes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// The register sequence of the extract the entries were counted from (as the caller read the
+    /// order): the step is refused when the extract was produced again meanwhile.
+    pub sequence: Option<u64>,
+    pub entries: Vec<NewDisclosure>,
 }
 
 /// One step in an order's history.
@@ -413,6 +428,18 @@ impl Store {
         }
         let after = check_step(order.state, &order.facts(), step, side, actor)?;
         let state = after.as_str();
+        if let StepDetail::Delivered { release, .. } = detail {
+            // Log before disclose: the entries commit with the state change that makes the files
+            // downloadable, and were counted from the extract and population that are delivered.
+            if release.sequence != order.extracted_sequence
+                || release.entries.len() as u64 != order.population_count
+            {
+                return Err(OrderError::Store(StoreError::Conflict(
+                    "the order's extract changed while its delivery was prepared; deliver again".into(),
+                )));
+            }
+            crate::store::disclosure_log::append_on(&mut conn, &release.entries, now).await?;
+        }
         let text = match detail {
             StepDetail::Population(members) => files::store_population(&mut conn, order_id, members).await?,
             StepDetail::Extracted {
@@ -574,7 +601,7 @@ async fn record_detail(
                 .await?;
                 text.clone()
             }
-            StepDetail::Delivered { on, retain_until } => {
+            StepDetail::Delivered { on, retain_until, .. } => {
                 sqlx::query(
                     "UPDATE statistics_orders SET delivered_on = $2, retain_until = $3 WHERE order_id = $1",
                 )
