@@ -188,4 +188,8 @@ pub struct QueryArgs {
     pub to: Option<String>,
     #[command(flatten)]
     pub ground: LegalGroundArgs,
+    /// Reproduce the answer your party was given as of this register sequence (the "as of" of
+    /// that answer; ask with the same benefit types and period). Later corrections are not in it.
+    #[arg(long, value_name = "SEQUENCE")]
+    pub reproduce: Option<u64>,
 }

@@ -261,6 +261,7 @@ async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result
             legal_basis: args.ground.basis.clone(),
             case_reference: args.ground.case_reference.clone().unwrap_or_default(),
             consent_id: args.ground.consent_id.clone().unwrap_or_default(),
+            as_of_sequence: args.reproduce.unwrap_or(0),
         })
         .await?;
     let headers = response.metadata().clone();
@@ -292,6 +293,9 @@ async fn query(channel: Channel, args: &QueryArgs, json: bool) -> anyhow::Result
         "as of        register sequence {} ({} records)",
         header.as_of_sequence, header.record_count
     );
+    if let Some(at) = super::output::instant(header.reproduces_answer_at) {
+        println!("reproduces   the answer your party was given at {at}");
+    }
     println!();
     print_records(records.iter().map(|r| (r, "")));
     Ok(())

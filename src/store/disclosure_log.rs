@@ -80,6 +80,34 @@ impl Store {
         rows.into_iter().map(entry_from_row).collect()
     }
 
+    /// The allowed entries of `party_id` about `person` on `channel` that covered the register up
+    /// to `to_sequence` (for a query: answers given as of that sequence), oldest first.
+    pub async fn answers_given(
+        &self,
+        party_id: &str,
+        person: &crate::domain::Personnummer,
+        channel: Channel,
+        to_sequence: u64,
+    ) -> Result<Vec<DisclosureEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM disclosure_log \
+             WHERE person = $1 AND party_id = $2 AND channel = $3 AND decision = $4 AND to_sequence = $5 \
+             ORDER BY entry_id LIMIT 100"
+        );
+        let mut conn = self.read().await?;
+        let rows: Vec<Row> = on_conn!(&mut conn, |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(person.as_storage())
+                .bind(party_id)
+                .bind(channel.as_str())
+                .bind(Decision::Allowed.as_str())
+                .bind(to_i64(to_sequence))
+                .fetch_all(c)
+                .await?
+        });
+        rows.into_iter().map(entry_from_row).collect()
+    }
+
     /// Recomputes the chain over `[from_id, to_id]` (`to_id` 0 = the latest) and names the first
     /// broken entry. Reads in pages, so it runs in bounded memory.
     pub async fn verify_disclosure_chain(

@@ -23,6 +23,7 @@ mod outage;
 mod policy;
 mod pull;
 mod python_client;
+mod query;
 mod readiness;
 mod register;
 mod retention;

@@ -56,6 +56,7 @@ fn query(basis: &str, consent_id: &str, case: bool) -> pb::QueryPersonRequest {
             String::new()
         },
         consent_id: consent_id.to_string(),
+        as_of_sequence: 0,
     }
 }
 

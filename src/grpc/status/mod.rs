@@ -370,6 +370,31 @@ pub enum Missing {
     Subscription,
     Consent,
     Case,
+    /// An earlier answer a query asked to reproduce.
+    Answer,
+}
+
+/// Whether a refusal concerns what was asked (a field, the policy, something not found), so that
+/// a batch answers it for one item and goes on; otherwise the service failed (storage, shutdown,
+/// a bug) and the call ends with it.
+pub fn concerns_the_request(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::PermissionDenied | Code::NotFound | Code::FailedPrecondition
+    )
+}
+
+/// A refusal as one item's error in a batch call's results: its reason, message and metadata.
+pub fn item_error_of(status: &Status) -> pb::ItemError {
+    let info = status.get_details_error_info();
+    pb::ItemError {
+        reason: info
+            .as_ref()
+            .and_then(|i| ErrorReason::from_str_name(&i.reason))
+            .unwrap_or(ErrorReason::Unspecified) as i32,
+        message: status.message().to_string(),
+        metadata: info.map(|i| i.metadata.into_iter().collect()).unwrap_or_default(),
+    }
 }
 
 /// NOT_FOUND for something the caller named that does not exist (for it).
@@ -394,6 +419,11 @@ pub fn not_found(what: Missing) -> Status {
         Missing::Case => (
             ErrorReason::CaseNotFound,
             "your party has never used this case reference; check it with ListCases",
+        ),
+        Missing::Answer => (
+            ErrorReason::AnswerNotFound,
+            "your party was given no answer about this person at this as_of_sequence for these benefit \
+             types and this period; take all three from the answer you want reproduced",
         ),
     };
     Report::new(Code::NotFound, reason, message).into()
