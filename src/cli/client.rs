@@ -144,6 +144,10 @@ pub struct SubscribeArgs {
     pub from: String,
     #[command(flatten)]
     pub ground: LegalGroundArgs,
+    /// Start from now: no snapshot of what the register already holds, only later changes. Only
+    /// if your system already holds the person's data: what you lack is never sent.
+    #[arg(long)]
+    pub from_now: bool,
 }
 
 #[derive(Debug, Subcommand)]

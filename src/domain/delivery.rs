@@ -46,12 +46,25 @@ impl EndReason {
     }
 }
 
+named_enum! {
+    /// How a subscription's delivery starts: with a snapshot of what the register holds (the
+    /// default), or from now on, with a notice, for a party that already holds the history.
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+    pub enum SubscriptionStart {
+        Snapshot,
+        Now,
+    }
+}
+
 /// Why a subscription is in its state (none while it is active and was never suspended).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StateReason {
     Withdrawn(EndReason),
     /// Active again after a suspension (a new consent was registered).
     Resumed,
+    /// Created without its history ([`SubscriptionStart::Now`]): the reason of its first event,
+    /// a notice; the subscription itself has no reason.
+    StartedFromNow,
 }
 
 impl StateReason {
@@ -59,12 +72,15 @@ impl StateReason {
         match self {
             Self::Withdrawn(reason) => reason.as_str(),
             Self::Resumed => "RESUMED",
+            Self::StartedFromNow => "STARTED_FROM_NOW",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        if s == "RESUMED" {
-            return Some(Self::Resumed);
+        match s {
+            "RESUMED" => return Some(Self::Resumed),
+            "STARTED_FROM_NOW" => return Some(Self::StartedFromNow),
+            _ => {}
         }
         EndReason::ALL
             .into_iter()

@@ -390,6 +390,7 @@ pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason 
     match reason {
         None => P::Unspecified,
         Some(StateReason::Resumed) => P::Resumed,
+        Some(StateReason::StartedFromNow) => P::StartedFromNow,
         Some(StateReason::Withdrawn(reason)) => match reason {
             E::Cancelled => P::Cancelled,
             E::ConsentEnded => P::ConsentEnded,
@@ -417,6 +418,7 @@ pub fn subscription(s: &Subscription) -> pb::Subscription {
         state_reason: state_reason(s.state_reason) as i32,
         created_at: Some(timestamp(s.created_at)),
         ended_at: s.ended_at.map(timestamp),
+        start_from_now: s.asked.start == crate::domain::delivery::SubscriptionStart::Now,
     }
 }
 

@@ -15,6 +15,7 @@ backend_tests!(
     steps_out_of_turn_are_refused_and_change_nothing,
     a_step_replayed_with_its_key_acts_once,
     overdue_orders_are_found_by_their_receipt_deadline,
+    an_order_that_ends_undelivered_keeps_no_population,
 );
 
 fn new_order(reference: &str) -> NewOrder {
@@ -428,5 +429,207 @@ async fn overdue_orders_are_found_by_their_receipt_deadline(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(in_review.len(), 1);
+    app.stop().await;
+}
+
+/// Takes a new order to RELEASED with a population of two (steps at 10..=15); its id.
+async fn released_with_population(app: &TestApp, reference: &str) -> String {
+    let store = &app.store;
+    let (order, _) = store
+        .submit_order(&app.insurer_id, &new_order(reference), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    let id = order.order_id;
+    use OrderStep as T;
+    for (n, (step, side, actor, detail)) in [
+        (T::ConfirmReceipt, Side::Agency, "Anna", StepDetail::None),
+        (T::DraftQuote, Side::Agency, "Anna", quote("Anna")),
+        (T::AgreeContent, Side::Orderer, "party", StepDetail::None),
+        (T::Release, Side::Agency, "Bo", StepDetail::Decision("ok".into())),
+        (
+            T::ReceivePopulation,
+            Side::Orderer,
+            "party",
+            members("personnummer;lopnr\n19900704-2386;L1\n19950113-2386;L2\n"),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .order_step(&id, None, step, side, actor, &detail, None, 10 + n as i64)
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// The rule for what an order that is never delivered holds: withdrawn (or refused), its
+/// population and files are deleted at once; released, accepted or extracted and left undelivered,
+/// they are deleted six months after the order's last step. Each deletion is in the order's
+/// history; the manifest remains.
+async fn an_order_that_ends_undelivered_keeps_no_population(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let store = &app.store;
+    use OrderStep as T;
+    // Withdrawn after the population arrived: deleted in the same step.
+    let withdrawn = released_with_population(&app, "ref-w").await;
+    assert_eq!(store.order_population(&withdrawn).await.unwrap().len(), 2);
+    let order = store
+        .order_step(
+            &withdrawn,
+            None,
+            T::Withdraw,
+            Side::Orderer,
+            "party",
+            &StepDetail::Text("projektet lades ned".into()),
+            None,
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(order.state, OrderState::Withdrawn);
+    assert!(store.order_population(&withdrawn).await.unwrap().is_empty());
+    let last = store.order_history(&withdrawn).await.unwrap().pop().unwrap();
+    assert_eq!(last.step, T::Withdraw);
+    assert_eq!(last.detail, "projektet lades ned; population and files deleted");
+
+    // Refused: nothing was held (no population before the release), nothing is kept.
+    let (refused, _) = store
+        .submit_order(&app.insurer_id, &new_order("ref-r"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+    for (step, side, actor, detail) in [
+        (T::ConfirmReceipt, Side::Agency, "Anna", StepDetail::None),
+        (T::DraftQuote, Side::Agency, "Anna", quote("Anna")),
+        (T::AgreeContent, Side::Orderer, "party", StepDetail::None),
+        (
+            T::Refuse,
+            Side::Agency,
+            "Bo",
+            StepDetail::Decision("röjande".into()),
+        ),
+    ] {
+        store
+            .order_step(&refused.order_id, None, step, side, actor, &detail, None, 17)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.order(&refused.order_id, None).await.unwrap().unwrap().state,
+        OrderState::Refused
+    );
+    assert!(
+        store
+            .order_population(&refused.order_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Extracted (with a file) and never delivered; and released with a population and left.
+    let extracted = released_with_population(&app, "ref-x").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("episodes.csv");
+    std::fs::write(&path, b"serial\nL1\n").unwrap();
+    let file = lefi::store::statistics::ExtractFile {
+        facts: lefi::store::statistics::FileFacts {
+            name: "episodes.csv".into(),
+            media_type: "text/csv".into(),
+            size_bytes: 10,
+            rows: 1,
+            sha256: "x".into(),
+        },
+        path,
+    };
+    for (step, side, detail) in [
+        (T::AcceptQuote, Side::Orderer, StepDetail::None),
+        (
+            T::Extract,
+            Side::Agency,
+            StepDetail::Extracted {
+                sequence: 3,
+                files: vec![file],
+                manifest: "{}".into(),
+            },
+        ),
+    ] {
+        store
+            .order_step(&extracted, None, step, side, "Anna", &detail, None, 30)
+            .await
+            .unwrap();
+    }
+    let idle = released_with_population(&app, "ref-idle").await;
+    // Released without a population holds nothing and is left alone.
+    let (empty, _) = store
+        .submit_order(&app.insurer_id, &new_order("ref-empty"), date!(2026 - 12 - 03), 1)
+        .await
+        .unwrap();
+
+    // The last steps were on 1970-01-01 (Swedish time): kept through 1970-07-01.
+    let last_day = date!(1970 - 07 - 01);
+    let due = store.orders_past_retention(last_day).await.unwrap();
+    assert!(due.is_empty(), "{due:?}");
+    assert!(
+        store
+            .purge_expired_orders(last_day, Side::Server, "lefi", 40)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .extract_chunk(&extracted, "episodes.csv", 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut purged: Vec<String> = store
+        .purge_expired_orders(date!(1970 - 07 - 02), Side::Server, "lefi", 41)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.order_id)
+        .collect();
+    purged.sort();
+    let mut expected = vec![extracted.clone(), idle.clone()];
+    expected.sort();
+    assert_eq!(purged, expected);
+    for id in [&extracted, &idle] {
+        let order = store.order(id, None).await.unwrap().unwrap();
+        assert_eq!(order.state, OrderState::Deleted);
+        assert!(store.order_population(id).await.unwrap().is_empty());
+        let last = store.order_history(id).await.unwrap().pop().unwrap();
+        assert_eq!(last.step, T::Delete);
+        assert_eq!(
+            last.detail,
+            "not delivered; kept until 1970-07-01 after its last step"
+        );
+    }
+    assert!(
+        store
+            .extract_chunk(&extracted, "episodes.csv", 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .extract_file(&extracted, "episodes.csv")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.extract_manifest(&extracted).await.unwrap().as_deref(),
+        Some("{}"),
+        "the manifest remains"
+    );
+    assert_eq!(
+        store.order(&empty.order_id, None).await.unwrap().unwrap().state,
+        OrderState::Submitted
+    );
     app.stop().await;
 }

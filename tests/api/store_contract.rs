@@ -1825,6 +1825,7 @@ mod delivery {
             legal_basis: basis.to_string(),
             case_reference: None,
             consent_id: None,
+            start: lefi::domain::delivery::SubscriptionStart::Snapshot,
         }
     }
 
@@ -1975,6 +1976,7 @@ mod delivery {
                     legal_basis: COORDINATION.to_string(),
                     case_reference: None,
                     consent_id: None,
+                    start: lefi::domain::delivery::SubscriptionStart::Snapshot,
                 },
                 state: SubscriptionState::Active,
                 state_reason: None,

@@ -94,6 +94,15 @@ pub fn working_days_after(date: Date, n: u32) -> Date {
     day
 }
 
+/// `day` plus `months` calendar months (the last day of a shorter month when the day is missing).
+pub fn months_after(day: Date, months: u8) -> Date {
+    let total = day.year() * 12 + i32::from(u8::from(day.month())) - 1 + i32::from(months);
+    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
+    let month = time::Month::try_from(u8::try_from(month0 + 1).unwrap_or(1)).unwrap_or(time::Month::January);
+    let last = month.length(year);
+    Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::date;
@@ -159,5 +168,13 @@ mod tests {
         for (submitted, due) in cases {
             assert_eq!(working_days_after(submitted, 2), due, "submitted {submitted}");
         }
+    }
+
+    #[test]
+    fn six_months_after_lands_on_the_same_day_or_the_months_last() {
+        assert_eq!(months_after(date!(2026 - 12 - 01), 6), date!(2027 - 06 - 01));
+        assert_eq!(months_after(date!(2026 - 08 - 31), 6), date!(2027 - 02 - 28));
+        assert_eq!(months_after(date!(2027 - 08 - 31), 6), date!(2028 - 02 - 29));
+        assert_eq!(months_after(date!(2026 - 01 - 15), 0), date!(2026 - 01 - 15));
     }
 }

@@ -8,11 +8,27 @@
 //! (WITHDRAWN from any state before EXTRACTED)
 //! ```
 //!
+//! What the agency holds about the population (the key file with its identity numbers, and the
+//! extract's files) is kept only while the order needs it (`Order::deletion_due` in the store):
+//!
+//! - delivered: until the retention date ([`RETENTION_MONTHS`] after delivery, or the approved
+//!   extension), then deleted (DELETED);
+//! - withdrawn or refused: deleted at once, in the same step;
+//! - released, quote accepted or extracted but never delivered: deleted (DELETED) when
+//!   [`RETENTION_MONTHS`] have passed since the order's last step.
+//!
+//! Each deletion is audited in the order's history; the order's own data and the extract's
+//! manifest (metadata, no person) remain.
+//!
 //! Everything here is a pure function of its arguments: which step is allowed in which state, by
 //! whom, and what state follows ([`check_step`]). The store calls it inside the transaction that
 //! makes the change.
 
 use crate::domain::names::named_enum;
+
+/// The files and the population are kept this many months after delivery; an order that holds a
+/// population but is not delivered is deleted this many months after its last step.
+pub const RETENTION_MONTHS: u8 = 6;
 
 named_enum! {
     /// Where an order stands.
@@ -39,7 +55,8 @@ named_enum! {
         Extracted,
         /// The extract was delivered; the files are kept until the retention date.
         Delivered,
-        /// The files were deleted after the retention period (final; the manifest remains).
+        /// The files and the population were deleted after the retention period, or after the
+        /// order stood undelivered for the retention period (final; the manifest remains).
         Deleted,
         /// The orderer withdrew the order (final).
         Withdrawn,
@@ -78,7 +95,8 @@ named_enum! {
         ExtendRetention,
         /// The invoice was recorded.
         Invoice,
-        /// The files were deleted after the retention period.
+        /// The files and the population were deleted after the retention period (or an undelivered
+        /// order's inactivity).
         Delete,
         /// The orderer withdraws the order.
         Withdraw,
@@ -206,7 +224,9 @@ pub fn check_step(
         (T::Extract, S::Extracted) => Ok(S::Extracted),
         (T::Deliver, S::Extracted) => Ok(S::Delivered),
         (T::ExtendRetention | T::Invoice, S::Delivered) => Ok(S::Delivered),
-        (T::Delete, S::Delivered) => Ok(S::Deleted),
+        // Delivered: past the retention date; released, accepted or extracted: undelivered for the
+        // retention period (the store decides when; see the module docs).
+        (T::Delete, S::Delivered | S::Released | S::QuoteAccepted | S::Extracted) => Ok(S::Deleted),
         (
             T::Withdraw,
             S::Submitted
@@ -317,5 +337,20 @@ mod tests {
             Ok(OrderState::Withdrawn)
         );
         assert!(step(OrderState::Extracted, OrderStep::Withdraw, Side::Orderer).is_err());
+    }
+
+    #[test]
+    fn an_undelivered_order_holding_a_population_may_be_deleted() {
+        for state in [
+            OrderState::Released,
+            OrderState::QuoteAccepted,
+            OrderState::Extracted,
+        ] {
+            assert_eq!(
+                step(state, OrderStep::Delete, Side::Server),
+                Ok(OrderState::Deleted)
+            );
+        }
+        assert!(step(OrderState::ContentAgreed, OrderStep::Delete, Side::Server).is_err());
     }
 }

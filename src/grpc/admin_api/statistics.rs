@@ -29,22 +29,14 @@ type Asked<R> = (OperatorPrincipal, R);
 /// Free text fields: at most this many characters.
 const MAX_TEXT: usize = 4_000;
 
-/// The files are kept this many months after delivery.
-pub const RETENTION_MONTHS: u8 = 6;
+pub use crate::domain::statistics::order::RETENTION_MONTHS;
 
 /// The legal basis recorded for a statistics release (catalogue data; see migration 0011).
 const STATISTICS_BASIS: &str = "STAT_INDIVIDUAL_DATA";
 
 const DELIVER_RPC: &str = "/lefi.admin.v1.StatisticsAdminService/AdvanceOrder";
 
-/// `day` plus `months` calendar months (the last day of a shorter month when the day is missing).
-pub fn months_after(day: Date, months: u8) -> Date {
-    let total = day.year() * 12 + i32::from(u8::from(day.month())) - 1 + i32::from(months);
-    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
-    let month = time::Month::try_from(u8::try_from(month0 + 1).unwrap_or(1)).unwrap_or(time::Month::January);
-    let last = month.length(year);
-    Date::from_calendar_date(year, month, day.day().min(last)).unwrap_or(day)
-}
+pub use crate::domain::statistics::calendar::months_after;
 
 /// The price of `centihours` (from `least` to 10,000,000) at the rate in force `today`, free under
 /// the order's special duty; `step` names the request field.
@@ -408,7 +400,7 @@ impl AdminApi {
                     order_id: o.order_id.clone(),
                     party_id: o.party_id.clone(),
                     retain_until: o
-                        .retain_until
+                        .deletion_due()
                         .map(crate::domain::clock::format_date)
                         .unwrap_or_default(),
                 })
@@ -432,19 +424,5 @@ crate::grpc::service! {
         download_extract(lefi_pb::DownloadExtractRequest) -> ChunkStream: needs(AdminRight::ManageStatisticsOrders);
         get_coverage(pb::GetCoverageRequest) -> pb::GetCoverageResponse: needs(AdminRight::ReadStatisticsOrders);
         purge_expired(pb::PurgeExpiredRequest) -> pb::PurgeExpiredResponse: needs(AdminRight::ManageStatisticsOrders);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::date;
-
-    #[test]
-    fn six_months_after_lands_on_the_same_day_or_the_months_last() {
-        assert_eq!(months_after(date!(2026 - 12 - 01), 6), date!(2027 - 06 - 01));
-        assert_eq!(months_after(date!(2026 - 08 - 31), 6), date!(2027 - 02 - 28));
-        assert_eq!(months_after(date!(2027 - 08 - 31), 6), date!(2028 - 02 - 29));
-        assert_eq!(months_after(date!(2026 - 01 - 15), 0), date!(2026 - 01 - 15));
     }
 }

@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::authorize::{Ask, CallContext, Gate, allowed_entry, refused_entry};
-use crate::domain::delivery::EndReason;
+use crate::domain::delivery::{EndReason, SubscriptionStart};
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::convert;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
@@ -171,6 +171,11 @@ impl PartyApi {
                             legal_basis: permit.basis_code().to_string(),
                             case_reference: permit.case_reference().map(str::to_string),
                             consent_id: permit.consent_id().map(str::to_string),
+                            start: if item.start_from_now {
+                                SubscriptionStart::Now
+                            } else {
+                                SubscriptionStart::Snapshot
+                            },
                         };
                         to_create.push((index, new, allowed_entry(&party, &call, &ask, &permit, 0, (0, 0))));
                         None

@@ -23,7 +23,9 @@ use super::{
 };
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
-use crate::domain::delivery::{EventKind, SnapshotReason, StateReason, SubscriptionState};
+use crate::domain::delivery::{
+    EventKind, Notice, SnapshotReason, StateReason, SubscriptionStart, SubscriptionState,
+};
 
 pub(crate) use history::fan_out;
 
@@ -54,6 +56,8 @@ pub struct NewSubscription {
     pub legal_basis: String,
     pub case_reference: Option<String>,
     pub consent_id: Option<String>,
+    /// With a snapshot, or from now on.
+    pub start: SubscriptionStart,
 }
 
 impl Subscription {
@@ -190,12 +194,12 @@ pub struct DeliveryEvent {
 /// The columns [`subscription_from_row`] reads, from a query that names `subscriptions` as `s`.
 const SUBSCRIPTION_COLUMNS: &str = "s.subscription_id, s.party_id, s.client_reference, s.person, s.benefit_types, \
      s.from_date, s.legal_basis, s.case_reference, s.consent_id, s.state, s.state_reason, s.created_at, \
-     s.created_seq, s.ended_at, s.ended_seq";
+     s.created_seq, s.ended_at, s.ended_seq, s.start";
 
 /// How many columns [`SUBSCRIPTION_COLUMNS`] holds (the next column's index).
-const SUBSCRIPTION_COLUMN_COUNT: usize = 15;
+const SUBSCRIPTION_COLUMN_COUNT: usize = 16;
 
-/// Rows per generated statement (13 parameters each: far within both backends' limits).
+/// Rows per generated statement (14 parameters each: far within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
 fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
@@ -211,6 +215,7 @@ fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
             legal_basis: r.text(6)?.to_string(),
             case_reference: non_empty(r.text(7)?.to_string()),
             consent_id: non_empty(r.text(8)?.to_string()),
+            start: SubscriptionStart::parse(r.text(15)?).ok_or(StoreError::Corrupt("subscriptions.start"))?,
         },
         state: SubscriptionState::parse(r.text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
         state_reason: if state_reason.is_empty() {
@@ -324,12 +329,16 @@ impl Store {
         if let Some(seq) = seq {
             let mut events = history::Events::new(seq, now);
             for s in &created {
-                events.add(
-                    party_id,
-                    &s.subscription_id,
-                    1,
-                    EventKind::Snapshot(SnapshotReason::SubscriptionCreated),
-                );
+                let first = match s.asked.start {
+                    SubscriptionStart::Snapshot => EventKind::Snapshot(SnapshotReason::SubscriptionCreated),
+                    SubscriptionStart::Now => EventKind::Notice(Notice {
+                        state: SubscriptionState::Active,
+                        reason: StateReason::StartedFromNow,
+                        message: "created without its history: changes recorded from now on follow"
+                            .to_string(),
+                    }),
+                };
+                events.add(party_id, &s.subscription_id, 1, first);
             }
             events.write(&mut conn).await?;
         }
@@ -589,9 +598,9 @@ impl Store {
 async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
-             from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq) \
-         VALUES {}",
-        conn.dialect().values_list(chunk.len(), 13)
+             from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq, \
+             start) VALUES {}",
+        conn.dialect().values_list(chunk.len(), 14)
     );
     on_conn!(conn, |c| {
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -609,7 +618,8 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
                 .bind(s.state.as_str())
                 .bind(s.state_reason.map_or("", StateReason::as_str))
                 .bind(s.created_at)
-                .bind(super::to_i64(s.created_seq));
+                .bind(super::to_i64(s.created_seq))
+                .bind(s.asked.start.as_str());
         }
         insert.execute(c).await?;
     });

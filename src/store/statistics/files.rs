@@ -257,9 +257,10 @@ impl Store {
         Ok(row.map(|(d,)| d))
     }
 
-    /// Deletes the files and population of every order past its retention (as of `today`), each
-    /// as a DELETE step of its history; the orders deleted. Safe to run on several replicas at
-    /// once: the step's key makes a second deletion of the same order a no-op.
+    /// Deletes the files and population of every order past its deletion date (as of `today`;
+    /// [`Order::deletion_due`]), each as a DELETE step of its history; the orders deleted. Safe to
+    /// run on several replicas at once: the step's key makes a second deletion of the same order a
+    /// no-op.
     pub async fn purge_expired_orders(
         &self,
         today: Date,
@@ -269,10 +270,12 @@ impl Store {
     ) -> Result<Vec<Order>, StoreError> {
         let mut deleted = Vec::new();
         for order in self.orders_past_retention(today).await? {
-            let detail = StepDetail::Text(format!(
-                "retention ended {}",
-                order.retain_until.map(format_date).unwrap_or_default()
-            ));
+            let due = order.deletion_due().map(format_date).unwrap_or_default();
+            let detail = StepDetail::Text(if order.state == OrderState::Delivered {
+                format!("retention ended {due}")
+            } else {
+                format!("not delivered; kept until {due} after its last step")
+            });
             match self
                 .order_step(
                     &order.order_id,
@@ -297,17 +300,24 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Delivered orders whose retention ended before `today`: their files are due for deletion.
+    /// Orders whose deletion date ([`Order::deletion_due`]) is before `today`: delivered orders
+    /// past their retention, and orders that hold a population but stood undelivered for the
+    /// retention period.
     pub async fn orders_past_retention(&self, today: Date) -> Result<Vec<Order>, StoreError> {
-        let delivered = self
+        let holding = self
             .orders(&OrderFilter {
-                states: vec![OrderState::Delivered],
+                states: vec![
+                    OrderState::Delivered,
+                    OrderState::Released,
+                    OrderState::QuoteAccepted,
+                    OrderState::Extracted,
+                ],
                 ..OrderFilter::default()
             })
             .await?;
-        Ok(delivered
+        Ok(holding
             .into_iter()
-            .filter(|o| o.retain_until.is_some_and(|until| until < today))
+            .filter(|o| o.deletion_due().is_some_and(|until| until < today))
             .collect())
     }
 }

@@ -13,7 +13,10 @@ use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, is_unique_violation, new_id, stored_date};
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::disclosure::NewDisclosure;
-use crate::domain::statistics::order::{OrderFacts, OrderState, OrderStep, Side, StepRefused, check_step};
+use crate::domain::statistics::calendar::months_after;
+use crate::domain::statistics::order::{
+    OrderFacts, OrderState, OrderStep, RETENTION_MONTHS, Side, StepRefused, check_step,
+};
 use crate::domain::statistics::population::Member;
 
 /// What an orderer submits.
@@ -465,9 +468,18 @@ impl Store {
                 .execute(c)
                 .await?;
         });
-        if step == OrderStep::Delete {
-            // The files and the population go; the manifest (metadata) remains.
+        // The files and the population go at the end of the retention, and at once when the order
+        // ends without delivery (withdrawn, refused); the manifest (metadata) remains.
+        let mut text = text;
+        if matches!(step, OrderStep::Delete | OrderStep::Withdraw | OrderStep::Refuse) {
+            let held = order.population_count > 0 || order.extracted_sequence.is_some();
             files::delete_order_rows(&mut conn, order_id, files::DELETED_AT_RETENTION).await?;
+            if held && step != OrderStep::Delete {
+                text = format!(
+                    "{text}{}population and files deleted",
+                    if text.is_empty() { "" } else { "; " }
+                );
+            }
         }
         let n = history_len(&mut conn, order_id).await?;
         append_step(
@@ -554,6 +566,25 @@ impl Store {
 }
 
 impl Order {
+    /// The last day the order's population and files are kept (they are deleted the day after):
+    /// delivered, its retention date; released, accepted or extracted and holding a population but
+    /// not delivered, [`RETENTION_MONTHS`] after its last step. `None`: nothing is
+    /// held (not yet released), or the order ended and its data is already deleted.
+    pub fn deletion_due(&self) -> Option<Date> {
+        match self.state {
+            OrderState::Delivered => self.retain_until,
+            OrderState::Released | OrderState::QuoteAccepted | OrderState::Extracted
+                if self.population_count > 0 =>
+            {
+                Some(months_after(
+                    crate::domain::clock::business_date_at(self.updated_at),
+                    RETENTION_MONTHS,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the order was delivered and its invoice is not recorded yet.
     pub fn awaits_invoice(&self) -> bool {
         self.state == OrderState::Delivered && self.invoice_net_ore.is_none()

@@ -293,6 +293,7 @@ async fn subscribe_everyone(
             legal_basis: "INS_COORDINATION".to_string(),
             case_reference: None,
             consent_id: None,
+            start: crate::domain::delivery::SubscriptionStart::Snapshot,
         });
         if items.len() == 10_000 {
             store
