@@ -1175,6 +1175,9 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
         ids.push(id);
     }
     let (keep, extend) = (&ids[0], &ids[1]);
+    let delivered_on = app.clock.today();
+    let retain_until = lefi::grpc::admin_api::statistics::months_after(delivered_on, 6);
+    let extended_until = lefi::grpc::admin_api::statistics::months_after(delivered_on, 9);
     // The orderer asked for longer and the agency approved for the second order.
     let err = agency(
         &d.anna,
@@ -1186,21 +1189,49 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
     .await
     .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    agency(
+    let extended = agency(
         &d.anna,
         extend,
         A::ExtendRetention(a::ExtendRetention {
-            retain_until: "2099-12-31".into(),
+            retain_until: lefi::domain::clock::format_date(extended_until),
         }),
     )
     .await
     .unwrap();
-    // Six months pass for the first order (its delivery moved back in the database).
-    app.execute_sql(&format!(
-        "UPDATE statistics_orders SET retain_until = '2026-01-01' WHERE order_id = '{keep}'"
-    ))
-    .await;
+    assert_eq!(
+        extended.retain_until,
+        lefi::domain::clock::format_date(extended_until)
+    );
+    // The server's clock moves to noon (Swedish time) of `day`.
+    let move_clock_to = |day: time::Date| {
+        let noon = day
+            .with_hms(12, 0, 0)
+            .unwrap()
+            .assume_offset(time::macros::offset!(+1));
+        app.clock.advance(noon - app.clock.now());
+        assert_eq!(app.clock.today(), day);
+    };
+    let purge = |dry_run: bool| {
+        let mut anna = d.anna.clone();
+        async move {
+            anna.purge_expired(admin_pb::PurgeExpiredRequest { dry_run })
+                .await
+                .unwrap()
+                .into_inner()
+                .orders
+                .into_iter()
+                .map(|o| o.order_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // On the retention day itself nothing is deleted: the files are kept through that day.
+    move_clock_to(retain_until);
+    assert!(purge(true).await.is_empty());
+    assert!(purge(false).await.is_empty());
+    assert!(download_party(&d.orderer, keep, "episodes.csv", 0).await.is_ok());
 
+    // The day after, the first order is due; the extended one is not.
+    move_clock_to(retain_until.next_day().unwrap());
     let dry = d
         .anna
         .clone()
@@ -1211,6 +1242,10 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
     assert_eq!(
         dry.orders.iter().map(|o| o.order_id.as_str()).collect::<Vec<_>>(),
         vec![keep.as_str()]
+    );
+    assert_eq!(
+        dry.orders[0].retain_until,
+        lefi::domain::clock::format_date(retain_until)
     );
     // The dry run deleted nothing.
     assert!(download_party(&d.orderer, keep, "episodes.csv", 0).await.is_ok());
@@ -1256,12 +1291,36 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
     let left: i64 = app.store.order_population(keep).await.unwrap().len() as i64;
     assert_eq!(left, 0);
 
-    // The extended order is untouched.
+    // The extended order is untouched, through the last day of its extension.
     assert!(
         download_party(&d.orderer, extend, "episodes.csv", 0)
             .await
             .is_ok()
     );
+    move_clock_to(extended_until);
+    assert!(purge(false).await.is_empty());
+    assert!(
+        download_party(&d.orderer, extend, "episodes.csv", 0)
+            .await
+            .is_ok()
+    );
+    // Past the approved extension, it is deleted in turn, and the manifest remains.
+    move_clock_to(extended_until.next_day().unwrap());
+    assert_eq!(purge(false).await, vec![extend.clone()]);
+    let err = download_party(&d.orderer, extend, "episodes.csv", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "EXTRACT_NOT_AVAILABLE");
+    assert!(app.store.order_population(extend).await.unwrap().is_empty());
+    let history = app.store.order_history(extend).await.unwrap();
+    assert_eq!(
+        history.last().unwrap().detail,
+        format!(
+            "retention ended {}",
+            lefi::domain::clock::format_date(extended_until)
+        )
+    );
+    assert!(app.store.extract_manifest(extend).await.unwrap().is_some());
     app.stop().await;
 }
 
