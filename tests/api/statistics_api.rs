@@ -224,11 +224,16 @@ async fn download_admin(client: &AdminClient, order_id: &str, name: &str) -> Vec
     out
 }
 
-const POPULATION: &str = "personnummer;lopnr;indexdatum\n19900704-2386;1;2024-01-01\n19950113-2386;2;2024-01-01\n20170101-2393;3;2024-01-01\n";
+/// P1, P2, P3 with serial numbers whose order is neither the file's nor the identity numbers'
+/// (sorted by serial: P2, P1, P3), so that a serial mapped to the wrong person shows.
+const POPULATION: &str = "personnummer;lopnr;indexdatum\n19900704-2386;L7;2024-01-01\n19950113-2386;A3;2024-01-01\n20170101-2393;Z1;2024-01-01\n";
+
+/// A person with facts in the register who is in no population.
+const P4: &str = "19121212-1212";
 
 /// The register the orders read: P1 has a sickness case with a sub-case, two compensation periods
 /// and a payment; P2 a parental-benefit period and a child-allowance payment (a benefit delivered
-/// as payments only); P3 nothing.
+/// as payments only); P3 nothing; P4, who is in no population, a period and a payment.
 async fn feed_register(app: &TestApp) {
     let case = |person: &str, id: &str, case_id: &str, parent: &str, benefit: &str| admin_pb::Fact {
         benefit_type: benefit.into(),
@@ -311,6 +316,36 @@ async fn feed_register(app: &TestApp) {
             ..fact(P2, "B1", 1, pb::RecordKind::New)
         },
     ];
+    let mut facts = facts;
+    // P4, in no population: a parental-benefit period in August and a sickness-benefit payment.
+    facts.push(period(
+        P4,
+        "P4-F1",
+        1,
+        "FP-4",
+        "FP",
+        ("2024-08-01", "2024-08-31"),
+        pb::CompensationExtent::OneQuarter,
+    ));
+    facts.push(admin_pb::Fact {
+        body: Some(admin_pb::fact::Body::Payment(pb::Payment {
+            case_id: "SJP-4".into(),
+            payment_date: "2024-08-25".into(),
+            covered: Some(pb::DateRange {
+                from: "2024-08-01".into(),
+                to: "2024-08-20".into(),
+            }),
+            gross_ore: 777_777,
+            tax_ore: 0,
+            preliminary: false,
+            lines: vec![pb::AmountLine {
+                amount_type: "GRUND".into(),
+                amount_ore: 777_777,
+            }],
+            payer: "FK".into(),
+        })),
+        ..fact(P4, "P4-U1", 1, pb::RecordKind::New)
+    });
     for r in ingest(app, facts).await {
         assert!(r.message.is_empty() && r.register_sequence > 0, "{r:?}");
     }
@@ -693,9 +728,21 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
     assert_eq!(
         episodes,
         vec![
-            // serial 1 = P1: the case and its sub-case; serial 2 = P2; serial 3 (P3) has no data.
+            // In serial order (not the file's): A3 = P2; L7 = P1, the case and its sub-case;
+            // Z1 (P3) has no data, and P4 (not in the population) is nowhere.
             vec![
+                "A3",
+                "FP",
                 "1",
+                "0",
+                "2024-05-01",
+                "2024-05-31",
+                "1/2",
+                "31",
+                "15.5"
+            ],
+            vec![
+                "L7",
                 "SJP",
                 "1",
                 "0",
@@ -706,7 +753,7 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
                 "28.5"
             ],
             vec![
-                "1",
+                "L7",
                 "SJP",
                 "1",
                 "1",
@@ -716,22 +763,11 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
                 "10",
                 "10"
             ],
-            vec![
-                "2",
-                "FP",
-                "1",
-                "0",
-                "2024-05-01",
-                "2024-05-31",
-                "1/2",
-                "31",
-                "15.5"
-            ],
         ]
     );
     let panels = csv_rows(&download_party(&d.orderer, &id, "panels.csv", 0).await.unwrap());
     assert!(panels.contains(&vec![
-        "1".to_string(),
+        "L7".to_string(),
         "2024-02".into(),
         "SJP".into(),
         "15".into(),
@@ -824,8 +860,41 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         delivered_rows.extend(csv_table(&bytes).1);
     }
     let rows_about = |serial: &str| delivered_rows.iter().filter(|r| r[0] == serial).count() as u64;
-    assert!(rows_about("1") > 0 && rows_about("2") > 0 && rows_about("3") == 0);
-    for (person, serial) in [(P1, "1"), (P2, "2"), (P3, "3")] {
+    assert!(rows_about("L7") > 0 && rows_about("A3") > 0 && rows_about("Z1") == 0);
+    // Each serial's rows are that person's: P2's (A3) only parental benefit and child allowance,
+    // P1's (L7) only sickness benefit; no row has another serial.
+    let benefits_of = |serial: &str| {
+        let mut b: Vec<String> = delivered_rows
+            .iter()
+            .filter(|r| r[0] == serial)
+            .map(|r| r[if r[1].len() == 7 { 2 } else { 1 }].clone())
+            .collect();
+        b.sort();
+        b.dedup();
+        b
+    };
+    assert_eq!(benefits_of("A3"), vec!["BB".to_string(), "FP".to_string()]);
+    assert_eq!(benefits_of("L7"), vec!["SJP".to_string()]);
+    assert!(
+        delivered_rows
+            .iter()
+            .all(|r| ["A3", "L7"].contains(&r[0].as_str())),
+        "{delivered_rows:?}"
+    );
+    // P4's facts (not in the population) are in no file: not its August period, not its payment.
+    for f in &manifest.files {
+        let bytes = download_party(&d.orderer, &id, &f.name, 0).await.unwrap();
+        let text = searchable_text(&f.name, &bytes);
+        for trace in ["2024-08", "777777", "7777.77", "FP-4", "SJP-4"] {
+            assert!(!text.contains(trace), "{} holds P4's {trace}", f.name);
+        }
+    }
+    assert_eq!(
+        app.disclosures_about("191212121212").await.len(),
+        0,
+        "P4 is not released"
+    );
+    for (person, serial) in [(P1, "L7"), (P2, "A3"), (P3, "Z1")] {
         let digits: String = person.chars().filter(char::is_ascii_digit).collect();
         let entries = app.disclosures_about(&digits).await;
         let release: Vec<_> = entries
@@ -923,7 +992,8 @@ async fn the_extract_is_reproducible_at_its_sequence_and_reflects_later_correcti
     assert_ne!(hashes(&later)[0], hashes(&first)[0]);
     assert_ne!(hashes(&later)[3], hashes(&first)[3], "episodes.parquet");
     let episodes = csv_rows(&download_admin(&d.anna, &id, "episodes.csv").await);
-    assert_eq!(episodes[0][6..], ["1/1", "38", "38"]);
+    let p1_first = episodes.iter().find(|r| r[0] == "L7").unwrap();
+    assert_eq!(p1_first[6..], ["1/1", "38", "38"]);
 
     // A sequence above the head is refused.
     let err = produce(&d.anna, &id, later.register_sequence + 1000)
