@@ -26,6 +26,7 @@ backend_tests!(
     only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
     retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
     a_delivery_is_logged_once_however_it_is_retried,
+    refusal_withdrawal_and_special_duty_through_the_apis,
     coverage_from_known_lags_decides_which_months_may_be_ordered,
     receipt_is_due_two_working_days_later_around_easter_and_midsummer,
 );
@@ -1492,6 +1493,105 @@ async fn a_delivery_is_logged_once_however_it_is_retried(backend: Backend) {
         app.store.verify_disclosure_chain(0, 0).await.unwrap(),
         lefi::domain::disclosure::ChainVerdict::Intact { .. }
     ));
+    app.stop().await;
+}
+
+/// The review refuses with its reasons (the population is then refused); the orderer withdraws a
+/// released order and its population goes with it; a special duty makes the quote free.
+async fn refusal_withdrawal_and_special_duty_through_the_apis(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let d = desk(&app).await;
+    // Refused by Bo, with reasons: final, and no population is taken.
+    let id = d
+        .orderer
+        .clone()
+        .submit_order(submission("SCB-REFUSED"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    agency(&d.anna, &id, A::ConfirmReceipt(a::ConfirmReceipt {}))
+        .await
+        .unwrap();
+    agency(
+        &d.anna,
+        &id,
+        A::DraftQuote(a::DraftQuote {
+            specification: "Episoder 2024".into(),
+            centihours: 100,
+        }),
+    )
+    .await
+    .unwrap();
+    orderer(&d.orderer, &id, P::AgreeContent(p::AgreeContent {}))
+        .await
+        .unwrap();
+    let refused = agency(
+        &d.bo,
+        &id,
+        A::Refuse(a::Refuse {
+            reasons: "Röjande även med löpnummer".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&refused), pb::StatisticsOrderState::OrderRefused);
+    let decision = refused.decision.unwrap();
+    assert_eq!(decision.reviewer, "Bo Granskare");
+    let err = upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(app.store.order_population(&id).await.unwrap().is_empty());
+
+    // Withdrawn by the orderer after the population arrived: it goes at once.
+    let id = released_order(&d, "SCB-WITHDRAWN").await;
+    upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    assert_eq!(app.store.order_population(&id).await.unwrap().len(), 3);
+    let withdrawn = orderer(
+        &d.orderer,
+        &id,
+        P::Withdraw(p::Withdraw {
+            reason: "Projektet avslutat".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&withdrawn), pb::StatisticsOrderState::OrderWithdrawn);
+    assert!(app.store.order_population(&id).await.unwrap().is_empty());
+    let err = orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "ILLEGAL_STATE_TRANSITION");
+
+    // A special duty to provide data: the quote is free of charge.
+    let mut duty = submission("SCB-DUTY");
+    duty.special_duty = true;
+    let id = d
+        .orderer
+        .clone()
+        .submit_order(duty)
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    agency(&d.anna, &id, A::ConfirmReceipt(a::ConfirmReceipt {}))
+        .await
+        .unwrap();
+    let quoted = agency(
+        &d.anna,
+        &id,
+        A::DraftQuote(a::DraftQuote {
+            specification: "Episoder 2024".into(),
+            centihours: 1_250,
+        }),
+    )
+    .await
+    .unwrap();
+    let quote = quoted.quote.unwrap();
+    assert_eq!((quote.net_ore, quote.vat_ore), (0, 0));
     app.stop().await;
 }
 
