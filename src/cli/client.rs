@@ -148,6 +148,10 @@ pub struct SubscribeArgs {
     /// if your system already holds the person's data: what you lack is never sent.
     #[arg(long)]
     pub from_now: bool,
+    /// The last day the subscription runs, YYYY-MM-DD; it ends by itself the day after
+    /// [default: until cancelled].
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,7 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
                 case_reference: args.ground.case_reference.clone().unwrap_or_default(),
                 consent_id: args.ground.consent_id.clone().unwrap_or_default(),
                 start_from_now: args.from_now,
+                end_date: args.until.clone().unwrap_or_default(),
             }],
         })
         .await?

@@ -27,6 +27,8 @@ named_enum! {
         EndedByAgency,
         /// The agency paused it (follow-up review under SFB 114 kap.); the agency resumes it.
         SuspendedByAgency,
+        /// The last day the party gave it has passed.
+        EndDateReached,
     }
 }
 
@@ -41,7 +43,8 @@ impl EndReason {
             | Self::CaseClosed
             | Self::PartyTerminated
             | Self::BasisNoLongerInForce
-            | Self::EndedByAgency => SubscriptionState::Ended,
+            | Self::EndedByAgency
+            | Self::EndDateReached => SubscriptionState::Ended,
         }
     }
 }

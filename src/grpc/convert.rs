@@ -399,6 +399,7 @@ pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason 
             E::BasisNoLongerInForce => P::BasisNoLongerInForce,
             E::EndedByAgency => P::EndedByAgency,
             E::SuspendedByAgency => P::SuspendedByAgency,
+            E::EndDateReached => P::EndDateReached,
         },
     }
 }
@@ -419,6 +420,7 @@ pub fn subscription(s: &Subscription) -> pb::Subscription {
         created_at: Some(timestamp(s.created_at)),
         ended_at: s.ended_at.map(timestamp),
         start_from_now: s.asked.start == crate::domain::delivery::SubscriptionStart::Now,
+        end_date: s.asked.end_date.map(format_date).unwrap_or_default(),
     }
 }
 

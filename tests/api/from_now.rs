@@ -1,5 +1,6 @@
 //! Subscriptions started from now (issue 17): the first event is a notice instead of the creation
-//! snapshot, only later changes follow; the choice is part of the order's content.
+//! snapshot, only later changes follow; the choice is part of the order's content. Subscriptions
+//! with an end date end by themselves the day after it.
 
 use lefi::grpc::pb::lefi::v1 as pb;
 
@@ -8,7 +9,10 @@ use crate::delivery::{drain, head_cursor, new_sub, open, pay, records_of, subscr
 use crate::helpers::{Backend, TestApp};
 use crate::register::{P1, accepted, ingest};
 
-backend_tests!(a_subscription_from_now_starts_with_a_notice_and_sends_only_later_changes);
+backend_tests!(
+    a_subscription_from_now_starts_with_a_notice_and_sends_only_later_changes,
+    a_subscription_ends_by_itself_the_day_after_its_end_date,
+);
 
 fn from_now(reference: &str) -> pb::NewSubscription {
     pb::NewSubscription {
@@ -77,5 +81,63 @@ async fn a_subscription_from_now_starts_with_a_notice_and_sends_only_later_chang
         "{snapshot:?}"
     );
     assert_eq!(records_of(&snapshot).len(), 2, "PAY1 (corrected) and PAY2");
+    app.stop().await;
+}
+
+async fn a_subscription_ends_by_itself_the_day_after_its_end_date(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let channel = app.party_channel(&app.certs.insurer).await;
+    let today = app.clock.today();
+    let date = |d: time::Date| lefi::domain::clock::format_date(d);
+    let until = |reference: &str, end: time::Date| pb::NewSubscription {
+        end_date: date(end),
+        ..new_sub(reference, P1, "INS_COORDINATION")
+    };
+    // An end date before the from-date or before today is refused.
+    let refused = subscribe(
+        channel.clone(),
+        vec![
+            until("before-from", time::macros::date!(2023 - 12 - 31)),
+            until("yesterday", today - time::Duration::days(1)),
+        ],
+    )
+    .await;
+    for result in &refused.results {
+        let error = result.error.as_ref().expect("refused");
+        assert_eq!(error.reason, pb::ErrorReason::InvalidDate as i32, "{result:?}");
+        assert_eq!(error.metadata.get("field").map(String::as_str), Some("end_date"));
+    }
+    let start = head_cursor(&app, &app.certs.insurer).await;
+    let created = subscribe(
+        channel.clone(),
+        vec![until("short", today + time::Duration::days(1))],
+    )
+    .await;
+    let subscription = created.results[0].subscription.clone().expect("created");
+    assert_eq!(subscription.end_date, date(today + time::Duration::days(1)));
+    let mut stream = open(channel.clone(), &start, 0).await;
+    take(&mut stream, 2).await; // the creation snapshot (begin, end)
+    // On its end date it still runs: a change is delivered.
+    app.clock.advance(time::Duration::days(1));
+    accepted(&ingest(&app, vec![pay(P1, "PAY1", 1, pb::RecordKind::New, 100)]).await);
+    let change = take(&mut stream, 1).await;
+    assert!(
+        matches!(change[0].event, Some(pb::stream_event::Event::Change(_))),
+        "{change:?}"
+    );
+    // The day after, it ends by itself with a notice.
+    app.clock.advance(time::Duration::days(1));
+    let ended = take(&mut stream, 1).await;
+    let Some(pb::stream_event::Event::Notice(notice)) = &ended[0].event else {
+        panic!("{ended:?}")
+    };
+    assert_eq!(notice.state, pb::SubscriptionState::Ended as i32);
+    assert_eq!(notice.reason, pb::SubscriptionStateReason::EndDateReached as i32);
+    assert_eq!(notice.event_number, 3);
+    // Nothing more is delivered for it.
+    accepted(&ingest(&app, vec![pay(P1, "PAY2", 1, pb::RecordKind::New, 200)]).await);
+    assert!(drain(&mut stream).await.is_empty());
     app.stop().await;
 }

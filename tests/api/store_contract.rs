@@ -1826,6 +1826,7 @@ mod delivery {
             case_reference: None,
             consent_id: None,
             start: lefi::domain::delivery::SubscriptionStart::Snapshot,
+            end_date: None,
         }
     }
 
@@ -1977,6 +1978,7 @@ mod delivery {
                     case_reference: None,
                     consent_id: None,
                     start: lefi::domain::delivery::SubscriptionStart::Snapshot,
+                    end_date: None,
                 },
                 state: SubscriptionState::Active,
                 state_reason: None,

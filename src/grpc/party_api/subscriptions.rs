@@ -59,9 +59,9 @@ fn validate(
         period: (None, None),
         subscription_id: None,
     };
-    match check_fields(item, &ask.benefit_codes, known_benefits) {
-        Ok(from) => {
-            ask.period.0 = Some(from);
+    match check_fields(item, &ask.benefit_codes, known_benefits, state.clock.today()) {
+        Ok((from, end)) => {
+            ask.period = (Some(from), end);
             Ok(ask)
         }
         Err(error) => Err(ItemRefused {
@@ -71,12 +71,13 @@ fn validate(
     }
 }
 
-/// The item's fields other than the person; returns its from-date.
+/// The item's fields other than the person; returns its from-date and end date.
 fn check_fields(
     item: &pb::NewSubscription,
     benefits: &[String],
     known_benefits: &[String],
-) -> Result<time::Date, FieldError> {
+    today: time::Date,
+) -> Result<(time::Date, Option<time::Date>), FieldError> {
     if !valid_reference(&item.client_reference) {
         return Err(FieldError::invalid(
             "client_reference",
@@ -94,7 +95,19 @@ fn check_fields(
         known_benefits.iter().any(|k| k == c)
     })?;
     fields::at_most("case_reference", &item.case_reference, MAX_REFERENCE)?;
-    Ok(from)
+    let end = match item.end_date.trim() {
+        "" => None,
+        given => Some(fields::date("end_date", given)?),
+    };
+    if let Some(end) = end
+        && (end < from || end < today)
+    {
+        return Err(FieldError::date(
+            "end_date",
+            "end_date must not lie before from_date or before today (leave it empty for no end)",
+        ));
+    }
+    Ok((from, end))
 }
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
@@ -171,6 +184,7 @@ impl PartyApi {
                             legal_basis: permit.basis_code().to_string(),
                             case_reference: permit.case_reference().map(str::to_string),
                             consent_id: permit.consent_id().map(str::to_string),
+                            end_date: ask.period.1,
                             start: if item.start_from_now {
                                 SubscriptionStart::Now
                             } else {

@@ -19,7 +19,8 @@ use time::Date;
 
 use super::tx::{Columns, Conn, execute, on_conn};
 use super::{
-    Store, StoreError, join_codes, new_id, non_empty, split_codes, stored_date, stored_person, to_u64,
+    Store, StoreError, join_codes, new_id, non_empty, split_codes, stored_date, stored_opt_date,
+    stored_person, to_u64,
 };
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
@@ -58,6 +59,8 @@ pub struct NewSubscription {
     pub consent_id: Option<String>,
     /// With a snapshot, or from now on.
     pub start: SubscriptionStart,
+    /// The last day it runs (`None`: until it is ended otherwise).
+    pub end_date: Option<Date>,
 }
 
 impl Subscription {
@@ -110,6 +113,10 @@ pub enum EndSelector<'a> {
         party_id: &'a str,
         person: &'a Personnummer,
     },
+    /// Every party's subscriptions whose end date lies before `today` (YYYY-MM-DD).
+    EndDateBefore {
+        today: &'a str,
+    },
 }
 
 impl EndSelector<'_> {
@@ -136,6 +143,9 @@ impl EndSelector<'_> {
             EndSelector::AllOfParty { party_id } => ("s.party_id = $1 AND $2 = ''", party_id, ""),
             EndSelector::AllOfPerson { party_id, person } => {
                 ("s.party_id = $1 AND s.person = $2", party_id, person.as_storage())
+            }
+            EndSelector::EndDateBefore { today } => {
+                ("s.end_date <> '' AND s.end_date < $1 AND $2 = ''", today, "")
             }
         }
     }
@@ -194,12 +204,12 @@ pub struct DeliveryEvent {
 /// The columns [`subscription_from_row`] reads, from a query that names `subscriptions` as `s`.
 const SUBSCRIPTION_COLUMNS: &str = "s.subscription_id, s.party_id, s.client_reference, s.person, s.benefit_types, \
      s.from_date, s.legal_basis, s.case_reference, s.consent_id, s.state, s.state_reason, s.created_at, \
-     s.created_seq, s.ended_at, s.ended_seq, s.start";
+     s.created_seq, s.ended_at, s.ended_seq, s.start, s.end_date";
 
 /// How many columns [`SUBSCRIPTION_COLUMNS`] holds (the next column's index).
-const SUBSCRIPTION_COLUMN_COUNT: usize = 16;
+const SUBSCRIPTION_COLUMN_COUNT: usize = 17;
 
-/// Rows per generated statement (14 parameters each: far within both backends' limits).
+/// Rows per generated statement (15 parameters each: far within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
 fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
@@ -216,6 +226,10 @@ fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
             case_reference: non_empty(r.text(7)?.to_string()),
             consent_id: non_empty(r.text(8)?.to_string()),
             start: SubscriptionStart::parse(r.text(15)?).ok_or(StoreError::Corrupt("subscriptions.start"))?,
+            end_date: stored_opt_date(
+                Some(r.text(16)?).filter(|d| !d.is_empty()),
+                "subscriptions.end_date",
+            )?,
         },
         state: SubscriptionState::parse(r.text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
         state_reason: if state_reason.is_empty() {
@@ -599,8 +613,8 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
     let sql = format!(
         "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
              from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq, \
-             start) VALUES {}",
-        conn.dialect().values_list(chunk.len(), 14)
+             start, end_date) VALUES {}",
+        conn.dialect().values_list(chunk.len(), 15)
     );
     on_conn!(conn, |c| {
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -619,7 +633,8 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
                 .bind(s.state_reason.map_or("", StateReason::as_str))
                 .bind(s.created_at)
                 .bind(super::to_i64(s.created_seq))
-                .bind(s.asked.start.as_str());
+                .bind(s.asked.start.as_str())
+                .bind(s.asked.end_date.map(format_date).unwrap_or_default());
         }
         insert.execute(c).await?;
     });

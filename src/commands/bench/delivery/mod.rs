@@ -294,6 +294,7 @@ async fn subscribe_everyone(
             case_reference: None,
             consent_id: None,
             start: crate::domain::delivery::SubscriptionStart::Snapshot,
+            end_date: None,
         });
         if items.len() == 10_000 {
             store

@@ -25,6 +25,7 @@ use tonic::Status;
 
 use super::authorize::{Ask, CallContext, Gate, Refusal};
 use crate::domain::cursor::{CursorKey, Position};
+use crate::domain::delivery::EndReason;
 use crate::domain::disclosure::Channel;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
 use crate::grpc::party_api::PartyApi;
@@ -34,7 +35,7 @@ use crate::identity::PartyPrincipal;
 use crate::policy::Permit;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::delivery::Subscription;
+use crate::store::delivery::{EndSelector, Subscription};
 use crate::streams::NewStream;
 
 /// Messages buffered per stream before the producer waits for the client.
@@ -357,6 +358,45 @@ crate::grpc::service! {
             logged("/lefi.v1.DeliveryService/FetchEvents", Channel::StreamDelivery);
         request_full_refresh(pb::FullRefreshRequest) -> pb::FullRefreshResponse: party;
         commit_cursor(pb::CommitCursorRequest) -> pb::CommitCursorResponse: party;
+    }
+}
+
+/// How often the end-date check looks at the calendar.
+const END_DATE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends every subscription whose end date has passed (reason END_DATE_REACHED; each party's
+/// history gets the ENDED notice at its place), at start and then whenever the day changes, until
+/// `shutdown`. A check that fails (the database is away) is retried at the next tick.
+pub async fn end_subscriptions_past_their_end_date(
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(END_DATE_TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checked: Option<time::Date> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let today = state.clock.today();
+        if checked == Some(today) {
+            continue;
+        }
+        let day = crate::domain::clock::format_date(today);
+        let selector = EndSelector::EndDateBefore { today: &day };
+        match state
+            .withdraw_subscriptions(selector, EndReason::EndDateReached, "its end date has passed")
+            .await
+        {
+            Ok(ended) => {
+                checked = Some(today);
+                if !ended.is_empty() {
+                    tracing::info!(ended = ended.len(), "ended subscriptions past their end date");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ending subscriptions past their end date failed; retrying"),
+        }
     }
 }
 
