@@ -130,12 +130,20 @@ impl App {
                 party_limits: settings.party_limits,
                 rates: Arc::new(RateLimits::new(settings.party_limits)),
                 streams: Arc::default(),
+                dev_mode: false,
             },
             party,
             admin,
             metrics,
             shutdown_grace: settings.shutdown_grace,
         })
+    }
+
+    /// Marks the server as a development server (`serve --dev`): the sandbox's development-only
+    /// admin RPCs answer, and `GetServerInfo` reports it.
+    pub fn in_dev_mode(mut self) -> Self {
+        self.state.dev_mode = true;
+        self
     }
 
     /// The party API's bound address.

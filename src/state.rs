@@ -51,6 +51,9 @@ pub struct AppState {
     pub rates: Arc<RateLimits>,
     /// The delivery streams open in this process.
     pub streams: Arc<OpenStreams>,
+    /// True under `serve --dev`: the sandbox's development-only admin RPCs answer
+    /// (`OperationsAdminService.PruneDeliveryHistory`), and `GetServerInfo` says so.
+    pub dev_mode: bool,
 }
 
 impl AppState {

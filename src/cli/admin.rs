@@ -84,6 +84,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Sandbox scenarios for integrators, on a development server only (`lefi serve --dev`):
+    /// commit a real-world situation to a demo person (a retroactive payment, a death, a lapsed
+    /// consent…) and say what a client's stream should show. See docs/SANDBOX.md.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
     /// The statistics unit's side of statistics orders (role `statistician`; operators and
     /// auditors may list and show): review, quote, release, extract, deliver, delete.
     #[command(after_help = ADMIN_ORDERS_HELP)]
@@ -362,4 +369,83 @@ pub enum RegisterCommand {
 
 fn party_state(text: &str) -> Result<PartyState, String> {
     domain_value(text, &PartyState::ALL, "a party state")
+}
+
+/// `lefi admin sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// List the scenarios, one line each.
+    List,
+    /// Play one scenario against a development server and print what it committed and what a
+    /// subscriber's stream should show. Refused unless the server runs `serve --dev`.
+    Play(SandboxPlayArgs),
+}
+
+/// The sandbox scenarios (docs/SANDBOX.md describes each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxScenario {
+    /// A payment for a period months ago, recorded now (retroactive).
+    RetroactivePayment,
+    /// One payment corrected, another retracted.
+    CorrectionAndRetraction,
+    /// The person's sickness case closed: the case CLOSED and SICKNESS_CASE_CLOSED.
+    SicknessCaseClosed,
+    /// Benefits blocked: LIFE_CERTIFICATE_MISSING and a BLOCKED decision.
+    LifeCertificateMissing,
+    /// The life certificate received: LIFE_CERTIFICATE_RECEIVED and an UNBLOCKED decision.
+    LifeCertificateReceived,
+    /// A death registered: the date of death and DEATH_REGISTERED.
+    DeathRegistered,
+    /// The agency revokes the party's consents about the person (the individual asked).
+    ConsentLapsing,
+    /// The demo municipality closes its case reference about the person.
+    CaseClosedByAuthority,
+    /// Delivery history before now is pruned: older cursors get CURSOR_EXPIRED.
+    CursorExpiring,
+    /// The demo party is terminated (destructive; needs --yes).
+    PartyTermination,
+}
+
+/// Which demo party a scenario acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxParty {
+    /// Demoförsäkringar AB (556677-8899), certs-dev/insurer.pem.
+    Insurer,
+    /// Demo kommun, socialnämnden (222000-0000), certs-dev/municipality.pem.
+    Municipality,
+}
+
+/// `lefi admin sandbox play`
+#[derive(Debug, Args)]
+pub struct SandboxPlayArgs {
+    /// The scenario (`lefi admin sandbox list`).
+    #[arg(value_enum)]
+    pub scenario: SandboxScenario,
+    /// The demo person (test range only) [default: the one `serve --dev` suggests].
+    #[arg(long)]
+    pub person: Option<String>,
+    /// The benefit type the committed facts belong to: the one your subscription covers.
+    #[arg(long, default_value = "SJP")]
+    pub benefit: String,
+    /// The demo party of consent-lapsing, case-closed-by-authority and party-termination
+    /// [default: insurer; municipality for case-closed-by-authority].
+    #[arg(long, value_enum)]
+    pub party: Option<SandboxParty>,
+    /// case-closed-by-authority: the case reference to close [default: every case reference of
+    /// the party's subscriptions about the person that are not ended].
+    #[arg(long)]
+    pub case_reference: Option<String>,
+    /// party-termination: yes, terminate the demo party for good (start over by stopping the
+    /// server and deleting lefi.db).
+    #[arg(long)]
+    pub yes: bool,
+    /// The party API (case-closed-by-authority closes the case there) [default: localhost:50051].
+    #[arg(long, default_value = "https://localhost:50051")]
+    pub party_addr: String,
+    /// The register feed's certificate (role `ingest`); its key is next to it.
+    #[arg(long, default_value = "certs-dev/ingest.pem")]
+    pub ingest_cert: PathBuf,
+    /// The directory of the demo parties' certificates (insurer.pem, municipality.pem).
+    #[arg(long, default_value = "certs-dev")]
+    pub certs_dir: PathBuf,
 }

@@ -23,6 +23,9 @@ type Client = pb::party_admin_service_client::PartyAdminServiceClient<Channel>;
 
 /// `lefi admin …`
 pub async fn run(args: AdminArgs) -> ExitCode {
+    if let AdminCommand::Sandbox { command } = &args.command {
+        return super::sandbox::run(&args.connect, command).await;
+    }
     let key = idempotency_key(&args.command);
     let json = args.connect.json;
     let work = |channel| command(channel, &args.command, json, key.as_deref().unwrap_or_default());
@@ -51,6 +54,7 @@ fn idempotency_key(command: &AdminCommand) -> Option<String> {
         | AdminCommand::Crls { .. }
         | AdminCommand::Subscriptions { .. }
         | AdminCommand::Register { .. }
+        | AdminCommand::Sandbox { .. }
         | AdminCommand::Audit { .. } => return None,
     };
     Some(
@@ -104,6 +108,8 @@ async fn command(channel: Channel, command: &AdminCommand, json: bool, key: &str
         }
         AdminCommand::Crls { reload } => return super::operations::crls(channel, *reload, json).await,
         AdminCommand::Limits(args) => return super::operations::limits(&mut client, args, json, key).await,
+        // Played on connections of its own (`run` dispatches it before this).
+        AdminCommand::Sandbox { .. } => anyhow::bail!("lefi admin sandbox is run by commands::sandbox"),
     };
     print_party_result(party, json)
 }

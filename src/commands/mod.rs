@@ -9,6 +9,7 @@ mod ingest;
 mod operations;
 mod orders;
 mod output;
+mod sandbox;
 mod serve;
 mod statistics;
 mod stream;

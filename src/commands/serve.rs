@@ -124,6 +124,7 @@ async fn serve(
         None => None,
     };
     let app = App::build_with_store(settings, store, clock).await?;
+    let app = if dev.is_some() { app.in_dev_mode() } else { app };
     let party = app.party_addr()?;
     let admin = app.admin_addr()?;
     let metrics = app.metrics_addr();

@@ -28,6 +28,7 @@ mod query;
 mod readiness;
 mod register;
 mod retention;
+mod sandbox;
 mod shutdown;
 mod statistics;
 mod statistics_api;

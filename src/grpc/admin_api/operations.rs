@@ -290,6 +290,54 @@ impl AdminApi {
     }
 }
 
+impl AdminApi {
+    /// The server's version and whether it runs in development mode (with its demo person).
+    async fn get_server_info(
+        &self,
+        (_, _req): (OperatorPrincipal, pb::GetServerInfoRequest),
+    ) -> Result<pb::GetServerInfoResponse, Status> {
+        let state = &self.state;
+        let demo_person_id = if state.dev_mode {
+            state
+                .store
+                .demo_person(crate::dev::register::DEMO_SOURCE_SYSTEM, "SJP")
+                .await?
+                // A synthetic demo person (test-range number), as `serve --dev` prints it.
+                .map(|person| person.to_display_unmasked())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::GetServerInfoResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            dev_mode: state.dev_mode,
+            demo_person_id,
+        })
+    }
+
+    /// Development servers only: prunes every party's delivery history recorded before now, so
+    /// that older cursors expire at once (the sandbox's "cursor-expiring").
+    async fn prune_delivery_history(
+        &self,
+        (operator, _req): (OperatorPrincipal, pb::PruneDeliveryHistoryRequest),
+    ) -> Result<pb::PruneDeliveryHistoryResponse, Status> {
+        let state = &self.state;
+        if !state.dev_mode {
+            return Err(status::development_only("PruneDeliveryHistory"));
+        }
+        let now = state.clock.now_micros();
+        let deleted = state.store.prune_delivery_history(now).await?;
+        state.metrics.history_pruned(deleted);
+        // Open streams re-read their party's horizon on their next page.
+        state.notify_history();
+        tracing::info!(operator = %operator.name, deleted, "pruned delivery history on request (development mode)");
+        Ok(pb::PruneDeliveryHistoryResponse {
+            deleted_events: deleted,
+            pruned_before: Some(timestamp(now)),
+        })
+    }
+}
+
 /// This server process, as the listing names it: the host and the process id.
 fn replica() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -311,6 +359,9 @@ crate::grpc::service! {
         resume_subscriptions(pb::AgencySubscriptionsRequest) -> pb::AgencySubscriptionsResponse:
             needs(AdminRight::ManageParties);
         end_subscriptions(pb::AgencySubscriptionsRequest) -> pb::AgencySubscriptionsResponse:
+            needs(AdminRight::ManageParties);
+        get_server_info(pb::GetServerInfoRequest) -> pb::GetServerInfoResponse: any_operator;
+        prune_delivery_history(pb::PruneDeliveryHistoryRequest) -> pb::PruneDeliveryHistoryResponse:
             needs(AdminRight::ManageParties);
     }
 }

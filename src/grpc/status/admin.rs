@@ -140,3 +140,17 @@ fn termination_refused(refused: &TerminationRefused) -> Status {
         }
     }
 }
+
+/// UNIMPLEMENTED NOT_IMPLEMENTED: a development-only admin RPC (the sandbox's) on a server that
+/// does not run `serve --dev`.
+pub fn development_only(rpc: &str) -> Status {
+    Report::new(
+        Code::Unimplemented,
+        ErrorReason::NotImplemented,
+        format!(
+            "{rpc} is for development servers only (lefi serve --dev); this server does not run in \
+             development mode"
+        ),
+    )
+    .into()
+}

@@ -26,7 +26,7 @@ pub const ERROR_DOMAIN: &str = "lefi";
 mod admin;
 mod statistics;
 
-pub use admin::{CodeFields, admin, fact_reason};
+pub use admin::{CodeFields, admin, development_only, fact_reason};
 pub use statistics::{
     MAX_REPORTED_LINES, OrderUnavailable, order_reference_reused, order_unavailable, period_not_covered,
     population_refused,
