@@ -206,10 +206,12 @@ impl App {
         ));
 
         // Subscriptions past the end date their party gave end by themselves.
-        let end_dates = tokio::spawn(crate::grpc::party_api::delivery::end_subscriptions_past_their_end_date(
-            state.clone(),
-            shutdown.clone(),
-        ));
+        let end_dates = tokio::spawn(
+            crate::grpc::party_api::delivery::end_subscriptions_past_their_end_date(
+                state.clone(),
+                shutdown.clone(),
+            ),
+        );
 
         // SIGHUP reloads the party listener's CRLs.
         let hangups = tokio::spawn(reload_crls_on_sighup(state.clone(), shutdown.clone()));
