@@ -140,6 +140,10 @@ mod tests {
             assert_eq!(StateReason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(StateReason::parse("RESUMED"), Some(StateReason::Resumed));
+        assert_eq!(
+            StateReason::parse("STARTED_FROM_NOW"),
+            Some(StateReason::StartedFromNow)
+        );
         assert_eq!(StateReason::parse(""), None);
         assert_names_round_trip(
             &SnapshotReason::ALL,

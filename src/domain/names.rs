@@ -141,7 +141,7 @@ mod tests {
     /// change them.
     #[test]
     fn the_domain_names_stay_as_stored() {
-        use crate::domain::delivery::{EndReason, SnapshotReason, SubscriptionState};
+        use crate::domain::delivery::{EndReason, SnapshotReason, SubscriptionStart, SubscriptionState};
         use crate::domain::disclosure::{Channel, Decision};
         use crate::domain::lifecycle::{PartyAction, Signer};
         use crate::domain::party::{AgreementType, OperatorRole, PartyKind, PartyState};
@@ -161,12 +161,17 @@ mod tests {
                 "PARTY_TERMINATED",
                 "BASIS_NO_LONGER_IN_FORCE",
                 "ENDED_BY_AGENCY",
-                "SUSPENDED_BY_AGENCY"
+                "SUSPENDED_BY_AGENCY",
+                "END_DATE_REACHED"
             ]
         );
         assert_eq!(
             SnapshotReason::ALL.map(SnapshotReason::as_str),
             ["SUBSCRIPTION_CREATED", "FULL_REFRESH", "RESUMED"]
+        );
+        assert_eq!(
+            SubscriptionStart::ALL.map(SubscriptionStart::as_str),
+            ["SNAPSHOT", "NOW"]
         );
         assert_eq!(Decision::ALL.map(Decision::as_str), ["ALLOWED", "DENIED"]);
         assert_eq!(
