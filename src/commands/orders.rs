@@ -44,6 +44,7 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
                 consent_id: args.ground.consent_id.clone().unwrap_or_default(),
                 start_from_now: args.from_now,
                 end_date: args.until.clone().unwrap_or_default(),
+                filter: None,
             }],
         })
         .await?

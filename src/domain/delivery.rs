@@ -3,6 +3,7 @@
 //! carry the same names with their prefixes.
 
 use crate::domain::names::named_enum;
+use crate::domain::register::FactType;
 
 named_enum! {
     /// A subscription's state.
@@ -56,6 +57,68 @@ named_enum! {
     pub enum SubscriptionStart {
         Snapshot,
         Now,
+    }
+}
+
+/// Which records a subscription delivers (data minimisation): a list of topics, each a fact type
+/// (`PAYMENT`: every payment) or a fact type and the kind of a decision or person event
+/// (`DECISION:BLOCKED`). Empty: everything. A person's own data (name, protection, death date)
+/// always goes with the person and is never filtered. Stored as the topics joined by commas,
+/// sorted, each once (the SQL of `store::delivery` matches against that form).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    topics: Vec<String>,
+}
+
+impl RecordFilter {
+    /// A filter of these topics (any order, repeats allowed).
+    pub fn of(topics: impl IntoIterator<Item = String>) -> Self {
+        let mut topics: Vec<String> = topics.into_iter().collect();
+        topics.sort();
+        topics.dedup();
+        Self { topics }
+    }
+
+    /// The topic naming every fact of a type.
+    pub fn whole(fact_type: FactType) -> String {
+        fact_type.as_str().to_string()
+    }
+
+    /// The topic naming facts of a type with one kind (decisions and person events).
+    pub fn kind(fact_type: FactType, kind: &str) -> String {
+        format!("{}:{kind}", fact_type.as_str())
+    }
+
+    /// Whether the filter lets everything through.
+    pub fn is_everything(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// Whether a version of this fact type and topic is delivered.
+    pub fn admits(&self, fact_type: FactType, topic: &str) -> bool {
+        if self.topics.is_empty() || fact_type == FactType::Person {
+            return true;
+        }
+        let name = fact_type.as_str();
+        self.topics.iter().any(|t| match t.split_once(':') {
+            None => t == name,
+            Some((ty, kind)) => ty == name && kind == topic,
+        })
+    }
+
+    /// The stored form ('' = everything).
+    pub fn stored(&self) -> String {
+        self.topics.join(",")
+    }
+
+    /// From the stored form.
+    pub fn from_stored(stored: &str) -> Self {
+        Self::of(stored.split(',').filter(|t| !t.is_empty()).map(str::to_string))
+    }
+
+    /// The topics, sorted.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
     }
 }
 
@@ -126,6 +189,27 @@ pub enum EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_admits_its_types_and_kinds_and_always_the_person() {
+        let filter = RecordFilter::of([
+            RecordFilter::whole(FactType::Payment),
+            RecordFilter::kind(FactType::Decision, "BLOCKED"),
+            RecordFilter::kind(FactType::Event, "DEATH_REGISTERED"),
+            RecordFilter::whole(FactType::Payment),
+        ]);
+        assert!(filter.admits(FactType::Payment, ""));
+        assert!(filter.admits(FactType::Decision, "BLOCKED"));
+        assert!(!filter.admits(FactType::Decision, "GRANTED"));
+        assert!(filter.admits(FactType::Event, "DEATH_REGISTERED"));
+        assert!(!filter.admits(FactType::Event, "SICKNESS_CASE_CLOSED"));
+        assert!(!filter.admits(FactType::Case, ""));
+        assert!(filter.admits(FactType::Person, ""));
+        assert_eq!(filter.stored(), "DECISION:BLOCKED,EVENT:DEATH_REGISTERED,PAYMENT");
+        assert_eq!(RecordFilter::from_stored(&filter.stored()), filter);
+        let everything = RecordFilter::from_stored("");
+        assert!(everything.is_everything() && everything.admits(FactType::Case, ""));
+    }
     use crate::domain::names::assert_names_round_trip;
 
     #[test]

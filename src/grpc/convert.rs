@@ -4,7 +4,7 @@ use time::Date;
 
 use crate::domain::catalogue::{BenefitType, LegalBasis};
 use crate::domain::clock::{format_date, parse_date};
-use crate::domain::delivery::{StateReason, SubscriptionState};
+use crate::domain::delivery::{RecordFilter, StateReason, SubscriptionState};
 use crate::domain::party::AgreementType;
 use crate::domain::personnummer::IdKind;
 use crate::domain::register::versions::{DeliveredVersion, StoredRecord};
@@ -404,6 +404,97 @@ pub fn state_reason(reason: Option<StateReason>) -> pb::SubscriptionStateReason 
     }
 }
 
+/// A record filter from its proto form: whole record types, and decisions and person events of
+/// some kinds (see `lefi.v1.RecordFilter`). An unspecified or unknown value is refused, naming it.
+pub fn record_filter(filter: &pb::RecordFilter) -> Result<RecordFilter, crate::grpc::fields::FieldError> {
+    use crate::domain::register::FactType;
+    use crate::grpc::fields::enum_list;
+    let types = enum_list(
+        "filter.record_types",
+        &filter.record_types,
+        |v| match pb::RecordType::try_from(v).ok()? {
+            pb::RecordType::Unspecified => None,
+            pb::RecordType::Case => Some(FactType::Case),
+            pb::RecordType::CompensationPeriod => Some(FactType::Period),
+            pb::RecordType::Decision => Some(FactType::Decision),
+            pb::RecordType::Payment => Some(FactType::Payment),
+            pb::RecordType::PersonEvent => Some(FactType::Event),
+        },
+        "RECORD_TYPE_CASE, _COMPENSATION_PERIOD, _DECISION, _PAYMENT or _PERSON_EVENT",
+    )?;
+    let decisions = enum_list(
+        "filter.decision_kinds",
+        &filter.decision_kinds,
+        |v| match pb::DecisionKind::try_from(v).ok()? {
+            pb::DecisionKind::Unspecified => None,
+            kind => Some(kind.as_str_name()),
+        },
+        "decision kinds other than DECISION_KIND_UNSPECIFIED",
+    )?;
+    let events = enum_list(
+        "filter.person_event_kinds",
+        &filter.person_event_kinds,
+        |v| match pb::PersonEventKind::try_from(v).ok()? {
+            pb::PersonEventKind::Unspecified => None,
+            kind => Some(kind.as_str_name()),
+        },
+        "person event kinds other than PERSON_EVENT_KIND_UNSPECIFIED",
+    )?;
+    // Kinds named narrow their type: the type is then not taken whole.
+    let narrowed = |t: &FactType| {
+        (*t == FactType::Decision && !decisions.is_empty()) || (*t == FactType::Event && !events.is_empty())
+    };
+    let whole = types
+        .iter()
+        .filter(|t| !narrowed(t))
+        .map(|t| RecordFilter::whole(*t));
+    let kinds = decisions
+        .iter()
+        .map(|k| RecordFilter::kind(FactType::Decision, k))
+        .chain(events.iter().map(|k| RecordFilter::kind(FactType::Event, k)));
+    Ok(RecordFilter::of(whole.chain(kinds)))
+}
+
+/// A record filter in its proto form (`None` for "everything").
+pub fn record_filter_message(filter: &RecordFilter) -> Option<pb::RecordFilter> {
+    use crate::domain::register::FactType;
+    if filter.is_everything() {
+        return None;
+    }
+    let mut message = pb::RecordFilter::default();
+    for topic in filter.topics() {
+        let (ty, kind) = match topic.split_once(':') {
+            Some((ty, kind)) => (ty, Some(kind)),
+            None => (topic.as_str(), None),
+        };
+        match (FactType::parse(ty), kind) {
+            (Some(FactType::Decision), Some(kind)) => {
+                message
+                    .decision_kinds
+                    .extend(pb::DecisionKind::from_str_name(kind).map(|k| k as i32));
+            }
+            (Some(FactType::Event), Some(kind)) => {
+                message
+                    .person_event_kinds
+                    .extend(pb::PersonEventKind::from_str_name(kind).map(|k| k as i32));
+            }
+            (Some(fact_type), None) => {
+                let record_type = match fact_type {
+                    FactType::Case => pb::RecordType::Case,
+                    FactType::Period => pb::RecordType::CompensationPeriod,
+                    FactType::Decision => pb::RecordType::Decision,
+                    FactType::Payment => pb::RecordType::Payment,
+                    FactType::Event => pb::RecordType::PersonEvent,
+                    FactType::Person => continue,
+                };
+                message.record_types.push(record_type as i32);
+            }
+            _ => {}
+        }
+    }
+    Some(message)
+}
+
 /// A subscription as the proto shows it.
 pub fn subscription(s: &Subscription) -> pb::Subscription {
     pb::Subscription {
@@ -421,6 +512,7 @@ pub fn subscription(s: &Subscription) -> pb::Subscription {
         ended_at: s.ended_at.map(timestamp),
         start_from_now: s.asked.start == crate::domain::delivery::SubscriptionStart::Now,
         end_date: s.asked.end_date.map(format_date).unwrap_or_default(),
+        filter: record_filter_message(&s.asked.filter),
     }
 }
 

@@ -16,6 +16,7 @@ mod contract;
 mod db_proxy;
 mod delivery;
 mod dev_server;
+mod filters;
 mod from_now;
 mod health;
 mod metrics;

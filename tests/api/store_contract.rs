@@ -1827,6 +1827,7 @@ mod delivery {
             consent_id: None,
             start: lefi::domain::delivery::SubscriptionStart::Snapshot,
             end_date: None,
+            filter: Default::default(),
         }
     }
 
@@ -1979,6 +1980,7 @@ mod delivery {
                     consent_id: None,
                     start: lefi::domain::delivery::SubscriptionStart::Snapshot,
                     end_date: None,
+                    filter: Default::default(),
                 },
                 state: SubscriptionState::Active,
                 state_reason: None,
@@ -3425,7 +3427,10 @@ mod migrations {
 
     use super::{Backend, EmptyDatabase, backend_tests};
 
-    backend_tests!(migration_0008_splits_the_old_detail_into_state_reason_and_message);
+    backend_tests!(
+        migration_0008_splits_the_old_detail_into_state_reason_and_message,
+        migration_0016_gives_stored_decisions_and_events_their_topic,
+    );
 
     static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
     static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -3517,6 +3522,70 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
         let subscription = &events[0].subscription;
         assert_eq!((subscription.state, subscription.ended_seq), (Ended, Some(6)));
         store.close().await;
+        database.remove().await;
+    }
+
+    /// Log rows as schema version 15 stored them (the body's JSON as ingest writes it).
+    const VERSION_15_ROWS: &str = r#"
+INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type,
+                          fact_type, valid_from, valid_to, body, source_system, source_id, source_version,
+                          content_hash)
+VALUES (1, 1, '199007042386', 'rec_1', 1, 'NEW', FALSE, 'SJP', 'DECISION', '2024-01-09', NULL,
+        '{"case_id":"FALL-1","kind":"BLOCKED","effective_from":"2024-01-09","decided_on":"2024-01-20"}',
+        'MIDAS', 'D1', 1, 'h1'),
+       (2, 2, '199007042386', 'rec_2', 1, 'NEW', FALSE, '', 'EVENT', '2024-03-01', '2024-03-01',
+        '{"kind":"DEATH_REGISTERED","event_date":"2024-03-01"}', 'MIDAS', 'E1', 1, 'h2'),
+       (3, 3, '199007042386', 'rec_3', 1, 'NEW', FALSE, 'SJP', 'CASE', '2024-01-09', NULL,
+        '{"case_id":"FALL-1","opened":"2024-01-09","status":"OPEN"}', 'MIDAS', 'C1', 1, 'h3');"#;
+
+    async fn migration_0016_gives_stored_decisions_and_events_their_topic(backend: Backend) {
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
+        };
+        let url = database.url.as_str();
+        match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .unwrap()
+                    .create_if_missing(true);
+                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+                SQLITE_MIGRATIONS.run_to(15, &mut conn).await.unwrap();
+                sqlx::raw_sql(VERSION_15_ROWS).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                POSTGRES_MIGRATIONS.run_to(15, &mut conn).await.unwrap();
+                sqlx::raw_sql(VERSION_15_ROWS).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+        let store = Store::connect(url, 2).await.unwrap();
+        store.close().await;
+        let topics: Vec<(i64, String)> = match backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_as("SELECT seq, topic FROM register_log ORDER BY seq")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::query_as("SELECT seq, topic FROM register_log ORDER BY seq")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            topics,
+            [
+                (1, "BLOCKED".to_string()),
+                (2, "DEATH_REGISTERED".to_string()),
+                (3, String::new())
+            ]
+        );
         database.remove().await;
     }
 }

@@ -300,6 +300,27 @@ pub enum FactBody {
 }
 
 impl FactBody {
+    /// The fact's topic within its type: the kind of a decision or of a person event, empty for
+    /// the others (stored beside each version for filtered subscriptions: `RecordFilter`).
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Self::Decision(d) => match d.kind {
+                DecisionKind::Granted => "GRANTED",
+                DecisionKind::Rejected => "REJECTED",
+                DecisionKind::Withdrawn => "WITHDRAWN",
+                DecisionKind::Blocked => "BLOCKED",
+                DecisionKind::Unblocked => "UNBLOCKED",
+            },
+            Self::Event(e) => match e.kind {
+                PersonEventKind::LifeCertificateReceived => "LIFE_CERTIFICATE_RECEIVED",
+                PersonEventKind::LifeCertificateMissing => "LIFE_CERTIFICATE_MISSING",
+                PersonEventKind::DeathRegistered => "DEATH_REGISTERED",
+                PersonEventKind::SicknessCaseClosed => "SICKNESS_CASE_CLOSED",
+            },
+            Self::Case(_) | Self::Period(_) | Self::Payment(_) | Self::Person(_) => "",
+        }
+    }
+
     pub fn fact_type(&self) -> FactType {
         match self {
             Self::Case(_) => FactType::Case,

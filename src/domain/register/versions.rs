@@ -61,6 +61,9 @@ pub struct EncodedVersion {
     pub kind: RecordKind,
     pub benefit_type: Option<String>,
     pub valid: Option<DateRange>,
+    pub fact_type: FactType,
+    /// The fact's topic ([`crate::domain::register::FactBody::topic`]).
+    pub topic: String,
     /// The record's encoding without its sequence and recording instant, opaque here (shared, not
     /// copied, when one change goes to several subscriptions).
     pub encoded: bytes::Bytes,
@@ -76,6 +79,9 @@ pub trait Version {
     fn is_person_update(&self) -> bool;
     /// The person's own data, for a person update.
     fn into_person_data(self) -> Option<PersonData>;
+    fn fact_type(&self) -> FactType;
+    /// The kind of a decision or person event, empty for other facts.
+    fn topic(&self) -> &str;
 }
 
 impl Version for StoredRecord {
@@ -96,6 +102,12 @@ impl Version for StoredRecord {
     }
     fn is_person_update(&self) -> bool {
         StoredRecord::is_person_update(self)
+    }
+    fn fact_type(&self) -> FactType {
+        self.fact_type
+    }
+    fn topic(&self) -> &str {
+        self.body.topic()
     }
     fn into_person_data(self) -> Option<PersonData> {
         match self.body {
@@ -144,6 +156,18 @@ impl Version for DeliveredVersion {
         match self {
             Self::Encoded(_) => None,
             Self::Parsed(r) => r.into_person_data(),
+        }
+    }
+    fn fact_type(&self) -> FactType {
+        match self {
+            Self::Encoded(e) => e.fact_type,
+            Self::Parsed(r) => r.fact_type,
+        }
+    }
+    fn topic(&self) -> &str {
+        match self {
+            Self::Encoded(e) => &e.topic,
+            Self::Parsed(r) => r.body.topic(),
         }
     }
 }

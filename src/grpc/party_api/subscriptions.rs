@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::authorize::{Ask, CallContext, Gate, allowed_entry, refused_entry};
-use crate::domain::delivery::{EndReason, SubscriptionStart};
+use crate::domain::delivery::{EndReason, RecordFilter, SubscriptionStart};
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::convert;
 use crate::grpc::fields::{self, FieldError, FieldProblem};
@@ -39,12 +39,13 @@ struct ItemRefused {
     error: FieldError,
 }
 
-/// Checks the shape of one item; the policy comes after.
+/// Checks the shape of one item; the policy comes after. Returns what it asks the policy for and
+/// the records it wants.
 fn validate(
     state: &AppState,
     item: &pb::NewSubscription,
     known_benefits: &[String],
-) -> Result<Ask, ItemRefused> {
+) -> Result<(Ask, RecordFilter), ItemRefused> {
     let person = fields::person("person_id", &item.person_id, state.clock.today())
         .map_err(|error| ItemRefused { ask: None, error })?;
     let mut benefits = item.benefit_type_codes.clone();
@@ -60,9 +61,9 @@ fn validate(
         subscription_id: None,
     };
     match check_fields(item, &ask.benefit_codes, known_benefits, state.clock.today()) {
-        Ok((from, end)) => {
+        Ok((from, end, filter)) => {
             ask.period = (Some(from), end);
-            Ok(ask)
+            Ok((ask, filter))
         }
         Err(error) => Err(ItemRefused {
             ask: Some(Box::new(ask)),
@@ -71,13 +72,17 @@ fn validate(
     }
 }
 
-/// The item's fields other than the person; returns its from-date and end date.
+/// The item's fields other than the person; returns its from-date, end date and record filter.
 fn check_fields(
     item: &pb::NewSubscription,
     benefits: &[String],
     known_benefits: &[String],
     today: time::Date,
-) -> Result<(time::Date, Option<time::Date>), FieldError> {
+) -> Result<(time::Date, Option<time::Date>, RecordFilter), FieldError> {
+    let filter = match &item.filter {
+        Some(filter) => convert::record_filter(filter)?,
+        None => RecordFilter::default(),
+    };
     if !valid_reference(&item.client_reference) {
         return Err(FieldError::invalid(
             "client_reference",
@@ -107,7 +112,7 @@ fn check_fields(
             "end_date must not lie before from_date or before today (leave it empty for no end)",
         ));
     }
-    Ok((from, end))
+    Ok((from, end, filter))
 }
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSubscriptionsResponse, Status>> + Send>>;
@@ -146,7 +151,9 @@ impl PartyApi {
             let report = status::denied(&denial, "", None);
             let entries: Vec<NewDisclosure> = items
                 .iter()
-                .filter_map(|item| validate(state, item, &known).map_or_else(|r| r.ask.map(|a| *a), Some))
+                .filter_map(|item| {
+                    validate(state, item, &known).map_or_else(|r| r.ask.map(|a| *a), |(a, _)| Some(a))
+                })
                 .map(|ask| refused_entry(&party, &call, &ask, report.reason_name()))
                 .collect();
             state.append_disclosures(&entries, now).await?;
@@ -173,7 +180,7 @@ impl PartyApi {
                     }
                     Some(report)
                 }
-                Ok(ask) => match gate.check(state, &party, &call, &ask).await? {
+                Ok((ask, filter)) => match gate.check(state, &party, &call, &ask).await? {
                     Ok(permit) => {
                         cases.extend(permit.case_reference().map(str::to_string));
                         let new = NewSubscription {
@@ -185,6 +192,7 @@ impl PartyApi {
                             case_reference: permit.case_reference().map(str::to_string),
                             consent_id: permit.consent_id().map(str::to_string),
                             end_date: ask.period.1,
+                            filter,
                             start: if item.start_from_now {
                                 SubscriptionStart::Now
                             } else {

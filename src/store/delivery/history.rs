@@ -16,7 +16,11 @@ use crate::store::{Store, StoreError, to_i64, to_u64};
 /// before commit; the same SQL runs on both backends. A fact concerns a subscription when it is
 /// about the same person and one of its benefit types (or no benefit type: person data and
 /// person events) and, for a new fact, its valid period reaches the subscription's from-date
-/// (corrections and retractions are always delivered: they may move a fact out of the window).
+/// (corrections and retractions are always delivered: they may move a fact out of the window);
+/// and when the subscription's record filter admits it (`domain::delivery::RecordFilter`: its
+/// type, or its type and topic, among the filter's topics; person data always), or, for a
+/// correction, admitted the version it corrects (so the party learns the fact left its filter; a
+/// retraction carries the topic of the version it retracts).
 const FAN_OUT_SQL: &str = "\
 INSERT INTO delivery_events (party_id, seq, ord, subscription_id, event_number, kind, recorded_at)
 SELECT m.party_id, m.seq, m.ord, m.subscription_id, m.base + m.n, 'CHANGE', m.recorded_at
@@ -31,6 +35,14 @@ FROM (
     WHERE l.seq >= $1 AND l.seq <= $2
       AND (l.benefit_type = '' OR (',' || s.benefit_types || ',') LIKE ('%,' || l.benefit_type || ',%'))
       AND (l.kind <> 'NEW' OR l.valid_to IS NULL OR l.valid_to >= s.from_date)
+      AND (s.record_filter = '' OR l.fact_type = 'PERSON'
+           OR (',' || s.record_filter || ',') LIKE ('%,' || l.fact_type || ',%')
+           OR (',' || s.record_filter || ',') LIKE ('%,' || l.fact_type || ':' || l.topic || ',%')
+           OR (l.kind = 'CORRECTION' AND EXISTS (
+                SELECT 1 FROM register_log p
+                WHERE p.record_id = l.record_id AND p.version = l.version - 1
+                  AND ((',' || s.record_filter || ',') LIKE ('%,' || p.fact_type || ',%')
+                       OR (',' || s.record_filter || ',') LIKE ('%,' || p.fact_type || ':' || p.topic || ',%')))))
 ) m";
 
 /// Writes the change events of the facts at sequences `first..=last` (see [`FAN_OUT_SQL`]) inside

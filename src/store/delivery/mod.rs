@@ -25,7 +25,7 @@ use super::{
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::delivery::{
-    EventKind, Notice, SnapshotReason, StateReason, SubscriptionStart, SubscriptionState,
+    EventKind, Notice, RecordFilter, SnapshotReason, StateReason, SubscriptionStart, SubscriptionState,
 };
 
 pub(crate) use history::fan_out;
@@ -61,6 +61,8 @@ pub struct NewSubscription {
     pub start: SubscriptionStart,
     /// The last day it runs (`None`: until it is ended otherwise).
     pub end_date: Option<Date>,
+    /// Which records it delivers.
+    pub filter: RecordFilter,
 }
 
 impl Subscription {
@@ -204,10 +206,10 @@ pub struct DeliveryEvent {
 /// The columns [`subscription_from_row`] reads, from a query that names `subscriptions` as `s`.
 const SUBSCRIPTION_COLUMNS: &str = "s.subscription_id, s.party_id, s.client_reference, s.person, s.benefit_types, \
      s.from_date, s.legal_basis, s.case_reference, s.consent_id, s.state, s.state_reason, s.created_at, \
-     s.created_seq, s.ended_at, s.ended_seq, s.start, s.end_date";
+     s.created_seq, s.ended_at, s.ended_seq, s.start, s.end_date, s.record_filter";
 
 /// How many columns [`SUBSCRIPTION_COLUMNS`] holds (the next column's index).
-const SUBSCRIPTION_COLUMN_COUNT: usize = 17;
+const SUBSCRIPTION_COLUMN_COUNT: usize = 18;
 
 /// Rows per generated statement (15 parameters each: far within both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -230,6 +232,7 @@ fn subscription_from_row(r: &impl Columns) -> Result<Subscription, StoreError> {
                 Some(r.text(16)?).filter(|d| !d.is_empty()),
                 "subscriptions.end_date",
             )?,
+            filter: RecordFilter::from_stored(r.text(17)?),
         },
         state: SubscriptionState::parse(r.text(9)?).ok_or(StoreError::Corrupt("subscriptions.state"))?,
         state_reason: if state_reason.is_empty() {
@@ -358,6 +361,21 @@ impl Store {
         }
         conn.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Whether any subscription not yet ended has an end date before `today` (YYYY-MM-DD): a read,
+    /// so that the daily check takes the register head's lock only when it has something to end.
+    pub async fn any_past_end_date(&self, today: &str) -> Result<bool, StoreError> {
+        let mut conn = self.read().await?;
+        let found: Option<i32> = on_conn!(&mut conn, |c| {
+            sqlx::query_scalar(
+                "SELECT 1 FROM subscriptions WHERE end_date <> '' AND end_date < $1 AND state <> 'ENDED' LIMIT 1",
+            )
+            .bind(today)
+            .fetch_optional(c)
+            .await?
+        });
+        Ok(found.is_some())
     }
 
     /// One of a party's subscriptions.
@@ -613,8 +631,8 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
     let sql = format!(
         "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
              from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq, \
-             start, end_date) VALUES {}",
-        conn.dialect().values_list(chunk.len(), 15)
+             start, end_date, record_filter) VALUES {}",
+        conn.dialect().values_list(chunk.len(), 16)
     );
     on_conn!(conn, |c| {
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -634,7 +652,8 @@ async fn insert_subscriptions(conn: &mut Conn, chunk: &[Subscription]) -> Result
                 .bind(s.created_at)
                 .bind(super::to_i64(s.created_seq))
                 .bind(s.asked.start.as_str())
-                .bind(s.asked.end_date.map(format_date).unwrap_or_default());
+                .bind(s.asked.end_date.map(format_date).unwrap_or_default())
+                .bind(s.asked.filter.stored());
         }
         insert.execute(c).await?;
     });

@@ -29,6 +29,8 @@ pub(super) struct LogRow {
     pub retroactive: bool,
     pub benefit_type: String,
     pub fact_type: &'static str,
+    /// The kind of a decision or person event ([`FactBody::topic`]), empty otherwise.
+    pub topic: &'static str,
     pub valid_from: String,
     pub valid_to: Option<String>,
     pub body: String,
@@ -293,6 +295,7 @@ async fn run_ingest(
                 retroactive: fact.retroactive(),
                 benefit_type: String::new(),
                 fact_type: FactType::Person.as_str(),
+                topic: "",
                 valid_from: String::new(),
                 valid_to: None,
                 body: fact.body_json().to_string(),
@@ -370,6 +373,13 @@ async fn run_ingest(
             new_facts += 1;
         }
         let wire = encoded_version(fact, &planned)?;
+        // A retraction without content keeps the topic of the version it retracts.
+        let topic = match fact.body() {
+            Some(body) => body.topic(),
+            None => FactBody::from_json(planned.fact_type, &planned.body_json)
+                .map_err(|_| StoreError::Corrupt("register_log.body"))?
+                .topic(),
+        };
         log.push(LogRow {
             seq,
             recorded_at,
@@ -380,6 +390,7 @@ async fn run_ingest(
             retroactive: fact.retroactive(),
             benefit_type: planned.benefit_type.clone(),
             fact_type: planned.fact_type.as_str(),
+            topic,
             valid_from: planned.valid.map(|v| format_date(v.from)).unwrap_or_default(),
             valid_to: planned.valid.and_then(|v| v.to).map(format_date),
             body: planned.body_json.clone(),

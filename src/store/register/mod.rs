@@ -36,10 +36,12 @@ const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, r
                            fact_type, valid_from, valid_to, body, source_system, source_id, source_version, \
                            CASE WHEN 1 = 0 THEN wire END";
 
-/// [`LOG_COLUMNS`] for a delivery: the stored encoding, and the JSON body only where there is none
-/// (an empty text otherwise, never parsed: see [`delivered_version`]).
+/// [`LOG_COLUMNS`] for a delivery: the stored encoding, and the JSON body only where there is none.
+/// Where there is one, the body's place holds the version's topic instead (the kind of a decision
+/// or person event, for filtered subscriptions), never parsed: see [`delivered_version`]. (sqlx's
+/// tuple rows end at 16 columns.)
 const DELIVERY_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
-                                fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE '' END, \
+                                fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
                                 source_system, source_id, source_version, wire";
 
 /// How a read of whole snapshots turns rows into records: the columns it selects and the
@@ -714,7 +716,8 @@ fn delivered_version(row: &LogView<'_>, person: &Personnummer) -> Result<Deliver
     }
 }
 
-/// The row with its stored encoding, `None` when it has none.
+/// The row with its stored encoding, `None` when it has none (read with [`DELIVERY_COLUMNS`]: the
+/// body's place holds the topic).
 fn encoded_version(row: &LogView<'_>) -> Result<Option<EncodedVersion>, StoreError> {
     let Some(encoded) = row.wire else {
         return Ok(None);
@@ -726,6 +729,8 @@ fn encoded_version(row: &LogView<'_>) -> Result<Option<EncodedVersion>, StoreErr
         kind: RecordKind::parse(row.kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
         benefit_type: non_empty(row.benefit_type.to_string()),
         valid: stored_valid(row.valid_from, row.valid_to)?,
+        fact_type: FactType::parse(row.fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?,
+        topic: row.body.to_string(),
         encoded: bytes::Bytes::copy_from_slice(encoded),
     }))
 }

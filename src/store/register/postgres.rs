@@ -101,6 +101,7 @@ pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Re
                 Some(if r.retroactive { "t" } else { "f" }),
                 Some(&r.benefit_type),
                 Some(r.fact_type),
+                Some(r.topic),
                 Some(&r.valid_from),
                 r.valid_to.as_deref(),
                 Some(&r.body),
@@ -115,7 +116,7 @@ pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Re
     let mut copy = conn
         .copy_in_raw(
             "COPY register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                 benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
+                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
                  source_version, content_hash, wire) FROM STDIN (FORMAT text)",
         )
         .await?;

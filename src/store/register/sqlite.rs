@@ -114,9 +114,9 @@ pub(super) async fn insert_log(conn: &mut SqliteConnection, rows: Vec<LogRow>) -
         let chunk: Vec<LogRow> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
         let sql = format!(
             "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                 benefit_type, fact_type, valid_from, valid_to, body, source_system, source_id, \
+                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
                  source_version, content_hash, wire) VALUES {}",
-            Dialect::Sqlite.values_list(chunk.len(), 17)
+            Dialect::Sqlite.values_list(chunk.len(), 18)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         // The values move into the statement: no copies of the bodies.
@@ -131,6 +131,7 @@ pub(super) async fn insert_log(conn: &mut SqliteConnection, rows: Vec<LogRow>) -
                 .bind(r.retroactive)
                 .bind(r.benefit_type)
                 .bind(r.fact_type)
+                .bind(r.topic)
                 .bind(r.valid_from)
                 .bind(r.valid_to)
                 .bind(r.body)

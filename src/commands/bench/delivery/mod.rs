@@ -295,6 +295,7 @@ async fn subscribe_everyone(
             consent_id: None,
             start: crate::domain::delivery::SubscriptionStart::Snapshot,
             end_date: None,
+            filter: Default::default(),
         });
         if items.len() == 10_000 {
             store

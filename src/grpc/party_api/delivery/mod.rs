@@ -385,10 +385,16 @@ pub async fn end_subscriptions_past_their_end_date(
         }
         let day = crate::domain::clock::format_date(today);
         let selector = EndSelector::EndDateBefore { today: &day };
-        match state
-            .withdraw_subscriptions(selector, EndReason::EndDateReached, "its end date has passed")
-            .await
-        {
+        let ended = match state.store.any_past_end_date(&day).await {
+            Ok(false) => Ok(Vec::new()),
+            Ok(true) => {
+                state
+                    .withdraw_subscriptions(selector, EndReason::EndDateReached, "its end date has passed")
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match ended {
             Ok(ended) => {
                 checked = Some(today);
                 if !ended.is_empty() {

@@ -747,6 +747,11 @@ impl DeliveryStream {
                 }
             }
         };
+        // Only the records the subscription asked for (its filter; changes are filtered at fan-out).
+        let filter = &subscription.asked.filter;
+        if !filter.is_everything() {
+            records.retain(|r| filter.admits(r.fact_type(), r.topic()));
+        }
         let person = convert::person(permit.person(), &data, Audience::Party);
         self.persons
             .remember(permit.person().as_storage().to_string(), data);
