@@ -234,7 +234,7 @@ impl PartyApi {
             position,
             outbox: Default::default(),
             persons: Default::default(),
-            budget: Some(producer::Budget::new(max_events, PULL_BYTES)),
+            budget: Some(pull::Budget::new(max_events, PULL_BYTES)),
             last_queued: None,
         };
         let read = async move {

@@ -45,7 +45,8 @@ const FLUSH_AT: usize = 256;
 pub(super) enum Flow {
     /// Keep going.
     Continue,
-    /// A pull's answer is full (see [`Budget`]): stop after handing over what is queued.
+    /// A pull's answer is full (see [`super::pull::Budget`]): stop after handing over what is
+    /// queued.
     Full,
     /// Stop with this status (or quietly when `None`: the client left).
     Stop(Option<Status>),
@@ -83,44 +84,9 @@ pub(super) struct DeliveryStream {
     /// [`DeliveryStream::deliver_change`]).
     pub persons: PersonCache,
     /// What a pull's answer may still hold; `None` for a stream, which has no end.
-    pub budget: Option<Budget>,
+    pub budget: Option<super::pull::Budget>,
     /// The position after the last message queued, if any.
     pub last_queued: Option<Position>,
-}
-
-/// What one pull's answer (FetchEvents) may still hold: a number of messages and of bytes. The
-/// first message always fits, so that every pull makes progress.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Budget {
-    messages: usize,
-    bytes: usize,
-    taken: usize,
-}
-
-impl Budget {
-    pub fn new(messages: usize, bytes: usize) -> Self {
-        Self {
-            messages,
-            bytes,
-            taken: 0,
-        }
-    }
-
-    /// Takes room for a message of `len` encoded bytes, if there is room.
-    fn take(&mut self, len: usize) -> bool {
-        if self.taken > 0 && (self.messages == 0 || len > self.bytes) {
-            return false;
-        }
-        self.messages = self.messages.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(len);
-        self.taken += 1;
-        true
-    }
-
-    /// Messages taken so far.
-    pub fn taken(&self) -> usize {
-        self.taken
-    }
 }
 
 /// Messages prepared but not yet sent, and the disclosure-log entries for them: the messages go
@@ -231,7 +197,7 @@ impl DeliveryStream {
 
     /// Re-checks that the stream's certificate may still call (registered, not revoked, not revoked
     /// by a CRL reloaded since it connected, party not terminated).
-    async fn still_allowed(&self) -> Result<(), IdentityError> {
+    pub(super) async fn still_allowed(&self) -> Result<(), IdentityError> {
         if let Some(leaf) = &self.call.certificate
             && !self
                 .state
@@ -265,7 +231,7 @@ impl DeliveryStream {
 
     /// Ends the party's subscriptions for its termination and delivers their ENDED notices (as
     /// many as a pull has room for: `Full` when more are due).
-    async fn deliver_termination(&mut self) -> Flow {
+    pub(super) async fn deliver_termination(&mut self) -> Flow {
         let selector = EndSelector::AllOfParty {
             party_id: &self.party.party_id,
         };
@@ -287,81 +253,6 @@ impl DeliveryStream {
                 Err(flow) => return flow,
             }
         }
-    }
-
-    /// Answers one pull (FetchEvents): queues what is due after the position, as much as the
-    /// budget has room for, and hands it over to be logged; when nothing is due, waits up to
-    /// `wait` for a change that brings something. `Ok(true)` when the answer is full (more is
-    /// due at once). The messages go out through `outlet` like a stream's, to the caller's
-    /// collector instead of the client.
-    pub async fn pull(&mut self, wait: Duration) -> Result<bool, Option<Status>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.state.changes.subscribe();
-        loop {
-            changes.mark_unchanged();
-            let flow = match Box::pin(self.still_allowed()).await {
-                Ok(()) => Box::pin(self.pull_once()).await,
-                Err(IdentityError::PartyTerminated) => {
-                    match Box::pin(self.deliver_termination()).await {
-                        // The last notices went out in earlier answers: now the refusal.
-                        Flow::Continue if self.taken() == 0 => {
-                            return Err(Some(IdentityError::PartyTerminated.into()));
-                        }
-                        flow => flow,
-                    }
-                }
-                Err(e) => return Err(Some(e.into())),
-            };
-            match flow {
-                Flow::Full => return Ok(true),
-                Flow::Stop(status) => return Err(status),
-                Flow::Continue if self.taken() > 0 => return Ok(false),
-                Flow::Continue => {}
-            }
-            // Nothing due: wait for a change, until the deadline.
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::select! {
-                biased;
-                () = self.state.shutdown.cancelled() => return Err(Some(status::shutting_down())),
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return Err(Some(status::shutting_down()));
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => return Ok(false),
-            }
-        }
-    }
-
-    /// One pass of a pull: the start snapshots, if the position is among them, then history
-    /// pages until caught up or full; everything queued is handed over.
-    async fn pull_once(&mut self) -> Flow {
-        if let Position::Start { head, .. } = self.position {
-            match self.deliver_start(head).await {
-                Flow::Continue => {}
-                other => return other,
-            }
-        }
-        loop {
-            match self.deliver_page(false).await {
-                Ok(true) | Err(Flow::Continue) => continue,
-                Ok(false) => return Flow::Continue,
-                Err(flow) => return flow,
-            }
-        }
-    }
-
-    /// Messages a pull has taken so far.
-    fn taken(&self) -> usize {
-        self.budget.map_or(0, |b| b.taken())
-    }
-
-    /// The position a pull's answer reaches: after its last message, or where the reading
-    /// stopped when it holds none (a bookmark).
-    pub fn reached(&self) -> Position {
-        self.last_queued.unwrap_or(self.position)
     }
 
     fn cursor_at(&self, position: Position) -> String {
@@ -489,7 +380,7 @@ impl DeliveryStream {
     }
 
     /// Delivers the start snapshots of a stream opened without a cursor.
-    async fn deliver_start(&mut self, head: u64) -> Flow {
+    pub(super) async fn deliver_start(&mut self, head: u64) -> Flow {
         let Position::Start {
             index: first,
             records_sent: mut skip,
@@ -604,7 +495,7 @@ impl DeliveryStream {
     /// Delivers one page of history after the current position. `Ok(true)` when events were read
     /// (more may follow), `Ok(false)` when caught up. With `notices_only`, other events are passed
     /// over (the party has been terminated).
-    async fn deliver_page(&mut self, notices_only: bool) -> Result<bool, Flow> {
+    pub(super) async fn deliver_page(&mut self, notices_only: bool) -> Result<bool, Flow> {
         let Position::History {
             seq,
             ord,
