@@ -152,6 +152,12 @@ pub struct SubscribeArgs {
     /// [default: until cancelled].
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
+    /// Deliver only these kinds of record, comma-separated: record types (case,
+    /// compensation-period, decision, payment, person-event), decisions of a kind
+    /// (decision:blocked) and person events of a kind (person-event:death-registered)
+    /// [default: every record].
+    #[arg(long, value_name = "KINDS")]
+    pub only: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,38 @@ fn print_subscription(s: &pb::Subscription) {
     );
 }
 
+/// `--only`'s list as a record filter: record types, `decision:KIND` and `person-event:KIND`, in
+/// the proto's names, lower case with dashes (or as the proto spells them).
+fn record_filter(spec: &str) -> anyhow::Result<pb::RecordFilter> {
+    let mut filter = pb::RecordFilter::default();
+    let proto_name = |s: &str| s.trim().to_uppercase().replace('-', "_");
+    for item in spec.split(',').filter(|i| !i.trim().is_empty()) {
+        let unknown = || {
+            anyhow::anyhow!(
+                "--only: {item:?} is not a record kind; use case, compensation-period, decision, payment, \
+                 person-event, decision:KIND (e.g. decision:blocked) or person-event:KIND (e.g. \
+                 person-event:death-registered)"
+            )
+        };
+        match item.split_once(':') {
+            Some((ty, kind)) => match proto_name(ty).as_str() {
+                "DECISION" => filter
+                    .decision_kinds
+                    .push(pb::DecisionKind::from_str_name(&proto_name(kind)).ok_or_else(unknown)? as i32),
+                "PERSON_EVENT" => filter
+                    .person_event_kinds
+                    .push(pb::PersonEventKind::from_str_name(&proto_name(kind)).ok_or_else(unknown)? as i32),
+                _ => return Err(unknown()),
+            },
+            None => filter.record_types.push(
+                pb::RecordType::from_str_name(&format!("RECORD_TYPE_{}", proto_name(item)))
+                    .ok_or_else(unknown)? as i32,
+            ),
+        }
+    }
+    Ok(filter)
+}
+
 pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> anyhow::Result<()> {
     let response = pb::subscription_service_client::SubscriptionServiceClient::new(channel)
         .create_subscriptions(pb::CreateSubscriptionsRequest {
@@ -44,7 +76,7 @@ pub async fn subscribe(channel: Channel, args: &SubscribeArgs, json: bool) -> an
                 consent_id: args.ground.consent_id.clone().unwrap_or_default(),
                 start_from_now: args.from_now,
                 end_date: args.until.clone().unwrap_or_default(),
-                filter: None,
+                filter: args.only.as_deref().map(record_filter).transpose()?,
             }],
         })
         .await?
@@ -345,5 +377,32 @@ where
             return Ok(());
         }
         token = page.next_page_token;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_record_types_and_kinds() {
+        let filter =
+            record_filter("payment, decision:blocked,Decision:UNBLOCKED,person-event:death-registered")
+                .unwrap();
+        assert_eq!(filter.record_types, [pb::RecordType::Payment as i32]);
+        assert_eq!(
+            filter.decision_kinds,
+            [
+                pb::DecisionKind::Blocked as i32,
+                pb::DecisionKind::Unblocked as i32
+            ]
+        );
+        assert_eq!(
+            filter.person_event_kinds,
+            [pb::PersonEventKind::DeathRegistered as i32]
+        );
+        assert!(record_filter("payments").is_err());
+        assert!(record_filter("decision:maybe").is_err());
+        assert!(record_filter("case:open").is_err());
     }
 }
