@@ -3435,6 +3435,34 @@ mod migrations {
     static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
     static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+    /// Runs the migrations up to `version` on the empty database at `url`, then `rows` (written as
+    /// that version stored them).
+    async fn migrate_to(backend: Backend, url: &str, version: i64, rows: &str) {
+        match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .unwrap()
+                    .create_if_missing(true);
+                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+                SQLITE_MIGRATIONS.run_to(version, &mut conn).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(rows))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                POSTGRES_MIGRATIONS.run_to(version, &mut conn).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(rows))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
     /// A party, a subscription and its history as schema version 7 stored them: a notice's
     /// state, reason and message in one `detail` text (`STATE:REASON:message`, the message free
     /// to hold colons), a snapshot's reason as the detail, and a change with none.
@@ -3462,23 +3490,7 @@ VALUES ('pty_v7', 1, 1, 'sub_v7', 1, 'SNAPSHOT', 'SUBSCRIPTION_CREATED', 1),
         };
         let url = database.url.as_str();
         // Migrations 1 to 7, and rows as they were written then.
-        match backend {
-            Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .unwrap()
-                    .create_if_missing(true);
-                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-                SQLITE_MIGRATIONS.run_to(7, &mut conn).await.unwrap();
-                sqlx::raw_sql(VERSION_7_ROWS).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::connect(url).await.unwrap();
-                POSTGRES_MIGRATIONS.run_to(7, &mut conn).await.unwrap();
-                sqlx::raw_sql(VERSION_7_ROWS).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-        }
+        migrate_to(backend, url, 7, VERSION_7_ROWS).await;
 
         // The store applies the rest.
         let store = Store::connect(url, 2).await.unwrap();
@@ -3543,23 +3555,7 @@ VALUES (1, 1, '199007042386', 'rec_1', 1, 'NEW', FALSE, 'SJP', 'DECISION', '2024
             return;
         };
         let url = database.url.as_str();
-        match backend {
-            Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url)
-                    .unwrap()
-                    .create_if_missing(true);
-                let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-                SQLITE_MIGRATIONS.run_to(15, &mut conn).await.unwrap();
-                sqlx::raw_sql(VERSION_15_ROWS).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::connect(url).await.unwrap();
-                POSTGRES_MIGRATIONS.run_to(15, &mut conn).await.unwrap();
-                sqlx::raw_sql(VERSION_15_ROWS).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-        }
+        migrate_to(backend, url, 15, VERSION_15_ROWS).await;
         let store = Store::connect(url, 2).await.unwrap();
         store.close().await;
         let topics: Vec<(i64, String)> = match backend {
