@@ -17,10 +17,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::Date;
 
 use crate::domain::Personnummer;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::register::versions::StoredRecord;
+use crate::domain::statistics::coverage::{self, Coverage, YearMonth};
 use crate::domain::statistics::extract::{
     EPISODE_VARIABLES, Kind, PANEL_VARIABLES, PERIOD_BENEFITS, Value, Variable, episode_values, has_periods,
     order_range, panel_values, person_rows,
@@ -37,7 +39,7 @@ pub const BATCH: usize = 1_000;
 pub const CSV_MEDIA_TYPE: &str = "text/csv";
 
 /// The manifest: what an extract holds (metadata only; it outlives the files).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub order_id: String,
     pub register_sequence: u64,
@@ -51,6 +53,70 @@ pub struct Manifest {
     /// Per benefit: "periods" (episodes from quality-assured compensation periods) or
     /// "payments only".
     pub benefit_sources: Vec<(String, String)>,
+    /// The coverage used: per benefit, each ordered month's coverage by the coverage rule on the
+    /// day the extract was produced ([`coverage_used`]). Absent from manifests stored before it
+    /// was recorded.
+    #[serde(default)]
+    pub coverage: Vec<CoverageUsed>,
+}
+
+/// One benefit's coverage over the ordered period when the extract was produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoverageUsed {
+    pub benefit: String,
+    /// The lowest of the months' coverage (0 to 1).
+    pub lowest: f64,
+    /// Every month of the period, oldest first.
+    pub months: Vec<MonthUsed>,
+}
+
+/// One ordered month's coverage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthUsed {
+    /// YYYY-MM.
+    pub month: String,
+    /// The expected share of its compensation days recorded (0 to 1).
+    pub coverage: f64,
+}
+
+/// A benefit's coverage on `today`, from the register's payments: the completion curve and its
+/// recent months (what SubmitOrder checks a period against).
+pub async fn benefit_coverage(store: &Store, benefit: &str, today: Date) -> Result<Coverage, StoreError> {
+    let payments = store.benefit_payments(benefit).await?;
+    let days = coverage::recorded_days_from_payments(&payments);
+    Ok(coverage::coverage(
+        &days,
+        YearMonth::of(today),
+        coverage::MATURE_AFTER_MONTHS,
+    ))
+}
+
+/// The coverage an extract of `benefits` over `period` uses on `today`: for each benefit, every
+/// month of the period with its coverage by the rule ([`coverage::period_coverage`]), and the
+/// lowest of them.
+pub async fn coverage_used(
+    store: &Store,
+    benefits: &[String],
+    period: (Date, Date),
+    today: Date,
+) -> Result<Vec<CoverageUsed>, StoreError> {
+    let mut out = Vec::with_capacity(benefits.len());
+    for benefit in benefits {
+        let curve = benefit_coverage(store, benefit, today).await?;
+        let months = coverage::period_coverage(&curve, YearMonth::of(period.0), YearMonth::of(period.1));
+        out.push(CoverageUsed {
+            benefit: benefit.clone(),
+            lowest: months.iter().map(|m| m.coverage).fold(1.0, f64::min),
+            months: months
+                .iter()
+                .map(|m| MonthUsed {
+                    month: m.month.to_string(),
+                    coverage: m.coverage,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 /// Why an extract could not be produced.
@@ -224,13 +290,14 @@ const fn dictionary_column(name: &'static str, meaning: &'static str) -> Variabl
 }
 
 /// Produces the extract of `order` as of register sequence `sequence` into files under `dir`;
+/// the manifest records `coverage` (from [`coverage_used`]) as the coverage used.
 /// `progress(done, total)` is called after each batch of persons.
 pub async fn produce(
     store: &Store,
     order: &Order,
     sequence: u64,
     dir: &Path,
-    produced_at: Micros,
+    (produced_at, coverage): (Micros, Vec<CoverageUsed>),
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<(Vec<ExtractFile>, Manifest), ExtractError> {
     let population = store.order_population(&order.order_id).await?;
@@ -302,6 +369,7 @@ pub async fn produce(
         persons_with_data: with_data,
         files: files.iter().map(|f| f.facts.clone()).collect(),
         produced_at,
+        coverage,
     };
     Ok((files, manifest))
 }

@@ -234,6 +234,22 @@ pub fn manifest_message(m: &Manifest, files_available: bool) -> pb::ExtractManif
         produced_at: instant(m.produced_at),
         files_available,
         benefit_sources: m.benefit_sources.iter().cloned().collect(),
+        coverage_used: m
+            .coverage
+            .iter()
+            .map(|c| pb::BenefitCoverageUsed {
+                benefit_type_code: c.benefit.clone(),
+                lowest_coverage: c.lowest,
+                months: c
+                    .months
+                    .iter()
+                    .map(|m| pb::OrderedMonthCoverage {
+                        month: m.month.clone(),
+                        coverage: m.coverage,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -242,14 +258,7 @@ pub async fn benefit_coverage(
     state: &AppState,
     benefit: &str,
 ) -> Result<crate::domain::statistics::coverage::Coverage, Status> {
-    use crate::domain::statistics::coverage::{self, MATURE_AFTER_MONTHS, YearMonth};
-    let payments = state.store.benefit_payments(benefit).await?;
-    let days = coverage::recorded_days_from_payments(&payments);
-    Ok(coverage::coverage(
-        &days,
-        YearMonth::of(state.clock.today()),
-        MATURE_AFTER_MONTHS,
-    ))
+    Ok(crate::extract::benefit_coverage(&state.store, benefit, state.clock.today()).await?)
 }
 
 /// Refuses an order whose period ends in a month not yet orderable for one of its benefits.

@@ -385,12 +385,17 @@ fn period(
 
 /// Submits an order and takes it to RELEASED (receipt, quote by Anna, agreement, review by Bo).
 async fn released_order(d: &Desk, reference: &str) -> String {
+    released(d, submission(reference)).await
+}
+
+/// Submits `request` and takes the order to RELEASED, as [`released_order`] does.
+async fn released(d: &Desk, request: pb::SubmitOrderRequest) -> String {
     use admin_pb::advance_order_request::{self as a, Step as A};
     use pb::advance_order_request::{self as p, Step as P};
     let order = d
         .orderer
         .clone()
-        .submit_order(submission(reference))
+        .submit_order(request)
         .await
         .unwrap()
         .into_inner();
@@ -666,6 +671,22 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
 
     let manifest = produce(&d.anna, &id, 0).await.unwrap();
     assert_eq!((manifest.population, manifest.persons_with_data), (3, 2));
+    // The coverage used: every ordered month of every benefit, as the rule saw it. 2024 is older
+    // than the completion curve, so complete (a recent month's share is checked in
+    // coverage_from_known_lags_decides_which_months_may_be_ordered).
+    let months_2024: Vec<String> = (1..=12).map(|m| format!("2024-{m:02}")).collect();
+    let used: Vec<&str> = manifest
+        .coverage_used
+        .iter()
+        .map(|c| c.benefit_type_code.as_str())
+        .collect();
+    assert_eq!(used, vec!["SJP", "FP", "BB"]);
+    for c in &manifest.coverage_used {
+        let months: Vec<String> = c.months.iter().map(|m| m.month.clone()).collect();
+        assert_eq!(months, months_2024, "{}", c.benefit_type_code);
+        assert!(c.months.iter().all(|m| m.coverage == 1.0), "{c:?}");
+        assert_eq!(c.lowest_coverage, 1.0, "{c:?}");
+    }
     assert_eq!(
         manifest.benefit_sources.get("BB").map(String::as_str),
         Some("payments only")
@@ -1691,7 +1712,40 @@ async fn coverage_from_known_lags_decides_which_months_may_be_ordered(backend: B
     let info = err.get_details_error_info().unwrap();
     assert_eq!(info.metadata["month"], by_age(2).month);
     assert_eq!(info.metadata["first_orderable_month"], by_age(3).month);
-    d.orderer.clone().submit_order(ending(3)).await.unwrap();
+    // Taken to an extract, whose manifest records the coverage used: each month of the period,
+    // complete up to four months back, 95 % three months back, the lowest.
+    let id = released(&d, ending(3)).await;
+    upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    orderer(
+        &d.orderer,
+        &id,
+        pb::advance_order_request::Step::AcceptQuote(pb::advance_order_request::AcceptQuote {}),
+    )
+    .await
+    .unwrap();
+    let manifest = produce(&d.anna, &id, 0).await.unwrap();
+    assert_eq!(manifest.coverage_used.len(), 1);
+    let used = &manifest.coverage_used[0];
+    assert_eq!(used.benefit_type_code, "RP");
+    assert_eq!(used.months.len(), 28, "30 to 3 months back");
+    assert_eq!(used.months[0].month, format_date(month_start(today, 30))[..7]);
+    let last = used.months.last().unwrap();
+    assert_eq!(last.month, by_age(3).month);
+    assert!((last.coverage - 0.95).abs() < 1e-9, "{last:?}");
+    assert!((used.lowest_coverage - 0.95).abs() < 1e-9, "{used:?}");
+    assert!(
+        used.months[..27].iter().all(|m| (m.coverage - 1.0).abs() < 1e-9),
+        "{used:?}"
+    );
+    // The same in the stored manifest the orderer reads.
+    let stored = d
+        .orderer
+        .clone()
+        .get_manifest(pb::GetManifestRequest { order_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.coverage_used, manifest.coverage_used);
     // A period ending in the future is never complete.
     let err = d.orderer.clone().submit_order(ending(-2)).await.unwrap_err();
     assert_eq!(reason(&err), "PERIOD_NOT_COVERED");

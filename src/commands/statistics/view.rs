@@ -189,6 +189,19 @@ pub(super) fn print_manifest(m: &pb::ExtractManifest) {
         "population    {} persons, {} of them with data",
         m.population, m.persons_with_data
     );
+    for c in &m.coverage_used {
+        let months: Vec<String> = c
+            .months
+            .iter()
+            .map(|mc| format!("{} {:.1} %", mc.month, mc.coverage * 100.0))
+            .collect();
+        println!(
+            "coverage      {}: lowest {:.1} % ({})",
+            c.benefit_type_code,
+            c.lowest_coverage * 100.0,
+            months.join(", ")
+        );
+    }
     println!(
         "files         {}",
         if m.files_available {

@@ -33,6 +33,12 @@ impl YearMonth {
         i64::from(self.year) * 12 + i64::from(self.month) - 1
     }
 
+    /// The month after this one.
+    pub fn next(self) -> Self {
+        let i = self.index() + 1;
+        Self::new(i.div_euclid(12) as i32, (i.rem_euclid(12) + 1) as u8)
+    }
+
     /// Whole months from `self` to `later` (0 for the same month, negative when `later` is
     /// earlier).
     pub fn months_until(self, later: YearMonth) -> i64 {
@@ -119,6 +125,37 @@ pub fn check_period_end(coverage: &Coverage, last: YearMonth) -> Result<(), Mont
             }
         }
     }
+}
+
+/// The coverage of every month from `from` to `to` (inclusive) today, by the rule
+/// [`check_period_end`] applies: a recent month's from the completion curve; a month older than
+/// the recent window complete (1.0); a month after the current one not covered at all (0.0).
+/// What an extract's manifest records as the coverage it used.
+pub fn period_coverage(coverage: &Coverage, from: YearMonth, to: YearMonth) -> Vec<MonthCoverage> {
+    let current = coverage.recent.last().map(|m| m.month);
+    let mut out = Vec::new();
+    let mut month = from;
+    while month <= to {
+        let age = current.map_or(0, |c| month.months_until(c));
+        let entry = match coverage.recent.iter().find(|m| m.month == month) {
+            Some(m) => *m,
+            None if age < 0 => MonthCoverage {
+                month,
+                age: 0,
+                coverage: 0.0,
+                orderable: false,
+            },
+            None => MonthCoverage {
+                month,
+                age: u32::try_from(age).unwrap_or(u32::MAX),
+                coverage: 1.0,
+                orderable: true,
+            },
+        };
+        out.push(entry);
+        month = month.next();
+    }
+    out
 }
 
 /// The latest month that may be ordered today (the newest orderable recent month, or the month
@@ -265,6 +302,32 @@ mod tests {
         let age = |a: u32| c.recent.iter().find(|m| m.age == a).map(|m| m.orderable);
         assert_eq!(age(1), Some(false));
         assert_eq!(age(2), Some(true));
+    }
+
+    #[test]
+    fn a_period_s_months_take_the_curve_when_recent_and_are_complete_when_older() {
+        let today = YearMonth::new(2026, 12);
+        let c = coverage(&three_month_lag(today, 36), today, 12);
+        let months = period_coverage(&c, YearMonth::new(2025, 11), YearMonth::new(2027, 1));
+        let at = |y: i32, m: u8| {
+            months
+                .iter()
+                .find(|c| c.month == YearMonth::new(y, m))
+                .copied()
+                .unwrap_or_else(|| panic!("{y}-{m}"))
+        };
+        assert_eq!(months.len(), 15);
+        assert_eq!(months.first().map(|m| m.month), Some(YearMonth::new(2025, 11)));
+        // Older than the recent window: complete.
+        let old = at(2025, 12);
+        assert_eq!((old.age, old.coverage, old.orderable), (12, 1.0, true));
+        // Recent: from the curve (three months old: 96 %; two: 90 %).
+        assert!((at(2026, 9).coverage - 0.96).abs() < 1e-9 && at(2026, 9).orderable);
+        assert!((at(2026, 10).coverage - 0.90).abs() < 1e-9 && !at(2026, 10).orderable);
+        // After the current month: nothing.
+        let future = at(2027, 1);
+        assert_eq!((future.coverage, future.orderable), (0.0, false));
+        assert_eq!(YearMonth::new(2026, 12).next(), YearMonth::new(2027, 1));
     }
 
     #[test]

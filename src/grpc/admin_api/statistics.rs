@@ -306,13 +306,27 @@ impl AdminApi {
         let dir =
             tempfile::tempdir().map_err(|e| status::internal("creating the extract's directory", &e))?;
         let now = self.state.clock.now_micros();
-        let (files, manifest) =
-            crate::extract::produce(&self.state.store, &order, sequence, dir.path(), now, &|_, _| {})
-                .await
-                .map_err(|e| match e {
-                    crate::extract::ExtractError::Store(e) => Status::from(e),
-                    other => status::internal("producing an extract", &other),
-                })?;
+        let period = (order.order.period_from, order.order.period_to);
+        let coverage = crate::extract::coverage_used(
+            &self.state.store,
+            &order.order.benefit_types,
+            period,
+            self.state.clock.today(),
+        )
+        .await?;
+        let (files, manifest) = crate::extract::produce(
+            &self.state.store,
+            &order,
+            sequence,
+            dir.path(),
+            (now, coverage),
+            &|_, _| {},
+        )
+        .await
+        .map_err(|e| match e {
+            crate::extract::ExtractError::Store(e) => Status::from(e),
+            other => status::internal("producing an extract", &other),
+        })?;
         let json =
             serde_json::to_string(&manifest).map_err(|e| status::internal("writing a manifest", &e))?;
         self.state
