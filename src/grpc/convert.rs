@@ -422,23 +422,23 @@ pub fn record_filter(filter: &pb::RecordFilter) -> Result<RecordFilter, crate::g
         },
         "RECORD_TYPE_CASE, _COMPENSATION_PERIOD, _DECISION, _PAYMENT or _PERSON_EVENT",
     )?;
+    // A kind's name, for a number that names a kind (not the unspecified 0).
+    fn named<E: TryFrom<i32>>(v: i32, name: fn(&E) -> &'static str) -> Option<&'static str> {
+        E::try_from(v).ok().filter(|_| v != 0).map(|kind| name(&kind))
+    }
+    let decision = |v| named(v, pb::DecisionKind::as_str_name);
     let decisions = enum_list(
         "filter.decision_kinds",
         &filter.decision_kinds,
-        |v| match pb::DecisionKind::try_from(v).ok()? {
-            pb::DecisionKind::Unspecified => None,
-            kind => Some(kind.as_str_name()),
-        },
-        "decision kinds other than DECISION_KIND_UNSPECIFIED",
+        decision,
+        "decision kinds",
     )?;
+    let event = |v| named(v, pb::PersonEventKind::as_str_name);
     let events = enum_list(
         "filter.person_event_kinds",
         &filter.person_event_kinds,
-        |v| match pb::PersonEventKind::try_from(v).ok()? {
-            pb::PersonEventKind::Unspecified => None,
-            kind => Some(kind.as_str_name()),
-        },
-        "person event kinds other than PERSON_EVENT_KIND_UNSPECIFIED",
+        event,
+        "person event kinds",
     )?;
     // Kinds named narrow their type: the type is then not taken whole.
     let narrowed = |t: &FactType| {

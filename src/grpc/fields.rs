@@ -125,6 +125,19 @@ pub fn optional_text(field: &str, value: &str, max: usize) -> Result<Option<Stri
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
+/// Refuses a batch of `count` items (in the request's `field`) that is empty or holds more than
+/// `max` (BATCH_TOO_LARGE).
+pub fn batch_size(field: &str, count: usize, max: usize) -> Result<(), FieldError> {
+    if count == 0 || count > max {
+        return Err(FieldError::new(
+            FieldProblem::BatchTooLarge,
+            field,
+            format!("send 1 to {max} {field} per call"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses text longer than `max` characters.
 pub fn at_most(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.chars().count() > max {

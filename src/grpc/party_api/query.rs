@@ -102,14 +102,7 @@ impl PartyApi {
     ) -> Result<BulkStream, Status> {
         let count = req.persons.len();
         tracing::Span::current().record("persons", count);
-        if count == 0 || count > MAX_BULK {
-            return Err(FieldError::new(
-                FieldProblem::BatchTooLarge,
-                "persons",
-                format!("send 1 to {MAX_BULK} persons per call"),
-            )
-            .into());
-        }
+        fields::batch_size("persons", count, MAX_BULK)?;
         let state = &self.state;
         let today = state.clock.today();
         // The shared fields are checked once: a fault there refuses every person, each valid

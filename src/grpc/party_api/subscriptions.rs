@@ -11,7 +11,7 @@ use super::authorize::{Ask, CallContext, Gate, allowed_entry, refused_entry};
 use crate::domain::delivery::{EndReason, RecordFilter, SubscriptionStart};
 use crate::domain::disclosure::{Channel, Decision, NewDisclosure};
 use crate::grpc::convert;
-use crate::grpc::fields::{self, FieldError, FieldProblem};
+use crate::grpc::fields::{self, FieldError};
 use crate::grpc::paging::{Page, Pages};
 use crate::grpc::party_api::PartyApi;
 use crate::grpc::pb::lefi::v1 as pb;
@@ -126,14 +126,7 @@ impl PartyApi {
     ) -> Result<pb::CreateSubscriptionsResponse, Status> {
         let items = req.items;
         tracing::Span::current().record("items", items.len());
-        if items.is_empty() || items.len() > MAX_BATCH {
-            return Err(FieldError::new(
-                FieldProblem::BatchTooLarge,
-                "items",
-                format!("send 1 to {MAX_BATCH} items per call"),
-            )
-            .into());
-        }
+        fields::batch_size("items", items.len(), MAX_BATCH)?;
         let state = &self.state;
         let known: Vec<String> = state
             .store
