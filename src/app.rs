@@ -40,6 +40,9 @@ pub struct App {
     /// The plain-HTTP Prometheus listener, when `--metrics-listen` is given.
     metrics: Option<TcpListener>,
     shutdown_grace: Duration,
+    /// Whether statistics extracts past their retention are deleted on a schedule (always, but
+    /// for tests of the on-demand purge, which the schedule would race).
+    scheduled_purge: bool,
 }
 
 /// One API's listener and its TLS configuration.
@@ -136,7 +139,16 @@ impl App {
             admin,
             metrics,
             shutdown_grace: settings.shutdown_grace,
+            scheduled_purge: true,
         })
+    }
+
+    /// Leaves out the scheduled deletion of statistics extracts past their retention, so that
+    /// only PurgeExpired deletes them: for tests of the on-demand purge and its dry run, which the
+    /// schedule (at start and whenever the day changes) would race.
+    pub fn without_scheduled_purge(mut self) -> Self {
+        self.scheduled_purge = false;
+        self
     }
 
     /// Marks the server as a development server (`serve --dev`): the sandbox's development-only
@@ -174,6 +186,7 @@ impl App {
             admin,
             metrics,
             shutdown_grace,
+            scheduled_purge,
         } = self;
         let metrics_task = metrics.map(|listener| {
             tokio::spawn(crate::metrics::serve(
@@ -217,10 +230,12 @@ impl App {
         let hangups = tokio::spawn(reload_crls_on_sighup(state.clone(), shutdown.clone()));
 
         // Statistics extracts past their retention are deleted on a schedule.
-        let retention = tokio::spawn(crate::extract::delete_expired_on_schedule(
-            state.clone(),
-            shutdown.clone(),
-        ));
+        let retention = scheduled_purge.then(|| {
+            tokio::spawn(crate::extract::delete_expired_on_schedule(
+                state.clone(),
+                shutdown.clone(),
+            ))
+        });
 
         let (party_health, mut party_task) = party.serve(&state, &shutdown).await?;
         let (admin_health, mut admin_task) = admin.serve(&state, &shutdown).await?;
@@ -273,7 +288,9 @@ impl App {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
-        retention.abort();
+        if let Some(retention) = retention {
+            retention.abort();
+        }
         pruner.abort();
         end_dates.abort();
         hangups.abort();

@@ -410,34 +410,42 @@ fn dictionary(dir: &Path, benefits: &[String]) -> Result<(ExtractFile, ExtractFi
     dictionary.finish()
 }
 
-/// How often the server looks for extracts past their retention.
-pub const RETENTION_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often the server looks at the clock for a new day (retention is judged by date, so a
+/// purge is due at start and whenever the day changes).
+pub const RETENTION_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Deletes the files of statistics orders past their retention, at start and then every
-/// [`RETENTION_CHECK_EVERY`], until `shutdown`. Each deletion is a step of the order's history by
-/// the server; failures are logged and retried at the next round.
+/// Deletes the files of statistics orders past their retention (and the population of orders
+/// never delivered), at start and then whenever the day changes on the server's clock, until
+/// `shutdown`. Each deletion is a step of the order's history by the server; a round that fails
+/// (the database is away) is retried at the next tick.
 pub async fn delete_expired_on_schedule(
     state: crate::state::AppState,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut every = tokio::time::interval(RETENTION_CHECK_EVERY);
+    let mut every = tokio::time::interval(RETENTION_TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checked: Option<Date> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
         let today = state.clock.today();
+        if checked == Some(today) {
+            continue;
+        }
         let now = state.clock.now_micros();
         let side = crate::domain::statistics::order::Side::Server;
         match state.store.purge_expired_orders(today, side, "lefi", now).await {
-            Ok(deleted) if !deleted.is_empty() => {
-                let ids: Vec<&str> = deleted.iter().map(|o| o.order_id.as_str()).collect();
-                tracing::info!(orders = ?ids, "deleted statistics extracts past their retention");
+            Ok(deleted) => {
+                checked = Some(today);
+                if !deleted.is_empty() {
+                    let ids: Vec<&str> = deleted.iter().map(|o| o.order_id.as_str()).collect();
+                    tracing::info!(orders = ?ids, "deleted statistics extracts past their retention");
+                }
             }
-            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "deleting statistics extracts past their retention failed; retrying later")
+                tracing::warn!(error = %e, "deleting statistics extracts past their retention failed; retrying")
             }
         }
     }

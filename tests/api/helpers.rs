@@ -139,6 +139,9 @@ pub struct SpawnOptions {
     pub database_url: Option<String>,
     /// Each party's limits (streams, request rate); without them, limits the suite never reaches.
     pub party_limits: Option<lefi::domain::limits::PartyLimits>,
+    /// Start the server without its scheduled purge of statistics extracts (for tests of the
+    /// on-demand purge, which it would race).
+    pub no_scheduled_purge: bool,
 }
 
 static TEST_LOG: Once = Once::new();
@@ -260,6 +263,11 @@ impl TestApp {
         let app = App::build_with_store(settings.clone(), store.clone(), clock.clone())
             .await
             .unwrap();
+        let app = if options.no_scheduled_purge {
+            app.without_scheduled_purge()
+        } else {
+            app
+        };
         let party_addr = app.party_addr().unwrap();
         let admin_addr = app.admin_addr().unwrap();
         let metrics_addr = app.metrics_addr().unwrap();

@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, connected_party, idempotency_key, onboard, reason};
+use crate::helpers::{Backend, SpawnOptions, TestApp, connected_party, idempotency_key, onboard, reason};
 use crate::register::{P1, P2, P3, fact, ingest};
 
 backend_tests!(
@@ -25,6 +25,7 @@ backend_tests!(
     bad_population_files_get_line_answers_and_change_nothing,
     only_an_authority_with_the_statistics_basis_orders_and_only_its_own,
     retention_is_extended_on_approval_and_deletion_keeps_the_manifest,
+    the_running_server_deletes_expired_extracts_when_the_day_changes,
     a_delivery_is_logged_once_however_it_is_retried,
     refusal_withdrawal_and_special_duty_through_the_apis,
     coverage_from_known_lags_decides_which_months_may_be_ordered,
@@ -1243,10 +1244,17 @@ async fn only_an_authority_with_the_statistics_basis_orders_and_only_its_own(bac
     app.stop().await;
 }
 
+/// The on-demand purge (PurgeExpired), alone: the server's scheduled purge, which would race it,
+/// is left out here and tested in
+/// [`the_running_server_deletes_expired_extracts_when_the_day_changes`].
 async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backend: Backend) {
     use admin_pb::advance_order_request::{self as a, Step as A};
     use pb::advance_order_request::{self as p, Step as P};
-    let Some(app) = TestApp::spawn(backend).await else {
+    let options = SpawnOptions {
+        no_scheduled_purge: true,
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, options).await else {
         return;
     };
     feed_register(&app).await;
@@ -1413,6 +1421,84 @@ async fn retention_is_extended_on_approval_and_deletion_keeps_the_manifest(backe
         )
     );
     assert!(app.store.extract_manifest(extend).await.unwrap().is_some());
+    app.stop().await;
+}
+
+/// The running server purges by itself: once the clock passes an order's retention, the order is
+/// deleted within seconds, with no PurgeExpired call.
+async fn the_running_server_deletes_expired_extracts_when_the_day_changes(backend: Backend) {
+    use admin_pb::advance_order_request::{self as a, Step as A};
+    use pb::advance_order_request::{self as p, Step as P};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    feed_register(&app).await;
+    let d = desk(&app).await;
+    let id = released_order(&d, "SCB-SCHEDULE").await;
+    upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
+    orderer(&d.orderer, &id, P::AcceptQuote(p::AcceptQuote {}))
+        .await
+        .unwrap();
+    produce(&d.anna, &id, 0).await.unwrap();
+    let delivered = agency(&d.anna, &id, A::Deliver(a::Deliver {})).await.unwrap();
+    let retain_until = lefi::domain::clock::parse_date(&delivered.retain_until).unwrap();
+    let order_now = || {
+        let mut orderer = d.orderer.clone();
+        let id = id.clone();
+        async move {
+            orderer
+                .get_order(pb::GetOrderRequest { order_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    // Waits up to ten seconds (the server looks at its clock every second) for the order's state.
+    let settles_at = |expected: pb::StatisticsOrderState| {
+        let order_now = &order_now;
+        async move {
+            for _ in 0..100 {
+                let order = order_now().await;
+                if state(order.order.as_ref().unwrap()) == expected {
+                    return order;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the order never became {expected:?}");
+        }
+    };
+    // The server's clock moves to noon (Swedish time) of `day`.
+    let move_clock_to = |day: time::Date| {
+        let noon = day
+            .with_hms(12, 0, 0)
+            .unwrap()
+            .assume_offset(time::macros::offset!(+2));
+        app.clock.advance(noon - app.clock.now());
+        assert_eq!(app.clock.today(), day);
+    };
+    // The last day of retention: kept (two ticks of the server's check pass first).
+    move_clock_to(retain_until);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let kept = order_now().await;
+    assert_eq!(
+        state(kept.order.as_ref().unwrap()),
+        pb::StatisticsOrderState::OrderDelivered
+    );
+    assert!(download_party(&d.orderer, &id, "episodes.csv", 0).await.is_ok());
+    // The day after: the server deletes it, as a step of its own.
+    move_clock_to(retain_until.next_day().unwrap());
+    let deleted = settles_at(pb::StatisticsOrderState::OrderDeleted).await;
+    let last = deleted.history.last().unwrap();
+    assert_eq!(
+        (last.step.as_str(), last.side.as_str(), last.actor.as_str()),
+        ("DELETE", "SERVER", "lefi")
+    );
+    let err = download_party(&d.orderer, &id, "episodes.csv", 0)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err), "EXTRACT_NOT_AVAILABLE");
+    assert!(app.store.order_population(&id).await.unwrap().is_empty());
+    assert!(app.store.extract_manifest(&id).await.unwrap().is_some());
     app.stop().await;
 }
 
