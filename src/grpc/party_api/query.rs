@@ -132,6 +132,10 @@ impl PartyApi {
         let api = self.clone();
         status::spawn(async move {
             for (index, item) in req.persons.into_iter().enumerate() {
+                // A client that left is answered (and logged) no further.
+                if tx.is_closed() {
+                    return;
+                }
                 let index = index as u32;
                 let one = pb::QueryPersonRequest {
                     person_id: item.person_id,
