@@ -445,10 +445,14 @@ fn state(order: &pb::StatisticsOrder) -> pb::StatisticsOrderState {
     pb::StatisticsOrderState::try_from(order.state).unwrap()
 }
 
-/// Every written form of a population person's identity number.
+/// A population file's line with a wrong check digit (P1's number, last digit off by one): it
+/// must not be echoed either.
+const BAD_CHECK_DIGIT: &str = "19900704-2387";
+
+/// Every written form of a population person's identity number, and of [`BAD_CHECK_DIGIT`].
 fn identity_forms() -> Vec<String> {
     let mut forms = Vec::new();
-    for p in [P1, P2, P3] {
+    for p in [P1, P2, P3, BAD_CHECK_DIGIT] {
         let digits: String = p.chars().filter(char::is_ascii_digit).collect();
         forms.push(digits.clone());
         forms.push(digits[2..].to_string());
@@ -609,6 +613,25 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         &d.orderer,
         &id,
         P::Supplement(p::Supplement { text: "2024".into() }),
+    )
+    .await
+    .unwrap();
+    // A second round: any number of rounds, each kept.
+    agency(
+        &d.anna,
+        &id,
+        A::RequestCompletion(a::RequestCompletion {
+            question: "Vilka förmåner avses?".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    orderer(
+        &d.orderer,
+        &id,
+        P::Supplement(p::Supplement {
+            text: "SJP, FP och BB".into(),
+        }),
     )
     .await
     .unwrap();
@@ -805,6 +828,33 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
     )
     .unwrap();
     assert!(dictionary.contains("payments only"));
+    // Each variable with its name, type, meaning and source; every table's variables are there.
+    let (header, entries) = csv_table(dictionary.as_bytes());
+    assert_eq!(
+        header,
+        vec!["table", "variable", "type", "parquet_type", "meaning", "source"]
+    );
+    let entry = |table: &str, variable: &str| {
+        entries
+            .iter()
+            .find(|r| r[0] == table && r[1] == variable)
+            .unwrap_or_else(|| panic!("no {table}.{variable} in {entries:?}"))
+            .clone()
+    };
+    let serial = entry("episodes", "serial");
+    assert_eq!(serial[2], "text");
+    assert!(!serial[4].is_empty() && !serial[5].is_empty(), "{serial:?}");
+    assert_eq!(entry("episodes", "net_days")[2], "decimal");
+    assert_eq!(entry("panels", "month")[2], "YYYY-MM");
+    assert!(
+        entries
+            .iter()
+            .filter(|r| r[0] != "benefits")
+            .all(|r| r.iter().all(|field| !field.is_empty())),
+        "{entries:?}"
+    );
+    assert_eq!(entry("benefits", "BB")[2], "payments only");
+    assert_eq!(entry("benefits", "SJP")[2], "periods");
 
     // Each table's Parquet file holds the CSV's columns and rows, typed as the dictionary says, and
     // the manifest counts its rows.
@@ -928,6 +978,19 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         assert_eq!(release[0].entry.case_reference.as_deref(), Some(id.as_str()));
         assert_eq!(release[0].entry.party_id.as_deref(), Some(d.orderer_id.as_str()));
         assert_eq!(release[0].entry.to_sequence, manifest.register_sequence);
+        // It names the purpose and the ordered variables, benefits and period.
+        assert_eq!(
+            release[0].entry.purpose.as_deref(),
+            Some("Officiell statistik om sjukfrånvaro (variables: episoder och paneler)")
+        );
+        assert_eq!(release[0].entry.benefit_types, vec!["SJP", "FP", "BB"]);
+        assert_eq!(
+            (release[0].entry.period_from, release[0].entry.period_to),
+            (
+                Some(time::macros::date!(2024 - 01 - 01)),
+                Some(time::macros::date!(2024 - 12 - 31))
+            )
+        );
         assert_eq!(
             release[0].entry.record_count,
             rows_about(serial),
@@ -935,16 +998,60 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
         );
     }
 
-    // The history holds every step, with who took it.
+    // After delivery: the orderer asked for longer and the agency approved; the invoice follows.
+    let extended_until = lefi::domain::clock::parse_date(&delivered.retain_until)
+        .unwrap()
+        .next_day()
+        .unwrap();
+    agency(
+        &d.anna,
+        &id,
+        A::ExtendRetention(a::ExtendRetention {
+            retain_until: lefi::domain::clock::format_date(extended_until),
+        }),
+    )
+    .await
+    .unwrap();
+    let invoiced = agency(
+        &d.anna,
+        &id,
+        A::RecordInvoice(a::RecordInvoice { centihours: 1_000 }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&invoiced), pb::StatisticsOrderState::OrderDelivered);
+
+    // The history holds every step, with who took it, and what each recorded (both completion
+    // rounds' questions and answers).
     let history = d
         .orderer
         .clone()
         .get_order(pb::GetOrderRequest { order_id: id.clone() })
         .await
-        .unwrap();
-    let steps: Vec<String> = history
+        .unwrap()
         .into_inner()
-        .history
+        .history;
+    let details = |step: &str| -> Vec<&str> {
+        history
+            .iter()
+            .filter(|e| e.step == step)
+            .map(|e| e.detail.as_str())
+            .collect()
+    };
+    assert_eq!(
+        details("REQUEST_COMPLETION"),
+        vec!["Vilka år avses?", "Vilka förmåner avses?"]
+    );
+    assert_eq!(details("SUPPLEMENT"), vec!["2024", "SJP, FP och BB"]);
+    assert_eq!(
+        details("EXTEND_RETENTION"),
+        vec![format!(
+            "kept until {}",
+            lefi::domain::clock::format_date(extended_until)
+        )]
+    );
+    assert_eq!(details("INVOICE"), vec!["850000 öre excluding VAT"]);
+    let steps: Vec<String> = history
         .iter()
         .map(|e| format!("{}:{}", e.step, e.actor))
         .collect();
@@ -955,6 +1062,8 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
             "CONFIRM_RECEIPT:Anna Statistiker".to_string(),
             "REQUEST_COMPLETION:Anna Statistiker".to_string(),
             format!("SUPPLEMENT:{}", d.orderer_id),
+            "REQUEST_COMPLETION:Anna Statistiker".to_string(),
+            format!("SUPPLEMENT:{}", d.orderer_id),
             "DRAFT_QUOTE:Anna Statistiker".to_string(),
             format!("AGREE_CONTENT:{}", d.orderer_id),
             "RELEASE:Bo Granskare".to_string(),
@@ -962,6 +1071,8 @@ async fn an_order_goes_from_submission_to_deletion_through_both_apis(backend: Ba
             format!("ACCEPT_QUOTE:{}", d.orderer_id),
             "EXTRACT:Anna Statistiker".to_string(),
             "DELIVER:Anna Statistiker".to_string(),
+            "EXTEND_RETENTION:Anna Statistiker".to_string(),
+            "INVOICE:Anna Statistiker".to_string(),
         ]
     );
     app.stop().await;
@@ -1032,6 +1143,22 @@ async fn bad_population_files_get_line_answers_and_change_nothing(backend: Backe
     };
     let d = desk(&app).await;
     let id = released_order(&d, "SCB-POP").await;
+    let order_now = || {
+        let mut orderer = d.orderer.clone();
+        let id = id.clone();
+        async move {
+            orderer
+                .get_order(pb::GetOrderRequest { order_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = order_now().await;
+    assert_eq!(
+        state(before.order.as_ref().unwrap()),
+        pb::StatisticsOrderState::OrderReleased
+    );
     let bad_lines = |status: &Status| -> Vec<(String, String)> {
         status
             .get_details_bad_request()
@@ -1046,7 +1173,7 @@ async fn bad_population_files_get_line_answers_and_change_nothing(backend: Backe
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "wrong check digit",
-            "19900704-2387;1\n19950113-2386;2\n".to_string(),
+            format!("{BAD_CHECK_DIGIT};1\n19950113-2386;2\n"),
             vec!["line 1"],
         ),
         (
@@ -1104,17 +1231,14 @@ async fn bad_population_files_get_line_answers_and_change_nothing(backend: Backe
                 "99999"
             );
         }
-        let order = d
-            .orderer
-            .clone()
-            .get_order(pb::GetOrderRequest { order_id: id.clone() })
-            .await
-            .unwrap();
+        // Nothing stored, and the order as it was: its state, its history, every field.
+        let after = order_now().await;
         assert_eq!(
-            order.into_inner().order.unwrap().population_count,
+            after.order.as_ref().unwrap().population_count,
             0,
             "{what}: nothing stored"
         );
+        assert_eq!(after, before, "{what}: the order changed");
     }
     // A good file after the bad ones is taken.
     let ok = upload(&d.orderer, &id, POPULATION.as_bytes()).await.unwrap();
