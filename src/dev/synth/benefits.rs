@@ -25,11 +25,14 @@ impl Synth {
     }
 
     /// A sickness case: opened, compensated in stretches of varying extent, decided retroactively,
-    /// paid monthly, and closed with its event when it ended.
-    pub(super) fn sick_case(&mut self, p: &mut PersonFacts, n: u32, alive_until: Date) {
-        let Some(start) = self.start_in_last_three_years(alive_until, 20) else {
-            return;
-        };
+    /// paid monthly, and closed with its event when it ended. Returns its first and last day.
+    pub(super) fn sick_case(
+        &mut self,
+        p: &mut PersonFacts,
+        n: u32,
+        alive_until: Date,
+    ) -> Option<(Date, Date)> {
+        let start = self.start_in_last_three_years(alive_until, 20)?;
         let length = if self.rng.random_bool(0.7) {
             self.rng.random_range(8..=45)
         } else {
@@ -80,6 +83,42 @@ impl Synth {
                 event(pb::PersonEventKind::SicknessCaseClosed, end),
             );
         }
+        Some((start, end))
+    }
+
+    /// Rehabilitation benefit (rehabiliteringspenning) during half of the sickness cases of 60 days
+    /// or more: a few weeks to three months of work-oriented rehabilitation, decided, compensated in
+    /// full and paid with its lag. Drawn from its own random stream (the two streams are swapped
+    /// for it), so that every other draw, of this person and of every later one, is as before.
+    pub(super) fn rehabilitation(&mut self, p: &mut PersonFacts, n: u32, (start, end): (Date, Date)) {
+        std::mem::swap(&mut self.rng, &mut self.rehab_rng);
+        let length = days_between(start, end);
+        if length >= 60 && self.rng.random_bool(0.5) {
+            let from = start + Duration::days(self.rng.random_range(30..length - 14));
+            let to = (from + Duration::days(self.rng.random_range(14..=90))).min(end);
+            let case = p.open_case("RP", format!("RP{n}"), from);
+            let decided = from + Duration::days(self.rng.random_range(3..20));
+            if decided <= self.until {
+                p.grant(&case, from, decided, decided > from);
+            }
+            let full_daily = self.rng.random_range(40_000..=116_000);
+            let stretch = p.compensate(
+                &case,
+                "PER0",
+                (from, to),
+                pb::CompensationExtent::Full,
+                full_daily,
+            );
+            self.monthly_payments(p, &case, &[stretch], 0);
+            if to < self.until {
+                p.correct(
+                    case.benefit,
+                    &case.fact("CASE"),
+                    case_body(&case.id, from, Some(to)),
+                );
+            }
+        }
+        std::mem::swap(&mut self.rng, &mut self.rehab_rng);
     }
 
     /// Parental benefit after a birth: blocks of days at full, half, three-quarter or quarter extent.

@@ -17,8 +17,6 @@ const TAX_PERCENT: i64 = 30;
 /// fills backwards in time as the agency publishes (about three months for sickness,
 /// rehabilitation and parental benefit; about nine for sickness and activity compensation, granted
 /// late and back-paid). Other benefits are paid on time. Statistics orders' coverage reads this.
-/// (RP is listed for its lag, though the generator makes no rehabilitation cases; see the module
-/// docs.)
 fn lag_weights(benefit: &str) -> &'static [u32] {
     match benefit {
         "SJP" | "RP" | "FP" => &[60, 25, 10, 5],
