@@ -88,6 +88,12 @@ pub const MATURE_AFTER_MONTHS: u32 = 15;
 
 /// The days each payment covers, by the month they concern (valid) and the month the payment was
 /// made (recorded). Payments without an end to their covered period are left out.
+///
+/// The recorded axis is the payment's date, not the instant the log row was written: a register
+/// loaded from the agency's history in one go (a migration, the synthetic demo) has every row
+/// written on one day, which would show no lag at all, while the payment date is when the
+/// compensation days reached the agency's books. In continuous operation the two agree to within
+/// the feed's delay.
 pub fn recorded_days_from_payments(
     payments: &[(crate::domain::register::DateRange, time::Date)],
 ) -> Vec<RecordedDays> {
