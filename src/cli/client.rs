@@ -69,6 +69,26 @@ pub enum ClientCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Pull the events after your cursor (DeliveryService.FetchEvents) and print them as NDJSON:
+    /// the stream's events, for systems that cannot keep a stream open. Stops once caught up
+    /// (or keeps long-polling with --follow).
+    Pull {
+        /// File holding the last processed cursor; read to resume, rewritten after every event
+        /// (and with the answer's bookmark when it held none).
+        #[arg(long)]
+        cursor_file: Option<PathBuf>,
+        /// The most messages per answer [default: the server's, 500; at most 5,000].
+        #[arg(long)]
+        max_events: Option<u32>,
+        /// Long poll: when nothing is due, wait up to this long for a change, e.g. 20s (at most
+        /// 60s; keep it below your proxy's idle timeout) [default: answer at once].
+        #[arg(long)]
+        wait: Option<String>,
+        /// Keep pulling after catching up (each pull a long poll of --wait, 20s by default),
+        /// until interrupted.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Ask a one-off question about one person (QueryService.QueryPerson).
     Query(QueryArgs),
     /// Place one subscription (beställning); its snapshot and changes follow on `stream`.

@@ -150,6 +150,22 @@ async fn client_command(target: &Target, command: &ClientCommand, json: bool) ->
             StreamOptions::parse(cursor_file.as_deref(), *max_events, heartbeat.as_deref(), *follow)?;
         return super::stream::run(target, &options).await;
     }
+    if let ClientCommand::Pull {
+        cursor_file,
+        max_events,
+        wait,
+        follow,
+    } = command
+    {
+        return super::stream::pull(
+            target,
+            cursor_file.as_deref(),
+            *max_events,
+            wait.as_deref(),
+            *follow,
+        )
+        .await;
+    }
     let channel = target.connect().await?;
     match command {
         ClientCommand::Health => health(channel, json).await,
@@ -229,7 +245,7 @@ async fn client_command(target: &Target, command: &ClientCommand, json: bool) ->
             })
         }
         // Handled above: the stream connects (and reconnects) by itself.
-        ClientCommand::Stream { .. } => Ok(()),
+        ClientCommand::Stream { .. } | ClientCommand::Pull { .. } => Ok(()),
         ClientCommand::Query(args) => query(channel, args, json).await,
         ClientCommand::Subscribe(args) => super::orders::subscribe(channel, args, json).await,
         ClientCommand::Subscriptions { person } => {

@@ -279,6 +279,57 @@ impl Backoff {
     }
 }
 
+/// `lefi client pull`: FetchEvents from the cursor in `cursor_file` (or the beginning), printing
+/// each event as NDJSON and persisting its cursor after printing it, until an answer says it is
+/// caught up (or, with `follow`, for ever, long-polling).
+pub(super) async fn pull(
+    target: &Target,
+    cursor_file: Option<&Path>,
+    max_events: Option<u32>,
+    wait: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let wait = match (wait, follow) {
+        (Some(text), _) => Some(humantime::parse_duration(text).map_err(|e| anyhow::anyhow!("--wait: {e}"))?),
+        (None, true) => Some(Duration::from_secs(20)),
+        (None, false) => None,
+    };
+    let wait = wait
+        .map(prost_types::Duration::try_from)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+    let mut cursor = read_cursor(cursor_file)?;
+    let mut client = pb::delivery_service_client::DeliveryServiceClient::new(target.connect().await?);
+    loop {
+        let response = client
+            .fetch_events(pb::FetchEventsRequest {
+                cursor: cursor.clone(),
+                max_events: max_events.unwrap_or(0),
+                max_batch_records: 0,
+                wait,
+            })
+            .await?;
+        let answer = response.into_inner();
+        // Apply (print), then persist the cursor: a crash in between repeats the event, never
+        // skips it.
+        for event in &answer.events {
+            print_json(event)?;
+            if let Some(path) = cursor_file {
+                write_atomically(path, &event.cursor)?;
+            }
+        }
+        if answer.events.is_empty()
+            && let Some(path) = cursor_file
+        {
+            write_atomically(path, &answer.cursor)?;
+        }
+        cursor = answer.cursor;
+        if answer.caught_up && !follow {
+            return Ok(());
+        }
+    }
+}
+
 fn round_to_millis(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

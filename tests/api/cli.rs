@@ -211,6 +211,72 @@ fn the_tour_feeds_a_change_the_demo_stream_shows() {
     server.terminate();
 }
 
+/// `lefi client pull` prints what the stream would (the demo subscription's snapshot), keeps its
+/// cursor in the file, and prints nothing more once caught up.
+#[test]
+fn pull_prints_the_events_and_resumes_from_its_cursor_file() {
+    let server = DevServer::start();
+    let person = server.demo_person.clone().expect("a demo person");
+    let run = |args: &[&str]| {
+        let out = server.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "client",
+        "--addr",
+        &server.party_addr,
+        "subscribe",
+        "--reference",
+        "pull-1",
+        "--person",
+        &person,
+        "--benefits",
+        "SJP",
+        "--from",
+        "2020-01-01",
+        "--basis",
+        "INS_COORDINATION",
+    ]);
+    let pull = [
+        "client",
+        "--addr",
+        &server.party_addr,
+        "pull",
+        "--cursor-file",
+        "pull.cursor",
+        "--max-events",
+        "2",
+    ];
+    let first: Vec<serde_json::Value> = run(&pull)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        first.first().is_some_and(|e| e.get("snapshotBegin").is_some()),
+        "{first:?}"
+    );
+    assert!(
+        first.last().is_some_and(|e| e.get("snapshotEnd").is_some()),
+        "{first:?}"
+    );
+    assert!(first.iter().all(|e| e.get("heartbeat").is_none()));
+    let cursor = std::fs::read_to_string(server.path().join("pull.cursor")).unwrap();
+    assert_eq!(cursor, first.last().unwrap()["cursor"].as_str().unwrap());
+    // Caught up: nothing more, and the file holds a bookmark to resume from.
+    assert_eq!(run(&pull), "");
+    assert!(
+        !std::fs::read_to_string(server.path().join("pull.cursor"))
+            .unwrap()
+            .is_empty()
+    );
+    server.terminate();
+}
+
 #[test]
 fn serve_without_dev_names_every_missing_setting() {
     let dir = tempfile::tempdir().unwrap();
