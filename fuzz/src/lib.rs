@@ -523,6 +523,10 @@ pub fn population(data: &[u8]) {
         }
         Err(PopulationRefused::Lines(problems)) => {
             assert!(!problems.is_empty(), "a refusal without a line");
+            let text_of_file = String::from_utf8_lossy(data);
+            // A reason may state line numbers and column counts, which are at most the file's
+            // length: a longer run of digits would come from the file's contents.
+            let counts = ((data.len() + 1).to_string().len() + 1).max(6);
             let mut previous = 0;
             for problem in &problems {
                 assert!(problem.line > previous, "lines out of order: {problems:?}");
@@ -531,10 +535,7 @@ pub fn population(data: &[u8]) {
                     .get(problem.line - 1)
                     .unwrap_or_else(|| panic!("line {} of a file of {} lines", problem.line, lines.len()));
                 assert!(!text.trim().is_empty(), "a blank line {} rejected", problem.line);
-                // A reason may state line numbers and column counts, which are at most the file's
-                // length: a longer run of digits would come from the file's contents.
-                let counts = (data.len() + 1).to_string().len() + 1;
-                assert_no_echo(&problem.reason, &String::from_utf8_lossy(data), counts.max(6));
+                assert_no_echo(&problem.reason, &text_of_file, counts);
             }
         }
         Err(PopulationRefused::NotText) => assert!(std::str::from_utf8(data).is_err()),
@@ -612,13 +613,16 @@ fn population_file(population: &Population) -> Option<String> {
 /// Panics when `message` holds a run of at least `min` digits that the input holds too, as written
 /// or once everything but its digits is dropped (the storage form of an identity number).
 fn assert_no_echo(message: &str, input: &str, min: usize) {
-    let input_digits: String = input.chars().filter(char::is_ascii_digit).collect();
+    // The input's digits are collected only when the message has a run long enough to check:
+    // most messages have none, and a refused population file asks this once per line.
+    let mut input_digits: Option<String> = None;
     for run in message
         .split(|c: char| !c.is_ascii_digit())
         .filter(|run| run.len() >= min)
     {
+        let digits = input_digits.get_or_insert_with(|| input.chars().filter(char::is_ascii_digit).collect());
         assert!(
-            !input.contains(run) && !input_digits.contains(run),
+            !input.contains(run) && !digits.contains(run),
             "the message echoes digits of the input: {message}"
         );
     }
