@@ -410,45 +410,30 @@ fn dictionary(dir: &Path, benefits: &[String]) -> Result<(ExtractFile, ExtractFi
     dictionary.finish()
 }
 
-/// How often the server looks at the clock for a new day (retention is judged by date, so a
-/// purge is due at start and whenever the day changes).
-pub const RETENTION_TICK: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Deletes the files of statistics orders past their retention (and the population of orders
 /// never delivered), at start and then whenever the day changes on the server's clock, until
 /// `shutdown`. Each deletion is a step of the order's history by the server; a round that fails
-/// (the database is away) is retried at the next tick.
+/// (the database is away) is retried a second later.
 pub async fn delete_expired_on_schedule(
     state: crate::state::AppState,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut every = tokio::time::interval(RETENTION_TICK);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checked: Option<Date> = None;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let today = state.clock.today();
-        if checked == Some(today) {
-            continue;
-        }
-        let now = state.clock.now_micros();
-        let side = crate::domain::statistics::order::Side::Server;
-        match state.store.purge_expired_orders(today, side, "lefi", now).await {
-            Ok(deleted) => {
-                checked = Some(today);
-                if !deleted.is_empty() {
-                    let ids: Vec<&str> = deleted.iter().map(|o| o.order_id.as_str()).collect();
-                    tracing::info!(orders = ?ids, "deleted statistics extracts past their retention");
-                }
+    let clock = state.clock.clone();
+    let what = "deleting statistics extracts past their retention";
+    crate::state::on_each_new_day(clock, shutdown, what, |today| {
+        let state = state.clone();
+        async move {
+            let now = state.clock.now_micros();
+            let side = crate::domain::statistics::order::Side::Server;
+            let deleted = state.store.purge_expired_orders(today, side, "lefi", now).await?;
+            if !deleted.is_empty() {
+                let ids: Vec<&str> = deleted.iter().map(|o| o.order_id.as_str()).collect();
+                tracing::info!(orders = ?ids, "deleted statistics extracts past their retention");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "deleting statistics extracts past their retention failed; retrying")
-            }
+            Ok::<(), crate::store::StoreError>(())
         }
-    }
+    })
+    .await
 }
 
 /// How a benefit's data is delivered.

@@ -149,3 +149,39 @@ impl AppState {
         Ok((consent, u32::try_from(suspended.len()).unwrap_or(u32::MAX)))
     }
 }
+
+/// How often a daily job looks at the clock for a new day.
+pub const DAY_TICK: Duration = Duration::from_secs(1);
+
+/// Runs `job` at start and then whenever the day changes on `clock` (rules are judged by date, so
+/// a daily job is due once per day, however long the server has been down), until `shutdown`. A
+/// round that fails (the database is away) is logged as `what` failing and retried at the next
+/// tick, one second later; the day counts as done only after a round succeeded.
+pub async fn on_each_new_day<Job, Round, E>(
+    clock: Clock,
+    shutdown: CancellationToken,
+    what: &'static str,
+    mut job: Job,
+) where
+    Job: FnMut(time::Date) -> Round,
+    Round: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut every = tokio::time::interval(DAY_TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut done: Option<time::Date> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let today = clock.today();
+        if done == Some(today) {
+            continue;
+        }
+        match job(today).await {
+            Ok(()) => done = Some(today),
+            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying"),
+        }
+    }
+}

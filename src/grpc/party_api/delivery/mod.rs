@@ -361,49 +361,33 @@ crate::grpc::service! {
     }
 }
 
-/// How often the end-date check looks at the calendar.
-const END_DATE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Ends every subscription whose end date has passed (reason END_DATE_REACHED; each party's
 /// history gets the ENDED notice at its place), at start and then whenever the day changes, until
-/// `shutdown`. A check that fails (the database is away) is retried at the next tick.
+/// `shutdown`. A check that fails (the database is away) is retried a second later.
 pub async fn end_subscriptions_past_their_end_date(
     state: AppState,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut every = tokio::time::interval(END_DATE_TICK);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checked: Option<time::Date> = None;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let today = state.clock.today();
-        if checked == Some(today) {
-            continue;
-        }
-        let day = crate::domain::clock::format_date(today);
-        let selector = EndSelector::EndDateBefore { today: &day };
-        let ended = match state.store.any_past_end_date(&day).await {
-            Ok(false) => Ok(Vec::new()),
-            Ok(true) => {
-                state
-                    .withdraw_subscriptions(selector, EndReason::EndDateReached, "its end date has passed")
-                    .await
+    let clock = state.clock.clone();
+    let what = "ending subscriptions past their end date";
+    crate::state::on_each_new_day(clock, shutdown, what, |today| {
+        let state = state.clone();
+        async move {
+            let day = crate::domain::clock::format_date(today);
+            if !state.store.any_past_end_date(&day).await? {
+                return Ok(());
             }
-            Err(e) => Err(e),
-        };
-        match ended {
-            Ok(ended) => {
-                checked = Some(today);
-                if !ended.is_empty() {
-                    tracing::info!(ended = ended.len(), "ended subscriptions past their end date");
-                }
+            let selector = EndSelector::EndDateBefore { today: &day };
+            let ended = state
+                .withdraw_subscriptions(selector, EndReason::EndDateReached, "its end date has passed")
+                .await?;
+            if !ended.is_empty() {
+                tracing::info!(ended = ended.len(), "ended subscriptions past their end date");
             }
-            Err(e) => tracing::warn!(error = %e, "ending subscriptions past their end date failed; retrying"),
+            Ok::<(), crate::store::StoreError>(())
         }
-    }
+    })
+    .await
 }
 
 /// How often the history pruner runs (it also runs at start).
