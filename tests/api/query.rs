@@ -238,10 +238,12 @@ async fn a_bulk_query_answers_and_refuses_each_person_on_its_own(backend: Backen
         .await,
     );
     let before = app.disclosures_by(&app.insurer_id).await.len();
-    // P1, a number with a wrong check digit, P2, a person the register does not hold, and P1
-    // under a consent that does not exist.
-    let mut request = bulk(&[P1, "19900704-2387", P2, P3, P1]);
+    // P1, a number with a wrong check digit, P2, a person the register does not hold, P1 under
+    // a consent that does not exist, and P2 with a case reference too long (a person's own field,
+    // checked per person).
+    let mut request = bulk(&[P1, "19900704-2387", P2, P3, P1, P2]);
     request.persons[4].consent_id = "no-such-consent".to_string();
+    request.persons[5].case_reference = "x".repeat(65);
     let messages = ask_many(&channel, request).await.unwrap();
     // In request order, each message tagged with its person's index.
     let indexes: Vec<u32> = messages.iter().map(|m| m.index).collect();
@@ -287,17 +289,19 @@ async fn a_bulk_query_answers_and_refuses_each_person_on_its_own(backend: Backen
         "{:?}",
         error(4)
     );
+    assert_eq!(error(5), pb::ErrorReason::InvalidArgument);
     // Each answer equals the one-person query's.
     let (single, single_records) = ask(&channel, query(P1)).await.unwrap();
     assert_eq!((single.person, single_records), (h1.person, r1));
-    // Logged per person: two allowed, P3 and the bad consent denied, the bad number not at all.
+    // Logged per person: two allowed, P3, the bad consent and the long case reference denied, the
+    // bad number not at all.
     let logged = app.disclosures_by(&app.insurer_id).await;
     let entries: Vec<_> = logged[before..]
         .iter()
         .map(|e| &e.entry)
         .filter(|e| e.rpc == "/lefi.v1.QueryService/QueryPersons")
         .collect();
-    assert_eq!(entries.len(), 4, "{entries:#?}");
+    assert_eq!(entries.len(), 5, "{entries:#?}");
     let allowed: Vec<u64> = entries
         .iter()
         .filter(|e| e.decision == Decision::Allowed)
@@ -306,7 +310,7 @@ async fn a_bulk_query_answers_and_refuses_each_person_on_its_own(backend: Backen
     assert_eq!(allowed, [2, 1]);
     assert_eq!(
         entries.iter().filter(|e| e.decision == Decision::Denied).count(),
-        2
+        3
     );
     // Too many or none: refused as a whole.
     for n in [0, 1_001] {

@@ -82,7 +82,7 @@ impl PartyApi {
             0 => AsOf::Head(self.state.store.head_seq().await?),
             earlier => AsOf::Reproduce(earlier),
         };
-        let answer = self.answer(&party, &call, &req, as_of).await?;
+        let answer = self.answer(&party, &call, &req, as_of, None).await?;
         let messages: Vec<_> = answer
             .into_contents()
             .map(|content| {
@@ -113,20 +113,23 @@ impl PartyApi {
             legal_basis: req.legal_basis.clone(),
             ..Default::default()
         };
-        if let Err(error) = self.check_fields(&shared).await? {
-            let report = Report::from(error);
-            let mut entries = Vec::new();
-            for item in &req.persons {
-                if let Ok(person) = fields::person("person_id", &item.person_id, today) {
-                    let ask = self.ask(&shared, person);
-                    entries.push(refused_entry(&party, &call, &ask, report.reason_name()));
+        let period = match self.check_shared_fields(&shared).await? {
+            Ok(period) => period,
+            Err(error) => {
+                let report = Report::from(error);
+                let mut entries = Vec::new();
+                for item in &req.persons {
+                    if let Ok(person) = fields::person("person_id", &item.person_id, today) {
+                        let ask = self.ask(&shared, person);
+                        entries.push(refused_entry(&party, &call, &ask, report.reason_name()));
+                    }
                 }
+                state
+                    .append_disclosures(&entries, state.clock.now_micros())
+                    .await?;
+                return Err(report.into());
             }
-            state
-                .append_disclosures(&entries, state.clock.now_micros())
-                .await?;
-            return Err(report.into());
-        }
+        };
         let as_of = AsOf::Head(state.store.head_seq().await?);
         let (tx, rx) = mpsc::channel(BULK_BUFFER);
         let api = self.clone();
@@ -143,7 +146,7 @@ impl PartyApi {
                     consent_id: item.consent_id,
                     ..shared.clone()
                 };
-                let contents = match api.answer(&party, &call, &one, as_of).await {
+                let contents = match api.answer(&party, &call, &one, as_of, Some(period)).await {
                     Ok(answer) => answer.into_contents().map(bulk_content).collect(),
                     Err(status) if status::concerns_the_request(&status) => {
                         vec![pb::query_persons_response::Content::Error(status::item_error_of(
@@ -173,18 +176,21 @@ impl PartyApi {
     /// One person's answer: the request's fields are checked, the policy decides, and the register
     /// is read as of `as_of`; the decision is logged before the answer is returned. A refusal is
     /// the status to answer with (already logged when the request names a valid person).
+    /// `shared` is the period when the fields every person of a bulk query shares were already
+    /// checked (then only the person's own fields are).
     async fn answer(
         &self,
         party: &PartyPrincipal,
         call: &CallContext,
         req: &pb::QueryPersonRequest,
         as_of: AsOf,
+        shared: Option<DateRange>,
     ) -> Result<Answer, Status> {
         let state = &self.state;
         // A request that names nobody is refused without a log entry; every other refusal is a
         // decision about the person, logged before it is answered.
         let person = fields::person("person_id", &req.person_id, state.clock.today())?;
-        let CheckedQuery { ask, period } = match self.check(req, person).await? {
+        let CheckedQuery { ask, period } = match self.check(req, person, shared).await? {
             Ok(checked) => checked,
             Err((ask, error)) => {
                 let report = Report::from(error);
@@ -269,15 +275,25 @@ impl PartyApi {
             .map(|e| e.at))
     }
 
-    /// Checks the request's fields (other than the person) against the catalogue. A refusal comes
-    /// with what the request asked for, as given, for the log.
+    /// Checks the request's fields other than the person: those a bulk query shares against the
+    /// catalogue (unless `shared` is their already checked period), then the case reference. A
+    /// refusal comes with what the request asked for, as given, for the log.
     async fn check(
         &self,
         req: &pb::QueryPersonRequest,
         person: Personnummer,
+        shared: Option<DateRange>,
     ) -> Result<Result<CheckedQuery, (Ask, FieldError)>, Status> {
         let mut ask = self.ask(req, person);
-        Ok(match self.check_fields(req).await? {
+        let checked = match shared {
+            Some(period) => Ok(period),
+            None => self.check_shared_fields(req).await?,
+        };
+        let checked = checked.and_then(|period| {
+            fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
+            Ok(period)
+        });
+        Ok(match checked {
             Ok(period) => {
                 ask.period = (Some(period.from), period.to);
                 Ok(CheckedQuery { ask, period })
@@ -307,9 +323,9 @@ impl PartyApi {
         }
     }
 
-    /// Checks a query's fields other than the person: benefit types, period, basis, case
-    /// reference. Returns the period asked for.
-    async fn check_fields(
+    /// Checks the fields every person of a bulk query shares: benefit types, period, basis.
+    /// Returns the period asked for.
+    async fn check_shared_fields(
         &self,
         req: &pb::QueryPersonRequest,
     ) -> Result<Result<DateRange, FieldError>, Status> {
@@ -343,7 +359,6 @@ impl PartyApi {
                     "legal_basis is required: a code from PartyService.ListLegalBases",
                 ));
             }
-            fields::at_most("case_reference", &req.case_reference, MAX_CASE_REFERENCE_LEN)?;
             fields::benefit_codes("benefit_type_codes", &codes, |c| {
                 known.iter().any(|t| t.code == c)
             })?;
