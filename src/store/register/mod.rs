@@ -16,7 +16,7 @@ mod ingest;
 mod postgres;
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, non_empty, stored_date, stored_opt_date, stored_person, to_i64, to_u64};
@@ -43,6 +43,28 @@ const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, r
 const DELIVERY_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
                                 fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
                                 source_system, source_id, source_version, wire";
+
+/// [`DELIVERY_COLUMNS`] read from `register_current` (migration 0017), which holds each fact's
+/// latest version without the columns a stored encoding makes unneeded: a row without one (a person
+/// update) keeps its JSON body, and only person updates are read from it whole (their version and
+/// source columns are not kept; a benefit row without an encoding is read from the log instead).
+const CURRENT_COLUMNS: &str = "seq, recorded_at, person, record_id, CAST(0 AS BIGINT), kind, false, benefit_type, \
+                               fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
+                               '', '', CAST(0 AS BIGINT), wire";
+
+/// Brings `register_current` up to the log rows with sequences in `($1, $2]`, in the transaction
+/// that wrote them: each fact's (and each source of person data's) latest version of the range
+/// replaces the one kept (every sequence of the range is above every kept one).
+pub(super) const KEEP_CURRENT_SQL: &str = "INSERT INTO register_current (person, record_id, seq, recorded_at, kind, \
+         benefit_type, fact_type, valid_from, valid_to, topic, body, wire) \
+     SELECT person, record_id, seq, recorded_at, kind, benefit_type, fact_type, valid_from, valid_to, \
+         topic, CASE WHEN wire IS NULL THEN body END, wire \
+     FROM register_log \
+     WHERE seq IN (SELECT MAX(seq) FROM register_log WHERE seq > $1 AND seq <= $2 GROUP BY person, record_id) \
+     ON CONFLICT (person, record_id) DO UPDATE SET seq = excluded.seq, recorded_at = excluded.recorded_at, \
+         kind = excluded.kind, benefit_type = excluded.benefit_type, fact_type = excluded.fact_type, \
+         valid_from = excluded.valid_from, valid_to = excluded.valid_to, topic = excluded.topic, \
+         body = excluded.body, wire = excluded.wire";
 
 /// How a read of whole snapshots turns rows into records: the columns it selects and the
 /// conversion of each row.
@@ -259,11 +281,20 @@ impl Store {
             encoded += count;
             after = last;
         }
+        // The current state copies the new encodings (benefit rows keep no JSON body beside one), in
+        // the transaction that records the format.
         let mut conn = self.write().await?;
         on_conn!(&mut conn, |c| {
+            sqlx::query(
+                "UPDATE register_current SET body = NULL, wire = \
+                     (SELECT l.wire FROM register_log l WHERE l.seq = register_current.seq) \
+                 WHERE fact_type <> 'PERSON'",
+            )
+            .execute(&mut *c)
+            .await?;
             sqlx::query("UPDATE register_head SET wire_format = $1 WHERE id = 1")
                 .bind(WIRE_FORMAT)
-                .execute(c)
+                .execute(&mut *c)
                 .await
                 .map(drop)?
         });
@@ -369,8 +400,12 @@ impl Store {
         Ok(self.snapshots_of(&[ask], as_of).await?.pop().unwrap_or_default())
     }
 
-    /// [`Store::snapshot_of`] for many asks at one sequence, in one query; the answers come in the
-    /// order of `asks`, each record as the delivery sends it.
+    /// [`Store::snapshot_of`] for many asks at one sequence; the answers come in the order of
+    /// `asks`, each record as the delivery sends it. The rows are read from the register's current
+    /// state (each fact's latest version, one query); a person with a row newer than `as_of` (a
+    /// change since the snapshot's sequence was chosen, or an older sequence asked for) is read
+    /// from the log as of `as_of` instead (a second query), so every snapshot is the register as
+    /// of `as_of` whichever way it was read.
     pub async fn snapshots_of(
         &self,
         asks: &[SnapshotAsk<'_>],
@@ -380,7 +415,15 @@ impl Store {
             .iter()
             .map(|a| (a.permit.person(), a.permit.benefit_codes(), a.period))
             .collect();
-        self.snapshots_for(&asks, as_of, DELIVERED).await
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (persons, wanted) = persons_of(&asks);
+        let (mut rows, changed) = self.current_rows(&persons, as_of, &wanted).await?;
+        if !changed.is_empty() {
+            rows.extend(self.log_rows(&changed, as_of, DELIVERED, &wanted).await?);
+        }
+        Ok(snapshots_from(&asks, rows))
     }
 
     /// The records of a statistics release: for each person of `persons`, what
@@ -428,7 +471,7 @@ impl Store {
             .collect())
     }
 
-    /// The snapshots of `asks` as of `as_of`, each row read by `reader` as it arrives.
+    /// The snapshots of `asks` as of `as_of` from the log, each row read by `reader` as it arrives.
     async fn snapshots_for<R: Version + Clone>(
         &self,
         asks: &[PersonAsk<'_>],
@@ -438,9 +481,20 @@ impl Store {
         if asks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut persons: Vec<&str> = asks.iter().map(|a| a.0.as_storage()).collect();
-        persons.sort_unstable();
-        persons.dedup();
+        let (persons, wanted) = persons_of(asks);
+        let rows = self.log_rows(&persons, as_of, reader, &wanted).await?;
+        Ok(snapshots_from(asks, rows))
+    }
+
+    /// Every log row of `persons` up to `as_of`, read by `reader`, grouped by person (keys from
+    /// `wanted`).
+    async fn log_rows<'a, R>(
+        &self,
+        persons: &[&'a str],
+        as_of: u64,
+        reader: RowReader<R>,
+        wanted: &HashMap<&'a str, &'a Personnummer>,
+    ) -> Result<HashMap<&'a str, Vec<R>>, StoreError> {
         let mut conn = self.read().await?;
         let dialect = conn.dialect();
         // No ORDER BY: the rows are grouped by person here, and each fact's latest version is
@@ -451,7 +505,6 @@ impl Store {
             dialect.in_list(persons.len()),
             dialect.placeholder(persons.len() + 1)
         );
-        let wanted: HashMap<&str, &Personnummer> = asks.iter().map(|a| (a.0.as_storage(), a.0)).collect();
         // Each row goes straight to its person's list as it arrives.
         let mut by_person: HashMap<&str, Vec<R>> = HashMap::with_capacity(persons.len());
         each_log_row!(
@@ -459,7 +512,7 @@ impl Store {
             sql.as_str(),
             |q| {
                 let mut q = q;
-                for person in &persons {
+                for person in persons {
                     q = q.bind(*person);
                 }
                 q.bind(to_i64(as_of))
@@ -472,28 +525,57 @@ impl Store {
                 by_person.entry(*key).or_default().push(record);
             }
         );
-        // A person asked for more than once (two subscriptions) gets a copy of the records for all
-        // but the last ask; the last one takes them.
-        let mut left: HashMap<&str, usize> = HashMap::with_capacity(persons.len());
-        for ask in asks {
-            *left.entry(ask.0.as_storage()).or_default() += 1;
-        }
-        Ok(asks
-            .iter()
-            .map(|ask| {
-                let key = ask.0.as_storage();
-                let remaining = left.get_mut(key).map_or(0, |n| {
-                    *n -= 1;
-                    *n
-                });
-                let records = match by_person.get_mut(key) {
-                    Some(records) if remaining == 0 => std::mem::take(records),
-                    Some(records) => records.clone(),
-                    None => Vec::new(),
+        Ok(by_person)
+    }
+
+    /// The current-state rows of `persons` as a delivery sends them, grouped by person, for the
+    /// persons the current state answers as of `as_of`; and the persons it does not (a row of
+    /// theirs is newer than `as_of`, or a benefit row has no stored encoding), to be read from the
+    /// log. A row at or below `as_of` is its fact's version as of `as_of` (versions only follow
+    /// it), and a fact without a row did not exist then.
+    async fn current_rows<'a>(
+        &self,
+        persons: &[&'a str],
+        as_of: u64,
+        wanted: &HashMap<&'a str, &'a Personnummer>,
+    ) -> Result<(HashMap<&'a str, Vec<DeliveredVersion>>, Vec<&'a str>), StoreError> {
+        let mut conn = self.read().await?;
+        let sql = format!(
+            "SELECT {CURRENT_COLUMNS} FROM register_current WHERE person IN ({})",
+            conn.dialect().in_list(persons.len()),
+        );
+        let mut by_person: HashMap<&str, Vec<DeliveredVersion>> = HashMap::with_capacity(persons.len());
+        let mut changed: HashSet<&str> = HashSet::new();
+        each_log_row!(
+            &mut conn,
+            sql.as_str(),
+            |q| {
+                let mut q = q;
+                for person in persons {
+                    q = q.bind(*person);
+                }
+                q
+            },
+            |row| {
+                let Some((key, person)) = wanted.get_key_value(row.person) else {
+                    return Err(StoreError::Corrupt("register_current.person"));
                 };
-                person_snapshot(records, ask.1, ask.2)
-            })
-            .collect())
+                let newer = to_u64(row.seq, "register_current.seq")? > as_of;
+                let unencoded_fact = row.wire.is_none() && row.fact_type != FactType::Person.as_str();
+                if newer || unencoded_fact {
+                    changed.insert(*key);
+                } else if !changed.contains(key) {
+                    by_person
+                        .entry(*key)
+                        .or_default()
+                        .push(delivered_version(&row, person)?);
+                }
+            }
+        );
+        for key in &changed {
+            by_person.remove(key);
+        }
+        Ok((by_person, changed.into_iter().collect()))
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -733,6 +815,43 @@ fn encoded_version(row: &LogView<'_>) -> Result<Option<EncodedVersion>, StoreErr
         topic: row.body.to_string(),
         encoded: bytes::Bytes::copy_from_slice(encoded),
     }))
+}
+
+/// The distinct persons of `asks` (sorted), and each one's [`Personnummer`] by its storage form.
+fn persons_of<'a>(asks: &[PersonAsk<'a>]) -> (Vec<&'a str>, HashMap<&'a str, &'a Personnummer>) {
+    let mut persons: Vec<&str> = asks.iter().map(|a| a.0.as_storage()).collect();
+    persons.sort_unstable();
+    persons.dedup();
+    let wanted = asks.iter().map(|a| (a.0.as_storage(), a.0)).collect();
+    (persons, wanted)
+}
+
+/// Each ask's snapshot from its person's rows, in the order of `asks`. A person asked for more
+/// than once (two subscriptions) gets a copy of the rows for all but the last ask; the last one
+/// takes them.
+fn snapshots_from<R: Version + Clone>(
+    asks: &[PersonAsk<'_>],
+    mut by_person: HashMap<&str, Vec<R>>,
+) -> Vec<Snapshot<R>> {
+    let mut left: HashMap<&str, usize> = HashMap::with_capacity(by_person.len());
+    for ask in asks {
+        *left.entry(ask.0.as_storage()).or_default() += 1;
+    }
+    asks.iter()
+        .map(|ask| {
+            let key = ask.0.as_storage();
+            let remaining = left.get_mut(key).map_or(0, |n| {
+                *n -= 1;
+                *n
+            });
+            let records = match by_person.get_mut(key) {
+                Some(records) if remaining == 0 => std::mem::take(records),
+                Some(records) => records.clone(),
+                None => Vec::new(),
+            };
+            person_snapshot(records, ask.1, ask.2)
+        })
+        .collect()
 }
 
 /// [`person_record`] for [`Store::snapshots_for`].
