@@ -127,7 +127,7 @@ impl App {
                 shutdown: CancellationToken::new(),
                 max_consent_days: settings.max_consent_days,
                 max_message_bytes: settings.max_message_bytes,
-                changes: tokio::sync::watch::Sender::new(0),
+                wakeups: Default::default(),
                 party_certificates,
                 metrics: counted,
                 party_limits: settings.party_limits,
@@ -204,11 +204,14 @@ impl App {
             state_token.cancel();
         });
 
-        // Other replicas' changes wake this process's streams.
-        let changes = state.changes.clone();
+        // Other replicas' changes wake this process's streams: those of the parties named, or all.
+        let wakeups = state.wakeups.clone();
         let watcher = state
             .store
-            .watch_changes(move || changes.send_modify(|n| *n = n.wrapping_add(1)))
+            .watch_changes(move |payload| match crate::wakeups::Announced::read(payload) {
+                crate::wakeups::Announced::Everyone => wakeups.everyone(),
+                crate::wakeups::Announced::Parties(ids) => wakeups.parties(ids.iter().map(String::as_str)),
+            })
             .await
             .context("listening for changes from other replicas")?;
 
@@ -225,6 +228,18 @@ impl App {
                 shutdown.clone(),
             ),
         );
+
+        // Rules judged by date (a termination taking effect, a consent past its last day) change
+        // at midnight with no commit to announce them: every stream and waiting pull looks again.
+        let new_day = tokio::spawn({
+            let state = state.clone();
+            let clock = state.clock.clone();
+            let what = "waking streams for the new day";
+            crate::state::on_each_new_day(clock, shutdown.clone(), what, move |_| {
+                state.notify_history();
+                std::future::ready(Ok::<(), std::convert::Infallible>(()))
+            })
+        });
 
         // SIGHUP reloads the party listener's CRLs.
         let hangups = tokio::spawn(reload_crls_on_sighup(state.clone(), shutdown.clone()));
@@ -293,6 +308,7 @@ impl App {
         }
         pruner.abort();
         end_dates.abort();
+        new_day.abort();
         hangups.abort();
         if let Some(task) = metrics_task {
             task.abort();

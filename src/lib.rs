@@ -22,6 +22,8 @@
 //!   SHA-256 and the manifest), in bounded memory.
 //! - [`streams`]: the delivery streams open in this process (the per-party stream limit, the
 //!   consumers view).
+//! - [`wakeups`]: who to wake when histories grow (the parties an ingest fanned out to, or
+//!   everyone), here and, through NOTIFY, in other replicas.
 //! - [`client`]: the reference client used by `lefi client` and `lefi admin`.
 //! - [`ndjson`]: the register's feed file format (protobuf JSON of a fact, one a line).
 //! - [`dev`]: development and demo code: the development certificate authority (rcgen) for
@@ -51,3 +53,4 @@ pub mod store;
 pub mod streams;
 pub mod telemetry;
 pub mod tls;
+pub mod wakeups;

@@ -28,11 +28,11 @@ pub struct AppState {
     pub heartbeat_interval: Duration,
     /// Cancelled when the server begins to shut down; long-lived streams watch it.
     pub shutdown: CancellationToken,
-    /// Bumped whenever a party's delivery history or its right to receive may have changed (an
-    /// ingest commit, a new subscription, a notice, a revoked certificate, a termination). Open
-    /// streams wait on it instead of polling. With PostgreSQL, other replicas' changes arrive
-    /// through LISTEN/NOTIFY and bump it too.
-    pub changes: tokio::sync::watch::Sender<u64>,
+    /// Wakes open streams whenever a party's delivery history or its right to receive may have
+    /// changed: the parties an ingest commit fanned facts out to, or everyone (a new subscription,
+    /// a notice, a revoked certificate, a termination). Streams wait on it instead of polling.
+    /// With PostgreSQL, other replicas' changes arrive through LISTEN/NOTIFY and wake here too.
+    pub wakeups: Arc<crate::wakeups::Wakeups>,
     /// How long delivery history is kept (`serve --history-retention`).
     pub history_retention: Duration,
     /// The longest consent period, in days.
@@ -90,13 +90,28 @@ impl AppState {
     }
 
     /// Wakes every open stream in this process and, on PostgreSQL, in every other replica (see
-    /// [`AppState::changes`]).
+    /// [`AppState::wakeups`]).
     pub fn notify_history(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.wakeups.everyone();
+        self.announce(String::new());
+    }
+
+    /// Wakes the open streams of `party_ids` (the parties whose histories an ingest commit grew),
+    /// here and, on PostgreSQL, in every other replica.
+    pub fn notify_parties(&self, party_ids: &[String]) {
+        if party_ids.is_empty() {
+            return;
+        }
+        self.wakeups.parties(party_ids.iter().map(String::as_str));
+        self.announce(crate::wakeups::announcement(party_ids));
+    }
+
+    /// Tells the other replicas (PostgreSQL's NOTIFY; nothing on SQLite, one process).
+    fn announce(&self, payload: String) {
         if self.store.kind() == BackendKind::Postgres {
             let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.announce_change().await {
+                if let Err(e) = store.announce_change(&payload).await {
                     tracing::warn!(error = %e, "could not announce a change to other replicas");
                 }
             });

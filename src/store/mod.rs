@@ -286,8 +286,9 @@ pub const CHANGES_CHANNEL: &str = "lefi_changes";
 
 impl Store {
     /// Tells other replicas on the same PostgreSQL database that something changed (a coalesced
-    /// wake-up only: the tables are the truth). Does nothing on SQLite, which has one process.
-    pub async fn announce_change(&self) -> Result<(), StoreError> {
+    /// wake-up only: the tables are the truth); `payload` says whose histories
+    /// ([`crate::wakeups::announcement`]). Does nothing on SQLite, which has one process.
+    pub async fn announce_change(&self, payload: &str) -> Result<(), StoreError> {
         if self.kind() == BackendKind::Sqlite {
             return Ok(());
         }
@@ -295,8 +296,9 @@ impl Store {
         on_conn!(&mut conn,
             sqlite: |_c| (),
             postgres: |c| {
-                sqlx::query("SELECT pg_notify($1, '')")
+                sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANGES_CHANNEL)
+                    .bind(payload)
                     .execute(c)
                     .await?;
             },
@@ -304,7 +306,8 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `on_change` for every change announced by any replica, until the returned task is
+    /// Calls `on_change` with the payload of every change announced by any replica (an empty one
+    /// when whatever changed cannot be named), until the returned task is
     /// aborted. `None` on SQLite (one process: every change is made here).
     ///
     /// An announcement is lost when it is made while this replica's LISTEN connection is down
@@ -314,7 +317,7 @@ impl Store {
     /// on a check every [`HEAD_CHECK_INTERVAL`].
     pub async fn watch_changes(
         &self,
-        on_change: impl Fn() + Send + Sync + 'static,
+        on_change: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
         // LISTEN needs a connection of its own that outlives this call: PgListener manages one.
         let Backend::Postgres(pool) = &self.backend else {
@@ -328,7 +331,7 @@ impl Store {
             async move {
                 loop {
                     match listener.try_recv().await {
-                        Ok(Some(_)) => on_change(),
+                        Ok(Some(notification)) => on_change(notification.payload()),
                         // The connection was lost and is back, listening again: announcements
                         // made meanwhile are gone, so re-read.
                         Ok(None) => {
@@ -336,7 +339,7 @@ impl Store {
                                 "the connection listening for other replicas' changes was lost and is back; \
                                  re-reading in case a change was missed"
                             );
-                            on_change();
+                            on_change("");
                         }
                         // Reconnecting failed (the database is down). The next try reconnects;
                         // after it succeeds, the head check catches what was missed.
@@ -358,7 +361,7 @@ impl Store {
                 match store.head_seq().await {
                     Ok(head) => {
                         if seen.is_some_and(|s| s != head) {
-                            on_change();
+                            on_change("");
                         }
                         seen = Some(head);
                     }

@@ -2781,6 +2781,23 @@ mod delivery {
         for seq in [fact, update, correction] {
             assert_eq!(reached(municipality, seq).await, set(&["municipal"]));
         }
+        // The commit names the parties whose histories grew (their streams are woken), each once.
+        let ingested = app
+            .store
+            .ingest_and_fan_out(vec![period(P1, "g", 1, "SJP", JANUARY)], app.clock.now_micros())
+            .await
+            .unwrap();
+        let mut both = vec![insurer.to_string(), municipality.to_string()];
+        both.sort();
+        assert_eq!(ingested.parties, both);
+        // A fact about a person nobody follows grows no history.
+        let ingested = app
+            .store
+            .ingest_and_fan_out(vec![period(P3, "h", 1, "SJP", JANUARY)], app.clock.now_micros())
+            .await
+            .unwrap();
+        assert_eq!(ingested.results.len(), 1);
+        assert!(ingested.parties.is_empty(), "{:?}", ingested.parties);
         app.stop().await;
     }
 
@@ -3396,19 +3413,24 @@ mod handle {
         let (woken, mut wake_ups) = tokio::sync::mpsc::unbounded_channel();
         let watching = app
             .store
-            .watch_changes(move || {
-                let _ = woken.send(());
+            .watch_changes(move |payload| {
+                let _ = woken.send(payload.to_string());
             })
             .await
             .unwrap();
         let replica = Store::connect(&app.db_url, 2).await.unwrap();
-        replica.announce_change().await.unwrap();
+        let named = lefi::wakeups::announcement(&["pty_a".to_string(), "pty_b".to_string()]);
+        replica.announce_change(&named).await.unwrap();
+        replica.announce_change("").await.unwrap();
         match (backend, watching) {
             // One process: nothing to listen for, and the callback is dropped unused.
             (Backend::Sqlite, None) => assert_eq!(wake_ups.recv().await, None),
             (Backend::Postgres, Some(watching)) => {
-                let woke = tokio::time::timeout(Duration::from_secs(30), wake_ups.recv()).await;
-                assert_eq!(woke.expect("no wake-up within 30 s"), Some(()));
+                // The payloads arrive as sent: the parties named, then a change for everyone.
+                for expected in [named.as_str(), ""] {
+                    let woke = tokio::time::timeout(Duration::from_secs(30), wake_ups.recv()).await;
+                    assert_eq!(woke.expect("no wake-up within 30 s").as_deref(), Some(expected));
+                }
                 watching.abort();
             }
             (backend, watching) => panic!("{backend:?} watching: {:?}", watching.is_some()),

@@ -261,11 +261,16 @@ async fn write_facts(
             }
         }
         let started = std::time::Instant::now();
-        let stored = match state.store.ingest(facts, state.clock.now_micros()).await {
-            Ok(results) => {
-                // Open streams (here, and through NOTIFY on other replicas) look for new events.
-                state.notify_history();
-                results
+        let stored = match state
+            .store
+            .ingest_and_fan_out(facts, state.clock.now_micros())
+            .await
+        {
+            Ok(ingested) => {
+                // The streams of the parties whose histories grew (here, and through NOTIFY on
+                // other replicas) look for their new events.
+                state.notify_parties(&ingested.parties);
+                ingested.results
             }
             Err(e) => {
                 // Nothing of this batch was committed: the client resends every fact without answer.

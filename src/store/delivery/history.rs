@@ -43,19 +43,23 @@ FROM (
                 WHERE p.record_id = l.record_id AND p.version = l.version - 1
                   AND ((',' || s.record_filter || ',') LIKE ('%,' || p.fact_type || ',%')
                        OR (',' || s.record_filter || ',') LIKE ('%,' || p.fact_type || ':' || p.topic || ',%')))))
-) m";
+) m
+RETURNING party_id";
 
 /// Writes the change events of the facts at sequences `first..=last` (see [`FAN_OUT_SQL`]) inside
-/// the ingest transaction.
-pub(crate) async fn fan_out(conn: &mut Conn, first: u64, last: u64) -> Result<(), StoreError> {
-    on_conn!(conn, |c| {
-        sqlx::query(FAN_OUT_SQL)
+/// the ingest transaction. Returns the parties whose histories grew (each once, sorted), so that
+/// only their streams are woken.
+pub(crate) async fn fan_out(conn: &mut Conn, first: u64, last: u64) -> Result<Vec<String>, StoreError> {
+    let mut parties: Vec<String> = on_conn!(conn, |c| {
+        sqlx::query_scalar(FAN_OUT_SQL)
             .bind(to_i64(first))
             .bind(to_i64(last))
-            .execute(c)
-            .await?;
+            .fetch_all(c)
+            .await?
     });
-    Ok(())
+    parties.sort_unstable();
+    parties.dedup();
+    Ok(parties)
 }
 
 /// Takes the register head's row lock (until the transaction ends) without moving the head: a

@@ -17,6 +17,15 @@ use crate::domain::register::{FactBody, FactError, FactType, NewFact, PersonData
 use crate::store::tx::{Conn, on_conn};
 use crate::store::{Store, StoreError, non_empty, to_i64, to_u64};
 
+/// What an ingest transaction committed.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Each fact's answer, in the order given.
+    pub results: Vec<IngestResult>,
+    /// The parties whose delivery histories grew (each once).
+    pub parties: Vec<String>,
+}
+
 /// One row of `register_log` to insert.
 #[derive(Debug, Clone)]
 pub(super) struct LogRow {
@@ -167,16 +176,23 @@ impl Store {
     /// CORRECTION or RETRACTION of an unknown fact is `RECORD_NOT_FOUND`. A benefit fact for a
     /// person the register does not know creates the person without a name.
     pub async fn ingest(&self, facts: Vec<NewFact>, now: Micros) -> Result<Vec<IngestResult>, StoreError> {
+        Ok(self.ingest_and_fan_out(facts, now).await?.results)
+    }
+
+    /// [`Store::ingest`], also saying which parties' delivery histories the batch grew (whose
+    /// streams to wake).
+    pub async fn ingest_and_fan_out(&self, facts: Vec<NewFact>, now: Micros) -> Result<Ingested, StoreError> {
         if facts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ingested::default());
         }
         let mut conn = self.write().await?;
         let results = run_ingest(&mut conn, &facts, now).await?;
-        if let Some((first, last)) = accepted_range(&results) {
-            crate::store::delivery::fan_out(&mut conn, first, last).await?;
-        }
+        let parties = match accepted_range(&results) {
+            Some((first, last)) => crate::store::delivery::fan_out(&mut conn, first, last).await?,
+            None => Vec::new(),
+        };
         conn.commit().await?;
-        Ok(results)
+        Ok(Ingested { results, parties })
     }
 }
 

@@ -16,6 +16,8 @@ mod ingest;
 mod postgres;
 mod sqlite;
 
+pub use ingest::Ingested;
+
 use std::collections::{HashMap, HashSet};
 
 use super::tx::{Conn, on_conn};

@@ -59,7 +59,7 @@ impl DeliveryStream {
     /// collector instead of the client.
     pub async fn pull(&mut self, wait: Duration) -> Result<bool, Option<Status>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.state.changes.subscribe();
+        let mut changes = self.state.wakeups.watch(&self.party.party_id);
         loop {
             changes.mark_unchanged();
             let flow = match Box::pin(self.still_allowed()).await {
