@@ -465,15 +465,6 @@ async fn run_ingest(
             sqlite: |c| sqlite::insert_log(c, log).await?,
             postgres: |c| postgres::insert_log(c, log).await?,
         );
-        // The current state follows in the same transaction (one statement reading back the rows
-        // just written).
-        on_conn!(&mut *conn, |c| {
-            sqlx::query(super::KEEP_CURRENT_SQL)
-                .bind(last_seq)
-                .bind(seq)
-                .execute(&mut *c)
-                .await?;
-        });
         t_log = t0.elapsed();
         let (changed, new): (Vec<RecordState>, Vec<RecordState>) =
             records.into_values().filter(|s| s.dirty).partition(|s| s.stored);

@@ -54,20 +54,6 @@ const CURRENT_COLUMNS: &str = "seq, recorded_at, person, record_id, CAST(0 AS BI
                                fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
                                '', '', CAST(0 AS BIGINT), wire";
 
-/// Brings `register_current` up to the log rows with sequences in `($1, $2]`, in the transaction
-/// that wrote them: each fact's (and each source of person data's) latest version of the range
-/// replaces the one kept (every sequence of the range is above every kept one).
-pub(super) const KEEP_CURRENT_SQL: &str = "INSERT INTO register_current (person, record_id, seq, recorded_at, kind, \
-         benefit_type, fact_type, valid_from, valid_to, topic, body, wire) \
-     SELECT person, record_id, seq, recorded_at, kind, benefit_type, fact_type, valid_from, valid_to, \
-         topic, CASE WHEN wire IS NULL THEN body END, wire \
-     FROM register_log \
-     WHERE seq IN (SELECT MAX(seq) FROM register_log WHERE seq > $1 AND seq <= $2 GROUP BY person, record_id) \
-     ON CONFLICT (person, record_id) DO UPDATE SET seq = excluded.seq, recorded_at = excluded.recorded_at, \
-         kind = excluded.kind, benefit_type = excluded.benefit_type, fact_type = excluded.fact_type, \
-         valid_from = excluded.valid_from, valid_to = excluded.valid_to, topic = excluded.topic, \
-         body = excluded.body, wire = excluded.wire";
-
 /// How a read of whole snapshots turns rows into records: the columns it selects and the
 /// conversion of each row.
 struct RowReader<R> {
