@@ -281,7 +281,7 @@ impl Store {
         let dialect = conn.dialect();
         // The party's subscriptions that already hold one of the batch's references, read in a few
         // queries (one per item made a 10,000-item call take seconds) by the combined key of
-        // migration 0007 (see there why not by the two columns).
+        // migrations 0007 and 0018 (see there why not by the two columns, and why unique).
         let mut known: HashMap<String, Subscription> = HashMap::new();
         let mut keys: Vec<String> = items
             .iter()
@@ -295,7 +295,10 @@ impl Store {
                 dialect.in_list(chunk.len()),
             );
             let found = subscriptions!(&mut conn, sql.as_str(), |q| {
-                let mut q = q;
+                // Planned at every call, with the table's size then: a prepared plan made while a
+                // new database's table was empty scanned the whole table ever after (until an
+                // ANALYZE), for every 500 references of a bulk load.
+                let mut q = q.persistent(false);
                 for key in chunk {
                     q = q.bind(key);
                 }
