@@ -3763,6 +3763,36 @@ VALUES (4, 4, '199007042386', 'rec_1', 2, 'CORRECTION', FALSE, 'SJP', 'DECISION'
                 row("person:MIDAS", 6, "NEW", true, false),
             ]
         );
+        // A version appended by other code (a replica of an older release, during a rolling
+        // upgrade) replaces its fact's row too: the trigger keeps the current state, not lefi.
+        const OLDER_RELEASE_WRITES: &str = r#"
+INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type,
+                          fact_type, valid_from, valid_to, body, source_system, source_id, source_version,
+                          content_hash, topic)
+VALUES (7, 7, '199007042386', 'rec_2', 2, 'CORRECTION', FALSE, '', 'EVENT', '2024-03-02', '2024-03-02',
+        '{"kind":"DEATH_REGISTERED","event_date":"2024-03-02"}', 'MIDAS', 'E1', 2, 'h7', 'DEATH_REGISTERED')"#;
+        const READ_ONE: &str = "SELECT record_id, seq, kind, body IS NOT NULL, wire IS NOT NULL \
+                                FROM register_current WHERE record_id = 'rec_2'";
+        let rec_2: Row = match backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(OLDER_RELEASE_WRITES)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query_as(READ_ONE).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(OLDER_RELEASE_WRITES)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query_as(READ_ONE).fetch_one(&mut conn).await.unwrap()
+            }
+        };
+        // Without an encoding, the row keeps the body (a snapshot reads such a person from the log).
+        assert_eq!(rec_2, row("rec_2", 7, "CORRECTION", true, false));
         database.remove().await;
     }
 }
