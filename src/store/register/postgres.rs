@@ -222,20 +222,28 @@ fn copy_row(out: &mut String, values: &[Option<&str>]) {
         }
         match value {
             None => out.push_str("\\N"),
-            Some(v) => {
-                for c in v.chars() {
-                    match c {
-                        '\\' => out.push_str("\\\\"),
-                        '\t' => out.push_str("\\t"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        c => out.push(c),
-                    }
-                }
-            }
+            Some(v) => push_escaped(out, v),
         }
     }
     out.push('\n');
+}
+
+/// Appends `value` with COPY's special characters escaped; most values have none, and go in whole.
+fn push_escaped(out: &mut String, value: &str) {
+    let special = |b: u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
+    if !value.bytes().any(special) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,8 +253,8 @@ mod tests {
         let mut out = String::new();
         super::copy_row(
             &mut out,
-            &[Some("a\tb"), None, Some("{\"x\":\"\\n\"}"), Some("c\r\nd")],
+            &[Some("a\tb"), None, Some("{\"x\":\"\\n\"}"), Some("c\r\nd"), Some("plain åäö")],
         );
-        assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\n");
+        assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\tplain åäö\n");
     }
 }
