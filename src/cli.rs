@@ -449,6 +449,11 @@ pub struct BenchDeliveryArgs {
     /// Synthetic persons, each with one subscription.
     #[arg(long, default_value_t = 10_000)]
     pub persons: usize,
+    /// Versions added to every fact of the synthetic register before anything is measured (each
+    /// fact sent again as a correction this many times, as years of recomputations leave a
+    /// register): the log grows, the current state does not.
+    #[arg(long, default_value_t = 0)]
+    pub history_depth: u32,
     /// Commits (one fact each) for the latency run.
     #[arg(long, default_value_t = 3_000)]
     pub commits: usize,

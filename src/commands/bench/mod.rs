@@ -60,9 +60,23 @@ impl SynthRegister {
 
     /// The next person's identity number and checked facts.
     fn next_person(&mut self) -> anyhow::Result<(Option<String>, Vec<NewFact>)> {
+        self.next_person_corrected(0)
+    }
+
+    /// [`SynthRegister::next_person`], each fact (but retractions) sent again as the correction
+    /// `round` versions later (0: as first sent).
+    fn next_person_corrected(&mut self, round: u64) -> anyhow::Result<(Option<String>, Vec<NewFact>)> {
+        use crate::grpc::pb::lefi::v1::RecordKind;
         // The reference date of the checks: after every synthetic date.
         let today = time::macros::date!(2026 - 01 - 01);
-        let facts = self.synth.next_person()?;
+        let mut facts = self.synth.next_person()?;
+        if round > 0 {
+            facts.retain(|f| f.kind != RecordKind::Retraction as i32);
+            for f in &mut facts {
+                f.source_version += round * 10;
+                f.kind = RecordKind::Correction as i32;
+            }
+        }
         let person = facts.first().map(|f| f.person_id.clone());
         let checked = facts
             .into_iter()
@@ -90,6 +104,25 @@ async fn load_register(store: &Store, persons: usize, clock: &Clock) -> anyhow::
     }
     store.ingest(batch, clock.now_micros()).await?;
     Ok(ids)
+}
+
+/// Sends every fact of [`load_register`]'s register (but retractions) again as a correction,
+/// `depth` times: each fact gets `depth` more versions in the log (retracted facts refuse them).
+async fn deepen_history(store: &Store, persons: usize, depth: u32, clock: &Clock) -> anyhow::Result<()> {
+    for round in 1..=u64::from(depth) {
+        let mut register = SynthRegister::new(11);
+        let mut batch = Vec::new();
+        for _ in 0..persons {
+            batch.extend(register.next_person_corrected(round)?.1);
+            if batch.len() >= 5_000 {
+                store
+                    .ingest(std::mem::take(&mut batch), clock.now_micros())
+                    .await?;
+            }
+        }
+        store.ingest(batch, clock.now_micros()).await?;
+    }
+    Ok(())
 }
 
 /// An insurer the benchmark registers as connected, with every benefit type and the basis

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::measure::{cpu_per_item, cpu_secs, rss_kib};
-use super::{BenchParty, connect_empty, load_register};
+use super::{BenchParty, connect_empty, deepen_history, load_register};
 use crate::app::App;
 use crate::cli::BenchDeliveryArgs;
 use crate::config::{DatabaseSettings, Settings, TlsMaterial};
@@ -37,6 +37,13 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     // 1. A synthetic register and one party with one subscription per person.
     println!("building a synthetic register of {} persons…", options.persons);
     let persons = load_register(&store, options.persons, &clock).await?;
+    if options.history_depth > 0 {
+        println!(
+            "adding {} versions to every fact (history depth)…",
+            options.history_depth
+        );
+        deepen_history(&store, options.persons, options.history_depth, &clock).await?;
+    }
     let ca = DevCa::generate("bench CA")?;
     let server = ca.issue_server(&["localhost", "127.0.0.1"])?;
     let client = ca.issue_client("Bench Försäkring AB", None)?;
