@@ -253,7 +253,13 @@ mod tests {
         let mut out = String::new();
         super::copy_row(
             &mut out,
-            &[Some("a\tb"), None, Some("{\"x\":\"\\n\"}"), Some("c\r\nd"), Some("plain åäö")],
+            &[
+                Some("a\tb"),
+                None,
+                Some("{\"x\":\"\\n\"}"),
+                Some("c\r\nd"),
+                Some("plain åäö"),
+            ],
         );
         assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\tplain åäö\n");
     }
