@@ -498,13 +498,10 @@ impl Store {
         each_log_row!(
             &mut conn,
             sql.as_str(),
-            |q| {
-                let mut q = q;
-                for person in persons {
-                    q = q.bind(*person);
-                }
-                q.bind(to_i64(as_of))
-            },
+            |q| persons
+                .iter()
+                .fold(q, |q, person| q.bind(*person))
+                .bind(to_i64(as_of)),
             |row| {
                 let Some((key, person)) = wanted.get_key_value(row.person) else {
                     return Err(StoreError::Corrupt("register_log.person"));
@@ -537,13 +534,7 @@ impl Store {
         each_log_row!(
             &mut conn,
             sql.as_str(),
-            |q| {
-                let mut q = q;
-                for person in persons {
-                    q = q.bind(*person);
-                }
-                q
-            },
+            |q| persons.iter().fold(q, |q, person| q.bind(*person)),
             |row| {
                 let Some((key, person)) = wanted.get_key_value(row.person) else {
                     return Err(StoreError::Corrupt("register_current.person"));
