@@ -409,6 +409,12 @@ mod tests {
         };
         let c = &mut *handle;
         sqlx::query("ANALYZE").execute(&mut *c).await.unwrap();
+        sqlx::query(
+            "DELETE FROM sqlite_stat1 WHERE tbl IN ('register_log', 'subscriptions', 'delivery_events')",
+        )
+        .execute(&mut *c)
+        .await
+        .unwrap();
         let rows = 20_000 * versions;
         for (table, index, stat) in [
             (
@@ -429,12 +435,6 @@ mod tests {
                 "20000 1 1".to_string(),
             ),
         ] {
-            sqlx::query("DELETE FROM sqlite_stat1 WHERE tbl = $1 AND idx = $2")
-                .bind(table)
-                .bind(index)
-                .execute(&mut *c)
-                .await
-                .unwrap();
             sqlx::query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ($1, $2, $3)")
                 .bind(table)
                 .bind(index)
