@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{SynthRegister, connect_empty};
+use super::{SynthRegister, connect_empty, cpu_per_item, cpu_secs};
 
 /// Stores a deterministic synthetic register (seed 7) in batches, in-process (no gRPC), the way
 /// the admin API's ingest does, and reports facts per second.
@@ -18,6 +18,8 @@ pub(super) async fn run(url: &str, persons: usize, batch_size: usize) -> anyhow:
         "ingesting {n} synthetic facts for {persons} persons into {} in batches of {batch_size}",
         crate::config::redact_url(url)
     );
+    let postgres = store.kind() == crate::store::BackendKind::Postgres;
+    let cpu_before = cpu_secs();
     let started = Instant::now();
     let mut batch = Vec::with_capacity(batch_size);
     for f in facts {
@@ -28,7 +30,9 @@ pub(super) async fn run(url: &str, persons: usize, batch_size: usize) -> anyhow:
     }
     store.ingest(batch, 0).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_per_item(cpu_before, cpu_secs(), n as u64, postgres);
     println!("{n} facts in {seconds:.2} s = {:.0} facts/s", n as f64 / seconds);
+    println!("  per fact  {cpu}");
     store.close().await;
     Ok(())
 }

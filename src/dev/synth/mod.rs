@@ -223,6 +223,24 @@ mod tests {
     }
 
     #[test]
+    fn a_million_persons_get_numbers_of_their_own_in_the_test_range() {
+        // The scale benchmark's register (`lefi bench delivery --persons 1000000`): the draw
+        // widens once the 1935–2004 numbers fill up, and never repeats a number.
+        let mut synth = Synth::new(7, DEFAULT_UNTIL);
+        let mut before_1935 = 0;
+        for _ in 0..1_000_000 {
+            let (id, birth, _) = synth.identity().unwrap();
+            let birth_number: u16 = id[9..12].parse().unwrap();
+            assert!((FIRST_BIRTH_NUMBER..=LAST_BIRTH_NUMBER).contains(&birth_number), "{id}");
+            if birth < date!(1935 - 01 - 01) {
+                before_1935 += 1;
+            }
+        }
+        assert_eq!(synth.used.len(), 1_000_000);
+        assert!(before_1935 > 0, "the wider range was drawn from");
+    }
+
+    #[test]
     fn rehabilitation_leaves_every_other_fact_as_it_was() {
         // The facts other than RP's are the same whatever rehabilitation draws: RP's draws come
         // from their own stream (here replaced by another one).

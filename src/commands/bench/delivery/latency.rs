@@ -19,6 +19,10 @@ pub(super) struct Latency {
     /// Sending a fact to the ingest API's answer that it is committed.
     pub(super) ack_p50: f64,
     pub(super) ack_p99: f64,
+    /// The answer's arrival to the fact's delivery (zero where the delivery came first): the
+    /// answer is sent after the commit, so this is a lower bound of commit-to-delivery.
+    pub(super) after_ack_p50: f64,
+    pub(super) after_ack_p99: f64,
 }
 
 /// Ingests `commits` facts one per transaction at `rate` per second through the admin API (the
@@ -104,6 +108,14 @@ pub(super) async fn latency(
         })
         .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
+    let mut after_ack: Vec<f64> = received
+        .iter()
+        .filter_map(|(seq, at)| {
+            let (_, answered) = seq_of_index.get(seq)?;
+            Some(at.saturating_duration_since(*answered).as_secs_f64() * 1_000.0)
+        })
+        .collect();
+    after_ack.sort_by(|a, b| a.total_cmp(b));
     let mut acks: Vec<f64> = seq_of_index
         .values()
         .filter_map(|(index, at)| {
@@ -118,5 +130,7 @@ pub(super) async fn latency(
         delivered: latencies.len(),
         ack_p50: percentile(&acks, 0.5),
         ack_p99: percentile(&acks, 0.99),
+        after_ack_p50: percentile(&after_ack, 0.5),
+        after_ack_p99: percentile(&after_ack, 0.99),
     })
 }
