@@ -185,13 +185,24 @@ impl Store {
         if facts.is_empty() {
             return Ok(Ingested::default());
         }
+        let started = std::time::Instant::now();
         let mut conn = self.write().await?;
+        let begun = started.elapsed();
         let results = run_ingest(&mut conn, &facts, now).await?;
+        let written = started.elapsed();
         let parties = match accepted_range(&results) {
             Some((first, last)) => crate::store::delivery::fan_out(&mut conn, first, last).await?,
             None => Vec::new(),
         };
+        let fanned_out = started.elapsed();
         conn.commit().await?;
+        tracing::debug!(
+            facts = facts.len(),
+            begin_us = begun.as_micros() as u64,
+            fan_out_us = (fanned_out - written).as_micros() as u64,
+            commit_us = (started.elapsed() - fanned_out).as_micros() as u64,
+            "ingest batch committed"
+        );
         Ok(Ingested { results, parties })
     }
 }
