@@ -231,7 +231,10 @@ mod tests {
         for _ in 0..1_000_000 {
             let (id, birth, _) = synth.identity().unwrap();
             let birth_number: u16 = id[9..12].parse().unwrap();
-            assert!((FIRST_BIRTH_NUMBER..=LAST_BIRTH_NUMBER).contains(&birth_number), "{id}");
+            assert!(
+                (FIRST_BIRTH_NUMBER..=LAST_BIRTH_NUMBER).contains(&birth_number),
+                "{id}"
+            );
             if birth < date!(1935 - 01 - 01) {
                 before_1935 += 1;
             }
