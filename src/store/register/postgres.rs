@@ -83,49 +83,39 @@ pub(super) async fn find_person_sources(
 }
 
 pub(super) async fn insert_log(conn: &mut PgConnection, rows: Vec<LogRow>) -> Result<(), sqlx::Error> {
-    // COPY is PostgreSQL's fastest bulk path (about twice an UNNEST insert here); the data is
-    // the text format, every value escaped, so nothing in it is read as SQL.
-    let mut data = String::with_capacity(rows.len() * 600);
+    // COPY is PostgreSQL's fastest bulk path (about twice an UNNEST insert here), in its binary
+    // format: every value goes as its length and its bytes, so nothing in it is parsed or read as
+    // SQL, and the stored encoding travels as it is.
+    let mut data = BinaryCopy::with_capacity(rows.len() * 900);
     for r in &rows {
-        // bytea in COPY's text format: `\x` and the bytes in hex (the backslash escaped by copy_row).
-        let wire = r.wire.as_ref().map(|bytes| format!("\\x{}", hex::encode(bytes)));
-        copy_row(
-            &mut data,
-            &[
-                Some(&r.seq.to_string()),
-                Some(&r.recorded_at.to_string()),
-                Some(&r.person),
-                Some(&r.record_id),
-                Some(&r.version.to_string()),
-                Some(r.kind),
-                Some(if r.retroactive { "t" } else { "f" }),
-                Some(&r.benefit_type),
-                Some(r.fact_type),
-                Some(r.topic),
-                Some(&r.valid_from),
-                r.valid_to.as_deref(),
-                Some(&r.body),
-                Some(&r.source_system),
-                Some(&r.source_id),
-                Some(&r.source_version.to_string()),
-                Some(&r.content_hash),
-                wire.as_deref(),
-            ],
-        );
+        data.row(18);
+        data.int8(r.seq);
+        data.int8(r.recorded_at);
+        data.text(&r.person);
+        data.text(&r.record_id);
+        data.int8(r.version);
+        data.text(r.kind);
+        data.bool(r.retroactive);
+        data.text(&r.benefit_type);
+        data.text(r.fact_type);
+        data.text(r.topic);
+        data.text(&r.valid_from);
+        data.optional_text(r.valid_to.as_deref());
+        data.text(&r.body);
+        data.text(&r.source_system);
+        data.text(&r.source_id);
+        data.int8(r.source_version);
+        data.text(&r.content_hash);
+        data.optional_bytes(r.wire.as_deref());
     }
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
-                 source_version, content_hash, wire) FROM STDIN (FORMAT text)",
-        )
-        .await?;
-    if let Err(e) = copy.send(data.into_bytes()).await {
-        let _ = copy.abort("ingest failed while sending rows").await;
-        return Err(e);
-    }
-    copy.finish().await?;
-    Ok(())
+    copy_in(
+        conn,
+        "COPY register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+             benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
+             source_version, content_hash, wire) FROM STDIN (FORMAT binary)",
+        data,
+    )
+    .await
 }
 
 pub(super) async fn write_records(
@@ -135,37 +125,41 @@ pub(super) async fn write_records(
 ) -> Result<(), sqlx::Error> {
     if !new.is_empty() {
         // New heads cannot conflict (they were looked up under the head lock): COPY them.
-        let mut data = String::with_capacity(new.len() * 100);
+        let mut data = BinaryCopy::with_capacity(new.len() * 150);
         for r in new {
-            copy_row(
-                &mut data,
-                &[
-                    Some(&r.record_id),
-                    Some(&r.source_system),
-                    Some(&r.source_id),
-                    Some(&r.person),
-                    Some(&r.latest_version.to_string()),
-                    Some(&r.latest_seq.to_string()),
-                    Some(&r.latest_source_version.to_string()),
-                    Some(if r.retracted { "t" } else { "f" }),
-                ],
-            );
+            data.row(8);
+            data.text(&r.record_id);
+            data.text(&r.source_system);
+            data.text(&r.source_id);
+            data.text(&r.person);
+            data.int8(r.latest_version);
+            data.int8(r.latest_seq);
+            data.int8(r.latest_source_version);
+            data.bool(r.retracted);
         }
-        let mut copy = conn
-            .copy_in_raw(
-                "COPY register_records (record_id, source_system, source_id, person, latest_version, \
-                     latest_seq, latest_source_version, retracted) FROM STDIN (FORMAT text)",
-            )
-            .await?;
-        if let Err(e) = copy.send(data.into_bytes()).await {
-            let _ = copy.abort("ingest failed while sending rows").await;
-            return Err(e);
-        }
-        copy.finish().await?;
+        copy_in(
+            conn,
+            "COPY register_records (record_id, source_system, source_id, person, latest_version, \
+                 latest_seq, latest_source_version, retracted) FROM STDIN (FORMAT binary)",
+            data,
+        )
+        .await?;
     }
     if !changed.is_empty() {
         upsert_records(conn, changed).await?;
     }
+    Ok(())
+}
+
+/// Sends `data` to a `COPY … FROM STDIN (FORMAT binary)` statement, aborting the COPY if sending
+/// fails.
+async fn copy_in(conn: &mut PgConnection, statement: &str, data: BinaryCopy) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(data.finish()).await {
+        let _ = copy.abort("ingest failed while sending rows").await;
+        return Err(e);
+    }
+    copy.finish().await?;
     Ok(())
 }
 
@@ -213,54 +207,97 @@ pub(super) async fn upsert_person_sources(
     .await?;
     Ok(())
 }
-/// Appends one row of PostgreSQL's COPY text format: tab-separated, `\N` for NULL, backslash,
-/// tab, newline and carriage return escaped.
-fn copy_row(out: &mut String, values: &[Option<&str>]) {
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        match value {
-            None => out.push_str("\\N"),
-            Some(v) => push_escaped(out, v),
-        }
-    }
-    out.push('\n');
+/// Rows in PostgreSQL's binary COPY format: a header, then per row its number of fields and each
+/// field as a big-endian 32-bit length (-1 for NULL) and its bytes in the column type's binary form
+/// (`bigint` 8 bytes big-endian, `boolean` one byte, `text` its UTF-8, `bytea` itself), then a
+/// trailer. The columns' types must be exactly these: PostgreSQL rejects the COPY otherwise.
+struct BinaryCopy {
+    buf: Vec<u8>,
 }
 
-/// Appends `value` with COPY's special characters escaped; most values have none, and go in whole.
-fn push_escaped(out: &mut String, value: &str) {
-    let special = |b: u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
-    if !value.bytes().any(special) {
-        out.push_str(value);
-        return;
+impl BinaryCopy {
+    /// The signature, no flags, no header extension.
+    const HEADER: &'static [u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+    fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(Self::HEADER.len() + bytes + 2);
+        buf.extend_from_slice(Self::HEADER);
+        Self { buf }
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
+
+    /// Starts a row of `fields` fields.
+    fn row(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        // A field over 2 GiB cannot reach here (a request is at most a few MiB); were it to, the
+        // length would be wrong and PostgreSQL would reject the COPY, storing nothing.
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn int8(&mut self, value: i64) {
+        self.field(&value.to_be_bytes());
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.field(&[u8::from(value)]);
+    }
+
+    fn text(&mut self, value: &str) {
+        self.field(value.as_bytes());
+    }
+
+    fn optional_text(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) => self.text(v),
+            None => self.null(),
         }
+    }
+
+    fn optional_bytes(&mut self, value: Option<&[u8]>) {
+        match value {
+            Some(v) => self.field(v),
+            None => self.null(),
+        }
+    }
+
+    /// The data with its trailer.
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::BinaryCopy;
+
     #[test]
-    fn copy_rows_escape_what_copy_reads_specially() {
-        let mut out = String::new();
-        super::copy_row(
-            &mut out,
-            &[
-                Some("a\tb"),
-                None,
-                Some("{\"x\":\"\\n\"}"),
-                Some("c\r\nd"),
-                Some("plain åäö"),
-            ],
-        );
-        assert_eq!(out, "a\\tb\t\\N\t{\"x\":\"\\\\n\"}\tc\\r\\nd\tplain åäö\n");
+    fn binary_copy_rows_are_lengths_and_bytes_between_header_and_trailer() {
+        let mut data = BinaryCopy::with_capacity(0);
+        data.row(5);
+        data.int8(258);
+        data.text("a\tö");
+        data.optional_text(None);
+        data.bool(true);
+        data.optional_bytes(Some(&[0, 255]));
+        let bytes = data.finish();
+        let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
+        expected.extend([0, 0, 0, 0, 0, 0, 0, 0]); // flags, header extension length
+        expected.extend([0, 5]); // fields
+        expected.extend([0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2]); // 258 as bigint
+        expected.extend([0, 0, 0, 4, b'a', b'\t', 0xc3, 0xb6]); // text: its UTF-8, unescaped
+        expected.extend([0xff, 0xff, 0xff, 0xff]); // NULL
+        expected.extend([0, 0, 0, 1, 1]); // true
+        expected.extend([0, 0, 0, 2, 0, 255]); // bytea: its bytes
+        expected.extend([0xff, 0xff]); // trailer
+        assert_eq!(bytes, expected);
     }
 }
