@@ -99,31 +99,20 @@ pub(super) async fn latency(
     let _ = writer.await;
     let seq_of_index = answered.await.unwrap_or_default();
     let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut latencies: Vec<f64> = received
-        .iter()
-        .filter_map(|(seq, at)| {
-            let (index, _) = seq_of_index.get(seq)?;
-            let start = sent.get(*index)?;
-            Some(at.saturating_duration_since(*start).as_secs_f64() * 1_000.0)
-        })
-        .collect();
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let mut after_ack: Vec<f64> = received
-        .iter()
-        .filter_map(|(seq, at)| {
-            let (_, answered) = seq_of_index.get(seq)?;
-            Some(at.saturating_duration_since(*answered).as_secs_f64() * 1_000.0)
-        })
-        .collect();
-    after_ack.sort_by(|a, b| a.total_cmp(b));
-    let mut acks: Vec<f64> = seq_of_index
-        .values()
-        .filter_map(|(index, at)| {
-            let start = sent.get(*index)?;
-            Some(at.saturating_duration_since(*start).as_secs_f64() * 1_000.0)
-        })
-        .collect();
-    acks.sort_by(|a, b| a.total_cmp(b));
+    // Per fact: sent, answered (committed), received on the stream.
+    let latencies = sorted_millis(received.iter().filter_map(|(seq, at)| {
+        let (index, _) = seq_of_index.get(seq)?;
+        Some((*sent.get(*index)?, *at))
+    }));
+    let after_ack = sorted_millis(received.iter().filter_map(|(seq, at)| {
+        let (_, answered) = seq_of_index.get(seq)?;
+        Some((*answered, *at))
+    }));
+    let acks = sorted_millis(
+        seq_of_index
+            .values()
+            .filter_map(|(index, at)| Some((*sent.get(*index)?, *at))),
+    );
     Ok(Latency {
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
@@ -133,4 +122,13 @@ pub(super) async fn latency(
         after_ack_p50: percentile(&after_ack, 0.5),
         after_ack_p99: percentile(&after_ack, 0.99),
     })
+}
+
+/// The milliseconds from each start to its end (zero where the end came first), sorted.
+fn sorted_millis(spans: impl Iterator<Item = (Instant, Instant)>) -> Vec<f64> {
+    let mut millis: Vec<f64> = spans
+        .map(|(start, end)| end.saturating_duration_since(start).as_secs_f64() * 1_000.0)
+        .collect();
+    millis.sort_by(|a, b| a.total_cmp(b));
+    millis
 }
