@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lefi::grpc::pb::lefi::admin::v1 as admin_pb;
 use lefi::grpc::pb::lefi::v1 as pb;
+use lefi::store::HEAD_CHECK_INTERVAL;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -226,8 +227,11 @@ async fn a_replica_catches_up_on_a_change_whose_announcement_it_missed() {
     )
     .await;
     until_records(&mut stream).await;
-    // Let the stream settle into waiting for a change (it has nothing else to read).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the stream settle into waiting for a change (it has nothing else to read). The replica's
+    // head check also notices the first change, at its next tick, and wakes every stream: wait past
+    // that tick, or its wake-up could land as the database goes away and end the stream
+    // UNAVAILABLE (which the contract allows, but it is not what this test is about).
+    tokio::time::sleep(HEAD_CHECK_INTERVAL + Duration::from_millis(500)).await;
 
     // The replica loses its database (its LISTEN connection too) while the other replica
     // commits a change and announces it: that announcement never reaches the replica.
