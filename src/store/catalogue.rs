@@ -1,4 +1,10 @@
 //! The legal-basis and benefit-type catalogues (seeded by migration; see `domain::catalogue`).
+//!
+//! Only a migration changes them, so a process reads them once and keeps them (`Store::migrate`
+//! forgets what it kept): every policy decision and every ingest needs them, and reading them each
+//! time cost three statements per delivered page and one per ingest commit.
+
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::tx::on_conn;
 use super::{Store, StoreError, stored_date, stored_opt_date};
@@ -23,9 +29,57 @@ struct BasisRow {
 /// A pair of a basis code and one of its listed values (party kind or benefit code).
 type Listed = Vec<(String, String)>;
 
+/// Both catalogues as read from the database.
+struct Catalogue {
+    bases: Vec<LegalBasis>,
+    benefits: Vec<BenefitType>,
+}
+
+/// The catalogues once read, shared by every clone of a [`Store`].
+#[derive(Clone, Default)]
+pub(super) struct CatalogueCache(Arc<RwLock<Option<Arc<Catalogue>>>>);
+
+impl CatalogueCache {
+    fn get(&self) -> Option<Arc<Catalogue>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, catalogue: Option<Arc<Catalogue>>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = catalogue;
+    }
+
+    /// Forgets the catalogues: the next use reads them again (after a migration).
+    pub(super) fn forget(&self) {
+        self.set(None);
+    }
+}
+
 impl Store {
     /// Every legal basis, in force or not, ordered by code.
     pub async fn legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
+        Ok(self.catalogue().await?.bases.clone())
+    }
+
+    /// Every benefit type, ordered by code.
+    pub async fn benefit_types(&self) -> Result<Vec<BenefitType>, StoreError> {
+        Ok(self.catalogue().await?.benefits.clone())
+    }
+
+    /// The catalogues, read from the database the first time (two callers at once may both read
+    /// them; they read the same).
+    async fn catalogue(&self) -> Result<Arc<Catalogue>, StoreError> {
+        if let Some(kept) = self.catalogue.get() {
+            return Ok(kept);
+        }
+        let read = Arc::new(Catalogue {
+            bases: self.read_legal_bases().await?,
+            benefits: self.read_benefit_types().await?,
+        });
+        self.catalogue.set(Some(read.clone()));
+        Ok(read)
+    }
+
+    async fn read_legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
         let mut conn = self.read().await?;
         let (rows, kinds, benefits): (Vec<BasisRow>, Listed, Listed) = on_conn!(&mut conn, |c| {
             let rows = sqlx::query_as(
@@ -80,8 +134,7 @@ impl Store {
             .collect()
     }
 
-    /// Every benefit type, ordered by code.
-    pub async fn benefit_types(&self) -> Result<Vec<BenefitType>, StoreError> {
+    async fn read_benefit_types(&self) -> Result<Vec<BenefitType>, StoreError> {
         let mut conn = self.read().await?;
         let rows: Vec<(String, String, String, String, String, Option<String>)> = on_conn!(&mut conn, |c| {
             sqlx::query_as("SELECT code, name_sv, name_en, agency, valid_from, valid_to FROM benefit_types ORDER BY code")

@@ -132,6 +132,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// The legal-basis and benefit-type catalogues once read (see `catalogue.rs`).
+    catalogue: catalogue::CatalogueCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,6 +190,7 @@ impl Store {
                 .map_err(connect_err)?;
             Ok(Self {
                 backend: Backend::Sqlite { write, read },
+                catalogue: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -198,6 +201,7 @@ impl Store {
                 .map_err(connect_err)?;
             Ok(Self {
                 backend: Backend::Postgres(pool),
+                catalogue: Default::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -212,6 +216,8 @@ impl Store {
             postgres: |c| POSTGRES_MIGRATIONS.run(c).await?,
         );
         drop(conn);
+        // A migration may have changed the catalogues.
+        self.catalogue.forget();
         let encoded = self.encode_stored_versions().await?;
         if encoded > 0 {
             tracing::info!(

@@ -254,9 +254,10 @@ impl Store {
 
     /// The party's current agreement (the most recently sent), with what it grants.
     pub async fn agreement_for_party(&self, party_id: &str) -> Result<Option<Agreement>, StoreError> {
-        let mut conn = self.read_tx().await?;
+        // No transaction is needed for one state: what an agreement grants is written with it, in
+        // the transaction that creates it, and never changed.
+        let mut conn = self.read().await?;
         let agreement = rows::agreement(&mut conn, party_id).await?;
-        conn.commit().await?;
         agreement
             .map(|(row, grants)| row.into_agreement(grants))
             .transpose()

@@ -287,22 +287,19 @@ pub(super) async fn agreement(
     let Some(row) = row else {
         return Ok(None);
     };
-    let (bases, benefits): (Vec<(String,)>, Vec<(String,)>) = on_conn!(conn, |c| {
-        let bases = sqlx::query_as(
-            "SELECT basis_code FROM agreement_bases WHERE agreement_id = $1 ORDER BY basis_code",
+    // What the agreement grants, in one statement: each row says whether it is a basis.
+    let grants: Vec<(bool, String)> = on_conn!(conn, |c| {
+        sqlx::query_as(
+            "SELECT TRUE, basis_code FROM agreement_bases WHERE agreement_id = $1 \
+             UNION ALL SELECT FALSE, benefit_code FROM agreement_benefits WHERE agreement_id = $1 \
+             ORDER BY 1 DESC, 2",
         )
         .bind(&row.agreement_id)
-        .fetch_all(&mut *c)
-        .await?;
-        let benefits = sqlx::query_as(
-            "SELECT benefit_code FROM agreement_benefits WHERE agreement_id = $1 ORDER BY benefit_code",
-        )
-        .bind(&row.agreement_id)
-        .fetch_all(&mut *c)
-        .await?;
-        (bases, benefits)
+        .fetch_all(c)
+        .await?
     });
-    let codes = |rows: Vec<(String,)>| rows.into_iter().map(|(c,)| c).collect();
+    let (bases, benefits): (Vec<_>, Vec<_>) = grants.into_iter().partition(|(basis, _)| *basis);
+    let codes = |rows: Vec<(bool, String)>| rows.into_iter().map(|(_, c)| c).collect();
     Ok(Some((row, (codes(bases), codes(benefits)))))
 }
 

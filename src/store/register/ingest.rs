@@ -185,10 +185,11 @@ impl Store {
         if facts.is_empty() {
             return Ok(Ingested::default());
         }
+        let codes: HashSet<String> = self.benefit_types().await?.into_iter().map(|b| b.code).collect();
         let started = std::time::Instant::now();
         let mut conn = self.write().await?;
         let begun = started.elapsed();
-        let results = run_ingest(&mut conn, &facts, now).await?;
+        let results = run_ingest(&mut conn, &facts, &codes, now).await?;
         let written = started.elapsed();
         let parties = match accepted_range(&results) {
             Some((first, last)) => crate::store::delivery::fan_out(&mut conn, first, last).await?,
@@ -211,13 +212,13 @@ impl Store {
 async fn run_ingest(
     conn: &mut Conn,
     facts: &[NewFact],
+    codes: &HashSet<String>,
     now: Micros,
 ) -> Result<Vec<IngestResult>, StoreError> {
     let t0 = std::time::Instant::now();
     let (last_seq, last_recorded_at) = lock_head(conn).await?;
     // Recording times never go backwards along the log, even if the clock does.
     let recorded_at = now.max(last_recorded_at);
-    let codes = benefit_codes(conn).await?;
 
     let mut record_keys: Vec<(String, String)> = Vec::new();
     let mut source_keys: Vec<(String, String)> = Vec::new();
@@ -537,15 +538,6 @@ async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError> {
         .fetch_one(c)
         .await?
     }))
-}
-
-async fn benefit_codes(conn: &mut Conn) -> Result<HashSet<String>, StoreError> {
-    let rows: Vec<(String,)> = on_conn!(conn, |c| {
-        sqlx::query_as("SELECT code FROM benefit_types")
-            .fetch_all(c)
-            .await?
-    });
-    Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
 /// The version stored earlier under `source_version`: from this batch's rows (rare, so a scan

@@ -510,14 +510,7 @@ impl DeliveryStream {
             .delivery_page(&self.party.party_id, (seq, ord), head, PAGE)
             .await?;
         let Some(last) = page.last() else {
-            // Every event up to the head has been read: a later resume may start from there.
-            if seq < head {
-                self.position = Position::History {
-                    seq: head,
-                    ord: u64::MAX,
-                    records_sent: 0,
-                };
-            }
+            self.caught_up_to(head);
             return Ok(false);
         };
         let last_seq = last.seq;
@@ -611,7 +604,26 @@ impl DeliveryStream {
             self.position = done;
         }
         self.flush().await?;
+        // A page shorter than asked for held every event up to the head read before it: caught up,
+        // with no need to read the (empty) next page. What commits meanwhile has woken the stream.
+        if page.len() < PAGE as usize {
+            self.caught_up_to(head);
+            return Ok(false);
+        }
         Ok(true)
+    }
+
+    /// Every event up to `head` has been read and delivered: a later resume may start from there.
+    fn caught_up_to(&mut self, head: u64) {
+        if let Position::History { seq, .. } = self.position
+            && seq < head
+        {
+            self.position = Position::History {
+                seq: head,
+                ord: u64::MAX,
+                records_sent: 0,
+            };
+        }
     }
 
     /// Delivers one snapshot: SnapshotBegin, the records in batches, SnapshotEnd. `prefetched` is
