@@ -277,7 +277,7 @@ impl App {
             shutdown.cancel();
             party_task.abort();
             admin_task.abort();
-            state.store.close().await;
+            close_store(&state, shutdown_grace).await;
             flatten(audience, res)?;
             anyhow::bail!("the {} stopped unexpectedly", audience.name());
         }
@@ -313,9 +313,21 @@ impl App {
         if let Some(task) = metrics_task {
             task.abort();
         }
-        state.store.close().await;
+        close_store(&state, shutdown_grace).await;
         tracing::info!("server stopped");
         result
+    }
+}
+
+/// Closes the database pools, waiting at most `grace` for connections still in use: a task that
+/// holds one past shutdown must not keep the process from exiting (what it had not committed is
+/// rolled back by the database, as after a crash).
+async fn close_store(state: &AppState, grace: Duration) {
+    if tokio::time::timeout(grace, state.store.close()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "database connections were still in use after the grace period; stopping without them"
+        );
     }
 }
 
