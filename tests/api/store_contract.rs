@@ -3352,7 +3352,48 @@ mod handle {
         migrating_is_separate_from_connecting_and_idempotent,
         housekeeping_changes_nothing_and_a_closed_handle_is_unavailable,
         a_change_announced_by_one_replica_wakes_the_others,
+        the_catalogue_is_read_once_and_again_after_a_migration,
     );
+
+    /// Only a migration changes the catalogue tables, so the handle reads them once; migrating
+    /// makes it read them again.
+    async fn the_catalogue_is_read_once_and_again_after_a_migration(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let before = app.store.legal_bases().await.unwrap();
+        let benefits = app.store.benefit_types().await.unwrap();
+        let code = before[0].code.clone();
+        app.execute_sql(&format!(
+            "UPDATE legal_bases SET purpose_en = 'changed by hand' WHERE code = '{code}'; \
+             UPDATE benefit_types SET name_en = 'changed by hand' WHERE code = '{}'",
+            benefits[0].code
+        ))
+        .await;
+        assert_eq!(
+            app.store.legal_bases().await.unwrap(),
+            before,
+            "kept as first read"
+        );
+        assert_eq!(
+            app.store.benefit_types().await.unwrap(),
+            benefits,
+            "kept as first read"
+        );
+
+        app.store.migrate().await.unwrap();
+        let after = app.store.legal_bases().await.unwrap();
+        assert_eq!(
+            (after[0].code.as_str(), after[0].purpose_en.as_str()),
+            (code.as_str(), "changed by hand")
+        );
+        assert_eq!(after[1..], before[1..], "the others as they were");
+        assert_eq!(
+            app.store.benefit_types().await.unwrap()[0].name_en,
+            "changed by hand"
+        );
+        app.stop().await;
+    }
 
     async fn migrating_is_separate_from_connecting_and_idempotent(backend: Backend) {
         let Some(database) = EmptyDatabase::create(backend).await else {
