@@ -507,7 +507,11 @@ impl Store {
         let mut conn = self.read().await?;
         let row: Option<(String,)> = on_conn!(&mut conn, |c| {
             sqlx::query_as(
-                "SELECT person FROM register_log WHERE source_system = $1 AND benefit_type = $2 ORDER BY seq LIMIT 1",
+                // From the source's facts (its key), to the first version of each: found at once
+                // in a register that has none from the source, however large.
+                "SELECT l.person FROM register_records r \
+                 JOIN register_log l ON l.record_id = r.record_id AND l.version = 1 \
+                 WHERE r.source_system = $1 AND l.benefit_type = $2 ORDER BY l.seq LIMIT 1",
             )
             .bind(source_system)
             .bind(benefit_type)
