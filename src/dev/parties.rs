@@ -82,7 +82,7 @@ pub async fn seed(store: &Store, certs_dir: &Path, clock: &Clock) -> anyhow::Res
     ] {
         let org_number = OrgNumber::parse(org).context("demo organisation number")?;
         let (cert, _) = certificate_facts(&read(file)?).with_context(|| format!("certs-dev/{file}"))?;
-        let benefit_codes = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+        let benefit_codes = store.benefit_codes().await?;
         let application = NewApplication {
             org_number: org_number.clone(),
             name: name.to_string(),

@@ -31,8 +31,8 @@ type Listed = Vec<(String, String)>;
 
 /// Both catalogues as read from the database.
 struct Catalogue {
-    bases: Vec<LegalBasis>,
-    benefits: Vec<BenefitType>,
+    bases: Arc<[LegalBasis]>,
+    benefits: Arc<[BenefitType]>,
 }
 
 /// The catalogues once read, shared by every clone of a [`Store`].
@@ -55,14 +55,24 @@ impl CatalogueCache {
 }
 
 impl Store {
-    /// Every legal basis, in force or not, ordered by code.
-    pub async fn legal_bases(&self) -> Result<Vec<LegalBasis>, StoreError> {
+    /// Every legal basis, in force or not, ordered by code (shared, not copied).
+    pub async fn legal_bases(&self) -> Result<Arc<[LegalBasis]>, StoreError> {
         Ok(self.catalogue().await?.bases.clone())
     }
 
-    /// Every benefit type, ordered by code.
-    pub async fn benefit_types(&self) -> Result<Vec<BenefitType>, StoreError> {
+    /// Every benefit type, ordered by code (shared, not copied).
+    pub async fn benefit_types(&self) -> Result<Arc<[BenefitType]>, StoreError> {
         Ok(self.catalogue().await?.benefits.clone())
+    }
+
+    /// Every benefit type's code, ordered.
+    pub async fn benefit_codes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .benefit_types()
+            .await?
+            .iter()
+            .map(|b| b.code.clone())
+            .collect())
     }
 
     /// The catalogues, read from the database the first time (two callers at once may both read
@@ -72,8 +82,8 @@ impl Store {
             return Ok(kept);
         }
         let read = Arc::new(Catalogue {
-            bases: self.read_legal_bases().await?,
-            benefits: self.read_benefit_types().await?,
+            bases: self.read_legal_bases().await?.into(),
+            benefits: self.read_benefit_types().await?.into(),
         });
         self.catalogue.set(Some(read.clone()));
         Ok(read)

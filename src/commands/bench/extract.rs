@@ -33,7 +33,7 @@ pub(super) async fn run(options: BenchExtractArgs) -> anyhow::Result<()> {
 
     println!("building a synthetic register of {} persons…", options.persons);
     let persons = load_register(&store, options.persons, &clock).await?;
-    let benefits: Vec<String> = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+    let benefits: Vec<String> = store.benefit_codes().await?;
     println!("an order over all of them, every benefit type, 2000-01-01 to {DEFAULT_UNTIL}…");
     let order = order_ready_to_extract(&store, &persons, &benefits, &clock).await?;
     // As after any bulk load: let the database settle before anything is measured.

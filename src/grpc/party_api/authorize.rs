@@ -91,7 +91,7 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct Gate {
     agreement: Option<Agreement>,
-    bases: Vec<LegalBasis>,
+    bases: std::sync::Arc<[LegalBasis]>,
 }
 
 impl Gate {

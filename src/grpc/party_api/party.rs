@@ -55,7 +55,7 @@ impl PartyApi {
         &self,
         (party, req): (PartyPrincipal, pb::ListBenefitTypesRequest),
     ) -> Result<pb::ListBenefitTypesResponse, Status> {
-        let types = self.state.store.benefit_types().await?;
+        let types = self.state.store.benefit_types().await?.to_vec();
         let types = self
             .granted(&party, req.granted_only, types, |t| &t.code, |a| a.benefit_codes)
             .await?;

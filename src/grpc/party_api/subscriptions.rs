@@ -128,13 +128,7 @@ impl PartyApi {
         tracing::Span::current().record("items", items.len());
         fields::batch_size("items", items.len(), MAX_BATCH)?;
         let state = &self.state;
-        let known: Vec<String> = state
-            .store
-            .benefit_types()
-            .await?
-            .into_iter()
-            .map(|b| b.code)
-            .collect();
+        let known: Vec<String> = state.store.benefit_codes().await?;
         let gate = Gate::load(state, &party).await?;
         let now = state.clock.now_micros();
 

@@ -113,8 +113,8 @@ impl Store {
     ) -> Result<Vec<u8>, AdminError> {
         let catalogue = match change {
             PartyChange::Apply(_) | PartyChange::SendAgreement { .. } => Some(Catalogue {
-                bases: self.legal_bases().await?,
-                benefit_codes: self.benefit_types().await?.into_iter().map(|b| b.code).collect(),
+                bases: self.legal_bases().await?.to_vec(),
+                benefit_codes: self.benefit_codes().await?,
                 today: business_date_at(now),
             }),
             _ => None,

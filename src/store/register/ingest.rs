@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{postgres, sqlite};
+use crate::domain::catalogue::BenefitType;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::register::versions::{
     EarlierVersion, FactHead, IngestResult, IngestedVersion, PlannedVersion, StoredRecord, plan_version,
@@ -185,11 +186,11 @@ impl Store {
         if facts.is_empty() {
             return Ok(Ingested::default());
         }
-        let codes: HashSet<String> = self.benefit_types().await?.into_iter().map(|b| b.code).collect();
+        let benefit_types = self.benefit_types().await?;
         let started = std::time::Instant::now();
         let mut conn = self.write().await?;
         let begun = started.elapsed();
-        let results = run_ingest(&mut conn, &facts, &codes, now).await?;
+        let results = run_ingest(&mut conn, &facts, &benefit_types, now).await?;
         let written = started.elapsed();
         let parties = match accepted_range(&results) {
             Some((first, last)) => crate::store::delivery::fan_out(&mut conn, first, last).await?,
@@ -212,7 +213,7 @@ impl Store {
 async fn run_ingest(
     conn: &mut Conn,
     facts: &[NewFact],
-    codes: &HashSet<String>,
+    benefit_types: &[BenefitType],
     now: Micros,
 ) -> Result<Vec<IngestResult>, StoreError> {
     let t0 = std::time::Instant::now();
@@ -283,7 +284,7 @@ async fn run_ingest(
         let source_version = to_i64(fact.source_version());
         let hash = fact.content_hash().to_string();
 
-        if !fact.benefit_type().is_empty() && !codes.contains(fact.benefit_type()) {
+        if !fact.benefit_type().is_empty() && !benefit_types.iter().any(|b| b.code == fact.benefit_type()) {
             results.push(IngestResult::Rejected(FactError::new(
                 RejectReason::UnknownBenefitType,
                 "benefit_type",

@@ -47,7 +47,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
     let ca = DevCa::generate("bench CA")?;
     let server = ca.issue_server(&["localhost", "127.0.0.1"])?;
     let client = ca.issue_client("Bench Försäkring AB", None)?;
-    let benefits: Vec<String> = store.benefit_types().await?.into_iter().map(|b| b.code).collect();
+    let benefits: Vec<String> = store.benefit_codes().await?;
     let party = BenchParty {
         org_number: "556677-8899",
         name: "Bench Försäkring AB",
