@@ -11,6 +11,7 @@
 //! with PERMISSION_DENIED `PARTY_TERMINATED` once the party's termination takes effect (after the
 //! ENDED notices); and with UNAVAILABLE `SERVER_SHUTTING_DOWN` when the server drains.
 
+mod messages;
 mod outlet;
 mod producer;
 mod pull;

@@ -15,24 +15,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::messages::{SnapshotPlace, snapshot_reason};
 use super::outlet::Outgoing;
 use super::start::{READ_AHEAD, Reader, Start, StartItem, StartRead};
 use super::{Decided, decide};
 use crate::domain::cursor::{CursorKey, Position};
-use crate::domain::delivery::{EndReason, EventKind, Notice, SnapshotReason, SubscriptionState};
+use crate::domain::delivery::{EndReason, EventKind};
 use crate::domain::disclosure::NewDisclosure;
-use crate::domain::register::versions::{DeliveredVersion, StoredRecord, Version as _};
-use crate::domain::register::{DateRange, FactBody, PersonData};
-use crate::grpc::convert::{self, Audience, timestamp};
-use crate::grpc::party_api::authorize::{Ask, CallContext, Gate, Refusal, allowed_entry};
+use crate::domain::register::PersonData;
+use crate::grpc::convert::{self, timestamp};
+use crate::grpc::party_api::authorize::{CallContext, Gate, Refusal};
 use crate::grpc::pb::lefi::v1 as pb;
 use crate::grpc::status;
 use crate::identity::{IdentityError, PartyPrincipal, check_party};
 use crate::policy::Permit;
 use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::delivery::{DeliveryEvent, EndSelector, Subscription};
-use crate::store::register::Snapshot;
+use crate::store::delivery::{EndSelector, Subscription};
 
 /// History events read per page.
 const PAGE: i64 = 256;
@@ -94,7 +93,7 @@ pub(super) struct DeliveryStream {
 #[derive(Default)]
 pub(super) struct Outbox {
     messages: Vec<pb::StreamEvent>,
-    log: Vec<NewDisclosure>,
+    pub(super) log: Vec<NewDisclosure>,
 }
 
 /// Persons' own data, by identity number (storage form), at most [`PERSON_CACHE`] of them: the
@@ -104,33 +103,20 @@ pub(super) struct Outbox {
 pub(super) struct PersonCache(HashMap<String, PersonData>);
 
 impl PersonCache {
-    fn get(&self, person: &str) -> Option<&PersonData> {
+    pub(super) fn get(&self, person: &str) -> Option<&PersonData> {
         self.0.get(person)
     }
 
-    fn contains(&self, person: &str) -> bool {
+    pub(super) fn contains(&self, person: &str) -> bool {
         self.0.contains_key(person)
     }
 
-    fn remember(&mut self, person: String, data: PersonData) {
+    pub(super) fn remember(&mut self, person: String, data: PersonData) {
         if self.0.len() >= PERSON_CACHE && !self.0.contains_key(&person) {
             self.0.clear();
         }
         self.0.insert(person, data);
     }
-}
-
-/// Where a snapshot stands in the stream, for its messages' cursors.
-struct SnapshotPlace<'a> {
-    event_number: u64,
-    as_of: u64,
-    reason: pb::SnapshotReason,
-    /// Records of it already delivered, plus one for its SnapshotBegin (0: nothing yet).
-    skip: u64,
-    /// The position inside the snapshot after `records_sent` records.
-    at: &'a (dyn Fn(u64) -> Position + Sync),
-    /// The position after the whole snapshot.
-    done: Position,
 }
 
 impl DeliveryStream {
@@ -260,7 +246,11 @@ impl DeliveryStream {
     }
 
     /// The message at `position` (its cursor names the position after it).
-    fn message(&self, position: Position, event: pb::stream_event::Event) -> (Position, pb::StreamEvent) {
+    pub(super) fn message(
+        &self,
+        position: Position,
+        event: pb::stream_event::Event,
+    ) -> (Position, pb::StreamEvent) {
         let cursor = self.cursor_at(position);
         let message = pb::StreamEvent {
             cursor,
@@ -270,7 +260,7 @@ impl DeliveryStream {
     }
 
     /// Whether a pull's answer has room for `message` (taking it); a stream always has.
-    fn admit(&mut self, message: &pb::StreamEvent) -> bool {
+    pub(super) fn admit(&mut self, message: &pb::StreamEvent) -> bool {
         match &mut self.budget {
             None => true,
             Some(budget) => budget.take(prost::Message::encoded_len(message)),
@@ -278,14 +268,14 @@ impl DeliveryStream {
     }
 
     /// Queues an admitted message for the next flush.
-    fn push(&mut self, (position, message): (Position, pb::StreamEvent)) {
+    pub(super) fn push(&mut self, (position, message): (Position, pb::StreamEvent)) {
         self.outbox.messages.push(message);
         self.last_queued = Some(position);
     }
 
     /// Queues a message that discloses nothing for the next flush, if there is room; otherwise
     /// the pull's answer is full.
-    fn queue(&mut self, position: Position, event: pb::stream_event::Event) -> Flow {
+    pub(super) fn queue(&mut self, position: Position, event: pb::stream_event::Event) -> Flow {
         let message = self.message(position, event);
         if !self.admit(&message.1) {
             return Flow::Full;
@@ -307,7 +297,7 @@ impl DeliveryStream {
     }
 
     /// Flushes when enough is waiting.
-    async fn maybe_flush(&mut self) -> Flow {
+    pub(super) async fn maybe_flush(&mut self) -> Flow {
         if self.outbox.messages.len() >= FLUSH_AT {
             if let Err(flow) = self.flush().await {
                 return flow;
@@ -624,188 +614,6 @@ impl DeliveryStream {
                 records_sent: 0,
             };
         }
-    }
-
-    /// Delivers one snapshot: SnapshotBegin, the records in batches, SnapshotEnd. `prefetched` is
-    /// the snapshot when it was read ahead (start snapshots); otherwise it is read here, as of its
-    /// sequence, under the delivery's permit.
-    async fn deliver_snapshot(
-        &mut self,
-        subscription: &Subscription,
-        ask: &Ask,
-        permit: &Permit,
-        place: SnapshotPlace<'_>,
-        prefetched: Option<Snapshot>,
-    ) -> Flow {
-        let (data, mut records) = match prefetched {
-            Some(found) => found,
-            None => {
-                let period = DateRange {
-                    from: subscription.asked.from_date,
-                    to: None,
-                };
-                match self.state.store.snapshot_of(permit, period, place.as_of).await {
-                    Ok(found) => found,
-                    Err(e) => return e.into(),
-                }
-            }
-        };
-        // Only the records the subscription asked for (its filter; changes are filtered at fan-out).
-        let filter = &subscription.asked.filter;
-        if !filter.is_everything() {
-            records.retain(|r| filter.admits(r.fact_type(), r.topic()));
-        }
-        let person = convert::person(permit.person(), &data, Audience::Party);
-        self.persons
-            .remember(permit.person().as_storage().to_string(), data);
-        // `skip` counts SnapshotBegin as 1 and each record after it as 1 more.
-        let already = (place.skip.saturating_sub(1) as usize).min(records.len());
-        let id = &subscription.subscription_id;
-        // The snapshot's messages still to send, each with the records it holds.
-        let mut messages = Vec::new();
-        if place.skip == 0 {
-            let begin = pb::stream_event::Event::SnapshotBegin(pb::SnapshotBegin {
-                subscription_id: id.clone(),
-                event_number: place.event_number,
-                as_of_sequence: place.as_of,
-                reason: place.reason as i32,
-                person: Some(person.clone()),
-            });
-            messages.push((self.message((place.at)(1), begin), 0));
-        }
-        let record_count = records.len() as u64;
-        records.drain(..already);
-        let mut sent = already;
-        // Batches are numbered from 1; a resume inside the snapshot continues the numbering.
-        let mut batches = (already / self.batch.max(1)) as u32;
-        for batch in convert::record_batches(records, self.batch) {
-            let held = batch.len();
-            sent += held;
-            batches += 1;
-            let records = pb::stream_event::Event::Records(pb::RecordBatch {
-                subscription_id: id.clone(),
-                event_number: place.event_number,
-                batch_index: batches,
-                person: Some(person.clone()),
-                records: batch,
-            });
-            messages.push((self.message((place.at)(sent as u64 + 1), records), held));
-        }
-        // The end marker carries the position after the whole event.
-        let end = pb::stream_event::Event::SnapshotEnd(pb::SnapshotEnd {
-            subscription_id: id.clone(),
-            event_number: place.event_number,
-            as_of_sequence: place.as_of,
-            record_count,
-            batch_count: batches,
-        });
-        messages.push((self.message(place.done, end), 0));
-        // A pull takes what its answer has room for; the log names exactly the records taken.
-        let total = messages.len();
-        let admitted: Vec<_> = messages
-            .into_iter()
-            .map_while(|(message, held)| self.admit(&message.1).then_some((message, held)))
-            .collect();
-        if admitted.is_empty() {
-            return Flow::Full;
-        }
-        let full = admitted.len() < total;
-        let taken = admitted.iter().map(|(_, held)| held).sum();
-        let entry = allowed_entry(&self.party, &self.call, ask, permit, taken, (0, place.as_of));
-        self.outbox.log.push(entry);
-        for (message, _) in admitted {
-            self.push(message);
-        }
-        if full {
-            return Flow::Full;
-        }
-        self.maybe_flush().await
-    }
-
-    /// Delivers one change. `fact` is the log row at the change's sequence and `versions` the
-    /// person's recorded data (when the stream does not remember it), both read with the page.
-    async fn deliver_change(
-        &mut self,
-        event: &DeliveryEvent,
-        ask: &Ask,
-        permit: &Permit,
-        fact: Option<&DeliveredVersion>,
-        versions: &[(u64, PersonData)],
-        done: Position,
-    ) -> Flow {
-        // The person's data as of this change: a person update is itself the change; otherwise the
-        // stream's cache holds it (every person update of a subscribed person reaches this stream
-        // as a change, and snapshots fill the cache), or the latest version recorded at or before
-        // the change's sequence.
-        let key = permit.person().as_storage().to_string();
-        let data = match fact {
-            Some(DeliveredVersion::Parsed(StoredRecord {
-                body: FactBody::Person(data),
-                ..
-            })) => data.clone(),
-            _ => match self.persons.get(&key) {
-                Some(data) => data.clone(),
-                None => versions
-                    .iter()
-                    .rev()
-                    .find(|(seq, _)| *seq <= event.seq)
-                    .map(|(_, data)| data.clone())
-                    .unwrap_or_default(),
-            },
-        };
-        let person = convert::person(permit.person(), &data, Audience::Party);
-        self.persons.remember(key, data);
-        // Person-data changes carry no records: the new Person is the change.
-        let records: Vec<pb::BenefitRecord> = fact
-            .filter(|r| !r.is_person_update())
-            .map(|r| pb::BenefitRecord::from(r.clone()))
-            .into_iter()
-            .collect();
-        let range = (event.seq.saturating_sub(1), event.seq);
-        let count = records.len();
-        let change = pb::stream_event::Event::Change(pb::Change {
-            subscription_id: event.subscription.subscription_id.clone(),
-            event_number: event.event_number,
-            person: Some(person),
-            records,
-            register_sequence: event.seq,
-        });
-        let message = self.message(done, change);
-        if !self.admit(&message.1) {
-            return Flow::Full;
-        }
-        let entry = allowed_entry(&self.party, &self.call, ask, permit, count, range);
-        self.outbox.log.push(entry);
-        self.push(message);
-        self.maybe_flush().await
-    }
-
-    async fn deliver_notice(&mut self, event: &DeliveryEvent, notice: &Notice, done: Position) -> Flow {
-        let state = match notice.state {
-            SubscriptionState::Active => pb::SubscriptionState::Active,
-            SubscriptionState::Suspended => pb::SubscriptionState::Suspended,
-            SubscriptionState::Ended => pb::SubscriptionState::Ended,
-        };
-        let notice = pb::stream_event::Event::Notice(pb::SubscriptionNotice {
-            subscription_id: event.subscription.subscription_id.clone(),
-            event_number: event.event_number,
-            state: state as i32,
-            reason: convert::state_reason(Some(notice.reason)) as i32,
-            message: notice.message.clone(),
-            effective_at: Some(timestamp(event.recorded_at)),
-        });
-        if let Flow::Full = self.queue(done, notice) {
-            return Flow::Full;
-        }
-        self.maybe_flush().await
-    }
-}
-
-fn snapshot_reason(reason: SnapshotReason) -> pb::SnapshotReason {
-    match reason {
-        SnapshotReason::SubscriptionCreated => pb::SnapshotReason::SubscriptionCreated,
-        SnapshotReason::FullRefresh => pb::SnapshotReason::FullRefresh,
-        SnapshotReason::Resumed => pb::SnapshotReason::SubscriptionResumed,
     }
 }
 
