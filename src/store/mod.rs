@@ -225,6 +225,13 @@ impl Store {
                 "encoded the stored register versions in the current format"
             );
         }
+        let built = self.fill_person_states().await?;
+        if built > 0 {
+            tracing::info!(
+                persons = built,
+                "built the persons' current states for delivery snapshots"
+            );
+        }
         Ok(())
     }
 

@@ -331,6 +331,14 @@ impl TestApp {
         }
     }
 
+    /// The one integer a query such as `SELECT COUNT(*) FROM …` answers, on a connection of its own.
+    pub async fn query_number(&self, sql: &str) -> i64 {
+        match self.backend {
+            Backend::Sqlite => number_raw::<sqlx::SqliteConnection>(&self.db_url, sql).await,
+            Backend::Postgres => number_raw::<sqlx::PgConnection>(&self.db_url, sql).await,
+        }
+    }
+
     /// Stops the server and starts a new one on the same database and certificates (new ports), as
     /// after a deploy. The test's clock carries over.
     pub async fn restart(self) -> TestApp {
@@ -504,6 +512,22 @@ where
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// [`TestApp::query_number`] on either backend.
+async fn number_raw<C>(url: &str, sql: &str) -> i64
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    i64: for<'r> sqlx::Decode<'r, C::Database> + sqlx::Type<C::Database>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    usize: sqlx::ColumnIndex<<C::Database as sqlx::Database>::Row>,
+{
+    let mut conn = C::connect(url).await.unwrap();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
 }
 
 impl Drop for TestApp {

@@ -1198,6 +1198,7 @@ mod register {
         records_at_keeps_only_rows_the_permit_of_their_sequence_covers,
         versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate,
         snapshots_from_the_current_state_equal_those_from_the_log,
+        person_states_answer_at_the_head_and_step_aside_when_a_version_passes_them,
     );
 
     const MINUTE: i64 = 60_000_000;
@@ -1713,9 +1714,6 @@ mod register {
     async fn snapshots_from_the_current_state_equal_those_from_the_log(backend: Backend) {
         use std::collections::{HashMap, HashSet};
 
-        use lefi::grpc::pb::lefi::v1 as pb;
-        use prost::Message as _;
-
         let Some(app) = TestApp::spawn(backend).await else {
             return;
         };
@@ -1769,6 +1767,18 @@ mod register {
         for person in persons.iter().chain([&P1]) {
             permits.push(insurer_permit(&app, person, &["SJP", "FP"]).await);
         }
+        for &as_of in &heads {
+            assert_snapshots_as_in_the_log(&app, &permits, as_of).await;
+        }
+        app.stop().await;
+    }
+
+    /// [`Store::snapshots_of`] for all `permits` at once as of `as_of` is, permit by permit, what
+    /// the log alone says as of `as_of`, to the byte.
+    async fn assert_snapshots_as_in_the_log(app: &TestApp, permits: &[Permit], as_of: u64) {
+        use lefi::grpc::pb::lefi::v1 as pb;
+        use prost::Message as _;
+
         let asks: Vec<SnapshotAsk<'_>> = permits
             .iter()
             .map(|permit| SnapshotAsk {
@@ -1782,18 +1792,131 @@ mod register {
                 .map(|r| pb::BenefitRecord::from(r).encode_to_vec())
                 .collect()
         };
-        for &as_of in &heads {
-            let snapshots = app.store.snapshots_of(&asks, as_of).await.unwrap();
-            assert_eq!(snapshots.len(), asks.len());
-            for (permit, (data, records)) in permits.iter().zip(snapshots) {
-                let from_log = app.store.records_as_of(permit, SINCE_2024, as_of).await.unwrap();
-                let from_log = encoded(from_log.into_iter().map(DeliveredVersion::Parsed).collect());
-                assert_eq!(encoded(records), from_log, "records as of {as_of}");
-                let person = app.store.person(permit.person(), Some(as_of)).await.unwrap();
-                let name = person.map(|p| p.data.name).unwrap_or_default();
-                assert_eq!(data.name, name, "person data as of {as_of}");
-            }
+        let snapshots = app.store.snapshots_of(&asks, as_of).await.unwrap();
+        assert_eq!(snapshots.len(), asks.len());
+        for (permit, (data, records)) in permits.iter().zip(snapshots) {
+            let from_log = app.store.records_as_of(permit, SINCE_2024, as_of).await.unwrap();
+            let from_log = encoded(from_log.into_iter().map(DeliveredVersion::Parsed).collect());
+            assert_eq!(encoded(records), from_log, "records as of {as_of}");
+            let person = app.store.person(permit.person(), Some(as_of)).await.unwrap();
+            let name = person.map(|p| p.data.name).unwrap_or_default();
+            assert_eq!(data.name, name, "person data as of {as_of}");
         }
+    }
+
+    /// A snapshot at the head reads each person's state row (`register_person_state`, one per
+    /// person, kept by ingest). Without the rows (a register from before them) it reads the same
+    /// from the current state, and `migrate` builds them again; a version appended by a writer that
+    /// knows nothing of them (a replica of an older release) deletes its person's row, so no
+    /// snapshot misses it, and that person's next ingest builds the row again.
+    async fn person_states_answer_at_the_head_and_step_aside_when_a_version_passes_them(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        accept(
+            &app,
+            vec![
+                period(P1, "a", 1, "SJP", JANUARY),
+                period(P1, "b", 1, "FP", FEBRUARY),
+                person_update(P1, 1, "Anna"),
+                period(P2, "c", 1, "SJP", JANUARY),
+                period(P2, "d", 1, "SJP", FEBRUARY),
+            ],
+        )
+        .await;
+        accept(
+            &app,
+            vec![period(P1, "a", 2, "SJP", FEBRUARY), retraction(P2, "d", 2, "SJP")],
+        )
+        .await;
+        let mut permits = Vec::new();
+        for person in [P1, P2, P3, P1] {
+            permits.push(insurer_permit(&app, person, &["SJP", "FP"]).await);
+        }
+        let head = app.store.head_seq().await.unwrap();
+        assert_snapshots_as_in_the_log(&app, &permits, head).await;
+
+        // The rows are what the head's snapshot reads: a damaged one is an error, never a guess.
+        let damaged = match backend {
+            Backend::Sqlite => "X'01'",
+            Backend::Postgres => "'\\x01'::bytea",
+        };
+        app.execute_sql(&format!("UPDATE register_person_state SET state = {damaged}"))
+            .await;
+        let asks = [SnapshotAsk {
+            permit: &permits[0],
+            period: SINCE_2024,
+        }];
+        assert!(app.store.snapshots_of(&asks, head).await.is_err());
+
+        // Without rows, the same snapshots; migrate builds the rows again (P3 has no facts, so
+        // no row), and they answer alike.
+        let rows = "SELECT COUNT(*) FROM register_person_state";
+        app.execute_sql("DELETE FROM register_person_state").await;
+        assert_snapshots_as_in_the_log(&app, &permits, head).await;
+        app.store.migrate().await.unwrap();
+        assert_eq!(app.query_number(rows).await, 2);
+        assert_snapshots_as_in_the_log(&app, &permits, head).await;
+
+        // A writer of an older release appends a version of P1's fact "a" (its latest version's
+        // row again, under a new sequence) and does not touch the person's row: the row is
+        // deleted with the append, and the snapshot holds the new sequence.
+        let (_, records) = app
+            .store
+            .snapshot_of(&permits[0], SINCE_2024, head)
+            .await
+            .unwrap();
+        // Fact a's correction is P1's latest version.
+        let latest_a = records.iter().map(|r| r.seq()).max().unwrap();
+        let appended = app.store.head_seq().await.unwrap() + 1;
+        app.execute_sql(&format!(
+            "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
+                 source_version, content_hash, wire) \
+             SELECT {appended}, recorded_at, person, record_id, version + 10, kind, retroactive, \
+                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
+                 source_version + 10, content_hash, wire FROM register_log WHERE seq = {latest_a}; \
+             UPDATE register_head SET last_seq = {appended} WHERE id = 1"
+        ))
+        .await;
+        let (_, records) = app
+            .store
+            .snapshot_of(&permits[0], SINCE_2024, appended)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
+        assert!(
+            seqs.contains(&appended),
+            "the appended version is in the snapshot: {seqs:?}"
+        );
+        assert!(
+            !seqs.contains(&latest_a),
+            "and the one it replaces is not: {seqs:?}"
+        );
+
+        let p1_rows = format!(
+            "SELECT COUNT(*) FROM register_person_state WHERE person = '{}'",
+            pnr(P1).as_storage()
+        );
+        assert_eq!(
+            app.query_number(&p1_rows).await,
+            0,
+            "P1's row went with the append"
+        );
+        assert_eq!(app.query_number(rows).await, 1, "P2's row stays");
+
+        // P1's next ingest builds the row again, from the current state: it holds the appended
+        // version and the new one, and answers as the log does.
+        accept(&app, vec![period(P1, "e", 1, "FP", JANUARY)]).await;
+        let head = app.store.head_seq().await.unwrap();
+        assert_eq!(app.query_number(&p1_rows).await, 1);
+        let (_, records) = app
+            .store
+            .snapshot_of(&permits[0], SINCE_2024, head)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
+        assert!(seqs.contains(&appended) && seqs.contains(&head), "{seqs:?}");
         app.stop().await;
     }
 
@@ -1848,10 +1971,11 @@ mod register {
         // The snapshot's one record ("s" at version 2) and the four benefit changes.
         assert_eq!(forms, [true; 5]);
 
-        // A register written before encodings were kept, as migrations 0014 and 0017 leave it: no
+        // A register written before encodings were kept, as migrations 0014, 0017 and 0019 leave it: no
         // encoding in the log, and the current state holding each row's JSON body instead.
         let drop_encodings = async || {
             app.execute_sql("UPDATE register_log SET wire = NULL").await;
+            app.execute_sql("DELETE FROM register_person_state").await;
             app.execute_sql(
                 "UPDATE register_current SET wire = NULL, \
                      body = (SELECT l.body FROM register_log l WHERE l.seq = register_current.seq)",

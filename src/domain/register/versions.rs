@@ -117,6 +117,37 @@ impl Version for StoredRecord {
     }
 }
 
+impl Version for EncodedVersion {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    fn kind(&self) -> RecordKind {
+        self.kind
+    }
+    fn benefit_type(&self) -> Option<&str> {
+        self.benefit_type.as_deref()
+    }
+    fn valid(&self) -> Option<DateRange> {
+        self.valid
+    }
+    fn is_person_update(&self) -> bool {
+        // Person updates are never encoded.
+        false
+    }
+    fn into_person_data(self) -> Option<PersonData> {
+        None
+    }
+    fn fact_type(&self) -> FactType {
+        self.fact_type
+    }
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 impl Version for DeliveredVersion {
     fn seq(&self) -> u64 {
         match self {
@@ -388,6 +419,13 @@ pub fn person_snapshot<R: Version>(
     benefit_codes: &[String],
     overlapping: DateRange,
 ) -> (PersonData, Vec<R>) {
+    snapshot_of_current(current_versions(rows), benefit_codes, overlapping)
+}
+
+/// A person's current state from every log row of theirs up to some sequence (in any order): the
+/// latest person update's data (the default, no name, when there is none) and the latest version
+/// of each benefit fact, retracted facts left out, in no particular order.
+pub fn current_versions<R: Version>(rows: Vec<R>) -> (PersonData, Vec<R>) {
     // The latest version of a fact is its row with the highest sequence. Person updates are the
     // person's own data, not records.
     let mut keep = vec![false; rows.len()];
@@ -405,13 +443,7 @@ pub fn person_snapshot<R: Version>(
             }
         }
         for i in latest.into_values() {
-            let row = &rows[i];
-            let retracted = row.kind() == RecordKind::Retraction;
-            let covered = row
-                .benefit_type()
-                .is_none_or(|b| benefit_codes.iter().any(|c| c == b));
-            let in_period = row.valid().is_some_and(|v| v.overlaps(&overlapping));
-            keep[i] = !retracted && covered && in_period;
+            keep[i] = rows[i].kind() != RecordKind::Retraction;
         }
     }
     let mut data = PersonData::default();
@@ -425,14 +457,34 @@ pub fn person_snapshot<R: Version>(
             out.push(row);
         }
     }
-    out.sort_by(|a, b| {
-        (a.benefit_type(), a.valid().map(|v| v.from), a.record_id()).cmp(&(
-            b.benefit_type(),
-            b.valid().map(|v| v.from),
-            b.record_id(),
-        ))
-    });
     (data, out)
+}
+
+/// A snapshot from a person's current state ([`current_versions`]): the records whose benefit type
+/// is one of `benefit_codes` (person events that concern no single benefit always) and whose valid
+/// period overlaps `overlapping`, ordered by benefit type, valid from, record id.
+pub fn snapshot_of_current<R: Version>(
+    (data, records): (PersonData, Vec<R>),
+    benefit_codes: &[String],
+    overlapping: DateRange,
+) -> (PersonData, Vec<R>) {
+    let mut out: Vec<R> = records
+        .into_iter()
+        .filter(|row| {
+            let covered = row
+                .benefit_type()
+                .is_none_or(|b| benefit_codes.iter().any(|c| c == b));
+            let in_period = row.valid().is_some_and(|v| v.overlaps(&overlapping));
+            covered && in_period
+        })
+        .collect();
+    out.sort_by(|a, b| snapshot_order(a).cmp(&snapshot_order(b)));
+    (data, out)
+}
+
+/// The order of a snapshot's records: benefit type, valid from, record id.
+pub fn snapshot_order<R: Version>(r: &R) -> (Option<&str>, Option<time::Date>, &str) {
+    (r.benefit_type(), r.valid().map(|v| v.from), r.record_id())
 }
 
 #[cfg(test)]

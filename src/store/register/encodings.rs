@@ -87,7 +87,8 @@ impl Store {
             after = last;
         }
         // The current state copies the new encodings (benefit rows keep no JSON body beside one), in
-        // the transaction that records the format.
+        // the transaction that records the format; the persons' states, which hold the old ones,
+        // are deleted and built again by `Store::fill_person_states`.
         let mut conn = self.write().await?;
         on_conn!(&mut conn, |c| {
             sqlx::query(
@@ -97,6 +98,9 @@ impl Store {
             )
             .execute(&mut *c)
             .await?;
+            sqlx::query("DELETE FROM register_person_state")
+                .execute(&mut *c)
+                .await?;
             sqlx::query("UPDATE register_head SET wire_format = $1 WHERE id = 1")
                 .bind(WIRE_FORMAT)
                 .execute(&mut *c)

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::person_state::{PersonState, build_person_states, write_person_states};
 use super::{postgres, sqlite};
 use crate::domain::catalogue::BenefitType;
 use crate::domain::clock::{Micros, format_date};
@@ -82,6 +83,14 @@ pub(super) struct PersonSourceRow {
     pub latest_version: i64,
     pub latest_seq: i64,
     pub latest_source_version: i64,
+}
+
+/// A person the register knows, with their `register_person_state` row when they have one.
+#[derive(sqlx::FromRow)]
+pub(super) struct KnownPerson {
+    person: String,
+    seq: Option<i64>,
+    state: Option<Vec<u8>>,
 }
 
 /// A stored fact head (`register_records`) with what its latest version held (`register_log`), as
@@ -268,8 +277,17 @@ async fn run_ingest(
         postgres: |c| postgres::find_persons(c, &person_keys).await?,
     );
     // `None` for a person already stored whose data the batch did not change.
-    let mut persons: HashMap<String, Option<PersonRow>> =
-        known_persons.into_iter().map(|p| (p, None)).collect();
+    let mut persons: HashMap<String, Option<PersonRow>> = HashMap::with_capacity(known_persons.len());
+    // Each known person's current state; `None` where it must be built from `register_current`.
+    let mut states: HashMap<String, Option<PersonState>> = HashMap::with_capacity(known_persons.len());
+    for known in known_persons {
+        let state = match (known.seq, known.state) {
+            (Some(seq), Some(state)) => PersonState::decode(seq, bytes::Bytes::from(state))?,
+            _ => None,
+        };
+        persons.insert(known.person.clone(), None);
+        states.insert(known.person, state);
+    }
 
     let t_lookup = t0.elapsed();
     let mut seq = last_seq;
@@ -474,10 +492,18 @@ async fn run_ingest(
     let mut t_log = t_plan;
     if !log.is_empty() {
         let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
+        // The persons' current states, written before the log rows so that the log's trigger
+        // finds them current (it deletes a state older than an appended version); those that
+        // must be built from `register_current` are built after, from what the log's trigger kept.
+        let (updated, rebuild) = person_states_after(states, &log)?;
+        write_person_states(conn, &updated).await?;
         on_conn!(&mut *conn,
             sqlite: |c| sqlite::insert_log(c, log).await?,
             postgres: |c| postgres::insert_log(c, log).await?,
         );
+        if !rebuild.is_empty() {
+            build_person_states(conn, &rebuild).await?;
+        }
         t_log = t0.elapsed();
         let (changed, new): (Vec<RecordState>, Vec<RecordState>) =
             records.into_values().filter(|s| s.dirty).partition(|s| s.stored);
@@ -531,7 +557,7 @@ async fn run_ingest(
 
 /// Takes the register head's row lock (PostgreSQL queues writers here until commit) and reads the
 /// last sequence and its recording time.
-async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError> {
+pub(super) async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError> {
     Ok(on_conn!(conn, |c| {
         sqlx::query_as(
             "UPDATE register_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq, last_recorded_at",
@@ -539,6 +565,39 @@ async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError> {
         .fetch_one(c)
         .await?
     }))
+}
+
+/// A person (storage form) and their current state.
+type StateOf = (String, PersonState);
+
+/// The current states of the persons `log` appends to, each after its versions in `log`: from the
+/// state read with the person, or an empty one for a person new in this batch; and the persons
+/// whose state must be built from `register_current` instead (known, but without a state).
+fn person_states_after(
+    mut known: HashMap<String, Option<PersonState>>,
+    log: &[LogRow],
+) -> Result<(Vec<StateOf>, Vec<String>), StoreError> {
+    let mut updated: HashMap<&str, PersonState> = HashMap::new();
+    let mut rebuild: Vec<String> = Vec::new();
+    for row in log {
+        let person = row.person.as_str();
+        if let Some(state) = updated.get_mut(person) {
+            state.apply(row)?;
+            continue;
+        }
+        match known.remove(person) {
+            // Already listed for building (its first row removed it from `known`).
+            None if rebuild.iter().any(|p| p == person) => {}
+            Some(None) => rebuild.push(person.to_string()),
+            found => {
+                let mut state = found.flatten().unwrap_or_default();
+                state.apply(row)?;
+                updated.insert(person, state);
+            }
+        }
+    }
+    let updated = updated.into_iter().map(|(p, s)| (p.to_string(), s)).collect();
+    Ok((updated, rebuild))
 }
 
 /// The version stored earlier under `source_version`: from this batch's rows (rare, so a scan

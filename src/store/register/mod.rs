@@ -26,7 +26,8 @@ use super::{Store, StoreError, non_empty, stored_date, stored_opt_date, stored_p
 use crate::domain::Personnummer;
 use crate::domain::clock::Micros;
 use crate::domain::register::versions::{
-    DeliveredVersion, EncodedVersion, StoredPerson, StoredRecord, Version, person_snapshot,
+    DeliveredVersion, EncodedVersion, StoredPerson, StoredRecord, Version, current_versions,
+    snapshot_of_current,
 };
 use crate::domain::register::{DateRange, FactBody, FactType, PersonData, RecordKind};
 use crate::policy::Permit;
@@ -190,8 +191,9 @@ macro_rules! each_log_row {
     }};
 }
 
-// After the macro, which it uses.
+// After the macro, which they use.
 mod encodings;
+mod person_state;
 
 impl Store {
     /// The latest committed register sequence (facts and party events alike; 0 when empty).
@@ -293,11 +295,12 @@ impl Store {
     }
 
     /// [`Store::snapshot_of`] for many asks at one sequence; the answers come in the order of
-    /// `asks`, each record as the delivery sends it. The rows are read from the register's current
-    /// state (each fact's latest version, one query); a person with a row newer than `as_of` (a
-    /// change since the snapshot's sequence was chosen, or an older sequence asked for) is read
-    /// from the log as of `as_of` instead (a second query), so every snapshot is the register as
-    /// of `as_of` whichever way it was read.
+    /// `asks`, each record as the delivery sends it. Each person's current state is read from
+    /// `register_person_state` (one row per person, one query); a person without a row there, or
+    /// whose row is newer than `as_of`, from `register_current` (each fact's latest version); a
+    /// person with a row there newer than `as_of` (a change since the snapshot's sequence was
+    /// chosen, or an older sequence asked for) from the log as of `as_of` (a third query). So every
+    /// snapshot is the register as of `as_of` whichever way it was read.
     pub async fn snapshots_of(
         &self,
         asks: &[SnapshotAsk<'_>],
@@ -311,11 +314,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let (persons, wanted) = persons_of(&asks);
-        let (mut rows, changed) = self.current_rows(&persons, as_of, &wanted).await?;
-        if !changed.is_empty() {
-            rows.extend(self.log_rows(&changed, as_of, DELIVERED, &wanted).await?);
+        let (mut current, missing) = self.person_states(&persons, as_of, &wanted).await?;
+        if !missing.is_empty() {
+            let (mut rows, changed) = self.current_rows(&missing, as_of, &wanted).await?;
+            if !changed.is_empty() {
+                rows.extend(self.log_rows(&changed, as_of, DELIVERED, &wanted).await?);
+            }
+            current.extend(rows.into_iter().map(|(key, rows)| (key, current_versions(rows))));
         }
-        Ok(snapshots_from(&asks, rows))
+        Ok(snapshots_from(&asks, current))
     }
 
     /// The records of a statistics release: for each person of `persons`, what
@@ -375,7 +382,11 @@ impl Store {
         }
         let (persons, wanted) = persons_of(asks);
         let rows = self.log_rows(&persons, as_of, reader, &wanted).await?;
-        Ok(snapshots_from(asks, rows))
+        let current = rows
+            .into_iter()
+            .map(|(key, rows)| (key, current_versions(rows)))
+            .collect();
+        Ok(snapshots_from(asks, current))
     }
 
     /// Every log row of `persons` up to `as_of`, read by `reader`, grouped by person (keys from
@@ -415,6 +426,51 @@ impl Store {
             }
         );
         Ok(by_person)
+    }
+
+    /// The current states of `persons` from `register_person_state`, keyed by person, for the
+    /// persons whose row answers as of `as_of` (its latest version is at or below it: versions only
+    /// follow it, and a row is deleted when a version it lacks is appended); and the persons it
+    /// does not answer for (no row, a newer row, a row of another layout), to be read otherwise.
+    async fn person_states<'a>(
+        &self,
+        persons: &[&'a str],
+        as_of: u64,
+        wanted: &HashMap<&'a str, &'a Personnummer>,
+    ) -> Result<(CurrentByPerson<'a>, Vec<&'a str>), StoreError> {
+        let mut conn = self.read().await?;
+        let sql = format!(
+            "SELECT person, seq, state FROM register_person_state WHERE person IN ({})",
+            conn.dialect().in_list(persons.len()),
+        );
+        let mut found: CurrentByPerson<'a> = HashMap::with_capacity(persons.len());
+        on_conn!(&mut conn, |c| {
+            use futures::TryStreamExt as _;
+            let query = persons
+                .iter()
+                .fold(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), |q, person| {
+                    q.bind(*person)
+                });
+            let mut fetched = query.fetch(c);
+            while let Some(raw) = fetched.try_next().await? {
+                let (person, seq, state): (&str, i64, Vec<u8>) = sqlx::FromRow::from_row(&raw)?;
+                let Some((key, _)) = wanted.get_key_value(person) else {
+                    return Err(StoreError::Corrupt("register_person_state.person"));
+                };
+                if to_u64(seq, "register_person_state.seq")? > as_of {
+                    continue;
+                }
+                if let Some(state) = person_state::PersonState::decode(seq, bytes::Bytes::from(state))? {
+                    found.insert(*key, state.into_current());
+                }
+            }
+        });
+        let missing = persons
+            .iter()
+            .filter(|p| !found.contains_key(*p))
+            .copied()
+            .collect();
+        Ok((found, missing))
     }
 
     /// The current-state rows of `persons` as a delivery sends them, grouped by person, for the
@@ -713,12 +769,15 @@ fn persons_of<'a>(asks: &[PersonAsk<'a>]) -> (Vec<&'a str>, HashMap<&'a str, &'a
     (persons, wanted)
 }
 
-/// Each ask's snapshot from its person's rows, in the order of `asks`. A person asked for more
-/// than once (two subscriptions) gets a copy of the rows for all but the last ask; the last one
-/// takes them.
+/// Each person's current state ([`current_versions`]), keyed by the person's storage form.
+type CurrentByPerson<'a, R = DeliveredVersion> = HashMap<&'a str, (PersonData, Vec<R>)>;
+
+/// Each ask's snapshot from its person's current state, in the order of `asks`. A person asked
+/// for more than once (two subscriptions) gets a copy of the state for all but the last ask; the
+/// last one takes it.
 fn snapshots_from<R: Version + Clone>(
     asks: &[PersonAsk<'_>],
-    mut by_person: HashMap<&str, Vec<R>>,
+    mut by_person: CurrentByPerson<'_, R>,
 ) -> Vec<Snapshot<R>> {
     let mut left: HashMap<&str, usize> = HashMap::with_capacity(by_person.len());
     for ask in asks {
@@ -731,12 +790,12 @@ fn snapshots_from<R: Version + Clone>(
                 *n -= 1;
                 *n
             });
-            let records = match by_person.get_mut(key) {
-                Some(records) if remaining == 0 => std::mem::take(records),
-                Some(records) => records.clone(),
-                None => Vec::new(),
+            let current = match by_person.get_mut(key) {
+                Some(current) if remaining == 0 => std::mem::take(current),
+                Some(current) => current.clone(),
+                None => Default::default(),
             };
-            person_snapshot(records, ask.1, ask.2)
+            snapshot_of_current(current, ask.1, ask.2)
         })
         .collect()
 }

@@ -1,13 +1,11 @@
 //! PostgreSQL's bulk statements for ingest: one array per column read with `UNNEST`, and `COPY`
 //! for rows that cannot conflict.
 
-use std::collections::HashSet;
-
 use sqlx::PgConnection;
 
 use crate::domain::clock::format_date;
 
-use super::ingest::{FoundRecord, LogRow, PersonRow, PersonSourceRow, RecordRow};
+use super::ingest::{FoundRecord, KnownPerson, LogRow, PersonRow, PersonSourceRow, RecordRow};
 
 /// The PostgreSQL upsert of changed fact heads (for [`write_records`]).
 async fn upsert_records(conn: &mut PgConnection, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
@@ -53,16 +51,20 @@ pub(super) async fn find_records(
     Ok(rows)
 }
 
+/// The known persons of `persons`, each with their `register_person_state` row (sequence and
+/// state) when they have one.
 pub(super) async fn find_persons(
     conn: &mut PgConnection,
     persons: &[String],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT person FROM register_persons WHERE person = ANY($1::text[])")
-            .bind(persons)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows.into_iter().map(|(p,)| p).collect())
+) -> Result<Vec<KnownPerson>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.person, s.seq, s.state FROM register_persons p \
+         LEFT JOIN register_person_state s ON s.person = p.person \
+         WHERE p.person = ANY($1::text[])",
+    )
+    .bind(persons)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 pub(super) async fn find_person_sources(

@@ -1,13 +1,11 @@
 //! SQLite's bulk statements for ingest: generated multi-row `VALUES` lists (anonymous `?`
 //! placeholders only, every value bound) within SQLite's parameter limit.
 
-use std::collections::HashSet;
-
 use sqlx::SqliteConnection;
 
 use crate::domain::clock::format_date;
 
-use super::ingest::{FoundRecord, LogRow, PersonRow, PersonSourceRow, RecordRow};
+use super::ingest::{FoundRecord, KnownPerson, LogRow, PersonRow, PersonSourceRow, RecordRow};
 use crate::store::tx::Dialect;
 
 /// Rows per generated statement (16 columns × 500 rows stays far below SQLite's limit of 32,766
@@ -68,21 +66,25 @@ pub(super) async fn find_records(
     Ok(out)
 }
 
+/// The known persons of `persons`, each with their `register_person_state` row (sequence and
+/// state) when they have one.
 pub(super) async fn find_persons(
     conn: &mut SqliteConnection,
     persons: &[String],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let mut out = HashSet::new();
+) -> Result<Vec<KnownPerson>, sqlx::Error> {
+    let mut out = Vec::with_capacity(persons.len());
     for chunk in persons.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "WITH k (p) AS (VALUES {}) SELECT r.person FROM k JOIN register_persons r ON r.person = k.p",
+            "WITH k (p) AS (VALUES {}) SELECT r.person, s.seq, s.state FROM k \
+             JOIN register_persons r ON r.person = k.p \
+             LEFT JOIN register_person_state s ON s.person = r.person",
             Dialect::Sqlite.values_list(chunk.len(), 1)
         );
-        let mut q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, KnownPerson>(sqlx::AssertSqlSafe(sql));
         for p in chunk {
             q = q.bind(p);
         }
-        out.extend(q.fetch_all(&mut *conn).await?.into_iter().map(|(p,)| p));
+        out.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(out)
 }
