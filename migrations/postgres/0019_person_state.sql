@@ -18,6 +18,11 @@ CREATE TABLE register_person_state (
     seq     BIGINT NOT NULL,
     state   BYTEA NOT NULL
 );
+-- A state is a few kB and is rewritten at every ingest of its person: keep it in the row up to a
+-- page (no TOAST chunks to write and read back), and never compress it (the encodings are dense,
+-- and each write would pay for it).
+ALTER TABLE register_person_state ALTER COLUMN state SET STORAGE EXTERNAL;
+ALTER TABLE register_person_state SET (toast_tuple_target = 8160);
 
 CREATE FUNCTION register_person_state_drop_stale() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

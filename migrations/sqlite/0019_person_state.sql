@@ -4,11 +4,11 @@
 -- encoding, in lefi's own layout (store::register::person_state); `seq` is the sequence of the
 -- latest log row it includes.
 --
--- Ingest writes the row in the transaction that appends the person's versions. A row that does
--- not include every version of its person is never kept: the trigger below deletes it when a log
--- row newer than it is appended without it. A person without a row is read from register_current
--- as before, and the next ingest of theirs, or the next start (store::migrate), builds the row
--- again.
+-- Ingest writes the row in the transaction that appends the person's versions. On PostgreSQL a
+-- trigger deletes a row that a writer of an older release (a replica during a rolling upgrade)
+-- passed by; SQLite needs none: it has one server process, and an older lefi refuses to start on
+-- a database a newer one migrated. A person without a row is read from register_current as
+-- before, and the next ingest of theirs, or the next start (store::migrate), builds the row.
 --
 -- The table starts empty: the migration step after the SQL migrations builds the rows of the
 -- persons already in the register, in transactions of 1,000 persons.
@@ -17,8 +17,3 @@ CREATE TABLE register_person_state (
     seq     BIGINT NOT NULL,
     state   BLOB NOT NULL
 );
-
-CREATE TRIGGER register_person_state_drop_stale AFTER INSERT ON register_log
-BEGIN
-    DELETE FROM register_person_state WHERE person = NEW.person AND seq < NEW.seq;
-END;

@@ -18,6 +18,7 @@
 
 mod catalogue;
 pub mod consents;
+mod copy;
 pub mod delivery;
 pub mod disclosure_log;
 pub mod parties;

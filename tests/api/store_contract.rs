@@ -1806,9 +1806,9 @@ mod register {
 
     /// A snapshot at the head reads each person's state row (`register_person_state`, one per
     /// person, kept by ingest). Without the rows (a register from before them) it reads the same
-    /// from the current state, and `migrate` builds them again; a version appended by a writer that
-    /// knows nothing of them (a replica of an older release) deletes its person's row, so no
-    /// snapshot misses it, and that person's next ingest builds the row again.
+    /// from the current state, and `migrate` builds them again; on PostgreSQL a version appended by
+    /// a writer that knows nothing of them (a replica of an older release) deletes its person's
+    /// row, so no snapshot misses it; and a person's next ingest builds a missing row again.
     async fn person_states_answer_at_the_head_and_step_aside_when_a_version_passes_them(backend: Backend) {
         let Some(app) = TestApp::spawn(backend).await else {
             return;
@@ -1858,9 +1858,10 @@ mod register {
         assert_eq!(app.query_number(rows).await, 2);
         assert_snapshots_as_in_the_log(&app, &permits, head).await;
 
-        // A writer of an older release appends a version of P1's fact "a" (its latest version's
-        // row again, under a new sequence) and does not touch the person's row: the row is
-        // deleted with the append, and the snapshot holds the new sequence.
+        let p1_rows = format!(
+            "SELECT COUNT(*) FROM register_person_state WHERE person = '{}'",
+            pnr(P1).as_storage()
+        );
         let (_, records) = app
             .store
             .snapshot_of(&permits[0], SINCE_2024, head)
@@ -1868,45 +1869,51 @@ mod register {
             .unwrap();
         // Fact a's correction is P1's latest version.
         let latest_a = records.iter().map(|r| r.seq()).max().unwrap();
-        let appended = app.store.head_seq().await.unwrap() + 1;
-        app.execute_sql(&format!(
-            "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
-                 source_version, content_hash, wire) \
-             SELECT {appended}, recorded_at, person, record_id, version + 10, kind, retroactive, \
-                 benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
-                 source_version + 10, content_hash, wire FROM register_log WHERE seq = {latest_a}; \
-             UPDATE register_head SET last_seq = {appended} WHERE id = 1"
-        ))
-        .await;
-        let (_, records) = app
-            .store
-            .snapshot_of(&permits[0], SINCE_2024, appended)
-            .await
-            .unwrap();
-        let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
-        assert!(
-            seqs.contains(&appended),
-            "the appended version is in the snapshot: {seqs:?}"
-        );
-        assert!(
-            !seqs.contains(&latest_a),
-            "and the one it replaces is not: {seqs:?}"
-        );
+        let mut appended = None;
+        if backend == Backend::Postgres {
+            // A replica of an older release appends a version of P1's fact a (its latest version's
+            // row again, under a new sequence) and does not touch the person's row: the trigger
+            // deletes the row with the append, and the snapshot holds the new sequence.
+            let seq = app.store.head_seq().await.unwrap() + 1;
+            app.execute_sql(&format!(
+                "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                     benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
+                     source_version, content_hash, wire) \
+                 SELECT {seq}, recorded_at, person, record_id, version + 10, kind, retroactive, \
+                     benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
+                     source_version + 10, content_hash, wire FROM register_log WHERE seq = {latest_a}; \
+                 UPDATE register_head SET last_seq = {seq} WHERE id = 1"
+            ))
+            .await;
+            let (_, records) = app.store.snapshot_of(&permits[0], SINCE_2024, seq).await.unwrap();
+            let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
+            assert!(
+                seqs.contains(&seq),
+                "the appended version is in the snapshot: {seqs:?}"
+            );
+            assert!(
+                !seqs.contains(&latest_a),
+                "and the one it replaces is not: {seqs:?}"
+            );
+            assert_eq!(
+                app.query_number(&p1_rows).await,
+                0,
+                "P1's row went with the append"
+            );
+            assert_eq!(app.query_number(rows).await, 1, "P2's row stays");
+            appended = Some(seq);
+        } else {
+            // SQLite has no other writer (an older lefi refuses a database a newer one migrated):
+            // a row is missing only where it was never built.
+            app.execute_sql(&format!(
+                "DELETE FROM register_person_state WHERE person = '{}'",
+                pnr(P1).as_storage()
+            ))
+            .await;
+        }
 
-        let p1_rows = format!(
-            "SELECT COUNT(*) FROM register_person_state WHERE person = '{}'",
-            pnr(P1).as_storage()
-        );
-        assert_eq!(
-            app.query_number(&p1_rows).await,
-            0,
-            "P1's row went with the append"
-        );
-        assert_eq!(app.query_number(rows).await, 1, "P2's row stays");
-
-        // P1's next ingest builds the row again, from the current state: it holds the appended
-        // version and the new one, and answers as the log does.
+        // P1's next ingest builds the row again, from the current state, and it answers as the
+        // log does.
         accept(&app, vec![period(P1, "e", 1, "FP", JANUARY)]).await;
         let head = app.store.head_seq().await.unwrap();
         assert_eq!(app.query_number(&p1_rows).await, 1);
@@ -1916,7 +1923,9 @@ mod register {
             .await
             .unwrap();
         let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
-        assert!(seqs.contains(&appended) && seqs.contains(&head), "{seqs:?}");
+        assert!(seqs.contains(&head), "{seqs:?}");
+        assert!(appended.is_none_or(|seq| seqs.contains(&seq)), "{seqs:?}");
+        assert_snapshots_as_in_the_log(&app, &permits[1..3], head).await;
         app.stop().await;
     }
 

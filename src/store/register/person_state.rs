@@ -4,12 +4,13 @@
 //! of a row of sixteen columns per record.
 //!
 //! Ingest keeps a person's row in the transaction that appends their versions ([`PersonState::apply`]
-//! on the row it read with the person, written before the log rows, so the log's trigger that
-//! deletes a row older than an appended version finds it current). A person without a row (new in
-//! the table, or whose row the trigger deleted because a release that knows nothing of it
-//! appended a version) is built from `register_current` ([`Store::build_person_states`]): by the
-//! ingest that next touches them, and for the whole register by the migration step
-//! ([`Store::fill_person_states`]).
+//! on the row it read with the person, written before the log rows, so that PostgreSQL's trigger
+//! on the log, which deletes a row older than an appended version, finds it current). A person
+//! without a row (new in the table, or whose row that trigger deleted because a replica of an
+//! older release appended a version) is built from `register_current` ([`build_person_states`]):
+//! by the ingest that next touches them, and for the whole register by the migration step
+//! ([`Store::fill_person_states`]). SQLite needs no trigger: one server process writes it, and an
+//! older lefi refuses to start on a database a newer one migrated.
 //!
 //! The layout is lefi's own and versioned by its first byte ([`FORMAT`]); a row of another format
 //! is read as no row (the person is read from `register_current`) and built again by the next
@@ -35,7 +36,7 @@ use crate::domain::register::versions::{
     DeliveredVersion, EncodedVersion, Version as _, current_versions, snapshot_order,
 };
 use crate::domain::register::{DateRange, FactType, PersonData, RecordKind};
-use crate::store::tx::{Conn, on_conn};
+use crate::store::tx::{Conn, Dialect, on_conn};
 use crate::store::{Store, StoreError, non_empty, stored_person, to_i64, to_u64};
 
 /// The layout's version. Raise it when the layout changes: rows of another version are then
@@ -381,16 +382,17 @@ pub(super) async fn write_person_states(
         .collect();
     on_conn!(conn,
         sqlite: |c| {
-            for (person, seq, state) in &encoded {
-                sqlx::query(
-                    "INSERT INTO register_person_state (person, seq, state) VALUES ($1, $2, $3) \
+            for chunk in encoded.chunks(300) {
+                let sql = format!(
+                    "INSERT INTO register_person_state (person, seq, state) VALUES {} \
                      ON CONFLICT (person) DO UPDATE SET seq = excluded.seq, state = excluded.state",
-                )
-                .bind(*person)
-                .bind(*seq)
-                .bind(state.as_slice())
-                .execute(&mut *c)
-                .await?;
+                    Dialect::Sqlite.values_list(chunk.len(), 3)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (person, seq, state) in chunk {
+                    q = q.bind(*person).bind(*seq).bind(state.as_slice());
+                }
+                q.execute(&mut *c).await?;
             }
         },
         postgres: |c| sqlx::query(
