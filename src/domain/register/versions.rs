@@ -84,27 +84,35 @@ pub trait Version {
     fn topic(&self) -> &str;
 }
 
+/// The [`Version`] accessors that read a field of the same name, for the version types that have
+/// them all.
+macro_rules! version_fields {
+    () => {
+        fn seq(&self) -> u64 {
+            self.seq
+        }
+        fn record_id(&self) -> &str {
+            &self.record_id
+        }
+        fn kind(&self) -> RecordKind {
+            self.kind
+        }
+        fn benefit_type(&self) -> Option<&str> {
+            self.benefit_type.as_deref()
+        }
+        fn valid(&self) -> Option<DateRange> {
+            self.valid
+        }
+        fn fact_type(&self) -> FactType {
+            self.fact_type
+        }
+    };
+}
+
 impl Version for StoredRecord {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn record_id(&self) -> &str {
-        &self.record_id
-    }
-    fn kind(&self) -> RecordKind {
-        self.kind
-    }
-    fn benefit_type(&self) -> Option<&str> {
-        self.benefit_type.as_deref()
-    }
-    fn valid(&self) -> Option<DateRange> {
-        self.valid
-    }
+    version_fields!();
     fn is_person_update(&self) -> bool {
         StoredRecord::is_person_update(self)
-    }
-    fn fact_type(&self) -> FactType {
-        self.fact_type
     }
     fn topic(&self) -> &str {
         self.body.topic()
@@ -118,30 +126,13 @@ impl Version for StoredRecord {
 }
 
 impl Version for EncodedVersion {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn record_id(&self) -> &str {
-        &self.record_id
-    }
-    fn kind(&self) -> RecordKind {
-        self.kind
-    }
-    fn benefit_type(&self) -> Option<&str> {
-        self.benefit_type.as_deref()
-    }
-    fn valid(&self) -> Option<DateRange> {
-        self.valid
-    }
+    version_fields!();
     fn is_person_update(&self) -> bool {
         // Person updates are never encoded.
         false
     }
     fn into_person_data(self) -> Option<PersonData> {
         None
-    }
-    fn fact_type(&self) -> FactType {
-        self.fact_type
     }
     fn topic(&self) -> &str {
         &self.topic

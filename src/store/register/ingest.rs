@@ -492,9 +492,10 @@ async fn run_ingest(
     let mut t_log = t_plan;
     if !log.is_empty() {
         let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
-        // The persons' current states, written before the log rows so that the log's trigger
-        // finds them current (it deletes a state older than an appended version); those that
-        // must be built from `register_current` are built after, from what the log's trigger kept.
+        // The persons' current states, written before the log rows (PostgreSQL's trigger on the
+        // log deletes a state older than an appended version, so it must find them current);
+        // those to build from `register_current` are built after the log rows, once the log's
+        // other trigger has brought `register_current` up to them.
         let (updated, rebuild) = person_states_after(states, &log)?;
         write_person_states(conn, &updated).await?;
         on_conn!(&mut *conn,

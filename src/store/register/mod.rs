@@ -296,11 +296,11 @@ impl Store {
 
     /// [`Store::snapshot_of`] for many asks at one sequence; the answers come in the order of
     /// `asks`, each record as the delivery sends it. Each person's current state is read from
-    /// `register_person_state` (one row per person, one query); a person without a row there, or
-    /// whose row is newer than `as_of`, from `register_current` (each fact's latest version); a
-    /// person with a row there newer than `as_of` (a change since the snapshot's sequence was
-    /// chosen, or an older sequence asked for) from the log as of `as_of` (a third query). So every
-    /// snapshot is the register as of `as_of` whichever way it was read.
+    /// their `register_person_state` row (one query for all). A person without one, or whose row is
+    /// newer than `as_of`, is read from `register_current` (each fact's latest version; a second
+    /// query), and a person with a `register_current` row newer than `as_of` (a change since the
+    /// snapshot's sequence was chosen, or an older sequence asked for) from the log as of `as_of`
+    /// (a third). So every snapshot is the register as of `as_of` whichever way it was read.
     pub async fn snapshots_of(
         &self,
         asks: &[SnapshotAsk<'_>],
@@ -426,51 +426,6 @@ impl Store {
             }
         );
         Ok(by_person)
-    }
-
-    /// The current states of `persons` from `register_person_state`, keyed by person, for the
-    /// persons whose row answers as of `as_of` (its latest version is at or below it: versions only
-    /// follow it, and a row is deleted when a version it lacks is appended); and the persons it
-    /// does not answer for (no row, a newer row, a row of another layout), to be read otherwise.
-    async fn person_states<'a>(
-        &self,
-        persons: &[&'a str],
-        as_of: u64,
-        wanted: &HashMap<&'a str, &'a Personnummer>,
-    ) -> Result<(CurrentByPerson<'a>, Vec<&'a str>), StoreError> {
-        let mut conn = self.read().await?;
-        let sql = format!(
-            "SELECT person, seq, state FROM register_person_state WHERE person IN ({})",
-            conn.dialect().in_list(persons.len()),
-        );
-        let mut found: CurrentByPerson<'a> = HashMap::with_capacity(persons.len());
-        on_conn!(&mut conn, |c| {
-            use futures::TryStreamExt as _;
-            let query = persons
-                .iter()
-                .fold(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), |q, person| {
-                    q.bind(*person)
-                });
-            let mut fetched = query.fetch(c);
-            while let Some(raw) = fetched.try_next().await? {
-                let (person, seq, state): (&str, i64, Vec<u8>) = sqlx::FromRow::from_row(&raw)?;
-                let Some((key, _)) = wanted.get_key_value(person) else {
-                    return Err(StoreError::Corrupt("register_person_state.person"));
-                };
-                if to_u64(seq, "register_person_state.seq")? > as_of {
-                    continue;
-                }
-                if let Some(state) = person_state::PersonState::decode(seq, bytes::Bytes::from(state))? {
-                    found.insert(*key, state.into_current());
-                }
-            }
-        });
-        let missing = persons
-            .iter()
-            .filter(|p| !found.contains_key(*p))
-            .copied()
-            .collect();
-        Ok((found, missing))
     }
 
     /// The current-state rows of `persons` as a delivery sends them, grouped by person, for the

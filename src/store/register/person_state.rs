@@ -30,7 +30,7 @@ use bytes::Bytes;
 use time::Date;
 
 use super::ingest::LogRow;
-use super::{CURRENT_COLUMNS, LogColumns, LogView, delivered_version};
+use super::{CURRENT_COLUMNS, CurrentByPerson, LogColumns, LogView, delivered_version};
 use crate::domain::Personnummer;
 use crate::domain::register::versions::{
     DeliveredVersion, EncodedVersion, Version as _, current_versions, snapshot_order,
@@ -299,6 +299,51 @@ impl<'a> Reader<'a> {
 }
 
 impl Store {
+    /// The current states of `persons` from `register_person_state`, keyed by person, for the
+    /// persons whose row answers as of `as_of` (its latest version is at or below it: versions only
+    /// follow it, and a row is deleted when a version it lacks is appended); and the persons it
+    /// does not answer for (no row, a newer row, a row of another layout), to be read otherwise.
+    pub(super) async fn person_states<'a>(
+        &self,
+        persons: &[&'a str],
+        as_of: u64,
+        wanted: &HashMap<&'a str, &'a Personnummer>,
+    ) -> Result<(CurrentByPerson<'a>, Vec<&'a str>), StoreError> {
+        let mut conn = self.read().await?;
+        let sql = format!(
+            "SELECT person, seq, state FROM register_person_state WHERE person IN ({})",
+            conn.dialect().in_list(persons.len()),
+        );
+        let mut found: CurrentByPerson<'a> = HashMap::with_capacity(persons.len());
+        on_conn!(&mut conn, |c| {
+            use futures::TryStreamExt as _;
+            let query = persons
+                .iter()
+                .fold(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), |q, person| {
+                    q.bind(*person)
+                });
+            let mut fetched = query.fetch(c);
+            while let Some(raw) = fetched.try_next().await? {
+                let (person, seq, state): (&str, i64, Vec<u8>) = sqlx::FromRow::from_row(&raw)?;
+                let Some((key, _)) = wanted.get_key_value(person) else {
+                    return Err(StoreError::Corrupt("register_person_state.person"));
+                };
+                if to_u64(seq, "register_person_state.seq")? > as_of {
+                    continue;
+                }
+                if let Some(state) = PersonState::decode(seq, bytes::Bytes::from(state))? {
+                    found.insert(*key, state.into_current());
+                }
+            }
+        });
+        let missing = persons
+            .iter()
+            .filter(|p| !found.contains_key(*p))
+            .copied()
+            .collect();
+        Ok((found, missing))
+    }
+
     /// Builds the missing rows of `register_person_state` for every person in the register, in
     /// transactions of 1,000 persons that each hold the register's head lock (so no ingest runs
     /// between reading a person's versions and writing their row). Run by [`Store::migrate`];
