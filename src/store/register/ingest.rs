@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::person_state::{PersonState, build_person_states, write_person_states};
-use super::{postgres, sqlite};
+use super::{LogView, postgres, sqlite};
 use crate::domain::catalogue::BenefitType;
 use crate::domain::clock::{Micros, format_date};
 use crate::domain::register::versions::{
@@ -51,6 +51,30 @@ pub(super) struct LogRow {
     pub content_hash: String,
     /// The version's stored encoding (`grpc::wire`); `None` for person updates.
     pub wire: Option<Vec<u8>>,
+}
+
+impl LogRow {
+    /// The row as a read of the log sees it ([`LOG_COLUMNS`](super::LOG_COLUMNS)).
+    pub(super) fn view(&self) -> LogView<'_> {
+        LogView {
+            seq: self.seq,
+            recorded_at: self.recorded_at,
+            person: &self.person,
+            record_id: &self.record_id,
+            version: self.version,
+            kind: self.kind,
+            retroactive: self.retroactive,
+            benefit_type: &self.benefit_type,
+            fact_type: self.fact_type,
+            valid_from: &self.valid_from,
+            valid_to: self.valid_to.as_deref(),
+            body: &self.body,
+            source_system: &self.source_system,
+            source_id: &self.source_id,
+            source_version: self.source_version,
+            wire: self.wire.as_deref(),
+        }
+    }
 }
 
 /// The head of one benefit fact (`register_records`).

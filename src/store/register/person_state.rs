@@ -30,14 +30,18 @@ use bytes::Bytes;
 use time::Date;
 
 use super::ingest::LogRow;
-use super::{CURRENT_COLUMNS, CurrentByPerson, LogColumns, LogView, delivered_version};
+use super::{CURRENT_COLUMNS, CurrentByPerson, LogColumns, LogView, delivered_version, encoded_version};
+use super::{postgres, sqlite};
 use crate::domain::Personnummer;
 use crate::domain::register::versions::{
     DeliveredVersion, EncodedVersion, Version as _, current_versions, snapshot_order,
 };
 use crate::domain::register::{DateRange, FactType, PersonData, RecordKind};
-use crate::store::tx::{Conn, Dialect, on_conn};
+use crate::store::tx::{Conn, on_conn};
 use crate::store::{Store, StoreError, non_empty, stored_person, to_i64, to_u64};
+
+/// A person's `register_person_state` row to write: person, sequence, state.
+pub(super) type StateRow<'a> = (&'a str, i64, Vec<u8>);
 
 /// The layout's version. Raise it when the layout changes: rows of another version are then
 /// ignored and built again.
@@ -70,19 +74,13 @@ impl PersonState {
         if row.kind == RecordKind::Retraction.as_str() {
             return Ok(());
         }
-        let Some(wire) = &row.wire else {
-            return Err(StoreError::Corrupt("register_log.wire"));
+        // The row as a delivery reads it from the log (the topic in the body's place).
+        let view = LogView {
+            body: row.topic,
+            ..row.view()
         };
-        let version = EncodedVersion {
-            seq: to_u64(row.seq, "register_log.seq")?,
-            recorded_at: row.recorded_at,
-            record_id: row.record_id.clone(),
-            kind: RecordKind::parse(row.kind).ok_or(StoreError::Corrupt("register_log.kind"))?,
-            benefit_type: non_empty(row.benefit_type.clone()),
-            valid: super::stored_valid(&row.valid_from, row.valid_to.as_deref())?,
-            fact_type: FactType::parse(row.fact_type).ok_or(StoreError::Corrupt("register_log.fact_type"))?,
-            topic: row.topic.to_string(),
-            encoded: Bytes::copy_from_slice(wire),
+        let Some(version) = encoded_version(&view)? else {
+            return Err(StoreError::Corrupt("register_log.wire"));
         };
         let at = self
             .records
@@ -421,36 +419,13 @@ pub(super) async fn write_person_states(
     if states.is_empty() {
         return Ok(());
     }
-    let encoded: Vec<(&str, i64, Vec<u8>)> = states
+    let encoded: Vec<StateRow<'_>> = states
         .iter()
         .map(|(person, state)| (person.as_str(), to_i64(state.seq), state.encode()))
         .collect();
     on_conn!(conn,
-        sqlite: |c| {
-            for chunk in encoded.chunks(300) {
-                let sql = format!(
-                    "INSERT INTO register_person_state (person, seq, state) VALUES {} \
-                     ON CONFLICT (person) DO UPDATE SET seq = excluded.seq, state = excluded.state",
-                    Dialect::Sqlite.values_list(chunk.len(), 3)
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (person, seq, state) in chunk {
-                    q = q.bind(*person).bind(*seq).bind(state.as_slice());
-                }
-                q.execute(&mut *c).await?;
-            }
-        },
-        postgres: |c| sqlx::query(
-            "INSERT INTO register_person_state (person, seq, state) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[]) \
-             ON CONFLICT (person) DO UPDATE SET seq = excluded.seq, state = excluded.state",
-        )
-        .bind(encoded.iter().map(|e| e.0).collect::<Vec<_>>())
-        .bind(encoded.iter().map(|e| e.1).collect::<Vec<_>>())
-        .bind(encoded.iter().map(|e| e.2.as_slice()).collect::<Vec<_>>())
-        .execute(c)
-        .await
-        .map(drop)?,
+        sqlite: |c| sqlite::upsert_person_states(c, &encoded).await?,
+        postgres: |c| postgres::upsert_person_states(c, &encoded).await?,
     );
     Ok(())
 }

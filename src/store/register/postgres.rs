@@ -7,6 +7,7 @@ use crate::domain::clock::format_date;
 use crate::store::copy::{BinaryCopy, copy_in};
 
 use super::ingest::{FoundRecord, KnownPerson, LogRow, PersonRow, PersonSourceRow, RecordRow};
+use super::person_state::StateRow;
 
 /// The PostgreSQL upsert of changed fact heads (for [`write_records`]).
 async fn upsert_records(conn: &mut PgConnection, rows: &[RecordRow]) -> Result<(), sqlx::Error> {
@@ -194,6 +195,24 @@ pub(super) async fn upsert_person_sources(
     .bind(rows.iter().map(|r| r.latest_version).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.latest_seq).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.latest_source_version).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts or replaces persons' `register_person_state` rows.
+pub(super) async fn upsert_person_states(
+    conn: &mut PgConnection,
+    rows: &[StateRow<'_>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO register_person_state (person, seq, state) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[]) \
+         ON CONFLICT (person) DO UPDATE SET seq = excluded.seq, state = excluded.state",
+    )
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2.as_slice()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -6,6 +6,7 @@ use sqlx::SqliteConnection;
 use crate::domain::clock::format_date;
 
 use super::ingest::{FoundRecord, KnownPerson, LogRow, PersonRow, PersonSourceRow, RecordRow};
+use super::person_state::StateRow;
 use crate::store::tx::Dialect;
 
 /// Rows per generated statement (16 columns × 500 rows stays far below SQLite's limit of 32,766
@@ -210,6 +211,27 @@ pub(super) async fn upsert_person_sources(
                 .bind(r.latest_version)
                 .bind(r.latest_seq)
                 .bind(r.latest_source_version);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces persons' `register_person_state` rows.
+pub(super) async fn upsert_person_states(
+    conn: &mut SqliteConnection,
+    rows: &[StateRow<'_>],
+) -> Result<(), sqlx::Error> {
+    // Three values a row: well inside SQLite's parameter limit.
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO register_person_state (person, seq, state) VALUES {} \
+             ON CONFLICT (person) DO UPDATE SET seq = excluded.seq, state = excluded.state",
+            Dialect::Sqlite.values_list(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (person, seq, state) in chunk {
+            q = q.bind(*person).bind(*seq).bind(state.as_slice());
         }
         q.execute(&mut *conn).await?;
     }
