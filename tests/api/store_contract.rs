@@ -1980,16 +1980,11 @@ mod register {
         // The snapshot's one record ("s" at version 2) and the four benefit changes.
         assert_eq!(forms, [true; 5]);
 
-        // A register written before encodings were kept, as migrations 0014, 0017 and 0019 leave it: no
-        // encoding in the log, and the current state holding each row's JSON body instead.
+        // A register written before encodings were kept, as migrations 0014 and 0019 leave it: no
+        // encoding in the log, and no person's state.
         let drop_encodings = async || {
             app.execute_sql("UPDATE register_log SET wire = NULL").await;
             app.execute_sql("DELETE FROM register_person_state").await;
-            app.execute_sql(
-                "UPDATE register_current SET wire = NULL, \
-                     body = (SELECT l.body FROM register_log l WHERE l.seq = register_current.seq)",
-            )
-            .await;
         };
         drop_encodings().await;
         app.execute_sql("UPDATE register_head SET wire_format = 0").await;
@@ -3888,8 +3883,8 @@ VALUES (1, 1, '199007042386', 'rec_1', 1, 'NEW', FALSE, 'SJP', 'DECISION', '2024
     }
 
     /// Version 15's rows and, written by version 16, a correction of `rec_1`, a retraction of
-    /// `rec_3` (a retraction keeps the body it retracts) and a person update; no encodings (the
-    /// register was written before they were kept).
+    /// `rec_3` (a retraction keeps the body it retracts) and a person update, and the person's
+    /// row; no encodings (the register was written before they were kept).
     const VERSION_16_ROWS: &str = r#"
 INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type,
                           fact_type, valid_from, valid_to, body, source_system, source_id, source_version,
@@ -3900,7 +3895,29 @@ VALUES (4, 4, '199007042386', 'rec_1', 2, 'CORRECTION', FALSE, 'SJP', 'DECISION'
        (5, 5, '199007042386', 'rec_3', 2, 'RETRACTION', FALSE, 'SJP', 'CASE', '2024-01-09', NULL,
         '{"case_id":"FALL-1","opened":"2024-01-09","status":"OPEN"}', 'MIDAS', 'C1', 2, 'h5', ''),
        (6, 6, '199007042386', 'person:MIDAS', 1, 'NEW', FALSE, '', 'PERSON', '', NULL,
-        '{"name":"Anna","protected_identity":false}', 'MIDAS', '', 1, 'h6', '');"#;
+        '{"name":"Anna","protected_identity":false}', 'MIDAS', '', 1, 'h6', '');
+INSERT INTO register_persons (person, name, protected_identity, date_of_death, created_seq, latest_seq)
+VALUES ('199007042386', 'Anna', FALSE, NULL, 1, 6);"#;
+
+    /// The rows `sql` reads from the database at `url`.
+    async fn fetch<T>(backend: Backend, url: &str, sql: &'static str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
 
     async fn migration_0017_fills_the_current_state_and_migrate_encodes_it(backend: Backend) {
         let Some(database) = EmptyDatabase::create(backend).await else {
@@ -3909,28 +3926,51 @@ VALUES (4, 4, '199007042386', 'rec_1', 2, 'CORRECTION', FALSE, 'SJP', 'DECISION'
         let url = database.url.as_str();
         let rows = format!("{VERSION_15_ROWS}\n{VERSION_16_ROWS}");
         migrate_to(backend, url, 16, &rows).await;
-        // Connecting migrates: 0017 fills the current state, then every version is encoded.
-        let store = Store::connect(url, 2).await.unwrap();
-        store.close().await;
         const READ: &str = "SELECT record_id, seq, kind, body IS NOT NULL, wire IS NOT NULL \
                             FROM register_current ORDER BY seq";
         type Row = (String, i64, String, bool, bool);
-        let current: Vec<Row> = match backend {
-            Backend::Sqlite => {
-                let mut conn = SqliteConnection::connect(url).await.unwrap();
-                sqlx::query_as(READ).fetch_all(&mut conn).await.unwrap()
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::connect(url).await.unwrap();
-                sqlx::query_as(READ).fetch_all(&mut conn).await.unwrap()
-            }
-        };
         let row = |id: &str, seq, kind: &str, body, wire| (id.to_string(), seq, kind.to_string(), body, wire);
+        // 0017 fills the current state from the log: each fact's latest version, the retraction
+        // included, each with its body (the log holds no encodings yet).
+        migrate_to(backend, url, 17, "SELECT 1").await;
+        let filled: Vec<Row> = fetch(backend, url, READ).await;
+        assert_eq!(
+            filled,
+            [
+                row("rec_2", 2, "NEW", true, false),
+                row("rec_1", 4, "CORRECTION", true, false),
+                row("rec_3", 5, "RETRACTION", true, false),
+                row("person:MIDAS", 6, "NEW", true, false),
+            ]
+        );
+        // Connecting migrates the rest: every version is encoded and the person's state built.
+        let store = Store::connect(url, 2).await.unwrap();
+        store.close().await;
+        let states: Vec<(i64, i64)> = fetch(
+            backend,
+            url,
+            "SELECT COUNT(*), MAX(seq) FROM register_person_state",
+        )
+        .await;
+        assert_eq!(states, [(1, 6)]);
+        if backend == Backend::Sqlite {
+            // SQLite no longer keeps the table (0020): nothing else appends to its log.
+            let left: Vec<(i64,)> = fetch(
+                backend,
+                url,
+                "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'register_current%'",
+            )
+            .await;
+            assert_eq!(left, [(0,)], "table and trigger dropped");
+            database.remove().await;
+            return;
+        }
+        // PostgreSQL keeps it for replicas of the release before 0019 (a rolling upgrade), with
+        // the encodings migrate made: benefit rows without a body, the person update with its own.
+        let current: Vec<Row> = fetch(backend, url, READ).await;
         assert_eq!(
             current,
             [
-                // Each fact's latest version, the retraction included; benefit rows keep their
-                // encoding (made by migrate) and no body, the person update its body.
                 row("rec_2", 2, "NEW", false, true),
                 row("rec_1", 4, "CORRECTION", false, true),
                 row("rec_3", 5, "RETRACTION", false, true),
@@ -3945,28 +3985,21 @@ INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, re
                           content_hash, topic)
 VALUES (7, 7, '199007042386', 'rec_2', 2, 'CORRECTION', FALSE, '', 'EVENT', '2024-03-02', '2024-03-02',
         '{"kind":"DEATH_REGISTERED","event_date":"2024-03-02"}', 'MIDAS', 'E1', 2, 'h7', 'DEATH_REGISTERED')"#;
-        const READ_ONE: &str = "SELECT record_id, seq, kind, body IS NOT NULL, wire IS NOT NULL \
-                                FROM register_current WHERE record_id = 'rec_2'";
-        let rec_2: Row = match backend {
-            Backend::Sqlite => {
-                let mut conn = SqliteConnection::connect(url).await.unwrap();
-                sqlx::raw_sql(OLDER_RELEASE_WRITES)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                sqlx::query_as(READ_ONE).fetch_one(&mut conn).await.unwrap()
-            }
-            Backend::Postgres => {
-                let mut conn = PgConnection::connect(url).await.unwrap();
-                sqlx::raw_sql(OLDER_RELEASE_WRITES)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                sqlx::query_as(READ_ONE).fetch_one(&mut conn).await.unwrap()
-            }
-        };
-        // Without an encoding, the row keeps the body (a snapshot reads such a person from the log).
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(OLDER_RELEASE_WRITES)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rec_2: Row = sqlx::query_as(
+            "SELECT record_id, seq, kind, body IS NOT NULL, wire IS NOT NULL \
+             FROM register_current WHERE record_id = 'rec_2'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        // Without an encoding, the row keeps the body.
         assert_eq!(rec_2, row("rec_2", 7, "CORRECTION", true, false));
+        conn.close().await.unwrap();
         database.remove().await;
     }
 }

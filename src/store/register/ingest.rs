@@ -302,7 +302,7 @@ async fn run_ingest(
     );
     // `None` for a person already stored whose data the batch did not change.
     let mut persons: HashMap<String, Option<PersonRow>> = HashMap::with_capacity(known_persons.len());
-    // Each known person's current state; `None` where it must be built from `register_current`.
+    // Each known person's current state; `None` where it must be built from the log.
     let mut states: HashMap<String, Option<PersonState>> = HashMap::with_capacity(known_persons.len());
     for known in known_persons {
         let state = match (known.seq, known.state) {
@@ -518,8 +518,7 @@ async fn run_ingest(
         let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
         // The persons' current states, written before the log rows (PostgreSQL's trigger on the
         // log deletes a state older than an appended version, so it must find them current);
-        // those to build from `register_current` are built after the log rows, once the log's
-        // other trigger has brought `register_current` up to them.
+        // those to build from the log are built after the log rows, so that they include them.
         let (updated, rebuild) = person_states_after(states, &log)?;
         write_person_states(conn, &updated).await?;
         on_conn!(&mut *conn,
@@ -597,7 +596,7 @@ type StateOf = (String, PersonState);
 
 /// The current states of the persons `log` appends to, each after its versions in `log`: from the
 /// state read with the person, or an empty one for a person new in this batch; and the persons
-/// whose state must be built from `register_current` instead (known, but without a state).
+/// whose state must be built from the log instead (known, but without a state).
 fn person_states_after(
     mut known: HashMap<String, Option<PersonState>>,
     log: &[LogRow],

@@ -19,7 +19,7 @@ mod sqlite;
 pub use encodings::WIRE_FORMAT;
 pub use ingest::Ingested;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::tx::{Conn, on_conn};
 use super::{Store, StoreError, non_empty, stored_date, stored_opt_date, stored_person, to_i64, to_u64};
@@ -47,14 +47,6 @@ const LOG_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, r
 const DELIVERY_COLUMNS: &str = "seq, recorded_at, person, record_id, version, kind, retroactive, benefit_type, \
                                 fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
                                 source_system, source_id, source_version, wire";
-
-/// [`DELIVERY_COLUMNS`] read from `register_current` (migration 0017), which holds each fact's
-/// latest version without the columns a stored encoding makes unneeded: a row without one (a person
-/// update) keeps its JSON body, and only person updates are read from it whole (their version and
-/// source columns are not kept; a benefit row without an encoding is read from the log instead).
-const CURRENT_COLUMNS: &str = "seq, recorded_at, person, record_id, CAST(0 AS BIGINT), kind, false, benefit_type, \
-                               fact_type, valid_from, valid_to, CASE WHEN wire IS NULL THEN body ELSE topic END, \
-                               '', '', CAST(0 AS BIGINT), wire";
 
 /// How a read of whole snapshots turns rows into records: the columns it selects and the
 /// conversion of each row.
@@ -297,10 +289,9 @@ impl Store {
     /// [`Store::snapshot_of`] for many asks at one sequence; the answers come in the order of
     /// `asks`, each record as the delivery sends it. Each person's current state is read from
     /// their `register_person_state` row (one query for all). A person without one, or whose row is
-    /// newer than `as_of`, is read from `register_current` (each fact's latest version; a second
-    /// query), and a person with a `register_current` row newer than `as_of` (a change since the
-    /// snapshot's sequence was chosen, or an older sequence asked for) from the log as of `as_of`
-    /// (a third). So every snapshot is the register as of `as_of` whichever way it was read.
+    /// newer than `as_of` (a change since the snapshot's sequence was chosen, or an older sequence
+    /// asked for), is read from the log as of `as_of` (a second query). So every snapshot is the
+    /// register as of `as_of` whichever way it was read.
     pub async fn snapshots_of(
         &self,
         asks: &[SnapshotAsk<'_>],
@@ -316,10 +307,8 @@ impl Store {
         let (persons, wanted) = persons_of(&asks);
         let (mut current, missing) = self.person_states(&persons, as_of, &wanted).await?;
         if !missing.is_empty() {
-            let (mut rows, changed) = self.current_rows(&missing, as_of, &wanted).await?;
-            if !changed.is_empty() {
-                rows.extend(self.log_rows(&changed, as_of, DELIVERED, &wanted).await?);
-            }
+            let mut conn = self.read().await?;
+            let rows = log_rows(&mut conn, &missing, as_of, DELIVERED, &wanted).await?;
             current.extend(rows.into_iter().map(|(key, rows)| (key, current_versions(rows))));
         }
         Ok(snapshots_from(&asks, current))
@@ -381,95 +370,13 @@ impl Store {
             return Ok(Vec::new());
         }
         let (persons, wanted) = persons_of(asks);
-        let rows = self.log_rows(&persons, as_of, reader, &wanted).await?;
+        let mut conn = self.read().await?;
+        let rows = log_rows(&mut conn, &persons, as_of, reader, &wanted).await?;
         let current = rows
             .into_iter()
             .map(|(key, rows)| (key, current_versions(rows)))
             .collect();
         Ok(snapshots_from(asks, current))
-    }
-
-    /// Every log row of `persons` up to `as_of`, read by `reader`, grouped by person (keys from
-    /// `wanted`).
-    async fn log_rows<'a, R>(
-        &self,
-        persons: &[&'a str],
-        as_of: u64,
-        reader: RowReader<R>,
-        wanted: &HashMap<&'a str, &'a Personnummer>,
-    ) -> Result<HashMap<&'a str, Vec<R>>, StoreError> {
-        let mut conn = self.read().await?;
-        let dialect = conn.dialect();
-        // No ORDER BY: the rows are grouped by person here, and each fact's latest version is
-        // found by its sequence (sorting them in the database cost more than the scan).
-        let sql = format!(
-            "SELECT {} FROM register_log WHERE person IN ({}) AND seq <= {}",
-            reader.columns,
-            dialect.in_list(persons.len()),
-            dialect.placeholder(persons.len() + 1)
-        );
-        // Each row goes straight to its person's list as it arrives.
-        let mut by_person: HashMap<&str, Vec<R>> = HashMap::with_capacity(persons.len());
-        each_log_row!(
-            &mut conn,
-            sql.as_str(),
-            |q| persons
-                .iter()
-                .fold(q, |q, person| q.bind(*person))
-                .bind(to_i64(as_of)),
-            |row| {
-                let Some((key, person)) = wanted.get_key_value(row.person) else {
-                    return Err(StoreError::Corrupt("register_log.person"));
-                };
-                let record = (reader.read)(&row, person)?;
-                by_person.entry(*key).or_default().push(record);
-            }
-        );
-        Ok(by_person)
-    }
-
-    /// The current-state rows of `persons` as a delivery sends them, grouped by person, for the
-    /// persons the current state answers as of `as_of`; and the persons it does not (a row of
-    /// theirs is newer than `as_of`, or a benefit row has no stored encoding), to be read from the
-    /// log. A row at or below `as_of` is its fact's version as of `as_of` (versions only follow
-    /// it), and a fact without a row did not exist then.
-    async fn current_rows<'a>(
-        &self,
-        persons: &[&'a str],
-        as_of: u64,
-        wanted: &HashMap<&'a str, &'a Personnummer>,
-    ) -> Result<(HashMap<&'a str, Vec<DeliveredVersion>>, Vec<&'a str>), StoreError> {
-        let mut conn = self.read().await?;
-        let sql = format!(
-            "SELECT {CURRENT_COLUMNS} FROM register_current WHERE person IN ({})",
-            conn.dialect().in_list(persons.len()),
-        );
-        let mut by_person: HashMap<&str, Vec<DeliveredVersion>> = HashMap::with_capacity(persons.len());
-        let mut changed: HashSet<&str> = HashSet::new();
-        each_log_row!(
-            &mut conn,
-            sql.as_str(),
-            |q| persons.iter().fold(q, |q, person| q.bind(*person)),
-            |row| {
-                let Some((key, person)) = wanted.get_key_value(row.person) else {
-                    return Err(StoreError::Corrupt("register_current.person"));
-                };
-                let newer = to_u64(row.seq, "register_current.seq")? > as_of;
-                let unencoded_fact = row.wire.is_none() && row.fact_type != FactType::Person.as_str();
-                if newer || unencoded_fact {
-                    changed.insert(*key);
-                } else if !changed.contains(key) {
-                    by_person
-                        .entry(*key)
-                        .or_default()
-                        .push(delivered_version(&row, person)?);
-                }
-            }
-        );
-        for key in &changed {
-            by_person.remove(key);
-        }
-        Ok((by_person, changed.into_iter().collect()))
     }
 
     /// Every version of every fact about `person` (benefit facts and person updates) recorded up
@@ -722,6 +629,44 @@ fn persons_of<'a>(asks: &[PersonAsk<'a>]) -> (Vec<&'a str>, HashMap<&'a str, &'a
     persons.dedup();
     let wanted = asks.iter().map(|a| (a.0.as_storage(), a.0)).collect();
     (persons, wanted)
+}
+
+/// Every log row of `persons` up to `as_of`, read by `reader`, grouped by person (keys from
+/// `wanted`), on `conn` (a read, or the caller's transaction).
+async fn log_rows<'a, R>(
+    conn: &mut Conn,
+    persons: &[&'a str],
+    as_of: u64,
+    reader: RowReader<R>,
+    wanted: &HashMap<&'a str, &'a Personnummer>,
+) -> Result<HashMap<&'a str, Vec<R>>, StoreError> {
+    let dialect = conn.dialect();
+    // No ORDER BY: the rows are grouped by person here, and each fact's latest version is
+    // found by its sequence (sorting them in the database cost more than the scan).
+    let sql = format!(
+        "SELECT {} FROM register_log WHERE person IN ({}) AND seq <= {}",
+        reader.columns,
+        dialect.in_list(persons.len()),
+        dialect.placeholder(persons.len() + 1)
+    );
+    // Each row goes straight to its person's list as it arrives.
+    let mut by_person: HashMap<&str, Vec<R>> = HashMap::with_capacity(persons.len());
+    each_log_row!(
+        &mut *conn,
+        sql.as_str(),
+        |q| persons
+            .iter()
+            .fold(q, |q, person| q.bind(*person))
+            .bind(to_i64(as_of)),
+        |row| {
+            let Some((key, person)) = wanted.get_key_value(row.person) else {
+                return Err(StoreError::Corrupt("register_log.person"));
+            };
+            let record = (reader.read)(&row, person)?;
+            by_person.entry(*key).or_default().push(record);
+        }
+    );
+    Ok(by_person)
 }
 
 /// Each person's current state ([`current_versions`]), keyed by the person's storage form.

@@ -7,13 +7,13 @@
 //! on the row it read with the person, written before the log rows, so that PostgreSQL's trigger
 //! on the log, which deletes a row older than an appended version, finds it current). A person
 //! without a row (new in the table, or whose row that trigger deleted because a replica of an
-//! older release appended a version) is built from `register_current` ([`build_person_states`]):
+//! older release appended a version) is built from their versions in the log ([`build_person_states`]):
 //! by the ingest that next touches them, and for the whole register by the migration step
 //! ([`Store::fill_person_states`]). SQLite needs no trigger: one server process writes it, and an
 //! older lefi refuses to start on a database a newer one migrated.
 //!
 //! The layout is lefi's own and versioned by its first byte ([`FORMAT`]); a row of another format
-//! is read as no row (the person is read from `register_current`) and built again by the next
+//! is read as no row (the person is read from the log) and built again by the next
 //! start. Integers little-endian; text and bytes as a `u32` length and the bytes:
 //!
 //! ```text
@@ -24,13 +24,13 @@
 //!                     text topic, bytes encoding
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use time::Date;
 
 use super::ingest::LogRow;
-use super::{CURRENT_COLUMNS, CurrentByPerson, LogColumns, LogView, delivered_version, encoded_version};
+use super::{CurrentByPerson, DELIVERED, LogView, encoded_version, log_rows};
 use super::{postgres, sqlite};
 use crate::domain::Personnummer;
 use crate::domain::register::versions::{
@@ -92,7 +92,7 @@ impl PersonState {
     /// The state from a person's current versions as a delivery reads them (every fact's latest
     /// version, retractions included, and the latest person update of each source), as of the
     /// latest of them; `None` when a benefit version has no stored encoding (such a person is read
-    /// from `register_current` and the log, as before).
+    /// from the log).
     fn from_current(rows: Vec<DeliveredVersion>) -> Option<Self> {
         let seq = rows.iter().map(|r| r.seq()).max()?;
         let has_person_data = rows.iter().any(|r| r.is_person_update());
@@ -373,35 +373,20 @@ impl Store {
     }
 }
 
-/// Builds and writes the `register_person_state` rows of `persons` from `register_current`, inside
-/// the caller's transaction, which must hold the register's head lock. A person with a benefit
-/// version without a stored encoding gets no row. Returns how many rows it wrote.
+/// Builds and writes the `register_person_state` rows of `persons` from their versions in the log,
+/// inside the caller's transaction, which must hold the register's head lock. A person with a
+/// benefit version without a stored encoding gets no row. Returns how many rows it wrote.
 pub(super) async fn build_person_states(conn: &mut Conn, persons: &[String]) -> Result<u64, StoreError> {
-    let dialect = conn.dialect();
     let mut states: Vec<(String, PersonState)> = Vec::with_capacity(persons.len());
     for chunk in persons.chunks(500) {
-        let sql = format!(
-            "SELECT {CURRENT_COLUMNS} FROM register_current WHERE person IN ({})",
-            dialect.in_list(chunk.len()),
-        );
-        let mut by_person: HashMap<&str, Vec<DeliveredVersion>> = HashMap::with_capacity(chunk.len());
-        let wanted: HashSet<&str> = chunk.iter().map(String::as_str).collect();
-        each_log_row!(
-            &mut *conn,
-            sql.as_str(),
-            |q| chunk.iter().fold(q, |q, person| q.bind(person.as_str())),
-            |row| {
-                let Some(key) = wanted.get(row.person) else {
-                    return Err(StoreError::Corrupt("register_current.person"));
-                };
-                let person: Personnummer = stored_person(row.person, "register_current.person")?;
-                by_person
-                    .entry(*key)
-                    .or_default()
-                    .push(delivered_version(&row, &person)?);
-            }
-        );
-        for (person, rows) in by_person {
+        let parsed = chunk
+            .iter()
+            .map(|p| stored_person(p, "register_persons.person"))
+            .collect::<Result<Vec<Personnummer>, _>>()?;
+        let wanted: HashMap<&str, &Personnummer> = chunk.iter().map(String::as_str).zip(&parsed).collect();
+        let keys: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let rows = log_rows(conn, &keys, u64::MAX, DELIVERED, &wanted).await?;
+        for (person, rows) in rows {
             if let Some(state) = PersonState::from_current(rows) {
                 states.push((person.to_string(), state));
             }
