@@ -87,22 +87,8 @@ impl Store {
             after = last;
         }
         // The persons' states, which hold the old encodings, are deleted in the transaction that
-        // records the format, and built again by `Store::fill_person_states`. On PostgreSQL,
-        // `register_current` (kept for replicas of the release before migration 0019, which read
-        // it) copies the new encodings (benefit rows keep no JSON body beside one); SQLite no
-        // longer has it (migration 0020).
+        // records the format, and built again by `Store::fill_person_states`.
         let mut conn = self.write().await?;
-        on_conn!(&mut conn,
-            sqlite: |_c| {},
-            postgres: |c| sqlx::query(
-                "UPDATE register_current SET body = NULL, wire = \
-                     (SELECT l.wire FROM register_log l WHERE l.seq = register_current.seq) \
-                 WHERE fact_type <> 'PERSON'",
-            )
-            .execute(&mut *c)
-            .await
-            .map(drop)?,
-        );
         on_conn!(&mut conn, |c| {
             sqlx::query("DELETE FROM register_person_state")
                 .execute(&mut *c)
