@@ -14,7 +14,7 @@
 //! a field (through `Deref`) works on either form: a stored record is decoded on first read.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
@@ -23,14 +23,18 @@ use prost::encoding::{DecodeContext, WireType};
 use super::pb::lefi::v1;
 use crate::domain::register::versions::StoredRecord;
 
-/// One benefit record of a message; see the module documentation.
+/// One benefit record of a message; see the module documentation. Small (about 80 bytes: the
+/// fields, over 300, are boxed), as a snapshot holds hundreds of records in flight per stream.
 #[derive(Clone, Default)]
 pub struct BenefitRecord {
-    /// The fields, when the record was built or decoded.
-    fields: v1::BenefitRecordFields,
     /// The stored form, when the record was made from it, with its fields once read.
-    stored: Option<(Stored, OnceLock<v1::BenefitRecordFields>)>,
+    stored: Option<(Stored, OnceLock<Box<v1::BenefitRecordFields>>)>,
+    /// The fields, when the record was built or decoded (`None` with no stored form: all defaults).
+    fields: Option<Box<v1::BenefitRecordFields>>,
 }
+
+/// The fields of a record with none set.
+static NO_FIELDS: LazyLock<v1::BenefitRecordFields> = LazyLock::new(Default::default);
 
 /// A record in the form the register stores: what the register assigned on commit and the
 /// encoding of everything else.
@@ -87,36 +91,43 @@ impl BenefitRecord {
             rest,
         };
         Self {
-            fields: v1::BenefitRecordFields::default(),
             stored: Some((stored, OnceLock::new())),
+            fields: None,
         }
     }
 
     /// The record's fields (a stored record is decoded on the first read).
     pub fn fields(&self) -> &v1::BenefitRecordFields {
-        match &self.stored {
-            Some((stored, decoded)) => decoded.get_or_init(|| stored.decode()),
-            None => &self.fields,
+        match (&self.stored, &self.fields) {
+            (Some((stored, decoded)), _) => decoded.get_or_init(|| Box::new(stored.decode())),
+            (None, Some(fields)) => fields,
+            (None, None) => &NO_FIELDS,
         }
     }
 
     /// The record's fields, owned.
-    pub fn into_fields(mut self) -> v1::BenefitRecordFields {
-        std::mem::take(self.fields_mut())
+    pub fn into_fields(self) -> v1::BenefitRecordFields {
+        match (self.stored, self.fields) {
+            (Some((stored, decoded)), _) => decoded.into_inner().map_or_else(|| stored.decode(), |f| *f),
+            (None, fields) => fields.map(|f| *f).unwrap_or_default(),
+        }
     }
 
     /// The fields, to be changed: the stored form is dropped.
     fn fields_mut(&mut self) -> &mut v1::BenefitRecordFields {
         if let Some((stored, decoded)) = self.stored.take() {
-            self.fields = decoded.into_inner().unwrap_or_else(|| stored.decode());
+            self.fields = Some(decoded.into_inner().unwrap_or_else(|| Box::new(stored.decode())));
         }
-        &mut self.fields
+        self.fields.get_or_insert_with(Box::default)
     }
 }
 
 impl From<v1::BenefitRecordFields> for BenefitRecord {
     fn from(fields: v1::BenefitRecordFields) -> Self {
-        Self { fields, stored: None }
+        Self {
+            stored: None,
+            fields: Some(Box::new(fields)),
+        }
     }
 }
 
@@ -263,6 +274,29 @@ mod tests {
             .encode_to_vec()
         );
         assert_eq!(stored(&fields(42)).into_fields(), fields(42));
+        // Read first, then changed: the fields already decoded are the ones changed.
+        let mut read = stored(&fields(42));
+        assert_eq!(read.version, fields(42).version);
+        read.version = 5;
+        assert_eq!(read.into_fields().version, 5);
+    }
+
+    #[test]
+    fn an_empty_record_reads_as_defaults_and_is_small() {
+        let mut empty = BenefitRecord::default();
+        assert_eq!(empty.fields(), &pb::BenefitRecordFields::default());
+        assert!(empty.encode_to_vec().is_empty());
+        empty.clear();
+        empty.version = 3;
+        assert_eq!(empty.into_fields().version, 3);
+        // A snapshot holds hundreds of records per stream: the fields (over 300 bytes) stay
+        // boxed, out of the message's vector.
+        assert!(
+            std::mem::size_of::<BenefitRecord>() <= 96,
+            "{}",
+            std::mem::size_of::<BenefitRecord>()
+        );
+        assert!(std::mem::size_of::<pb::BenefitRecordFields>() > 200);
     }
 
     #[test]
