@@ -1,6 +1,8 @@
 //! The disclosure log: every decision about personal data, append-only and hash-chained (the chain
 //! rule is [`crate::domain::disclosure::entry_hash`]).
 
+use std::borrow::Cow;
+
 use super::copy::{BinaryCopy, copy_in};
 use super::tx::{Conn, Dialect, on_conn};
 use super::{Store, StoreError, non_empty, split_codes, stored_opt_date, stored_person, to_i64, to_u64};
@@ -208,6 +210,49 @@ pub(crate) async fn append_on(
 /// An entry to append: its id, the entry, the hash it follows and its own.
 type Appended<'a> = (i64, &'a NewDisclosure, String, String);
 
+/// A stored column's value.
+enum Value<'a> {
+    Number(i64),
+    Text(Cow<'a, str>),
+}
+
+/// An appended entry's values in the order of [`COLUMNS`]: the one place that says how an entry
+/// is stored, for both backends' statements.
+fn values<'a>(
+    (entry_id, e, previous_hash, hash): &'a Appended<'_>,
+    now: Micros,
+) -> [Value<'a>; COLUMN_COUNT] {
+    use Value::{Number, Text};
+    let borrowed = |v: &'a str| Text(Cow::Borrowed(v));
+    [
+        Number(*entry_id),
+        Number(now),
+        borrowed(text(&e.party_id)),
+        borrowed(text(&e.party_org_number)),
+        borrowed(&e.system_identity),
+        borrowed(text(&e.operator_name)),
+        borrowed(e.channel.as_str()),
+        borrowed(&e.rpc),
+        borrowed(text(&e.request_id)),
+        borrowed(e.decision.as_str()),
+        borrowed(text(&e.denial_reason)),
+        borrowed(text(&e.legal_basis)),
+        borrowed(text(&e.purpose)),
+        borrowed(text(&e.case_reference)),
+        borrowed(text(&e.consent_id)),
+        borrowed(text(&e.subscription_id)),
+        borrowed(e.person.as_ref().map_or("", |p| p.as_storage())),
+        Text(Cow::Owned(e.benefit_types.join(","))),
+        Text(Cow::Owned(e.period_from.map(format_date).unwrap_or_default())),
+        Text(Cow::Owned(e.period_to.map(format_date).unwrap_or_default())),
+        Number(to_i64(e.record_count)),
+        Number(to_i64(e.from_sequence)),
+        Number(to_i64(e.to_sequence)),
+        borrowed(previous_hash),
+        borrowed(hash),
+    ]
+}
+
 /// SQLite: multi-row INSERTs, one statement per chunk, not one per entry.
 async fn insert_rows(
     conn: &mut sqlx::SqliteConnection,
@@ -220,33 +265,13 @@ async fn insert_rows(
             Dialect::Sqlite.values_list(chunk.len(), COLUMN_COUNT)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (entry_id, e, previous_hash, hash) in chunk {
-            q = q
-                .bind(*entry_id)
-                .bind(now)
-                .bind(text(&e.party_id))
-                .bind(text(&e.party_org_number))
-                .bind(&e.system_identity)
-                .bind(text(&e.operator_name))
-                .bind(e.channel.as_str())
-                .bind(&e.rpc)
-                .bind(text(&e.request_id))
-                .bind(e.decision.as_str())
-                .bind(text(&e.denial_reason))
-                .bind(text(&e.legal_basis))
-                .bind(text(&e.purpose))
-                .bind(text(&e.case_reference))
-                .bind(text(&e.consent_id))
-                .bind(text(&e.subscription_id))
-                .bind(e.person.as_ref().map_or("", |p| p.as_storage()))
-                .bind(e.benefit_types.join(","))
-                .bind(e.period_from.map(format_date).unwrap_or_default())
-                .bind(e.period_to.map(format_date).unwrap_or_default())
-                .bind(to_i64(e.record_count))
-                .bind(to_i64(e.from_sequence))
-                .bind(to_i64(e.to_sequence))
-                .bind(previous_hash)
-                .bind(hash);
+        for row in chunk {
+            for value in values(row, now) {
+                q = match value {
+                    Value::Number(n) => q.bind(n),
+                    Value::Text(t) => q.bind(t),
+                };
+            }
         }
         q.execute(&mut *conn).await?;
     }
@@ -261,33 +286,14 @@ async fn copy_rows(
     now: Micros,
 ) -> Result<(), sqlx::Error> {
     let mut data = BinaryCopy::with_capacity(rows.len() * 600);
-    for (entry_id, e, previous_hash, hash) in rows {
-        data.row(25);
-        data.int8(*entry_id);
-        data.int8(now);
-        data.text(text(&e.party_id));
-        data.text(text(&e.party_org_number));
-        data.text(&e.system_identity);
-        data.text(text(&e.operator_name));
-        data.text(e.channel.as_str());
-        data.text(&e.rpc);
-        data.text(text(&e.request_id));
-        data.text(e.decision.as_str());
-        data.text(text(&e.denial_reason));
-        data.text(text(&e.legal_basis));
-        data.text(text(&e.purpose));
-        data.text(text(&e.case_reference));
-        data.text(text(&e.consent_id));
-        data.text(text(&e.subscription_id));
-        data.text(e.person.as_ref().map_or("", |p| p.as_storage()));
-        data.text(&e.benefit_types.join(","));
-        data.text(&e.period_from.map(format_date).unwrap_or_default());
-        data.text(&e.period_to.map(format_date).unwrap_or_default());
-        data.int8(to_i64(e.record_count));
-        data.int8(to_i64(e.from_sequence));
-        data.int8(to_i64(e.to_sequence));
-        data.text(previous_hash);
-        data.text(hash);
+    for row in rows {
+        data.row(COLUMN_COUNT as i16);
+        for value in values(row, now) {
+            match value {
+                Value::Number(n) => data.int8(n),
+                Value::Text(t) => data.text(&t),
+            }
+        }
     }
     copy_in(
         conn,
