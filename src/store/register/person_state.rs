@@ -89,11 +89,10 @@ impl PersonState {
         Ok(())
     }
 
-    /// The state from a person's current versions as a delivery reads them (every fact's latest
-    /// version, retractions included, and the latest person update of each source), as of the
-    /// latest of them; `None` when a benefit version has no stored encoding (such a person is read
-    /// from the log).
-    fn from_current(rows: Vec<DeliveredVersion>) -> Option<Self> {
+    /// The state from a person's versions in the log as a delivery reads them (in any order,
+    /// superseded ones included), as of the latest of them; `None` when a current benefit version
+    /// has no stored encoding (such a person is read from the log).
+    fn from_log(rows: Vec<DeliveredVersion>) -> Option<Self> {
         let seq = rows.iter().map(|r| r.seq()).max()?;
         let has_person_data = rows.iter().any(|r| r.is_person_update());
         let (data, current) = current_versions(rows);
@@ -387,7 +386,7 @@ pub(super) async fn build_person_states(conn: &mut Conn, persons: &[String]) -> 
         let keys: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let rows = log_rows(conn, &keys, u64::MAX, DELIVERED, &wanted).await?;
         for (person, rows) in rows {
-            if let Some(state) = PersonState::from_current(rows) {
+            if let Some(state) = PersonState::from_log(rows) {
                 states.push((person.to_string(), state));
             }
         }
