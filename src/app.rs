@@ -204,14 +204,12 @@ impl App {
             state_token.cancel();
         });
 
-        // Other replicas' changes wake this process's streams: those of the parties named, or all.
+        // Other replicas' changes wake this process's streams: those of the parties named, or all
+        // (its own announcements come back too, and are passed over).
         let wakeups = state.wakeups.clone();
         let watcher = state
             .store
-            .watch_changes(move |payload| match crate::wakeups::Announced::read(payload) {
-                crate::wakeups::Announced::Everyone => wakeups.everyone(),
-                crate::wakeups::Announced::Parties(ids) => wakeups.parties(ids.iter().map(String::as_str)),
-            })
+            .watch_changes(move |payload| wakeups.heard(payload))
             .await
             .context("listening for changes from other replicas")?;
 

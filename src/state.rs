@@ -93,7 +93,7 @@ impl AppState {
     /// [`AppState::wakeups`]).
     pub fn notify_history(&self) {
         self.wakeups.everyone();
-        self.announce(String::new());
+        self.announce(self.wakeups.announcement(&[]));
     }
 
     /// Wakes the open streams of `party_ids` (the parties whose histories an ingest commit grew),
@@ -103,7 +103,7 @@ impl AppState {
             return;
         }
         self.wakeups.parties(party_ids.iter().map(String::as_str));
-        self.announce(crate::wakeups::announcement(party_ids));
+        self.announce(self.wakeups.announcement(party_ids));
     }
 
     /// Tells the other replicas (PostgreSQL's NOTIFY; nothing on SQLite, one process).

@@ -10,8 +10,11 @@
 //! replica could not name) wakes all. A missed wake-up would delay a delivery until the stream's
 //! next heartbeat, so whatever cannot name its parties wakes everyone.
 //!
-//! Replicas tell each other through PostgreSQL's NOTIFY; [`announcement`] and [`Announced::read`]
-//! are the payload both sides agree on.
+//! Replicas tell each other through PostgreSQL's NOTIFY; [`Wakeups::announcement`] and
+//! [`Announced::read`] are the payload both sides agree on. Every replica listens on the channel it
+//! announces on, so it hears its own announcements too: each names the process that made it, and
+//! [`Wakeups::heard`] passes over this process's own (its streams were woken when it made them;
+//! waking them again made each read an empty page after every commit).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -21,6 +24,8 @@ use tokio::sync::watch;
 /// The wake-ups of one process.
 #[derive(Debug)]
 pub struct Wakeups {
+    /// This process's name in its announcements (random, new at every start).
+    origin: String,
     everyone: watch::Sender<u64>,
     /// One sender per party that has a watcher; removed when its last watcher is gone.
     parties: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -29,6 +34,7 @@ pub struct Wakeups {
 impl Default for Wakeups {
     fn default() -> Self {
         Self {
+            origin: uuid::Uuid::new_v4().simple().to_string(),
             everyone: watch::Sender::new(0),
             parties: Mutex::default(),
         }
@@ -67,6 +73,26 @@ impl Wakeups {
         Watch {
             everyone: self.everyone.subscribe(),
             party,
+        }
+    }
+
+    /// The NOTIFY payload announcing changes to `party_ids`' histories (`from:ORIGIN;parties:ID,ID…`),
+    /// or to everyone's (`from:ORIGIN;`) when there are none or too many to name.
+    pub fn announcement(&self, party_ids: &[String]) -> String {
+        let length: usize = party_ids.iter().map(|p| p.len() + 1).sum();
+        if party_ids.is_empty() || length > MAX_ANNOUNCEMENT {
+            return format!("from:{};", self.origin);
+        }
+        format!("from:{};parties:{}", self.origin, party_ids.join(","))
+    }
+
+    /// Acts on an announcement heard from the channel: wakes the parties it names, or everyone;
+    /// nothing for one this process made itself.
+    pub fn heard(&self, payload: &str) {
+        match Announced::read(payload) {
+            (Some(origin), _) if origin == self.origin => {}
+            (_, Announced::Everyone) => self.everyone(),
+            (_, Announced::Parties(ids)) => self.parties(ids.iter().map(String::as_str)),
         }
     }
 
@@ -118,23 +144,19 @@ pub enum Announced {
     Parties(Vec<String>),
 }
 
-/// The NOTIFY payload announcing changes to `party_ids`' histories (`parties:ID,ID…`), or to
-/// everyone's (empty) when there are too many to name.
-pub fn announcement(party_ids: &[String]) -> String {
-    let length: usize = party_ids.iter().map(|p| p.len() + 1).sum();
-    if party_ids.is_empty() || length > MAX_ANNOUNCEMENT {
-        return String::new();
-    }
-    format!("parties:{}", party_ids.join(","))
-}
-
 impl Announced {
-    /// Reads a NOTIFY payload; anything but a list of parties means everyone.
-    pub fn read(payload: &str) -> Self {
-        match payload.strip_prefix("parties:") {
+    /// Reads a NOTIFY payload: the process that made it (when it says) and what it announces;
+    /// anything but a list of parties means everyone.
+    pub fn read(payload: &str) -> (Option<&str>, Self) {
+        let (origin, rest) = match payload.strip_prefix("from:").and_then(|p| p.split_once(';')) {
+            Some((origin, rest)) => (Some(origin), rest),
+            None => (None, payload),
+        };
+        let announced = match rest.strip_prefix("parties:") {
             Some(list) if !list.is_empty() => Self::Parties(list.split(',').map(str::to_string).collect()),
             _ => Self::Everyone,
-        }
+        };
+        (origin, announced)
     }
 }
 
@@ -185,15 +207,67 @@ mod tests {
     }
 
     #[test]
-    fn announcements_name_parties_or_everyone() {
+    fn announcements_name_their_origin_and_parties_or_everyone() {
+        let wakeups = Wakeups::default();
+        let origin = wakeups.origin.clone();
         let ids = vec!["pty_a".to_string(), "pty_b".to_string()];
-        assert_eq!(announcement(&ids), "parties:pty_a,pty_b");
-        assert_eq!(Announced::read(&announcement(&ids)), Announced::Parties(ids));
-        assert_eq!(announcement(&[]), "");
-        assert_eq!(Announced::read(""), Announced::Everyone);
-        assert_eq!(Announced::read("parties:"), Announced::Everyone);
-        assert_eq!(Announced::read("something else"), Announced::Everyone);
+        let named = wakeups.announcement(&ids);
+        assert_eq!(named, format!("from:{origin};parties:pty_a,pty_b"));
+        assert_eq!(
+            Announced::read(&named),
+            (Some(origin.as_str()), Announced::Parties(ids))
+        );
+        let everyone = wakeups.announcement(&[]);
+        assert_eq!(
+            Announced::read(&everyone),
+            (Some(origin.as_str()), Announced::Everyone)
+        );
         let many: Vec<String> = (0..1_000).map(|i| format!("pty_{i:032}")).collect();
-        assert_eq!(announcement(&many), "", "too many to name: everyone");
+        assert_eq!(
+            wakeups.announcement(&many),
+            everyone,
+            "too many to name: everyone"
+        );
+        // Payloads without an origin (and anything unreadable) still wake.
+        assert_eq!(Announced::read(""), (None, Announced::Everyone));
+        assert_eq!(Announced::read("parties:"), (None, Announced::Everyone));
+        assert_eq!(
+            Announced::read("parties:pty_a"),
+            (None, Announced::Parties(vec!["pty_a".to_string()]))
+        );
+        assert_eq!(Announced::read("something else"), (None, Announced::Everyone));
+        assert_eq!(Announced::read("from:x"), (None, Announced::Everyone));
+    }
+
+    #[tokio::test]
+    async fn a_process_passes_over_its_own_announcements() {
+        let here = Wakeups::default();
+        let there = Wakeups::default();
+        assert_ne!(here.origin, there.origin, "every process has its own origin");
+        let mut a = here.watch("pty_a");
+        let quiet = std::time::Duration::from_millis(50);
+        here.heard(&here.announcement(&["pty_a".to_string()]));
+        here.heard(&here.announcement(&[]));
+        assert!(
+            tokio::time::timeout(quiet, a.changed()).await.is_err(),
+            "its own: not woken"
+        );
+        here.heard(&there.announcement(&["pty_a".to_string()]));
+        assert!(
+            a.changed().await.is_ok(),
+            "another replica's change for pty_a wakes it"
+        );
+        here.heard(&there.announcement(&["pty_b".to_string()]));
+        assert!(
+            tokio::time::timeout(quiet, a.changed()).await.is_err(),
+            "pty_b's change: not woken"
+        );
+        here.heard(&there.announcement(&[]));
+        assert!(
+            a.changed().await.is_ok(),
+            "another replica's change for everyone wakes it"
+        );
+        here.heard("");
+        assert!(a.changed().await.is_ok(), "a payload without origin wakes it");
     }
 }

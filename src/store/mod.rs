@@ -301,7 +301,7 @@ pub const CHANGES_CHANNEL: &str = "lefi_changes";
 impl Store {
     /// Tells other replicas on the same PostgreSQL database that something changed (a coalesced
     /// wake-up only: the tables are the truth); `payload` says whose histories
-    /// ([`crate::wakeups::announcement`]). Does nothing on SQLite, which has one process.
+    /// ([`crate::wakeups::Wakeups::announcement`]). Does nothing on SQLite, which has one process.
     pub async fn announce_change(&self, payload: &str) -> Result<(), StoreError> {
         if self.kind() == BackendKind::Sqlite {
             return Ok(());

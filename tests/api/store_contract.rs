@@ -3588,7 +3588,8 @@ mod handle {
             .await
             .unwrap();
         let replica = Store::connect(&app.db_url, 2).await.unwrap();
-        let named = lefi::wakeups::announcement(&["pty_a".to_string(), "pty_b".to_string()]);
+        let named =
+            lefi::wakeups::Wakeups::default().announcement(&["pty_a".to_string(), "pty_b".to_string()]);
         replica.announce_change(&named).await.unwrap();
         replica.announce_change("").await.unwrap();
         match (backend, watching) {
