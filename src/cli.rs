@@ -454,6 +454,11 @@ pub struct BenchDeliveryArgs {
     /// register): the log grows, the current state does not.
     #[arg(long, default_value_t = 0)]
     pub history_depth: u32,
+    /// Rounds of the snapshot and its two baselines (the first on the stream that then measures
+    /// latency, each further one on a fresh stream), printed each and as medians: one round's
+    /// ratio moves with the machine's pace.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
     /// Commits (one fact each) for the latency run.
     #[arg(long, default_value_t = 3_000)]
     pub commits: usize,

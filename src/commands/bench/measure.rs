@@ -66,6 +66,15 @@ pub(super) fn cpu_per_item(before: (f64, f64), after: (f64, f64), items: u64, po
 }
 
 /// A percentile of sorted samples.
+/// The median of `values` (the mean of the middle two for an even count; 0 for none).
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    (values[(values.len() - 1) / 2] + values[values.len() / 2]) / 2.0
+}
+
 pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

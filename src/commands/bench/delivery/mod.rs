@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::measure::{cpu_per_item, cpu_secs, rss_kib};
+use super::measure::{cpu_per_item, cpu_secs, median, rss_kib};
 use super::{BenchParty, connect_empty, deepen_history, load_register};
 use crate::app::App;
 use crate::cli::BenchDeliveryArgs;
@@ -151,7 +151,19 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
 
     // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
     let bare_records = records;
-    let bare_rate = baselines::bare_baseline(&tls, &pem, recorded, bare_records).await?;
+    let bare_rate = baselines::bare_baseline(&tls, &pem, recorded.clone(), bare_records).await?;
+
+    // 5a. More rounds of the three when asked, each a fresh stream's snapshot and then both
+    //     baselines: the machine's pace drifts (a baseline measured in another round can differ by
+    //     a third), so a ratio is only as good as the rounds behind it.
+    let mut rounds = vec![(snapshot_rate, sqlx_rate, bare_rate)];
+    for _ in 1..options.rounds {
+        let (records, secs) = snapshot::time_snapshot(&channel, persons.len()).await?;
+        let (_, sqlx, _) = super::sqlx_read(&store, postgres).await?;
+        let tonic = baselines::bare_baseline(&tls, &pem, recorded.clone(), bare_records).await?;
+        rounds.push((records as f64 / secs, sqlx, tonic));
+    }
+    drop(recorded);
 
     // 5b. Optionally, the snapshot again with the policy check stubbed out and on, alternating.
     let policy_comparison = if options.compare_policy_stub {
@@ -228,6 +240,23 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
          a lower bound of commit → delivery, as the figure above is an upper one)",
         lat.after_ack_p50, lat.after_ack_p99
     );
+    if rounds.len() > 1 {
+        let list = |ratio: fn(&(f64, f64, f64)) -> f64| {
+            let each: Vec<String> = rounds.iter().map(|r| format!("{:.2}", ratio(r))).collect();
+            let median = median(rounds.iter().map(ratio).collect());
+            format!("{} (median {median:.2})", each.join(" · "))
+        };
+        println!(
+            "  {} rounds, each a fresh stream's snapshot, then both baselines: snapshot {:.0} records/s \
+             (median), sqlx {:.0} rows/s, tonic {:.0} records/s",
+            rounds.len(),
+            median(rounds.iter().map(|r| r.0).collect()),
+            median(rounds.iter().map(|r| r.1).collect()),
+            median(rounds.iter().map(|r| r.2).collect()),
+        );
+        println!("    snapshot/sqlx       {}", list(|r| r.0 / r.1));
+        println!("    snapshot/tonic      {}", list(|r| r.0 / r.2));
+    }
     if let Some((on, stubbed)) = policy_comparison {
         println!(
             "  policy on vs stubbed  {on:.0} vs {stubbed:.0} records/s (means of two fresh-stream runs each) \
@@ -236,11 +265,6 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
         );
     }
     if let Some((scraped, quiet, scrapes, per_scrape)) = metrics_comparison {
-        let median = |v: Vec<f64>| {
-            let mut v = v;
-            v.sort_by(f64::total_cmp);
-            (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
-        };
         let runs = |v: &[(f64, f64)]| {
             v.iter()
                 .map(|(rate, cpu)| format!("{rate:.0} ({cpu:.1} µs)"))

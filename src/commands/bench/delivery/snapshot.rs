@@ -53,7 +53,7 @@ impl SnapshotCount {
 
 /// Opens a fresh stream (empty cursor) and reads every start snapshot; returns the records
 /// received and the seconds it took.
-async fn time_snapshot(channel: &Channel, subscriptions: usize) -> anyhow::Result<(u64, f64)> {
+pub(super) async fn time_snapshot(channel: &Channel, subscriptions: usize) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
     let mut stream = fresh_stream(channel.clone(), 1_000).await?;
     let mut count = SnapshotCount::default();
