@@ -147,23 +147,15 @@ impl DeliveryStream {
             if self.state.shutdown.is_cancelled() {
                 return Some(status::shutting_down());
             }
-            // Whatever commits after this wakes the stream again. The certificate re-check and the
-            // head are read side by side (two connections): a wake-up's delivery waits for one
-            // round trip less.
-            changes.mark_unchanged();
-            let (allowed, head) = tokio::join!(Box::pin(self.still_allowed()), self.state.store.head_seq());
-            match allowed {
+            match Box::pin(self.still_allowed()).await {
                 Ok(()) => {}
                 Err(IdentityError::PartyTerminated) => {
                     return Box::pin(self.end_for_termination(IdentityError::PartyTerminated.into())).await;
                 }
                 Err(e) => return Some(e.into()),
             }
-            let head = match head {
-                Ok(head) => head,
-                Err(e) => return Some(e.into()),
-            };
-            match Box::pin(self.deliver_page_to(head, false)).await {
+            changes.mark_unchanged();
+            match Box::pin(self.deliver_page(false)).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 // A stream has no budget: Full does not happen.
@@ -494,13 +486,6 @@ impl DeliveryStream {
     /// (more may follow), `Ok(false)` when caught up. With `notices_only`, other events are passed
     /// over (the party has been terminated).
     pub(super) async fn deliver_page(&mut self, notices_only: bool) -> Result<bool, Flow> {
-        let head = self.state.store.head_seq().await?;
-        self.deliver_page_to(head, notices_only).await
-    }
-
-    /// [`Self::deliver_page`] with the register's head read by the caller (after the last
-    /// wake-up it will act on).
-    async fn deliver_page_to(&mut self, head: u64, notices_only: bool) -> Result<bool, Flow> {
         let Position::History {
             seq,
             ord,
@@ -510,6 +495,7 @@ impl DeliveryStream {
             return Ok(false);
         };
         let store = &self.state.store;
+        let head = store.head_seq().await?;
         let page = store
             .delivery_page(&self.party.party_id, (seq, ord), head, PAGE)
             .await?;
@@ -539,27 +525,22 @@ impl DeliveryStream {
                     _ => None,
                 })
         };
-        // Read side by side (two connections).
         let changes: Vec<(u64, &Permit)> = permitted(|k| matches!(k, EventKind::Change)).collect();
+        let facts = if changes.is_empty() {
+            HashMap::new()
+        } else {
+            store.records_at(&changes).await?
+        };
         let uncached: Vec<&Permit> = changes
             .iter()
             .map(|(_, p)| *p)
             .filter(|p| !self.persons.contains(p.person().as_storage()))
             .collect();
-        let (facts, persons) = tokio::try_join!(
-            async {
-                match changes.is_empty() {
-                    true => Ok(HashMap::new()),
-                    false => store.records_at(&changes).await,
-                }
-            },
-            async {
-                match uncached.is_empty() {
-                    true => Ok(HashMap::new()),
-                    false => store.person_versions(&uncached, last_seq).await,
-                }
-            },
-        )?;
+        let persons = if uncached.is_empty() {
+            HashMap::new()
+        } else {
+            store.person_versions(&uncached, last_seq).await?
+        };
         let mut skip = records_sent;
         for (event, decision) in page.iter().zip(decisions) {
             let previous = self.position;
