@@ -65,7 +65,6 @@ pub(super) fn cpu_per_item(before: (f64, f64), after: (f64, f64), items: u64, po
     }
 }
 
-/// A percentile of sorted samples.
 /// The median of `values` (the mean of the middle two for an even count; 0 for none).
 pub(super) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
@@ -75,6 +74,7 @@ pub(super) fn median(mut values: Vec<f64>) -> f64 {
     (values[(values.len() - 1) / 2] + values[values.len() / 2]) / 2.0
 }
 
+/// A percentile of sorted samples.
 pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -47,11 +47,12 @@ impl pb::delivery_service_server::DeliveryService for Bare {
 }
 
 /// A bare tonic stream of `events` over the same mTLS, replayed until `records` records went
-/// out; returns its rate in records per second.
+/// out; returns its rate in records per second. The events are shared, not copied, by every
+/// round that replays them.
 pub(super) async fn bare_baseline(
     tls: &TlsMaterial,
     pem: &ClientPem,
-    events: Vec<pb::StreamEvent>,
+    events: Arc<Vec<pb::StreamEvent>>,
     records: u64,
 ) -> anyhow::Result<f64> {
     let config = crate::tls::server_config(
@@ -65,11 +66,8 @@ pub(super) async fn bare_baseline(
     let port = listener.local_addr()?.port();
     let stop = CancellationToken::new();
     let incoming = crate::tls::incoming(listener, config, stop.clone(), Arc::new(|_| {}));
-    let service = pb::delivery_service_server::DeliveryServiceServer::new(Bare {
-        events: Arc::new(events),
-        records,
-    })
-    .max_encoding_message_size(64 * 1024 * 1024);
+    let service = pb::delivery_service_server::DeliveryServiceServer::new(Bare { events, records })
+        .max_encoding_message_size(64 * 1024 * 1024);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)

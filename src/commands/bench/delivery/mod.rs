@@ -151,6 +151,7 @@ pub(super) async fn run(options: BenchDeliveryArgs) -> anyhow::Result<()> {
 
     // 5. Baseline: a bare tonic stream of the same messages over the same mTLS.
     let bare_records = records;
+    let recorded = std::sync::Arc::new(recorded);
     let bare_rate = baselines::bare_baseline(&tls, &pem, recorded.clone(), bare_records).await?;
 
     // 5a. More rounds of the three when asked, each a fresh stream's snapshot and then both
