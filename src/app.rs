@@ -206,10 +206,9 @@ impl App {
 
         // Other replicas' changes wake this process's streams: those of the parties named, or all
         // (its own announcements come back too, and are passed over).
-        let wakeups = state.wakeups.clone();
         let watcher = state
             .store
-            .watch_changes(move |payload| wakeups.heard(payload))
+            .watch_changes(state.wakeups.clone())
             .await
             .context("listening for changes from other replicas")?;
 

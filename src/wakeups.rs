@@ -96,10 +96,31 @@ impl Wakeups {
         }
     }
 
-    /// How many parties have watchers (for tests and metrics).
-    pub fn watched_parties(&self) -> usize {
+    /// The parties that have watchers, sorted.
+    pub fn watched_parties(&self) -> Vec<String> {
         let parties = self.parties.lock().unwrap_or_else(PoisonError::into_inner);
-        parties.values().filter(|s| s.receiver_count() > 0).count()
+        let mut watched: Vec<String> = parties
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(party_id, _)| party_id.clone())
+            .collect();
+        watched.sort_unstable();
+        watched
+    }
+}
+
+/// What a replica's change watcher ([`crate::store::Store::watch_changes`]) wakes.
+impl crate::store::ChangeListener for Wakeups {
+    fn heard(&self, payload: &str) {
+        Wakeups::heard(self, payload);
+    }
+
+    fn watched_parties(&self) -> Vec<String> {
+        Wakeups::watched_parties(self)
+    }
+
+    fn wake(&self, party_ids: &[String]) {
+        self.parties(party_ids.iter().map(String::as_str));
     }
 }
 
@@ -196,10 +217,10 @@ mod tests {
         let wakeups = Wakeups::default();
         let a = wakeups.watch("pty_a");
         let b = wakeups.watch("pty_b");
-        assert_eq!(wakeups.watched_parties(), 2);
+        assert_eq!(wakeups.watched_parties(), ["pty_a", "pty_b"]);
         drop(a);
         wakeups.parties(["pty_b"]);
-        assert_eq!(wakeups.watched_parties(), 1);
+        assert_eq!(wakeups.watched_parties(), ["pty_b"]);
         assert_eq!(wakeups.parties.lock().unwrap().len(), 1, "pty_a's sender dropped");
         drop(b);
         wakeups.parties(std::iter::empty());

@@ -320,32 +320,45 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `on_change` with the payload of every change announced by any replica (an empty one
-    /// when whatever changed cannot be named), until the returned task is
-    /// aborted. `None` on SQLite (one process: every change is made here).
+    /// Passes `listener` the payload of every change announced by any replica, until the
+    /// returned task is aborted. `None` on SQLite (one process: every change is made here).
     ///
     /// An announcement is lost when it is made while this replica's LISTEN connection is down
-    /// (PostgreSQL restarting, a network cut). So `on_change` is also called once LISTEN is back
-    /// after such a loss (whatever was committed meanwhile is then re-read), and, as the safety
-    /// net, whenever the register head (which every history event moves) is found to have moved
-    /// on a check every [`HEAD_CHECK_INTERVAL`].
+    /// (PostgreSQL restarting, a network cut). So the listener also hears `""` (wake everyone)
+    /// once LISTEN is back after such a loss (whatever was committed meanwhile is then re-read),
+    /// or, when reconnecting failed at first, at the head check after the database answers again
+    /// and at the first announcement heard after it.
+    /// And, as the safety net, the register head (which every history event moves) is checked
+    /// every [`HEAD_CHECK_INTERVAL`]: when it moved, the watched parties with history events
+    /// since the last check are woken (those whose streams have something new; usually their
+    /// announcements woke them already, and a stream with nothing new would read an empty page),
+    /// and everyone when that cannot be read.
     pub async fn watch_changes(
         &self,
-        on_change: impl Fn(&str) + Send + Sync + 'static,
+        listener: std::sync::Arc<dyn ChangeListener>,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
         // LISTEN needs a connection of its own that outlives this call: PgListener manages one.
         let Backend::Postgres(pool) = &self.backend else {
             return Ok(None);
         };
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(CHANGES_CHANNEL).await?;
-        let on_change = std::sync::Arc::new(on_change);
+        let mut pg_listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        pg_listener.listen(CHANGES_CHANNEL).await?;
+        // Set when listening failed: announcements may have been lost while it did.
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let listen = {
-            let on_change = on_change.clone();
+            let listener = listener.clone();
+            let failed = failed.clone();
             async move {
+                // Whether listening failed since the last announcement heard.
+                let mut lost = false;
                 loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => on_change(notification.payload()),
+                    match pg_listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            if std::mem::take(&mut lost) {
+                                listener.heard("");
+                            }
+                            listener.heard(notification.payload());
+                        }
                         // The connection was lost and is back, listening again: announcements
                         // made meanwhile are gone, so re-read.
                         Ok(None) => {
@@ -353,11 +366,14 @@ impl Store {
                                 "the connection listening for other replicas' changes was lost and is back; \
                                  re-reading in case a change was missed"
                             );
-                            on_change("");
+                            listener.heard("");
                         }
-                        // Reconnecting failed (the database is down). The next try reconnects;
-                        // after it succeeds, the head check catches what was missed.
+                        // Reconnecting failed (the database is down). The next try reconnects,
+                        // silently: everyone is woken at the first announcement heard after it,
+                        // and by the head check once it can read again.
                         Err(e) => {
+                            lost = true;
+                            failed.store(true, std::sync::atomic::Ordering::SeqCst);
                             tracing::warn!(error = %DatabaseError(e), "listening for other replicas' changes failed; retrying in 1 s");
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
@@ -374,8 +390,10 @@ impl Store {
                 ticks.tick().await;
                 match store.head_seq().await {
                     Ok(head) => {
-                        if seen.is_some_and(|s| s != head) {
-                            on_change("");
+                        if failed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            listener.heard("");
+                        } else if let Some(before) = seen.filter(|&s| s != head) {
+                            store.wake_for_history(listener.as_ref(), before, head).await;
                         }
                         seen = Some(head);
                     }
@@ -387,6 +405,42 @@ impl Store {
             tokio::join!(listen, check_head);
         })))
     }
+
+    /// The head check's wake-up after the head moved from `before` to `head`: the watched
+    /// parties whose histories grew in between, or everyone when that cannot be read (or the
+    /// head went back: a restored database).
+    async fn wake_for_history(&self, listener: &dyn ChangeListener, before: u64, head: u64) {
+        if head < before {
+            listener.heard("");
+            return;
+        }
+        let watched = listener.watched_parties();
+        match self.parties_with_history_between(&watched, before, head).await {
+            Ok(grew) if grew.is_empty() => {}
+            Ok(grew) => {
+                tracing::debug!(
+                    parties = grew.len(),
+                    "the head check found history no announcement woke"
+                );
+                listener.wake(&grew);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading whose history grew failed; waking every stream");
+                listener.heard("");
+            }
+        }
+    }
+}
+
+/// What a replica's change watcher ([`Store::watch_changes`]) tells: implemented by
+/// [`crate::wakeups::Wakeups`].
+pub trait ChangeListener: Send + Sync + 'static {
+    /// An announcement heard from a replica; `""` when changes may have been missed (everyone).
+    fn heard(&self, payload: &str);
+    /// The parties whose histories someone in this process is waiting on.
+    fn watched_parties(&self) -> Vec<String>;
+    /// Wakes the watchers of these parties.
+    fn wake(&self, party_ids: &[String]);
 }
 
 /// How long a PostgreSQL call waits for a pooled connection before it fails UNAVAILABLE: long

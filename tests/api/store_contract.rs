@@ -2017,12 +2017,13 @@ mod register {
 /// the cursor key.
 mod delivery {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     use lefi::domain::delivery::{EndReason, EventKind, Notice, StateReason, SubscriptionState};
     use lefi::store::delivery::{
         CreateOutcome, DeliveryEvent, EndSelector, NewSubscription, Refresh, Subscription, SubscriptionFilter,
     };
-    use lefi::store::{Store, StoreError};
+    use lefi::store::{ChangeListener, HEAD_CHECK_INTERVAL, Store, StoreError};
     use time::macros::date;
 
     use super::{
@@ -2037,6 +2038,8 @@ mod delivery {
         a_new_consent_resumes_what_an_ended_consent_suspended,
         a_full_refresh_snapshots_the_active_and_names_the_skipped,
         the_history_reads_in_seq_and_ord_order_up_to_a_bound,
+        the_parties_whose_history_grew_between_two_heads_are_found,
+        the_head_check_wakes_the_watched_parties_whose_history_grew,
         start_snapshots_cover_the_subscriptions_active_at_the_head,
         pruning_keeps_each_subscriptions_latest_event_and_moves_the_horizon,
         the_cursor_key_is_made_once_and_shared,
@@ -2691,6 +2694,116 @@ mod delivery {
         assert_eq!(page((s1, 1), s1, 100).await, everything[1..2]);
         assert!(history(&app, &app.municipality_id).await.is_empty());
         app.stop().await;
+    }
+
+    /// A replica's head check asks which watched parties' histories grew since its last look.
+    async fn the_parties_whose_history_grew_between_two_heads_are_found(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.clone();
+        let municipality = app.municipality_id.clone();
+        let s1 = subscribe(&app, &insurer, &[order("a", P1, &["SJP"], COORDINATION)]).await[0].created_seq;
+        let s2 =
+            subscribe(&app, &municipality, &[order("b", P2, &["SJP"], COORDINATION)]).await[0].created_seq;
+        let [s3] = accept(&app, vec![period(P1, "x", 1, "SJP", JANUARY)]).await[..] else {
+            unreachable!()
+        };
+        let [s4] = accept(&app, vec![period(P2, "y", 1, "SJP", JANUARY)]).await[..] else {
+            unreachable!()
+        };
+        let [s5] = accept(&app, vec![period(P3, "z", 1, "SJP", JANUARY)]).await[..] else {
+            unreachable!()
+        };
+        assert!(
+            s1 < s2 && s2 < s3 && s3 < s4 && s4 < s5,
+            "{s1} {s2} {s3} {s4} {s5}"
+        );
+        let grew = async |parties: &[&String], after: u64, through: u64| {
+            let parties: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
+            app.store
+                .parties_with_history_between(&parties, after, through)
+                .await
+                .unwrap()
+        };
+        let nobody = "pty_nobody".to_string();
+        let watched = [&municipality, &nobody, &insurer];
+        assert_eq!(
+            grew(&watched, 0, s5).await,
+            [municipality.as_str(), insurer.as_str()],
+            "in the order asked"
+        );
+        assert_eq!(
+            grew(&watched, s1, s2).await,
+            [municipality.as_str()],
+            "its snapshot"
+        );
+        assert_eq!(grew(&watched, s2, s3).await, [insurer.as_str()], "its change");
+        assert_eq!(
+            grew(&watched, s3 - 1, s3).await,
+            [insurer.as_str()],
+            "the bound is inclusive"
+        );
+        assert_eq!(grew(&watched, s3, s4).await, [municipality.as_str()]);
+        assert!(grew(&watched, s4, s5).await.is_empty(), "P3 has no subscription");
+        assert!(grew(&watched, s5, s5).await.is_empty());
+        assert!(grew(&[&nobody], 0, s5).await.is_empty());
+        assert!(grew(&[], 0, s5).await.is_empty());
+        app.stop().await;
+    }
+
+    /// A change no replica announced (the store's own commits announce nothing) is found by the
+    /// head check, which wakes the watched parties whose histories grew: not every party.
+    async fn the_head_check_wakes_the_watched_parties_whose_history_grew(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let insurer = app.insurer_id.clone();
+        let municipality = app.municipality_id.clone();
+        subscribe(&app, &insurer, &[order("a", P1, &["SJP"], COORDINATION)]).await;
+        subscribe(&app, &municipality, &[order("b", P2, &["SJP"], COORDINATION)]).await;
+        let (woken, mut wake_ups) = tokio::sync::mpsc::unbounded_channel();
+        let listener = Watching {
+            watched: vec![insurer.clone(), municipality.clone()],
+            woken,
+        };
+        let watching = app.store.watch_changes(Arc::new(listener)).await.unwrap();
+        let Some(watching) = watching else {
+            assert_eq!(backend, Backend::Sqlite, "only SQLite has no replicas to watch");
+            app.stop().await;
+            return;
+        };
+        // The check's first look (at once) takes the head it compares with.
+        tokio::time::sleep(HEAD_CHECK_INTERVAL / 2).await;
+        accept(&app, vec![period(P1, "x", 1, "SJP", JANUARY)]).await;
+        let woke = tokio::time::timeout(HEAD_CHECK_INTERVAL * 5, wake_ups.recv()).await;
+        assert_eq!(woke.expect("woken by the head check").unwrap(), [insurer]);
+        watching.abort();
+        app.stop().await;
+    }
+
+    /// A change listener watching `watched` that passes on whom it is told to wake.
+    struct Watching {
+        watched: Vec<String>,
+        woken: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+    }
+
+    impl ChangeListener for Watching {
+        fn heard(&self, payload: &str) {
+            // The test's server announces its own changes (with its origin); "" would be the
+            // check waking everyone.
+            if payload.is_empty() {
+                let _ = self.woken.send(vec!["everyone".to_string()]);
+            }
+        }
+
+        fn watched_parties(&self) -> Vec<String> {
+            self.watched.clone()
+        }
+
+        fn wake(&self, party_ids: &[String]) {
+            let _ = self.woken.send(party_ids.to_vec());
+        }
     }
 
     async fn start_snapshots_cover_the_subscriptions_active_at_the_head(backend: Backend) {
@@ -3472,7 +3585,7 @@ mod disclosure_log {
 mod handle {
     use std::time::Duration;
 
-    use lefi::store::{BackendKind, Store, StoreError};
+    use lefi::store::{BackendKind, ChangeListener, Store, StoreError};
 
     use super::{Backend, EmptyDatabase, JANUARY, P1, TestApp, accept, backend_tests, period};
 
@@ -3482,6 +3595,21 @@ mod handle {
         a_change_announced_by_one_replica_wakes_the_others,
         the_catalogue_is_read_once_and_again_after_a_migration,
     );
+
+    /// A change listener that passes on the payloads it hears (and watches no party).
+    struct Heard(tokio::sync::mpsc::UnboundedSender<String>);
+
+    impl ChangeListener for Heard {
+        fn heard(&self, payload: &str) {
+            let _ = self.0.send(payload.to_string());
+        }
+
+        fn watched_parties(&self) -> Vec<String> {
+            Vec::new()
+        }
+
+        fn wake(&self, _party_ids: &[String]) {}
+    }
 
     /// Only a migration changes the catalogue tables, so the handle reads them once; migrating
     /// makes it read them again.
@@ -3582,9 +3710,7 @@ mod handle {
         let (woken, mut wake_ups) = tokio::sync::mpsc::unbounded_channel();
         let watching = app
             .store
-            .watch_changes(move |payload| {
-                let _ = woken.send(payload.to_string());
-            })
+            .watch_changes(std::sync::Arc::new(Heard(woken)))
             .await
             .unwrap();
         let replica = Store::connect(&app.db_url, 2).await.unwrap();

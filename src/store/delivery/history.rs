@@ -302,6 +302,44 @@ impl Store {
         }))
     }
 
+    /// Which of `party_ids` have history events at sequences in `(after, through]` (in the order
+    /// given): after the register head moved from `after` to `through`, the parties whose
+    /// streams have something new. One index probe per party (the key is party, sequence).
+    pub async fn parties_with_history_between(
+        &self,
+        party_ids: &[String],
+        after: u64,
+        through: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        if party_ids.is_empty() || after >= through {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.read().await?;
+        let found: Vec<String> = on_conn!(&mut conn,
+            // The ids travel as one JSON array (any number of them in one bound value).
+            sqlite: |c| sqlx::query_scalar(
+                "SELECT p.value FROM json_each($1) p WHERE EXISTS (SELECT 1 FROM delivery_events e \
+                  WHERE e.party_id = p.value AND e.seq > $2 AND e.seq <= $3) ORDER BY p.key",
+            )
+            .bind(serde_json::Value::from(party_ids.to_vec()).to_string())
+            .bind(to_i64(after))
+            .bind(to_i64(through))
+            .fetch_all(c)
+            .await?,
+            postgres: |c| sqlx::query_scalar(
+                "SELECT p FROM UNNEST($1::text[]) WITH ORDINALITY AS u (p, n) WHERE EXISTS \
+                  (SELECT 1 FROM delivery_events e WHERE e.party_id = u.p AND e.seq > $2 AND e.seq <= $3) \
+                 ORDER BY n",
+            )
+            .bind(party_ids)
+            .bind(to_i64(after))
+            .bind(to_i64(through))
+            .fetch_all(c)
+            .await?,
+        );
+        Ok(found)
+    }
+
     /// How far a party's history has been pruned (cursors at or below it have expired).
     pub async fn delivery_horizon(&self, party_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.read().await?;
