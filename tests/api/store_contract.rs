@@ -2023,7 +2023,8 @@ mod delivery {
     use lefi::store::delivery::{
         CreateOutcome, DeliveryEvent, EndSelector, NewSubscription, Refresh, Subscription, SubscriptionFilter,
     };
-    use lefi::store::{ChangeListener, HEAD_CHECK_INTERVAL, Store, StoreError};
+    use lefi::store::{BackendKind, ChangeListener, HEAD_CHECK_INTERVAL, Store, StoreError};
+    use sqlx::Connection;
     use time::macros::date;
 
     use super::{
@@ -2040,6 +2041,7 @@ mod delivery {
         the_history_reads_in_seq_and_ord_order_up_to_a_bound,
         the_parties_whose_history_grew_between_two_heads_are_found,
         the_head_check_wakes_the_watched_parties_whose_history_grew,
+        postgres_keeps_one_fan_out_plan_that_looks_up_subscriptions_by_person,
         start_snapshots_cover_the_subscriptions_active_at_the_head,
         pruning_keeps_each_subscriptions_latest_event_and_moves_the_horizon,
         the_cursor_key_is_made_once_and_shared,
@@ -2779,6 +2781,58 @@ mod delivery {
         let woke = tokio::time::timeout(HEAD_CHECK_INTERVAL * 5, wake_ups.recv()).await;
         assert_eq!(woke.expect("woken by the head check").unwrap(), [insurer]);
         watching.abort();
+        app.stop().await;
+    }
+
+    /// PostgreSQL plans the fan-out once per connection (`plan_cache_mode = force_generic_plan` for
+    /// it), so that plan must be good for any commit: with many subscriptions it finds the new log
+    /// rows by key and their persons' subscriptions by index, never scanning every subscription.
+    async fn postgres_keeps_one_fan_out_plan_that_looks_up_subscriptions_by_person(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        if backend == Backend::Sqlite {
+            // SQLite's plan has a test of its own (`store::delivery::history`).
+            app.stop().await;
+            return;
+        }
+        // 20,000 persons with a subscription and a fact each, and the planner's statistics of them.
+        app.execute_sql(&format!(
+            "INSERT INTO subscriptions (subscription_id, party_id, client_reference, person, benefit_types, \
+                 from_date, legal_basis, case_reference, consent_id, state, state_reason, created_at, created_seq) \
+             SELECT 'sub_plan_' || n, '{}', 'plan-' || n, lpad(n::text, 12, '0'), 'SJP', '2024-01-01', \
+                    '{COORDINATION}', '', '', 'ACTIVE', '', 0, 0 \
+             FROM generate_series(1, 20000) AS n; \
+             INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
+                 benefit_type, fact_type, valid_from, body, source_system, source_id, source_version, content_hash) \
+             SELECT 1000 + n, 0, lpad(n::text, 12, '0'), 'rec_plan_' || n, 1, 'NEW', FALSE, 'SJP', 'PERIOD', \
+                    '2024-01-01', '{{}}', 'plan', 'plan-' || n, 1, '' \
+             FROM generate_series(1, 20000) AS n; \
+             ANALYZE subscriptions; ANALYZE register_log; ANALYZE delivery_events",
+            app.insurer_id
+        ))
+        .await;
+        let mut conn = sqlx::postgres::PgConnection::connect(&app.db_url).await.unwrap();
+        let statement = lefi::store::delivery::fan_out_statement(BackendKind::Postgres);
+        sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PREPARE fan_out (bigint[]) AS {statement}"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE fan_out('{1, 2, 3}')")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("register_log_pkey on register_log l"), "{plan}");
+        assert!(plan.contains("subscriptions_person on subscriptions s"), "{plan}");
+        assert!(!plan.contains("Seq Scan on subscriptions"), "{plan}");
+        conn.close().await.unwrap();
         app.stop().await;
     }
 

@@ -29,6 +29,7 @@ use crate::domain::delivery::{
 };
 
 pub(crate) use history::fan_out;
+pub use history::fan_out_statement;
 
 /// A stored subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
