@@ -135,6 +135,8 @@ pub struct Store {
     backend: Backend,
     /// The legal-basis and benefit-type catalogues once read (see `catalogue.rs`).
     catalogue: catalogue::CatalogueCache,
+    /// What each agreement read so far grants (see `parties::GrantsCache`).
+    grants: parties::GrantsCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -192,6 +194,7 @@ impl Store {
             Ok(Self {
                 backend: Backend::Sqlite { write, read },
                 catalogue: Default::default(),
+                grants: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -203,6 +206,7 @@ impl Store {
             Ok(Self {
                 backend: Backend::Postgres(pool),
                 catalogue: Default::default(),
+                grants: Default::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))

@@ -1074,6 +1074,9 @@ mod parties {
         assert_eq!(insurer.basis_codes, codes(&[COORDINATION, RISK_ASSESSMENT]));
         assert_eq!(insurer.benefit_codes, codes(&["FP", "SJP"]));
         assert!(insurer.fully_signed());
+        // What it grants is read once per agreement, and remembered.
+        let again = app.store.agreement_for_party(&app.insurer_id).await.unwrap();
+        assert_eq!(again.as_ref(), Some(&insurer));
         let municipality = app
             .store
             .agreement_for_party(&app.municipality_id)

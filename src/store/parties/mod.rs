@@ -255,12 +255,20 @@ impl Store {
     /// The party's current agreement (the most recently sent), with what it grants.
     pub async fn agreement_for_party(&self, party_id: &str) -> Result<Option<Agreement>, StoreError> {
         // No transaction is needed for one state: what an agreement grants is written with it, in
-        // the transaction that creates it, and never changed.
+        // the transaction that creates it, and never changed; so it is read once per agreement.
         let mut conn = self.read().await?;
-        let agreement = rows::agreement(&mut conn, party_id).await?;
-        agreement
-            .map(|(row, grants)| row.into_agreement(grants))
-            .transpose()
+        let Some(row) = rows::agreement_row(&mut conn, party_id).await? else {
+            return Ok(None);
+        };
+        let grants = match self.grants.get(&row.agreement_id) {
+            Some(grants) => grants,
+            None => {
+                let grants = rows::grants(&mut conn, &row.agreement_id).await?;
+                self.grants.insert(&row.agreement_id, &grants);
+                grants
+            }
+        };
+        row.into_agreement(grants).map(Some)
     }
 
     /// One party with everything registered about it.
@@ -403,6 +411,27 @@ fn code_set<'a>(codes: impl Iterator<Item = &'a str>) -> String {
         String::new()
     } else {
         format!(",{},", codes.join(","))
+    }
+}
+
+/// What each agreement read so far grants, by agreement id. An agreement's grants are written in
+/// the transaction that creates it and never changed, its id is the key of `agreements`, and
+/// agreements are never deleted: an entry is never stale. Only committed agreements are read
+/// into it (through pooled connections), one entry per agreement (a few per party).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct GrantsCache(
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, rows::Grants>>>,
+);
+
+impl GrantsCache {
+    fn get(&self, agreement_id: &str) -> Option<rows::Grants> {
+        let grants = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        grants.get(agreement_id).cloned()
+    }
+
+    fn insert(&self, agreement_id: &str, grants: &rows::Grants) {
+        let mut cache = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.insert(agreement_id.to_string(), grants.clone());
     }
 }
 

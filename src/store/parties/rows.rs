@@ -273,7 +273,19 @@ pub(super) async fn agreement(
     conn: &mut Conn,
     party_id: &str,
 ) -> Result<Option<(AgreementRow, Grants)>, StoreError> {
-    let row: Option<AgreementRow> = on_conn!(conn, |c| {
+    let Some(row) = agreement_row(conn, party_id).await? else {
+        return Ok(None);
+    };
+    let grants = grants(conn, &row.agreement_id).await?;
+    Ok(Some((row, grants)))
+}
+
+/// The party's current agreement (the most recently sent), without what it grants.
+pub(super) async fn agreement_row(
+    conn: &mut Conn,
+    party_id: &str,
+) -> Result<Option<AgreementRow>, StoreError> {
+    Ok(on_conn!(conn, |c| {
         sqlx::query_as(
             "SELECT agreement_id, agreement_type, valid_from, notice_period_days, sent_at, \
                     party_signed_by, party_signed_on, party_signature_recorded_at, party_signature_recorded_by, \
@@ -283,24 +295,26 @@ pub(super) async fn agreement(
         .bind(party_id)
         .fetch_optional(c)
         .await?
-    });
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    // What the agreement grants, in one statement: each row says whether it is a basis.
+    }))
+}
+
+/// What the agreement grants (its legal bases, its benefit types), in one statement: each row
+/// says whether it is a basis. Written with the agreement, in the transaction that creates it,
+/// and never changed.
+pub(super) async fn grants(conn: &mut Conn, agreement_id: &str) -> Result<Grants, StoreError> {
     let grants: Vec<(bool, String)> = on_conn!(conn, |c| {
         sqlx::query_as(
             "SELECT TRUE, basis_code FROM agreement_bases WHERE agreement_id = $1 \
              UNION ALL SELECT FALSE, benefit_code FROM agreement_benefits WHERE agreement_id = $1 \
              ORDER BY 1 DESC, 2",
         )
-        .bind(&row.agreement_id)
+        .bind(agreement_id)
         .fetch_all(c)
         .await?
     });
     let (bases, benefits): (Vec<_>, Vec<_>) = grants.into_iter().partition(|(basis, _)| *basis);
     let codes = |rows: Vec<(bool, String)>| rows.into_iter().map(|(_, c)| c).collect();
-    Ok(Some((row, (codes(bases), codes(benefits)))))
+    Ok((codes(bases), codes(benefits)))
 }
 
 #[derive(sqlx::FromRow)]
