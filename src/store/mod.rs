@@ -324,19 +324,18 @@ impl Store {
         Ok(())
     }
 
-    /// Passes `listener` the payload of every change announced by any replica, until the
-    /// returned task is aborted. `None` on SQLite (one process: every change is made here).
+    /// Passes `listener` the payload of every change announced by any replica, until the returned
+    /// task is aborted. `None` on SQLite (one process: every change is made here).
     ///
     /// An announcement is lost when it is made while this replica's LISTEN connection is down
-    /// (PostgreSQL restarting, a network cut). So the listener also hears `""` (wake everyone)
-    /// once LISTEN is back after such a loss (whatever was committed meanwhile is then re-read),
-    /// or, when reconnecting failed at first, at the head check after the database answers again
-    /// and at the first announcement heard after it.
-    /// And, as the safety net, the register head (which every history event moves) is checked
-    /// every [`HEAD_CHECK_INTERVAL`]: when it moved, the watched parties with history events
-    /// since the last check are woken (those whose streams have something new; usually their
-    /// announcements woke them already, and a stream with nothing new would read an empty page),
-    /// and everyone when that cannot be read.
+    /// (PostgreSQL restarting, a network cut). So the listener also hears `""` (wake everyone) once
+    /// LISTEN is back after such a loss (whatever was committed meanwhile is then re-read), or,
+    /// when reconnecting failed at first, at the head check after the database answers again and at
+    /// the first announcement heard after it. And, as the safety net, the register head (which
+    /// every history event moves) is checked every [`HEAD_CHECK_INTERVAL`]: when it moved, the
+    /// watched parties with history events since the last check are woken (those whose streams have
+    /// something new; usually their announcements woke them already, and a stream with nothing new
+    /// would read an empty page), and everyone when that cannot be read.
     pub async fn watch_changes(
         &self,
         listener: std::sync::Arc<dyn ChangeListener>,

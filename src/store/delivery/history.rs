@@ -11,16 +11,16 @@ use crate::domain::delivery::{EventKind, Notice, SnapshotReason, StateReason, Su
 use crate::store::tx::{Columns, Conn, on_conn};
 use crate::store::{Store, StoreError, to_i64, to_u64};
 
-/// Fans the register facts of the given sequences out to the active subscriptions they
-/// concern, as change events. Runs inside the ingest transaction, after the facts are inserted and
-/// before commit; the same SQL runs on both backends, but for how the sequences are given. A fact concerns a subscription when it is
-/// about the same person and one of its benefit types (or no benefit type: person data and
-/// person events) and, for a new fact, its valid period reaches the subscription's from-date
-/// (corrections and retractions are always delivered: they may move a fact out of the window);
-/// and when the subscription's record filter admits it (`domain::delivery::RecordFilter`: its
-/// type, or its type and topic, among the filter's topics; person data always), or, for a
-/// correction, admitted the version it corrects (so the party learns the fact left its filter; a
-/// retraction carries the topic of the version it retracts).
+/// Fans the register facts of the given sequences out to the active subscriptions they concern, as
+/// change events. Runs inside the ingest transaction, after the facts are inserted and before
+/// commit; the same SQL runs on both backends, but for how the sequences are given. A fact concerns
+/// a subscription when it is about the same person and one of its benefit types (or no benefit
+/// type: person data and person events) and, for a new fact, its valid period reaches the
+/// subscription's from-date (corrections and retractions are always delivered: they may move a fact
+/// out of the window); and when the subscription's record filter admits it
+/// (`domain::delivery::RecordFilter`: its type, or its type and topic, among the filter's topics;
+/// person data always), or, for a correction, admitted the version it corrects (so the party learns
+/// the fact left its filter; a retraction carries the topic of the version it retracts).
 ///
 /// `CROSS JOIN` is an inner join with its conditions in `WHERE`; SQLite keeps its left table as
 /// the outer loop, so the few new log rows drive the lookup of subscriptions by person. Without
