@@ -2701,16 +2701,23 @@ mod delivery {
         app.stop().await;
     }
 
+    /// The insurer subscribed to P1's sickness benefit, then the municipality to P2's: their ids
+    /// and the two subscriptions' sequences.
+    async fn two_parties_subscribed(app: &TestApp) -> (String, String, [u64; 2]) {
+        let insurer = app.insurer_id.clone();
+        let municipality = app.municipality_id.clone();
+        let first = subscribe(app, &insurer, &[order("a", P1, &["SJP"], COORDINATION)]).await;
+        let second = subscribe(app, &municipality, &[order("b", P2, &["SJP"], COORDINATION)]).await;
+        let seqs = [first[0].created_seq, second[0].created_seq];
+        (insurer, municipality, seqs)
+    }
+
     /// A replica's head check asks which watched parties' histories grew since its last look.
     async fn the_parties_whose_history_grew_between_two_heads_are_found(backend: Backend) {
         let Some(app) = TestApp::spawn(backend).await else {
             return;
         };
-        let insurer = app.insurer_id.clone();
-        let municipality = app.municipality_id.clone();
-        let s1 = subscribe(&app, &insurer, &[order("a", P1, &["SJP"], COORDINATION)]).await[0].created_seq;
-        let s2 =
-            subscribe(&app, &municipality, &[order("b", P2, &["SJP"], COORDINATION)]).await[0].created_seq;
+        let (insurer, municipality, [s1, s2]) = two_parties_subscribed(&app).await;
         let [s3] = accept(&app, vec![period(P1, "x", 1, "SJP", JANUARY)]).await[..] else {
             unreachable!()
         };
@@ -2763,10 +2770,7 @@ mod delivery {
         let Some(app) = TestApp::spawn(backend).await else {
             return;
         };
-        let insurer = app.insurer_id.clone();
-        let municipality = app.municipality_id.clone();
-        subscribe(&app, &insurer, &[order("a", P1, &["SJP"], COORDINATION)]).await;
-        subscribe(&app, &municipality, &[order("b", P2, &["SJP"], COORDINATION)]).await;
+        let (insurer, municipality, _) = two_parties_subscribed(&app).await;
         let (woken, mut wake_ups) = tokio::sync::mpsc::unbounded_channel();
         let listener = Watching {
             watched: vec![insurer.clone(), municipality.clone()],
