@@ -17,6 +17,7 @@
 //! references), [`disclosure_log`] (the hash-chained log of every disclosure decision).
 
 mod catalogue;
+mod checkpoint;
 pub mod consents;
 mod copy;
 pub mod delivery;
@@ -125,7 +126,13 @@ pub enum BackendKind {
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+        /// The WAL checkpointer's own connection, and the hint that writes began (`checkpoint.rs`).
+        checkpoint: SqlitePool,
+        checkpoints: checkpoint::Checkpoints,
+    },
     Postgres(PgPool),
 }
 
@@ -173,7 +180,8 @@ impl Store {
             // little, and eight readers at 64 MiB held most of the server's memory.
             // The writer syncs every commit (`FULL`): an acknowledged ingest, subscription or log
             // entry survives a power failure, not only a crash of the process (`NORMAL` in WAL mode
-            // may lose the last commits). Readers write nothing.
+            // may lose the last commits). Readers write nothing. The writer leaves WAL checkpoints
+            // to a connection of their own (`checkpoint.rs`) unless the WAL grows very large.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
@@ -181,8 +189,15 @@ impl Store {
                     options
                         .clone()
                         .synchronous(SqliteSynchronous::Full)
-                        .pragma("cache_size", "-65536"),
+                        .pragma("cache_size", "-65536")
+                        .pragma("wal_autocheckpoint", checkpoint::WRITER_CHECKPOINT_PAGES),
                 )
+                .await
+                .map_err(connect_err)?;
+            let checkpoint = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options.clone().synchronous(SqliteSynchronous::Full))
                 .await
                 .map_err(connect_err)?;
             let read = SqlitePoolOptions::new()
@@ -192,7 +207,12 @@ impl Store {
                 .await
                 .map_err(connect_err)?;
             Ok(Self {
-                backend: Backend::Sqlite { write, read },
+                backend: Backend::Sqlite {
+                    write,
+                    read,
+                    checkpoints: checkpoint::Checkpoints::start(checkpoint.clone()),
+                    checkpoint,
+                },
                 catalogue: Default::default(),
                 grants: Default::default(),
             })
@@ -269,7 +289,7 @@ impl Store {
             (pool, size.saturating_sub(idle), idle)
         };
         match &self.backend {
-            Backend::Sqlite { write, read } => vec![
+            Backend::Sqlite { write, read, .. } => vec![
                 usage("sqlite_write", write.size(), write.num_idle()),
                 usage("sqlite_read", read.size(), read.num_idle()),
             ],
@@ -290,7 +310,13 @@ impl Store {
     /// Closes every pooled connection (at shutdown, so SQLite checkpoints its WAL).
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { write, read } => {
+            Backend::Sqlite {
+                write,
+                read,
+                checkpoint,
+                ..
+            } => {
+                checkpoint.close().await;
                 read.close().await;
                 write.close().await;
             }
@@ -527,6 +553,38 @@ mod tests {
             synchronous_of(&mut store.write_unscoped().await.unwrap()).await,
             2
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_checkpoints_its_wal_off_the_write_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lefi.db");
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
+            .await
+            .unwrap();
+        // The writer would checkpoint only past WRITER_CHECKPOINT_PAGES: far more than this test
+        // writes, so the database file grows only if the checkpointer copies the WAL into it.
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        let mut conn = store.write().await.unwrap();
+        let tx::Conn::Sqlite(handle) = &mut conn else {
+            panic!("a SQLite store")
+        };
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('checkpoint test', ?)")
+            .bind("x".repeat(200_000))
+            .execute(&mut **handle)
+            .await
+            .unwrap();
+        conn.commit().await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < before + 200_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was not checkpointed into the database file within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         store.close().await;
     }
 

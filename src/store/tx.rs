@@ -237,8 +237,12 @@ impl Store {
     /// A transaction that may write (SQLite: takes the write lock at once).
     pub(crate) async fn write(&self) -> Result<Conn, StoreError> {
         Ok(match &self.backend {
-            Backend::Sqlite { write, .. } => {
-                Conn::Sqlite(Handle::Tx(write.begin_with("BEGIN IMMEDIATE").await?))
+            Backend::Sqlite {
+                write, checkpoints, ..
+            } => {
+                let tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                checkpoints.wrote();
+                Conn::Sqlite(Handle::Tx(tx))
             }
             Backend::Postgres(pool) => Conn::Postgres(Handle::Tx(pool.begin().await?)),
         })

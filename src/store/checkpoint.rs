@@ -1,0 +1,64 @@
+//! SQLite's WAL checkpoints, taken off the write path.
+//!
+//! In WAL mode every commit appends pages to the WAL, and a checkpoint copies them back into the
+//! database file. By default the committing connection does that itself whenever the WAL has grown
+//! past 1,000 pages, so every few commits an ingest, subscription or disclosure-log entry waited
+//! for pages of earlier commits to be copied and synced. Here a connection of its own checkpoints
+//! (`PASSIVE`: it never blocks the writer or a reader) shortly after writes begin, on the other
+//! core, and the writer checkpoints itself only if the WAL ever grows past
+//! [`WRITER_CHECKPOINT_PAGES`] (the checkpointer failing, or falling far behind).
+
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+
+/// The WAL size (pages of 4 KiB) at which the writer checkpoints itself: the bound on the WAL
+/// whatever happens to the checkpointer.
+pub(super) const WRITER_CHECKPOINT_PAGES: &str = "16384";
+
+/// How long the checkpointer waits after a write began: the write commits meanwhile, and the
+/// writes of a burst share one checkpoint.
+const AFTER_WRITES: Duration = Duration::from_millis(100);
+
+/// Tells the checkpointer that a write transaction began. Cheap to clone; when the last clone
+/// (the last [`super::Store`] of the database) is dropped, the checkpointer stops.
+#[derive(Clone, Debug)]
+pub(super) struct Checkpoints(mpsc::Sender<()>);
+
+impl Checkpoints {
+    /// Starts the checkpointer on `pool` (its own read-write connection).
+    pub(super) fn start(pool: SqlitePool) -> Self {
+        // One pending hint is enough: the checkpoint it causes covers every write before it.
+        let (hints, pending) = mpsc::channel(1);
+        tokio::spawn(checkpoint_after_writes(pool, pending));
+        Self(hints)
+    }
+
+    /// A write began: checkpoint soon.
+    pub(super) fn wrote(&self) {
+        // Full: a checkpoint is already due. Closed: the checkpointer stopped with its pool.
+        let _ = self.0.try_send(());
+    }
+}
+
+/// Checkpoints [`AFTER_WRITES`] after each hint, until the hints end (the store was dropped) or the
+/// pool is closed ([`super::Store::close`]).
+async fn checkpoint_after_writes(pool: SqlitePool, mut pending: mpsc::Receiver<()>) {
+    while pending.recv().await.is_some() {
+        tokio::time::sleep(AFTER_WRITES).await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(
+                error = %e,
+                "a WAL checkpoint failed; the writer checkpoints itself if the WAL grows past {WRITER_CHECKPOINT_PAGES} pages"
+            );
+        }
+    }
+    pool.close().await;
+}
