@@ -4,9 +4,9 @@
 //! database file. By default the committing connection does that itself whenever the WAL has grown
 //! past 1,000 pages, so every few commits an ingest, subscription or disclosure-log entry waited
 //! for pages of earlier commits to be copied and synced. Here a connection of its own checkpoints
-//! (`PASSIVE`: it never blocks the writer or a reader) shortly after writes begin, on the other
-//! core, and the writer checkpoints itself only if the WAL ever grows past
-//! [`WRITER_CHECKPOINT_PAGES`] (the checkpointer failing, or falling far behind).
+//! (`PASSIVE`: it never blocks the writer or a reader) shortly after writes begin and a second
+//! after the last, on the other core, and the writer checkpoints itself only if the WAL ever grows
+//! past [`WRITER_CHECKPOINT_PAGES`] (the checkpointer failing, or falling far behind).
 
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub(super) const WRITER_CHECKPOINT_PAGES: &str = "16384";
 /// How long the checkpointer waits after a write began: the write commits meanwhile, and the
 /// writes of a burst share one checkpoint.
 const AFTER_WRITES: Duration = Duration::from_millis(100);
+
+/// How long after the last write began the checkpointer checkpoints once more.
+const SETTLED: Duration = Duration::from_secs(1);
 
 /// Tells the checkpointer that a write transaction began. Cheap to clone; when the last clone
 /// (the last [`super::Store`] of the database) is dropped, the checkpointer stops.
@@ -42,23 +45,45 @@ impl Checkpoints {
     }
 }
 
-/// Checkpoints [`AFTER_WRITES`] after each hint, until the hints end (the store was dropped) or the
-/// pool is closed ([`super::Store::close`]).
+/// Checkpoints [`AFTER_WRITES`] after writes begin, again while they go on, and once more
+/// [`SETTLED`] after the last one began (a transaction still open at the previous checkpoint has
+/// committed by then); until the hints end (the store was dropped) or the pool is closed
+/// ([`super::Store::close`]).
 async fn checkpoint_after_writes(pool: SqlitePool, mut pending: mpsc::Receiver<()>) {
-    while pending.recv().await.is_some() {
-        tokio::time::sleep(AFTER_WRITES).await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            if pool.is_closed() {
+    'idle: while pending.recv().await.is_some() {
+        loop {
+            tokio::time::sleep(AFTER_WRITES).await;
+            if !checkpoint(&pool).await {
                 return;
             }
-            tracing::warn!(
-                error = %e,
-                "a WAL checkpoint failed; the writer checkpoints itself if the WAL grows past {WRITER_CHECKPOINT_PAGES} pages"
-            );
+            match tokio::time::timeout(SETTLED, pending.recv()).await {
+                Ok(Some(())) => {}
+                Ok(None) => break 'idle,
+                Err(_) => {
+                    if !checkpoint(&pool).await {
+                        return;
+                    }
+                    continue 'idle;
+                }
+            }
         }
     }
     pool.close().await;
+}
+
+/// One passive checkpoint; `false` once the pool is closed.
+async fn checkpoint(pool: &SqlitePool) -> bool {
+    if pool.is_closed() {
+        return false;
+    }
+    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await {
+        if pool.is_closed() {
+            return false;
+        }
+        tracing::warn!(
+            error = %e,
+            "a WAL checkpoint failed; the writer checkpoints itself if the WAL grows past {WRITER_CHECKPOINT_PAGES} pages"
+        );
+    }
+    true
 }

@@ -556,6 +556,31 @@ mod tests {
         store.close().await;
     }
 
+    /// Whether the database file at `path` holds `name` in `server_secrets` without its WAL,
+    /// i.e. whether a checkpoint copied it there (read from a copy of the file alone).
+    async fn checkpointed(path: &std::path::Path, name: &str) -> bool {
+        let copy = path.with_extension("copy");
+        for extra in ["copy-wal", "copy-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(extra));
+        }
+        if std::fs::copy(path, &copy).is_err() {
+            return false;
+        }
+        let Ok(mut conn) =
+            <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", copy.display()))
+                .await
+        else {
+            return false;
+        };
+        let found: Result<i64, _> = sqlx::query_scalar("SELECT COUNT(*) FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await;
+        let _ = sqlx::Connection::close(conn).await;
+        // A copy taken while a checkpoint wrote may not read: try again.
+        found.is_ok_and(|n| n == 1)
+    }
+
     #[tokio::test]
     async fn sqlite_checkpoints_its_wal_off_the_write_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -563,27 +588,26 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
             .await
             .unwrap();
-        // The writer would checkpoint only past WRITER_CHECKPOINT_PAGES: far more than this test
-        // writes, so the database file grows only if the checkpointer copies the WAL into it.
-        let size = || std::fs::metadata(&path).unwrap().len();
-        let before = size();
         let mut conn = store.write().await.unwrap();
         let tx::Conn::Sqlite(handle) = &mut conn else {
             panic!("a SQLite store")
         };
-        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('checkpoint test', ?)")
-            .bind("x".repeat(200_000))
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('checkpoint test', 'x')")
             .execute(&mut **handle)
             .await
             .unwrap();
+        // Still open when the checkpoint after its start runs: the one a second later copies it.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         conn.commit().await.unwrap();
+        // The writer would checkpoint only past WRITER_CHECKPOINT_PAGES, far more than this test
+        // writes: the row reaches the database file only through the checkpointer.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while size() < before + 200_000 {
+        while !checkpointed(&path, "checkpoint test").await {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the WAL was not checkpointed into the database file within 10 s"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         store.close().await;
     }
