@@ -24,24 +24,33 @@ const AFTER_WRITES: Duration = Duration::from_millis(100);
 /// How long after the last write began the checkpointer checkpoints once more.
 const SETTLED: Duration = Duration::from_secs(1);
 
-/// Tells the checkpointer that a write transaction began. Cheap to clone; when the last clone
-/// (the last [`super::Store`] of the database) is dropped, the checkpointer stops.
+/// The checkpointer: its connection, and the hint that a write transaction began. Cheap to clone;
+/// when the last clone (the last [`super::Store`] of the database) is dropped, it stops.
 #[derive(Clone, Debug)]
-pub(super) struct Checkpoints(mpsc::Sender<()>);
+pub(super) struct Checkpoints {
+    pool: SqlitePool,
+    hints: mpsc::Sender<()>,
+}
 
 impl Checkpoints {
     /// Starts the checkpointer on `pool` (its own read-write connection).
     pub(super) fn start(pool: SqlitePool) -> Self {
         // One pending hint is enough: the checkpoint it causes covers every write before it.
         let (hints, pending) = mpsc::channel(1);
-        tokio::spawn(checkpoint_after_writes(pool, pending));
-        Self(hints)
+        tokio::spawn(checkpoint_after_writes(pool.clone(), pending));
+        Self { pool, hints }
     }
 
     /// A write began: checkpoint soon.
     pub(super) fn wrote(&self) {
         // Full: a checkpoint is already due. Closed: the checkpointer stopped with its pool.
-        let _ = self.0.try_send(());
+        let _ = self.hints.try_send(());
+    }
+
+    /// Stops the checkpointer and closes its connection (before the writer's, which then
+    /// checkpoints as the last connection to close).
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

@@ -129,8 +129,7 @@ enum Backend {
     Sqlite {
         write: SqlitePool,
         read: SqlitePool,
-        /// The WAL checkpointer's own connection, and the hint that writes began (`checkpoint.rs`).
-        checkpoint: SqlitePool,
+        /// The WAL checkpointer (`checkpoint.rs`).
         checkpoints: checkpoint::Checkpoints,
     },
     Postgres(PgPool),
@@ -210,8 +209,7 @@ impl Store {
                 backend: Backend::Sqlite {
                     write,
                     read,
-                    checkpoints: checkpoint::Checkpoints::start(checkpoint.clone()),
-                    checkpoint,
+                    checkpoints: checkpoint::Checkpoints::start(checkpoint),
                 },
                 catalogue: Default::default(),
                 grants: Default::default(),
@@ -313,10 +311,9 @@ impl Store {
             Backend::Sqlite {
                 write,
                 read,
-                checkpoint,
-                ..
+                checkpoints,
             } => {
-                checkpoint.close().await;
+                checkpoints.close().await;
                 read.close().await;
                 write.close().await;
             }
