@@ -3915,6 +3915,7 @@ mod migrations {
         migration_0008_splits_the_old_detail_into_state_reason_and_message,
         migration_0016_gives_stored_decisions_and_events_their_topic,
         migration_0017_fills_the_current_state_and_0020_drops_it,
+        migration_0021_compares_identifiers_bytewise_and_keeps_the_rows,
     );
 
     static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -4173,6 +4174,70 @@ VALUES ('199007042386', 'Anna', FALSE, NULL, 1, 6);"#;
         )
         .await;
         assert_eq!(encoded, [(5,)], "every benefit version encoded");
+        database.remove().await;
+    }
+
+    /// After 0021, every column that holds a person, a record id or a source key compares byte by
+    /// byte (PostgreSQL's collation "C"; SQLite's columns declare no collation, so BINARY), the
+    /// same collation in every table (PostgreSQL refuses a join between two columns of different
+    /// ones), and the rows written before it are all there and still join.
+    async fn migration_0021_compares_identifiers_bytewise_and_keeps_the_rows(backend: Backend) {
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
+        };
+        let url = database.url.as_str();
+        let rows = format!("{VERSION_15_ROWS}\n{VERSION_16_ROWS}");
+        migrate_to(backend, url, 16, &rows).await;
+        let store = Store::connect(url, 2).await.unwrap();
+        store.close().await;
+        match backend {
+            Backend::Sqlite => {
+                let declared: Vec<(String,)> = fetch(
+                    backend,
+                    url,
+                    "SELECT name FROM sqlite_master WHERE sql LIKE '%COLLATE%' ORDER BY name",
+                )
+                .await;
+                assert_eq!(declared, [], "no SQLite table or index declares a collation");
+            }
+            Backend::Postgres => {
+                let columns: Vec<(String, String)> = fetch(
+                    backend,
+                    url,
+                    "SELECT c.relname || '.' || a.attname, COALESCE(co.collname, '') \
+                     FROM pg_attribute a \
+                     JOIN pg_class c ON c.oid = a.attrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+                     WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT a.attisdropped \
+                       AND a.attname IN ('person', 'record_id', 'source_system', 'source_id') \
+                     ORDER BY 1",
+                )
+                .await;
+                let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+                for expected in [
+                    "register_log.person",
+                    "register_records.source_id",
+                    "register_person_state.person",
+                    "subscriptions.person",
+                    "disclosure_log.person",
+                ] {
+                    assert!(names.contains(&expected), "{expected} missing from {names:?}");
+                }
+                let other: Vec<&(String, String)> =
+                    columns.iter().filter(|(_, collation)| collation != "C").collect();
+                assert!(other.is_empty(), "identifier columns not bytewise: {other:?}");
+            }
+        }
+        let joined: Vec<(i64, i64)> = fetch(
+            backend,
+            url,
+            "SELECT COUNT(*), COUNT(DISTINCT l.record_id) FROM register_log l \
+             JOIN register_persons p ON p.person = l.person \
+             JOIN register_person_state s ON s.person = l.person",
+        )
+        .await;
+        assert_eq!(joined, [(6, 4)], "every log row kept, joined by person");
         database.remove().await;
     }
 }
