@@ -13,7 +13,9 @@
 --
 -- Changing a column's collation rebuilds the indexes on it under an exclusive lock of its table (the
 -- rows stay as they are): about a second for 347,305 register versions on the benchmark machine.
--- Additive for a rolling upgrade: the same SQL runs on both sides (docs/OPERATIONS.md).
+-- Not additive for a rolling upgrade: a statement a running server has prepared that returns one of
+-- these columns fails ("cached plan must not change result type") on that connection for as long
+-- as the connection lives. Stop every replica, migrate, start the new release (docs/OPERATIONS.md).
 ALTER TABLE register_log
     ALTER COLUMN person TYPE TEXT COLLATE "C",
     ALTER COLUMN record_id TYPE TEXT COLLATE "C",
