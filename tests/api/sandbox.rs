@@ -279,7 +279,7 @@ async fn register_scenarios_show_on_a_subscribers_stream() {
         printed.contains(&valid.from) && printed.contains(&valid.to),
         "{printed}"
     );
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = lefi::domain::clock::business_date(time::OffsetDateTime::now_utc());
     assert!(
         valid.to < lefi::domain::clock::format_date(today - time::Duration::days(100)),
         "{valid:?}"
@@ -382,7 +382,7 @@ async fn consent_lapsing_suspends_the_subscription_relying_on_it() {
         "{stderr}"
     );
 
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = lefi::domain::clock::business_date(time::OffsetDateTime::now_utc());
     let consent = pb::consent_service_client::ConsentServiceClient::new(sandbox.party("insurer").await)
         .register_consent(pb::RegisterConsentRequest {
             person_id: sandbox.person.clone(),
