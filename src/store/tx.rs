@@ -133,10 +133,9 @@ pub(crate) enum Dialect {
 impl Dialect {
     /// The placeholder of the `n`th parameter (from 1).
     pub(crate) fn placeholder(self, n: usize) -> String {
-        match self {
-            Self::Sqlite => "?".to_string(),
-            Self::Postgres => format!("${n}"),
-        }
+        let mut sql = String::new();
+        self.push_placeholder(&mut sql, n);
+        sql
     }
 
     /// Appends the placeholder of the `n`th parameter (from 1) to `sql`.
