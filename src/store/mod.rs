@@ -529,12 +529,12 @@ pub(crate) fn non_empty(v: String) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// What PRAGMA synchronous reads on a connection (0 OFF, 1 NORMAL, 2 FULL).
-    async fn synchronous_of(conn: &mut tx::Conn) -> i64 {
+    /// What `PRAGMA <name>` reads on a connection.
+    async fn pragma_of(conn: &mut tx::Conn, name: &str) -> i64 {
         let tx::Conn::Sqlite(handle) = conn else {
             panic!("a SQLite store")
         };
-        sqlx::query_scalar("PRAGMA synchronous")
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
             .fetch_one(&mut **handle)
             .await
             .unwrap()
@@ -545,11 +545,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("lefi.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
-        // The writer syncs every commit; readers write nothing, so theirs does not matter.
+        // The writer syncs every commit (2, FULL); readers write nothing, so theirs does not matter.
         assert_eq!(
-            synchronous_of(&mut store.write_unscoped().await.unwrap()).await,
+            pragma_of(&mut store.write_unscoped().await.unwrap(), "synchronous").await,
             2
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_options_lefi_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lefi.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let mut conn = store.write_unscoped().await.unwrap();
+        let tx::Conn::Sqlite(handle) = &mut conn else {
+            panic!("a SQLite store")
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&mut **handle)
+            .await
+            .unwrap();
+        // .cargo/config.toml: no global memory statistics, and statement journals of up to 16 MiB
+        // kept in memory.
+        for expected in ["DEFAULT_MEMSTATUS=0", "STMTJRNL_SPILL=16777216"] {
+            assert!(
+                options.iter().any(|o| o == expected),
+                "{expected} not in {options:?}"
+            );
+        }
+        drop(conn);
         store.close().await;
     }
 
