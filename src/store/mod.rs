@@ -529,12 +529,12 @@ pub(crate) fn non_empty(v: String) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// What `PRAGMA <name>` reads on a connection.
-    async fn pragma_of(conn: &mut tx::Conn, name: &str) -> i64 {
+    /// What PRAGMA synchronous reads on a connection (0 OFF, 1 NORMAL, 2 FULL).
+    async fn synchronous_of(conn: &mut tx::Conn) -> i64 {
         let tx::Conn::Sqlite(handle) = conn else {
             panic!("a SQLite store")
         };
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+        sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&mut **handle)
             .await
             .unwrap()
@@ -545,9 +545,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("lefi.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
-        // The writer syncs every commit (2, FULL); readers write nothing, so theirs does not matter.
+        // The writer syncs every commit; readers write nothing, so theirs does not matter.
         assert_eq!(
-            pragma_of(&mut store.write_unscoped().await.unwrap(), "synchronous").await,
+            synchronous_of(&mut store.write_unscoped().await.unwrap()).await,
             2
         );
         store.close().await;
