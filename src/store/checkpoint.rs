@@ -22,7 +22,7 @@ pub(super) const WRITER_CHECKPOINT_PAGES: &str = "16384";
 /// checkpoint copies pages back into the database file and syncs it, and a commit's sync of the
 /// WAL waits behind those writes, so small and frequent checkpoints keep commits' tail short (at
 /// 100,000 persons and 1,000 commits/s, commit → delivery p99 17.6–21.7 ms with 25 ms against
-/// 21.5–28.1 ms with 100 ms and 41 ms with 1 s; bulk ingest and snapshots 2–3 % slower:
+/// 21.5–28.1 ms with 100 ms and 41 ms with 1 s; bulk ingest and snapshots 1–3 % slower:
 /// docs/BENCHMARKS.md).
 const AFTER_WRITES: Duration = Duration::from_millis(25);
 
