@@ -59,6 +59,14 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds a migration this binary does not know: a newer release of lefi migrated
+    /// it, and this one cannot serve it (nor run beside that release).
+    #[error(
+        "the database was migrated by a newer release of lefi (migration {0} is unknown to this \
+         binary): run that release or a later one; a binary cannot be rolled back past a migration \
+         (docs/OPERATIONS.md, \"Rolling back\")"
+    )]
+    NewerSchema(i64),
     /// The database cannot be reached right now (connection lost or refused, pool exhausted, the
     /// server restarting): retrying later may succeed.
     #[error("the database is unavailable: {0}")]
@@ -234,11 +242,19 @@ impl Store {
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.write_unscoped().await?;
-        on_conn!(&mut conn,
-            sqlite: |c| SQLITE_MIGRATIONS.run(c).await?,
-            postgres: |c| POSTGRES_MIGRATIONS.run(c).await?,
+        let migrated = on_conn!(&mut conn,
+            sqlite: |c| SQLITE_MIGRATIONS.run(c).await,
+            postgres: |c| POSTGRES_MIGRATIONS.run(c).await,
         );
         drop(conn);
+        match migrated {
+            // sqlx refuses a database with an applied migration it does not know: a newer lefi
+            // migrated it (see docs/OPERATIONS.md, "Rolling back").
+            Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+                return Err(StoreError::NewerSchema(version));
+            }
+            other => other?,
+        }
         // A migration may have changed the catalogues.
         self.catalogue.forget();
         let encoded = self.encode_stored_versions().await?;

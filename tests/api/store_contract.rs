@@ -1201,7 +1201,7 @@ mod register {
         records_at_keeps_only_rows_the_permit_of_their_sequence_covers,
         versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate,
         snapshots_from_the_current_state_equal_those_from_the_log,
-        person_states_answer_at_the_head_and_step_aside_when_a_version_passes_them,
+        person_states_answer_at_the_head_and_are_built_again_where_missing,
     );
 
     const MINUTE: i64 = 60_000_000;
@@ -1809,10 +1809,9 @@ mod register {
 
     /// A snapshot at the head reads each person's state row (`register_person_state`, one per
     /// person, kept by ingest). Without the rows (a register from before them) it reads the same
-    /// from the current state, and `migrate` builds them again; on PostgreSQL a version appended by
-    /// a writer that knows nothing of them (a replica of an older release) deletes its person's
-    /// row, so no snapshot misses it; and a person's next ingest builds a missing row again.
-    async fn person_states_answer_at_the_head_and_step_aside_when_a_version_passes_them(backend: Backend) {
+    /// from the log, and `migrate` builds them again; a person's next ingest builds their missing
+    /// row again.
+    async fn person_states_answer_at_the_head_and_are_built_again_where_missing(backend: Backend) {
         let Some(app) = TestApp::spawn(backend).await else {
             return;
         };
@@ -1872,48 +1871,15 @@ mod register {
             .unwrap();
         // Fact a's correction is P1's latest version.
         let latest_a = records.iter().map(|r| r.seq()).max().unwrap();
-        let mut appended = None;
-        if backend == Backend::Postgres {
-            // A replica of an older release appends a version of P1's fact a (its latest version's
-            // row again, under a new sequence) and does not touch the person's row: the trigger
-            // deletes the row with the append, and the snapshot holds the new sequence.
-            let seq = app.store.head_seq().await.unwrap() + 1;
-            app.execute_sql(&format!(
-                "INSERT INTO register_log (seq, recorded_at, person, record_id, version, kind, retroactive, \
-                     benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
-                     source_version, content_hash, wire) \
-                 SELECT {seq}, recorded_at, person, record_id, version + 10, kind, retroactive, \
-                     benefit_type, fact_type, topic, valid_from, valid_to, body, source_system, source_id, \
-                     source_version + 10, content_hash, wire FROM register_log WHERE seq = {latest_a}; \
-                 UPDATE register_head SET last_seq = {seq} WHERE id = 1"
-            ))
-            .await;
-            let (_, records) = app.store.snapshot_of(&permits[0], SINCE_2024, seq).await.unwrap();
-            let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
-            assert!(
-                seqs.contains(&seq),
-                "the appended version is in the snapshot: {seqs:?}"
-            );
-            assert!(
-                !seqs.contains(&latest_a),
-                "and the one it replaces is not: {seqs:?}"
-            );
-            assert_eq!(
-                app.query_number(&p1_rows).await,
-                0,
-                "P1's row went with the append"
-            );
-            assert_eq!(app.query_number(rows).await, 1, "P2's row stays");
-            appended = Some(seq);
-        } else {
-            // SQLite has no other writer (an older lefi refuses a database a newer one migrated):
-            // a row is missing only where it was never built.
-            app.execute_sql(&format!(
-                "DELETE FROM register_person_state WHERE person = '{}'",
-                pnr(P1).as_storage()
-            ))
-            .await;
-        }
+        // No other writer appends without keeping the rows (an older lefi refuses a database a
+        // newer one migrated, and the upgrade past 0021 stops every replica first): a row is
+        // missing only where it was never built, or was deleted by hand.
+        app.execute_sql(&format!(
+            "DELETE FROM register_person_state WHERE person = '{}'",
+            pnr(P1).as_storage()
+        ))
+        .await;
+        assert_snapshots_as_in_the_log(&app, &permits[..1], head).await;
 
         // P1's next ingest builds the row again, from the current state, and it answers as the
         // log does.
@@ -1927,8 +1893,8 @@ mod register {
             .unwrap();
         let seqs: Vec<u64> = records.iter().map(|r| r.seq()).collect();
         assert!(seqs.contains(&head), "{seqs:?}");
-        assert!(appended.is_none_or(|seq| seqs.contains(&seq)), "{seqs:?}");
-        assert_snapshots_as_in_the_log(&app, &permits[1..3], head).await;
+        assert!(seqs.contains(&latest_a), "{seqs:?}");
+        assert_snapshots_as_in_the_log(&app, &permits[..3], head).await;
         app.stop().await;
     }
 
@@ -3916,6 +3882,8 @@ mod migrations {
         migration_0016_gives_stored_decisions_and_events_their_topic,
         migration_0017_fills_the_current_state_and_0020_drops_it,
         migration_0021_compares_identifiers_bytewise_and_keeps_the_rows,
+        migration_0022_leaves_no_trigger_on_the_log,
+        a_database_a_newer_lefi_migrated_is_refused,
     );
 
     static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -4238,6 +4206,85 @@ VALUES ('199007042386', 'Anna', FALSE, NULL, 1, 6);"#;
         )
         .await;
         assert_eq!(joined, [(6, 4)], "every log row kept, joined by person");
+        database.remove().await;
+    }
+
+    /// After 0022 no trigger is left on the log on either backend (PostgreSQL drops 0019's, which
+    /// deleted a person's state row when an older release appended a version of theirs): ingest
+    /// keeps every person's row itself, and appending a log row costs only its indexes.
+    async fn migration_0022_leaves_no_trigger_on_the_log(backend: Backend) {
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
+        };
+        let url = database.url.as_str();
+        // The log's triggers, and 0019's function, in the database's own schema.
+        let triggers = match backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'register_log'"
+            }
+            Backend::Postgres => {
+                "SELECT (SELECT COUNT(*) FROM pg_trigger \
+                          WHERE tgrelid = 'register_log'::regclass AND NOT tgisinternal) \
+                      + (SELECT COUNT(*) FROM pg_proc WHERE proname = 'register_person_state_drop_stale' \
+                          AND pronamespace = current_schema()::regnamespace)"
+            }
+        };
+        if backend == Backend::Postgres {
+            migrate_to(backend, url, 21, "SELECT 1").await;
+            let before: Vec<(i64,)> = fetch(backend, url, triggers).await;
+            assert_eq!(before, [(2,)], "0019's trigger and its function, before 0022");
+        }
+        let store = Store::connect(url, 2).await.unwrap();
+        store.close().await;
+        let after: Vec<(i64,)> = fetch(backend, url, triggers).await;
+        assert_eq!(after, [(0,)]);
+        database.remove().await;
+    }
+
+    /// A database that a newer lefi migrated (it holds a migration this binary does not know) is
+    /// refused at connection, before anything is served or written, with an error that says so and
+    /// what to do. This is what keeps a replica of an older release from writing beside a newer one
+    /// once the newer one has migrated.
+    async fn a_database_a_newer_lefi_migrated_is_refused(backend: Backend) {
+        let Some(database) = EmptyDatabase::create(backend).await else {
+            return;
+        };
+        let url = database.url.as_str();
+        let checksum = match backend {
+            Backend::Sqlite => "X'00'",
+            Backend::Postgres => "'\\x00'::bytea",
+        };
+        migrate_to(
+            backend,
+            url,
+            i64::MAX,
+            &format!(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (9999, 'from a newer lefi', TRUE, {checksum}, 1)"
+            ),
+        )
+        .await;
+        let refused = match Store::connect(url, 2).await {
+            Ok(store) => {
+                store.close().await;
+                panic!("a database with an unknown migration was accepted");
+            }
+            Err(e) => e,
+        };
+        assert!(
+            matches!(refused, lefi::store::StoreError::NewerSchema(9999)),
+            "{refused}"
+        );
+        let text = refused.to_string();
+        assert!(text.contains("migrated by a newer release of lefi"), "{text}");
+        assert!(text.contains("Rolling back"), "{text}");
+        let versions: Vec<(i64,)> = fetch(
+            backend,
+            url,
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 9999",
+        )
+        .await;
+        assert_eq!(versions, [(1,)], "the newer release's record stays");
         database.remove().await;
     }
 }

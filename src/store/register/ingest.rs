@@ -516,9 +516,8 @@ async fn run_ingest(
     let mut t_log = t_plan;
     if !log.is_empty() {
         let accepted = i64::try_from(log.len()).unwrap_or(i64::MAX);
-        // The persons' current states, written before the log rows (PostgreSQL's trigger on the
-        // log deletes a state older than an appended version, so it must find them current);
-        // those to build from the log are built after the log rows, so that they include them.
+        // The persons' current states with this batch's versions applied; those to build from the
+        // log are built after the log rows, so that they include them.
         let (updated, rebuild) = person_states_after(states, &log)?;
         write_person_states(conn, &updated).await?;
         on_conn!(&mut *conn,

@@ -4,13 +4,13 @@
 //! of a row of sixteen columns per record.
 //!
 //! Ingest keeps a person's row in the transaction that appends their versions ([`PersonState::apply`]
-//! on the row it read with the person, written before the log rows, so that PostgreSQL's trigger
-//! on the log, which deletes a row older than an appended version, finds it current). A person
-//! without a row (new in the table, or whose row that trigger deleted because a replica of an
-//! older release appended a version) is built from their versions in the log ([`build_person_states`]):
-//! by the ingest that next touches them, and for the whole register by the migration step
-//! ([`Store::fill_person_states`]). SQLite needs no trigger: one server process writes it, and an
-//! older lefi refuses to start on a database a newer one migrated.
+//! on the row it read with the person). A person without a row (a register from before the table,
+//! or a row deleted by hand) is built from their versions in the log ([`build_person_states`]): by
+//! the ingest that next touches them, and for the whole register by the migration step
+//! ([`Store::fill_person_states`]). Nothing else appends to the log: an older lefi refuses to start
+//! on a database a newer one migrated (`StoreError::NewerSchema`), and the upgrade from 0.1.0 stops
+//! every replica before migrating (migration 0021), so PostgreSQL no longer needs 0019's trigger
+//! that deleted a row an older replica passed by (migration 0022).
 //!
 //! The layout is lefi's own and versioned by its first byte ([`FORMAT`]); a row of another format
 //! is read as no row (the person is read from the log) and built again by the next
