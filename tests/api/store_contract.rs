@@ -1202,6 +1202,7 @@ mod register {
         versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate,
         snapshots_from_the_current_state_equal_those_from_the_log,
         person_states_answer_at_the_head_and_are_built_again_where_missing,
+        a_large_batch_answers_and_stores_as_small_batches_do,
     );
 
     const MINUTE: i64 = 60_000_000;
@@ -1774,6 +1775,148 @@ mod register {
             assert_snapshots_as_in_the_log(&app, &permits, as_of).await;
         }
         app.stop().await;
+    }
+
+    /// A batch of several thousand facts (ingest appends its log rows in chunks while it plans the
+    /// next ones, and finds an earlier version in a chunk already appended) answers every fact, and
+    /// leaves the register, exactly as the same facts sent in batches of seven: new versions,
+    /// re-sent versions (unchanged, conflicting, out of order), retractions and person updates, the
+    /// same facts again and again across the batch.
+    async fn a_large_batch_answers_and_stores_as_small_batches_do(backend: Backend) {
+        let (Some(large), Some(small)) = (TestApp::spawn(backend).await, TestApp::spawn(backend).await)
+        else {
+            return;
+        };
+        let persons = [P1, P2, P3];
+        // xorshift64: a fixed seed, so a failure repeats.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let days = |v: u64| if v % 2 == 0 { FEBRUARY } else { JANUARY };
+        let mut versions = [[0_u64; 40]; 3];
+        let mut retracted = [[false; 40]; 3];
+        let mut names = [0_u64; 3];
+        let mut facts = Vec::new();
+        while facts.len() < 3_100 {
+            let p = next(3) as usize;
+            let f = next(40) as usize;
+            // Now and then a version of a retracted fact, which is refused.
+            if retracted[p][f] && next(10) != 0 {
+                continue;
+            }
+            let v = versions[p][f];
+            let source_id = format!("p{p}-f{f}");
+            let benefit = ["SJP", "FP"][f % 2];
+            let fact = match next(10) {
+                0 => {
+                    names[p] += 1;
+                    person_update(persons[p], names[p], &format!("Namn {}", names[p]))
+                }
+                1 if names[p] > 0 => {
+                    let earlier = 1 + next(names[p]);
+                    person_update(persons[p], earlier, &format!("Namn {earlier}"))
+                }
+                // Now and then a fact is retracted; later versions of it are refused.
+                2 if v > 0 && next(4) == 0 => {
+                    versions[p][f] += 1;
+                    retracted[p][f] = true;
+                    retraction(persons[p], &source_id, v + 1, benefit)
+                }
+                // An earlier version again: the same content, or other content.
+                3 | 4 if v > 0 => {
+                    let earlier = 1 + next(v);
+                    let content = if next(2) == 0 {
+                        days(earlier)
+                    } else {
+                        days(earlier + 1)
+                    };
+                    period(persons[p], &source_id, earlier, benefit, content)
+                }
+                // A version skipped now is out of order when sent later.
+                5 => {
+                    versions[p][f] += 2;
+                    period(persons[p], &source_id, v + 2, benefit, days(v + 2))
+                }
+                _ => {
+                    versions[p][f] += 1;
+                    period(persons[p], &source_id, v + 1, benefit, days(v + 1))
+                }
+            };
+            facts.push(fact);
+        }
+        let now = large.clock.now_micros();
+        let answers = large.store.ingest(facts.clone(), now).await.unwrap();
+        let mut in_small = Vec::new();
+        for batch in facts.chunks(7) {
+            in_small.extend(small.store.ingest(batch.to_vec(), now).await.unwrap());
+        }
+        assert_eq!(answers.len(), facts.len());
+        assert!(answers == in_small, "the same answers, fact by fact");
+
+        // Every kind of answer, many times.
+        let mut tally = std::collections::BTreeMap::new();
+        for answer in &answers {
+            let kind = match answer {
+                IngestResult::Accepted(_) => "accepted".to_string(),
+                IngestResult::Unchanged(_) => "unchanged".to_string(),
+                IngestResult::Rejected(e) => format!("{:?}", e.reason),
+            };
+            *tally.entry(kind).or_insert(0) += 1;
+        }
+        for (kind, at_least) in [
+            ("accepted", 1_000),
+            ("unchanged", 100),
+            ("SourceVersionConflict", 50),
+            ("SourceVersionOutOfOrder", 10),
+        ] {
+            assert!(tally.get(kind).is_some_and(|n| *n >= at_least), "{tally:?}");
+        }
+
+        let head = large.store.head_seq().await.unwrap();
+        assert_eq!(small.store.head_seq().await.unwrap(), head);
+        for app in [&large, &small] {
+            assert_eq!(
+                app.query_number("SELECT COUNT(*) FROM register_person_state")
+                    .await,
+                3
+            );
+        }
+        let mut permits = Vec::new();
+        for person in persons {
+            let in_large = insurer_permit(&large, person, &["SJP", "FP"]).await;
+            let in_small = insurer_permit(&small, person, &["SJP", "FP"]).await;
+            let (data, records) = large
+                .store
+                .snapshot_of(&in_large, SINCE_2024, head)
+                .await
+                .unwrap();
+            let (small_data, small_records) = small
+                .store
+                .snapshot_of(&in_small, SINCE_2024, head)
+                .await
+                .unwrap();
+            assert_eq!(data, small_data);
+            assert_eq!(stored(records), stored(small_records));
+            permits.push(in_large);
+        }
+        assert_snapshots_as_in_the_log(&large, &permits, head).await;
+        large.stop().await;
+        small.stop().await;
+    }
+
+    /// Delivered versions as a delivery sends them, encoded.
+    fn stored(records: Vec<DeliveredVersion>) -> Vec<Vec<u8>> {
+        use lefi::grpc::pb::lefi::v1 as pb;
+        use prost::Message as _;
+
+        records
+            .into_iter()
+            .map(|r| pb::BenefitRecord::from(r).encode_to_vec())
+            .collect()
     }
 
     /// [`Store::snapshots_of`] for all `permits` at once as of `as_of` is, permit by permit, what
