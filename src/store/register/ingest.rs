@@ -7,9 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tracing::Instrument as _;
-
-use super::person_state::{PersonState, build_person_states, write_person_states};
+use super::log_writer::{LOG_CHUNK, LogWriter, insert_log};
+use super::person_state::{BatchStates, PersonState, build_person_states, write_person_states};
 use super::{LogView, postgres, sqlite};
 use crate::domain::catalogue::BenefitType;
 use crate::domain::clock::{Micros, format_date};
@@ -610,111 +609,6 @@ pub(super) async fn lock_head(conn: &mut Conn) -> Result<(i64, i64), StoreError>
         .fetch_one(c)
         .await?
     }))
-}
-
-/// A person (storage form) and their current state.
-type StateOf = (String, PersonState);
-
-/// The current states of the persons a batch appends to, each kept up to date as the batch's rows
-/// are planned: from the state read with the person, or an empty one for a person new in this
-/// batch; and the persons whose state must be built from the log instead (known, but without a
-/// state), once the batch's rows are in it.
-struct BatchStates {
-    /// The known persons' states as read, until the batch first appends to them.
-    known: HashMap<String, Option<PersonState>>,
-    updated: HashMap<String, PersonState>,
-    rebuild: HashSet<String>,
-}
-
-impl BatchStates {
-    fn new(known: HashMap<String, Option<PersonState>>) -> Self {
-        Self {
-            known,
-            updated: HashMap::new(),
-            rebuild: HashSet::new(),
-        }
-    }
-
-    /// Applies a row the batch appends (rows in sequence order).
-    fn apply(&mut self, row: &LogRow) -> Result<(), StoreError> {
-        if let Some(state) = self.updated.get_mut(&row.person) {
-            return state.apply(row);
-        }
-        match self.known.remove(&row.person) {
-            Some(None) => {
-                self.rebuild.insert(row.person.clone());
-            }
-            // Already listed for building (its first row removed it from `known`).
-            None if self.rebuild.contains(&row.person) => {}
-            found => {
-                let mut state = found.flatten().unwrap_or_default();
-                state.apply(row)?;
-                self.updated.insert(row.person.clone(), state);
-            }
-        }
-        Ok(())
-    }
-
-    /// The states to write, and the persons to build from the log.
-    fn finish(self) -> (Vec<StateOf>, Vec<String>) {
-        (
-            self.updated.into_iter().collect(),
-            self.rebuild.into_iter().collect(),
-        )
-    }
-}
-
-/// Appends rows to `register_log`.
-async fn insert_log(conn: &mut Conn, rows: Vec<LogRow>) -> Result<(), StoreError> {
-    on_conn!(conn,
-        sqlite: |c| sqlite::insert_log(c, rows).await?,
-        postgres: |c| postgres::insert_log(c, rows).await?,
-    );
-    Ok(())
-}
-
-/// How many log rows the [`LogWriter`] appends at a time: small enough that planning the next
-/// chunk overlaps most of a batch's appending, large enough that a statement's own cost is small
-/// beside its rows'. (SQLite: ingest 10 % faster at 20,000 persons; PostgreSQL: no faster on two
-/// cores, where its `COPY` slows by what the overlap saves; docs/BENCHMARKS.md.)
-const LOG_CHUNK: usize = 1000;
-
-/// The ingest transaction's connection, idle or lent to a task that appends a chunk of log rows
-/// (and gives the connection back), so that the database appends one chunk while the next is
-/// planned. At most one chunk is in flight: the rows reach the log in sequence order.
-enum LogWriter {
-    Idle(Conn),
-    Appending(tokio::task::JoinHandle<Result<Conn, StoreError>>),
-}
-
-impl LogWriter {
-    /// The connection, once the chunk in flight (if any) is appended.
-    async fn into_conn(self) -> Result<Conn, StoreError> {
-        match self {
-            Self::Idle(conn) => Ok(conn),
-            Self::Appending(task) => match task.await {
-                Ok(appended) => appended,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // The runtime is shutting down: the task, and with it the transaction, is gone.
-                Err(_) => Err(sqlx::Error::WorkerCrashed.into()),
-            },
-        }
-    }
-
-    /// Starts appending `rows` once the chunk before them is in.
-    async fn append(self, rows: Vec<LogRow>) -> Result<Self, StoreError> {
-        let mut conn = self.into_conn().await?;
-        let append = async move {
-            insert_log(&mut conn, rows).await?;
-            Ok(conn)
-        };
-        let task = tokio::spawn(append.instrument(tracing::Span::current()));
-        // A task spawned from a worker waits in that worker's next-task slot, which no other
-        // worker takes, until the spawning task yields: yield once, so that the chunk is sent
-        // before the next is planned (and either task may move to the other worker).
-        tokio::task::yield_now().await;
-        Ok(Self::Appending(task))
-    }
 }
 
 /// The version stored earlier under `source_version`: from this batch's rows not yet handed to the

@@ -13,6 +13,7 @@
 //! and logged as an operator view.
 
 mod ingest;
+mod log_writer;
 mod postgres;
 mod sqlite;
 

@@ -24,7 +24,7 @@
 //!                     text topic, bytes encoding
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use time::Date;
@@ -393,6 +393,55 @@ pub(super) async fn build_person_states(conn: &mut Conn, persons: &[String]) -> 
     }
     write_person_states(conn, &states).await?;
     Ok(states.len() as u64)
+}
+
+/// The current states of the persons a batch appends to, each kept up to date as the batch's rows
+/// are planned: from the state read with the person, or an empty one for a person new in this
+/// batch; and the persons whose state must be built from the log instead (known, but without a
+/// state), once the batch's rows are in it.
+pub(super) struct BatchStates {
+    /// The known persons' states as read, until the batch first appends to them.
+    known: HashMap<String, Option<PersonState>>,
+    updated: HashMap<String, PersonState>,
+    rebuild: HashSet<String>,
+}
+
+impl BatchStates {
+    pub(super) fn new(known: HashMap<String, Option<PersonState>>) -> Self {
+        Self {
+            known,
+            updated: HashMap::new(),
+            rebuild: HashSet::new(),
+        }
+    }
+
+    /// Applies a row the batch appends (rows in sequence order).
+    pub(super) fn apply(&mut self, row: &LogRow) -> Result<(), StoreError> {
+        if let Some(state) = self.updated.get_mut(&row.person) {
+            return state.apply(row);
+        }
+        match self.known.remove(&row.person) {
+            Some(None) => {
+                self.rebuild.insert(row.person.clone());
+            }
+            // Already listed for building (its first row removed it from `known`).
+            None if self.rebuild.contains(&row.person) => {}
+            found => {
+                let mut state = found.flatten().unwrap_or_default();
+                state.apply(row)?;
+                self.updated.insert(row.person.clone(), state);
+            }
+        }
+        Ok(())
+    }
+
+    /// The states to write, and the persons to build from the log.
+    pub(super) fn finish(self) -> (Vec<(String, PersonState)>, Vec<String>) {
+        (
+            self.updated.into_iter().collect(),
+            self.rebuild.into_iter().collect(),
+        )
+    }
 }
 
 /// Writes (inserts or replaces) persons' `register_person_state` rows.
