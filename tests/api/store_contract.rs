@@ -1922,9 +1922,6 @@ mod register {
     /// [`Store::snapshots_of`] for all `permits` at once as of `as_of` is, permit by permit, what
     /// the log alone says as of `as_of`, to the byte.
     async fn assert_snapshots_as_in_the_log(app: &TestApp, permits: &[Permit], as_of: u64) {
-        use lefi::grpc::pb::lefi::v1 as pb;
-        use prost::Message as _;
-
         let asks: Vec<SnapshotAsk<'_>> = permits
             .iter()
             .map(|permit| SnapshotAsk {
@@ -1932,18 +1929,12 @@ mod register {
                 period: SINCE_2024,
             })
             .collect();
-        let encoded = |records: Vec<DeliveredVersion>| -> Vec<Vec<u8>> {
-            records
-                .into_iter()
-                .map(|r| pb::BenefitRecord::from(r).encode_to_vec())
-                .collect()
-        };
         let snapshots = app.store.snapshots_of(&asks, as_of).await.unwrap();
         assert_eq!(snapshots.len(), asks.len());
         for (permit, (data, records)) in permits.iter().zip(snapshots) {
             let from_log = app.store.records_as_of(permit, SINCE_2024, as_of).await.unwrap();
-            let from_log = encoded(from_log.into_iter().map(DeliveredVersion::Parsed).collect());
-            assert_eq!(encoded(records), from_log, "records as of {as_of}");
+            let from_log = stored(from_log.into_iter().map(DeliveredVersion::Parsed).collect());
+            assert_eq!(stored(records), from_log, "records as of {as_of}");
             let person = app.store.person(permit.person(), Some(as_of)).await.unwrap();
             let name = person.map(|p| p.data.name).unwrap_or_default();
             assert_eq!(data.name, name, "person data as of {as_of}");
