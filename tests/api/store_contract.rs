@@ -1804,7 +1804,7 @@ mod register {
         while facts.len() < 3_100 {
             let p = next(3) as usize;
             let f = next(40) as usize;
-            // Now and then a version of a retracted fact, which is refused.
+            // Now and then a later version of a retracted fact (which restores it).
             if retracted[p][f] && next(10) != 0 {
                 continue;
             }
@@ -1820,7 +1820,7 @@ mod register {
                     let earlier = 1 + next(names[p]);
                     person_update(persons[p], earlier, &format!("Namn {earlier}"))
                 }
-                // Now and then a fact is retracted; later versions of it are refused.
+                // Now and then a fact is retracted.
                 2 if v > 0 && next(4) == 0 => {
                     versions[p][f] += 1;
                     retracted[p][f] = true;
