@@ -422,24 +422,20 @@ pub fn record_filter(filter: &pb::RecordFilter) -> Result<RecordFilter, crate::g
         },
         "RECORD_TYPE_CASE, _COMPENSATION_PERIOD, _DECISION, _PAYMENT or _PERSON_EVENT",
     )?;
-    // A kind's name, for a number that names a kind (not the unspecified 0).
+    // Decisions and person events may be narrowed to kinds, given by number and kept by their proto
+    // names: a number that names no kind, or the unspecified 0, is refused, naming its index.
     fn named<E: TryFrom<i32>>(v: i32, name: fn(&E) -> &'static str) -> Option<&'static str> {
         E::try_from(v).ok().filter(|_| v != 0).map(|kind| name(&kind))
     }
-    let decision = |v| named(v, pb::DecisionKind::as_str_name);
-    let decisions = enum_list(
-        "filter.decision_kinds",
-        &filter.decision_kinds,
-        decision,
-        "decision kinds",
-    )?;
-    let event = |v| named(v, pb::PersonEventKind::as_str_name);
-    let events = enum_list(
-        "filter.person_event_kinds",
-        &filter.person_event_kinds,
-        event,
-        "person event kinds",
-    )?;
+    type Name = fn(i32) -> Option<&'static str>;
+    let decision: Name = |v| named(v, pb::DecisionKind::as_str_name);
+    let event: Name = |v| named(v, pb::PersonEventKind::as_str_name);
+    let [decisions, events] = [
+        ("decision_kinds", &filter.decision_kinds, decision),
+        ("person_event_kinds", &filter.person_event_kinds, event),
+    ]
+    .map(|(list, values, name)| enum_list(&format!("filter.{list}"), values, name, &list.replace('_', " ")));
+    let (decisions, events) = (decisions?, events?);
     // Kinds named narrow their type: the type is then not taken whole.
     let narrowed = |t: &FactType| {
         (*t == FactType::Decision && !decisions.is_empty()) || (*t == FactType::Event && !events.is_empty())
