@@ -1232,6 +1232,16 @@ mod register {
         records.iter().map(Version::seq).collect()
     }
 
+    /// A xorshift64 generator from a fixed seed (so a failure repeats): `next(n)` is below `n`.
+    fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     /// From 2024 on, open-ended.
     const SINCE_2024: DateRange = DateRange {
         from: date!(2024 - 01 - 01),
@@ -1708,9 +1718,6 @@ mod register {
         app.stop().await;
     }
 
-    /// A register written by a lefi that kept no encodings (the column empty, the format 0) is
-    /// delivered from the JSON bodies, byte for byte as from the encodings; `migrate` then encodes
-    /// every benefit version, once.
     /// A delivery's snapshot is read from the register's current state, and from the log for a
     /// person changed after the snapshot's sequence. At every sequence of a random history of new
     /// facts, corrections, retractions and person updates, for several persons in one read (one
@@ -1722,14 +1729,7 @@ mod register {
             return;
         };
         let persons = [P1, P2, P3];
-        // xorshift64: a fixed seed, so a failure repeats.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d_u64);
         let mut versions: HashMap<(usize, u64), u64> = HashMap::new();
         let mut retracted: HashSet<(usize, u64)> = HashSet::new();
         let mut names = [0_u64; 3];
@@ -1788,14 +1788,7 @@ mod register {
             return;
         };
         let persons = [P1, P2, P3];
-        // xorshift64: a fixed seed, so a failure repeats.
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let days = |v: u64| if v % 2 == 0 { FEBRUARY } else { JANUARY };
         let mut versions = [[0_u64; 40]; 3];
         let mut retracted = [[false; 40]; 3];
@@ -2032,6 +2025,9 @@ mod register {
         app.stop().await;
     }
 
+    /// A register written by a lefi that kept no encodings (the column empty, the format 0) is
+    /// delivered from the JSON bodies, byte for byte as from the encodings; `migrate` then encodes
+    /// every benefit version, once.
     async fn versions_stored_without_an_encoding_are_sent_alike_and_encoded_by_migrate(backend: Backend) {
         use lefi::grpc::pb::lefi::v1 as pb;
         use prost::Message as _;
